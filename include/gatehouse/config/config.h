@@ -1,0 +1,26 @@
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+#include "gatehouse/config/config_types.h"
+
+namespace gatehouse::config {
+
+const char* to_string(Role role);
+bool parse_role(std::string_view text, Role& role);
+
+// Loads and validates a TOML config. `role` is the role the caller runs as
+// (the subcommand); without it the file's `role` key decides, else the tables
+// present do ([[parents]]: gateway, [[gateways]]: agent, data_dir/[approval]:
+// server). Returns every problem found, each with file, line and key.
+std::vector<ConfigError> load(std::string_view path, std::optional<Role> role, Config& config);
+
+// "path:line: key: message".
+std::string format(const ConfigError& error);
+
+// Parses "host:port" / "[v6]:port". `ip_literal_only` for listen addresses.
+bool parse_endpoint(std::string_view text, bool ip_literal_only, Endpoint& endpoint,
+                    std::string& why);
+
+}  // namespace gatehouse::config

@@ -1,0 +1,77 @@
+// Typed configuration (types only; loading lives in config.h). Every key is
+// documented in docs/config.md and in examples/*.toml.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gatehouse::config {
+
+enum class Role : uint8_t { gateway, server, agent };
+enum class AgentAuth : uint8_t { cert, kerberos };
+enum class AgentApproval : uint8_t { reject, review, automatic };
+
+inline constexpr uint16_t kDefaultPort = 5723;
+inline constexpr uint32_t kShardsMax = 256;
+inline constexpr uint32_t kAuthThreadsMax = 64;
+inline constexpr uint32_t kParentsMax = 16;
+inline constexpr uint64_t kQueueDefaultBytes = 15ull * 1024 * 1024;  // SCOM's default
+
+// "host:port" as written; host may be a name (resolved at connect time) or an
+// IP literal ("[v6]:port" for IPv6).
+struct Endpoint {
+  std::string host;
+  uint16_t port = 0;
+  std::string text;  // as written in the file, for messages
+};
+
+struct TlsConfig {
+  std::string cert_path;  // paths are resolved against the config file's folder
+  std::string key_path;
+  std::string ca_path;
+  std::string crl_path;   // empty: no CRL
+};
+
+struct KerberosConfig {
+  bool enabled = false;           // true when the [kerberos] table is present
+  std::string keytab_path;        // acceptor keytab (gateway, server) or client keytab (agent)
+  std::string service = "gatehouse";
+};
+
+struct Peer {  // a [[parents]] or [[gateways]] entry
+  Endpoint address;
+  std::string name;  // expected certificate identity (and Kerberos service host)
+};
+
+struct Config {
+  std::string source_path;
+  Role role = Role::gateway;
+  std::string name;
+  Endpoint listen;
+  TlsConfig tls;
+  KerberosConfig kerberos;
+  Endpoint admin_listen;
+  uint32_t shards = 0;        // 0: one per core
+  uint32_t auth_threads = 1;
+  std::string log_level = "info";
+  // gateway
+  std::vector<Peer> parents;
+  // server
+  std::string data_dir = "/var/lib/gatehouse";
+  AgentApproval agent_approval = AgentApproval::reject;
+  // agent
+  std::vector<Peer> gateways;
+  AgentAuth auth = AgentAuth::cert;
+  std::string queue_dir = "/var/lib/gatehouse/queue";
+  uint64_t queue_max_bytes = kQueueDefaultBytes;
+};
+
+struct ConfigError {
+  std::string path;
+  uint32_t line = 0;  // 0: not tied to a line
+  std::string key;    // dotted, e.g. "tls.cert"; empty for file-level errors
+  std::string message;
+};
+
+}  // namespace gatehouse::config

@@ -1,0 +1,28 @@
+// Stable event IDs (docs/events.md is the catalogue users read). SCOM's
+// numbers are kept where the meaning matches; gatehouse's own are 30000+.
+// Never renumber: operators alert on these.
+#pragma once
+
+#include <cstdint>
+
+namespace gatehouse::log {
+
+enum class EventId : uint32_t {
+  queue_overflow_dropped = 4506,      // agent: send queue full, oldest events dropped
+  peer_not_approved = 20000,          // server: unapproved gateway or agent refused
+  certificate_invalid = 20051,        // certificate unusable (why in the message)
+  certificate_loaded = 20053,         // certificate loaded (subject, expiry)
+  agent_not_approved = 20070,         // agent: the parent says this agent is not approved
+  parent_connect_failed = 21006,      // could not connect to a parent
+  mutual_auth_failed = 21007,         // TLS or Kerberos mutual authentication failed
+  no_parent_available = 21016,        // every parent in the failover list is down
+  process_started = 30001,
+  process_stopping = 30002,
+  config_invalid = 30003,
+  forbidden_library_loaded = 30004,   // OpenSSL 3 mapped beside BoringSSL
+  protocol_violation = 30010,         // a peer sent a malformed or out-of-bounds frame
+};
+
+const char* event_name(EventId id);
+
+}  // namespace gatehouse::log

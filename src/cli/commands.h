@@ -1,0 +1,11 @@
+// Subcommand entry points: each takes the whole argv and the index of its
+// first own argument, and returns the process exit code.
+#pragma once
+
+namespace gatehouse::cli {
+
+int run_check_config(int argc, char** argv, int first);
+int run_proto(int argc, char** argv, int first);
+int run_version(int argc, char** argv, int first);
+
+}  // namespace gatehouse::cli

@@ -1,0 +1,114 @@
+// gatehouse: one binary, the role chosen by subcommand (brief §2).
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+#include "args.h"
+#include "commands.h"
+#include "gatehouse/config/config.h"
+#include "gatehouse/log/log.h"
+#include "gatehouse/tls/library_guard.h"
+
+namespace gatehouse::cli {
+namespace {
+
+int run_pending(int argc, char** argv, int first);
+
+struct Command {
+  std::string_view name;
+  std::string_view usage;
+  std::string_view summary;
+  int (*run)(int argc, char** argv, int first);
+  bool available;
+};
+
+// Roles and tools that later releases bring are listed (the CLI is the
+// contract) but say plainly that this build does not have them yet.
+constexpr Command kCommands[] = {
+    {"gateway", "gatehouse gateway --config FILE",
+     "run the gateway: accept agents and child gateways, multiplex them onto uplinks to parents",
+     run_pending, false},
+    {"server", "gatehouse server --config FILE",
+     "run the management-server endpoint: approvals, durable exactly-once store", run_pending, false},
+    {"agent", "gatehouse agent --config FILE",
+     "run an agent: gateway failover list, durable disk queue, events from stdin or a file",
+     run_pending, false},
+    {"approve", "gatehouse approve --config FILE gateway|agent NAME --action create|delete | list [--pending]",
+     "approve or remove gateways and agents on a running server", run_pending, false},
+    {"certs", "gatehouse certs init-ca | issue --role ROLE --name FQDN | check --cert F --key F --ca F",
+     "dev PKI helper and certificate checker", run_pending, false},
+    {"status", "gatehouse status --config FILE [--json]",
+     "health of a running instance: sessions, uplinks, queues, auth failures", run_pending, false},
+    {"store", "gatehouse store --config FILE stats [--json] | dump --agent NAME",
+     "read the server's event store", run_pending, false},
+    {"check-config", "gatehouse check-config --config FILE [--role gateway|server|agent]",
+     "validate a config file; exit 1 with file:line: key: reason for every problem", run_check_config,
+     true},
+    {"proto", "gatehouse proto decode [FILE] | proto sample",
+     "decode a wire-protocol v1 byte stream to JSON lines; write a sample stream", run_proto, true},
+    {"version", "gatehouse version", "versions of gatehouse and the libraries it runs on", run_version,
+     true},
+};
+
+const Command* find_command(std::string_view name) {
+  for (const Command& command : kCommands) {
+    if (command.name == name) return &command;
+  }
+  return nullptr;
+}
+
+void print_help(FILE* out) {
+  std::fprintf(out,
+               "gatehouse: a gateway for monitoring agents across trust boundaries\n\n"
+               "usage: gatehouse <subcommand> [options]   (gatehouse <subcommand> --help)\n\n"
+               "subcommands:\n");
+  for (const Command& command : kCommands) {
+    std::fprintf(out, "  %-13.*s %.*s%s\n", static_cast<int>(command.name.size()), command.name.data(),
+                 static_cast<int>(command.summary.size()), command.summary.data(),
+                 command.available ? "" : " [not in this build yet]");
+  }
+  std::fprintf(out, "\nexit codes: 0 ok, 1 failure, 2 usage error, 69 not in this build\n");
+}
+
+int run_pending(int argc, char** argv, int first) {
+  const Command& command = *find_command(argv[first - 1]);
+  std::fprintf(stderr, "gatehouse %.*s: not in this build yet (this release has: check-config, proto, version)\n",
+               static_cast<int>(command.name.size()), command.name.data());
+  (void)argc;
+  return kExitUnavailable;
+}
+
+}  // namespace
+}  // namespace gatehouse::cli
+
+int main(int argc, char** argv) {
+  using namespace gatehouse;
+  if (const std::string mapped = tls::forbidden_library_mapped(); !mapped.empty()) {
+    log::emit(log::Level::error, log::EventId::forbidden_library_loaded,
+              "OpenSSL 3 is mapped into this process beside BoringSSL; refusing to run "
+              "(remove it from LD_PRELOAD, disable the krb5 PKINIT plugin)",
+              {{"library", mapped}});
+    return cli::kExitFailure;
+  }
+  if (argc < 2) {
+    cli::print_help(stderr);
+    return cli::kExitUsage;
+  }
+  const std::string_view name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    cli::print_help(stdout);
+    return cli::kExitOk;
+  }
+  const cli::Command* command = cli::find_command(name);
+  if (command == nullptr) {
+    std::fprintf(stderr, "gatehouse: unknown subcommand '%s'\nusage: gatehouse <subcommand> [options]; "
+                 "see gatehouse --help\n", argv[1]);
+    return cli::kExitUsage;
+  }
+  if (argc >= 3 && (std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h")) {
+    std::printf("usage: %.*s\n%.*s\n", static_cast<int>(command->usage.size()), command->usage.data(),
+                static_cast<int>(command->summary.size()), command->summary.data());
+    return cli::kExitOk;
+  }
+  return command->run(argc, argv, 2);
+}

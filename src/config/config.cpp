@@ -1,0 +1,480 @@
+#include "gatehouse/config/config.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <toml++/toml.h>
+#include <utility>
+
+#include "gatehouse/proto/codec.h"
+
+namespace gatehouse::config {
+namespace {
+
+struct Context {
+  std::string path;
+  std::string dir;  // relative paths in the file are resolved against it
+  std::vector<ConfigError> errors;
+
+  void error(uint32_t line, std::string key, std::string message) {
+    errors.push_back({path, line, std::move(key), std::move(message)});
+  }
+};
+
+uint32_t line_of(const toml::node& node) { return node.source().begin.line; }
+
+const char* type_name(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    default: return "a date/time";
+  }
+}
+
+// Reads the keys of one TOML table and reports any key it was not asked for.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string prefix, Context& context)
+      : table_(table), prefix_(std::move(prefix)), context_(context) {}
+
+  uint32_t line() const { return line_of(table_); }
+  std::string key_name(std::string_view key) const { return prefix_ + std::string(key); }
+  void error(uint32_t line, std::string_view key, std::string message) {
+    context_.error(line, key_name(key), std::move(message));
+  }
+
+  const toml::node* get(std::string_view key) {
+    known_.emplace_back(key);
+    return table_.get(key);
+  }
+
+  bool string(std::string_view key, std::string& out, bool required) {
+    const toml::node* node = get(key);
+    if (node == nullptr) {
+      if (required) error(line(), key, "missing (required)");
+      return false;
+    }
+    if (!node->is_string()) {
+      error(line_of(*node), key, std::string("must be a string, not ") + type_name(*node));
+      return false;
+    }
+    out = node->as_string()->get();
+    return true;
+  }
+
+  void integer(std::string_view key, uint64_t& out, uint64_t min, uint64_t max) {
+    const toml::node* node = get(key);
+    if (node == nullptr) return;
+    if (!node->is_integer()) {
+      error(line_of(*node), key, std::string("must be an integer, not ") + type_name(*node));
+      return;
+    }
+    const int64_t value = node->as_integer()->get();
+    if (value < 0 || static_cast<uint64_t>(value) < min || static_cast<uint64_t>(value) > max) {
+      error(line_of(*node), key,
+            "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", not " +
+                std::to_string(value));
+      return;
+    }
+    out = static_cast<uint64_t>(value);
+  }
+
+  void endpoint(std::string_view key, Endpoint& out, bool ip_literal_only, bool required) {
+    std::string text;
+    if (!string(key, text, required)) return;
+    std::string why;
+    if (!parse_endpoint(text, ip_literal_only, out, why)) {
+      error(line_of(*table_.get(key)), key, "invalid address '" + text + "': " + why);
+    }
+  }
+
+  // A file the process must read; relative paths are taken from the config's folder.
+  void file(std::string_view key, std::string& out, bool required) {
+    if (!string(key, out, required) || out.empty()) return;
+    if (out.front() != '/') out = context_.dir + "/" + out;
+    if (::access(out.c_str(), R_OK) != 0) {
+      error(line_of(*table_.get(key)), key, "cannot read '" + out + "': " + std::strerror(errno));
+    }
+  }
+
+  void directory(std::string_view key, std::string& out) {
+    if (string(key, out, false) && !out.empty() && out.front() != '/') out = context_.dir + "/" + out;
+  }
+
+  template <class E>
+  void choice(std::string_view key, E& out, std::initializer_list<std::pair<std::string_view, E>> options) {
+    std::string text;
+    if (!string(key, text, false)) return;
+    std::string names;
+    for (const auto& [name, value] : options) {
+      if (name == text) {
+        out = value;
+        return;
+      }
+      names += names.empty() ? "" : "|";
+      names += name;
+    }
+    error(line_of(*table_.get(key)), key, "must be one of " + names + ", not '" + text + "'");
+  }
+
+  void name(std::string_view key, std::string& out, bool required) {
+    if (!string(key, out, required)) return;
+    if (proto::ProtoError e = proto::check_name(out); e != proto::ProtoError::none) {
+      error(line_of(*table_.get(key)), key,
+            "invalid name '" + out + "': " + proto::to_string(e) +
+                " (1-253 characters of A-Z a-z 0-9 . - _)");
+    }
+  }
+
+  // A sub-table; nullptr when absent (or not a table, which is reported).
+  const toml::table* table(std::string_view key) {
+    const toml::node* node = get(key);
+    if (node == nullptr) return nullptr;
+    if (!node->is_table()) {
+      error(line_of(*node), key, std::string("must be a table, not ") + type_name(*node));
+      return nullptr;
+    }
+    return node->as_table();
+  }
+
+  Context& context() { return context_; }
+
+  // [[key]] entries, each with address and name.
+  void peers(std::string_view key, std::vector<Peer>& out) {
+    const toml::node* node = get(key);
+    if (node == nullptr) return;
+    if (!node->is_array_of_tables()) {
+      error(line_of(*node), key,
+            "must be an array of tables ([[" + std::string(key) + "]] with address and name)");
+      return;
+    }
+    const toml::array& entries = *node->as_array();
+    if (entries.size() > kParentsMax) {
+      error(line_of(*node), key, "at most " + std::to_string(kParentsMax) + " entries");
+    }
+    for (size_t i = 0; i < entries.size(); ++i) {
+      TableReader entry(*entries[i].as_table(), key_name(key) + "[" + std::to_string(i) + "].", context_);
+      Peer& peer = out.emplace_back();
+      entry.endpoint("address", peer.address, false, true);
+      entry.name("name", peer.name, true);
+      entry.finish();
+    }
+  }
+
+  // Reports keys that nobody asked for: typos must not pass silently.
+  void finish() {
+    for (const auto& [key, node] : table_) {
+      bool known = false;
+      for (const std::string& k : known_) known = known || k == key.str();
+      if (known) continue;
+      std::string list;
+      for (const std::string& k : known_) list += (list.empty() ? "" : ", ") + k;
+      error(line_of(node), key.str(), "unknown key (known here: " + list + ")");
+    }
+  }
+
+ private:
+  const toml::table& table_;
+  std::string prefix_;
+  Context& context_;
+  std::vector<std::string> known_;
+};
+
+constexpr std::string_view kRoleNames[] = {"gateway", "server", "agent"};
+
+std::optional<Role> infer_role(const toml::table& root) {
+  if (root.contains("parents")) return Role::gateway;
+  if (root.contains("gateways")) return Role::agent;
+  if (root.contains("data_dir") || root.contains("approval")) return Role::server;
+  return std::nullopt;
+}
+
+// Keys that only make sense for some roles; present elsewhere they are an error.
+struct RoleKey {
+  std::string_view key;
+  std::initializer_list<Role> roles;
+};
+
+void check_role_keys(const toml::table& root, Role role, Context& context) {
+  static const RoleKey kRoleKeys[] = {
+      {"listen", {Role::gateway, Role::server}},
+      {"parents", {Role::gateway}},
+      {"data_dir", {Role::server}},
+      {"approval", {Role::server}},
+      {"gateways", {Role::agent}},
+      {"auth", {Role::agent}},
+      {"queue_dir", {Role::agent}},
+      {"queue_max_bytes", {Role::agent}},
+  };
+  for (const RoleKey& role_key : kRoleKeys) {
+    const toml::node* node = root.get(role_key.key);
+    if (node == nullptr) continue;
+    bool allowed = false;
+    std::string names;
+    for (Role r : role_key.roles) {
+      allowed = allowed || r == role;
+      names += (names.empty() ? "" : " or ") + std::string(kRoleNames[static_cast<int>(r)]);
+    }
+    if (!allowed) {
+      context.error(line_of(*node), std::string(role_key.key),
+                    "not used by role " + std::string(to_string(role)) + " (only " + names + ")");
+    }
+  }
+}
+
+void read_tls(TableReader& root, Config& config, bool required) {
+  const toml::table* table = root.table("tls");
+  if (table == nullptr) {
+    if (required) root.error(0, "tls", "missing table [tls] with cert, key and ca (required)");
+    return;
+  }
+  TableReader tls(*table, "tls.", root.context());
+  // A Kerberos agent needs no certificate and no CA: every key is optional then.
+  tls.file("cert", config.tls.cert_path, required);
+  tls.file("key", config.tls.key_path, required);
+  tls.file("ca", config.tls.ca_path, required);
+  tls.file("crl", config.tls.crl_path, false);
+  tls.finish();
+}
+
+void read_kerberos(TableReader& root, Config& config, bool required) {
+  const toml::table* table = root.table("kerberos");
+  if (table == nullptr) {
+    if (required) {
+      root.error(0, "kerberos", "missing table [kerberos] with keytab (required for auth = \"kerberos\")");
+    }
+    return;
+  }
+  TableReader kerberos(*table, "kerberos.", root.context());
+  config.kerberos.enabled = true;
+  kerberos.file("keytab", config.kerberos.keytab_path, true);
+  kerberos.name("service", config.kerberos.service, false);
+  kerberos.finish();
+}
+
+void read_operations(TableReader& root, Config& config) {
+  if (const toml::table* table = root.table("admin")) {
+    TableReader admin(*table, "admin.", root.context());
+    admin.endpoint("listen", config.admin_listen, true, false);
+    admin.finish();
+  }
+  if (const toml::table* table = root.table("runtime")) {
+    TableReader runtime(*table, "runtime.", root.context());
+    uint64_t shards = config.shards;
+    uint64_t auth_threads = config.auth_threads;
+    runtime.integer("shards", shards, 0, kShardsMax);
+    runtime.integer("auth_threads", auth_threads, 1, kAuthThreadsMax);
+    config.shards = static_cast<uint32_t>(shards);
+    config.auth_threads = static_cast<uint32_t>(auth_threads);
+    runtime.finish();
+  }
+  if (const toml::table* table = root.table("log")) {
+    TableReader log(*table, "log.", root.context());
+    std::string_view level = config.log_level;
+    log.choice<std::string_view>("level", level,
+                                 {{"debug", "debug"}, {"info", "info"}, {"warning", "warning"}, {"error", "error"}});
+    config.log_level = level;
+    log.finish();
+  }
+}
+
+void read_role_keys(TableReader& root, Config& config) {
+  switch (config.role) {
+    case Role::gateway:
+      root.peers("parents", config.parents);
+      if (config.parents.empty()) {
+        root.error(0, "parents", "missing: a gateway needs at least one [[parents]] entry");
+      }
+      break;
+    case Role::server:
+      root.directory("data_dir", config.data_dir);
+      if (const toml::table* table = root.table("approval")) {
+        TableReader approval(*table, "approval.", root.context());
+        approval.choice<AgentApproval>("agents", config.agent_approval,
+                                       {{"reject", AgentApproval::reject},
+                                        {"review", AgentApproval::review},
+                                        {"auto", AgentApproval::automatic}});
+        approval.finish();
+      }
+      break;
+    case Role::agent: {
+      root.peers("gateways", config.gateways);
+      if (config.gateways.empty()) {
+        root.error(0, "gateways", "missing: an agent needs at least one [[gateways]] entry");
+      }
+      root.choice<AgentAuth>("auth", config.auth, {{"cert", AgentAuth::cert}, {"kerberos", AgentAuth::kerberos}});
+      root.directory("queue_dir", config.queue_dir);
+      root.integer("queue_max_bytes", config.queue_max_bytes, 64 * 1024, uint64_t{1} << 40);
+      break;
+    }
+  }
+}
+
+// Every root key is read (so none is "unknown"); role-foreign ones were reported.
+void mark_foreign_keys_known(TableReader& root) {
+  for (std::string_view key : {"listen", "parents", "data_dir", "approval", "gateways", "auth",
+                               "queue_dir", "queue_max_bytes"}) {
+    root.get(key);
+  }
+}
+
+bool read_file(const std::string& path, std::string& text, std::string& why) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    why = std::strerror(errno);
+    return false;
+  }
+  text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  return true;
+}
+
+}  // namespace
+
+const char* to_string(Role role) { return kRoleNames[static_cast<int>(role)].data(); }
+
+bool parse_role(std::string_view text, Role& role) {
+  for (Role candidate : {Role::gateway, Role::server, Role::agent}) {
+    if (text == kRoleNames[static_cast<int>(candidate)]) {
+      role = candidate;
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string format(const ConfigError& error) {
+  std::string text = error.path;
+  if (error.line != 0) text += ":" + std::to_string(error.line);
+  text += ": ";
+  if (!error.key.empty()) text += error.key + ": ";
+  return text + error.message;
+}
+
+bool parse_endpoint(std::string_view text, bool ip_literal_only, Endpoint& endpoint, std::string& why) {
+  std::string_view host;
+  std::string_view port;
+  bool bracketed = false;
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      why = "expected [IPv6]:port";
+      return false;
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    bracketed = true;
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      why = "missing :port (the default port is 5723)";
+      return false;
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      why = "IPv6 addresses need brackets, e.g. [::1]:5723";
+      return false;
+    }
+  }
+  uint32_t port_number = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9' || port_number > 65535) {
+      why = "port must be a number from 1 to 65535";
+      return false;
+    }
+    port_number = port_number * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (port.empty() || port_number == 0 || port_number > 65535) {
+    why = "port must be a number from 1 to 65535";
+    return false;
+  }
+  const std::string host_text(host);
+  unsigned char ip[16];
+  const bool is_ip = bracketed ? inet_pton(AF_INET6, host_text.c_str(), ip) == 1
+                               : inet_pton(AF_INET, host_text.c_str(), ip) == 1;
+  if (bracketed && !is_ip) {
+    why = "'" + host_text + "' is not an IPv6 address";
+    return false;
+  }
+  if (!is_ip) {
+    if (ip_literal_only) {
+      why = "a listen address must be an IP literal (0.0.0.0, 127.0.0.1, [::])";
+      return false;
+    }
+    if (host.empty() || proto::check_name(host) != proto::ProtoError::none) {
+      why = "'" + host_text + "' is neither an IP address nor a host name";
+      return false;
+    }
+  }
+  endpoint = {host_text, static_cast<uint16_t>(port_number), std::string(text)};
+  return true;
+}
+
+std::vector<ConfigError> load(std::string_view path_view, std::optional<Role> role, Config& config) {
+  Context context;
+  context.path = path_view;
+  const size_t slash = context.path.rfind('/');
+  context.dir = slash == std::string::npos ? "." : context.path.substr(0, slash);
+  config = Config{};
+  config.source_path = context.path;
+  config.listen = {"0.0.0.0", kDefaultPort, "0.0.0.0:5723"};
+  config.admin_listen = {"127.0.0.1", 9723, "127.0.0.1:9723"};
+
+  std::string text;
+  std::string why;
+  if (!read_file(context.path, text, why)) {
+    context.error(0, "", "cannot open config file: " + why);
+    return context.errors;
+  }
+  toml::table root;
+  try {
+    root = toml::parse(text, context.path);
+  } catch (const toml::parse_error& e) {
+    context.error(e.source().begin.line, "", "TOML syntax error: " + std::string(e.description()));
+    return context.errors;
+  }
+
+  TableReader top(root, "", context);
+  std::string role_text;
+  if (top.string("role", role_text, false)) {
+    Role file_role;
+    if (!parse_role(role_text, file_role)) {
+      top.error(line_of(*root.get("role")), "role", "must be one of gateway|server|agent, not '" + role_text + "'");
+      return context.errors;
+    }
+    if (role && *role != file_role) {
+      top.error(line_of(*root.get("role")), "role",
+                "this file is for role " + role_text + ", not " + to_string(*role));
+      return context.errors;
+    }
+    role = file_role;
+  }
+  if (!role) role = infer_role(root);
+  if (!role) {
+    context.error(0, "role", "cannot tell the role: set role = \"gateway\"|\"server\"|\"agent\"");
+    return context.errors;
+  }
+  config.role = *role;
+
+  top.name("name", config.name, true);
+  check_role_keys(root, config.role, context);
+  if (config.role != Role::agent) top.endpoint("listen", config.listen, true, false);
+  read_role_keys(top, config);
+  const bool kerberos_agent = config.role == Role::agent && config.auth == AgentAuth::kerberos;
+  read_tls(top, config, !kerberos_agent);
+  read_kerberos(top, config, kerberos_agent);
+  read_operations(top, config);
+  mark_foreign_keys_known(top);
+  top.finish();
+  return context.errors;
+}
+
+}  // namespace gatehouse::config
