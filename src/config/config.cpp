@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -45,14 +46,15 @@ class TableReader {
   TableReader(const toml::table& table, std::string prefix, Context& context)
       : table_(table), prefix_(std::move(prefix)), context_(context) {}
 
-  uint32_t line() const { return line_of(table_); }
+  // The table header's line; 0 for the root, which has none.
+  uint32_t line() const { return prefix_.empty() ? 0 : line_of(table_); }
   std::string key_name(std::string_view key) const { return prefix_ + std::string(key); }
   void error(uint32_t line, std::string_view key, std::string message) {
     context_.error(line, key_name(key), std::move(message));
   }
 
   const toml::node* get(std::string_view key) {
-    known_.emplace_back(key);
+    if (std::find(known_.begin(), known_.end(), key) == known_.end()) known_.emplace_back(key);
     return table_.get(key);
   }
 

@@ -1,2 +1,79 @@
-#!/bin/sh
-exit 0
+#!/usr/bin/env bash
+# The gatehouse binary as a user runs it: subcommands, exit codes, messages.
+# usage: cli_test.sh GATEHOUSE_BINARY SOURCE_ROOT
+set -u
+gatehouse=$1
+source_root=$2
+work=$(mktemp -d /tmp/gatehouse-cli-test-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+failures=0
+checks=0
+
+fail() { printf 'FAIL: %s\n' "$*"; failures=$((failures + 1)); }
+# expect_exit CODE DESCRIPTION -- COMMAND...: runs COMMAND, keeps its output in $work/out.
+expect_exit() {
+  local want=$1 what=$2; shift 3
+  checks=$((checks + 1))
+  "$@" >"$work/out" 2>&1
+  local got=$?
+  [ "$got" -eq "$want" ] || { fail "$what: exit $got, want $want"; sed 's/^/    /' "$work/out"; }
+}
+expect_output() {  # expect_output PATTERN DESCRIPTION: $work/out matches PATTERN
+  checks=$((checks + 1))
+  grep -qE -- "$1" "$work/out" || { fail "$2: output lacks /$1/"; sed 's/^/    /' "$work/out"; }
+}
+
+expect_exit 0 "--help" -- "$gatehouse" --help
+for sub in gateway server agent approve certs status store check-config; do
+  expect_output "^  $sub " "--help lists $sub"
+done
+expect_exit 2 "no subcommand" -- "$gatehouse"
+expect_exit 2 "unknown subcommand" -- "$gatehouse" frobnicate
+expect_output "unknown subcommand 'frobnicate'" "unknown subcommand message"
+expect_output "^usage: " "unknown subcommand usage line"
+expect_exit 2 "unknown flag" -- "$gatehouse" check-config --config x --frob
+expect_output "unknown option '--frob'" "unknown flag message"
+expect_output "^usage: gatehouse check-config" "unknown flag usage line"
+expect_exit 2 "flag without its value" -- "$gatehouse" check-config --config
+expect_exit 2 "check-config without --config" -- "$gatehouse" check-config
+expect_exit 69 "a role this build lacks" -- "$gatehouse" gateway --config x
+expect_output "not in this build yet" "unavailable role message"
+expect_exit 0 "version" -- "$gatehouse" version
+expect_output "^tls: BoringSSL" "version names BoringSSL"
+
+# check-config: a valid file, and an invalid one with file:line: key: reason.
+for f in gw1.crt gw1.key ca.crt gw1.keytab; do echo x >"$work/$f"; done
+cp "$source_root/examples/gateway.toml" "$work/gateway.toml"
+expect_exit 0 "check-config on the example gateway" -- "$gatehouse" check-config --config "$work/gateway.toml"
+expect_output "valid gateway config for 'gw1.example.test', listen 0.0.0.0:5723, 2 parent" "check-config summary"
+sed -e 's/^shards = 0/shards = -1/' -e 's/^key = "gw1.key"/kee = "gw1.key"/' "$work/gateway.toml" >"$work/bad.toml"
+expect_exit 1 "check-config on a broken file" -- "$gatehouse" check-config --config "$work/bad.toml"
+expect_output "bad.toml:[0-9]+: tls.kee: unknown key" "unknown key reported with line"
+expect_output "bad.toml:[0-9]+: runtime.shards: must be between 0 and 256, not -1" "range error reported"
+expect_output "bad.toml:[0-9]+: tls.key: missing \(required\)" "missing key reported"
+expect_output "invalid \(3 problems\)" "problem count"
+expect_exit 1 "check-config role conflict" -- "$gatehouse" check-config --config "$work/gateway.toml" --role server
+
+# proto: the sample stream decodes; a cut or corrupted stream is refused precisely.
+"$gatehouse" proto sample >"$work/sample.bin"
+expect_exit 0 "decode the sample stream" -- "$gatehouse" proto decode "$work/sample.bin"
+expect_output "16 frames, 584 bytes" "every sample frame decoded"
+expect_output '"type":"OPEN_DENY","channel":2,"reason":"not_approved","event_id":20000' "OPEN_DENY decoded"
+head -c 300 "$work/sample.bin" >"$work/cut.bin"
+expect_exit 1 "decode a cut stream" -- "$gatehouse" proto decode "$work/cut.bin"
+expect_output "stream ends inside the frame at byte 291 \(truncated\)" "cut stream message"
+printf '\002' | dd of="$work/sample.bin" bs=1 seek=33 conv=notrunc status=none
+expect_exit 1 "decode a corrupted stream" -- "$gatehouse" proto decode - <"$work/sample.bin"
+expect_output "frame at byte 33: bad_version" "corrupted stream message"
+
+# OpenSSL 3 must never share the process with BoringSSL.
+checks=$((checks + 1))
+if ldd "$gatehouse" | grep -qE 'libcrypto\.so\.3|libssl\.so\.3'; then fail "the binary links OpenSSL 3"; fi
+openssl3=$(ls /usr/lib/*/libcrypto.so.3 /lib/*/libcrypto.so.3 2>/dev/null | head -1)
+if [ -n "$openssl3" ]; then
+  expect_exit 1 "refuse to run with OpenSSL 3 preloaded" -- env LD_PRELOAD="$openssl3" "$gatehouse" version
+  expect_output '"event":30004,"name":"forbidden_library_loaded"' "forbidden library event"
+fi
+
+echo "cli: $((checks - failures)) passed, $failures failed"
+[ "$failures" -eq 0 ]

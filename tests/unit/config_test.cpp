@@ -1,0 +1,246 @@
+// Config loading: the contract keys of brief §2, and a precise error (file,
+// line, key) for every way a file can be wrong.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "gatehouse/config/config.h"
+
+using namespace gatehouse::config;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A temp folder holding a config and the files it points at.
+class ConfigDir {
+ public:
+  ConfigDir() {
+    char pattern[] = "/tmp/gatehouse-config-test-XXXXXX";
+    REQUIRE(mkdtemp(pattern) != nullptr);
+    dir_ = pattern;
+    for (const char* file : {"gw1.crt", "gw1.key", "ca.crt", "crl.pem", "gw1.keytab", "agent.keytab", "ms1.crt", "ms1.key",
+                             "web01.crt", "web01.key", "web02.keytab"}) {
+      std::ofstream(dir_ / file) << "x";
+    }
+  }
+  ~ConfigDir() { fs::remove_all(dir_); }
+
+  std::string write(const std::string& text, const std::string& name = "test.toml") {
+    std::ofstream(dir_ / name) << text;
+    return (dir_ / name).string();
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+ private:
+  fs::path dir_;
+};
+
+const char* const kTls = R"(
+[tls]
+cert = "gw1.crt"
+key = "gw1.key"
+ca = "ca.crt"
+)";
+
+const std::string kGateway = std::string(R"(name = "gw1.example.test"
+listen = "0.0.0.0:5723"
+[[parents]]
+address = "ms1.example.test:5723"
+name = "ms1.example.test"
+[[parents]]
+address = "[::1]:5724"
+name = "ms2.example.test"
+)") + kTls;
+
+std::string joined(const std::vector<ConfigError>& errors) {
+  std::string text;
+  for (const ConfigError& e : errors) text += format(e) + "\n";
+  return text;
+}
+
+// Loads `text` and expects exactly one error, on `line` and `key`, containing `fragment`.
+void expect_one_error(ConfigDir& dir, const std::string& text, std::optional<Role> role, uint32_t line,
+                      const std::string& key, const std::string& fragment) {
+  Config config;
+  const auto errors = load(dir.write(text), role, config);
+  INFO(joined(errors));
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].line == line);
+  CHECK(errors[0].key == key);
+  CHECK(errors[0].message.find(fragment) != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("a gateway config loads into typed fields, paths resolved against its folder") {
+  ConfigDir dir;
+  Config config;
+  const auto errors = load(dir.write(kGateway + "[kerberos]\nkeytab = \"gw1.keytab\"\n[runtime]\nshards = 2\n"
+                                                "auth_threads = 3\n[admin]\nlisten = \"127.0.0.1:9800\"\n"),
+                           Role::gateway, config);
+  INFO(joined(errors));
+  REQUIRE(errors.empty());
+  CHECK(config.role == Role::gateway);
+  CHECK(config.name == "gw1.example.test");
+  CHECK(config.listen.port == 5723);
+  REQUIRE(config.parents.size() == 2);
+  CHECK(config.parents[0].address.host == "ms1.example.test");
+  CHECK(config.parents[1].address.host == "::1");
+  CHECK(config.parents[1].address.port == 5724);
+  CHECK(config.tls.cert_path == dir.path("gw1.crt"));
+  CHECK(config.tls.crl_path.empty());
+  CHECK(config.kerberos.enabled);
+  CHECK(config.kerberos.keytab_path == dir.path("gw1.keytab"));
+  CHECK(config.kerberos.service == "gatehouse");
+  CHECK(config.shards == 2);
+  CHECK(config.auth_threads == 3);
+  CHECK(config.admin_listen.port == 9800);
+}
+
+TEST_CASE("defaults a user would expect") {
+  ConfigDir dir;
+  Config config;
+  REQUIRE(load(dir.write("name = \"ms1\"\ndata_dir = \"data\"\n" + std::string(kTls)), std::nullopt, config).empty());
+  CHECK(config.role == Role::server);  // inferred from data_dir
+  CHECK(config.listen.text == "0.0.0.0:5723");
+  CHECK(config.admin_listen.text == "127.0.0.1:9723");
+  CHECK(config.shards == 0);
+  CHECK(config.auth_threads == 1);
+  CHECK(config.agent_approval == AgentApproval::reject);
+  CHECK(config.data_dir == dir.path("data"));
+}
+
+TEST_CASE("agent configs: cert needs TLS files; Kerberos needs a keytab and no CA") {
+  ConfigDir dir;
+  Config config;
+  const std::string gateways = "name = \"web01.example.test\"\nqueue_dir = \"/var/tmp/q\"\n"
+                               "[[gateways]]\naddress = \"127.0.0.1:5723\"\nname = \"gw1.example.test\"\n";
+  auto errors = load(dir.write(gateways + kTls), Role::agent, config);
+  INFO(joined(errors));
+  CHECK(errors.empty());
+  CHECK(config.auth == AgentAuth::cert);
+  CHECK(config.queue_max_bytes == 15ull * 1024 * 1024);
+
+  errors = load(dir.write("auth = \"kerberos\"\n" + gateways + "[kerberos]\nkeytab = \"agent.keytab\"\n"), Role::agent, config);
+  INFO(joined(errors));
+  CHECK(errors.empty());
+  CHECK(config.auth == AgentAuth::kerberos);
+  CHECK(config.tls.ca_path.empty());
+
+  expect_one_error(dir, "auth = \"kerberos\"\n" + gateways, Role::agent, 0, "kerberos", "keytab");
+  expect_one_error(dir, gateways, Role::agent, 0, "tls", "missing table [tls]");
+}
+
+TEST_CASE("unknown keys are refused with their line and the keys that are known") {
+  ConfigDir dir;
+  expect_one_error(dir, kGateway + "[runtime]\nshards = 1\nshard = 2\n", Role::gateway, 16, "runtime.shard",
+                   "unknown key (known here: shards, auth_threads)");
+  expect_one_error(dir, "nmae = \"x\"\n" + kGateway, Role::gateway, 1, "nmae", "unknown key");
+  expect_one_error(dir, kGateway + "[tls2]\n", Role::gateway, 14, "tls2", "unknown key");
+}
+
+TEST_CASE("wrong types, bad values and bad names are refused precisely") {
+  ConfigDir dir;
+  expect_one_error(dir, "name = 5\n" + kGateway.substr(kGateway.find('\n') + 1), Role::gateway, 1, "name",
+                   "must be a string, not an integer");
+  expect_one_error(dir, kGateway + "[runtime]\nshards = \"two\"\n", Role::gateway, 15, "runtime.shards",
+                   "must be an integer");
+  expect_one_error(dir, kGateway + "[runtime]\nshards = 999\n", Role::gateway, 15, "runtime.shards",
+                   "between 0 and 256");
+  expect_one_error(dir, kGateway + "[log]\nlevel = \"loud\"\n", Role::gateway, 15, "log.level",
+                   "one of debug|info|warning|error");
+  expect_one_error(dir, "name = \"gw 1\"\n" + kGateway.substr(kGateway.find('\n') + 1), Role::gateway, 1,
+                   "name", "name_invalid_char");
+  expect_one_error(dir, kGateway + "[approval]\nagents = \"auto\"\n", Role::gateway, 14, "approval",
+                   "not used by role gateway (only server)");
+  expect_one_error(dir, "name = \"ms1\"\ndata_dir = \"d\"\n[approval]\nagents = \"maybe\"\n" + std::string(kTls),
+                   Role::server, 4, "approval.agents", "one of reject|review|auto");
+}
+
+TEST_CASE("invalid addresses say what is wrong") {
+  ConfigDir dir;
+  const std::string rest = kGateway.substr(kGateway.find('\n', kGateway.find("listen")) + 1);
+  const struct {
+    const char* listen;
+    const char* fragment;
+  } cases[] = {
+      {"0.0.0.0", "missing :port"},
+      {"0.0.0.0:0", "port must be a number from 1 to 65535"},
+      {"0.0.0.0:70000", "port must be a number from 1 to 65535"},
+      {"0.0.0.0:http", "port must be a number"},
+      {"::1:5723", "IPv6 addresses need brackets"},
+      {"[::1:5723", "expected [IPv6]:port"},
+      {"[gw1]:5723", "is not an IPv6 address"},
+      {"gw1.example.test:5723", "must be an IP literal"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.listen);
+    expect_one_error(dir, "name = \"gw1\"\nlisten = \"" + std::string(c.listen) + "\"\n" + rest, Role::gateway, 2,
+                     "listen", c.fragment);
+  }
+  expect_one_error(dir, kGateway + "[[parents]]\naddress = \"bad host!:5723\"\nname = \"ms3\"\n", Role::gateway, 15,
+                   "parents[2].address", "neither an IP address nor a host name");
+}
+
+TEST_CASE("file-level problems: missing file, syntax error, unreadable referenced files") {
+  ConfigDir dir;
+  Config config;
+  auto errors = load(dir.path("absent.toml"), Role::gateway, config);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].message == "cannot open config file: No such file or directory");
+
+  errors = load(dir.write("name = \"gw1\"\nlisten = \n"), Role::gateway, config);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].line == 2);
+  CHECK(errors[0].message.find("TOML syntax error") == 0);
+
+  std::string text = kGateway;
+  text.replace(text.find("gw1.crt"), 7, "missing.crt");
+  expect_one_error(dir, text, Role::gateway, 11, "tls.cert", "cannot read '" + dir.path("missing.crt") + "'");
+}
+
+TEST_CASE("role: from the key, the caller, or the tables present; conflicts refused") {
+  ConfigDir dir;
+  Config config;
+  CHECK(load(dir.write("role = \"gateway\"\n" + kGateway), std::nullopt, config).empty());
+  expect_one_error(dir, "role = \"gateway\"\n" + kGateway, Role::server, 1, "role", "for role gateway, not server");
+  expect_one_error(dir, "role = \"proxy\"\n" + kGateway, std::nullopt, 1, "role", "gateway|server|agent");
+  expect_one_error(dir, "name = \"x\"\n", std::nullopt, 0, "role", "cannot tell the role");
+  Config gateway;
+  const auto errors = load(dir.write("name = \"gw1\"\n" + std::string(kTls)), Role::gateway, gateway);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].key == "parents");
+}
+
+TEST_CASE("several problems are all reported at once") {
+  ConfigDir dir;
+  Config config;
+  const auto errors = load(dir.write("listen = \"x\"\nfoo = 1\n[[parents]]\naddress = \"a:1\"\n"), Role::gateway, config);
+  INFO(joined(errors));
+  REQUIRE(errors.size() == 5);  // each problem once, in file order where it has a line
+  CHECK(errors[0].key == "name");
+  CHECK(errors[0].line == 0);
+  CHECK(errors[1].key == "listen");
+  CHECK(errors[2].key == "parents[0].name");
+  CHECK(errors[3].key == "tls");
+  CHECK(errors[4].key == "foo");
+}
+
+TEST_CASE("the example configs in examples/ are valid") {
+  ConfigDir dir;
+  for (const char* example : {"gateway.toml", "server.toml", "agent-cert.toml", "agent-kerberos.toml"}) {
+    CAPTURE(example);
+    std::ifstream in(std::string(GATEHOUSE_TEST_SOURCE_ROOT) + "/examples/" + example);
+    REQUIRE(in.good());
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    Config config;
+    const auto errors = load(dir.write(text, example), std::nullopt, config);
+    INFO(joined(errors));
+    CHECK(errors.empty());
+  }
+}
