@@ -117,8 +117,7 @@ void fields(IO& io, F& f) {
   } else if constexpr (std::is_same_v<T, Auth>) {
     io.enumeration(f.mechanism); io.rest(f.token);
   } else if constexpr (std::is_same_v<T, HelloOk>) {
-    uint8_t reserved = 0;
-    io.uint(f.version); io.uint(reserved); io.uint(f.heartbeat_interval_s);
+    io.uint(f.version); io.uint(f.heartbeat_interval_s);
     io.uint(f.credit_bytes); io.uint(f.last_durable_seq); io.str8(f.name);
   } else if constexpr (std::is_same_v<T, Deny> || std::is_same_v<T, OpenDeny>) {
     io.enumeration(f.reason); io.uint(f.event_id); io.str8(f.text);

@@ -378,7 +378,7 @@ TEST_CASE("body bounds: each violation gives its own error") {
     CHECK(decode_error(raw_frame(FrameType::open, 1, open)) == ProtoError::too_many_hops);
     CHECK(decode_error(raw_frame(FrameType::credit, 1, Bytes(4))) == ProtoError::zero_credit);
     Bytes hello_ok = body_of(encode_bytes({0, HelloOk{kVersion, 60, 0, 0, "ms1"}}));
-    hello_ok[2] = hello_ok[3] = std::byte{0};
+    hello_ok[1] = hello_ok[2] = std::byte{0};
     CHECK(decode_error(raw_frame(FrameType::hello_ok, 0, hello_ok)) == ProtoError::bad_heartbeat_interval);
     hello_ok[0] = std::byte{2};
     CHECK(decode_error(raw_frame(FrameType::hello_ok, 0, hello_ok)) == ProtoError::bad_version);
