@@ -129,6 +129,7 @@ int decode_stream(int fd, const char* source) {
       const proto::DecodeResult result = decoder.next(input);
       consumed_bytes += before - input.size();
       if (result.status == proto::DecodeStatus::error) {
+        std::fflush(stdout);
         std::fprintf(stderr, "gatehouse proto decode: %s: frame at byte %llu: %s\n", source,
                      static_cast<unsigned long long>(frame_start), proto::to_string(result.error));
         return kExitFailure;
@@ -140,6 +141,7 @@ int decode_stream(int fd, const char* source) {
       }
     }
   }
+  std::fflush(stdout);  // frames first, then the verdict on stderr
   if (decoder.mid_frame()) {
     std::fprintf(stderr, "gatehouse proto decode: %s: stream ends inside the frame at byte %llu (truncated)\n",
                  source, static_cast<unsigned long long>(frame_start));
