@@ -51,6 +51,8 @@ const char* event_name(EventId id) {
     case EventId::config_invalid: return "config_invalid";
     case EventId::forbidden_library_loaded: return "forbidden_library_loaded";
     case EventId::protocol_violation: return "protocol_violation";
+    case EventId::connection_table_full: return "connection_table_full";
+    case EventId::runtime_unavailable: return "runtime_unavailable";
   }
   return "unknown";
 }

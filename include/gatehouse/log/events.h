@@ -21,6 +21,8 @@ enum class EventId : uint32_t {
   config_invalid = 30003,
   forbidden_library_loaded = 30004,   // OpenSSL 3 mapped beside BoringSSL
   protocol_violation = 30010,         // a peer sent a malformed or out-of-bounds frame
+  connection_table_full = 30020,      // a shard's direct-descriptor table is full
+  runtime_unavailable = 30021,        // io_uring cannot run here (disabled, memlock, fd limit)
 };
 
 const char* event_name(EventId id);

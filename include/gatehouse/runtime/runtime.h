@@ -1,0 +1,58 @@
+// The shard set: one thread and one io_uring per shard, each listener bound
+// once per shard with SO_REUSEPORT so the kernel spreads connections.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gatehouse/runtime/shard.h"
+
+namespace gatehouse::runtime {
+
+class Runtime {
+ public:
+  using ServiceFactory = std::function<std::unique_ptr<Service>(uint32_t shard)>;
+
+  explicit Runtime(const RuntimeLimits& limits);
+  ~Runtime();  // stops and joins if still running
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Before start(): binds one listening socket per shard. Port 0 picks a free
+  // port for all of them; `bound_port` tells which.
+  bool listen(const PeerAddress& address, uint64_t context, uint16_t& bound_port, std::string& why);
+  // Starts every shard; fails as a whole (with the first shard's reason) if
+  // any ring cannot be set up.
+  bool start(const ServiceFactory& factory, std::string& why);
+  void stop();  // any thread: stop accepting, drain (bounded), exit the shards
+  void join();
+
+  uint32_t shard_count() const { return shard_count_; }
+  Shard& shard(uint32_t index) { return *shards_[index]; }
+  uint64_t total(Stat stat) const;
+
+ private:
+  RuntimeLimits limits_;
+  uint32_t shard_count_;
+  std::vector<std::vector<Listener>> listeners_;  // per shard
+  std::vector<std::unique_ptr<Service>> services_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::vector<Shard*> peers_;
+  std::vector<std::thread> threads_;
+};
+
+// An IP literal and a port (as config::Endpoint holds them) as a socket address.
+bool make_address(const std::string& ip, uint16_t port, PeerAddress& address, std::string& why);
+
+// SIGINT/SIGTERM: block them in the calling thread before start() (the shard
+// threads inherit the mask), then wait for one.
+void block_stop_signals();
+int wait_for_stop_signal();
+
+// systemd readiness/stopping notification; does nothing without NOTIFY_SOCKET.
+void sd_notify(const char* state);
+
+}  // namespace gatehouse::runtime

@@ -1,0 +1,72 @@
+// Shard runtime: limits, identifiers and messages (types only).
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+
+namespace gatehouse::runtime {
+
+// Every pool and queue of a shard is bounded by one of these. Defaults suit a
+// gateway on a small host; [runtime] in the config overrides them.
+struct RuntimeLimits {
+  uint32_t shards = 0;                           // 0: one per online core
+  uint32_t connections_per_shard = 16'384;       // direct-descriptor table size per ring
+  uint32_t recv_buffers_per_shard = 4'096;       // provided buffers (power of two)
+  uint32_t recv_buffer_size_bytes = 4'096;
+  uint32_t send_queue_max_bytes = 64 * 1024;     // per connection; send() refuses beyond
+  uint32_t send_buffer_max_bytes_per_shard = 64u << 20;  // all send queues of a shard
+  uint32_t inbox_capacity = 4'096;               // cross-shard messages per shard (power of two)
+  uint32_t accepts_in_flight = 32;               // per listener per shard
+  uint32_t connects_in_flight_max = 4'096;       // per shard
+  uint32_t timer_tick_ms = 10;
+  uint32_t shutdown_timeout_ms = 5'000;          // drain bound on SIGTERM/SIGINT
+};
+
+inline constexpr uint32_t kRuntimeShardsMax = 256;
+inline constexpr uint32_t kSendChunkBytes = 16 * 1024;
+inline constexpr uint32_t kSendIovMax = 16;  // chunks gathered into one sendmsg
+
+// A connection on a shard: its slot in the ring's direct-descriptor table and
+// a generation that changes when the slot is reused, so stale ids are inert.
+struct ConnId {
+  uint32_t index = UINT32_MAX;
+  uint32_t generation = 0;
+  bool operator==(const ConnId&) const = default;
+};
+
+struct PeerAddress {
+  sockaddr_storage storage{};
+  socklen_t size_bytes = 0;
+  std::string to_string() const;  // "127.0.0.1:40112", "[::1]:40112"
+};
+
+// A cross-shard message. `kind` values below kServiceMessageBase are the
+// runtime's own; the rest go to Service::on_message. Ownership of `pointer`
+// passes with the message.
+struct Message {
+  uint32_t kind = 0;
+  uint32_t from_shard = 0;
+  uint64_t value = 0;
+  void* pointer = nullptr;
+};
+inline constexpr uint32_t kServiceMessageBase = 1'000;
+
+// Shard counters: written by the shard only, readable from any thread.
+struct ShardStats {
+  uint64_t connections_open = 0;
+  uint64_t accepted_total = 0;
+  uint64_t connected_total = 0;
+  uint64_t closed_total = 0;
+  uint64_t recv_bytes_total = 0;
+  uint64_t sent_bytes_total = 0;
+  uint64_t recv_enobufs_total = 0;      // multishot recv ran out of provided buffers
+  uint64_t send_refused_total = 0;      // send() refused: queue or shard bound reached
+  uint64_t table_full_total = 0;        // accept/socket refused: direct table full
+  uint64_t inbox_full_total = 0;
+  uint64_t sendmsg_calls_total = 0;
+};
+
+}  // namespace gatehouse::runtime

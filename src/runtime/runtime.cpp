@@ -1,0 +1,202 @@
+#include "gatehouse/runtime/runtime.h"
+
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+
+namespace gatehouse::runtime {
+namespace {
+
+uint32_t online_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return static_cast<uint32_t>(CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+int listening_socket(const PeerAddress& address, std::string& why) {
+  const int fd = ::socket(address.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    why = std::string("socket: ") + std::strerror(errno);
+    return -1;
+  }
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // inherited by accepted sockets
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&address.storage), address.size_bytes) != 0 ||
+      ::listen(fd, SOMAXCONN) != 0) {
+    why = "cannot listen on " + address.to_string() + ": " + std::strerror(errno) +
+          (errno == EADDRINUSE ? " (another process holds the port)" : "");
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void set_port(PeerAddress& address, uint16_t port) {
+  if (address.storage.ss_family == AF_INET) {
+    reinterpret_cast<sockaddr_in&>(address.storage).sin_port = htons(port);
+  } else {
+    reinterpret_cast<sockaddr_in6&>(address.storage).sin6_port = htons(port);
+  }
+}
+
+}  // namespace
+
+bool make_address(const std::string& ip, uint16_t port, PeerAddress& address, std::string& why) {
+  address = {};
+  auto& v4 = reinterpret_cast<sockaddr_in&>(address.storage);
+  auto& v6 = reinterpret_cast<sockaddr_in6&>(address.storage);
+  if (inet_pton(AF_INET, ip.c_str(), &v4.sin_addr) == 1) {
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons(port);
+    address.size_bytes = sizeof v4;
+  } else if (inet_pton(AF_INET6, ip.c_str(), &v6.sin6_addr) == 1) {
+    v6.sin6_family = AF_INET6;
+    v6.sin6_port = htons(port);
+    address.size_bytes = sizeof v6;
+  } else {
+    why = "'" + ip + "' is not an IP address";
+    return false;
+  }
+  return true;
+}
+
+Runtime::Runtime(const RuntimeLimits& limits)
+    : limits_(limits),
+      shard_count_(std::min(kRuntimeShardsMax, limits.shards == 0 ? online_cores() : limits.shards)),
+      listeners_(shard_count_) {}
+
+Runtime::~Runtime() {
+  stop();
+  join();
+}
+
+bool Runtime::listen(const PeerAddress& address, uint64_t context, uint16_t& bound_port, std::string& why) {
+  PeerAddress bind_address = address;
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < shard_count_; ++i) {
+    const int fd = listening_socket(bind_address, why);
+    if (fd < 0) {
+      for (int opened : fds) ::close(opened);
+      return false;
+    }
+    fds.push_back(fd);
+    if (i == 0) {  // port 0: every shard joins the port the first one got
+      PeerAddress actual;
+      actual.size_bytes = sizeof actual.storage;
+      getsockname(fd, reinterpret_cast<sockaddr*>(&actual.storage), &actual.size_bytes);
+      bound_port = ntohs(actual.storage.ss_family == AF_INET
+                             ? reinterpret_cast<sockaddr_in&>(actual.storage).sin_port
+                             : reinterpret_cast<sockaddr_in6&>(actual.storage).sin6_port);
+      set_port(bind_address, bound_port);
+    }
+  }
+  for (uint32_t i = 0; i < shard_count_; ++i) listeners_[i].push_back({fds[i], context});
+  return true;
+}
+
+bool Runtime::start(const ServiceFactory& factory, std::string& why) {
+  for (uint32_t i = 0; i < shard_count_; ++i) {
+    services_.push_back(factory(i));
+    shards_.push_back(std::make_unique<Shard>(i, limits_, *services_.back(), std::move(listeners_[i]), &peers_));
+    peers_.push_back(shards_.back().get());
+  }
+  std::mutex mutex;
+  std::condition_variable ready;
+  uint32_t reported = 0;
+  std::string first_failure;
+  const uint32_t cores = online_cores();
+  for (uint32_t i = 0; i < shard_count_; ++i) {
+    threads_.emplace_back([&, i] {
+      Shard& shard = *shards_[i];
+      const std::string name = "gh-shard-" + std::to_string(i);
+      pthread_setname_np(pthread_self(), name.c_str());
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(i % cores, &set);
+      pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+      std::string failure;
+      const bool ok = shard.init(failure);
+      {
+        std::lock_guard lock(mutex);
+        if (!ok && first_failure.empty()) first_failure = "shard " + std::to_string(i) + ": " + failure;
+        ++reported;
+      }
+      ready.notify_all();
+      if (ok) shard.run();
+    });
+  }
+  std::unique_lock lock(mutex);
+  ready.wait(lock, [&] { return reported == shard_count_; });
+  if (!first_failure.empty()) {
+    why = first_failure;
+    lock.unlock();
+    stop();
+    join();
+    return false;
+  }
+  return true;
+}
+
+void Runtime::stop() {
+  for (Shard* shard : peers_) shard->request_stop();
+}
+
+void Runtime::join() {
+  for (std::thread& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
+}
+
+uint64_t Runtime::total(Stat stat) const {
+  uint64_t sum = 0;
+  for (const Shard* shard : peers_) sum += shard->stat(stat);
+  return sum;
+}
+
+void block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int wait_for_stop_signal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int signal_number = 0;
+  while (sigwait(&set, &signal_number) != 0) {
+  }
+  return signal_number;
+}
+
+void sd_notify(const char* state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || path[0] == '\0') return;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  const size_t length = std::min(std::strlen(path), sizeof address.sun_path - 1);
+  std::memcpy(address.sun_path, path, length);
+  if (address.sun_path[0] == '@') address.sun_path[0] = '\0';  // abstract namespace
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  ::sendto(fd, state, std::strlen(state), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&address),
+           static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length));
+  ::close(fd);
+}
+
+}  // namespace gatehouse::runtime

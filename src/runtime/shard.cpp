@@ -1,0 +1,742 @@
+// The shard event loop. Invariants:
+//  - a connection's slot is its direct-descriptor index; the kernel cannot
+//    hand the index out again until our close_direct completes, and we submit
+//    that only when no other operation on the slot is in flight, so a stale
+//    completion never reaches a new connection;
+//  - every receive buffer goes back to the kernel right after on_data;
+//  - every queue and pool is bounded by RuntimeLimits.
+#include "gatehouse/runtime/shard.h"
+
+#include <arpa/inet.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cassert>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "gatehouse/log/log.h"
+
+namespace gatehouse::runtime {
+namespace {
+
+constexpr uint32_t kStopMessage = 1;
+constexpr uint32_t kNoIndex = UINT32_MAX;
+constexpr uint32_t kGenerationMask = 0xFF'FFFF;  // 24 bits travel in user_data
+
+enum class ConnState : uint8_t { free, connecting, open, draining, closing };
+
+}  // namespace
+
+struct Shard::SendChunk {
+  SendChunk* next = nullptr;
+  uint32_t begin = 0;  // first unsent byte
+  uint32_t end = 0;    // first free byte
+  std::byte data[kSendChunkBytes];
+};
+
+struct Shard::SendOp {
+  msghdr header{};
+  iovec iov[kSendIovMax]{};
+};
+
+struct Shard::Connection {
+  uint32_t generation = 0;
+  ConnState state = ConnState::free;
+  bool recv_armed = false;
+  bool read_paused = false;
+  bool send_in_flight = false;
+  bool send_listed = false;
+  bool rearm_listed = false;
+  bool want_send_space = false;
+  bool close_submitted = false;
+  uint16_t ops_in_flight = 0;
+  int close_error = 0;
+  uint32_t pending_connect = kNoIndex;
+  uint32_t queued_bytes = 0;
+  uint64_t context = 0;
+  SendChunk* head = nullptr;
+  SendChunk* tail = nullptr;
+  std::unique_ptr<SendOp> send_op;
+  TimerNode timer;
+  PeerAddress peer;
+};
+
+struct Shard::PendingConnect {
+  PeerAddress address;
+  uint64_t context = 0;
+};
+
+struct Shard::AcceptSlot {
+  sockaddr_storage address{};
+  socklen_t size_bytes = 0;
+};
+
+std::string PeerAddress::to_string() const {
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (storage.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(storage);
+    inet_ntop(AF_INET, &v4.sin_addr, host, sizeof host);
+    return std::string(host) + ":" + std::to_string(ntohs(v4.sin_port));
+  }
+  if (storage.ss_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(storage);
+    inet_ntop(AF_INET6, &v6.sin6_addr, host, sizeof host);
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(v6.sin6_port));
+  }
+  return "unknown";
+}
+
+const char* to_string(Stat stat) {
+  static constexpr const char* kNames[] = {
+      "connections_open", "accepted_total", "connected_total", "closed_total",
+      "recv_bytes_total", "sent_bytes_total", "recv_enobufs_total", "send_refused_total",
+      "table_full_total", "inbox_full_total", "sendmsg_calls_total"};
+  static_assert(std::size(kNames) == static_cast<size_t>(Stat::count));
+  return kNames[static_cast<size_t>(stat)];
+}
+
+Shard::Shard(uint32_t index, const RuntimeLimits& limits, Service& service, std::vector<Listener> listeners,
+             std::vector<Shard*>* peers)
+    : index_(index),
+      limits_(limits),
+      service_(service),
+      listeners_(std::move(listeners)),
+      peers_(peers),
+      wheel_(limits.timer_tick_ms, clock_ms()),
+      inbox_(limits.inbox_capacity),
+      connections_(limits.connections_per_shard),
+      accept_slots_(listeners_.size() * limits.accepts_in_flight),
+      connects_(limits.connects_in_flight_max),
+      chunks_max_(limits.send_buffer_max_bytes_per_shard / kSendChunkBytes) {
+  free_connects_.reserve(limits.connects_in_flight_max);
+  for (uint32_t i = limits.connects_in_flight_max; i > 0; --i) free_connects_.push_back(i - 1);
+  send_list_.reserve(limits.connections_per_shard);
+  rearm_list_.reserve(limits.connections_per_shard);
+  parked_accepts_.reserve(accept_slots_.size());
+  for (uint32_t i = 0; i < connections_.size(); ++i) connections_[i].timer.owner = i;
+}
+
+Shard::~Shard() {
+  for (Connection& connection : connections_) {
+    while (connection.head != nullptr) {
+      SendChunk* next = connection.head->next;
+      delete connection.head;
+      connection.head = next;
+    }
+  }
+  while (free_chunks_ != nullptr) {
+    SendChunk* next = free_chunks_->next;
+    delete free_chunks_;
+    free_chunks_ = next;
+  }
+  for (const Listener& listener : listeners_) {
+    if (listener.fd >= 0) ::close(listener.fd);
+  }
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+uint64_t Shard::user_data(Op op, uint32_t generation, uint32_t index) {
+  return (uint64_t{static_cast<uint8_t>(op)} << 56) | (uint64_t{generation & kGenerationMask} << 32) | index;
+}
+
+uint64_t Shard::clock_ms() const {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000 + static_cast<uint64_t>(now.tv_nsec) / 1'000'000;
+}
+
+void Shard::bump(Stat stat, uint64_t amount) {
+  auto& counter = stats_[static_cast<size_t>(stat)];
+  counter.store(counter.load(std::memory_order_relaxed) + amount, std::memory_order_relaxed);
+}
+
+void Shard::bump_down(Stat stat) {
+  auto& counter = stats_[static_cast<size_t>(stat)];
+  counter.store(counter.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
+
+ConnId Shard::id_of(uint32_t index) const { return {index, connections_[index].generation}; }
+
+Shard::Connection* Shard::live(ConnId id) {
+  if (id.index >= connections_.size()) return nullptr;
+  Connection& connection = connections_[id.index];
+  if (connection.generation != id.generation) return nullptr;
+  return connection.state == ConnState::open || connection.state == ConnState::draining ? &connection : nullptr;
+}
+
+const Shard::Connection* Shard::live(ConnId id) const { return const_cast<Shard*>(this)->live(id); }
+
+bool Shard::alive(ConnId id) const { return live(id) != nullptr; }
+
+const PeerAddress& Shard::peer(ConnId id) const {
+  assert(id.index < connections_.size());
+  return connections_[id.index].peer;
+}
+
+bool Shard::init(std::string& why) {
+  const uint32_t cq_entries = std::min<uint32_t>(65'536, std::max<uint32_t>(8'192, 2 * limits_.connections_per_shard));
+  if (!ring_.init(4'096, cq_entries, limits_.connections_per_shard, why)) return false;
+  if (!buffers_.init(ring_.get(), 0, limits_.recv_buffers_per_shard, limits_.recv_buffer_size_bytes, why)) return false;
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) {
+    why = std::string("eventfd: ") + std::strerror(errno);
+    return false;
+  }
+  now_ms_ = clock_ms();
+  arm_wake();
+  for (uint32_t l = 0; l < listeners_.size(); ++l) {
+    for (uint32_t s = 0; s < limits_.accepts_in_flight; ++s) arm_accept(l, s);
+  }
+  io_uring_submit(ring_.get());
+  return true;
+}
+
+// ---- submissions ------------------------------------------------------------
+
+void Shard::arm_accept(uint32_t listener, uint32_t slot) {
+  const uint32_t tag = listener * limits_.accepts_in_flight + slot;
+  AcceptSlot& accept = accept_slots_[tag];
+  accept.size_bytes = sizeof accept.address;
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_accept_direct(sqe, listeners_[listener].fd, reinterpret_cast<sockaddr*>(&accept.address),
+                              &accept.size_bytes, 0, IORING_FILE_INDEX_ALLOC);
+  io_uring_sqe_set_data64(sqe, user_data(Op::accept, 0, tag));
+  ++accepts_in_flight_;
+}
+
+void Shard::arm_recv(uint32_t index) {
+  Connection& c = connections_[index];
+  assert(!c.recv_armed && c.state == ConnState::open);
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_recv_multishot(sqe, static_cast<int>(index), nullptr, 0, 0);
+  sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
+  sqe->buf_group = buffers_.group_id();
+  io_uring_sqe_set_data64(sqe, user_data(Op::recv, c.generation, index));
+  c.recv_armed = true;
+  ++c.ops_in_flight;
+}
+
+void Shard::arm_wake() {
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof wake_value_, 0);
+  io_uring_sqe_set_data64(sqe, user_data(Op::wake, 0, 0));
+}
+
+void Shard::submit_cancel(uint64_t target, uint32_t index) {
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_cancel64(sqe, target, 0);
+  const uint32_t generation = index == kNoIndex ? 0 : connections_[index].generation;
+  io_uring_sqe_set_data64(sqe, user_data(Op::cancel, generation, index));
+  if (index != kNoIndex) ++connections_[index].ops_in_flight;
+}
+
+void Shard::submit_send(uint32_t index) {
+  Connection& c = connections_[index];
+  if (c.queued_bytes == 0 || c.send_in_flight) return;
+  if (c.state != ConnState::open && c.state != ConnState::draining) return;
+  io_uring_sqe* sqe = ring_.sqe();
+  if (c.head->next == nullptr) {
+    io_uring_prep_send(sqe, static_cast<int>(index), c.head->data + c.head->begin, c.head->end - c.head->begin,
+                       MSG_NOSIGNAL);
+  } else {
+    // Gathered write: up to kSendIovMax chunks, many frames, one call.
+    if (!free_send_ops_.empty()) {
+      c.send_op = std::move(free_send_ops_.back());
+      free_send_ops_.pop_back();
+    } else {
+      c.send_op = std::make_unique<SendOp>();
+    }
+    uint32_t count = 0;
+    for (SendChunk* chunk = c.head; chunk != nullptr && count < kSendIovMax; chunk = chunk->next) {
+      c.send_op->iov[count++] = {chunk->data + chunk->begin, chunk->end - chunk->begin};
+    }
+    c.send_op->header.msg_iov = c.send_op->iov;
+    c.send_op->header.msg_iovlen = count;
+    io_uring_prep_sendmsg(sqe, static_cast<int>(index), &c.send_op->header, MSG_NOSIGNAL);
+  }
+  sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, user_data(Op::send, c.generation, index));
+  c.send_in_flight = true;
+  ++c.ops_in_flight;
+  bump(Stat::sendmsg_calls_total);
+}
+
+void Shard::begin_close(uint32_t index, int error, bool notify) {
+  Connection& c = connections_[index];
+  if (c.state == ConnState::closing || c.state == ConnState::free) return;
+  const bool was_connecting = c.state == ConnState::connecting;
+  c.state = ConnState::closing;
+  c.close_error = error;
+  wheel_.cancel(c.timer);
+  if (was_connecting) {
+    submit_cancel(user_data(Op::connect, c.generation, index), index);
+    notices_.push_back({Notice::connect_failed, id_of(index), c.context, error == 0 ? -ECANCELED : error});
+  } else {
+    // Shutdown ends the multishot recv (EOF) and any send; then close.
+    io_uring_sqe* sqe = ring_.sqe();
+    io_uring_prep_shutdown(sqe, static_cast<int>(index), SHUT_RDWR);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, user_data(Op::shutdown, c.generation, index));
+    ++c.ops_in_flight;
+    if (c.recv_armed) submit_cancel(user_data(Op::recv, c.generation, index), index);
+    bump_down(Stat::connections_open);
+    if (notify) notices_.push_back({Notice::closed, id_of(index), c.context, error});
+  }
+  maybe_finish_close(index);
+}
+
+void Shard::maybe_finish_close(uint32_t index) {
+  Connection& c = connections_[index];
+  if (c.state != ConnState::closing || c.ops_in_flight != 0 || c.close_submitted) return;
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_close_direct(sqe, index);
+  io_uring_sqe_set_data64(sqe, user_data(Op::close, c.generation, index));
+  c.close_submitted = true;
+  ++c.ops_in_flight;
+}
+
+// ---- public operations (shard thread) ----------------------------------------
+
+bool Shard::connect(const PeerAddress& address, uint64_t context) {
+  if (free_connects_.empty() || stopping_) return false;
+  const uint32_t pending = free_connects_.back();
+  free_connects_.pop_back();
+  connects_[pending] = {address, context};
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_socket_direct_alloc(sqe, address.storage.ss_family, SOCK_STREAM, 0, 0);
+  io_uring_sqe_set_data64(sqe, user_data(Op::socket, 0, pending));
+  return true;
+}
+
+bool Shard::send(ConnId id, std::span<const std::byte> bytes) {
+  Connection* c = live(id);
+  if (c == nullptr || c->state != ConnState::open) return false;
+  if (c->queued_bytes + bytes.size() > limits_.send_queue_max_bytes) {
+    bump(Stat::send_refused_total);
+    c->want_send_space = true;
+    return false;
+  }
+  const size_t tail_free = c->tail != nullptr ? kSendChunkBytes - c->tail->end : 0;
+  const size_t chunks_needed = bytes.size() > tail_free ? (bytes.size() - tail_free + kSendChunkBytes - 1) / kSendChunkBytes : 0;
+  if (chunks_needed > chunks_max_ - chunks_allocated_ + chunks_free_) {
+    bump(Stat::send_refused_total);
+    c->want_send_space = true;
+    chunk_waiters_.push_back(id);
+    return false;
+  }
+  while (!bytes.empty()) {
+    if (c->tail == nullptr || c->tail->end == kSendChunkBytes) {
+      SendChunk* chunk = acquire_chunk();
+      if (c->tail != nullptr) c->tail->next = chunk; else c->head = chunk;
+      c->tail = chunk;
+    }
+    const size_t take = std::min<size_t>(bytes.size(), kSendChunkBytes - c->tail->end);
+    std::memcpy(c->tail->data + c->tail->end, bytes.data(), take);
+    c->tail->end += static_cast<uint32_t>(take);
+    c->queued_bytes += static_cast<uint32_t>(take);
+    bytes = bytes.subspan(take);
+  }
+  if (!c->send_listed) {
+    c->send_listed = true;
+    send_list_.push_back(id.index);
+  }
+  return true;
+}
+
+uint32_t Shard::send_queued_bytes(ConnId id) const {
+  const Connection* c = live(id);
+  return c != nullptr ? c->queued_bytes : 0;
+}
+
+void Shard::close(ConnId id) {
+  Connection* c = live(id);
+  if (c == nullptr) return;
+  if (c->queued_bytes == 0 && !c->send_in_flight) {
+    begin_close(id.index, 0);
+  } else {
+    c->state = ConnState::draining;  // closes when the queue is sent
+  }
+}
+
+void Shard::abort(ConnId id) {
+  if (live(id) != nullptr) begin_close(id.index, 0);
+}
+
+void Shard::pause_reading(ConnId id) {
+  Connection* c = live(id);
+  if (c == nullptr || c->read_paused) return;
+  c->read_paused = true;
+  if (c->recv_armed) submit_cancel(user_data(Op::recv, c->generation, id.index), id.index);
+}
+
+void Shard::resume_reading(ConnId id) {
+  Connection* c = live(id);
+  if (c == nullptr || !c->read_paused) return;
+  c->read_paused = false;
+  if (!c->recv_armed && !c->rearm_listed) {
+    c->rearm_listed = true;
+    rearm_list_.push_back(id.index);
+  }
+}
+
+void Shard::set_deadline(ConnId id, uint32_t timeout_ms) {
+  if (Connection* c = live(id)) wheel_.schedule(c->timer, clock_ms(), timeout_ms);
+}
+
+void Shard::clear_deadline(ConnId id) {
+  if (Connection* c = live(id)) wheel_.cancel(c->timer);
+}
+
+bool Shard::post_to(uint32_t shard, const Message& message) {
+  assert(shard < peers_->size());
+  Message stamped = message;
+  stamped.from_shard = index_;
+  return (*peers_)[shard]->post(stamped);
+}
+
+// ---- any thread ---------------------------------------------------------------
+
+bool Shard::post(const Message& message) {
+  if (!inbox_.push(message)) {
+    stats_[static_cast<size_t>(Stat::inbox_full_total)].fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  // One eventfd write per wake-up, not per message.
+  if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) {
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  }
+  return true;
+}
+
+void Shard::request_stop() {
+  while (!post({kStopMessage, 0, 0, nullptr})) usleep(1'000);
+}
+
+// ---- completions ---------------------------------------------------------------
+
+void Shard::dispatch(const io_uring_cqe& cqe) {
+  const uint64_t data = cqe.user_data;
+  const auto op = static_cast<Op>(data >> 56);
+  const auto index = static_cast<uint32_t>(data);
+  assert(index == kNoIndex || op == Op::accept || op == Op::socket || op == Op::wake ||
+         ((data >> 32) & kGenerationMask) == (connections_[index].generation & kGenerationMask));
+  switch (op) {
+    case Op::accept: on_accept(index, cqe.res); break;
+    case Op::recv: on_recv(index, cqe.res, cqe.flags); break;
+    case Op::send: on_send(index, cqe.res); break;
+    case Op::socket: on_socket(index, cqe.res); break;
+    case Op::connect: on_connect(index, cqe.res); break;
+    case Op::close: on_close_done(index); break;
+    case Op::wake: on_wake(); break;
+    case Op::shutdown:
+    case Op::cancel:
+      if (index == kNoIndex) break;  // a listener's accepts being cancelled
+      --connections_[index].ops_in_flight;
+      maybe_finish_close(index);
+      break;
+  }
+}
+
+void Shard::on_accept(uint32_t tag, int result) {
+  --accepts_in_flight_;
+  const uint32_t listener = tag / limits_.accepts_in_flight;
+  if (result >= 0) {
+    const auto index = static_cast<uint32_t>(result);
+    assert(index < connections_.size() && connections_[index].state == ConnState::free);
+    Connection& c = connections_[index];
+    c.state = ConnState::open;
+    c.context = listeners_[listener].context;
+    c.peer.storage = accept_slots_[tag].address;
+    c.peer.size_bytes = accept_slots_[tag].size_bytes;
+    ++connections_busy_;
+    bump(Stat::accepted_total);
+    bump(Stat::connections_open);
+    if (stopping_) {
+      begin_close(index, -ECONNABORTED, false);  // the service never saw it
+    } else {
+      service_.on_open(*this, id_of(index), c.context);
+      if (c.state == ConnState::open && !c.read_paused) arm_recv(index);
+    }
+  } else if (result == -ENFILE) {
+    // The direct-descriptor table is full: park until a connection closes.
+    bump(Stat::table_full_total);
+    if (now_ms_ >= table_full_logged_ms_ + 1'000) {
+      table_full_logged_ms_ = now_ms_;
+      log::emit(log::Level::warning, log::EventId::connection_table_full,
+                "connection table full: new connections wait until one closes; raise [runtime] "
+                "connections_per_shard (bounded by RLIMIT_NOFILE) or add shards",
+                {{"shard", index_}, {"connections_per_shard", limits_.connections_per_shard}});
+    }
+    parked_accepts_.push_back(tag);
+    return;
+  }
+  if (!stopping_ && result != -ECANCELED) arm_accept(listener, tag % limits_.accepts_in_flight);
+}
+
+void Shard::on_recv(uint32_t index, int result, uint32_t flags) {
+  Connection& c = connections_[index];
+  const bool more = (flags & IORING_CQE_F_MORE) != 0;
+  if (!more) {
+    c.recv_armed = false;
+    --c.ops_in_flight;
+  }
+  if (result > 0) {
+    assert(flags & IORING_CQE_F_BUFFER);
+    const auto buffer_id = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
+    bump(Stat::recv_bytes_total, static_cast<uint64_t>(result));
+    if (c.state == ConnState::open) {
+      service_.on_data(*this, id_of(index), {buffers_.buffer(buffer_id), static_cast<size_t>(result)});
+    }
+    buffers_.give_back(buffer_id);
+  } else if (result == 0) {
+    begin_close(index, 0);  // orderly EOF
+  } else if (result == -ENOBUFS) {
+    bump(Stat::recv_enobufs_total);  // not EOF: the bytes wait in the socket
+  } else if (result != -ECANCELED) {
+    begin_close(index, result);
+  }
+  if (!more && c.state == ConnState::open && !c.read_paused && !c.rearm_listed) {
+    c.rearm_listed = true;  // after this batch's buffers are given back
+    rearm_list_.push_back(index);
+  }
+  maybe_finish_close(index);
+}
+
+void Shard::on_send(uint32_t index, int result) {
+  Connection& c = connections_[index];
+  --c.ops_in_flight;
+  c.send_in_flight = false;
+  if (c.send_op != nullptr) free_send_ops_.push_back(std::move(c.send_op));
+  if (c.state == ConnState::closing) {
+    maybe_finish_close(index);
+    return;
+  }
+  if (result < 0) {
+    begin_close(index, result);
+    return;
+  }
+  bump(Stat::sent_bytes_total, static_cast<uint64_t>(result));
+  release_chunks(c, static_cast<uint32_t>(result));
+  if (c.queued_bytes > 0 && !c.send_listed) {
+    c.send_listed = true;  // partial write, or more queued meanwhile
+    send_list_.push_back(index);
+  }
+  if (c.state == ConnState::draining && c.queued_bytes == 0) {
+    begin_close(index, 0);
+  } else if (c.want_send_space && c.queued_bytes <= limits_.send_queue_max_bytes / 2) {
+    c.want_send_space = false;
+    service_.on_send_space(*this, id_of(index));
+  }
+}
+
+void Shard::on_socket(uint32_t pending, int result) {
+  const PendingConnect request = connects_[pending];
+  free_connects_.push_back(pending);
+  if (result < 0) {
+    if (result == -ENFILE) bump(Stat::table_full_total);
+    notices_.push_back({Notice::connect_failed, {}, request.context, result});
+    return;
+  }
+  const auto index = static_cast<uint32_t>(result);
+  assert(index < connections_.size() && connections_[index].state == ConnState::free);
+  Connection& c = connections_[index];
+  c.state = ConnState::connecting;
+  c.context = request.context;
+  c.peer = request.address;
+  ++connections_busy_;
+  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_prep_connect(sqe, static_cast<int>(index), reinterpret_cast<const sockaddr*>(&c.peer.storage),
+                        c.peer.size_bytes);
+  sqe->flags |= IOSQE_FIXED_FILE;
+  io_uring_sqe_set_data64(sqe, user_data(Op::connect, c.generation, index));
+  ++c.ops_in_flight;
+  if (stopping_) begin_close(index, -ECANCELED);
+}
+
+void Shard::on_connect(uint32_t index, int result) {
+  Connection& c = connections_[index];
+  --c.ops_in_flight;
+  if (c.state == ConnState::closing) {
+    maybe_finish_close(index);
+    return;
+  }
+  if (result < 0) {
+    begin_close(index, result);  // reports connect_failed
+    return;
+  }
+  c.state = ConnState::open;
+  bump(Stat::connected_total);
+  bump(Stat::connections_open);
+  service_.on_open(*this, id_of(index), c.context);
+  if (c.state == ConnState::open && !c.read_paused) arm_recv(index);
+}
+
+void Shard::on_close_done(uint32_t index) {
+  Connection& c = connections_[index];
+  --c.ops_in_flight;
+  assert(c.ops_in_flight == 0);
+  release_chunks(c, c.queued_bytes);
+  const uint32_t next_generation = c.generation + 1;
+  c.~Connection();
+  new (&c) Connection();
+  c.generation = next_generation;
+  c.timer.owner = index;
+  --connections_busy_;
+  bump(Stat::closed_total);
+  if (!stopping_) {
+    for (uint32_t tag : parked_accepts_) arm_accept(tag / limits_.accepts_in_flight, tag % limits_.accepts_in_flight);
+  }
+  parked_accepts_.clear();
+}
+
+void Shard::on_wake() {
+  wake_pending_.store(false, std::memory_order_release);
+  arm_wake();  // messages are drained once per loop turn
+}
+
+// ---- loop -----------------------------------------------------------------------
+
+Shard::SendChunk* Shard::acquire_chunk() {
+  SendChunk* chunk = free_chunks_;
+  if (chunk != nullptr) {
+    free_chunks_ = chunk->next;
+    --chunks_free_;
+  } else {
+    chunk = new SendChunk;
+    ++chunks_allocated_;
+  }
+  chunk->next = nullptr;
+  chunk->begin = chunk->end = 0;
+  return chunk;
+}
+
+void Shard::release_chunks(Connection& c, uint32_t sent_bytes) {
+  c.queued_bytes -= sent_bytes;
+  while (c.head != nullptr) {
+    SendChunk* chunk = c.head;
+    const uint32_t take = std::min(sent_bytes, chunk->end - chunk->begin);
+    chunk->begin += take;
+    sent_bytes -= take;
+    if (chunk->begin < chunk->end) break;
+    c.head = chunk->next;
+    if (c.tail == chunk) c.tail = nullptr;
+    chunk->next = free_chunks_;
+    free_chunks_ = chunk;
+    ++chunks_free_;
+  }
+  assert(sent_bytes == 0);
+}
+
+void Shard::flush_sends() {
+  for (uint32_t index : send_list_) {
+    connections_[index].send_listed = false;
+    submit_send(index);
+  }
+  send_list_.clear();
+}
+
+void Shard::rearm_recvs() {
+  for (uint32_t index : rearm_list_) {
+    Connection& c = connections_[index];
+    c.rearm_listed = false;
+    if (c.state == ConnState::open && !c.read_paused && !c.recv_armed) arm_recv(index);
+  }
+  rearm_list_.clear();
+}
+
+void Shard::drain_inbox() {
+  Message message;
+  while (inbox_.pop(message)) {
+    if (message.kind == kStopMessage) {
+      begin_stop();
+    } else {
+      service_.on_message(*this, message);
+    }
+  }
+}
+
+void Shard::notify_send_waiters() {
+  if (chunk_waiters_.empty() || chunks_free_ + (chunks_max_ - chunks_allocated_) == 0) return;
+  std::vector<ConnId> waiters;
+  waiters.swap(chunk_waiters_);
+  for (ConnId id : waiters) {
+    Connection* c = live(id);
+    if (c == nullptr || !c->want_send_space) continue;
+    c->want_send_space = false;
+    service_.on_send_space(*this, id);
+  }
+}
+
+void Shard::deliver_notices() {
+  while (!notices_.empty()) {
+    std::vector<Notice> batch;
+    batch.swap(notices_);
+    for (const Notice& notice : batch) {
+      if (notice.kind == Notice::closed) {
+        service_.on_close(*this, notice.id, notice.error);
+      } else {
+        service_.on_connect_failed(*this, notice.context, notice.error);
+      }
+    }
+  }
+}
+
+void Shard::begin_stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  stop_deadline_ms_ = now_ms_ + limits_.shutdown_timeout_ms;
+  for (const Listener& listener : listeners_) {
+    io_uring_sqe* sqe = ring_.sqe();
+    io_uring_prep_cancel_fd(sqe, listener.fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, user_data(Op::cancel, 0, kNoIndex));
+  }
+  parked_accepts_.clear();
+  service_.on_stop(*this);
+}
+
+bool Shard::finished() {
+  if (!stopping_) return false;
+  if (now_ms_ >= stop_deadline_ms_ && !aborted_stragglers_) {
+    aborted_stragglers_ = true;
+    for (uint32_t i = 0; i < connections_.size(); ++i) {
+      if (connections_[i].state != ConnState::free) begin_close(i, -ETIMEDOUT);
+    }
+  }
+  return connections_busy_ == 0 && accepts_in_flight_ == 0 && free_connects_.size() == connects_.size() &&
+         notices_.empty();
+}
+
+void Shard::run() {
+  io_uring* ring = ring_.get();
+  __kernel_timespec tick{0, static_cast<long long>(limits_.timer_tick_ms) * 1'000'000};
+  while (!finished()) {
+    flush_sends();
+    rearm_recvs();
+    io_uring_cqe* cqe = nullptr;
+    io_uring_submit_and_wait_timeout(ring, &cqe, 1, &tick, nullptr);
+    unsigned head = 0;
+    unsigned count = 0;
+    io_uring_for_each_cqe(ring, head, cqe) {
+      dispatch(*cqe);
+      ++count;
+    }
+    io_uring_cq_advance(ring, count);
+    buffers_.publish();
+    now_ms_ = clock_ms();
+    drain_inbox();
+    wheel_.advance(now_ms_, [this](uint64_t index) {
+      const auto i = static_cast<uint32_t>(index);
+      if (connections_[i].state == ConnState::open || connections_[i].state == ConnState::draining) {
+        service_.on_deadline(*this, id_of(i));
+      }
+    });
+    notify_send_waiters();
+    deliver_notices();
+  }
+  io_uring_submit(ring);
+}
+
+}  // namespace gatehouse::runtime
