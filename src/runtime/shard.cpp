@@ -55,6 +55,7 @@ struct Shard::Connection {
   int close_error = 0;
   uint32_t pending_connect = kNoIndex;
   uint32_t queued_bytes = 0;
+  uint32_t in_flight_bytes = 0;  // of the send in flight
   uint64_t context = 0;
   SendChunk* head = nullptr;
   SendChunk* tail = nullptr;
@@ -92,7 +93,7 @@ const char* to_string(Stat stat) {
   static constexpr const char* kNames[] = {
       "connections_open", "accepted_total", "connected_total", "closed_total",
       "recv_bytes_total", "sent_bytes_total", "recv_enobufs_total", "send_refused_total",
-      "table_full_total", "inbox_full_total", "sendmsg_calls_total"};
+      "table_full_total", "inbox_full_total", "sendmsg_calls_total", "send_partial_total"};
   static_assert(std::size(kNames) == static_cast<size_t>(Stat::count));
   return kNames[static_cast<size_t>(stat)];
 }
@@ -200,8 +201,11 @@ void Shard::arm_accept(uint32_t listener, uint32_t slot) {
   AcceptSlot& accept = accept_slots_[tag];
   accept.size_bytes = sizeof accept.address;
   io_uring_sqe* sqe = ring_.sqe();
+  // liburing 2.3 stores file_index + 1, so "allocate a slot" is ALLOC - 1
+  // (as its own multishot_accept_direct does); ALLOC itself would mean "no
+  // direct descriptor" and hand back a process fd.
   io_uring_prep_accept_direct(sqe, listeners_[listener].fd, reinterpret_cast<sockaddr*>(&accept.address),
-                              &accept.size_bytes, 0, IORING_FILE_INDEX_ALLOC);
+                              &accept.size_bytes, 0, IORING_FILE_INDEX_ALLOC - 1);
   io_uring_sqe_set_data64(sqe, user_data(Op::accept, 0, tag));
   ++accepts_in_flight_;
 }
@@ -238,8 +242,8 @@ void Shard::submit_send(uint32_t index) {
   if (c.state != ConnState::open && c.state != ConnState::draining) return;
   io_uring_sqe* sqe = ring_.sqe();
   if (c.head->next == nullptr) {
-    io_uring_prep_send(sqe, static_cast<int>(index), c.head->data + c.head->begin, c.head->end - c.head->begin,
-                       MSG_NOSIGNAL);
+    c.in_flight_bytes = c.head->end - c.head->begin;
+    io_uring_prep_send(sqe, static_cast<int>(index), c.head->data + c.head->begin, c.in_flight_bytes, MSG_NOSIGNAL);
   } else {
     // Gathered write: up to kSendIovMax chunks, many frames, one call.
     if (!free_send_ops_.empty()) {
@@ -249,8 +253,10 @@ void Shard::submit_send(uint32_t index) {
       c.send_op = std::make_unique<SendOp>();
     }
     uint32_t count = 0;
+    c.in_flight_bytes = 0;
     for (SendChunk* chunk = c.head; chunk != nullptr && count < kSendIovMax; chunk = chunk->next) {
       c.send_op->iov[count++] = {chunk->data + chunk->begin, chunk->end - chunk->begin};
+      c.in_flight_bytes += chunk->end - chunk->begin;
     }
     c.send_op->header.msg_iov = c.send_op->iov;
     c.send_op->header.msg_iovlen = count;
@@ -519,6 +525,7 @@ void Shard::on_send(uint32_t index, int result) {
     return;
   }
   bump(Stat::sent_bytes_total, static_cast<uint64_t>(result));
+  if (static_cast<uint32_t>(result) < c.in_flight_bytes) bump(Stat::send_partial_total);
   release_chunks(c, static_cast<uint32_t>(result));
   if (c.queued_bytes > 0 && !c.send_listed) {
     c.send_listed = true;  // partial write, or more queued meanwhile

@@ -53,6 +53,7 @@ enum class Stat : uint8_t {
   table_full_total,
   inbox_full_total,
   sendmsg_calls_total,
+  send_partial_total,  // the kernel took part of a send; the rest goes next turn
   count,
 };
 const char* to_string(Stat stat);
