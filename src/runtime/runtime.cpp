@@ -122,10 +122,12 @@ bool Runtime::start(const ServiceFactory& factory, std::string& why) {
       Shard& shard = *shards_[i];
       const std::string name = "gh-shard-" + std::to_string(i);
       pthread_setname_np(pthread_self(), name.c_str());
-      cpu_set_t set;
-      CPU_ZERO(&set);
-      CPU_SET(i % cores, &set);
-      pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+      if (limits_.pin_shards) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(i % cores, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+      }
       std::string failure;
       const bool ok = shard.init(failure);
       {

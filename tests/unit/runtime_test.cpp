@@ -240,6 +240,8 @@ TEST_CASE("12,000 framed connections over 2 shards, 3x the process fd limit, eve
   // All of them at once, spread over both shards.
   CHECK(server.total(Stat::connections_open) == kConnections);
   CHECK(client.total(Stat::connections_open) == kConnections);
+  MESSAGE("SO_REUSEPORT split of " << kConnections << " connections: " << server.shard(0).stat(Stat::connections_open)
+                                     << " / " << server.shard(1).stat(Stat::connections_open));
   CHECK(server.shard(0).stat(Stat::connections_open) > kConnections / 4);
   CHECK(server.shard(1).stat(Stat::connections_open) > kConnections / 4);
   uint64_t expected_bytes = 0;

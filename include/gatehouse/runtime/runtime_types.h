@@ -14,8 +14,8 @@ namespace gatehouse::runtime {
 struct RuntimeLimits {
   uint32_t shards = 0;                           // 0: one per online core
   uint32_t connections_per_shard = 16'384;       // direct-descriptor table size per ring
-  uint32_t recv_buffers_per_shard = 4'096;       // provided buffers (power of two)
-  uint32_t recv_buffer_size_bytes = 4'096;
+  uint32_t recv_buffers_per_shard = 1'024;       // provided buffers (power of two): 16 MiB a shard
+  uint32_t recv_buffer_size_bytes = 16'384;      // fewer completions and split frames than 4 KiB
   uint32_t send_queue_max_bytes = 64 * 1024;     // per connection; send() refuses beyond
   uint32_t send_buffer_max_bytes_per_shard = 64u << 20;  // all send queues of a shard
   uint32_t inbox_capacity = 4'096;               // cross-shard messages per shard (power of two)
@@ -23,6 +23,7 @@ struct RuntimeLimits {
   uint32_t connects_in_flight_max = 4'096;       // per shard
   uint32_t timer_tick_ms = 10;
   uint32_t shutdown_timeout_ms = 5'000;          // drain bound on SIGTERM/SIGINT
+  bool pin_shards = false;                       // pin shard i to core i (dedicated hosts only)
 };
 
 inline constexpr uint32_t kRuntimeShardsMax = 256;

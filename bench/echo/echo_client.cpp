@@ -1,0 +1,162 @@
+// Load client for the echo benchmark (one client for both server engines):
+// N connections, each keeping `depth` DATA frames of `size` bytes in flight.
+// After a warm-up it measures echoed messages and, given --server-pid, the
+// server process's CPU time over the same interval. Prints one JSON line.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gatehouse/config/config.h"
+#include "gatehouse/proto/codec.h"
+#include "gatehouse/runtime/runtime.h"
+
+using namespace gatehouse;
+
+namespace {
+
+constexpr uint32_t kStart = runtime::kServiceMessageBase + 1;
+
+struct Options {
+  std::string target;
+  uint32_t connections = 100;
+  uint32_t depth = 16;
+  uint32_t size_bytes = 64;
+  double warmup_s = 1;
+  double duration_s = 5;
+  uint32_t shards = 1;
+  int server_pid = 0;
+};
+
+std::atomic<uint64_t> g_messages{0};
+std::atomic<uint64_t> g_errors{0};
+std::atomic<uint64_t> g_open{0};
+
+class Client final : public runtime::Service {
+ public:
+  Client(const runtime::PeerAddress& target, const Options& options)
+      : target_(target), options_(options), pool_(64), decoders_(16'384), frame_(proto::kFrameMaxBytes) {
+    const std::vector<std::byte> payload(options.size_bytes, std::byte{0x42});
+    frame_.resize(proto::encode({0, proto::Data{1, proto::DataKind::event, payload}}, frame_).size_bytes);
+  }
+  void on_message(runtime::Shard& shard, const runtime::Message& message) override {
+    if (message.kind != kStart) return;
+    for (uint64_t i = 0; i < message.value; ++i) {
+      if (!shard.connect(target_, i)) g_errors.fetch_add(1);
+    }
+  }
+  void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t) override {
+    decoders_[id.index] = std::make_unique<proto::FrameDecoder>(&pool_);
+    g_open.fetch_add(1);
+    for (uint32_t i = 0; i < options_.depth; ++i) shard.send(id, frame_);
+  }
+  void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override {
+    uint64_t echoed = 0;
+    while (!bytes.empty()) {
+      const proto::DecodeResult r = decoders_[id.index]->next(bytes);
+      if (r.status == proto::DecodeStatus::error) {
+        g_errors.fetch_add(1);
+        shard.abort(id);
+        return;
+      }
+      if (r.status == proto::DecodeStatus::frame) ++echoed;
+    }
+    for (uint64_t i = 0; i < echoed; ++i) shard.send(id, frame_);  // keep the window full
+    g_messages.fetch_add(echoed, std::memory_order_relaxed);
+  }
+  void on_close(runtime::Shard&, runtime::ConnId id, int) override { decoders_[id.index].reset(); }
+  void on_connect_failed(runtime::Shard&, uint64_t, int) override { g_errors.fetch_add(1); }
+
+ private:
+  runtime::PeerAddress target_;
+  Options options_;
+  proto::SpillPool pool_;
+  std::vector<std::unique_ptr<proto::FrameDecoder>> decoders_;
+  std::vector<std::byte> frame_;
+};
+
+// utime + stime of a process, in seconds.
+double process_cpu_s(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::vector<std::string> fields;
+  std::string field;
+  for (size_t i = close + 2; i <= text.size(); ++i) {
+    if (i == text.size() || text[i] == ' ') {
+      fields.push_back(field);
+      field.clear();
+    } else {
+      field.push_back(text[i]);
+    }
+  }
+  // fields[0] is state (field 3); utime and stime are fields 14 and 15.
+  return (std::stod(fields[11]) + std::stod(fields[12])) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    const std::string value = argv[i + 1];
+    if (flag == "--target") options.target = value;
+    else if (flag == "--connections") options.connections = static_cast<uint32_t>(std::stoul(value));
+    else if (flag == "--depth") options.depth = static_cast<uint32_t>(std::stoul(value));
+    else if (flag == "--size") options.size_bytes = static_cast<uint32_t>(std::stoul(value));
+    else if (flag == "--warmup") options.warmup_s = std::stod(value);
+    else if (flag == "--duration") options.duration_s = std::stod(value);
+    else if (flag == "--shards") options.shards = static_cast<uint32_t>(std::stoul(value));
+    else if (flag == "--server-pid") options.server_pid = std::stoi(value);
+    else {
+      std::fprintf(stderr, "usage: echo_client --target IP:PORT [--connections N] [--depth N] [--size BYTES] "
+                           "[--warmup S] [--duration S] [--shards N] [--server-pid PID]\n");
+      return 2;
+    }
+  }
+  config::Endpoint endpoint;
+  runtime::PeerAddress target;
+  std::string why;
+  if (!config::parse_endpoint(options.target, true, endpoint, why) ||
+      !runtime::make_address(endpoint.host, endpoint.port, target, why)) {
+    std::fprintf(stderr, "echo_client: --target: %s\n", why.c_str());
+    return 2;
+  }
+  runtime::RuntimeLimits limits;
+  limits.shards = options.shards;
+  limits.send_queue_max_bytes = 1u << 20;
+  runtime::Runtime rt(limits);
+  if (!rt.start([&](uint32_t) { return std::make_unique<Client>(target, options); }, why)) {
+    std::fprintf(stderr, "echo_client: %s\n", why.c_str());
+    return 1;
+  }
+  for (uint32_t s = 0; s < rt.shard_count(); ++s) {
+    const uint32_t share = options.connections / rt.shard_count() + (s < options.connections % rt.shard_count() ? 1 : 0);
+    rt.shard(s).post({kStart, 0, share, nullptr});
+  }
+  using clock = std::chrono::steady_clock;
+  std::this_thread::sleep_for(std::chrono::duration<double>(options.warmup_s));
+  const uint64_t messages_before = g_messages.load();
+  const double cpu_before = options.server_pid ? process_cpu_s(options.server_pid) : 0;
+  const auto started = clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(options.duration_s));
+  const uint64_t messages = g_messages.load() - messages_before;
+  const double cpu = options.server_pid ? process_cpu_s(options.server_pid) - cpu_before : 0;
+  const double seconds = std::chrono::duration<double>(clock::now() - started).count();
+  rt.stop();
+  rt.join();
+  std::printf("{\"size\":%u,\"connections\":%llu,\"depth\":%u,\"messages\":%llu,\"seconds\":%.3f,"
+              "\"messages_per_s\":%.0f,\"server_cpu_s\":%.3f,\"server_cpu_us_per_message\":%.4f,\"errors\":%llu}\n",
+              options.size_bytes, static_cast<unsigned long long>(g_open.load()), options.depth,
+              static_cast<unsigned long long>(messages), seconds, static_cast<double>(messages) / seconds, cpu,
+              messages ? cpu * 1e6 / static_cast<double>(messages) : 0.0, static_cast<unsigned long long>(g_errors.load()));
+  return g_errors.load() == 0 && messages > 0 ? 0 : 1;
+}
