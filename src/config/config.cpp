@@ -89,6 +89,31 @@ class TableReader {
     out = static_cast<uint64_t>(value);
   }
 
+  void integer(std::string_view key, uint32_t& out, uint32_t min, uint32_t max) {
+    uint64_t value = out;
+    integer(key, value, min, max);
+    out = static_cast<uint32_t>(value);
+  }
+
+  void boolean(std::string_view key, bool& out) {
+    const toml::node* node = get(key);
+    if (node == nullptr) return;
+    if (!node->is_boolean()) {
+      error(line_of(*node), key, std::string("must be true or false, not ") + type_name(*node));
+      return;
+    }
+    out = node->as_boolean()->get();
+  }
+
+  void power_of_two(std::string_view key, uint32_t& out, uint32_t min, uint32_t max) {
+    const uint32_t before = out;
+    integer(key, out, min, max);
+    if ((out & (out - 1)) != 0) {
+      error(line_of(*table_.get(key)), key, "must be a power of two, not " + std::to_string(out));
+      out = before;
+    }
+  }
+
   void endpoint(std::string_view key, Endpoint& out, bool ip_literal_only, bool required) {
     std::string text;
     if (!string(key, text, required)) return;
@@ -270,12 +295,16 @@ void read_operations(TableReader& root, Config& config) {
   }
   if (const toml::table* table = root.table("runtime")) {
     TableReader runtime(*table, "runtime.", root.context());
-    uint64_t shards = config.shards;
-    uint64_t auth_threads = config.auth_threads;
-    runtime.integer("shards", shards, 0, kShardsMax);
-    runtime.integer("auth_threads", auth_threads, 1, kAuthThreadsMax);
-    config.shards = static_cast<uint32_t>(shards);
-    config.auth_threads = static_cast<uint32_t>(auth_threads);
+    runtime::RuntimeLimits& limits = config.runtime;
+    runtime.integer("shards", limits.shards, 0, runtime::kRuntimeShardsMax);
+    runtime.integer("auth_threads", config.auth_threads, 1, kAuthThreadsMax);
+    runtime.integer("connections_per_shard", limits.connections_per_shard, 16, 1u << 20);
+    runtime.power_of_two("recv_buffers", limits.recv_buffers_per_shard, 16, 32'768);
+    runtime.integer("recv_buffer_size_bytes", limits.recv_buffer_size_bytes, 1'024, 1u << 20);
+    runtime.integer("send_queue_max_bytes", limits.send_queue_max_bytes, 16 * 1024, 64u << 20);
+    runtime.integer("send_buffer_max_bytes", limits.send_buffer_max_bytes_per_shard, 1u << 20, 4'095u << 20);
+    runtime.integer("shutdown_timeout_ms", limits.shutdown_timeout_ms, 0, 600'000);
+    runtime.boolean("pin_shards", limits.pin_shards);
     runtime.finish();
   }
   if (const toml::table* table = root.table("log")) {

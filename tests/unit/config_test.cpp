@@ -97,7 +97,7 @@ TEST_CASE("a gateway config loads into typed fields, paths resolved against its 
   CHECK(config.kerberos.enabled);
   CHECK(config.kerberos.keytab_path == dir.path("gw1.keytab"));
   CHECK(config.kerberos.service == "gatehouse");
-  CHECK(config.shards == 2);
+  CHECK(config.runtime.shards == 2);
   CHECK(config.auth_threads == 3);
   CHECK(config.admin_listen.port == 9800);
 }
@@ -109,7 +109,9 @@ TEST_CASE("defaults a user would expect") {
   CHECK(config.role == Role::server);  // inferred from data_dir
   CHECK(config.listen.text == "0.0.0.0:5723");
   CHECK(config.admin_listen.text == "127.0.0.1:9723");
-  CHECK(config.shards == 0);
+  CHECK(config.runtime.shards == 0);
+  CHECK(config.runtime.connections_per_shard == 16'384);
+  CHECK_FALSE(config.runtime.pin_shards);
   CHECK(config.auth_threads == 1);
   CHECK(config.agent_approval == AgentApproval::reject);
   CHECK(config.data_dir == dir.path("data"));
@@ -139,7 +141,7 @@ TEST_CASE("agent configs: cert needs TLS files; Kerberos needs a keytab and no C
 TEST_CASE("unknown keys are refused with their line and the keys that are known") {
   ConfigDir dir;
   expect_one_error(dir, kGateway + "[runtime]\nshards = 1\nshard = 2\n", Role::gateway, 16, "runtime.shard",
-                   "unknown key (known here: shards, auth_threads)");
+                   "unknown key (known here: shards, auth_threads, connections_per_shard, recv_buffers");
   expect_one_error(dir, "nmae = \"x\"\n" + kGateway, Role::gateway, 1, "nmae", "unknown key");
   expect_one_error(dir, kGateway + "[tls2]\n", Role::gateway, 14, "tls2", "unknown key");
 }
@@ -152,6 +154,10 @@ TEST_CASE("wrong types, bad values and bad names are refused precisely") {
                    "must be an integer");
   expect_one_error(dir, kGateway + "[runtime]\nshards = 999\n", Role::gateway, 15, "runtime.shards",
                    "between 0 and 256");
+  expect_one_error(dir, kGateway + "[runtime]\nrecv_buffers = 1000\n", Role::gateway, 15, "runtime.recv_buffers",
+                   "must be a power of two, not 1000");
+  expect_one_error(dir, kGateway + "[runtime]\npin_shards = 1\n", Role::gateway, 15, "runtime.pin_shards",
+                   "must be true or false, not an integer");
   expect_one_error(dir, kGateway + "[log]\nlevel = \"loud\"\n", Role::gateway, 15, "log.level",
                    "one of debug|info|warning|error");
   expect_one_error(dir, "name = \"gw 1\"\n" + kGateway.substr(kGateway.find('\n') + 1), Role::gateway, 1,

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "gatehouse/runtime/runtime_types.h"
+
 namespace gatehouse::config {
 
 enum class Role : uint8_t { gateway, server, agent };
@@ -13,7 +15,6 @@ enum class AgentAuth : uint8_t { cert, kerberos };
 enum class AgentApproval : uint8_t { reject, review, automatic };
 
 inline constexpr uint16_t kDefaultPort = 5723;
-inline constexpr uint32_t kShardsMax = 256;
 inline constexpr uint32_t kAuthThreadsMax = 64;
 inline constexpr uint32_t kParentsMax = 16;
 inline constexpr uint64_t kQueueDefaultBytes = 15ull * 1024 * 1024;  // SCOM's default
@@ -52,7 +53,7 @@ struct Config {
   TlsConfig tls;
   KerberosConfig kerberos;
   Endpoint admin_listen;
-  uint32_t shards = 0;        // 0: one per core
+  runtime::RuntimeLimits runtime;  // [runtime]: shards, pools and queues
   uint32_t auth_threads = 1;
   std::string log_level = "info";
   // gateway
