@@ -1,7 +1,10 @@
 // Load client for the echo benchmark (one client for both server engines):
 // N connections, each keeping `depth` DATA frames of `size` bytes in flight.
 // After a warm-up it measures echoed messages and, given --server-pid, the
-// server process's CPU time over the same interval. Prints one JSON line.
+// server process's CPU time over the same interval, and its own. On loopback
+// the receiver's TCP work runs partly in the sender's syscalls, so server CPU
+// alone shifts with batching; server + client CPU is the whole-system cost.
+// Prints one JSON line.
 #include <unistd.h>
 
 #include <atomic>
@@ -146,17 +149,22 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::duration<double>(options.warmup_s));
   const uint64_t messages_before = g_messages.load();
   const double cpu_before = options.server_pid ? process_cpu_s(options.server_pid) : 0;
+  const double own_cpu_before = process_cpu_s(getpid());
   const auto started = clock::now();
   std::this_thread::sleep_for(std::chrono::duration<double>(options.duration_s));
   const uint64_t messages = g_messages.load() - messages_before;
   const double cpu = options.server_pid ? process_cpu_s(options.server_pid) - cpu_before : 0;
+  const double own_cpu = process_cpu_s(getpid()) - own_cpu_before;
   const double seconds = std::chrono::duration<double>(clock::now() - started).count();
   rt.stop();
   rt.join();
   std::printf("{\"size\":%u,\"connections\":%llu,\"depth\":%u,\"messages\":%llu,\"seconds\":%.3f,"
-              "\"messages_per_s\":%.0f,\"server_cpu_s\":%.3f,\"server_cpu_us_per_message\":%.4f,\"errors\":%llu}\n",
+              "\"messages_per_s\":%.0f,\"server_cpu_s\":%.3f,\"server_cpu_us_per_message\":%.4f,"
+              "\"client_cpu_s\":%.3f,\"total_cpu_us_per_message\":%.4f,\"errors\":%llu}\n",
               options.size_bytes, static_cast<unsigned long long>(g_open.load()), options.depth,
               static_cast<unsigned long long>(messages), seconds, static_cast<double>(messages) / seconds, cpu,
-              messages ? cpu * 1e6 / static_cast<double>(messages) : 0.0, static_cast<unsigned long long>(g_errors.load()));
+              messages ? cpu * 1e6 / static_cast<double>(messages) : 0.0, own_cpu,
+              messages ? (cpu + own_cpu) * 1e6 / static_cast<double>(messages) : 0.0,
+              static_cast<unsigned long long>(g_errors.load()));
   return g_errors.load() == 0 && messages > 0 ? 0 : 1;
 }
