@@ -204,6 +204,27 @@ void start(Runtime& runtime, const Runtime::ServiceFactory& factory) {
   REQUIRE_MESSAGE(runtime.start(factory, why), why);
 }
 
+// A server runtime echoing frames and a client runtime verifying them.
+struct EchoPair {
+  EchoPair(const RuntimeLimits& limits, uint32_t frames_per_connection) : server(limits), client(limits) {
+    const PeerAddress target = loopback(listen_loopback(server));
+    start(server, [&](uint32_t) { return std::make_unique<EchoServer>(limits.connections_per_shard, server_counters); });
+    start(client, [&, target, frames_per_connection](uint32_t shard) {
+      return std::make_unique<EchoClient>(shard, limits.connections_per_shard, target, frames_per_connection,
+                                          client_counters);
+    });
+  }
+  // Each client shard opens `per_shard` connections.
+  void connect(uint32_t per_shard) {
+    for (uint32_t i = 0; i < client.shard_count(); ++i) REQUIRE(client.shard(i).post({kStartMessage, 0, per_shard, nullptr}));
+  }
+
+  Counters server_counters;  // before the runtimes: their services point here
+  Counters client_counters;
+  Runtime server;
+  Runtime client;
+};
+
 }  // namespace
 
 TEST_CASE("12,000 framed connections over 2 shards, 3x the process fd limit, every byte verified") {
@@ -217,16 +238,12 @@ TEST_CASE("12,000 framed connections over 2 shards, 3x the process fd limit, eve
   RuntimeLimits limits;
   limits.shards = 2;
   limits.connections_per_shard = 8'192;
-  Counters server_counters;
-  Counters client_counters;
-  Runtime server(limits);
-  const PeerAddress target = loopback(listen_loopback(server));
-  start(server, [&](uint32_t) { return std::make_unique<EchoServer>(limits.connections_per_shard, server_counters); });
-  Runtime client(limits);
-  start(client, [&](uint32_t shard) {
-    return std::make_unique<EchoClient>(shard, limits.connections_per_shard, target, kFramesPerConnection, client_counters);
-  });
-  for (uint32_t i = 0; i < 2; ++i) REQUIRE(client.shard(i).post({kStartMessage, 0, kConnections / 2, nullptr}));
+  EchoPair pair(limits, kFramesPerConnection);
+  Runtime& server = pair.server;
+  Runtime& client = pair.client;
+  Counters& server_counters = pair.server_counters;
+  Counters& client_counters = pair.client_counters;
+  pair.connect(kConnections / 2);
 
   const bool all_verified = wait_until([&] {
     return client_counters.frames_verified.load() == uint64_t{kConnections} * kFramesPerConnection ||
@@ -547,16 +564,11 @@ TEST_CASE("stop under load: stops accepting, drains, every connection closed, bo
   limits.shards = 2;
   limits.connections_per_shard = 4'096;
   limits.shutdown_timeout_ms = 2'000;
-  Counters server_counters;
-  Counters client_counters;
-  Runtime server(limits);
-  const PeerAddress target = loopback(listen_loopback(server));
-  start(server, [&](uint32_t) { return std::make_unique<EchoServer>(limits.connections_per_shard, server_counters); });
-  Runtime client(limits);
-  start(client, [&](uint32_t shard) {
-    return std::make_unique<EchoClient>(shard, limits.connections_per_shard, target, 64, client_counters);
-  });
-  for (uint32_t i = 0; i < 2; ++i) REQUIRE(client.shard(i).post({kStartMessage, 0, 1'000, nullptr}));
+  EchoPair pair(limits, 64);
+  Runtime& server = pair.server;
+  Runtime& client = pair.client;
+  Counters& server_counters = pair.server_counters;
+  pair.connect(1'000);
   REQUIRE(wait_until([&] { return server_counters.opened.load() >= 500; }, 30s));
 
   const auto stop_started = std::chrono::steady_clock::now();
