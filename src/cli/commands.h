@@ -4,6 +4,7 @@
 
 namespace gatehouse::cli {
 
+int run_certs(int argc, char** argv, int first);
 int run_check_config(int argc, char** argv, int first);
 int run_proto(int argc, char** argv, int first);
 int run_version(int argc, char** argv, int first);

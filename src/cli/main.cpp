@@ -36,7 +36,7 @@ constexpr Command kCommands[] = {
     {"approve", "gatehouse approve --config FILE gateway|agent NAME --action create|delete | list [--pending]",
      "approve or remove gateways and agents on a running server", run_pending, false},
     {"certs", "gatehouse certs init-ca | issue --role ROLE --name FQDN | check --cert F --key F --ca F",
-     "dev PKI helper and certificate checker", run_pending, false},
+     "dev PKI (init-ca, issue) and a checker that says why a cert/key/CA set is unusable", run_certs, true},
     {"status", "gatehouse status --config FILE [--json]",
      "health of a running instance: sessions, uplinks, queues, auth failures", run_pending, false},
     {"store", "gatehouse store --config FILE stats [--json] | dump --agent NAME",
@@ -72,7 +72,7 @@ void print_help(FILE* out) {
 
 int run_pending(int argc, char** argv, int first) {
   const Command& command = *find_command(argv[first - 1]);
-  std::fprintf(stderr, "gatehouse %.*s: not in this build yet (this release has: check-config, proto, version)\n",
+  std::fprintf(stderr, "gatehouse %.*s: not in this build yet (this release has: certs, check-config, proto, version)\n",
                static_cast<int>(command.name.size()), command.name.data());
   (void)argc;
   return kExitUnavailable;

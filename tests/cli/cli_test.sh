@@ -66,6 +66,56 @@ printf '\002' | dd of="$work/sample.bin" bs=1 seek=33 conv=notrunc status=none
 expect_exit 1 "decode a corrupted stream" -- "$gatehouse" proto decode - <"$work/sample.bin"
 expect_output "frame at byte 33: bad_version" "corrupted stream message"
 
+# certs: a dev PKI, checked by gatehouse and independently by the openssl CLI.
+pki="$work/pki"
+mkdir -p "$pki"
+expect_exit 0 "certs init-ca" -- "$gatehouse" certs init-ca --dir "$pki"
+expect_output "wrote .*/ca.crt and .*/ca.key \(CA \"gatehouse dev CA\", ECDSA P-256" "init-ca summary"
+checks=$((checks + 1))
+[ "$(stat -c %a "$pki/ca.key")" = 600 ] || fail "ca.key is not mode 0600"
+expect_exit 1 "init-ca refuses to overwrite" -- "$gatehouse" certs init-ca --dir "$pki"
+expect_output "ca.key exists; pass --force" "overwrite refusal message"
+issue() { "$gatehouse" certs issue --ca-dir "$pki" --out "$pki" "$@" >"$work/out" 2>&1 || fail "certs issue $*: $(cat "$work/out")"; }
+issue --role gateway --name gw1.example.test
+issue --role server --name ms1.example.test --key-type rsa
+issue --role agent --name web01.example.test
+issue --role agent --name old.example.test --valid-from 2020-01-01 --days 30
+issue --role agent --name future.example.test --valid-from 2099-01-01
+if command -v openssl >/dev/null; then
+  for name in gw1 ms1 web01; do
+    expect_exit 0 "openssl verifies $name" -- openssl verify -CAfile "$pki/ca.crt" "$pki/$name.example.test.crt"
+  done
+  expect_exit 0 "openssl reads the gateway's extensions" -- openssl x509 -in "$pki/gw1.example.test.crt" -noout -ext subjectAltName,extendedKeyUsage,basicConstraints
+  expect_output "DNS:gw1.example.test" "SAN as openssl sees it"
+  expect_output "TLS Web Server Authentication, TLS Web Client Authentication" "EKU as openssl sees it"
+  expect_output "CA:FALSE" "leaf is not a CA"
+fi
+check_cert() { "$gatehouse" certs check --ca "$pki/ca.crt" "$@"; }
+c() { echo "--cert $pki/$1.example.test.crt --key $pki/${2:-$1}.example.test.key"; }
+expect_exit 0 "check a good gateway cert" -- check_cert $(c gw1) --name gw1.example.test --role gateway
+expect_output "usable: /CN=gw1.example.test, DNS:gw1.example.test, EKU serverAuth\+clientAuth" "usable summary"
+expect_exit 0 "check a good RSA server cert" -- check_cert $(c ms1) --name ms1.example.test --role server
+expect_exit 1 "expired" -- check_cert $(c old) --role agent
+expect_output "certificate expired: notAfter Jan 31 00:00:00 2020 GMT" "expired line"
+expect_exit 1 "not yet valid" -- check_cert $(c future)
+expect_output "certificate not yet valid: notBefore Jan  1 00:00:00 2099 GMT \(check this host's clock\)" "not yet valid line"
+expect_exit 1 "key mismatch" -- check_cert $(c web01 gw1)
+expect_output "key mismatch: .*gw1.example.test.key is not the private key of .*web01.example.test.crt" "key mismatch line"
+expect_exit 1 "agent cert used for a gateway" -- check_cert $(c web01) --role gateway
+expect_output "wrong EKU: role gateway needs serverAuth\+clientAuth; this certificate has clientAuth" "EKU line"
+expect_exit 1 "name mismatch" -- check_cert $(c gw1) --name gw2.example.test
+expect_output "name mismatch: expected gw2.example.test, the certificate names gw1.example.test" "name line"
+other="$work/other-ca"
+mkdir -p "$other"
+"$gatehouse" certs init-ca --dir "$other" --name "partner CA" >/dev/null
+expect_exit 1 "chain to another CA (the DMZ agent without the root CA)" -- "$gatehouse" certs check $(c gw1) --ca "$other/ca.crt"
+expect_output "chain broken: issuer /CN=gatehouse dev CA is not a CA in .*other-ca/ca.crt .*install the root CA that issued it" "chain line"
+expect_exit 1 "several problems, one line each" -- check_cert $(c old web01) --role server --name x.example.test
+expect_output "unusable \(4 problems\)" "problem count"
+expect_exit 2 "issue without --role" -- "$gatehouse" certs issue --name a.example.test
+expect_exit 1 "issue without a CA" -- "$gatehouse" certs issue --role agent --name a.example.test --ca-dir "$work/none" --out "$work"
+expect_output "create a CA with: gatehouse certs init-ca" "missing CA hint"
+
 # OpenSSL 3 must never share the process with BoringSSL.
 checks=$((checks + 1))
 if ldd "$gatehouse" | grep -qE 'libcrypto\.so\.3|libssl\.so\.3'; then fail "the binary links OpenSSL 3"; fi

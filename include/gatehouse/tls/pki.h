@@ -1,0 +1,60 @@
+// Dev PKI and certificate checks (the MOMCertImport analogue): `gatehouse certs`.
+#pragma once
+
+#include <cstdint>
+#include <ctime>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gatehouse::tls {
+
+// Which EKUs a role needs: server and gateway both accept (serverAuth) and
+// dial (clientAuth: parent links, server-initiated connections, chains);
+// agents only dial.
+enum class CertRole : uint8_t { server, gateway, agent };
+enum class KeyType : uint8_t { ec_p256, rsa_2048 };
+
+const char* to_string(CertRole role);
+bool parse_cert_role(const std::string& text, CertRole& role);
+
+struct CaRequest {
+  std::string dir;                        // writes dir/ca.crt and dir/ca.key
+  std::string common_name = "gatehouse dev CA";
+  uint32_t days = 3'650;
+  KeyType key_type = KeyType::ec_p256;
+  bool overwrite = false;
+};
+
+struct IssueRequest {
+  std::string ca_dir;                     // holds ca.crt and ca.key
+  std::string out_dir;                    // writes out_dir/NAME.crt and out_dir/NAME.key
+  CertRole role = CertRole::agent;
+  std::string name;                       // FQDN: CN and the only SAN DNS name
+  uint32_t days = 397;
+  std::optional<time_t> not_before;       // default: now
+  KeyType key_type = KeyType::ec_p256;
+  bool overwrite = false;
+};
+
+// On success returns "" and fills `summary`; otherwise the reason.
+std::string init_ca(const CaRequest& request, std::string& summary);
+std::string issue(const IssueRequest& request, std::string& summary);
+
+struct CheckRequest {
+  std::string cert_path;
+  std::string key_path;
+  std::string ca_path;
+  std::string crl_path;                   // optional
+  std::string name;                       // optional: the identity the peer expects
+  std::optional<CertRole> role;           // optional: checks the EKUs it needs
+};
+
+struct CheckReport {
+  std::vector<std::string> problems;      // one line each; empty: usable
+  std::string summary;                    // subject, names, EKU, expiry
+};
+
+CheckReport check(const CheckRequest& request);
+
+}  // namespace gatehouse::tls
