@@ -1,5 +1,7 @@
 #include "gatehouse/tls/pki.h"
 
+#include "x509_text.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -22,30 +24,6 @@
 
 namespace gatehouse::tls {
 namespace {
-
-std::string openssl_error() {
-  const uint32_t code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "unknown error";
-  char text[256];
-  ERR_error_string_n(code, text, sizeof text);
-  return text;
-}
-
-std::string time_text(const ASN1_TIME* time) {
-  bssl::UniquePtr<BIO> bio(BIO_new(BIO_s_mem()));
-  ASN1_TIME_print(bio.get(), time);
-  const uint8_t* data = nullptr;
-  size_t size = 0;
-  BIO_mem_contents(bio.get(), &data, &size);
-  return std::string(reinterpret_cast<const char*>(data), size);
-}
-
-std::string name_text(X509_NAME* name) {
-  char text[512];
-  X509_NAME_oneline(name, text, sizeof text);
-  return text;
-}
 
 bool read_file(const std::string& path, std::string& contents, std::string& why) {
   std::ifstream in(path, std::ios::binary);
@@ -129,19 +107,6 @@ std::string eku_text(uint32_t eku) {
   if (eku & XKU_SSL_SERVER) text += "serverAuth";
   if (eku & XKU_SSL_CLIENT) text += text.empty() ? "clientAuth" : "+clientAuth";
   return text.empty() ? "neither serverAuth nor clientAuth" : text;
-}
-
-std::vector<std::string> dns_names(X509* cert) {
-  std::vector<std::string> names;
-  bssl::UniquePtr<GENERAL_NAMES> sans(
-      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr)));
-  for (size_t i = 0; sans && i < sk_GENERAL_NAME_num(sans.get()); ++i) {
-    const GENERAL_NAME* san = sk_GENERAL_NAME_value(sans.get(), i);
-    if (san->type != GEN_DNS) continue;
-    names.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(san->d.dNSName)),
-                       static_cast<size_t>(ASN1_STRING_length(san->d.dNSName)));
-  }
-  return names;
 }
 
 // Every PEM certificate in `text`.

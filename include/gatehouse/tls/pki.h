@@ -32,7 +32,7 @@ struct IssueRequest {
   CertRole role = CertRole::agent;
   std::string name;                       // FQDN: CN and the only SAN DNS name
   uint32_t days = 397;
-  std::optional<time_t> not_before;       // default: now
+  std::optional<time_t> not_before{};     // default: now
   KeyType key_type = KeyType::ec_p256;
   bool overwrite = false;
 };

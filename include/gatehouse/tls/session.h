@@ -1,0 +1,97 @@
+// TLS 1.3 over memory buffers: the shard moves bytes, whoever calls
+// handshake() (an auth thread) spends the CPU. One Session per connection.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "gatehouse/tls/boringssl.h"
+#include <openssl/ssl.h>
+
+namespace gatehouse::tls {
+
+enum class Side : uint8_t { server, client };
+
+// What a side asks of its peer's certificate. A server that takes both cert
+// and Kerberos agents on one port uses `optional` and decides after HELLO; a
+// Kerberos client uses `none` (GSSAPI with channel binding proves the server).
+enum class PeerCertificate : uint8_t { required, optional, none };
+
+// Loaded TLS material for one side; immutable once loaded, shared by every
+// session made from it, replaced whole on reload (new sessions only).
+class Context {
+ public:
+  struct Options {
+    Side side = Side::server;
+    std::string cert_path;   // optional for a Kerberos client
+    std::string key_path;
+    std::string ca_path;     // optional for a Kerberos client (GSSAPI proves the server)
+    std::string crl_path;    // optional
+    PeerCertificate peer_certificate = PeerCertificate::required;
+  };
+
+  // nullptr with `why` saying which file and what is wrong with it.
+  static std::shared_ptr<const Context> load(const Options& options, std::string& why);
+
+  SSL_CTX* get() const { return context_.get(); }
+  const Options& options() const { return options_; }
+
+ private:
+  Context() = default;
+  bssl::UniquePtr<SSL_CTX> context_;
+  Options options_;
+};
+
+enum class HandshakeState : uint8_t { in_progress, established, failed };
+
+class Session {
+ public:
+  // Client sessions verify the server's certificate against `expected_peer_name`.
+  explicit Session(std::shared_ptr<const Context> context, const std::string& expected_peer_name = "");
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Ciphertext received from the peer.
+  void push_ciphertext(std::span<const std::byte> bytes);
+  // Advances the handshake as far as the received bytes allow.
+  HandshakeState handshake();
+  // Ciphertext to send to the peer (handshake flights, records, alerts).
+  size_t pending_ciphertext_bytes() const;
+  size_t pull_ciphertext(std::span<std::byte> out);
+
+  // Established sessions only. write() encrypts; read() returns the number of
+  // plaintext bytes (0: need more ciphertext), or -1 when the session failed
+  // or the peer closed.
+  bool write(std::span<const std::byte> plaintext);
+  int64_t read(std::span<std::byte> out);
+
+  // The peer certificate's first SAN DNS name, else its CN; "" without one.
+  std::string peer_identity() const;
+
+  // Why the handshake or session failed, precise enough to act on.
+  const std::string& failure() const { return failure_; }
+  // RFC 9266 tls-exporter channel binding (32 bytes), for GSSAPI.
+  bool channel_binding(std::array<uint8_t, 32>& out) const;
+  SSL* ssl() const { return ssl_.get(); }
+
+  // Called by the certificate verifier when it rejects the peer's certificate.
+  void on_verify_failure(int error, X509* cert);
+
+ private:
+  void fail_from_error_queue();
+
+  std::shared_ptr<const Context> context_;
+  bssl::UniquePtr<SSL> ssl_;
+  BIO* in_ = nullptr;   // owned by ssl_: ciphertext from the peer
+  BIO* out_ = nullptr;  // owned by ssl_: ciphertext for the peer
+  std::string expected_peer_name_;
+  std::string verify_failure_;
+  std::string failure_;
+  bool failed_ = false;
+};
+
+}  // namespace gatehouse::tls

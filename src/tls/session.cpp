@@ -1,0 +1,230 @@
+#include "gatehouse/tls/session.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "x509_text.h"
+
+namespace gatehouse::tls {
+namespace {
+
+int session_index() {
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+int verify_peer(int ok, X509_STORE_CTX* store) {
+  if (ok) return 1;
+  SSL* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  static_cast<Session*>(SSL_get_ex_data(ssl, session_index()))
+      ->on_verify_failure(X509_STORE_CTX_get_error(store), X509_STORE_CTX_get_current_cert(store));
+  return 0;
+}
+
+bool add_crls(X509_STORE* store, const std::string& path, std::string& why) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in) {
+    why = "cannot read CRL " + path;
+    return false;
+  }
+  const std::string pem = text.str();
+  bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  int count = 0;
+  while (X509_CRL* crl = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr)) {
+    X509_STORE_add_crl(store, crl);
+    X509_CRL_free(crl);
+    ++count;
+  }
+  ERR_clear_error();
+  if (count == 0) {
+    why = path + " holds no PEM CRL";
+    return false;
+  }
+  X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+  return true;
+}
+
+}  // namespace
+
+std::shared_ptr<const Context> Context::load(const Options& options, std::string& why) {
+  std::shared_ptr<Context> context(new Context());
+  context->options_ = options;
+  context->context_.reset(SSL_CTX_new(TLS_method()));
+  SSL_CTX* ctx = context->context_.get();
+  SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+  if (!options.cert_path.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, options.cert_path.c_str()) != 1) {
+      why = options.cert_path + ": not a usable PEM certificate chain (" + openssl_error() + ")";
+      return nullptr;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, options.key_path.c_str(), SSL_FILETYPE_PEM) != 1) {
+      const bool mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+      why = mismatch ? options.key_path + " is not the private key of " + options.cert_path
+                     : options.key_path + ": not a usable PEM private key (" + openssl_error() + ")";
+      ERR_clear_error();
+      return nullptr;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+      ERR_clear_error();
+      why = options.key_path + " is not the private key of " + options.cert_path;
+      return nullptr;
+    }
+  }
+  if (options.peer_certificate != PeerCertificate::none) {
+    if (SSL_CTX_load_verify_locations(ctx, options.ca_path.c_str(), nullptr) != 1) {
+      why = options.ca_path + ": not a usable PEM CA file (" + openssl_error() + ")";
+      return nullptr;
+    }
+    if (!options.crl_path.empty() && !add_crls(SSL_CTX_get_cert_store(ctx), options.crl_path, why)) return nullptr;
+  }
+  int mode = SSL_VERIFY_NONE;
+  if (options.peer_certificate == PeerCertificate::required) {
+    mode = SSL_VERIFY_PEER | (options.side == Side::server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+  } else if (options.peer_certificate == PeerCertificate::optional) {
+    mode = SSL_VERIFY_PEER;
+  }
+  SSL_CTX_set_verify(ctx, mode, verify_peer);
+  return context;
+}
+
+Session::Session(std::shared_ptr<const Context> context, const std::string& expected_peer_name)
+    : context_(std::move(context)), ssl_(SSL_new(context_->get())), expected_peer_name_(expected_peer_name) {
+  in_ = BIO_new(BIO_s_mem());
+  out_ = BIO_new(BIO_s_mem());
+  BIO_set_mem_eof_return(in_, -1);  // empty input means "wait", not EOF
+  SSL_set_bio(ssl_.get(), in_, out_);
+  SSL_set_ex_data(ssl_.get(), session_index(), this);
+  if (context_->options().side == Side::client) {
+    SSL_set_connect_state(ssl_.get());
+    if (!expected_peer_name.empty()) {
+      SSL_set_tlsext_host_name(ssl_.get(), expected_peer_name.c_str());
+      if (context_->options().peer_certificate != PeerCertificate::none) {
+        X509_VERIFY_PARAM_set1_host(SSL_get0_param(ssl_.get()), expected_peer_name.data(), expected_peer_name.size());
+      }
+    }
+  } else {
+    SSL_set_accept_state(ssl_.get());
+  }
+}
+
+void Session::on_verify_failure(int error, X509* cert) {
+  const Context::Options& options = context_->options();
+  const std::string peer = options.side == Side::client ? "the server's certificate " : "the client's certificate ";
+  const std::string subject = cert != nullptr ? name_text(X509_get_subject_name(cert)) : "?";
+  switch (error) {
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+      verify_failure_ = peer + subject + " is issued by " + (cert ? name_text(X509_get_issuer_name(cert)) : "?") +
+                        ", which is not a CA in " + options.ca_path + ": install that root CA here";
+      break;
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      verify_failure_ = peer + subject + " expired on " + time_text(X509_get0_notAfter(cert));
+      break;
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      verify_failure_ = peer + subject + " is not valid before " + time_text(X509_get0_notBefore(cert)) +
+                        " (check the clocks)";
+      break;
+    case X509_V_ERR_CERT_REVOKED:
+      verify_failure_ = peer + subject + " is revoked (" + options.crl_path + ")";
+      break;
+    case X509_V_ERR_INVALID_PURPOSE:
+      verify_failure_ = peer + subject + " lacks the EKU " + (options.side == Side::client ? "serverAuth" : "clientAuth");
+      break;
+    case X509_V_ERR_HOSTNAME_MISMATCH: {
+      std::string names;
+      for (const std::string& name : dns_names(cert)) names += (names.empty() ? "" : ", ") + name;
+      verify_failure_ = peer + "names " + (names.empty() ? subject : names) + ", expected " + expected_peer_name_;
+      break;
+    }
+    default:
+      verify_failure_ = peer + subject + " rejected: " + X509_verify_cert_error_string(error);
+  }
+}
+
+void Session::fail_from_error_queue() {
+  failed_ = true;
+  const uint32_t code = ERR_peek_last_error();
+  const char* reason = ERR_reason_error_string(code);
+  const std::string reason_text = reason != nullptr ? reason : "unknown";
+  ERR_clear_error();
+  if (!verify_failure_.empty()) {
+    failure_ = verify_failure_;
+  } else if (reason_text == "PEER_DID_NOT_RETURN_A_CERTIFICATE") {
+    failure_ = "the client presented no certificate (a cert agent must present one)";
+  } else if (reason_text.rfind("TLSV1_ALERT_", 0) == 0 || reason_text.rfind("SSLV3_ALERT_", 0) == 0) {
+    failure_ = "the peer refused the handshake: " + reason_text;
+  } else {
+    failure_ = "TLS failed: " + reason_text;
+  }
+}
+
+void Session::push_ciphertext(std::span<const std::byte> bytes) {
+  if (!bytes.empty()) BIO_write(in_, bytes.data(), static_cast<int>(bytes.size()));
+}
+
+HandshakeState Session::handshake() {
+  if (failed_) return HandshakeState::failed;
+  const int result = SSL_do_handshake(ssl_.get());
+  if (result == 1) return HandshakeState::established;
+  const int error = SSL_get_error(ssl_.get(), result);
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return HandshakeState::in_progress;
+  fail_from_error_queue();
+  return HandshakeState::failed;
+}
+
+size_t Session::pending_ciphertext_bytes() const { return BIO_ctrl_pending(out_); }
+
+size_t Session::pull_ciphertext(std::span<std::byte> out) {
+  const int n = BIO_read(out_, out.data(), static_cast<int>(out.size()));
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
+bool Session::write(std::span<const std::byte> plaintext) {
+  if (failed_) return false;
+  // Memory BIOs never push back, so a write is whole or an error.
+  const int n = SSL_write(ssl_.get(), plaintext.data(), static_cast<int>(plaintext.size()));
+  if (n == static_cast<int>(plaintext.size())) return true;
+  fail_from_error_queue();
+  return false;
+}
+
+int64_t Session::read(std::span<std::byte> out) {
+  if (failed_) return -1;
+  const int n = SSL_read(ssl_.get(), out.data(), static_cast<int>(out.size()));
+  if (n > 0) return n;
+  const int error = SSL_get_error(ssl_.get(), n);
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return 0;
+  if (error == SSL_ERROR_ZERO_RETURN) {
+    failed_ = true;
+    failure_ = "the peer closed the TLS session";
+    return -1;
+  }
+  fail_from_error_queue();
+  return -1;
+}
+
+std::string Session::peer_identity() const {
+  bssl::UniquePtr<X509> cert(SSL_get_peer_certificate(ssl_.get()));
+  if (!cert) return "";
+  const std::vector<std::string> names = dns_names(cert.get());
+  if (!names.empty()) return names.front();
+  char common_name[256] = "";
+  X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, common_name, sizeof common_name);
+  return common_name;
+}
+
+bool Session::channel_binding(std::array<uint8_t, 32>& out) const {
+  static constexpr char kLabel[] = "EXPORTER-Channel-Binding";  // RFC 9266
+  return SSL_export_keying_material(ssl_.get(), out.data(), out.size(), kLabel, sizeof kLabel - 1, nullptr, 0, 0) == 1;
+}
+
+}  // namespace gatehouse::tls

@@ -1,0 +1,215 @@
+// TLS 1.3 sessions over memory buffers: real BoringSSL handshakes with a PKI
+// generated per run, and the precise reason for every way one can fail.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "gatehouse/tls/pki.h"
+#include "gatehouse/tls/session.h"
+
+using namespace gatehouse::tls;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A dev CA, a partner CA and certificates for every test, made once.
+struct Pki {
+  Pki() {
+    char pattern[] = "/tmp/gatehouse-tls-test-XXXXXX";
+    REQUIRE(mkdtemp(pattern) != nullptr);
+    dir = pattern;
+    fs::create_directory(dir / "partner");
+    std::string summary;
+    REQUIRE(init_ca({.dir = dir.string()}, summary) == "");
+    REQUIRE(init_ca({.dir = (dir / "partner").string(), .common_name = "partner CA"}, summary) == "");
+    make(CertRole::gateway, "gw1.example.test");
+    make(CertRole::agent, "web01.example.test");
+    make(CertRole::agent, "notaserver.example.test");
+    make(CertRole::agent, "old.example.test", 2020);
+    make(CertRole::agent, "future.example.test", 2099);
+    const IssueRequest partner{.ca_dir = (dir / "partner").string(), .out_dir = (dir / "partner").string(),
+                               .role = CertRole::agent, .name = "web09.partner.test"};
+    REQUIRE(issue(partner, summary) == "");
+  }
+  ~Pki() { fs::remove_all(dir); }
+
+  void make(CertRole role, const std::string& name, int valid_from_year = 0) {
+    IssueRequest request{.ca_dir = dir.string(), .out_dir = dir.string(), .role = role, .name = name};
+    if (valid_from_year != 0) {
+      tm date{};
+      date.tm_year = valid_from_year - 1900;
+      date.tm_mday = 1;
+      request.not_before = timegm(&date);
+      request.days = 30;
+    }
+    std::string summary;
+    REQUIRE_MESSAGE(issue(request, summary) == "", name);
+  }
+
+  std::string path(const std::string& file) const { return (dir / file).string(); }
+
+  std::shared_ptr<const Context> server(const std::string& name, PeerCertificate peer = PeerCertificate::required) const {
+    return load({Side::server, path(name + ".crt"), path(name + ".key"), path("ca.crt"), "", peer});
+  }
+  std::shared_ptr<const Context> client(const std::string& name, const std::string& ca = "ca.crt") const {
+    const std::string cert = name.empty() ? "" : path(name + ".crt");
+    const std::string key = name.empty() ? "" : path(name + ".key");
+    return load({Side::client, cert, key, path(ca), "", PeerCertificate::required});
+  }
+  static std::shared_ptr<const Context> load(const Context::Options& options) {
+    std::string why;
+    auto context = Context::load(options, why);
+    REQUIRE_MESSAGE(context != nullptr, why);
+    return context;
+  }
+
+  fs::path dir;
+};
+
+const Pki& pki() {
+  static Pki instance;
+  return instance;
+}
+
+// Moves ciphertext both ways until neither side has anything left to say.
+void pump(Session& client, Session& server) {
+  std::array<std::byte, 16 * 1024> buffer{};
+  for (int round = 0; round < 20; ++round) {
+    client.handshake();
+    server.handshake();
+    bool moved = false;
+    while (size_t n = client.pull_ciphertext(buffer)) {
+      server.push_ciphertext(std::span(buffer).first(n));
+      moved = true;
+    }
+    while (size_t n = server.pull_ciphertext(buffer)) {
+      client.push_ciphertext(std::span(buffer).first(n));
+      moved = true;
+    }
+    if (!moved) return;
+  }
+}
+
+std::string handshake_failure(const std::shared_ptr<const Context>& client_context,
+                              const std::shared_ptr<const Context>& server_context, const std::string& server_name,
+                              bool client_side) {
+  Session client(client_context, server_name);
+  Session server(server_context);
+  pump(client, server);
+  const HandshakeState state = client_side ? client.handshake() : server.handshake();
+  REQUIRE(state == HandshakeState::failed);
+  return client_side ? client.failure() : server.failure();
+}
+
+}  // namespace
+
+TEST_CASE("mutual TLS 1.3: both identities, equal channel bindings, data both ways") {
+  Session client(pki().client("web01.example.test"), "gw1.example.test");
+  Session server(pki().server("gw1.example.test"));
+  pump(client, server);
+  REQUIRE(client.handshake() == HandshakeState::established);
+  REQUIRE(server.handshake() == HandshakeState::established);
+  CHECK(server.peer_identity() == "web01.example.test");
+  CHECK(client.peer_identity() == "gw1.example.test");
+  CHECK(SSL_version(client.ssl()) == TLS1_3_VERSION);
+  std::array<uint8_t, 32> client_binding{};
+  std::array<uint8_t, 32> server_binding{};
+  REQUIRE(client.channel_binding(client_binding));
+  REQUIRE(server.channel_binding(server_binding));
+  CHECK(client_binding == server_binding);
+
+  const std::string message = "HELLO from web01";
+  REQUIRE(client.write(std::as_bytes(std::span(message))));
+  pump(client, server);
+  std::array<std::byte, 256> plaintext{};
+  const int64_t n = server.read(plaintext);
+  REQUIRE(n == static_cast<int64_t>(message.size()));
+  CHECK(std::memcmp(plaintext.data(), message.data(), message.size()) == 0);
+  CHECK(client.read(plaintext) == 0);  // nothing for the client: "wait", not an error
+}
+
+TEST_CASE("two TLS sessions never share a channel binding (a relayed GSSAPI exchange cannot match)") {
+  std::array<uint8_t, 32> first{};
+  std::array<uint8_t, 32> second{};
+  for (auto* binding : {&first, &second}) {
+    Session client(pki().client("web01.example.test"), "gw1.example.test");
+    Session server(pki().server("gw1.example.test"));
+    pump(client, server);
+    REQUIRE(client.handshake() == HandshakeState::established);
+    REQUIRE(client.channel_binding(*binding));
+  }
+  CHECK(first != second);
+}
+
+TEST_CASE("every certificate failure is named precisely") {
+  const auto gateway = pki().server("gw1.example.test");
+  SUBCASE("expired client certificate") {
+    const std::string why = handshake_failure(pki().client("old.example.test"), gateway, "gw1.example.test", false);
+    CHECK(why == "the client's certificate /CN=old.example.test expired on Jan 31 00:00:00 2020 GMT");
+  }
+  SUBCASE("client certificate not yet valid") {
+    const std::string why = handshake_failure(pki().client("future.example.test"), gateway, "gw1.example.test", false);
+    CHECK(why.find("the client's certificate /CN=future.example.test is not valid before Jan  1 00:00:00 2099 GMT") == 0);
+  }
+  SUBCASE("client certificate from another CA") {
+    const auto partner = Pki::load({Side::client, pki().path("partner/web09.partner.test.crt"),
+                                    pki().path("partner/web09.partner.test.key"), pki().path("ca.crt"), ""});
+    const std::string why = handshake_failure(partner, gateway, "gw1.example.test", false);
+    CHECK(why == "the client's certificate /CN=web09.partner.test is issued by /CN=partner CA, which is not a CA in " +
+                     pki().path("ca.crt") + ": install that root CA here");
+  }
+  SUBCASE("no client certificate") {
+    const std::string why = handshake_failure(pki().client(""), gateway, "gw1.example.test", false);
+    CHECK(why == "the client presented no certificate (a cert agent must present one)");
+  }
+  SUBCASE("server certificate without serverAuth") {
+    const std::string why = handshake_failure(pki().client("web01.example.test"), pki().server("notaserver.example.test"),
+                                              "notaserver.example.test", true);
+    CHECK(why == "the server's certificate /CN=notaserver.example.test lacks the EKU serverAuth");
+  }
+  SUBCASE("server name mismatch") {
+    const std::string why = handshake_failure(pki().client("web01.example.test"), gateway, "gw2.example.test", true);
+    CHECK(why == "the server's certificate names gw1.example.test, expected gw2.example.test");
+  }
+  SUBCASE("the DMZ agent without the root CA (seed 003)") {
+    const std::string why =
+        handshake_failure(pki().client("web01.example.test", "partner/ca.crt"), gateway, "gw1.example.test", true);
+    CHECK(why == "the server's certificate /CN=gw1.example.test is issued by /CN=gatehouse dev CA, which is not a CA in " +
+                     pki().path("partner/ca.crt") + ": install that root CA here");
+  }
+  SUBCASE("the other side of a refusal hears why, as an alert") {
+    const std::string why = handshake_failure(pki().client("web01.example.test", "partner/ca.crt"), gateway,
+                                              "gw1.example.test", false);
+    CHECK(why.rfind("the peer refused the handshake: TLSV1_ALERT_", 0) == 0);
+  }
+}
+
+TEST_CASE("a server taking cert and Kerberos agents on one port: client certificate optional") {
+  const auto gateway = pki().server("gw1.example.test", PeerCertificate::optional);
+  // A Kerberos agent: no certificate, no CA; GSSAPI will prove the gateway.
+  const auto kerberos_agent = Pki::load({Side::client, "", "", "", "", PeerCertificate::none});
+  Session client(kerberos_agent, "gw1.example.test");
+  Session server(gateway);
+  pump(client, server);
+  REQUIRE(server.handshake() == HandshakeState::established);
+  CHECK(server.peer_identity() == "");
+  // A cert agent on the same listener is still verified.
+  CHECK(handshake_failure(pki().client("old.example.test"), gateway, "gw1.example.test", false)
+            .find("expired on") != std::string::npos);
+}
+
+TEST_CASE("loading refuses unusable material and says which file") {
+  std::string why;
+  CHECK(Context::load({Side::server, pki().path("gw1.example.test.crt"), pki().path("web01.example.test.key"),
+                       pki().path("ca.crt"), ""}, why) == nullptr);
+  CHECK(why == pki().path("web01.example.test.key") + " is not the private key of " + pki().path("gw1.example.test.crt"));
+  CHECK(Context::load({Side::server, pki().path("absent.crt"), pki().path("gw1.example.test.key"), pki().path("ca.crt"), ""},
+                      why) == nullptr);
+  CHECK(why.rfind(pki().path("absent.crt") + ": not a usable PEM certificate chain", 0) == 0);
+  CHECK(Context::load({Side::server, pki().path("gw1.example.test.crt"), pki().path("gw1.example.test.key"),
+                       pki().path("gw1.example.test.key"), ""}, why) == nullptr);
+  CHECK(why.rfind(pki().path("gw1.example.test.key") + ": not a usable PEM CA file", 0) == 0);
+}
