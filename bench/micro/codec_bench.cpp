@@ -110,4 +110,4 @@ BENCHMARK(BM_decode_4k_buffers)->Arg(64)->Arg(256)->Arg(4096);
 BENCHMARK(BM_encode)->Arg(64)->Arg(256)->Arg(4096);
 BENCHMARK(BM_encode_data_prefix)->Arg(64)->Arg(256)->Arg(4096);
 
-BENCHMARK_MAIN();
+// One micro-benchmark binary: its BENCHMARK_MAIN is in bench/micro/main.cpp.
