@@ -14,6 +14,7 @@ constexpr std::string_view kUsage =
     "gatehouse certs init-ca [--dir DIR] [--name CN] [--days N] [--key-type ec|rsa] [--force]\n"
     "       gatehouse certs issue --role server|gateway|agent --name FQDN [--ca-dir DIR] [--out DIR]\n"
     "                             [--days N] [--valid-from YYYY-MM-DD] [--key-type ec|rsa] [--force]\n"
+    "       gatehouse certs revoke --cert F [--ca-dir DIR] [--days N]\n"
     "       gatehouse certs check --cert F --key F --ca F [--crl F] [--name FQDN] [--role server|gateway|agent]";
 
 bool parse_days(std::string_view text, uint32_t& days) {
@@ -94,6 +95,24 @@ int run_issue(const Args& args) {
   return kExitOk;
 }
 
+int run_revoke(const Args& args) {
+  tls::RevokeRequest request;
+  const auto cert = args.value("--cert");
+  if (!cert) return usage_error("certs", "revoke needs --cert", kUsage);
+  request.cert_path = std::string(*cert);
+  request.ca_dir = std::string(args.value("--ca-dir").value_or("."));
+  if (auto days = args.value("--days"); days && !parse_days(*days, request.days)) {
+    return usage_error("certs", "--days must be 1 to 36500", kUsage);
+  }
+  std::string summary;
+  if (const std::string error = tls::revoke(request, summary); !error.empty()) {
+    std::fprintf(stderr, "gatehouse certs revoke: %s\n", error.c_str());
+    return kExitFailure;
+  }
+  std::printf("%s\n", summary.c_str());
+  return kExitOk;
+}
+
 int run_check(const Args& args) {
   tls::CheckRequest request;
   const auto cert = args.value("--cert");
@@ -132,10 +151,11 @@ int run_certs(int argc, char** argv, int first) {
   Args args;
   std::string why;
   if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("certs", why, kUsage);
-  if (args.positionals.size() != 1) return usage_error("certs", "one action: init-ca, issue or check", kUsage);
+  if (args.positionals.size() != 1) return usage_error("certs", "one action: init-ca, issue, revoke or check", kUsage);
   const std::string_view action = args.positionals[0];
   if (action == "init-ca") return run_init_ca(args);
   if (action == "issue") return run_issue(args);
+  if (action == "revoke") return run_revoke(args);
   if (action == "check") return run_check(args);
   return usage_error("certs", "unknown action '" + std::string(action) + "'", kUsage);
 }

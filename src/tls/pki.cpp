@@ -138,7 +138,7 @@ int ignore_validity_period(int ok, X509_STORE_CTX* context) {
 void check_validity(X509* cert, const std::string& what, std::vector<std::string>& problems) {
   if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) {
     problems.push_back(what + " expired: notAfter " + time_text(X509_get0_notAfter(cert)) +
-                       " (issue a new one; gatehouse reloads it without a restart)");
+                       " (issue a new one)");
   }
   if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) {
     problems.push_back(what + " not yet valid: notBefore " + time_text(X509_get0_notBefore(cert)) +
@@ -181,6 +181,25 @@ void check_chain(X509* cert, const std::vector<bssl::UniquePtr<X509>>& cas, cons
   } else {
     problems.push_back("chain broken: " + reason);
   }
+}
+
+// The CA certificate and key of a `gatehouse certs init-ca` folder.
+std::string load_ca(const std::string& dir, bssl::UniquePtr<X509>& cert, bssl::UniquePtr<EVP_PKEY>& key) {
+  std::string cert_text;
+  std::string key_text;
+  std::string why;
+  if (!read_file(dir + "/ca.crt", cert_text, why) || !read_file(dir + "/ca.key", key_text, why)) {
+    return why + " (create a CA with: gatehouse certs init-ca --dir " + dir + ")";
+  }
+  auto certs = read_certificates(cert_text);
+  key = read_key(key_text);
+  if (certs.empty() || !key) return dir + "/ca.crt or ca.key is not PEM: " + openssl_error();
+  cert = std::move(certs.front());
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    ERR_clear_error();
+    return dir + "/ca.key is not the key of " + dir + "/ca.crt";
+  }
+  return "";
 }
 
 }  // namespace
@@ -230,20 +249,10 @@ std::string init_ca(const CaRequest& request, std::string& summary) {
 }
 
 std::string issue(const IssueRequest& request, std::string& summary) {
-  std::string ca_text;
-  std::string ca_key_text;
-  std::string why;
-  if (!read_file(request.ca_dir + "/ca.crt", ca_text, why) || !read_file(request.ca_dir + "/ca.key", ca_key_text, why)) {
-    return why + " (create a CA with: gatehouse certs init-ca --dir " + request.ca_dir + ")";
-  }
-  auto cas = read_certificates(ca_text);
-  bssl::UniquePtr<EVP_PKEY> ca_key = read_key(ca_key_text);
-  if (cas.empty() || !ca_key) return request.ca_dir + "/ca.crt or ca.key is not PEM: " + openssl_error();
-  X509* ca = cas.front().get();
-  if (X509_check_private_key(ca, ca_key.get()) != 1) {
-    ERR_clear_error();
-    return request.ca_dir + "/ca.key is not the key of " + request.ca_dir + "/ca.crt";
-  }
+  bssl::UniquePtr<X509> ca_cert;
+  bssl::UniquePtr<EVP_PKEY> ca_key;
+  if (std::string error = load_ca(request.ca_dir, ca_cert, ca_key); !error.empty()) return error;
+  X509* ca = ca_cert.get();
 
   bssl::UniquePtr<EVP_PKEY> key = generate_key(request.key_type);
   if (!key) return "key generation failed: " + openssl_error();
@@ -275,6 +284,59 @@ std::string issue(const IssueRequest& request, std::string& summary) {
   summary = "wrote " + cert_path + " and " + key_path + " for role " + to_string(request.role) + " (" + san +
             ", EKU " + eku + ", " + key_type_text(request.key_type) + ", valid " +
             time_text(X509_get0_notBefore(cert.get())) + " to " + time_text(X509_get0_notAfter(cert.get())) + ")";
+  return "";
+}
+
+std::string revoke(const RevokeRequest& request, std::string& summary) {
+  bssl::UniquePtr<X509> ca;
+  bssl::UniquePtr<EVP_PKEY> ca_key;
+  if (std::string error = load_ca(request.ca_dir, ca, ca_key); !error.empty()) return error;
+  std::string text;
+  std::string why;
+  if (!read_file(request.cert_path, text, why)) return why;
+  auto certs = read_certificates(text);
+  if (certs.empty()) return request.cert_path + " holds no PEM certificate";
+  X509* cert = certs.front().get();
+  if (X509_NAME_cmp(X509_get_issuer_name(cert), X509_get_subject_name(ca.get())) != 0) {
+    return request.cert_path + " was issued by " + name_text(X509_get_issuer_name(cert)) + ", not by this CA";
+  }
+
+  // Rebuild the CRL: earlier entries, then this one.
+  bssl::UniquePtr<X509_CRL> crl(X509_CRL_new());
+  const std::string crl_path = request.ca_dir + "/ca.crl";
+  std::string old_text;
+  if (read_file(crl_path, old_text, why)) {
+    bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(old_text.data(), static_cast<int>(old_text.size())));
+    bssl::UniquePtr<X509_CRL> old(PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr));
+    if (!old) return crl_path + " is not a PEM CRL: " + openssl_error();
+    X509_REVOKED* existing = nullptr;
+    if (X509_CRL_get0_by_serial(old.get(), &existing, X509_get_serialNumber(cert)) == 1) {
+      return request.cert_path + " is already revoked in " + crl_path;
+    }
+    STACK_OF(X509_REVOKED)* entries = X509_CRL_get_REVOKED(old.get());
+    for (size_t i = 0; i < sk_X509_REVOKED_num(entries); ++i) {
+      X509_CRL_add0_revoked(crl.get(), X509_REVOKED_dup(sk_X509_REVOKED_value(entries, i)));
+    }
+  }
+  bssl::UniquePtr<X509_REVOKED> entry(X509_REVOKED_new());
+  bssl::UniquePtr<ASN1_TIME> now(ASN1_TIME_set(nullptr, time(nullptr)));
+  bssl::UniquePtr<ASN1_TIME> next(ASN1_TIME_adj(nullptr, time(nullptr), static_cast<int>(request.days), 0));
+  if (!X509_REVOKED_set_serialNumber(entry.get(), X509_get_serialNumber(cert)) ||
+      !X509_REVOKED_set_revocationDate(entry.get(), now.get()) || !X509_CRL_add0_revoked(crl.get(), entry.release()) ||
+      !X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2) ||
+      !X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca.get())) ||
+      !X509_CRL_set1_lastUpdate(crl.get(), now.get()) || !X509_CRL_set1_nextUpdate(crl.get(), next.get()) ||
+      !X509_CRL_sort(crl.get()) || !X509_CRL_sign(crl.get(), ca_key.get(), EVP_sha256())) {
+    return "cannot build the CRL: " + openssl_error();
+  }
+  if (std::string error = write_file(crl_path, pem([&](BIO* bio) { return PEM_write_bio_X509_CRL(bio, crl.get()); }),
+                                     0644, true);
+      !error.empty()) {
+    return error;
+  }
+  summary = "revoked " + name_text(X509_get_subject_name(cert)) + " in " + crl_path + " (" +
+            std::to_string(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl.get()))) + " revoked, next update " +
+            time_text(next.get()) + ")";
   return "";
 }
 

@@ -112,6 +112,22 @@ expect_exit 1 "chain to another CA (the DMZ agent without the root CA)" -- "$gat
 expect_output "chain broken: issuer /CN=gatehouse dev CA is not a CA in .*other-ca/ca.crt .*install the root CA that issued it" "chain line"
 expect_exit 1 "several problems, one line each" -- check_cert $(c old web01) --role server --name x.example.test
 expect_output "unusable \(4 problems\)" "problem count"
+issue --role agent --name lost.example.test
+expect_exit 0 "revoke a lost agent's certificate" -- "$gatehouse" certs revoke --ca-dir "$pki" --cert "$pki/lost.example.test.crt"
+expect_output "revoked /CN=lost.example.test in .*ca.crl \(1 revoked" "revoke summary"
+expect_exit 0 "revoke a second one keeps the first" -- "$gatehouse" certs revoke --ca-dir "$pki" --cert "$pki/old.example.test.crt"
+expect_output "\(2 revoked" "CRL keeps earlier entries"
+expect_exit 1 "revoke twice" -- "$gatehouse" certs revoke --ca-dir "$pki" --cert "$pki/lost.example.test.crt"
+expect_output "already revoked" "double revoke message"
+expect_exit 1 "revoke another CA's certificate" -- "$gatehouse" certs revoke --ca-dir "$other" --cert "$pki/gw1.example.test.crt"
+expect_output "was issued by /CN=gatehouse dev CA, not by this CA" "foreign revoke message"
+expect_exit 1 "check a revoked certificate" -- check_cert $(c lost) --crl "$pki/ca.crl"
+expect_output "revoked: .*ca.crl lists this certificate" "revoked line"
+expect_exit 0 "an unrevoked certificate passes the CRL check" -- check_cert $(c web01) --crl "$pki/ca.crl"
+if command -v openssl >/dev/null; then
+  expect_exit 2 "openssl sees the revocation too" -- openssl verify -crl_check -CAfile "$pki/ca.crt" -CRLfile "$pki/ca.crl" "$pki/lost.example.test.crt"
+  expect_output "certificate revoked" "openssl's verdict"
+fi
 expect_exit 2 "issue without --role" -- "$gatehouse" certs issue --name a.example.test
 expect_exit 1 "issue without a CA" -- "$gatehouse" certs issue --role agent --name a.example.test --ca-dir "$work/none" --out "$work"
 expect_output "create a CA with: gatehouse certs init-ca" "missing CA hint"

@@ -33,6 +33,8 @@ struct Pki {
     const IssueRequest partner{.ca_dir = (dir / "partner").string(), .out_dir = (dir / "partner").string(),
                                .role = CertRole::agent, .name = "web09.partner.test"};
     REQUIRE(issue(partner, summary) == "");
+    make(CertRole::agent, "lost.example.test");
+    REQUIRE(revoke({.ca_dir = dir.string(), .cert_path = path("lost.example.test.crt")}, summary) == "");
   }
   ~Pki() { fs::remove_all(dir); }
 
@@ -160,6 +162,16 @@ TEST_CASE("every certificate failure is named precisely") {
     const std::string why = handshake_failure(partner, gateway, "gw1.example.test", false);
     CHECK(why == "the client's certificate /CN=web09.partner.test is issued by /CN=partner CA, which is not a CA in " +
                      pki().path("ca.crt") + ": install that root CA here");
+  }
+  SUBCASE("revoked client certificate (server holds the CRL)") {
+    const auto with_crl = Pki::load({Side::server, pki().path("gw1.example.test.crt"), pki().path("gw1.example.test.key"),
+                                     pki().path("ca.crt"), pki().path("ca.crl")});
+    const std::string why = handshake_failure(pki().client("lost.example.test"), with_crl, "gw1.example.test", false);
+    CHECK(why == "the client's certificate /CN=lost.example.test is revoked (" + pki().path("ca.crl") + ")");
+    Session good_client(pki().client("web01.example.test"), "gw1.example.test");
+    Session server(with_crl);
+    pump(good_client, server);
+    CHECK(server.handshake() == HandshakeState::established);
   }
   SUBCASE("no client certificate") {
     const std::string why = handshake_failure(pki().client(""), gateway, "gw1.example.test", false);

@@ -37,9 +37,17 @@ struct IssueRequest {
   bool overwrite = false;
 };
 
+struct RevokeRequest {
+  std::string ca_dir;                     // holds ca.crt and ca.key; ca.crl is (re)written there
+  std::string cert_path;                  // the certificate to revoke
+  uint32_t days = 30;                     // nextUpdate of the new CRL
+};
+
 // On success returns "" and fills `summary`; otherwise the reason.
 std::string init_ca(const CaRequest& request, std::string& summary);
 std::string issue(const IssueRequest& request, std::string& summary);
+// Adds the certificate to ca_dir/ca.crl (keeping earlier entries) and re-signs it.
+std::string revoke(const RevokeRequest& request, std::string& summary);
 
 struct CheckRequest {
   std::string cert_path;
