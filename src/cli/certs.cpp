@@ -43,24 +43,34 @@ bool parse_date(std::string_view text, time_t& when) {
   return true;
 }
 
-int run_init_ca(const Args& args) {
-  tls::CaRequest request;
-  request.dir = std::string(args.value("--dir").value_or("."));
-  if (auto name = args.value("--name")) request.common_name = std::string(*name);
-  if (auto days = args.value("--days"); days && !parse_days(*days, request.days)) {
-    return usage_error("certs", "--days must be 1 to 36500", kUsage);
-  }
-  if (auto type = args.value("--key-type"); type && !parse_key_type(*type, request.key_type)) {
-    return usage_error("certs", "--key-type must be ec or rsa", kUsage);
-  }
-  request.overwrite = args.has("--force");
-  std::string summary;
-  if (const std::string error = tls::init_ca(request, summary); !error.empty()) {
-    std::fprintf(stderr, "gatehouse certs init-ca: %s\n", error.c_str());
+// Prints the summary, or the error for `action`; returns the exit code.
+int finish(const char* action, const std::string& error, const std::string& summary) {
+  if (!error.empty()) {
+    std::fprintf(stderr, "gatehouse certs %s: %s\n", action, error.c_str());
     return kExitFailure;
   }
   std::printf("%s\n", summary.c_str());
   return kExitOk;
+}
+
+// --days and --key-type, shared by init-ca and issue; "" or the usage problem.
+std::string key_options(const Args& args, uint32_t& days, tls::KeyType& key_type) {
+  if (auto text = args.value("--days"); text && !parse_days(*text, days)) return "--days must be 1 to 36500";
+  if (auto text = args.value("--key-type"); text && !parse_key_type(*text, key_type)) return "--key-type must be ec or rsa";
+  return "";
+}
+
+int run_init_ca(const Args& args) {
+  tls::CaRequest request;
+  request.dir = std::string(args.value("--dir").value_or("."));
+  if (auto name = args.value("--name")) request.common_name = std::string(*name);
+  if (const std::string problem = key_options(args, request.days, request.key_type); !problem.empty()) {
+    return usage_error("certs", problem, kUsage);
+  }
+  request.overwrite = args.has("--force");
+  std::string summary;
+  const std::string error = tls::init_ca(request, summary);
+  return finish("init-ca", error, summary);
 }
 
 int run_issue(const Args& args) {
@@ -74,25 +84,18 @@ int run_issue(const Args& args) {
   request.name = std::string(*name);
   request.ca_dir = std::string(args.value("--ca-dir").value_or("."));
   request.out_dir = std::string(args.value("--out").value_or("."));
-  if (auto days = args.value("--days"); days && !parse_days(*days, request.days)) {
-    return usage_error("certs", "--days must be 1 to 36500", kUsage);
+  if (const std::string problem = key_options(args, request.days, request.key_type); !problem.empty()) {
+    return usage_error("certs", problem, kUsage);
   }
   if (auto from = args.value("--valid-from")) {
     time_t when = 0;
     if (!parse_date(*from, when)) return usage_error("certs", "--valid-from must be YYYY-MM-DD", kUsage);
     request.not_before = when;
   }
-  if (auto type = args.value("--key-type"); type && !parse_key_type(*type, request.key_type)) {
-    return usage_error("certs", "--key-type must be ec or rsa", kUsage);
-  }
   request.overwrite = args.has("--force");
   std::string summary;
-  if (const std::string error = tls::issue(request, summary); !error.empty()) {
-    std::fprintf(stderr, "gatehouse certs issue: %s\n", error.c_str());
-    return kExitFailure;
-  }
-  std::printf("%s\n", summary.c_str());
-  return kExitOk;
+  const std::string error = tls::issue(request, summary);
+  return finish("issue", error, summary);
 }
 
 int run_revoke(const Args& args) {
@@ -105,12 +108,8 @@ int run_revoke(const Args& args) {
     return usage_error("certs", "--days must be 1 to 36500", kUsage);
   }
   std::string summary;
-  if (const std::string error = tls::revoke(request, summary); !error.empty()) {
-    std::fprintf(stderr, "gatehouse certs revoke: %s\n", error.c_str());
-    return kExitFailure;
-  }
-  std::printf("%s\n", summary.c_str());
-  return kExitOk;
+  const std::string error = tls::revoke(request, summary);
+  return finish("revoke", error, summary);
 }
 
 int run_check(const Args& args) {

@@ -60,6 +60,16 @@ std::string pem(Write&& write) {
   return std::string(reinterpret_cast<const char*>(data), size);
 }
 
+// The key first (mode 0600), then its certificate.
+std::string write_pair(const std::string& key_path, EVP_PKEY* key, const std::string& cert_path, X509* cert,
+                       bool overwrite) {
+  std::string error = write_file(key_path, pem([&](BIO* bio) {
+    return PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
+  }), 0600, overwrite);
+  if (!error.empty()) return error;
+  return write_file(cert_path, pem([&](BIO* bio) { return PEM_write_bio_X509(bio, cert); }), 0644, overwrite);
+}
+
 bssl::UniquePtr<EVP_PKEY> generate_key(KeyType type) {
   bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
   if (type == KeyType::ec_p256) {
@@ -236,13 +246,9 @@ std::string init_ca(const CaRequest& request, std::string& summary) {
   }
   const std::string cert_path = request.dir + "/ca.crt";
   const std::string key_path = request.dir + "/ca.key";
-  std::string error = write_file(key_path, pem([&](BIO* bio) {
-    return PEM_write_bio_PrivateKey(bio, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
-  }), 0600, request.overwrite);
-  if (error.empty()) {
-    error = write_file(cert_path, pem([&](BIO* bio) { return PEM_write_bio_X509(bio, cert.get()); }), 0644, request.overwrite);
+  if (std::string error = write_pair(key_path, key.get(), cert_path, cert.get(), request.overwrite); !error.empty()) {
+    return error;
   }
-  if (!error.empty()) return error;
   summary = "wrote " + cert_path + " and " + key_path + " (CA \"" + request.common_name + "\", " +
             key_type_text(request.key_type) + ", valid until " + time_text(X509_get0_notAfter(cert.get())) + ")";
   return "";
@@ -274,13 +280,9 @@ std::string issue(const IssueRequest& request, std::string& summary) {
   }
   const std::string cert_path = request.out_dir + "/" + request.name + ".crt";
   const std::string key_path = request.out_dir + "/" + request.name + ".key";
-  std::string error = write_file(key_path, pem([&](BIO* bio) {
-    return PEM_write_bio_PrivateKey(bio, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
-  }), 0600, request.overwrite);
-  if (error.empty()) {
-    error = write_file(cert_path, pem([&](BIO* bio) { return PEM_write_bio_X509(bio, cert.get()); }), 0644, request.overwrite);
+  if (std::string error = write_pair(key_path, key.get(), cert_path, cert.get(), request.overwrite); !error.empty()) {
+    return error;
   }
-  if (!error.empty()) return error;
   summary = "wrote " + cert_path + " and " + key_path + " for role " + to_string(request.role) + " (" + san +
             ", EKU " + eku + ", " + key_type_text(request.key_type) + ", valid " +
             time_text(X509_get0_notBefore(cert.get())) + " to " + time_text(X509_get0_notAfter(cert.get())) + ")";
