@@ -1,0 +1,192 @@
+#include "gatehouse/krb/gss.h"
+
+#include <gssapi/gssapi_ext.h>
+#include <gssapi/gssapi_krb5.h>
+
+#include <cstring>
+
+namespace gatehouse::krb {
+namespace {
+
+// "major text; minor text" from gss_display_status.
+std::string status_text(OM_uint32 major, OM_uint32 minor) {
+  std::string text;
+  for (const auto& [code, type] : {std::pair{major, GSS_C_GSS_CODE}, std::pair{minor, GSS_C_MECH_CODE}}) {
+    if (code == 0) continue;
+    OM_uint32 context = 0;
+    do {
+      OM_uint32 ignored = 0;
+      gss_buffer_desc message{};
+      gss_display_status(&ignored, code, type, type == GSS_C_MECH_CODE ? gss_mech_krb5 : GSS_C_NO_OID, &context, &message);
+      if (!text.empty()) text += "; ";
+      text.append(static_cast<const char*>(message.value), message.length);
+      gss_release_buffer(&ignored, &message);
+    } while (context != 0);
+  }
+  return text;
+}
+
+// RFC 9266: application data "tls-exporter:" followed by the exporter value.
+struct Bindings {
+  explicit Bindings(const ChannelBinding& binding) {
+    static constexpr char kPrefix[] = "tls-exporter:";
+    std::memcpy(data, kPrefix, sizeof kPrefix - 1);
+    std::memcpy(data + sizeof kPrefix - 1, binding.data(), binding.size());
+    value.initiator_addrtype = GSS_C_AF_NULLADDR;
+    value.acceptor_addrtype = GSS_C_AF_NULLADDR;
+    value.application_data = {sizeof data, data};
+  }
+  unsigned char data[13 + 32];
+  gss_channel_bindings_struct value{};
+};
+
+Step finish(OM_uint32 major, OM_uint32 minor, gss_buffer_desc& output) {
+  Step step;
+  OM_uint32 ignored = 0;
+  if (output.length > 0) {
+    const auto* bytes = static_cast<const uint8_t*>(output.value);
+    step.token.assign(bytes, bytes + output.length);
+  }
+  gss_release_buffer(&ignored, &output);
+  if (GSS_ERROR(major)) {
+    step.state = Step::failed;
+    step.error = status_text(major, minor);
+  } else {
+    step.state = (major & GSS_S_CONTINUE_NEEDED) ? Step::continue_needed : Step::complete;
+  }
+  return step;
+}
+
+Step failed(std::string error) {
+  Step step;
+  step.error = std::move(error);
+  return step;
+}
+
+}  // namespace
+
+Acceptor::Acceptor(const std::string& keytab_path, const ChannelBinding& binding)
+    : keytab_path_(keytab_path), binding_(binding) {
+  gss_key_value_element_desc element{"keytab", keytab_path_.c_str()};
+  gss_key_value_set_desc store{1, &element};
+  OM_uint32 minor = 0;
+  const OM_uint32 major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
+                                                GSS_C_ACCEPT, &store, &credential_, nullptr, nullptr);
+  if (GSS_ERROR(major)) setup_error_ = "keytab " + keytab_path_ + ": " + status_text(major, minor);
+}
+
+Acceptor::~Acceptor() {
+  OM_uint32 minor = 0;
+  if (context_ != GSS_C_NO_CONTEXT) gss_delete_sec_context(&minor, &context_, GSS_C_NO_BUFFER);
+  if (credential_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &credential_);
+}
+
+Step Acceptor::step(std::span<const uint8_t> token) {
+  if (!setup_error_.empty()) return failed(setup_error_);
+  Bindings bindings(binding_);
+  gss_buffer_desc input{token.size(), const_cast<uint8_t*>(token.data())};
+  gss_buffer_desc output{};
+  gss_name_t client = GSS_C_NO_NAME;
+  OM_uint32 minor = 0;
+  const OM_uint32 major = gss_accept_sec_context(&minor, &context_, credential_, &input, &bindings.value, &client,
+                                                 nullptr, &output, nullptr, nullptr, nullptr);
+  if (major == GSS_S_COMPLETE && client != GSS_C_NO_NAME) {
+    gss_buffer_desc name{};
+    OM_uint32 ignored = 0;
+    gss_display_name(&ignored, client, &name, nullptr);
+    client_principal_.assign(static_cast<const char*>(name.value), name.length);
+    gss_release_buffer(&ignored, &name);
+  }
+  if (client != GSS_C_NO_NAME) {
+    OM_uint32 ignored = 0;
+    gss_release_name(&ignored, &client);
+  }
+  return finish(major, minor, output);
+}
+
+// The TGT comes from krb5 directly: its errors name the KDC's reason
+// ("Client ... not found in Kerberos database"), where GSSAPI would only say
+// that no credentials were available.
+bool Initiator::get_initial_ticket(const std::string& keytab_path, const std::string& principal) {
+  auto krb5_failure = [&](const char* what, krb5_error_code code) {
+    const char* message = krb5_get_error_message(krb5_, code);
+    setup_error_ = std::string(what) + " for " + principal + " (keytab " + keytab_path + "): " + message;
+    krb5_free_error_message(krb5_, message);
+    return false;
+  };
+  if (krb5_error_code code = krb5_init_context(&krb5_); code != 0) {
+    setup_error_ = "cannot initialise Kerberos: error " + std::to_string(code);
+    return false;
+  }
+  const std::string ccache = "MEMORY:gatehouse-" + std::to_string(reinterpret_cast<uintptr_t>(this));
+  krb5_principal client = nullptr;
+  krb5_keytab keytab = nullptr;
+  krb5_creds creds{};
+  bool ok = false;
+  if (krb5_error_code code = krb5_parse_name(krb5_, principal.c_str(), &client); code != 0) {
+    ok = krb5_failure("bad principal", code);
+  } else if ((code = krb5_kt_resolve(krb5_, keytab_path.c_str(), &keytab)) != 0) {
+    ok = krb5_failure("cannot open keytab", code);
+  } else if ((code = krb5_get_init_creds_keytab(krb5_, &creds, client, keytab, 0, nullptr, nullptr)) != 0) {
+    ok = krb5_failure("cannot get a ticket", code);
+  } else if ((code = krb5_cc_resolve(krb5_, ccache.c_str(), &ccache_)) != 0 ||
+             (code = krb5_cc_initialize(krb5_, ccache_, client)) != 0 ||
+             (code = krb5_cc_store_cred(krb5_, ccache_, &creds)) != 0) {
+    ok = krb5_failure("cannot cache the ticket", code);
+  } else {
+    ok = true;
+  }
+  krb5_free_cred_contents(krb5_, &creds);
+  if (keytab != nullptr) krb5_kt_close(krb5_, keytab);
+  if (client != nullptr) krb5_free_principal(krb5_, client);
+  return ok;
+}
+
+Initiator::Initiator(const std::string& client_keytab_path, const std::string& principal, const std::string& service,
+                     const std::string& host, const ChannelBinding& binding)
+    : binding_(binding) {
+  if (!get_initial_ticket(client_keytab_path, principal)) return;
+  const std::string ccache = std::string("MEMORY:") + krb5_cc_get_name(krb5_, ccache_);
+  gss_key_value_element_desc element{"ccache", ccache.c_str()};
+  gss_key_value_set_desc store{1, &element};
+  OM_uint32 minor = 0;
+  OM_uint32 major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET, GSS_C_INITIATE,
+                                          &store, &credential_, nullptr, nullptr);
+  if (GSS_ERROR(major)) {
+    setup_error_ = "credentials for " + principal + ": " + status_text(major, minor);
+    return;
+  }
+  const std::string target_text = service + "@" + host;
+  gss_buffer_desc target{target_text.size(), const_cast<char*>(target_text.data())};
+  major = gss_import_name(&minor, &target, GSS_C_NT_HOSTBASED_SERVICE, &target_);
+  if (GSS_ERROR(major)) setup_error_ = "service " + target_text + ": " + status_text(major, minor);
+}
+
+Initiator::~Initiator() {
+  OM_uint32 minor = 0;
+  if (context_ != GSS_C_NO_CONTEXT) gss_delete_sec_context(&minor, &context_, GSS_C_NO_BUFFER);
+  if (credential_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &credential_);
+  if (target_ != GSS_C_NO_NAME) gss_release_name(&minor, &target_);
+  if (ccache_ != nullptr) krb5_cc_destroy(krb5_, ccache_);
+  if (krb5_ != nullptr) krb5_free_context(krb5_);
+}
+
+Step Initiator::step(std::span<const uint8_t> token) {
+  if (!setup_error_.empty()) return failed(setup_error_);
+  Bindings bindings(binding_);
+  gss_buffer_desc input{token.size(), const_cast<uint8_t*>(token.data())};
+  gss_buffer_desc output{};
+  OM_uint32 flags = 0;
+  OM_uint32 minor = 0;
+  const OM_uint32 major = gss_init_sec_context(
+      &minor, credential_, &context_, target_, const_cast<gss_OID>(gss_mech_krb5),
+      GSS_C_MUTUAL_FLAG | GSS_C_REPLAY_FLAG | GSS_C_SEQUENCE_FLAG | GSS_C_INTEG_FLAG, GSS_C_INDEFINITE, &bindings.value,
+      token.empty() ? GSS_C_NO_BUFFER : &input, nullptr, &output, &flags, nullptr);
+  Step step = finish(major, minor, output);
+  if (step.state == Step::complete && (flags & GSS_C_MUTUAL_FLAG) == 0) {
+    return failed("the gateway did not prove its identity (no mutual authentication)");
+  }
+  return step;
+}
+
+}  // namespace gatehouse::krb

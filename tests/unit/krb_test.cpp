@@ -1,0 +1,141 @@
+// Kerberos mutual authentication against a real MIT KDC started for the run
+// (tests/krb/kdc), bound to TLS channel bindings.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "gatehouse/krb/gss.h"
+
+using namespace gatehouse::krb;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kRealm = "GATEHOUSE.TEST";
+
+class Kdc {
+ public:
+  Kdc() {
+    char pattern[] = "/tmp/gatehouse-kdc-test-XXXXXX";
+    REQUIRE(mkdtemp(pattern) != nullptr);
+    dir_ = pattern;
+    script_ = std::string(GATEHOUSE_TEST_SOURCE_ROOT) + "/tests/krb/kdc";
+    REQUIRE(run(script_ + " start " + dir_ +
+                " gatehouse/gw1.example.test host/web01.example.test host/gone.example.test >/dev/null") == 0);
+    setenv("KRB5_CONFIG", (dir_ + "/krb5.conf").c_str(), 1);
+    setenv("KRB5RCACHEDIR", dir_.c_str(), 1);  // the replay cache stays in the test's folder
+    // gw1.keytab goes stale: re-keying the service bumps its kvno.
+    REQUIRE(kadmin("ktadd -k " + dir_ + "/gw1-current.keytab gatehouse/gw1.example.test") == 0);
+    // gone.keytab keeps a key for a principal the KDC no longer knows.
+    REQUIRE(kadmin("delprinc -force host/gone.example.test") == 0);
+  }
+  ~Kdc() {
+    run(script_ + " stop " + dir_);
+    fs::remove_all(dir_);
+  }
+
+  std::string keytab(const std::string& name) const { return dir_ + "/" + name + ".keytab"; }
+
+ private:
+  static int run(const std::string& command) { return std::system(command.c_str()); }
+  int kadmin(const std::string& query) const {
+    return run("KRB5_CONFIG=" + dir_ + "/krb5.conf KRB5_KDC_PROFILE=" + dir_ + "/kdc.conf kadmin.local -r " + kRealm +
+               " -q '" + query + "' >>" + dir_ + "/kadmin.log 2>&1");
+  }
+
+  std::string dir_;
+  std::string script_;
+};
+
+const Kdc& kdc() {
+  static Kdc instance;
+  return instance;
+}
+
+ChannelBinding binding(uint8_t seed) {
+  ChannelBinding value{};
+  for (size_t i = 0; i < value.size(); ++i) value[i] = static_cast<uint8_t>(seed + i * 7);
+  return value;
+}
+
+struct Outcome {
+  Step initiator;
+  Step acceptor;
+};
+
+// Runs the token exchange to its end (or the first failure).
+Outcome exchange(Initiator& initiator, Acceptor& acceptor) {
+  Outcome outcome;
+  outcome.initiator = initiator.step({});
+  for (int round = 0; round < 4 && outcome.initiator.state != Step::failed; ++round) {
+    outcome.acceptor = acceptor.step(outcome.initiator.token);
+    if (outcome.acceptor.state == Step::failed) break;
+    if (outcome.initiator.state == Step::complete && outcome.acceptor.state == Step::complete) break;
+    outcome.initiator = initiator.step(outcome.acceptor.token);
+    if (outcome.initiator.state == Step::complete && outcome.acceptor.state == Step::complete) break;
+  }
+  return outcome;
+}
+
+Initiator web01(const ChannelBinding& b) {
+  return Initiator(kdc().keytab("web01"), "host/web01.example.test", "gatehouse", "gw1.example.test", b);
+}
+
+}  // namespace
+
+TEST_CASE("Kerberos mutual authentication bound to the TLS channel") {
+  Initiator initiator = web01(binding(1));
+  Acceptor acceptor(kdc().keytab("gw1-current"), binding(1));
+  const Outcome outcome = exchange(initiator, acceptor);
+  INFO("initiator: " << outcome.initiator.error << " acceptor: " << outcome.acceptor.error);
+  REQUIRE(outcome.acceptor.state == Step::complete);
+  REQUIRE(outcome.initiator.state == Step::complete);  // the acceptor's AP-REP proved the gateway
+  CHECK(acceptor.client_principal() == std::string("host/web01.example.test@") + kRealm);
+}
+
+TEST_CASE("a relayed exchange (different TLS channel) is refused") {
+  Initiator initiator = web01(binding(1));
+  Acceptor acceptor(kdc().keytab("gw1-current"), binding(2));
+  const Outcome outcome = exchange(initiator, acceptor);
+  REQUIRE(outcome.acceptor.state == Step::failed);
+  CHECK(outcome.acceptor.error.find("channel binding") != std::string::npos);
+}
+
+TEST_CASE("a replayed AP-REQ is refused") {
+  Initiator initiator = web01(binding(3));
+  const Step first = initiator.step({});
+  REQUIRE(first.state == Step::continue_needed);
+  Acceptor original(kdc().keytab("gw1-current"), binding(3));
+  REQUIRE(original.step(first.token).state == Step::complete);
+  Acceptor replay(kdc().keytab("gw1-current"), binding(3));
+  const Step replayed = replay.step(first.token);
+  REQUIRE(replayed.state == Step::failed);
+  CHECK(replayed.error.find("replay") != std::string::npos);
+}
+
+TEST_CASE("a stale acceptor keytab (old kvno) is refused") {
+  Initiator initiator = web01(binding(4));
+  Acceptor acceptor(kdc().keytab("gw1"), binding(4));
+  const Outcome outcome = exchange(initiator, acceptor);
+  REQUIRE(outcome.acceptor.state == Step::failed);
+  INFO(outcome.acceptor.error);
+  CHECK(outcome.acceptor.error.find("kvno 3 not found in keytab; keytab is likely out of date") != std::string::npos);
+}
+
+TEST_CASE("an agent principal the KDC does not know cannot authenticate") {
+  Initiator initiator(kdc().keytab("gone"), "host/gone.example.test", "gatehouse", "gw1.example.test", binding(5));
+  const Step step = initiator.step({});
+  REQUIRE(step.state == Step::failed);
+  CHECK(step.error.find("cannot get a ticket for host/gone.example.test") == 0);
+  CHECK(step.error.find("not found in Kerberos database") != std::string::npos);
+}
+
+TEST_CASE("an agent whose keytab lacks its principal is told so") {
+  Initiator initiator(kdc().keytab("web01"), "host/other.example.test", "gatehouse", "gw1.example.test", binding(6));
+  const Step step = initiator.step({});
+  REQUIRE(step.state == Step::failed);
+  CHECK(step.error.find("cannot get a ticket for host/other.example.test") == 0);
+  CHECK(step.error.find("Keytab contains no suitable keys") != std::string::npos);
+}
