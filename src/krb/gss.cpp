@@ -65,31 +65,99 @@ Step failed(std::string error) {
 
 }  // namespace
 
-Acceptor::Acceptor(const std::string& keytab_path, const ChannelBinding& binding)
-    : keytab_path_(keytab_path), binding_(binding) {
-  gss_key_value_element_desc element{"keytab", keytab_path_.c_str()};
+std::shared_ptr<const AcceptorCredential> AcceptorCredential::load(const std::string& keytab_path, std::string& why) {
+  std::shared_ptr<AcceptorCredential> credential(new AcceptorCredential());
+  gss_key_value_element_desc element{"keytab", keytab_path.c_str()};
   gss_key_value_set_desc store{1, &element};
   OM_uint32 minor = 0;
   const OM_uint32 major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
-                                                GSS_C_ACCEPT, &store, &credential_, nullptr, nullptr);
-  if (GSS_ERROR(major)) setup_error_ = "keytab " + keytab_path_ + ": " + status_text(major, minor);
+                                                GSS_C_ACCEPT, &store, &credential->credential_, nullptr, nullptr);
+  if (GSS_ERROR(major)) {
+    why = "keytab " + keytab_path + ": " + status_text(major, minor);
+    return nullptr;
+  }
+  return credential;
 }
+
+AcceptorCredential::~AcceptorCredential() {
+  OM_uint32 minor = 0;
+  if (credential_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &credential_);
+}
+
+// The TGT comes from krb5 directly: its errors name the KDC's reason
+// ("Client ... not found in Kerberos database"), where GSSAPI would only say
+// that no credentials were available.
+std::shared_ptr<const InitiatorCredential> InitiatorCredential::load(const std::string& keytab_path,
+                                                                     const std::string& principal, std::string& why) {
+  std::shared_ptr<InitiatorCredential> credential(new InitiatorCredential());
+  krb5_context& krb5 = credential->krb5_;
+  if (krb5_error_code code = krb5_init_context(&krb5); code != 0) {
+    why = "cannot initialise Kerberos: error " + std::to_string(code);
+    return nullptr;
+  }
+  auto krb5_failure = [&](const char* what, krb5_error_code code) {
+    const char* message = krb5_get_error_message(krb5, code);
+    why = std::string(what) + " for " + principal + " (keytab " + keytab_path + "): " + message;
+    krb5_free_error_message(krb5, message);
+    return false;
+  };
+  const std::string ccache = "MEMORY:gatehouse-" + std::to_string(reinterpret_cast<uintptr_t>(credential.get()));
+  krb5_principal client = nullptr;
+  krb5_keytab keytab = nullptr;
+  krb5_creds creds{};
+  bool ok = false;
+  if (krb5_error_code code = krb5_parse_name(krb5, principal.c_str(), &client); code != 0) {
+    ok = krb5_failure("bad principal", code);
+  } else if ((code = krb5_kt_resolve(krb5, keytab_path.c_str(), &keytab)) != 0) {
+    ok = krb5_failure("cannot open keytab", code);
+  } else if ((code = krb5_get_init_creds_keytab(krb5, &creds, client, keytab, 0, nullptr, nullptr)) != 0) {
+    ok = krb5_failure("cannot get a ticket", code);
+  } else if ((code = krb5_cc_resolve(krb5, ccache.c_str(), &credential->ccache_)) != 0 ||
+             (code = krb5_cc_initialize(krb5, credential->ccache_, client)) != 0 ||
+             (code = krb5_cc_store_cred(krb5, credential->ccache_, &creds)) != 0) {
+    ok = krb5_failure("cannot cache the ticket", code);
+  } else {
+    ok = true;
+  }
+  krb5_free_cred_contents(krb5, &creds);
+  if (keytab != nullptr) krb5_kt_close(krb5, keytab);
+  if (client != nullptr) krb5_free_principal(krb5, client);
+  if (!ok) return nullptr;
+  gss_key_value_element_desc element{"ccache", ccache.c_str()};
+  gss_key_value_set_desc store{1, &element};
+  OM_uint32 minor = 0;
+  const OM_uint32 major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
+                                                GSS_C_INITIATE, &store, &credential->credential_, nullptr, nullptr);
+  if (GSS_ERROR(major)) {
+    why = "credentials for " + principal + ": " + status_text(major, minor);
+    return nullptr;
+  }
+  return credential;
+}
+
+InitiatorCredential::~InitiatorCredential() {
+  OM_uint32 minor = 0;
+  if (credential_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &credential_);
+  if (ccache_ != nullptr) krb5_cc_destroy(krb5_, ccache_);
+  if (krb5_ != nullptr) krb5_free_context(krb5_);
+}
+
+Acceptor::Acceptor(std::shared_ptr<const AcceptorCredential> credential, const ChannelBinding& binding)
+    : credential_(std::move(credential)), binding_(binding) {}
 
 Acceptor::~Acceptor() {
   OM_uint32 minor = 0;
   if (context_ != GSS_C_NO_CONTEXT) gss_delete_sec_context(&minor, &context_, GSS_C_NO_BUFFER);
-  if (credential_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &credential_);
 }
 
 Step Acceptor::step(std::span<const uint8_t> token) {
-  if (!setup_error_.empty()) return failed(setup_error_);
   Bindings bindings(binding_);
   gss_buffer_desc input{token.size(), const_cast<uint8_t*>(token.data())};
   gss_buffer_desc output{};
   gss_name_t client = GSS_C_NO_NAME;
   OM_uint32 minor = 0;
-  const OM_uint32 major = gss_accept_sec_context(&minor, &context_, credential_, &input, &bindings.value, &client,
-                                                 nullptr, &output, nullptr, nullptr, nullptr);
+  const OM_uint32 major = gss_accept_sec_context(&minor, &context_, credential_->get(), &input, &bindings.value,
+                                                 &client, nullptr, &output, nullptr, nullptr, nullptr);
   if (major == GSS_S_COMPLETE && client != GSS_C_NO_NAME) {
     gss_buffer_desc name{};
     OM_uint32 ignored = 0;
@@ -104,71 +172,20 @@ Step Acceptor::step(std::span<const uint8_t> token) {
   return finish(major, minor, output);
 }
 
-// The TGT comes from krb5 directly: its errors name the KDC's reason
-// ("Client ... not found in Kerberos database"), where GSSAPI would only say
-// that no credentials were available.
-bool Initiator::get_initial_ticket(const std::string& keytab_path, const std::string& principal) {
-  auto krb5_failure = [&](const char* what, krb5_error_code code) {
-    const char* message = krb5_get_error_message(krb5_, code);
-    setup_error_ = std::string(what) + " for " + principal + " (keytab " + keytab_path + "): " + message;
-    krb5_free_error_message(krb5_, message);
-    return false;
-  };
-  if (krb5_error_code code = krb5_init_context(&krb5_); code != 0) {
-    setup_error_ = "cannot initialise Kerberos: error " + std::to_string(code);
-    return false;
-  }
-  const std::string ccache = "MEMORY:gatehouse-" + std::to_string(reinterpret_cast<uintptr_t>(this));
-  krb5_principal client = nullptr;
-  krb5_keytab keytab = nullptr;
-  krb5_creds creds{};
-  bool ok = false;
-  if (krb5_error_code code = krb5_parse_name(krb5_, principal.c_str(), &client); code != 0) {
-    ok = krb5_failure("bad principal", code);
-  } else if ((code = krb5_kt_resolve(krb5_, keytab_path.c_str(), &keytab)) != 0) {
-    ok = krb5_failure("cannot open keytab", code);
-  } else if ((code = krb5_get_init_creds_keytab(krb5_, &creds, client, keytab, 0, nullptr, nullptr)) != 0) {
-    ok = krb5_failure("cannot get a ticket", code);
-  } else if ((code = krb5_cc_resolve(krb5_, ccache.c_str(), &ccache_)) != 0 ||
-             (code = krb5_cc_initialize(krb5_, ccache_, client)) != 0 ||
-             (code = krb5_cc_store_cred(krb5_, ccache_, &creds)) != 0) {
-    ok = krb5_failure("cannot cache the ticket", code);
-  } else {
-    ok = true;
-  }
-  krb5_free_cred_contents(krb5_, &creds);
-  if (keytab != nullptr) krb5_kt_close(krb5_, keytab);
-  if (client != nullptr) krb5_free_principal(krb5_, client);
-  return ok;
-}
-
-Initiator::Initiator(const std::string& client_keytab_path, const std::string& principal, const std::string& service,
+Initiator::Initiator(std::shared_ptr<const InitiatorCredential> credential, const std::string& service,
                      const std::string& host, const ChannelBinding& binding)
-    : binding_(binding) {
-  if (!get_initial_ticket(client_keytab_path, principal)) return;
-  const std::string ccache = std::string("MEMORY:") + krb5_cc_get_name(krb5_, ccache_);
-  gss_key_value_element_desc element{"ccache", ccache.c_str()};
-  gss_key_value_set_desc store{1, &element};
-  OM_uint32 minor = 0;
-  OM_uint32 major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET, GSS_C_INITIATE,
-                                          &store, &credential_, nullptr, nullptr);
-  if (GSS_ERROR(major)) {
-    setup_error_ = "credentials for " + principal + ": " + status_text(major, minor);
-    return;
-  }
+    : credential_(std::move(credential)), binding_(binding) {
   const std::string target_text = service + "@" + host;
   gss_buffer_desc target{target_text.size(), const_cast<char*>(target_text.data())};
-  major = gss_import_name(&minor, &target, GSS_C_NT_HOSTBASED_SERVICE, &target_);
+  OM_uint32 minor = 0;
+  const OM_uint32 major = gss_import_name(&minor, &target, GSS_C_NT_HOSTBASED_SERVICE, &target_);
   if (GSS_ERROR(major)) setup_error_ = "service " + target_text + ": " + status_text(major, minor);
 }
 
 Initiator::~Initiator() {
   OM_uint32 minor = 0;
   if (context_ != GSS_C_NO_CONTEXT) gss_delete_sec_context(&minor, &context_, GSS_C_NO_BUFFER);
-  if (credential_ != GSS_C_NO_CREDENTIAL) gss_release_cred(&minor, &credential_);
   if (target_ != GSS_C_NO_NAME) gss_release_name(&minor, &target_);
-  if (ccache_ != nullptr) krb5_cc_destroy(krb5_, ccache_);
-  if (krb5_ != nullptr) krb5_free_context(krb5_);
 }
 
 Step Initiator::step(std::span<const uint8_t> token) {
@@ -179,7 +196,7 @@ Step Initiator::step(std::span<const uint8_t> token) {
   OM_uint32 flags = 0;
   OM_uint32 minor = 0;
   const OM_uint32 major = gss_init_sec_context(
-      &minor, credential_, &context_, target_, const_cast<gss_OID>(gss_mech_krb5),
+      &minor, credential_->get(), &context_, target_, const_cast<gss_OID>(gss_mech_krb5),
       GSS_C_MUTUAL_FLAG | GSS_C_REPLAY_FLAG | GSS_C_SEQUENCE_FLAG | GSS_C_INTEG_FLAG, GSS_C_INDEFINITE, &bindings.value,
       token.empty() ? GSS_C_NO_BUFFER : &input, nullptr, &output, &flags, nullptr);
   Step step = finish(major, minor, output);

@@ -79,15 +79,31 @@ Outcome exchange(Initiator& initiator, Acceptor& acceptor) {
   return outcome;
 }
 
-Initiator web01(const ChannelBinding& b) {
-  return Initiator(kdc().keytab("web01"), "host/web01.example.test", "gatehouse", "gw1.example.test", b);
+template <class Credential, class... Args>
+std::shared_ptr<const Credential> load(Args&&... args) {
+  std::string why;
+  auto credential = Credential::load(std::forward<Args>(args)..., why);
+  REQUIRE_MESSAGE(credential != nullptr, why);
+  return credential;
 }
+
+std::shared_ptr<const InitiatorCredential> web01_credential() {
+  static const auto credential = load<InitiatorCredential>(kdc().keytab("web01"), "host/web01.example.test");
+  return credential;
+}
+
+std::shared_ptr<const AcceptorCredential> gateway_credential() {
+  static const auto credential = load<AcceptorCredential>(kdc().keytab("gw1-current"));
+  return credential;
+}
+
+Initiator web01(const ChannelBinding& b) { return Initiator(web01_credential(), "gatehouse", "gw1.example.test", b); }
 
 }  // namespace
 
 TEST_CASE("Kerberos mutual authentication bound to the TLS channel") {
   Initiator initiator = web01(binding(1));
-  Acceptor acceptor(kdc().keytab("gw1-current"), binding(1));
+  Acceptor acceptor(gateway_credential(), binding(1));
   const Outcome outcome = exchange(initiator, acceptor);
   INFO("initiator: " << outcome.initiator.error << " acceptor: " << outcome.acceptor.error);
   REQUIRE(outcome.acceptor.state == Step::complete);
@@ -97,7 +113,7 @@ TEST_CASE("Kerberos mutual authentication bound to the TLS channel") {
 
 TEST_CASE("a relayed exchange (different TLS channel) is refused") {
   Initiator initiator = web01(binding(1));
-  Acceptor acceptor(kdc().keytab("gw1-current"), binding(2));
+  Acceptor acceptor(gateway_credential(), binding(2));
   const Outcome outcome = exchange(initiator, acceptor);
   REQUIRE(outcome.acceptor.state == Step::failed);
   CHECK(outcome.acceptor.error.find("channel binding") != std::string::npos);
@@ -107,9 +123,9 @@ TEST_CASE("a replayed AP-REQ is refused") {
   Initiator initiator = web01(binding(3));
   const Step first = initiator.step({});
   REQUIRE(first.state == Step::continue_needed);
-  Acceptor original(kdc().keytab("gw1-current"), binding(3));
+  Acceptor original(gateway_credential(), binding(3));
   REQUIRE(original.step(first.token).state == Step::complete);
-  Acceptor replay(kdc().keytab("gw1-current"), binding(3));
+  Acceptor replay(gateway_credential(), binding(3));
   const Step replayed = replay.step(first.token);
   REQUIRE(replayed.state == Step::failed);
   CHECK(replayed.error.find("replay") != std::string::npos);
@@ -117,7 +133,7 @@ TEST_CASE("a replayed AP-REQ is refused") {
 
 TEST_CASE("a stale acceptor keytab (old kvno) is refused") {
   Initiator initiator = web01(binding(4));
-  Acceptor acceptor(kdc().keytab("gw1"), binding(4));
+  Acceptor acceptor(load<AcceptorCredential>(kdc().keytab("gw1")), binding(4));
   const Outcome outcome = exchange(initiator, acceptor);
   REQUIRE(outcome.acceptor.state == Step::failed);
   INFO(outcome.acceptor.error);
@@ -125,17 +141,23 @@ TEST_CASE("a stale acceptor keytab (old kvno) is refused") {
 }
 
 TEST_CASE("an agent principal the KDC does not know cannot authenticate") {
-  Initiator initiator(kdc().keytab("gone"), "host/gone.example.test", "gatehouse", "gw1.example.test", binding(5));
-  const Step step = initiator.step({});
-  REQUIRE(step.state == Step::failed);
-  CHECK(step.error.find("cannot get a ticket for host/gone.example.test") == 0);
-  CHECK(step.error.find("not found in Kerberos database") != std::string::npos);
+  std::string why;
+  CHECK(InitiatorCredential::load(kdc().keytab("gone"), "host/gone.example.test", why) == nullptr);
+  CHECK(why.find("cannot get a ticket for host/gone.example.test") == 0);
+  CHECK(why.find("not found in Kerberos database") != std::string::npos);
 }
 
 TEST_CASE("an agent whose keytab lacks its principal is told so") {
-  Initiator initiator(kdc().keytab("web01"), "host/other.example.test", "gatehouse", "gw1.example.test", binding(6));
-  const Step step = initiator.step({});
-  REQUIRE(step.state == Step::failed);
-  CHECK(step.error.find("cannot get a ticket for host/other.example.test") == 0);
-  CHECK(step.error.find("Keytab contains no suitable keys") != std::string::npos);
+  std::string why;
+  CHECK(InitiatorCredential::load(kdc().keytab("web01"), "host/other.example.test", why) == nullptr);
+  CHECK(why.find("cannot get a ticket for host/other.example.test") == 0);
+  CHECK(why.find("Keytab contains no suitable keys") != std::string::npos);
+}
+
+TEST_CASE("one agent credential serves many exchanges (reconnects cost no KDC round trip)") {
+  for (uint8_t i = 0; i < 20; ++i) {
+    Initiator initiator = web01(binding(static_cast<uint8_t>(100 + i)));
+    Acceptor acceptor(gateway_credential(), binding(static_cast<uint8_t>(100 + i)));
+    REQUIRE(exchange(initiator, acceptor).initiator.state == Step::complete);
+  }
 }

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -23,10 +24,41 @@ struct Step {
   std::string error;           // when failed: GSSAPI major and minor status text
 };
 
-// The gateway or server side: accepts service/<host>@REALM from `keytab`.
+// Acceptor credentials from a keytab, loaded once and shared by every exchange
+// (replaced whole when the keytab is reloaded).
+class AcceptorCredential {
+ public:
+  // nullptr with `why` when the keytab is unusable.
+  static std::shared_ptr<const AcceptorCredential> load(const std::string& keytab_path, std::string& why);
+  ~AcceptorCredential();
+  gss_cred_id_t get() const { return credential_; }
+
+ private:
+  AcceptorCredential() = default;
+  gss_cred_id_t credential_ = GSS_C_NO_CREDENTIAL;
+};
+
+// An agent's credentials: its TGT from the client keytab, in a private
+// MEMORY: cache that also keeps the service tickets, so a reconnect costs no
+// KDC round trip.
+class InitiatorCredential {
+ public:
+  static std::shared_ptr<const InitiatorCredential> load(const std::string& client_keytab_path,
+                                                         const std::string& principal, std::string& why);
+  ~InitiatorCredential();
+  gss_cred_id_t get() const { return credential_; }
+
+ private:
+  InitiatorCredential() = default;
+  krb5_context krb5_ = nullptr;
+  krb5_ccache ccache_ = nullptr;
+  gss_cred_id_t credential_ = GSS_C_NO_CREDENTIAL;
+};
+
+// One exchange on the gateway or server side.
 class Acceptor {
  public:
-  Acceptor(const std::string& keytab_path, const ChannelBinding& binding);
+  Acceptor(std::shared_ptr<const AcceptorCredential> credential, const ChannelBinding& binding);
   ~Acceptor();
   Acceptor(const Acceptor&) = delete;
   Acceptor& operator=(const Acceptor&) = delete;
@@ -35,20 +67,18 @@ class Acceptor {
   const std::string& client_principal() const { return client_principal_; }  // after complete
 
  private:
-  gss_cred_id_t credential_ = GSS_C_NO_CREDENTIAL;
+  std::shared_ptr<const AcceptorCredential> credential_;
   gss_ctx_id_t context_ = GSS_C_NO_CONTEXT;
-  std::string keytab_path_;
-  std::string setup_error_;
   ChannelBinding binding_;
   std::string client_principal_;
 };
 
-// The agent side: authenticates as `principal` from `client_keytab` to
-// `service`@`host` (e.g. gatehouse@gw1.example.test) and requires mutual auth.
+// One exchange on the agent side, to `service`@`host` (e.g.
+// gatehouse@gw1.example.test); mutual authentication is required.
 class Initiator {
  public:
-  Initiator(const std::string& client_keytab_path, const std::string& principal, const std::string& service,
-            const std::string& host, const ChannelBinding& binding);
+  Initiator(std::shared_ptr<const InitiatorCredential> credential, const std::string& service, const std::string& host,
+            const ChannelBinding& binding);
   ~Initiator();
   Initiator(const Initiator&) = delete;
   Initiator& operator=(const Initiator&) = delete;
@@ -56,11 +86,7 @@ class Initiator {
   Step step(std::span<const uint8_t> token);  // first call with an empty token
 
  private:
-  bool get_initial_ticket(const std::string& keytab_path, const std::string& principal);
-
-  krb5_context krb5_ = nullptr;
-  krb5_ccache ccache_ = nullptr;  // private MEMORY cache holding this agent's TGT
-  gss_cred_id_t credential_ = GSS_C_NO_CREDENTIAL;
+  std::shared_ptr<const InitiatorCredential> credential_;
   gss_ctx_id_t context_ = GSS_C_NO_CONTEXT;
   gss_name_t target_ = GSS_C_NO_NAME;
   std::string setup_error_;
