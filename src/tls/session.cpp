@@ -94,6 +94,16 @@ std::shared_ptr<const Context> Context::load(const Options& options, std::string
   return context;
 }
 
+std::string Context::certificate_subject() const {
+  X509* cert = SSL_CTX_get0_certificate(context_.get());
+  return cert != nullptr ? name_text(X509_get_subject_name(cert)) : "";
+}
+
+std::string Context::certificate_not_after() const {
+  X509* cert = SSL_CTX_get0_certificate(context_.get());
+  return cert != nullptr ? time_text(X509_get0_notAfter(cert)) : "";
+}
+
 Session::Session(std::shared_ptr<const Context> context, const std::string& expected_peer_name)
     : context_(std::move(context)), ssl_(SSL_new(context_->get())), expected_peer_name_(expected_peer_name) {
   in_ = BIO_new(BIO_s_mem());

@@ -2,12 +2,20 @@
 // generated per run, and the precise reason for every way one can fail.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <fstream>
+#include <thread>
 #include <cstring>
 #include <filesystem>
 #include <string>
 
 #include "gatehouse/tls/pki.h"
+#include "gatehouse/tls/reload.h"
 #include "gatehouse/tls/session.h"
 
 using namespace gatehouse::tls;
@@ -26,6 +34,7 @@ struct Pki {
     REQUIRE(init_ca({.dir = dir.string()}, summary) == "");
     REQUIRE(init_ca({.dir = (dir / "partner").string(), .common_name = "partner CA"}, summary) == "");
     make(CertRole::gateway, "gw1.example.test");
+    make(CertRole::gateway, "gw1b.example.test");
     make(CertRole::agent, "web01.example.test");
     make(CertRole::agent, "notaserver.example.test");
     make(CertRole::agent, "old.example.test", 2020);
@@ -224,4 +233,92 @@ TEST_CASE("loading refuses unusable material and says which file") {
   CHECK(Context::load({Side::server, pki().path("gw1.example.test.crt"), pki().path("gw1.example.test.key"),
                        pki().path("gw1.example.test.key"), ""}, why) == nullptr);
   CHECK(why.rfind(pki().path("gw1.example.test.key") + ": not a usable PEM CA file", 0) == 0);
+}
+
+namespace {
+
+// Sends this process's stderr (the JSON log) to a file while alive.
+class StderrCapture {
+ public:
+  explicit StderrCapture(std::string path) : path_(std::move(path)), saved_(dup(STDERR_FILENO)) {
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    dup2(fd, STDERR_FILENO);
+    ::close(fd);
+  }
+  ~StderrCapture() {
+    dup2(saved_, STDERR_FILENO);
+    ::close(saved_);
+  }
+  std::string text() const {
+    std::ifstream in(path_);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+
+ private:
+  std::string path_;
+  int saved_;
+};
+
+// Replaces `target` the way certificate tools do: write aside, then rename.
+void replace_file(const fs::path& source, const fs::path& target) {
+  fs::copy_file(source, target.string() + ".new", fs::copy_options::overwrite_existing);
+  fs::rename(target.string() + ".new", target);
+}
+
+template <class Predicate>
+bool eventually(Predicate predicate) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!predicate()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+bool handshake_ok(const std::shared_ptr<const Context>& server_context, const std::string& server_name) {
+  Session client(pki().client("web01.example.test"), server_name);
+  Session server(server_context);
+  pump(client, server);
+  return client.handshake() == HandshakeState::established && server.handshake() == HandshakeState::established;
+}
+
+}  // namespace
+
+TEST_CASE("a renewed certificate is taken live; sessions keep theirs; a broken one is refused and logged") {
+  const fs::path live = pki().dir / "live";
+  fs::create_directories(live);
+  fs::copy_file(pki().path("gw1.example.test.crt"), live / "cert.pem", fs::copy_options::overwrite_existing);
+  fs::copy_file(pki().path("gw1.example.test.key"), live / "key.pem", fs::copy_options::overwrite_existing);
+  ReloadableContext context({Side::server, (live / "cert.pem").string(), (live / "key.pem").string(), pki().path("ca.crt"), ""});
+  std::string log_text;
+  {
+    StderrCapture capture((pki().dir / "reload.log").string());
+    REQUIRE(context.reload() == "");
+    const std::shared_ptr<const Context> before = context.current();
+    std::atomic<int> reloads{0};
+    FileWatcher watcher(context.paths(), 100, [&] {
+      context.reload();
+      ++reloads;
+    });
+    REQUIRE(watcher.ok());
+
+    // The renewal: key and certificate replaced one after the other.
+    replace_file(pki().path("gw1b.example.test.key"), live / "key.pem");
+    replace_file(pki().path("gw1b.example.test.crt"), live / "cert.pem");
+    REQUIRE(eventually([&] { return context.current()->certificate_subject() == "/CN=gw1b.example.test"; }));
+    CHECK(reloads == 1);  // one reload for both files, not a failed one in between
+    CHECK(handshake_ok(context.current(), "gw1b.example.test"));
+    CHECK(handshake_ok(before, "gw1.example.test"));  // what a session already holds still works
+
+    // A broken replacement: refused, the renewed certificate stays in use.
+    std::ofstream(live / "cert.pem") << "-----BEGIN CERTIFICATE-----\ngarbage\n";
+    REQUIRE(eventually([&] { return reloads.load() == 2; }));
+    CHECK(context.current()->certificate_subject() == "/CN=gw1b.example.test");
+    CHECK(handshake_ok(context.current(), "gw1b.example.test"));
+    log_text = capture.text();
+  }
+  CHECK(log_text.find(R"("event":20053,"name":"certificate_loaded")") != std::string::npos);
+  CHECK(log_text.find(R"("subject":"/CN=gw1b.example.test")") != std::string::npos);
+  CHECK(log_text.find(R"("event":20051,"name":"certificate_invalid")") != std::string::npos);
+  CHECK(log_text.find("certificate not loaded, the one in use stays") != std::string::npos);
 }

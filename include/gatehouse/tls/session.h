@@ -39,6 +39,9 @@ class Context {
 
   SSL_CTX* get() const { return context_.get(); }
   const Options& options() const { return options_; }
+  // Our certificate's subject and expiry ("" without a certificate).
+  std::string certificate_subject() const;
+  std::string certificate_not_after() const;
 
  private:
   Context() = default;

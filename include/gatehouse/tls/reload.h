@@ -1,0 +1,62 @@
+// Certificate renewal without restarts: the TLS material in use is replaced
+// whole, new handshakes take the new one, existing sessions keep theirs.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gatehouse/tls/session.h"
+
+namespace gatehouse::tls {
+
+class ReloadableContext {
+ public:
+  explicit ReloadableContext(Context::Options options) : options_(std::move(options)) {}
+
+  // Loads the files again. Success: new handshakes use them (event 20053,
+  // subject and expiry). Failure: the material in use stays (event 20051,
+  // why). Returns "" or why.
+  std::string reload();
+  // What a new handshake should use; nullptr before the first good load.
+  std::shared_ptr<const Context> current() const { return current_.load(); }
+  // The files whose change should trigger reload().
+  std::vector<std::string> paths() const;
+
+ private:
+  const Context::Options options_;
+  std::atomic<std::shared_ptr<const Context>> current_;
+};
+
+// Watches files through their folders (so editors' and cert tools' atomic
+// replace-by-rename counts) and calls on_change on its own thread once the
+// files have been quiet for debounce_ms: a certificate and its key written one
+// after the other cause one reload, not a failed one in between.
+class FileWatcher {
+ public:
+  FileWatcher(const std::vector<std::string>& paths, uint32_t debounce_ms, std::function<void()> on_change);
+  ~FileWatcher();
+  FileWatcher(const FileWatcher&) = delete;
+  FileWatcher& operator=(const FileWatcher&) = delete;
+
+  bool ok() const { return inotify_fd_ >= 0; }
+
+ private:
+  void run(uint32_t debounce_ms);
+
+  struct Watch {
+    int descriptor;
+    std::vector<std::string> names;  // file names in that folder
+  };
+  std::vector<Watch> watches_;
+  std::function<void()> on_change_;
+  int inotify_fd_ = -1;
+  int stop_fd_ = -1;
+  std::thread thread_;
+};
+
+}  // namespace gatehouse::tls
