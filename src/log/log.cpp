@@ -53,6 +53,8 @@ const char* event_name(EventId id) {
     case EventId::protocol_violation: return "protocol_violation";
     case EventId::connection_table_full: return "connection_table_full";
     case EventId::runtime_unavailable: return "runtime_unavailable";
+    case EventId::handshake_queue_full: return "handshake_queue_full";
+    case EventId::handshake_timeout: return "handshake_timeout";
   }
   return "unknown";
 }

@@ -23,6 +23,8 @@ enum class EventId : uint32_t {
   protocol_violation = 30010,         // a peer sent a malformed or out-of-bounds frame
   connection_table_full = 30020,      // a shard's direct-descriptor table is full
   runtime_unavailable = 30021,        // io_uring cannot run here (disabled, memlock, fd limit)
+  handshake_queue_full = 30030,       // a new connection was shed: the auth queue is full
+  handshake_timeout = 30031,          // a client did not finish its handshake in time
 };
 
 const char* event_name(EventId id);

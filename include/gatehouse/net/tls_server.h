@@ -1,0 +1,77 @@
+// TLS termination on the shards, handshakes off them: the shard moves bytes,
+// every handshake step runs on the worker pool, and the result comes back to
+// the shard as a message. Established records are sealed and opened on the
+// shard (AES-GCM is cheap; handshakes are not).
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gatehouse/runtime/shard.h"
+#include "gatehouse/runtime/worker_pool.h"
+#include "gatehouse/tls/reload.h"
+
+namespace gatehouse::net {
+
+class TlsServer;
+
+// What runs above TLS on an established session.
+class PlainHandler {
+ public:
+  virtual ~PlainHandler() = default;
+  virtual void on_established(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id,
+                              const std::string& peer_identity) = 0;
+  virtual void on_plaintext(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id,
+                            std::span<const std::byte> bytes) = 0;
+  virtual void on_closed(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id) = 0;
+};
+
+struct TlsServerLimits {
+  uint32_t handshake_timeout_ms = 5'000;  // a silent or slow client is closed after this
+};
+
+// One per shard; the context and the pool are shared by all shards.
+class TlsServer final : public runtime::Service {
+ public:
+  TlsServer(const tls::ReloadableContext& context, runtime::WorkerPool& pool, PlainHandler& handler,
+            uint32_t connections_max, TlsServerLimits limits);
+  ~TlsServer() override;
+
+  // Encrypts and queues plaintext on an established session.
+  bool send(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> plaintext);
+
+  void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;
+  void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override;
+  void on_close(runtime::Shard& shard, runtime::ConnId id, int error) override;
+  void on_connect_failed(runtime::Shard&, uint64_t, int) override {}
+  void on_deadline(runtime::Shard& shard, runtime::ConnId id) override;
+  void on_message(runtime::Shard& shard, const runtime::Message& message) override;
+  void on_stop(runtime::Shard& shard) override;
+
+ private:
+  struct Step;
+  struct Connection {
+    runtime::ConnId id;
+    std::unique_ptr<tls::Session> session;
+    std::vector<std::byte> pending;  // ciphertext that came while a step was on the pool
+    Step* step = nullptr;            // the step on the pool, if any
+    bool established = false;
+    bool failed = false;             // handshake failed: closing, input ignored
+  };
+
+  void submit_step(runtime::Shard& shard, Connection& connection);
+  void finish_step(runtime::Shard& shard, Step* step);
+  void open_records(runtime::Shard& shard, Connection& connection, std::span<const std::byte> ciphertext);
+  bool flush_ciphertext(runtime::Shard& shard, Connection& connection);
+
+  const tls::ReloadableContext& context_;
+  runtime::WorkerPool& pool_;
+  PlainHandler& handler_;
+  const TlsServerLimits limits_;
+  std::vector<Connection> connections_;  // by connection slot
+  std::vector<std::byte> scratch_;       // one record's worth, reused
+};
+
+}  // namespace gatehouse::net

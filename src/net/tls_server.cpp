@@ -1,0 +1,174 @@
+#include "gatehouse/net/tls_server.h"
+
+#include <unistd.h>
+
+#include "gatehouse/log/log.h"
+
+namespace gatehouse::net {
+namespace {
+
+constexpr uint32_t kStepDone = runtime::kServiceMessageBase + 0x7000;
+constexpr size_t kScratchBytes = 32 * 1024;
+
+}  // namespace
+
+// One handshake step, owned by the pool while it runs. If the connection goes
+// away meanwhile, the step takes the session and frees both on return.
+struct TlsServer::Step {
+  runtime::Shard* shard;
+  runtime::ConnId id;
+  tls::Session* session;
+  std::vector<std::byte> input;
+  std::vector<std::byte> output;
+  tls::HandshakeState state = tls::HandshakeState::in_progress;
+  std::string peer_identity;
+  std::unique_ptr<tls::Session> orphan;
+
+  static void run(void* argument) {
+    auto* step = static_cast<Step*>(argument);
+    step->session->push_ciphertext(step->input);
+    step->state = step->session->handshake();
+    step->output.resize(step->session->pending_ciphertext_bytes());
+    step->output.resize(step->session->pull_ciphertext(step->output));
+    if (step->state == tls::HandshakeState::established) step->peer_identity = step->session->peer_identity();
+    // The shard must get it back: its inbox is bounded, so wait for room.
+    while (!step->shard->post({kStepDone, 0, 0, step})) usleep(100);
+  }
+};
+
+TlsServer::TlsServer(const tls::ReloadableContext& context, runtime::WorkerPool& pool, PlainHandler& handler,
+                     uint32_t connections_max, TlsServerLimits limits)
+    : context_(context), pool_(pool), handler_(handler), limits_(limits), connections_(connections_max),
+      scratch_(kScratchBytes) {}
+
+TlsServer::~TlsServer() = default;
+
+void TlsServer::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t) {
+  std::shared_ptr<const tls::Context> context = context_.current();
+  if (context == nullptr) {
+    shard.abort(id);
+    return;
+  }
+  Connection& connection = connections_[id.index];
+  connection = {};
+  connection.id = id;
+  connection.session = std::make_unique<tls::Session>(std::move(context));
+  shard.set_deadline(id, limits_.handshake_timeout_ms);
+}
+
+void TlsServer::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) {
+  Connection& connection = connections_[id.index];
+  if (connection.session == nullptr || connection.id != id || connection.failed) return;
+  if (connection.established) {
+    open_records(shard, connection, bytes);
+    return;
+  }
+  connection.pending.insert(connection.pending.end(), bytes.begin(), bytes.end());
+  if (connection.step == nullptr) submit_step(shard, connection);
+}
+
+void TlsServer::submit_step(runtime::Shard& shard, Connection& connection) {
+  auto* step = new Step{&shard, connection.id, connection.session.get(), std::move(connection.pending), {}, {}, {}, {}};
+  connection.pending.clear();
+  if (!pool_.submit({Step::run, step})) {
+    delete step;
+    log::emit(log::Level::warning, log::EventId::handshake_queue_full,
+              "handshake refused: the auth queue is full (raise [runtime] auth_threads, or the clients back off)",
+              {{"peer", shard.peer(connection.id).to_string()}});
+    shard.abort(connection.id);
+    return;
+  }
+  connection.step = step;
+}
+
+void TlsServer::on_message(runtime::Shard& shard, const runtime::Message& message) {
+  if (message.kind == kStepDone) finish_step(shard, static_cast<Step*>(message.pointer));
+}
+
+void TlsServer::finish_step(runtime::Shard& shard, Step* step) {
+  std::unique_ptr<Step> owned(step);
+  if (step->orphan != nullptr) return;  // the connection closed while the step ran
+  Connection& connection = connections_[step->id.index];
+  connection.step = nullptr;
+  if (!step->output.empty() && !shard.send(connection.id, step->output)) {
+    shard.abort(connection.id);
+    return;
+  }
+  switch (step->state) {
+    case tls::HandshakeState::established: {
+      connection.established = true;
+      shard.clear_deadline(connection.id);
+      handler_.on_established(*this, shard, connection.id, step->peer_identity);
+      // Records may have come with the client's Finished (already inside the
+      // session) or while the step ran (pending): open both now.
+      std::vector<std::byte> early = std::move(connection.pending);
+      connection.pending.clear();
+      if (shard.alive(connection.id)) open_records(shard, connection, early);
+      break;
+    }
+    case tls::HandshakeState::failed:
+      connection.failed = true;
+      log::emit(log::Level::error, log::EventId::mutual_auth_failed, "TLS mutual authentication failed",
+                {{"peer", shard.peer(connection.id).to_string()}, {"reason", connection.session->failure()}});
+      shard.close(connection.id);  // after the alert is sent
+      break;
+    case tls::HandshakeState::in_progress:
+      if (!connection.pending.empty()) submit_step(shard, connection);
+      break;
+  }
+}
+
+void TlsServer::open_records(runtime::Shard& shard, Connection& connection, std::span<const std::byte> ciphertext) {
+  connection.session->push_ciphertext(ciphertext);
+  for (;;) {
+    const int64_t n = connection.session->read(scratch_);
+    if (n == 0) break;
+    if (n < 0) {
+      flush_ciphertext(shard, connection);  // a close_notify or alert answer, if any
+      shard.close(connection.id);
+      return;
+    }
+    handler_.on_plaintext(*this, shard, connection.id, std::span(scratch_).first(static_cast<size_t>(n)));
+    if (!shard.alive(connection.id)) return;
+  }
+  flush_ciphertext(shard, connection);  // post-handshake messages (tickets, key updates)
+}
+
+bool TlsServer::flush_ciphertext(runtime::Shard& shard, Connection& connection) {
+  while (size_t n = connection.session->pull_ciphertext(scratch_)) {
+    if (!shard.send(connection.id, std::span(scratch_).first(n))) return false;
+  }
+  return true;
+}
+
+bool TlsServer::send(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> plaintext) {
+  Connection& connection = connections_[id.index];
+  if (!connection.established || connection.id != id) return false;
+  return connection.session->write(plaintext) && flush_ciphertext(shard, connection);
+}
+
+void TlsServer::on_close(runtime::Shard& shard, runtime::ConnId id, int) {
+  Connection& connection = connections_[id.index];
+  if (connection.id != id || connection.session == nullptr) return;
+  if (connection.established) handler_.on_closed(*this, shard, id);
+  if (connection.step != nullptr) {
+    connection.step->orphan = std::move(connection.session);  // freed when the step returns
+  }
+  connection = {};
+}
+
+void TlsServer::on_deadline(runtime::Shard& shard, runtime::ConnId id) {
+  Connection& connection = connections_[id.index];
+  if (connection.established || connection.id != id) return;
+  log::emit(log::Level::warning, log::EventId::handshake_timeout, "handshake not completed in time; closed",
+            {{"peer", shard.peer(id).to_string()}, {"timeout_ms", limits_.handshake_timeout_ms}});
+  shard.abort(id);
+}
+
+void TlsServer::on_stop(runtime::Shard& shard) {
+  for (Connection& connection : connections_) {
+    if (connection.session != nullptr) shard.close(connection.id);
+  }
+}
+
+}  // namespace gatehouse::net

@@ -1,0 +1,57 @@
+#include "gatehouse/runtime/worker_pool.h"
+
+#include <pthread.h>
+
+#include <string>
+
+namespace gatehouse::runtime {
+
+WorkerPool::WorkerPool(uint32_t threads, uint32_t queue_capacity) : queue_capacity_(queue_capacity) {
+  for (uint32_t i = 0; i < threads; ++i) {
+    threads_.emplace_back([this, i] {
+      const std::string name = "gh-auth-" + std::to_string(i);
+      pthread_setname_np(pthread_self(), name.c_str());
+      run();
+    });
+  }
+}
+
+WorkerPool::~WorkerPool() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  ready_.notify_all();
+  for (std::thread& thread : threads_) thread.join();
+}
+
+bool WorkerPool::submit(const Job& job) {
+  {
+    std::lock_guard lock(mutex_);
+    if (queue_.size() >= queue_capacity_ || stopping_) return false;
+    queue_.push_back(job);
+  }
+  ready_.notify_one();
+  return true;
+}
+
+uint32_t WorkerPool::queued() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<uint32_t>(queue_.size());
+}
+
+void WorkerPool::run() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mutex_);
+      ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to do
+      job = queue_.front();
+      queue_.pop_front();
+    }
+    job.run(job.argument);
+  }
+}
+
+}  // namespace gatehouse::runtime

@@ -1,0 +1,226 @@
+// TLS termination on the runtime with handshakes on the worker pool: real
+// sockets on loopback, real certificates, every byte verified.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "gatehouse/net/tls_server.h"
+#include "gatehouse/runtime/runtime.h"
+#include "test_pki.h"
+
+using namespace gatehouse;
+using namespace gatehouse::runtime;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr uint32_t kStart = kServiceMessageBase + 1;
+
+class EchoPlain final : public net::PlainHandler {
+ public:
+  void on_established(net::TlsServer&, Shard&, ConnId, const std::string& peer) override {
+    if (peer == "web01.example.test") established.fetch_add(1);
+  }
+  void on_plaintext(net::TlsServer& tls, Shard& shard, ConnId id, std::span<const std::byte> bytes) override {
+    tls.send(shard, id, bytes);
+  }
+  void on_closed(net::TlsServer&, Shard&, ConnId) override {}
+  std::atomic<uint64_t> established{0};
+};
+
+std::vector<std::byte> message_for(uint64_t number) {
+  std::vector<std::byte> message(3000);
+  for (size_t i = 0; i < message.size(); ++i) message[i] = static_cast<std::byte>((number * 31 + i) & 0xFF);
+  return message;
+}
+
+// Client side, TLS inline on its shard: handshake, send a message, expect it back.
+class TlsClients final : public Service {
+ public:
+  TlsClients(PeerAddress target, std::shared_ptr<const tls::Context> context, bool send_nothing)
+      : target_(target), context_(std::move(context)), send_nothing_(send_nothing), states_(4'096) {}
+
+  void on_message(Shard& shard, const Message& message) override {
+    for (uint64_t i = 0; i < message.value; ++i) CHECK(shard.connect(target_, i));
+  }
+  void on_open(Shard& shard, ConnId id, uint64_t number) override {
+    State& state = states_[id.index];
+    state = {};
+    state.session = std::make_unique<tls::Session>(context_, "gw1.example.test");
+    state.expected = message_for(number);
+    if (!send_nothing_) drive(shard, id);
+  }
+  void on_data(Shard& shard, ConnId id, std::span<const std::byte> bytes) override {
+    State& state = states_[id.index];
+    state.session->push_ciphertext(bytes);
+    if (!state.established) drive(shard, id);
+    if (!state.established) return;
+    std::array<std::byte, 16 * 1024> plaintext{};
+    int64_t n = 0;
+    while ((n = state.session->read(plaintext)) > 0) {
+      state.received.insert(state.received.end(), plaintext.begin(), plaintext.begin() + n);
+    }
+    if (state.received.size() >= state.expected.size()) {
+      if (state.received == state.expected) verified.fetch_add(1); else corrupt.fetch_add(1);
+      shard.close(id);
+    }
+  }
+  void on_close(Shard&, ConnId id, int) override {
+    states_[id.index].session.reset();
+    closed.fetch_add(1);
+  }
+  void on_connect_failed(Shard&, uint64_t, int) override { connect_failed.fetch_add(1); }
+
+  std::atomic<uint64_t> verified{0};
+  std::atomic<uint64_t> corrupt{0};
+  std::atomic<uint64_t> failed{0};
+  std::atomic<uint64_t> closed{0};
+  std::atomic<uint64_t> connect_failed{0};
+
+ private:
+  struct State {
+    std::unique_ptr<tls::Session> session;
+    std::vector<std::byte> expected;
+    std::vector<std::byte> received;
+    bool established = false;
+  };
+
+  void drive(Shard& shard, ConnId id) {
+    State& state = states_[id.index];
+    const tls::HandshakeState result = state.session->handshake();
+    std::array<std::byte, 16 * 1024> out{};
+    if (result == tls::HandshakeState::established) {
+      state.established = true;
+      state.session->write(state.expected);
+    }
+    while (size_t n = state.session->pull_ciphertext(out)) shard.send(id, std::span(out).first(n));
+    if (result == tls::HandshakeState::failed) {
+      failed.fetch_add(1);
+      shard.close(id);
+    }
+  }
+
+  PeerAddress target_;
+  std::shared_ptr<const tls::Context> context_;
+  bool send_nothing_;
+  std::vector<State> states_;
+};
+
+template <class Predicate>
+bool within(std::chrono::seconds limit, Predicate predicate) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!predicate()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+// A gateway-like TLS listener: one shard, handshakes on a 2-thread pool.
+struct TlsListener {
+  explicit TlsListener(uint32_t handshake_timeout_ms)
+      : context({tls::Side::server, tls::pki().path("gw1.example.test.crt"), tls::pki().path("gw1.example.test.key"),
+                 tls::pki().path("ca.crt"), ""}),
+        pool(2, 256), runtime(limits()) {
+    REQUIRE(context.reload() == "");
+    std::string why;
+    REQUIRE(make_address("127.0.0.1", 0, address, why));
+    uint16_t port = 0;
+    REQUIRE(runtime.listen(address, 0, port, why));
+    REQUIRE(make_address("127.0.0.1", port, address, why));
+    REQUIRE_MESSAGE(runtime.start([&, handshake_timeout_ms](uint32_t) {
+      return std::make_unique<net::TlsServer>(context, pool, echo, 1'024, net::TlsServerLimits{handshake_timeout_ms});
+    }, why), why);
+  }
+  static RuntimeLimits limits() {
+    RuntimeLimits l;
+    l.shards = 1;
+    l.connections_per_shard = 1'024;
+    return l;
+  }
+  tls::ReloadableContext context;
+  WorkerPool pool;
+  EchoPlain echo;
+  PeerAddress address;
+  Runtime runtime;  // last: stopped before the rest goes
+};
+
+struct Clients {
+  Clients(const PeerAddress& target, const std::string& agent, bool send_nothing = false) : runtime(TlsListener::limits()) {
+    std::string why;
+    auto context = tls::Context::load({tls::Side::client, tls::pki().path(agent + ".crt"), tls::pki().path(agent + ".key"),
+                                       tls::pki().path("ca.crt"), ""}, why);
+    REQUIRE_MESSAGE(context != nullptr, why);
+    REQUIRE(runtime.start([&](uint32_t) {
+      auto service = std::make_unique<TlsClients>(target, context, send_nothing);
+      clients = service.get();
+      return service;
+    }, why));
+  }
+  void connect(uint64_t count) { REQUIRE(runtime.shard(0).post({kStart, 0, count, nullptr})); }
+  TlsClients* clients = nullptr;
+  Runtime runtime;
+};
+
+class StderrToFile {
+ public:
+  explicit StderrToFile(const std::string& path) : path_(path), saved_(dup(STDERR_FILENO)) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    dup2(fd, STDERR_FILENO);
+    ::close(fd);
+  }
+  ~StderrToFile() {
+    dup2(saved_, STDERR_FILENO);
+    ::close(saved_);
+  }
+  std::string text() const {
+    std::ifstream in(path_);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }
+
+ private:
+  std::string path_;
+  int saved_;
+};
+
+}  // namespace
+
+TEST_CASE("TLS listener: 200 mutual-TLS agents, handshakes on the pool, every byte echoed") {
+  TlsListener listener(5'000);
+  Clients agents(listener.address, "web01.example.test");
+  agents.connect(200);
+  const bool done = within(20s, [&] { return agents.clients->closed.load() == 200; });
+  INFO("closed=" << agents.clients->closed.load() << " verified=" << agents.clients->verified.load() << " failed=" << agents.clients->failed.load() << " server established=" << listener.echo.established.load() << " connect_failed=" << agents.clients->connect_failed.load());
+  REQUIRE(done);
+  CHECK(agents.clients->verified == 200);
+  CHECK(agents.clients->corrupt == 0);
+  CHECK(agents.clients->failed == 0);
+  CHECK(listener.echo.established == 200);
+}
+
+TEST_CASE("TLS listener: an expired agent is refused with event 21007; a silent one times out with 30031") {
+  const std::string log_path = (tls::pki().dir / "listener.log").string();
+  std::string log_text;
+  {
+    StderrToFile capture(log_path);
+    TlsListener listener(300);
+    Clients expired(listener.address, "old.example.test");
+    Clients silent(listener.address, "web01.example.test", true);
+    expired.connect(3);
+    silent.connect(2);
+    REQUIRE(within(20s, [&] { return expired.clients->closed.load() == 3 && silent.clients->closed.load() == 2; }));
+    CHECK(expired.clients->verified == 0);
+    CHECK(listener.echo.established == 0);
+    log_text = capture.text();
+  }
+  CHECK(log_text.find(R"("event":21007,"name":"mutual_auth_failed")") != std::string::npos);
+  CHECK(log_text.find("the client's certificate /CN=old.example.test expired on") != std::string::npos);
+  CHECK(log_text.find(R"("event":30031,"name":"handshake_timeout")") != std::string::npos);
+  CHECK(log_text.find(R"("peer":"127.0.0.1:)") != std::string::npos);
+}
