@@ -14,25 +14,17 @@
 #include "gatehouse/proto/codec.h"
 #include "gatehouse/runtime/runtime.h"
 #include "gatehouse/runtime/timer_wheel.h"
+#include "test_support.h"
 
 using namespace gatehouse;
 using namespace gatehouse::runtime;
 using namespace std::chrono_literals;
+using gatehouse::testing::wait_until;
 
 namespace {
 
 constexpr uint32_t kStartMessage = kServiceMessageBase + 1;
 constexpr uint32_t kFinishMessage = kServiceMessageBase + 2;
-
-template <class Predicate>
-bool wait_until(Predicate predicate, std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!predicate()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
 
 // Deterministic payload of frame `seq` on client connection `conn`.
 uint32_t payload_size(uint64_t conn, uint64_t seq) { return 1 + static_cast<uint32_t>((conn * 7 + seq * 13) % 2000); }

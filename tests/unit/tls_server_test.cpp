@@ -13,6 +13,7 @@
 #include "gatehouse/net/tls_server.h"
 #include "gatehouse/runtime/runtime.h"
 #include "test_pki.h"
+#include "test_support.h"
 
 using namespace gatehouse;
 using namespace gatehouse::runtime;
@@ -112,16 +113,6 @@ class TlsClients final : public Service {
   std::vector<State> states_;
 };
 
-template <class Predicate>
-bool within(std::chrono::seconds limit, Predicate predicate) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!predicate()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
-
 // A gateway-like TLS listener: one shard, handshakes on a 2-thread pool.
 struct TlsListener {
   explicit TlsListener(uint32_t handshake_timeout_ms)
@@ -168,34 +159,13 @@ struct Clients {
   Runtime runtime;
 };
 
-class StderrToFile {
- public:
-  explicit StderrToFile(const std::string& path) : path_(path), saved_(dup(STDERR_FILENO)) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    dup2(fd, STDERR_FILENO);
-    ::close(fd);
-  }
-  ~StderrToFile() {
-    dup2(saved_, STDERR_FILENO);
-    ::close(saved_);
-  }
-  std::string text() const {
-    std::ifstream in(path_);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  }
-
- private:
-  std::string path_;
-  int saved_;
-};
-
 }  // namespace
 
 TEST_CASE("TLS listener: 200 mutual-TLS agents, handshakes on the pool, every byte echoed") {
   TlsListener listener(5'000);
   Clients agents(listener.address, "web01.example.test");
   agents.connect(200);
-  const bool done = within(20s, [&] { return agents.clients->closed.load() == 200; });
+  const bool done = testing::wait_until([&] { return agents.clients->closed.load() == 200; }, 20s);
   INFO("closed=" << agents.clients->closed.load() << " verified=" << agents.clients->verified.load() << " failed=" << agents.clients->failed.load() << " server established=" << listener.echo.established.load() << " connect_failed=" << agents.clients->connect_failed.load());
   REQUIRE(done);
   CHECK(agents.clients->verified == 200);
@@ -208,13 +178,13 @@ TEST_CASE("TLS listener: an expired agent is refused with event 21007; a silent 
   const std::string log_path = (tls::pki().dir / "listener.log").string();
   std::string log_text;
   {
-    StderrToFile capture(log_path);
+    testing::StderrCapture capture(log_path);
     TlsListener listener(300);
     Clients expired(listener.address, "old.example.test");
     Clients silent(listener.address, "web01.example.test", true);
     expired.connect(3);
     silent.connect(2);
-    REQUIRE(within(20s, [&] { return expired.clients->closed.load() == 3 && silent.clients->closed.load() == 2; }));
+    REQUIRE(testing::wait_until([&] { return expired.clients->closed.load() == 3 && silent.clients->closed.load() == 2; }, 20s));
     CHECK(expired.clients->verified == 0);
     CHECK(listener.echo.established == 0);
     log_text = capture.text();

@@ -18,6 +18,7 @@
 #include "gatehouse/tls/reload.h"
 #include "gatehouse/tls/session.h"
 #include "test_pki.h"
+#include "test_support.h"
 
 using namespace gatehouse::tls;
 namespace fs = std::filesystem;
@@ -176,42 +177,10 @@ TEST_CASE("loading refuses unusable material and says which file") {
 
 namespace {
 
-// Sends this process's stderr (the JSON log) to a file while alive.
-class StderrCapture {
- public:
-  explicit StderrCapture(std::string path) : path_(std::move(path)), saved_(dup(STDERR_FILENO)) {
-    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    dup2(fd, STDERR_FILENO);
-    ::close(fd);
-  }
-  ~StderrCapture() {
-    dup2(saved_, STDERR_FILENO);
-    ::close(saved_);
-  }
-  std::string text() const {
-    std::ifstream in(path_);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  }
-
- private:
-  std::string path_;
-  int saved_;
-};
-
 // Replaces `target` the way certificate tools do: write aside, then rename.
 void replace_file(const fs::path& source, const fs::path& target) {
   fs::copy_file(source, target.string() + ".new", fs::copy_options::overwrite_existing);
   fs::rename(target.string() + ".new", target);
-}
-
-template <class Predicate>
-bool eventually(Predicate predicate) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!predicate()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
 }
 
 bool handshake_ok(const std::shared_ptr<const Context>& server_context, const std::string& server_name) {
@@ -231,7 +200,7 @@ TEST_CASE("a renewed certificate is taken live; sessions keep theirs; a broken o
   ReloadableContext context({Side::server, (live / "cert.pem").string(), (live / "key.pem").string(), pki().path("ca.crt"), ""});
   std::string log_text;
   {
-    StderrCapture capture((pki().dir / "reload.log").string());
+    gatehouse::testing::StderrCapture capture((pki().dir / "reload.log").string());
     REQUIRE(context.reload() == "");
     const std::shared_ptr<const Context> before = context.current();
     std::atomic<int> reloads{0};
@@ -244,14 +213,14 @@ TEST_CASE("a renewed certificate is taken live; sessions keep theirs; a broken o
     // The renewal: key and certificate replaced one after the other.
     replace_file(pki().path("gw1b.example.test.key"), live / "key.pem");
     replace_file(pki().path("gw1b.example.test.crt"), live / "cert.pem");
-    REQUIRE(eventually([&] { return context.current()->certificate_subject() == "/CN=gw1b.example.test"; }));
+    REQUIRE(gatehouse::testing::wait_until([&] { return context.current()->certificate_subject() == "/CN=gw1b.example.test"; }, std::chrono::seconds(10)));
     CHECK(reloads == 1);  // one reload for both files, not a failed one in between
     CHECK(handshake_ok(context.current(), "gw1b.example.test"));
     CHECK(handshake_ok(before, "gw1.example.test"));  // what a session already holds still works
 
     // A broken replacement: refused, the renewed certificate stays in use.
     std::ofstream(live / "cert.pem") << "-----BEGIN CERTIFICATE-----\ngarbage\n";
-    REQUIRE(eventually([&] { return reloads.load() == 2; }));
+    REQUIRE(gatehouse::testing::wait_until([&] { return reloads.load() == 2; }, std::chrono::seconds(10)));
     CHECK(context.current()->certificate_subject() == "/CN=gw1b.example.test");
     CHECK(handshake_ok(context.current(), "gw1b.example.test"));
     log_text = capture.text();
