@@ -19,6 +19,7 @@
 #include "gatehouse/config/config.h"
 #include "gatehouse/proto/codec.h"
 #include "gatehouse/runtime/runtime.h"
+#include "gatehouse/tls/session.h"
 
 using namespace gatehouse;
 
@@ -35,16 +36,20 @@ struct Options {
   double duration_s = 5;
   uint32_t shards = 1;
   int server_pid = 0;
+  std::string tls_dir;  // handshake mode: connect, TLS handshake, one echoed frame, close, again
 };
 
 std::atomic<uint64_t> g_messages{0};
 std::atomic<uint64_t> g_errors{0};
 std::atomic<uint64_t> g_open{0};
+std::atomic<uint64_t> g_handshakes{0};  // TLS mode: sessions that completed handshake + echo
+std::atomic<bool> g_running{true};
 
 class Client final : public runtime::Service {
  public:
-  Client(const runtime::PeerAddress& target, const Options& options)
-      : target_(target), options_(options), pool_(64), decoders_(16'384), frame_(proto::kFrameMaxBytes) {
+  Client(const runtime::PeerAddress& target, const Options& options, std::shared_ptr<const tls::Context> tls)
+      : target_(target), options_(options), tls_(std::move(tls)), pool_(64), decoders_(16'384), sessions_(16'384), established_(16'384),
+        frame_(proto::kFrameMaxBytes) {
     const std::vector<std::byte> payload(options.size_bytes, std::byte{0x42});
     frame_.resize(proto::encode({0, proto::Data{1, proto::DataKind::event, payload}}, frame_).size_bytes);
   }
@@ -57,9 +62,33 @@ class Client final : public runtime::Service {
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t) override {
     decoders_[id.index] = std::make_unique<proto::FrameDecoder>(&pool_);
     g_open.fetch_add(1);
+    if (tls_) {
+      sessions_[id.index] = std::make_unique<tls::Session>(tls_, "gw1.example.test");
+      established_[id.index] = false;
+      drive(shard, id);
+      return;
+    }
     for (uint32_t i = 0; i < options_.depth; ++i) shard.send(id, frame_);
   }
   void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override {
+    if (tls_) {
+      tls::Session& session = *sessions_[id.index];
+      session.push_ciphertext(bytes);
+      if (!established_[id.index]) drive(shard, id);  // also flushes the client's Finished
+      if (!established_[id.index]) return;
+      std::array<std::byte, 16 * 1024> plaintext{};
+      int64_t n = 0;
+      while ((n = session.read(plaintext)) > 0) {
+        std::span<const std::byte> input(plaintext.data(), static_cast<size_t>(n));
+        while (!input.empty()) {
+          if (decoders_[id.index]->next(input).status == proto::DecodeStatus::frame) {
+            g_handshakes.fetch_add(1, std::memory_order_relaxed);
+            shard.close(id);  // one echo per session: the next connect is the next handshake
+          }
+        }
+      }
+      return;
+    }
     uint64_t echoed = 0;
     while (!bytes.empty()) {
       const proto::DecodeResult r = decoders_[id.index]->next(bytes);
@@ -73,14 +102,38 @@ class Client final : public runtime::Service {
     for (uint64_t i = 0; i < echoed; ++i) shard.send(id, frame_);  // keep the window full
     g_messages.fetch_add(echoed, std::memory_order_relaxed);
   }
-  void on_close(runtime::Shard&, runtime::ConnId id, int) override { decoders_[id.index].reset(); }
+  void on_close(runtime::Shard& shard, runtime::ConnId id, int) override {
+    decoders_[id.index].reset();
+    sessions_[id.index].reset();
+    if (tls_ && g_running.load()) shard.connect(target_, 0);  // keep `connections` handshakes going
+  }
   void on_connect_failed(runtime::Shard&, uint64_t, int) override { g_errors.fetch_add(1); }
 
  private:
+  // Client side of the handshake, inline on this shard.
+  void drive(runtime::Shard& shard, runtime::ConnId id) {
+    tls::Session& session = *sessions_[id.index];
+    const tls::HandshakeState state = session.handshake();
+    if (state == tls::HandshakeState::failed) {
+      g_errors.fetch_add(1);
+      shard.abort(id);
+      return;
+    }
+    if (state == tls::HandshakeState::established && !established_[id.index]) {
+      established_[id.index] = true;
+      session.write(frame_);
+    }
+    std::array<std::byte, 16 * 1024> out{};
+    while (size_t n = session.pull_ciphertext(out)) shard.send(id, std::span(out).first(n));
+  }
+
   runtime::PeerAddress target_;
   Options options_;
+  std::shared_ptr<const tls::Context> tls_;
   proto::SpillPool pool_;
   std::vector<std::unique_ptr<proto::FrameDecoder>> decoders_;
+  std::vector<std::unique_ptr<tls::Session>> sessions_;
+  std::vector<bool> established_;
   std::vector<std::byte> frame_;
 };
 
@@ -119,9 +172,10 @@ int main(int argc, char** argv) {
     else if (flag == "--duration") options.duration_s = std::stod(value);
     else if (flag == "--shards") options.shards = static_cast<uint32_t>(std::stoul(value));
     else if (flag == "--server-pid") options.server_pid = std::stoi(value);
+    else if (flag == "--tls-dir") options.tls_dir = value;
     else {
       std::fprintf(stderr, "usage: echo_client --target IP:PORT [--connections N] [--depth N] [--size BYTES] "
-                           "[--warmup S] [--duration S] [--shards N] [--server-pid PID]\n");
+                           "[--warmup S] [--duration S] [--shards N] [--server-pid PID] [--tls-dir DIR]\n");
       return 2;
     }
   }
@@ -136,8 +190,18 @@ int main(int argc, char** argv) {
   runtime::RuntimeLimits limits;
   limits.shards = options.shards;
   limits.send_queue_max_bytes = 1u << 20;
+  std::shared_ptr<const tls::Context> tls_context;
+  if (!options.tls_dir.empty()) {
+    const std::string& d = options.tls_dir;
+    tls_context = tls::Context::load({tls::Side::client, d + "/web01.example.test.crt", d + "/web01.example.test.key",
+                                      d + "/ca.crt", ""}, why);
+    if (tls_context == nullptr) {
+      std::fprintf(stderr, "echo_client: --tls-dir: %s\n", why.c_str());
+      return 2;
+    }
+  }
   runtime::Runtime rt(limits);
-  if (!rt.start([&](uint32_t) { return std::make_unique<Client>(target, options); }, why)) {
+  if (!rt.start([&](uint32_t) { return std::make_unique<Client>(target, options, tls_context); }, why)) {
     std::fprintf(stderr, "echo_client: %s\n", why.c_str());
     return 1;
   }
@@ -148,16 +212,27 @@ int main(int argc, char** argv) {
   using clock = std::chrono::steady_clock;
   std::this_thread::sleep_for(std::chrono::duration<double>(options.warmup_s));
   const uint64_t messages_before = g_messages.load();
+  const uint64_t handshakes_before = g_handshakes.load();
   const double cpu_before = options.server_pid ? process_cpu_s(options.server_pid) : 0;
   const double own_cpu_before = process_cpu_s(getpid());
   const auto started = clock::now();
   std::this_thread::sleep_for(std::chrono::duration<double>(options.duration_s));
   const uint64_t messages = g_messages.load() - messages_before;
+  const uint64_t handshakes = g_handshakes.load() - handshakes_before;
   const double cpu = options.server_pid ? process_cpu_s(options.server_pid) - cpu_before : 0;
   const double own_cpu = process_cpu_s(getpid()) - own_cpu_before;
   const double seconds = std::chrono::duration<double>(clock::now() - started).count();
+  g_running = false;
   rt.stop();
   rt.join();
+  if (tls_context) {
+    std::printf("{\"mode\":\"tls-handshakes\",\"connections\":%u,\"handshakes\":%llu,\"seconds\":%.3f,"
+                "\"handshakes_per_s\":%.0f,\"server_cpu_s\":%.3f,\"server_cpu_us_per_handshake\":%.1f,\"errors\":%llu}\n",
+                options.connections, static_cast<unsigned long long>(handshakes), seconds,
+                static_cast<double>(handshakes) / seconds, cpu, handshakes ? cpu * 1e6 / static_cast<double>(handshakes) : 0.0,
+                static_cast<unsigned long long>(g_errors.load()));
+    return g_errors.load() == 0 && handshakes > 0 ? 0 : 1;
+  }
   std::printf("{\"size\":%u,\"connections\":%llu,\"depth\":%u,\"messages\":%llu,\"seconds\":%.3f,"
               "\"messages_per_s\":%.0f,\"server_cpu_s\":%.3f,\"server_cpu_us_per_message\":%.4f,"
               "\"client_cpu_s\":%.3f,\"total_cpu_us_per_message\":%.4f,\"errors\":%llu}\n",

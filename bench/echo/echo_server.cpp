@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "gatehouse/log/log.h"
+#include "gatehouse/net/tls_server.h"
 #include "gatehouse/proto/codec.h"
 #include "gatehouse/runtime/runtime.h"
 
@@ -35,6 +36,8 @@ struct Options {
   uint32_t connections_per_shard = 16'384;
   uint32_t recv_buffer_size_bytes = runtime::RuntimeLimits{}.recv_buffer_size_bytes;
   uint32_t recv_buffers = runtime::RuntimeLimits{}.recv_buffers_per_shard;
+  std::string tls_dir;        // uring engine behind TLS: DIR/ca.crt, DIR/gw1.example.test.{crt,key}
+  uint32_t auth_threads = 1;
 };
 
 // Decodes `bytes` and appends each DATA frame, re-encoded, to `out`.
@@ -83,6 +86,18 @@ class UringEcho final : public runtime::Service {
   uint64_t frames_ = 0;
 };
 
+// Behind TLS the bytes are echoed as they come (they are frames, so the
+// client's decoder sees the same stream either way).
+class TlsEcho final : public net::PlainHandler {
+ public:
+  void on_established(net::TlsServer&, runtime::Shard&, runtime::ConnId, const std::string&) override {}
+  void on_plaintext(net::TlsServer& tls, runtime::Shard& shard, runtime::ConnId id,
+                    std::span<const std::byte> bytes) override {
+    if (!tls.send(shard, id, bytes)) shard.abort(id);
+  }
+  void on_closed(net::TlsServer&, runtime::Shard&, runtime::ConnId) override {}
+};
+
 int run_uring(const Options& options) {
   runtime::RuntimeLimits limits;
   limits.shards = options.shards;
@@ -102,7 +117,24 @@ int run_uring(const Options& options) {
     return 1;
   }
   runtime::block_stop_signals();
-  if (!rt.start([&](uint32_t) { return std::make_unique<UringEcho>(options.connections_per_shard); }, why)) {
+  std::unique_ptr<tls::ReloadableContext> tls_context;
+  std::unique_ptr<runtime::WorkerPool> auth_pool;
+  TlsEcho tls_echo;
+  if (!options.tls_dir.empty()) {
+    const std::string& d = options.tls_dir;
+    tls_context = std::make_unique<tls::ReloadableContext>(tls::Context::Options{
+        tls::Side::server, d + "/gw1.example.test.crt", d + "/gw1.example.test.key", d + "/ca.crt", ""});
+    if (std::string failure = tls_context->reload(); !failure.empty()) return 1;
+    auth_pool = std::make_unique<runtime::WorkerPool>(options.auth_threads, 4'096);
+  }
+  auto factory = [&](uint32_t) -> std::unique_ptr<runtime::Service> {
+    if (tls_context) {
+      return std::make_unique<net::TlsServer>(*tls_context, *auth_pool, tls_echo, options.connections_per_shard,
+                                              net::TlsServerLimits{});
+    }
+    return std::make_unique<UringEcho>(options.connections_per_shard);
+  };
+  if (!rt.start(factory, why)) {
     log::emit(log::Level::error, log::EventId::runtime_unavailable, why);
     return 1;
   }
@@ -253,9 +285,12 @@ int main(int argc, char** argv) {
     else if (flag == "--connections-per-shard") options.connections_per_shard = static_cast<uint32_t>(std::stoul(value));
     else if (flag == "--recv-buffer-size") options.recv_buffer_size_bytes = static_cast<uint32_t>(std::stoul(value));
     else if (flag == "--recv-buffers") options.recv_buffers = static_cast<uint32_t>(std::stoul(value));
+    else if (flag == "--tls-dir") options.tls_dir = value;
+    else if (flag == "--auth-threads") options.auth_threads = static_cast<uint32_t>(std::stoul(value));
     else {
       std::fprintf(stderr, "usage: echo_server [--engine uring|epoll] [--ip IP] [--port N] [--shards N] "
-                           "[--connections-per-shard N] [--recv-buffer-size BYTES] [--recv-buffers N]\n");
+                           "[--connections-per-shard N] [--recv-buffer-size BYTES] [--recv-buffers N]\n"
+                           "                   [--tls-dir DIR [--auth-threads N]]\n");
       return 2;
     }
   }

@@ -79,6 +79,7 @@ void TlsServer::submit_step(runtime::Shard& shard, Connection& connection) {
     return;
   }
   connection.step = step;
+  ++steps_out_;
 }
 
 void TlsServer::on_message(runtime::Shard& shard, const runtime::Message& message) {
@@ -87,6 +88,7 @@ void TlsServer::on_message(runtime::Shard& shard, const runtime::Message& messag
 
 void TlsServer::finish_step(runtime::Shard& shard, Step* step) {
   std::unique_ptr<Step> owned(step);
+  --steps_out_;
   if (step->orphan != nullptr) return;  // the connection closed while the step ran
   Connection& connection = connections_[step->id.index];
   connection.step = nullptr;

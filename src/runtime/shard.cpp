@@ -713,7 +713,7 @@ bool Shard::finished() {
     }
   }
   return connections_busy_ == 0 && accepts_in_flight_ == 0 && free_connects_.size() == connects_.size() &&
-         notices_.empty();
+         notices_.empty() && service_.idle();
 }
 
 void Shard::run() {

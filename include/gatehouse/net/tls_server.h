@@ -49,6 +49,7 @@ class TlsServer final : public runtime::Service {
   void on_deadline(runtime::Shard& shard, runtime::ConnId id) override;
   void on_message(runtime::Shard& shard, const runtime::Message& message) override;
   void on_stop(runtime::Shard& shard) override;
+  bool idle() const override { return steps_out_ == 0; }
 
  private:
   struct Step;
@@ -72,6 +73,7 @@ class TlsServer final : public runtime::Service {
   const TlsServerLimits limits_;
   std::vector<Connection> connections_;  // by connection slot
   std::vector<std::byte> scratch_;       // one record's worth, reused
+  uint32_t steps_out_ = 0;               // handshake steps on the pool
 };
 
 }  // namespace gatehouse::net

@@ -39,6 +39,10 @@ class Service {
   // Stop was requested: listeners are closed; finish sessions and close them.
   // Connections still open after shutdown_timeout_ms are aborted.
   virtual void on_stop(Shard&) {}
+  // False while the service has work out of the shard (e.g. a handshake step
+  // on the auth pool) whose answer will come back as a message: the shard
+  // does not finish before it has.
+  virtual bool idle() const { return true; }
 };
 
 enum class Stat : uint8_t {
