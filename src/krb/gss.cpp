@@ -63,17 +63,23 @@ Step failed(std::string error) {
   return step;
 }
 
+// Credentials from a one-entry credential store ("keytab" or "ccache"): the
+// location comes from the config, never from the process environment.
+std::string acquire(const char* store_key, const std::string& location, gss_cred_usage_t usage, gss_cred_id_t* out) {
+  gss_key_value_element_desc element{store_key, location.c_str()};
+  gss_key_value_set_desc store{1, &element};
+  OM_uint32 minor = 0;
+  const OM_uint32 major =
+      gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET, usage, &store, out, nullptr, nullptr);
+  return GSS_ERROR(major) ? status_text(major, minor) : "";
+}
+
 }  // namespace
 
 std::shared_ptr<const AcceptorCredential> AcceptorCredential::load(const std::string& keytab_path, std::string& why) {
   std::shared_ptr<AcceptorCredential> credential(new AcceptorCredential());
-  gss_key_value_element_desc element{"keytab", keytab_path.c_str()};
-  gss_key_value_set_desc store{1, &element};
-  OM_uint32 minor = 0;
-  const OM_uint32 major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
-                                                GSS_C_ACCEPT, &store, &credential->credential_, nullptr, nullptr);
-  if (GSS_ERROR(major)) {
-    why = "keytab " + keytab_path + ": " + status_text(major, minor);
+  if (std::string error = acquire("keytab", keytab_path, GSS_C_ACCEPT, &credential->credential_); !error.empty()) {
+    why = "keytab " + keytab_path + ": " + error;
     return nullptr;
   }
   return credential;
@@ -123,13 +129,8 @@ std::shared_ptr<const InitiatorCredential> InitiatorCredential::load(const std::
   if (keytab != nullptr) krb5_kt_close(krb5, keytab);
   if (client != nullptr) krb5_free_principal(krb5, client);
   if (!ok) return nullptr;
-  gss_key_value_element_desc element{"ccache", ccache.c_str()};
-  gss_key_value_set_desc store{1, &element};
-  OM_uint32 minor = 0;
-  const OM_uint32 major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
-                                                GSS_C_INITIATE, &store, &credential->credential_, nullptr, nullptr);
-  if (GSS_ERROR(major)) {
-    why = "credentials for " + principal + ": " + status_text(major, minor);
+  if (std::string error = acquire("ccache", ccache, GSS_C_INITIATE, &credential->credential_); !error.empty()) {
+    why = "credentials for " + principal + ": " + error;
     return nullptr;
   }
   return credential;
