@@ -141,7 +141,9 @@ int run_uring(const Options& options) {
   std::printf("{\"listening\":%u,\"engine\":\"uring\",\"ring\":\"%s\"}\n", port, rt.shard(0).ring_mode());
   std::fflush(stdout);
   runtime::sd_notify("READY=1");
-  runtime::wait_for_stop_signal();
+  runtime::wait_for_stop_signal([&] {
+    if (tls_context) tls_context->reload();  // SIGHUP: take renewed certificates
+  });
   runtime::sd_notify("STOPPING=1");
   rt.stop();
   rt.join();

@@ -167,23 +167,32 @@ uint64_t Runtime::total(Stat stat) const {
   return sum;
 }
 
-void block_stop_signals() {
+namespace {
+
+sigset_t handled_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+}  // namespace
+
+void block_stop_signals() {
+  const sigset_t set = handled_signals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-int wait_for_stop_signal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  int signal_number = 0;
-  while (sigwait(&set, &signal_number) != 0) {
+int wait_for_stop_signal(const std::function<void()>& on_reload) {
+  const sigset_t set = handled_signals();
+  for (;;) {
+    int signal_number = 0;
+    if (sigwait(&set, &signal_number) != 0) continue;
+    if (signal_number != SIGHUP) return signal_number;
+    if (on_reload) on_reload();
   }
-  return signal_number;
 }
 
 void sd_notify(const char* state) {

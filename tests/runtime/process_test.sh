@@ -58,6 +58,27 @@ grep -q '"accepted_total":500' "$work/term.log" || fail "SIGTERM: not all 500 co
 echo "SIGTERM under load: exit $rc after ${elapsed_ms} ms"
 wait "$client_pid" 2>/dev/null
 
+# 1b. SIGHUP reloads the certificate (event 20053 again) and the server keeps running.
+if [ -n "${GATEHOUSE:-}" ]; then
+  pki="$work/pki"
+  mkdir -p "$pki"
+  "$GATEHOUSE" certs init-ca --dir "$pki" >/dev/null
+  "$GATEHOUSE" certs issue --ca-dir "$pki" --out "$pki" --role gateway --name gw1.example.test >/dev/null
+  check start_server "$work/hup.log" --engine uring --shards 1 --tls-dir "$pki" || fail "TLS server did not start"
+  checks=$((checks + 1))
+  [ "$(grep -c '"event":20053' "$work/hup.log")" = 1 ] || fail "no certificate_loaded event at start"
+  kill -HUP "$server_pid"
+  sleep 0.5
+  checks=$((checks + 1))
+  [ "$(grep -c '"event":20053' "$work/hup.log")" = 2 ] || fail "SIGHUP did not reload the certificate"
+  checks=$((checks + 1))
+  kill -0 "$server_pid" 2>/dev/null || fail "SIGHUP stopped the server"
+  kill -TERM "$server_pid"
+  wait_exit "$server_pid" 3
+  checks=$((checks + 1))
+  [ "$rc" = 0 ] || fail "TLS server: exit $rc after SIGTERM"
+fi
+
 # 2. SIGINT, idle.
 check start_server "$work/int.log" --engine uring --shards 2 || fail "server did not start"
 kill -INT "$server_pid"

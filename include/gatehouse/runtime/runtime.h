@@ -47,10 +47,12 @@ class Runtime {
 // An IP literal and a port (as config::Endpoint holds them) as a socket address.
 bool make_address(const std::string& ip, uint16_t port, PeerAddress& address, std::string& why);
 
-// SIGINT/SIGTERM: block them in the calling thread before start() (the shard
-// threads inherit the mask), then wait for one.
+// SIGINT/SIGTERM (and SIGHUP): block them in the calling thread before
+// start() (the shard threads inherit the mask), then wait. Each SIGHUP calls
+// `on_reload` (certificates, keytabs, config) and the wait goes on; SIGINT or
+// SIGTERM ends it and is returned.
 void block_stop_signals();
-int wait_for_stop_signal();
+int wait_for_stop_signal(const std::function<void()>& on_reload = {});
 
 // systemd readiness/stopping notification; does nothing without NOTIFY_SOCKET.
 void sd_notify(const char* state);
