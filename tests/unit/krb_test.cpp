@@ -7,6 +7,10 @@
 #include <string>
 
 #include "gatehouse/krb/gss.h"
+#include "gatehouse/krb/profile.h"
+
+#include <krb5/krb5.h>
+#include <profile.h>
 
 using namespace gatehouse::krb;
 namespace fs = std::filesystem;
@@ -160,4 +164,35 @@ TEST_CASE("one agent credential serves many exchanges (reconnects cost no KDC ro
     Acceptor acceptor(gateway_credential(), binding(static_cast<uint8_t>(100 + i)));
     REQUIRE(exchange(initiator, acceptor).initiator.state == Step::complete);
   }
+}
+
+TEST_CASE("the PKINIT client plugin is disabled for the process, the realm's own profile still read") {
+  kdc();  // sets KRB5_CONFIG to the test realm's krb5.conf
+  const std::string realm_profile = std::getenv("KRB5_CONFIG");
+  const std::string runtime_dir = fs::path(realm_profile).parent_path().string();
+  REQUIRE(disable_pkinit(runtime_dir) == "");
+  CHECK(std::string(std::getenv("KRB5_CONFIG")) == realm_profile + ":" + runtime_dir + "/gatehouse-krb5.conf");
+
+  krb5_context context = nullptr;
+  REQUIRE(krb5_init_context(&context) == 0);
+  profile_t profile = nullptr;
+  REQUIRE(krb5_get_profile(context, &profile) == 0);
+  const char* disabled_path[] = {"plugins", "clpreauth", "disable", nullptr};
+  char** values = nullptr;
+  REQUIRE(profile_get_values(profile, disabled_path, &values) == 0);
+  bool pkinit_disabled = false;
+  for (char** value = values; *value != nullptr; ++value) pkinit_disabled = pkinit_disabled || std::string(*value) == "pkinit";
+  CHECK(pkinit_disabled);
+  profile_free_list(values);
+  char* realm = nullptr;
+  REQUIRE(krb5_get_default_realm(context, &realm) == 0);
+  CHECK(std::string(realm) == kRealm);  // the realm's profile is still in force
+  krb5_free_default_realm(context, realm);
+  profile_release(profile);
+  krb5_free_context(context);
+  // Kerberos still works with the layered profile.
+  Initiator initiator = web01(binding(42));
+  Acceptor acceptor(gateway_credential(), binding(42));
+  CHECK(exchange(initiator, acceptor).acceptor.state == Step::complete);
+  setenv("KRB5_CONFIG", realm_profile.c_str(), 1);
 }
