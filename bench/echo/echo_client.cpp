@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "gatehouse/cli/args.h"
 #include "gatehouse/config/config.h"
 #include "gatehouse/proto/codec.h"
 #include "gatehouse/runtime/runtime.h"
@@ -160,28 +161,30 @@ double process_cpu_s(int pid) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options options;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    const std::string value = argv[i + 1];
-    if (flag == "--target") options.target = value;
-    else if (flag == "--connections") options.connections = static_cast<uint32_t>(std::stoul(value));
-    else if (flag == "--depth") options.depth = static_cast<uint32_t>(std::stoul(value));
-    else if (flag == "--size") options.size_bytes = static_cast<uint32_t>(std::stoul(value));
-    else if (flag == "--warmup") options.warmup_s = std::stod(value);
-    else if (flag == "--duration") options.duration_s = std::stod(value);
-    else if (flag == "--shards") options.shards = static_cast<uint32_t>(std::stoul(value));
-    else if (flag == "--server-pid") options.server_pid = std::stoi(value);
-    else if (flag == "--tls-dir") options.tls_dir = value;
-    else {
-      std::fprintf(stderr, "usage: echo_client --target IP:PORT [--connections N] [--depth N] [--size BYTES] "
-                           "[--warmup S] [--duration S] [--shards N] [--server-pid PID] [--tls-dir DIR]\n");
-      return 2;
-    }
+  static constexpr std::string_view kUsage =
+      "echo_client --target IP:PORT [--connections N] [--depth N] [--size BYTES] [--warmup S] [--duration S]\n"
+      "                   [--shards N] [--server-pid PID] [--tls-dir DIR]";
+  static constexpr cli::FlagSpec kFlags[] = {
+      {"--target", true}, {"--connections", true}, {"--depth", true}, {"--size", true}, {"--warmup", true},
+      {"--duration", true}, {"--shards", true}, {"--server-pid", true}, {"--tls-dir", true}};
+  cli::Args args;
+  std::string why;
+  if (!cli::parse_args(argc, argv, 1, kFlags, args, why) || !args.positionals.empty() || !args.has("--target")) {
+    return cli::usage_error("echo_client", why.empty() ? "--target IP:PORT is required" : why, kUsage);
   }
+  Options options;
+  auto text = [&](std::string_view flag) { return std::string(*args.value(flag)); };
+  options.target = text("--target");
+  if (args.has("--connections")) options.connections = static_cast<uint32_t>(std::stoul(text("--connections")));
+  if (args.has("--depth")) options.depth = static_cast<uint32_t>(std::stoul(text("--depth")));
+  if (args.has("--size")) options.size_bytes = static_cast<uint32_t>(std::stoul(text("--size")));
+  if (args.has("--warmup")) options.warmup_s = std::stod(text("--warmup"));
+  if (args.has("--duration")) options.duration_s = std::stod(text("--duration"));
+  if (args.has("--shards")) options.shards = static_cast<uint32_t>(std::stoul(text("--shards")));
+  if (args.has("--server-pid")) options.server_pid = std::stoi(text("--server-pid"));
+  if (args.has("--tls-dir")) options.tls_dir = text("--tls-dir");
   config::Endpoint endpoint;
   runtime::PeerAddress target;
-  std::string why;
   if (!config::parse_endpoint(options.target, true, endpoint, why) ||
       !runtime::make_address(endpoint.host, endpoint.port, target, why)) {
     std::fprintf(stderr, "echo_client: --target: %s\n", why.c_str());

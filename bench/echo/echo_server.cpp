@@ -19,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "gatehouse/cli/args.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/tls_server.h"
 #include "gatehouse/proto/codec.h"
@@ -276,28 +277,31 @@ int run_epoll(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options options;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    const std::string value = argv[i + 1];
-    if (flag == "--engine") options.engine = value;
-    else if (flag == "--ip") options.ip = value;
-    else if (flag == "--port") options.port = static_cast<uint16_t>(std::stoul(value));
-    else if (flag == "--shards") options.shards = static_cast<uint32_t>(std::stoul(value));
-    else if (flag == "--connections-per-shard") options.connections_per_shard = static_cast<uint32_t>(std::stoul(value));
-    else if (flag == "--recv-buffer-size") options.recv_buffer_size_bytes = static_cast<uint32_t>(std::stoul(value));
-    else if (flag == "--recv-buffers") options.recv_buffers = static_cast<uint32_t>(std::stoul(value));
-    else if (flag == "--tls-dir") options.tls_dir = value;
-    else if (flag == "--auth-threads") options.auth_threads = static_cast<uint32_t>(std::stoul(value));
-    else {
-      std::fprintf(stderr, "usage: echo_server [--engine uring|epoll] [--ip IP] [--port N] [--shards N] "
-                           "[--connections-per-shard N] [--recv-buffer-size BYTES] [--recv-buffers N]\n"
-                           "                   [--tls-dir DIR [--auth-threads N]]\n");
-      return 2;
-    }
+  static constexpr std::string_view kUsage =
+      "echo_server [--engine uring|epoll] [--ip IP] [--port N] [--shards N] [--connections-per-shard N]\n"
+      "                   [--recv-buffer-size BYTES] [--recv-buffers N] [--tls-dir DIR [--auth-threads N]]";
+  static constexpr cli::FlagSpec kFlags[] = {
+      {"--engine", true}, {"--ip", true}, {"--port", true}, {"--shards", true}, {"--connections-per-shard", true},
+      {"--recv-buffer-size", true}, {"--recv-buffers", true}, {"--tls-dir", true}, {"--auth-threads", true}};
+  cli::Args args;
+  std::string why;
+  if (!cli::parse_args(argc, argv, 1, kFlags, args, why) || !args.positionals.empty()) {
+    return cli::usage_error("echo_server", why.empty() ? "unexpected argument" : why, kUsage);
   }
+  Options options;
+  auto number = [&](std::string_view flag, auto& out) {
+    if (auto value = args.value(flag)) out = static_cast<std::remove_reference_t<decltype(out)>>(std::stoul(std::string(*value)));
+  };
+  options.engine = std::string(args.value("--engine").value_or(options.engine));
+  options.ip = std::string(args.value("--ip").value_or(options.ip));
+  options.tls_dir = std::string(args.value("--tls-dir").value_or(""));
+  number("--port", options.port);
+  number("--shards", options.shards);
+  number("--connections-per-shard", options.connections_per_shard);
+  number("--recv-buffer-size", options.recv_buffer_size_bytes);
+  number("--recv-buffers", options.recv_buffers);
+  number("--auth-threads", options.auth_threads);
   if (options.engine == "uring") return run_uring(options);
   if (options.engine == "epoll") return run_epoll(options);
-  std::fprintf(stderr, "echo_server: --engine must be uring or epoll\n");
-  return 2;
+  return cli::usage_error("echo_server", "--engine must be uring or epoll", kUsage);
 }

@@ -1,4 +1,4 @@
-#include "args.h"
+#include "gatehouse/cli/args.h"
 
 #include <cstdio>
 
@@ -56,9 +56,9 @@ bool parse_args(int argc, char** argv, int first, std::span<const FlagSpec> spec
   return true;
 }
 
-int usage_error(std::string_view subcommand, std::string_view message, std::string_view usage) {
-  std::fprintf(stderr, "gatehouse %.*s: %.*s\nusage: %.*s\n", static_cast<int>(subcommand.size()),
-               subcommand.data(), static_cast<int>(message.size()), message.data(),
+int usage_error(std::string_view command, std::string_view message, std::string_view usage) {
+  std::fprintf(stderr, "%.*s: %.*s\nusage: %.*s\n", static_cast<int>(command.size()),
+               command.data(), static_cast<int>(message.size()), message.data(),
                static_cast<int>(usage.size()), usage.data());
   return kExitUsage;
 }

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <ctime>
 
-#include "args.h"
+#include "gatehouse/cli/args.h"
 #include "commands.h"
 #include "gatehouse/tls/pki.h"
 
@@ -65,7 +65,7 @@ int run_init_ca(const Args& args) {
   request.dir = std::string(args.value("--dir").value_or("."));
   if (auto name = args.value("--name")) request.common_name = std::string(*name);
   if (const std::string problem = key_options(args, request.days, request.key_type); !problem.empty()) {
-    return usage_error("certs", problem, kUsage);
+    return usage_error("gatehouse certs", problem, kUsage);
   }
   request.overwrite = args.has("--force");
   std::string summary;
@@ -78,18 +78,18 @@ int run_issue(const Args& args) {
   const auto role = args.value("--role");
   const auto name = args.value("--name");
   if (!role || !tls::parse_cert_role(std::string(*role), request.role)) {
-    return usage_error("certs", "--role server|gateway|agent is required", kUsage);
+    return usage_error("gatehouse certs", "--role server|gateway|agent is required", kUsage);
   }
-  if (!name || name->empty()) return usage_error("certs", "--name FQDN is required", kUsage);
+  if (!name || name->empty()) return usage_error("gatehouse certs", "--name FQDN is required", kUsage);
   request.name = std::string(*name);
   request.ca_dir = std::string(args.value("--ca-dir").value_or("."));
   request.out_dir = std::string(args.value("--out").value_or("."));
   if (const std::string problem = key_options(args, request.days, request.key_type); !problem.empty()) {
-    return usage_error("certs", problem, kUsage);
+    return usage_error("gatehouse certs", problem, kUsage);
   }
   if (auto from = args.value("--valid-from")) {
     time_t when = 0;
-    if (!parse_date(*from, when)) return usage_error("certs", "--valid-from must be YYYY-MM-DD", kUsage);
+    if (!parse_date(*from, when)) return usage_error("gatehouse certs", "--valid-from must be YYYY-MM-DD", kUsage);
     request.not_before = when;
   }
   request.overwrite = args.has("--force");
@@ -101,11 +101,11 @@ int run_issue(const Args& args) {
 int run_revoke(const Args& args) {
   tls::RevokeRequest request;
   const auto cert = args.value("--cert");
-  if (!cert) return usage_error("certs", "revoke needs --cert", kUsage);
+  if (!cert) return usage_error("gatehouse certs", "revoke needs --cert", kUsage);
   request.cert_path = std::string(*cert);
   request.ca_dir = std::string(args.value("--ca-dir").value_or("."));
   if (auto days = args.value("--days"); days && !parse_days(*days, request.days)) {
-    return usage_error("certs", "--days must be 1 to 36500", kUsage);
+    return usage_error("gatehouse certs", "--days must be 1 to 36500", kUsage);
   }
   std::string summary;
   const std::string error = tls::revoke(request, summary);
@@ -117,7 +117,7 @@ int run_check(const Args& args) {
   const auto cert = args.value("--cert");
   const auto key = args.value("--key");
   const auto ca = args.value("--ca");
-  if (!cert || !key || !ca) return usage_error("certs", "check needs --cert, --key and --ca", kUsage);
+  if (!cert || !key || !ca) return usage_error("gatehouse certs", "check needs --cert, --key and --ca", kUsage);
   request.cert_path = std::string(*cert);
   request.key_path = std::string(*key);
   request.ca_path = std::string(*ca);
@@ -125,7 +125,7 @@ int run_check(const Args& args) {
   request.name = std::string(args.value("--name").value_or(""));
   if (auto role = args.value("--role")) {
     tls::CertRole parsed;
-    if (!tls::parse_cert_role(std::string(*role), parsed)) return usage_error("certs", "--role must be server, gateway or agent", kUsage);
+    if (!tls::parse_cert_role(std::string(*role), parsed)) return usage_error("gatehouse certs", "--role must be server, gateway or agent", kUsage);
     request.role = parsed;
   }
   const tls::CheckReport report = tls::check(request);
@@ -149,14 +149,14 @@ int run_certs(int argc, char** argv, int first) {
   };
   Args args;
   std::string why;
-  if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("certs", why, kUsage);
-  if (args.positionals.size() != 1) return usage_error("certs", "one action: init-ca, issue, revoke or check", kUsage);
+  if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse certs", why, kUsage);
+  if (args.positionals.size() != 1) return usage_error("gatehouse certs", "one action: init-ca, issue, revoke or check", kUsage);
   const std::string_view action = args.positionals[0];
   if (action == "init-ca") return run_init_ca(args);
   if (action == "issue") return run_issue(args);
   if (action == "revoke") return run_revoke(args);
   if (action == "check") return run_check(args);
-  return usage_error("certs", "unknown action '" + std::string(action) + "'", kUsage);
+  return usage_error("gatehouse certs", "unknown action '" + std::string(action) + "'", kUsage);
 }
 
 }  // namespace gatehouse::cli

@@ -1,6 +1,6 @@
 #include <cstdio>
 
-#include "args.h"
+#include "gatehouse/cli/args.h"
 #include "commands.h"
 #include "gatehouse/config/config.h"
 
@@ -11,17 +11,17 @@ int run_check_config(int argc, char** argv, int first) {
   static constexpr FlagSpec kFlags[] = {{"--config", true}, {"--role", true}};
   Args args;
   std::string why;
-  if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("check-config", why, kUsage);
+  if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse check-config", why, kUsage);
   if (!args.positionals.empty()) {
-    return usage_error("check-config", "unexpected argument '" + std::string(args.positionals[0]) + "'", kUsage);
+    return usage_error("gatehouse check-config", "unexpected argument '" + std::string(args.positionals[0]) + "'", kUsage);
   }
   const auto path = args.value("--config");
-  if (!path) return usage_error("check-config", "--config FILE is required", kUsage);
+  if (!path) return usage_error("gatehouse check-config", "--config FILE is required", kUsage);
   std::optional<config::Role> role;
   if (const auto role_text = args.value("--role")) {
     config::Role parsed;
     if (!config::parse_role(*role_text, parsed)) {
-      return usage_error("check-config", "--role must be gateway, server or agent", kUsage);
+      return usage_error("gatehouse check-config", "--role must be gateway, server or agent", kUsage);
     }
     role = parsed;
   }

@@ -3,7 +3,7 @@
 #include <string>
 #include <string_view>
 
-#include "args.h"
+#include "gatehouse/cli/args.h"
 #include "commands.h"
 #include "gatehouse/config/config.h"
 #include "gatehouse/log/log.h"

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "args.h"
+#include "gatehouse/cli/args.h"
 #include "commands.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/proto/codec.h"
@@ -232,8 +232,8 @@ int run_proto(int argc, char** argv, int first) {
   static constexpr FlagSpec kFlags[] = {{"--each", true}};
   Args args;
   std::string why;
-  if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("proto", why, kUsage);
-  if (args.positionals.empty()) return usage_error("proto", "missing action: decode or sample", kUsage);
+  if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse proto", why, kUsage);
+  if (args.positionals.empty()) return usage_error("gatehouse proto", "missing action: decode or sample", kUsage);
   const std::string_view action = args.positionals[0];
   if (action == "sample" && args.positionals.size() == 1) return write_sample(args.value("--each"));
   if (action == "decode" && args.positionals.size() <= 2 && !args.has("--each")) {
@@ -248,7 +248,7 @@ int run_proto(int argc, char** argv, int first) {
     ::close(fd);
     return rc;
   }
-  return usage_error("proto", "unknown action or arguments", kUsage);
+  return usage_error("gatehouse proto", "unknown action or arguments", kUsage);
 }
 
 }  // namespace gatehouse::cli

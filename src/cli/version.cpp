@@ -3,7 +3,7 @@
 
 #include <cstdio>
 
-#include "args.h"
+#include "gatehouse/cli/args.h"
 #include "build_info.h"
 #include "commands.h"
 #include "gatehouse/tls/library_guard.h"
@@ -17,7 +17,7 @@ int run_version(int argc, char** argv, int first) {
   Args args;
   std::string why;
   if (!parse_args(argc, argv, first, {}, args, why) || !args.positionals.empty()) {
-    return usage_error("version", why.empty() ? "takes no arguments" : why, "gatehouse version");
+    return usage_error("gatehouse version", why.empty() ? "takes no arguments" : why, "gatehouse version");
   }
   std::printf("gatehouse %s\n", GATEHOUSE_VERSION);
   std::printf("tls: %s\n", tls::boringssl_version_text().c_str());

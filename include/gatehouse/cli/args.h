@@ -1,5 +1,5 @@
-// Minimal flag parsing for subcommands: every flag is declared, anything else
-// is a usage error (exit 2).
+// Minimal flag parsing for the gatehouse subcommands and the bench tools:
+// every flag is declared, anything else is a usage error (exit 2).
 #pragma once
 
 #include <optional>
@@ -32,7 +32,7 @@ struct Args {
 bool parse_args(int argc, char** argv, int first, std::span<const FlagSpec> specs, Args& args,
                 std::string& why);
 
-// Prints "gatehouse SUB: MESSAGE" and the usage line to stderr; returns kExitUsage.
-int usage_error(std::string_view subcommand, std::string_view message, std::string_view usage);
+// Prints "COMMAND: MESSAGE" and the usage line to stderr; returns kExitUsage.
+int usage_error(std::string_view command, std::string_view message, std::string_view usage);
 
 }  // namespace gatehouse::cli
