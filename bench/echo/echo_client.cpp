@@ -38,12 +38,14 @@ struct Options {
   uint32_t shards = 1;
   int server_pid = 0;
   std::string tls_dir;  // handshake mode: connect, TLS handshake, one echoed frame, close, again
+  bool resume = false;  // handshake mode: resume from the previous session's ticket
 };
 
 std::atomic<uint64_t> g_messages{0};
 std::atomic<uint64_t> g_errors{0};
 std::atomic<uint64_t> g_open{0};
 std::atomic<uint64_t> g_handshakes{0};  // TLS mode: sessions that completed handshake + echo
+std::atomic<uint64_t> g_resumed{0};     // of those, resumed from a ticket
 std::atomic<bool> g_running{true};
 
 class Client final : public runtime::Service {
@@ -84,6 +86,7 @@ class Client final : public runtime::Service {
         while (!input.empty()) {
           if (decoders_[id.index]->next(input).status == proto::DecodeStatus::frame) {
             g_handshakes.fetch_add(1, std::memory_order_relaxed);
+            if (session.resumed()) g_resumed.fetch_add(1, std::memory_order_relaxed);
             shard.close(id);  // one echo per session: the next connect is the next handshake
           }
         }
@@ -163,10 +166,10 @@ double process_cpu_s(int pid) {
 int main(int argc, char** argv) {
   static constexpr std::string_view kUsage =
       "echo_client --target IP:PORT [--connections N] [--depth N] [--size BYTES] [--warmup S] [--duration S]\n"
-      "                   [--shards N] [--server-pid PID] [--tls-dir DIR]";
+      "                   [--shards N] [--server-pid PID] [--tls-dir DIR [--resume]]";
   static constexpr cli::FlagSpec kFlags[] = {
       {"--target", true}, {"--connections", true}, {"--depth", true}, {"--size", true}, {"--warmup", true},
-      {"--duration", true}, {"--shards", true}, {"--server-pid", true}, {"--tls-dir", true}};
+      {"--duration", true}, {"--shards", true}, {"--server-pid", true}, {"--tls-dir", true}, {"--resume", false}};
   cli::Args args;
   std::string why;
   if (!cli::parse_args(argc, argv, 1, kFlags, args, why) || !args.positionals.empty() || !args.has("--target")) {
@@ -183,6 +186,7 @@ int main(int argc, char** argv) {
   if (args.has("--shards")) options.shards = static_cast<uint32_t>(std::stoul(text("--shards")));
   if (args.has("--server-pid")) options.server_pid = std::stoi(text("--server-pid"));
   if (args.has("--tls-dir")) options.tls_dir = text("--tls-dir");
+  options.resume = args.has("--resume");
   config::Endpoint endpoint;
   runtime::PeerAddress target;
   if (!config::parse_endpoint(options.target, true, endpoint, why) ||
@@ -196,8 +200,9 @@ int main(int argc, char** argv) {
   std::shared_ptr<const tls::Context> tls_context;
   if (!options.tls_dir.empty()) {
     const std::string& d = options.tls_dir;
-    tls_context = tls::Context::load({tls::Side::client, d + "/web01.example.test.crt", d + "/web01.example.test.key",
-                                      d + "/ca.crt", ""}, why);
+    tls_context = tls::Context::load({.side = tls::Side::client, .cert_path = d + "/web01.example.test.crt",
+                                      .key_path = d + "/web01.example.test.key", .ca_path = d + "/ca.crt",
+                                      .resume_sessions = options.resume}, why);
     if (tls_context == nullptr) {
       std::fprintf(stderr, "echo_client: --tls-dir: %s\n", why.c_str());
       return 2;
@@ -216,12 +221,14 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::duration<double>(options.warmup_s));
   const uint64_t messages_before = g_messages.load();
   const uint64_t handshakes_before = g_handshakes.load();
+  const uint64_t resumed_before = g_resumed.load();
   const double cpu_before = options.server_pid ? process_cpu_s(options.server_pid) : 0;
   const double own_cpu_before = process_cpu_s(getpid());
   const auto started = clock::now();
   std::this_thread::sleep_for(std::chrono::duration<double>(options.duration_s));
   const uint64_t messages = g_messages.load() - messages_before;
   const uint64_t handshakes = g_handshakes.load() - handshakes_before;
+  const uint64_t resumed = g_resumed.load() - resumed_before;
   const double cpu = options.server_pid ? process_cpu_s(options.server_pid) - cpu_before : 0;
   const double own_cpu = process_cpu_s(getpid()) - own_cpu_before;
   const double seconds = std::chrono::duration<double>(clock::now() - started).count();
@@ -229,9 +236,10 @@ int main(int argc, char** argv) {
   rt.stop();
   rt.join();
   if (tls_context) {
-    std::printf("{\"mode\":\"tls-handshakes\",\"connections\":%u,\"handshakes\":%llu,\"seconds\":%.3f,"
+    std::printf("{\"mode\":\"tls-handshakes\",\"connections\":%u,\"handshakes\":%llu,\"resumed\":%llu,\"seconds\":%.3f,"
                 "\"handshakes_per_s\":%.0f,\"server_cpu_s\":%.3f,\"server_cpu_us_per_handshake\":%.1f,\"errors\":%llu}\n",
-                options.connections, static_cast<unsigned long long>(handshakes), seconds,
+                options.connections, static_cast<unsigned long long>(handshakes),
+                static_cast<unsigned long long>(resumed), seconds,
                 static_cast<double>(handshakes) / seconds, cpu, handshakes ? cpu * 1e6 / static_cast<double>(handshakes) : 0.0,
                 static_cast<unsigned long long>(g_errors.load()));
     return g_errors.load() == 0 && handshakes > 0 ? 0 : 1;

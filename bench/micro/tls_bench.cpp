@@ -2,7 +2,8 @@
 // buffers, no sockets): full mutual TLS 1.3 with ECDSA P-256 certificates from
 // `gatehouse certs`. Reports the server side alone (manual timing around the
 // server's handshake steps), which is what an auth thread spends per agent,
-// and the whole exchange (client + server) for reference.
+// and the whole exchange (client + server) for reference; then the same for a
+// handshake resumed from a session ticket.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -25,13 +26,18 @@ struct Material {
     issue({.ca_dir = dir, .out_dir = dir, .role = CertRole::gateway, .name = "gw1.example.test"}, summary);
     issue({.ca_dir = dir, .out_dir = dir, .role = CertRole::agent, .name = "web01.example.test"}, summary);
     std::string why;
-    server = Context::load({Side::server, dir + "/gw1.example.test.crt", dir + "/gw1.example.test.key", dir + "/ca.crt", ""}, why);
-    client = Context::load({Side::client, dir + "/web01.example.test.crt", dir + "/web01.example.test.key", dir + "/ca.crt", ""}, why);
+    server = Context::load({Side::server, dir + "/gw1.example.test.crt", dir + "/gw1.example.test.key", dir + "/ca.crt"}, why);
+    client = Context::load({.side = Side::client, .cert_path = dir + "/web01.example.test.crt",
+                            .key_path = dir + "/web01.example.test.key", .ca_path = dir + "/ca.crt",
+                            .resume_sessions = false}, why);
+    resuming_client =
+        Context::load({Side::client, dir + "/web01.example.test.crt", dir + "/web01.example.test.key", dir + "/ca.crt"}, why);
   }
   ~Material() { std::filesystem::remove_all(dir); }
   std::string dir;
   std::shared_ptr<const Context> server;
-  std::shared_ptr<const Context> client;
+  std::shared_ptr<const Context> client;           // offers no ticket: full handshakes
+  std::shared_ptr<const Context> resuming_client;  // keeps each handshake's ticket for the next
 };
 
 const Material& material() {
@@ -39,9 +45,10 @@ const Material& material() {
   return instance;
 }
 
-// One full handshake; returns the seconds spent in the server's steps.
-double handshake(bool* ok) {
-  Session client(material().client, "gw1.example.test");
+// One handshake, full or resumed as asked; returns the seconds spent in the
+// server's steps.
+double handshake(bool resume, bool* ok) {
+  Session client(resume ? material().resuming_client : material().client, "gw1.example.test");
   Session server(material().server);
   std::array<std::byte, 16 * 1024> buffer{};
   double server_seconds = 0;
@@ -53,7 +60,9 @@ double handshake(bool* ok) {
     server_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     while (size_t n = server.pull_ciphertext(buffer)) client.push_ciphertext(std::span(buffer).first(n));
     if (state == HandshakeState::established) {
-      *ok = client.handshake() == HandshakeState::established && server.peer_identity() == "web01.example.test";
+      std::array<std::byte, 64> plaintext{};
+      *ok = client.handshake() == HandshakeState::established && server.peer_identity() == "web01.example.test" &&
+            client.read(plaintext) == 0 && server.resumed() == resume;
       return server_seconds;
     }
   }
@@ -61,25 +70,32 @@ double handshake(bool* ok) {
   return server_seconds;
 }
 
-void BM_tls13_mutual_full_server_side(benchmark::State& state) {
+// range(0): 1 = resumed from a ticket, 0 = full.
+void BM_tls13_mutual_server_side(benchmark::State& state) {
+  const bool resume = state.range(0) == 1;
+  bool ok = true;
+  if (resume) handshake(true, &ok);  // untimed: the first ticket comes from a full handshake
+  ok = true;
   for (auto _ : state) {
-    bool ok = false;
-    state.SetIterationTime(handshake(&ok));
-    if (!ok) state.SkipWithError("handshake failed");
+    state.SetIterationTime(handshake(resume, &ok));
+    if (!ok) state.SkipWithError(resume ? "handshake failed or did not resume" : "handshake failed");
   }
   state.SetItemsProcessed(state.iterations());
 }
 
-void BM_tls13_mutual_full_both_sides(benchmark::State& state) {
+void BM_tls13_mutual_both_sides(benchmark::State& state) {
+  const bool resume = state.range(0) == 1;
+  bool ok = true;
+  if (resume) handshake(true, &ok);
+  ok = true;
   for (auto _ : state) {
-    bool ok = false;
-    handshake(&ok);
-    if (!ok) state.SkipWithError("handshake failed");
+    handshake(resume, &ok);
+    if (!ok) state.SkipWithError(resume ? "handshake failed or did not resume" : "handshake failed");
   }
   state.SetItemsProcessed(state.iterations());
 }
 
 }  // namespace
 
-BENCHMARK(BM_tls13_mutual_full_server_side)->UseManualTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_tls13_mutual_full_both_sides)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_tls13_mutual_server_side)->ArgName("resumed")->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_tls13_mutual_both_sides)->ArgName("resumed")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);

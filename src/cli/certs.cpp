@@ -6,6 +6,7 @@
 #include "gatehouse/cli/args.h"
 #include "commands.h"
 #include "gatehouse/tls/pki.h"
+#include "gatehouse/tls/ticket_keys.h"
 
 namespace gatehouse::cli {
 namespace {
@@ -15,7 +16,8 @@ constexpr std::string_view kUsage =
     "       gatehouse certs issue --role server|gateway|agent --name FQDN [--ca-dir DIR] [--out DIR]\n"
     "                             [--days N] [--valid-from YYYY-MM-DD] [--key-type ec|rsa] [--force]\n"
     "       gatehouse certs revoke --cert F [--ca-dir DIR] [--days N]\n"
-    "       gatehouse certs check --cert F --key F --ca F [--crl F] [--name FQDN] [--role server|gateway|agent]";
+    "       gatehouse certs check --cert F --key F --ca F [--crl F] [--name FQDN] [--role server|gateway|agent]\n"
+    "       gatehouse certs ticket-keys --file F [--keep N]";
 
 bool parse_days(std::string_view text, uint32_t& days) {
   uint64_t value = 0;
@@ -139,23 +141,40 @@ int run_check(const Args& args) {
   return kExitOk;
 }
 
+// Creates or rotates a shared ticket key file (docs/auth.md: rotation).
+int run_ticket_keys(const Args& args) {
+  const auto file = args.value("--file");
+  if (!file) return usage_error("gatehouse certs", "ticket-keys needs --file F", kUsage);
+  uint32_t keep = 3;
+  if (auto text = args.value("--keep")) {
+    if (text->size() != 1 || (*text)[0] < '1' || static_cast<uint32_t>((*text)[0] - '0') > tls::kTicketKeysMax) {
+      return usage_error("gatehouse certs", "--keep must be 1 to " + std::to_string(tls::kTicketKeysMax), kUsage);
+    }
+    keep = static_cast<uint32_t>((*text)[0] - '0');
+  }
+  std::string summary;
+  const std::string error = tls::rotate_ticket_keys(std::string(*file), keep, summary);
+  return finish("ticket-keys", error, summary);
+}
+
 }  // namespace
 
 int run_certs(int argc, char** argv, int first) {
   static constexpr FlagSpec kFlags[] = {
       {"--dir", true},  {"--name", true},     {"--days", true},     {"--key-type", true}, {"--force", false},
       {"--role", true}, {"--ca-dir", true},   {"--out", true},      {"--valid-from", true}, {"--cert", true},
-      {"--key", true},  {"--ca", true},       {"--crl", true},
+      {"--key", true},  {"--ca", true},       {"--crl", true},      {"--file", true},       {"--keep", true},
   };
   Args args;
   std::string why;
   if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse certs", why, kUsage);
-  if (args.positionals.size() != 1) return usage_error("gatehouse certs", "one action: init-ca, issue, revoke or check", kUsage);
+  if (args.positionals.size() != 1) return usage_error("gatehouse certs", "one action: init-ca, issue, revoke, check or ticket-keys", kUsage);
   const std::string_view action = args.positionals[0];
   if (action == "init-ca") return run_init_ca(args);
   if (action == "issue") return run_issue(args);
   if (action == "revoke") return run_revoke(args);
   if (action == "check") return run_check(args);
+  if (action == "ticket-keys") return run_ticket_keys(args);
   return usage_error("gatehouse certs", "unknown action '" + std::string(action) + "'", kUsage);
 }
 

@@ -30,7 +30,8 @@ std::string ReloadableContext::reload() {
 
 std::vector<std::string> ReloadableContext::paths() const {
   std::vector<std::string> paths;
-  for (const std::string* path : {&options_.cert_path, &options_.key_path, &options_.ca_path, &options_.crl_path}) {
+  for (const std::string* path : {&options_.cert_path, &options_.key_path, &options_.ca_path, &options_.crl_path,
+                                  &options_.ticket_keys_path}) {
     if (!path->empty()) paths.push_back(*path);
   }
   return paths;

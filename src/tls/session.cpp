@@ -1,9 +1,12 @@
 #include "gatehouse/tls/session.h"
 
 #include <openssl/err.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -50,7 +53,89 @@ bool add_crls(X509_STORE* store, const std::string& path, std::string& why) {
   return true;
 }
 
+int context_index() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// Seals new tickets with the first key; opens a ticket with the key it names,
+// asking for a fresh ticket (2) when that key is no longer the first.
+int ticket_key_callback(SSL* ssl, uint8_t* key_name, uint8_t* iv, EVP_CIPHER_CTX* cipher, HMAC_CTX* hmac,
+                        int encrypt) {
+  const auto* context = static_cast<const Context*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), context_index()));
+  const std::vector<TicketKey>& keys = context->ticket_keys();
+  if (encrypt) {
+    const TicketKey& key = keys.front();
+    std::memcpy(key_name, key.name.data(), key.name.size());
+    RAND_bytes(iv, 16);
+    return EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes_key.data(), iv) == 1 &&
+                   HMAC_Init_ex(hmac, key.hmac_key.data(), key.hmac_key.size(), EVP_sha256(), nullptr) == 1
+               ? 1
+               : -1;
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const TicketKey& key = keys[i];
+    if (std::memcmp(key_name, key.name.data(), key.name.size()) != 0) continue;
+    if (EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes_key.data(), iv) != 1 ||
+        HMAC_Init_ex(hmac, key.hmac_key.data(), key.hmac_key.size(), EVP_sha256(), nullptr) != 1) {
+      return -1;
+    }
+    return i == 0 ? 1 : 2;
+  }
+  return 0;  // unknown key (rotated out, or another tier): a full handshake
+}
+
+int keep_new_ticket(SSL* ssl, SSL_SESSION* ticket) {
+  const auto* session = static_cast<const Session*>(SSL_get_ex_data(ssl, session_index()));
+  if (session->expected_peer_name().empty()) return 0;
+  session->context().keep_ticket(session->expected_peer_name(), bssl::UniquePtr<SSL_SESSION>(ticket));
+  return 1;  // we own it now
+}
+
+// Server or client half of resumption; "" or why.
+std::string set_up_resumption(Context& context, SSL_CTX* ctx, const Context::Options& options,
+                              std::vector<TicketKey>& keys) {
+  SSL_CTX_set_ex_data(ctx, context_index(), &context);
+  if (options.side == Side::client) {
+    if (!options.resume_sessions) return "";
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+    SSL_CTX_sess_set_new_cb(ctx, keep_new_ticket);
+    return "";
+  }
+  // Client certificates are verified, so sessions need an id context to resume.
+  static constexpr uint8_t kSessionContext[] = "gatehouse";
+  SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);
+  SSL_CTX_set_session_psk_dhe_timeout(ctx, options.ticket_lifetime_s);
+  if (options.ticket_keys_path.empty()) return "";
+  if (std::string why = load_ticket_keys(options.ticket_keys_path, keys); !why.empty()) return why;
+  SSL_CTX_set_tlsext_ticket_key_cb(ctx, ticket_key_callback);
+  return "";
+}
+
 }  // namespace
+
+void Context::keep_ticket(const std::string& server_name, bssl::UniquePtr<SSL_SESSION> ticket) const {
+  if (options_.resume_across_servers) return keep_ticket_as("", std::move(ticket));
+  keep_ticket_as(server_name, std::move(ticket));
+}
+
+void Context::keep_ticket_as(const std::string& key, bssl::UniquePtr<SSL_SESSION> ticket) const {
+  std::lock_guard lock(tickets_mutex_);
+  if (tickets_.size() >= kTicketServersMax && !tickets_.contains(key)) tickets_.erase(tickets_.begin());
+  std::vector<bssl::UniquePtr<SSL_SESSION>>& kept = tickets_[key];
+  if (kept.size() == kTicketsPerServerMax) kept.erase(kept.begin());
+  kept.push_back(std::move(ticket));
+}
+
+bssl::UniquePtr<SSL_SESSION> Context::take_ticket(const std::string& server_name) const {
+  std::lock_guard lock(tickets_mutex_);
+  auto found = tickets_.find(options_.resume_across_servers ? "" : server_name);
+  if (found == tickets_.end()) return nullptr;
+  bssl::UniquePtr<SSL_SESSION> ticket = std::move(found->second.back());
+  found->second.pop_back();
+  if (found->second.empty()) tickets_.erase(found);
+  return ticket;
+}
 
 std::shared_ptr<const Context> Context::load(const Options& options, std::string& why) {
   std::shared_ptr<Context> context(new Context());
@@ -91,6 +176,10 @@ std::shared_ptr<const Context> Context::load(const Options& options, std::string
     mode = SSL_VERIFY_PEER;
   }
   SSL_CTX_set_verify(ctx, mode, verify_peer);
+  if (std::string problem = set_up_resumption(*context, ctx, options, context->ticket_keys_); !problem.empty()) {
+    why = problem;
+    return nullptr;
+  }
   return context;
 }
 
@@ -115,6 +204,9 @@ Session::Session(std::shared_ptr<const Context> context, const std::string& expe
     SSL_set_connect_state(ssl_.get());
     if (!expected_peer_name.empty()) {
       SSL_set_tlsext_host_name(ssl_.get(), expected_peer_name.c_str());
+      if (bssl::UniquePtr<SSL_SESSION> ticket = context_->take_ticket(expected_peer_name)) {
+        SSL_set_session(ssl_.get(), ticket.get());
+      }
       if (context_->options().peer_certificate != PeerCertificate::none) {
         X509_VERIFY_PARAM_set1_host(SSL_get0_param(ssl_.get()), expected_peer_name.data(), expected_peer_name.size());
       }
@@ -184,7 +276,15 @@ void Session::push_ciphertext(std::span<const std::byte> bytes) {
 HandshakeState Session::handshake() {
   if (failed_) return HandshakeState::failed;
   const int result = SSL_do_handshake(ssl_.get());
-  if (result == 1) return HandshakeState::established;
+  if (result == 1) {
+    // BoringSSL holds a TLS 1.3 server's tickets until its first write; an
+    // empty write sends them now, from the thread that did the handshake.
+    if (context_->options().side == Side::server && SSL_write(ssl_.get(), "", 0) < 0) {
+      fail_from_error_queue();
+      return HandshakeState::failed;
+    }
+    return HandshakeState::established;
+  }
   const int error = SSL_get_error(ssl_.get(), result);
   if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return HandshakeState::in_progress;
   fail_from_error_queue();

@@ -230,3 +230,74 @@ TEST_CASE("a renewed certificate is taken live; sessions keep theirs; a broken o
   CHECK(log_text.find(R"("event":20051,"name":"certificate_invalid")") != std::string::npos);
   CHECK(log_text.find("certificate not loaded, the one in use stays") != std::string::npos);
 }
+
+namespace {
+
+// A full handshake with `server_context`, then the client reads the tickets
+// the server sent with its last flight.
+bool connect(const std::shared_ptr<const Context>& client_context,
+             const std::shared_ptr<const Context>& server_context, const std::string& server_name,
+             std::string* server_saw = nullptr) {
+  Session client(client_context, server_name);
+  Session server(server_context);
+  pump(client, server);
+  REQUIRE_MESSAGE(client.handshake() == HandshakeState::established, client.failure());
+  REQUIRE_MESSAGE(server.handshake() == HandshakeState::established, server.failure());
+  std::array<std::byte, 64> plaintext{};
+  CHECK(client.read(plaintext) == 0);  // takes the NewSessionTickets in
+  if (server_saw != nullptr) *server_saw = server.peer_identity();
+  CHECK(client.resumed() == server.resumed());
+  return server.resumed();
+}
+
+std::shared_ptr<const Context> tier_member(const std::string& name, const std::string& keys) {
+  return Pki::load({.side = Side::server, .cert_path = pki().path(name + ".crt"), .key_path = pki().path(name + ".key"),
+                    .ca_path = pki().path("ca.crt"), .ticket_keys_path = keys});
+}
+
+}  // namespace
+
+TEST_CASE("tickets: sent with the handshake, resume once, keep the client's identity") {
+  const auto client = pki().client("web01.example.test");
+  const auto server = pki().server("gw1.example.test");
+  CHECK_FALSE(connect(client, server, "gw1.example.test"));
+  std::string identity;
+  CHECK(connect(client, server, "gw1.example.test", &identity));
+  CHECK(identity == "web01.example.test");
+  CHECK(connect(client, server, "gw1.example.test"));  // the resumed session issued a fresh ticket
+  CHECK_FALSE(connect(client, pki().server("gw1b.example.test"), "gw1b.example.test"));  // per server name
+}
+
+TEST_CASE("tickets: a tier sharing a key file resumes across members, and rotation keeps old tickets") {
+  const std::string keys = pki().path("tier-ticket.keys");
+  std::string summary;
+  REQUIRE(rotate_ticket_keys(keys, 3, summary) == "");
+  CHECK(fs::status(keys).permissions() == (fs::perms::owner_read | fs::perms::owner_write));
+  auto client_options = Context::Options{.side = Side::client, .cert_path = pki().path("web01.example.test.crt"),
+                                         .key_path = pki().path("web01.example.test.key"),
+                                         .ca_path = pki().path("ca.crt"), .resume_across_servers = true};
+  const auto client = Pki::load(client_options);
+  CHECK_FALSE(connect(client, tier_member("gw1.example.test", keys), "gw1.example.test"));
+  CHECK(connect(client, tier_member("gw1b.example.test", keys), "gw1b.example.test"));  // failover: resumed
+
+  // Not in the tier (its own keys): a full handshake, not a failure.
+  CHECK_FALSE(connect(client, pki().server("gw1.example.test"), "gw1.example.test"));
+
+  const auto before_rotation = tier_member("gw1.example.test", keys);
+  CHECK_FALSE(connect(client, before_rotation, "gw1.example.test"));  // new ticket from the old key
+  REQUIRE(rotate_ticket_keys(keys, 2, summary) == "");
+  CHECK(connect(client, tier_member("gw1b.example.test", keys), "gw1b.example.test"));  // old key still opens
+  REQUIRE(rotate_ticket_keys(keys, 1, summary) == "");
+  CHECK_FALSE(connect(client, tier_member("gw1.example.test", keys), "gw1.example.test"));  // rotated out
+}
+
+TEST_CASE("a broken ticket key file is refused with the line and what to do") {
+  const std::string keys = pki().path("broken-ticket.keys");
+  std::ofstream(keys) << "# comment\n0123abcd\n";
+  std::string why;
+  CHECK(Context::load({.side = Side::server, .cert_path = pki().path("gw1.example.test.crt"),
+                       .key_path = pki().path("gw1.example.test.key"), .ca_path = pki().path("ca.crt"),
+                       .ticket_keys_path = keys},
+                      why) == nullptr);
+  CHECK(why == keys + ":2: a ticket key is 160 hex digits (make one with `gatehouse certs ticket-keys --file " + keys + "`)");
+}

@@ -32,6 +32,8 @@ struct TlsConfig {
   std::string key_path;
   std::string ca_path;
   std::string crl_path;   // empty: no CRL
+  std::string ticket_keys_path;      // gateway, server: shared ticket keys; empty: per process
+  uint32_t ticket_lifetime_s = 7'200;
 };
 
 struct KerberosConfig {

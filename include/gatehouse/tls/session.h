@@ -5,11 +5,14 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 
 #include "gatehouse/tls/boringssl.h"
+#include "gatehouse/tls/ticket_keys.h"
 #include <openssl/ssl.h>
 
 namespace gatehouse::tls {
@@ -27,11 +30,22 @@ class Context {
  public:
   struct Options {
     Side side = Side::server;
-    std::string cert_path;   // optional for a Kerberos client
-    std::string key_path;
-    std::string ca_path;     // optional for a Kerberos client (GSSAPI proves the server)
-    std::string crl_path;    // optional
+    std::string cert_path = {};   // optional for a Kerberos client
+    std::string key_path = {};
+    std::string ca_path = {};     // optional for a Kerberos client (GSSAPI proves the server)
+    std::string crl_path = {};    // optional
     PeerCertificate peer_certificate = PeerCertificate::required;
+    // Server: the shared ticket key file; empty: keys of this context only
+    // (tickets then stop working at the next reload).
+    std::string ticket_keys_path = {};
+    // Server: how long a ticket resumes a session. It also bounds how long a
+    // revoked client certificate can still resume.
+    uint32_t ticket_lifetime_s = 7'200;
+    // Client: keep the server's tickets and offer one on the next connection.
+    bool resume_sessions = true;
+    // Client: one ticket for all servers instead of one per server name, for
+    // a failover list of gateways that share ticket keys (a tier).
+    bool resume_across_servers = false;
   };
 
   // nullptr with `why` saying which file and what is wrong with it.
@@ -43,10 +57,28 @@ class Context {
   std::string certificate_subject() const;
   std::string certificate_not_after() const;
 
+  // Server: the keys sealing and opening tickets (first one seals).
+  const std::vector<TicketKey>& ticket_keys() const { return ticket_keys_; }
+
+  // Client: the newest tickets per server name (or for all, see
+  // resume_across_servers); each is taken by one later session to that server
+  // (TLS 1.3 tickets are single use), so parallel reconnects all resume.
+  // Thread-safe.
+  void keep_ticket(const std::string& server_name, bssl::UniquePtr<SSL_SESSION> ticket) const;
+  bssl::UniquePtr<SSL_SESSION> take_ticket(const std::string& server_name) const;
+
  private:
+  static constexpr size_t kTicketServersMax = 1'024;  // server names a client remembers
+  static constexpr size_t kTicketsPerServerMax = 32;   // newest kept; ≥ 2 per handshake arrive
+
   Context() = default;
+  void keep_ticket_as(const std::string& key, bssl::UniquePtr<SSL_SESSION> ticket) const;
   bssl::UniquePtr<SSL_CTX> context_;
   Options options_;
+  std::vector<TicketKey> ticket_keys_;
+  mutable std::mutex tickets_mutex_;
+  // Bounded by kTicketServersMax names × kTicketsPerServerMax tickets, newest last.
+  mutable std::map<std::string, std::vector<bssl::UniquePtr<SSL_SESSION>>> tickets_;
 };
 
 enum class HandshakeState : uint8_t { in_progress, established, failed };
@@ -71,6 +103,11 @@ class Session {
   // or the peer closed.
   bool write(std::span<const std::byte> plaintext);
   int64_t read(std::span<std::byte> out);
+
+  // True when the handshake resumed a session from a ticket.
+  bool resumed() const { return SSL_session_reused(ssl_.get()) == 1; }
+  const std::string& expected_peer_name() const { return expected_peer_name_; }
+  const Context& context() const { return *context_; }
 
   // The peer certificate's first SAN DNS name, else its CN; "" without one.
   std::string peer_identity() const;
