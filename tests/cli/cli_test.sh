@@ -132,6 +132,21 @@ expect_exit 2 "issue without --role" -- "$gatehouse" certs issue --name a.exampl
 expect_exit 1 "issue without a CA" -- "$gatehouse" certs issue --role agent --name a.example.test --ca-dir "$work/none" --out "$work"
 expect_output "create a CA with: gatehouse certs init-ca" "missing CA hint"
 
+# Ticket keys for a gateway tier: created 0600, rotated with the newest first.
+keys="$work/ticket.keys"
+expect_exit 0 "ticket-keys creates" -- "$gatehouse" certs ticket-keys --file "$keys"
+checks=$((checks + 1))
+[ "$(stat -c %a "$keys")" = 600 ] || fail "ticket key file mode $(stat -c %a "$keys")"
+first=$(grep -v '^#' "$keys")
+expect_exit 0 "ticket-keys rotates" -- "$gatehouse" certs ticket-keys --file "$keys" --keep 2
+expect_exit 0 "ticket-keys rotates again" -- "$gatehouse" certs ticket-keys --file "$keys" --keep 2
+checks=$((checks + 1))
+[ "$(grep -vc '^#' "$keys")" = 2 ] && ! grep -q "$first" "$keys" || fail "rotation must keep the 2 newest keys"
+expect_exit 2 "ticket-keys --keep out of range" -- "$gatehouse" certs ticket-keys --file "$keys" --keep 9
+echo "not a key" >"$work/bad.keys"
+expect_exit 1 "ticket-keys refuses a broken file" -- "$gatehouse" certs ticket-keys --file "$work/bad.keys"
+expect_output "a ticket key is 160 hex digits" "broken ticket key file named"
+
 # OpenSSL 3 must never share the process with BoringSSL.
 checks=$((checks + 1))
 if ldd "$gatehouse" | grep -qE 'libcrypto\.so\.3|libssl\.so\.3'; then fail "the binary links OpenSSL 3"; fi
