@@ -18,8 +18,8 @@ std::string status_text(OM_uint32 major, OM_uint32 minor) {
       OM_uint32 ignored = 0;
       gss_buffer_desc message{};
       gss_display_status(&ignored, code, type, type == GSS_C_MECH_CODE ? gss_mech_krb5 : GSS_C_NO_OID, &context, &message);
-      if (!text.empty()) text += "; ";
-      text.append(static_cast<const char*>(message.value), message.length);
+      const std::string_view part(static_cast<const char*>(message.value), message.length);
+      if (part != "Success") text.append(text.empty() ? "" : "; ").append(part);  // a minor code of 0 says nothing
       gss_release_buffer(&ignored, &message);
     } while (context != 0);
   }

@@ -83,7 +83,21 @@ void TlsServer::submit_step(runtime::Shard& shard, Connection& connection) {
 }
 
 void TlsServer::on_message(runtime::Shard& shard, const runtime::Message& message) {
-  if (message.kind == kStepDone) finish_step(shard, static_cast<Step*>(message.pointer));
+  if (message.kind == kStepDone) {
+    finish_step(shard, static_cast<Step*>(message.pointer));
+  } else {
+    handler_.on_message(*this, shard, message);
+  }
+}
+
+void TlsServer::on_send_space(runtime::Shard& shard, runtime::ConnId id) {
+  const Connection& connection = connections_[id.index];
+  if (connection.established && connection.id == id) handler_.on_send_space(*this, shard, id);
+}
+
+const tls::Session* TlsServer::session(runtime::ConnId id) const {
+  const Connection& connection = connections_[id.index];
+  return connection.established && connection.id == id ? connection.session.get() : nullptr;
 }
 
 void TlsServer::finish_step(runtime::Shard& shard, Step* step) {
@@ -161,13 +175,18 @@ void TlsServer::on_close(runtime::Shard& shard, runtime::ConnId id, int) {
 
 void TlsServer::on_deadline(runtime::Shard& shard, runtime::ConnId id) {
   Connection& connection = connections_[id.index];
-  if (connection.established || connection.id != id) return;
+  if (connection.id != id) return;
+  if (connection.established) {
+    handler_.on_deadline(*this, shard, id);
+    return;
+  }
   log::emit(log::Level::warning, log::EventId::handshake_timeout, "handshake not completed in time; closed",
             {{"peer", shard.peer(id).to_string()}, {"timeout_ms", limits_.handshake_timeout_ms}});
   shard.abort(id);
 }
 
 void TlsServer::on_stop(runtime::Shard& shard) {
+  handler_.on_stop(*this, shard);
   for (Connection& connection : connections_) {
     if (connection.session != nullptr) shard.close(connection.id);
   }

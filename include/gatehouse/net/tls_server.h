@@ -26,6 +26,15 @@ class PlainHandler {
   virtual void on_plaintext(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id,
                             std::span<const std::byte> bytes) = 0;
   virtual void on_closed(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id) = 0;
+  // Messages the TLS layer does not own (the handler's own pool work).
+  virtual void on_message(TlsServer&, runtime::Shard&, const runtime::Message&) {}
+  // A deadline the handler set on an established session.
+  virtual void on_deadline(TlsServer&, runtime::Shard&, runtime::ConnId) {}
+  virtual void on_send_space(TlsServer&, runtime::Shard&, runtime::ConnId) {}
+  // Stop was requested; the TLS layer closes every session after this.
+  virtual void on_stop(TlsServer&, runtime::Shard&) {}
+  // False while the handler has work on the pool.
+  virtual bool idle() const { return true; }
 };
 
 struct TlsServerLimits {
@@ -49,7 +58,11 @@ class TlsServer final : public runtime::Service {
   void on_deadline(runtime::Shard& shard, runtime::ConnId id) override;
   void on_message(runtime::Shard& shard, const runtime::Message& message) override;
   void on_stop(runtime::Shard& shard) override;
-  bool idle() const override { return steps_out_ == 0; }
+  void on_send_space(runtime::Shard& shard, runtime::ConnId id) override;
+  bool idle() const override { return steps_out_ == 0 && handler_.idle(); }
+
+  // The established session of `id` (channel binding), or nullptr.
+  const tls::Session* session(runtime::ConnId id) const;
 
  private:
   struct Step;

@@ -1,0 +1,112 @@
+// The door of every listener: a child's first frames (HELLO, and AUTH for
+// Kerberos) are checked here before any role code sees the session. A
+// certificate identity must equal the HELLO name; a Kerberos agent proves its
+// name with GSSAPI bound to the TLS channel, the accept running on the auth
+// pool. Role code only ever sees authenticated identities.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gatehouse/krb/gss.h"
+#include "gatehouse/log/events.h"
+#include "gatehouse/net/tls_server.h"
+#include "gatehouse/proto/codec.h"
+
+namespace gatehouse::net {
+
+// Who a child proved to be.
+struct Identity {
+  proto::Role role = proto::Role::agent;
+  proto::AuthMethod auth = proto::AuthMethod::cert;
+  std::string name;
+};
+
+// host/NAME@REALM or NAME@REALM → NAME; "" for anything else (a service
+// principal such as gatehouse/gw1@REALM is no agent). docs/auth.md.
+std::string agent_name_of_principal(std::string_view principal);
+
+class Gate;
+
+// What runs above an authenticated session (the server and gateway roles).
+class SessionHandler {
+ public:
+  virtual ~SessionHandler() = default;
+  // The child proved `identity`: answer HELLO_OK (Gate::send) or Gate::deny.
+  virtual void on_authenticated(Gate& gate, runtime::Shard& shard, runtime::ConnId id, const Identity& identity) = 0;
+  // Every later frame; views are valid during the call only.
+  virtual void on_frame(Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) = 0;
+  // Only for sessions that were authenticated.
+  virtual void on_closed(Gate& gate, runtime::Shard& shard, runtime::ConnId id) = 0;
+  virtual void on_message(Gate&, runtime::Shard&, const runtime::Message&) {}
+  virtual void on_send_space(Gate&, runtime::Shard&, runtime::ConnId) {}
+  virtual void on_stop(Gate&, runtime::Shard&) {}
+};
+
+struct GateOptions {
+  uint32_t hello_timeout_ms = 5'000;  // TLS up, HELLO (and AUTH) not done: closed after this
+  std::string parent_name;            // ours, sent in HELLO_OK by the role
+};
+
+// One per shard, beside its TlsServer (attach() before the shard starts).
+class Gate final : public PlainHandler {
+ public:
+  // `kerberos` may hold nullptr (no [kerberos]): Kerberos agents are refused.
+  Gate(const std::atomic<std::shared_ptr<const krb::AcceptorCredential>>& kerberos, runtime::WorkerPool& pool,
+       SessionHandler& handler, uint32_t connections_max, GateOptions options);
+  ~Gate() override;
+  void attach(TlsServer& tls) { tls_ = &tls; }
+
+  // Encodes and sends one frame; false when the connection is gone or its
+  // send queue is full (on_send_space follows).
+  bool send(runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame);
+  // Sends raw, already encoded frames (a relay passes them through).
+  bool send_encoded(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> frames);
+  // DENY with the reason, a log line with the event, then close.
+  void deny(runtime::Shard& shard, runtime::ConnId id, proto::Reason reason, log::EventId event, const std::string& why);
+  const Identity* identity(runtime::ConnId id) const;
+  const GateOptions& options() const { return options_; }
+
+  void on_established(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id, const std::string& peer_identity) override;
+  void on_plaintext(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override;
+  void on_closed(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id) override;
+  void on_message(TlsServer& tls, runtime::Shard& shard, const runtime::Message& message) override;
+  void on_deadline(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id) override;
+  void on_send_space(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id) override;
+  void on_stop(TlsServer& tls, runtime::Shard& shard) override;
+  bool idle() const override { return accepts_out_ == 0; }
+
+ private:
+  struct AcceptJob;
+  enum class Stage : uint8_t { closed, hello, auth, authenticated };
+  struct Connection {
+    runtime::ConnId id;
+    Stage stage = Stage::closed;
+    std::string certificate_identity;  // "" without a client certificate
+    Identity identity;
+    std::unique_ptr<proto::FrameDecoder> decoder;
+    std::unique_ptr<krb::Acceptor> acceptor;  // Kerberos exchange in progress
+    AcceptJob* job = nullptr;                 // the accept step on the pool, if any
+  };
+
+  bool on_frame(runtime::Shard& shard, Connection& connection, const proto::Frame& frame);
+  void on_hello(runtime::Shard& shard, Connection& connection, const proto::Hello& hello);
+  void on_auth(runtime::Shard& shard, Connection& connection, const proto::Auth& auth);
+  void finish_accept(runtime::Shard& shard, AcceptJob* job);
+  void authenticated(runtime::Shard& shard, Connection& connection);
+
+  const std::atomic<std::shared_ptr<const krb::AcceptorCredential>>& kerberos_;
+  runtime::WorkerPool& pool_;
+  SessionHandler& handler_;
+  const GateOptions options_;
+  TlsServer* tls_ = nullptr;
+  proto::SpillPool spill_pool_;
+  std::vector<Connection> connections_;  // by connection slot
+  std::vector<std::byte> frame_buffer_;  // one encoded frame, reused
+  uint32_t accepts_out_ = 0;             // Kerberos steps on the pool
+};
+
+}  // namespace gatehouse::net

@@ -1,0 +1,270 @@
+// The listener's door (net::Gate) over real sockets and real TLS: HELLO must
+// name the certificate's identity; Kerberos agents prove theirs in AUTH frames
+// against a real KDC, bound to the TLS channel; everything else is refused
+// with a DENY that says why and an event, without disturbing other sessions.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+
+#include "gatehouse/net/gate.h"
+#include "gatehouse/runtime/runtime.h"
+#include "test_client.h"
+#include "test_kdc.h"
+#include "test_pki.h"
+#include "test_support.h"
+
+using namespace gatehouse;
+using namespace std::chrono_literals;
+using testing::BlockingClient;
+
+namespace {
+
+// A parent that welcomes whoever the gate lets through and answers PING.
+class WelcomingRole final : public net::SessionHandler {
+ public:
+  void on_authenticated(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override {
+    {
+      std::lock_guard lock(mutex);
+      admitted.push_back(identity);
+    }
+    gate.send(shard, id, {0, proto::HelloOk{proto::kVersion, 60, 65'536, 0, "gw1.example.test"}});
+  }
+  void on_frame(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override {
+    if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) gate.send(shard, id, {0, proto::Pong{ping->nonce}});
+  }
+  void on_closed(net::Gate&, runtime::Shard&, runtime::ConnId) override {}
+
+  std::mutex mutex;
+  std::vector<net::Identity> admitted;
+};
+
+struct GatedListener {
+  explicit GatedListener(bool with_kerberos, uint32_t hello_timeout_ms = 5'000)
+      : context({.side = tls::Side::server, .cert_path = tls::pki().path("gw1.example.test.crt"),
+                 .key_path = tls::pki().path("gw1.example.test.key"), .ca_path = tls::pki().path("ca.crt"),
+                 .peer_certificate = tls::PeerCertificate::optional}),
+        pool(2, 64), runtime(limits()) {
+    REQUIRE(context.reload() == "");
+    if (with_kerberos) {
+      std::string why;
+      kerberos.store(krb::AcceptorCredential::load(testing::kdc().keytab("gw1-current"), why));
+      REQUIRE_MESSAGE(kerberos.load() != nullptr, why);
+    }
+    std::string why;
+    runtime::PeerAddress address;
+    REQUIRE(runtime::make_address("127.0.0.1", 0, address, why));
+    REQUIRE(runtime.listen(address, 0, port, why));
+    REQUIRE_MESSAGE(runtime.start([&, hello_timeout_ms](uint32_t) {
+      gate = std::make_unique<net::Gate>(kerberos, pool, role, limits().connections_per_shard,
+                                         net::GateOptions{hello_timeout_ms, "gw1.example.test"});
+      auto tls = std::make_unique<net::TlsServer>(context, pool, *gate, limits().connections_per_shard,
+                                                  net::TlsServerLimits{});
+      gate->attach(*tls);
+      return tls;
+    }, why), why);
+  }
+  static runtime::RuntimeLimits limits() {
+    runtime::RuntimeLimits l;
+    l.shards = 1;
+    l.connections_per_shard = 256;
+    return l;
+  }
+  tls::ReloadableContext context;
+  std::atomic<std::shared_ptr<const krb::AcceptorCredential>> kerberos;
+  runtime::WorkerPool pool;
+  WelcomingRole role;
+  std::unique_ptr<net::Gate> gate;
+  uint16_t port = 0;
+  runtime::Runtime runtime;  // last: stopped before the rest goes
+};
+
+std::shared_ptr<const tls::Context> cert_agent(const std::string& name) { return tls::pki().client(name); }
+
+std::shared_ptr<const tls::Context> kerberos_agent() {
+  return tls::Pki::load({.side = tls::Side::client, .peer_certificate = tls::PeerCertificate::none});
+}
+
+proto::Hello hello(const std::string_view name, proto::AuthMethod auth = proto::AuthMethod::cert,
+                   proto::Role role = proto::Role::agent) {
+  return {proto::kVersion, proto::kVersion, role, auth, name};
+}
+
+// The DENY a refused child gets: reason and text.
+std::pair<proto::Reason, std::string> denial(BlockingClient& client) {
+  proto::Frame frame;
+  REQUIRE(client.next_frame(frame));
+  const auto* deny = std::get_if<proto::Deny>(&frame.body);
+  REQUIRE_MESSAGE(deny != nullptr, proto::to_string(proto::frame_type(frame.body)));
+  std::pair<proto::Reason, std::string> result{deny->reason, std::string(deny->text)};
+  CHECK(client.closed_by_peer());
+  return result;
+}
+
+bool welcomed(BlockingClient& client) {
+  proto::Frame frame;
+  if (!client.next_frame(frame) || !std::holds_alternative<proto::HelloOk>(frame.body)) return false;
+  client.send_frame({0, proto::Ping{42}});
+  return client.next_frame(frame) && std::holds_alternative<proto::Pong>(frame.body) &&
+         std::get<proto::Pong>(frame.body).nonce == 42;
+}
+
+std::shared_ptr<const krb::InitiatorCredential> web01_kerberos() {
+  std::string why;
+  static const auto credential =
+      krb::InitiatorCredential::load(testing::kdc().keytab("web01"), "host/web01.example.test", why);
+  REQUIRE_MESSAGE(credential != nullptr, why);
+  return credential;
+}
+
+// HELLO(kerberos) then the AUTH exchange with `binding`; the gate's answer
+// after the last AUTH is left for the caller.
+void kerberos_hello(BlockingClient& client, std::string_view name, const krb::ChannelBinding& binding) {
+  client.send_frame({0, hello(name, proto::AuthMethod::kerberos)});
+  krb::Initiator initiator(web01_kerberos(), "gatehouse", "gw1.example.test", binding);
+  krb::Step step = initiator.step({});
+  REQUIRE_MESSAGE(step.state != krb::Step::failed, step.error);
+  client.send_frame({0, proto::Auth{proto::AuthMechanism::gssapi_krb5, std::as_bytes(std::span(step.token))}});
+}
+
+krb::ChannelBinding binding_of(const BlockingClient& client) {
+  krb::ChannelBinding binding{};
+  REQUIRE(client.session.channel_binding(binding));
+  return binding;
+}
+
+}  // namespace
+
+TEST_CASE("gate: a cert agent whose HELLO names its certificate is admitted") {
+  GatedListener listener(false);
+  BlockingClient agent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+  REQUIRE(agent.handshake());
+  agent.send_frame({0, hello("WEB01.example.test")});  // DNS names compare without case
+  CHECK(welcomed(agent));
+  std::lock_guard lock(listener.role.mutex);
+  REQUIRE(listener.role.admitted.size() == 1);
+  CHECK(listener.role.admitted[0].name == "WEB01.example.test");
+  CHECK(listener.role.admitted[0].auth == proto::AuthMethod::cert);
+}
+
+TEST_CASE("gate: refusals say why, log an event, and leave other sessions alone") {
+  const std::string log_path = (tls::pki().dir / "gate.log").string();
+  std::string log_text;
+  {
+    testing::StderrCapture capture(log_path);
+    GatedListener listener(false, 300);
+    BlockingClient bystander(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+    REQUIRE(bystander.handshake());
+    bystander.send_frame({0, hello("web01.example.test")});
+    proto::Frame frame;
+    REQUIRE(bystander.next_frame(frame));
+
+    SUBCASE("HELLO names someone else") {
+      BlockingClient agent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+      REQUIRE(agent.handshake());
+      agent.send_frame({0, hello("web02.example.test")});
+      const auto [reason, text] = denial(agent);
+      CHECK(reason == proto::Reason::name_mismatch);
+      CHECK(text == "HELLO name web02.example.test is not the certificate's identity web01.example.test");
+    }
+    SUBCASE("auth = cert without a certificate") {
+      BlockingClient agent(kerberos_agent(), "gw1.example.test", listener.port);
+      REQUIRE(agent.handshake());
+      agent.send_frame({0, hello("web01.example.test")});
+      const auto [reason, text] = denial(agent);
+      CHECK(reason == proto::Reason::auth_failed);
+      CHECK(text == "HELLO says auth = cert but the client presented no certificate");
+    }
+    SUBCASE("a Kerberos agent where no keytab is configured") {
+      BlockingClient agent(kerberos_agent(), "gw1.example.test", listener.port);
+      REQUIRE(agent.handshake());
+      agent.send_frame({0, hello("web01.example.test", proto::AuthMethod::kerberos)});
+      CHECK(denial(agent).first == proto::Reason::auth_failed);
+    }
+    SUBCASE("DATA before HELLO") {
+      BlockingClient agent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+      REQUIRE(agent.handshake());
+      agent.send_frame({0, proto::Data{1, proto::DataKind::event, {}}});
+      const auto [reason, text] = denial(agent);
+      CHECK(reason == proto::Reason::protocol_error);
+      CHECK(text == "DATA before the session was authenticated");
+    }
+    SUBCASE("a malformed frame") {
+      BlockingClient agent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+      REQUIRE(agent.handshake());
+      const std::array<std::byte, 12> garbage{std::byte{1}, std::byte{0x7F}};  // version 1, type 0x7F
+      agent.send_plaintext(garbage);
+      const auto [reason, text] = denial(agent);
+      CHECK(reason == proto::Reason::protocol_error);
+      CHECK(text == "malformed frame: unknown_type");
+    }
+    SUBCASE("silent after TLS") {
+      BlockingClient agent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+      REQUIRE(agent.handshake());
+      CHECK(denial(agent).first == proto::Reason::timeout);
+    }
+    bystander.send_frame({0, proto::Ping{7}});
+    REQUIRE(bystander.next_frame(frame));
+    CHECK(std::holds_alternative<proto::Pong>(frame.body));
+    log_text = capture.text();
+  }
+  const bool logged = log_text.find(R"("event":21007,"name":"mutual_auth_failed")") != std::string::npos ||
+                      log_text.find(R"("event":30010,"name":"protocol_violation")") != std::string::npos ||
+                      log_text.find(R"("event":30031,"name":"handshake_timeout")") != std::string::npos;
+  CHECK_MESSAGE(logged, log_text);
+  CHECK(log_text.find(R"("peer":"127.0.0.1:)") != std::string::npos);
+}
+
+TEST_CASE("gate: a Kerberos agent proves its name in AUTH frames bound to the TLS channel") {
+  GatedListener listener(true);
+  SUBCASE("admitted, with mutual authentication") {
+    BlockingClient agent(kerberos_agent(), "gw1.example.test", listener.port);
+    REQUIRE(agent.handshake());
+    krb::Initiator initiator(web01_kerberos(), "gatehouse", "gw1.example.test", binding_of(agent));
+    krb::Step step = initiator.step({});
+    agent.send_frame({0, hello("web01.example.test", proto::AuthMethod::kerberos)});
+    agent.send_frame({0, proto::Auth{proto::AuthMechanism::gssapi_krb5, std::as_bytes(std::span(step.token))}});
+    proto::Frame frame;
+    REQUIRE(agent.next_frame(frame));
+    const auto* reply = std::get_if<proto::Auth>(&frame.body);
+    REQUIRE(reply != nullptr);
+    const auto* token = reinterpret_cast<const uint8_t*>(reply->token.data());
+    step = initiator.step({token, reply->token.size()});  // the gateway's AP-REP proves the gateway
+    CHECK_MESSAGE(step.state == krb::Step::complete, step.error);
+    CHECK(welcomed(agent));
+    std::lock_guard lock(listener.role.mutex);
+    REQUIRE(listener.role.admitted.size() == 1);
+    CHECK(listener.role.admitted[0].auth == proto::AuthMethod::kerberos);
+    CHECK(listener.role.admitted[0].name == "web01.example.test");
+  }
+  SUBCASE("HELLO claims another name than the principal") {
+    BlockingClient agent(kerberos_agent(), "gw1.example.test", listener.port);
+    REQUIRE(agent.handshake());
+    kerberos_hello(agent, "web02.example.test", binding_of(agent));
+    proto::Frame frame;
+    REQUIRE(agent.next_frame(frame));  // the AP-REP comes first: the ticket itself was good
+    const auto [reason, text] = denial(agent);
+    CHECK(reason == proto::Reason::name_mismatch);
+    CHECK(text.find("is not the Kerberos principal host/web01.example.test@GATEHOUSE.TEST") != std::string::npos);
+  }
+  SUBCASE("an exchange relayed from another TLS connection") {
+    BlockingClient victim(kerberos_agent(), "gw1.example.test", listener.port);
+    REQUIRE(victim.handshake());
+    BlockingClient relay(kerberos_agent(), "gw1.example.test", listener.port);
+    REQUIRE(relay.handshake());
+    kerberos_hello(relay, "web01.example.test", binding_of(victim));
+    const auto [reason, text] = denial(relay);
+    CHECK(reason == proto::Reason::auth_failed);
+    CHECK(text.find("channel bindings") != std::string::npos);
+  }
+}
+
+TEST_CASE("principal to agent name: host/NAME@REALM or NAME@REALM") {
+  CHECK(net::agent_name_of_principal("host/web01.example.test@GATEHOUSE.TEST") == "web01.example.test");
+  CHECK(net::agent_name_of_principal("web01@GATEHOUSE.TEST") == "web01");
+  CHECK(net::agent_name_of_principal("gatehouse/gw1.example.test@GATEHOUSE.TEST") == "");
+  CHECK(net::agent_name_of_principal("web01") == "");
+  CHECK(net::agent_name_of_principal("@GATEHOUSE.TEST") == "");
+  CHECK(net::agent_name_of_principal("host/a b@R") == "");
+}
