@@ -12,6 +12,7 @@
 
 #include "gatehouse/net/tls_server.h"
 #include "gatehouse/runtime/runtime.h"
+#include "test_client.h"
 #include "test_pki.h"
 #include "test_support.h"
 
@@ -134,9 +135,10 @@ class TlsClients final : public Service {
 
 // A gateway-like TLS listener: one shard, handshakes on a 2-thread pool.
 struct TlsListener {
-  explicit TlsListener(uint32_t handshake_timeout_ms, uint32_t queue_capacity = 256)
-      : context({tls::Side::server, tls::pki().path("gw1.example.test.crt"), tls::pki().path("gw1.example.test.key"),
-                 tls::pki().path("ca.crt"), ""}),
+  explicit TlsListener(uint32_t handshake_timeout_ms, uint32_t queue_capacity = 256,
+                       const std::string& cert = tls::pki().path("gw1.example.test.crt"),
+                       const std::string& key = tls::pki().path("gw1.example.test.key"))
+      : context({tls::Side::server, cert, key, tls::pki().path("ca.crt")}),
         pool(2, queue_capacity), runtime(limits()) {
     REQUIRE(context.reload() == "");
     std::string why;
@@ -167,7 +169,7 @@ struct Clients {
       : runtime(TlsListener::limits()) {
     std::string why;
     auto context = tls::Context::load({tls::Side::client, tls::pki().path(agent + ".crt"), tls::pki().path(agent + ".key"),
-                                       tls::pki().path("ca.crt"), ""}, why);
+                                       tls::pki().path("ca.crt")}, why);
     REQUIRE_MESSAGE(context != nullptr, why);
     REQUIRE(runtime.start([&](uint32_t) {
       auto service = std::make_unique<TlsClients>(target, context, mode);
@@ -238,4 +240,74 @@ TEST_CASE("TLS listener: a storm of 2,000 handshakes does not stall 100 streamin
   CHECK(streaming.clients->corrupt == 0);
   CHECK(streaming.clients->verified.load() - echoes_before > 100);  // they kept flowing
   CHECK(streaming.clients->max_gap_ms.load() < 1'000);
+}
+
+namespace {
+
+// Replaces `to` by `from` the way cert tools do: write aside, then rename.
+void replace_file(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::filesystem::copy_file(from, to.string() + ".new", std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::rename(to.string() + ".new", to);
+}
+
+// True when a new TLS session to the listener is served `context`'s certificate.
+bool new_session_gets(uint16_t port, const std::shared_ptr<const tls::Context>& context) {
+  testing::BlockingClient probe(tls::pki().client("web01.example.test"), "gw1.example.test", port);
+  if (!probe.handshake()) return false;
+  bssl::UniquePtr<X509> served(SSL_get_peer_certificate(probe.session.ssl()));
+  return served != nullptr && X509_cmp(served.get(), SSL_CTX_get0_certificate(context->get())) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("TLS listener: a renewal on disk serves new sessions while 100 live ones keep flowing; a corrupt file is refused") {
+  namespace fs = std::filesystem;
+  const fs::path live = tls::pki().dir / "reload-live";
+  const fs::path renewal = tls::pki().dir / "reload-renewal";
+  fs::create_directories(live);
+  fs::create_directories(renewal);
+  fs::copy_file(tls::pki().path("gw1.example.test.crt"), live / "cert.pem", fs::copy_options::overwrite_existing);
+  fs::copy_file(tls::pki().path("gw1.example.test.key"), live / "key.pem", fs::copy_options::overwrite_existing);
+  std::string summary;
+  REQUIRE(tls::issue({.ca_dir = tls::pki().dir.string(), .out_dir = renewal.string(), .role = tls::CertRole::gateway,
+                      .name = "gw1.example.test", .days = 30},
+                     summary) == "");
+
+  const std::string log_path = (tls::pki().dir / "reload-live.log").string();
+  std::string log_text;
+  {
+    testing::StderrCapture capture(log_path);
+    TlsListener listener(30'000, 256, (live / "cert.pem").string(), (live / "key.pem").string());
+    tls::FileWatcher watcher(listener.context.paths(), 100, [&] { listener.context.reload(); });
+    REQUIRE(watcher.ok());
+    const uint16_t port = ntohs(reinterpret_cast<const sockaddr_in&>(listener.address.storage).sin_port);
+    const auto original = listener.context.current();
+    Clients streaming(listener.address, "web01.example.test", TlsClients::Mode::stream);
+    streaming.connect(100);
+    REQUIRE(testing::wait_until([&] { return streaming.clients->verified.load() >= 500; }, 30s));
+    CHECK(new_session_gets(port, original));
+
+    replace_file(renewal / "gw1.example.test.key", live / "key.pem");
+    replace_file(renewal / "gw1.example.test.crt", live / "cert.pem");
+    REQUIRE(testing::wait_until([&] { return listener.context.current() != original; }, 10s));
+    const auto renewed = listener.context.current();
+    CHECK(new_session_gets(port, renewed));
+    uint64_t echoes = streaming.clients->verified.load();
+    REQUIRE(testing::wait_until([&] { return streaming.clients->verified.load() >= echoes + 500; }, 30s));
+
+    std::ofstream(live / "cert.pem.new") << "-----BEGIN CERTIFICATE-----\nnot a certificate\n";
+    fs::rename(live / "cert.pem.new", live / "cert.pem");
+    REQUIRE(testing::wait_until([&] { return capture.text().find(R"("event":20051)") != std::string::npos; }, 10s));
+    CHECK(listener.context.current() == renewed);  // the renewed material stays in use
+    CHECK(new_session_gets(port, renewed));
+    echoes = streaming.clients->verified.load();
+    REQUIRE(testing::wait_until([&] { return streaming.clients->verified.load() >= echoes + 500; }, 30s));
+
+    streaming.clients->stop_streaming = true;
+    CHECK(streaming.clients->closed.load() == 0);  // none of the 100 was dropped by either reload
+    CHECK(streaming.clients->corrupt.load() == 0);
+    log_text = capture.text();
+  }
+  CHECK(log_text.find(R"("event":20051,"name":"certificate_invalid")") != std::string::npos);
+  CHECK(log_text.find("not a usable PEM certificate chain") != std::string::npos);
 }
