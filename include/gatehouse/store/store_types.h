@@ -1,0 +1,51 @@
+// The server's event store: types only (functions in store.h). Byte layout of
+// a segment file: docs/store.md.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gatehouse::store {
+
+struct StoreLimits {
+  uint32_t commit_interval_ms = 2;            // group commit: waiting writes are fsynced after at most this
+  uint64_t commit_bytes = 1u << 20;           // ... or as soon as this many bytes wait
+  uint64_t segment_max_bytes = 64u << 20;     // a new segment file after this
+  uint32_t batches_waiting_max = 1'024;       // submitted batches not yet taken by the writer
+};
+
+// One shard's DATA frames from one turn of its loop, sent to the writer as a
+// unit; it comes back to the shard with `durable_seq` filled in for every
+// entry once its records are on disk.
+struct Batch {
+  struct Entry {
+    uint64_t session = 0;        // the shard's key for where the ACK goes
+    std::string agent;
+    uint64_t seq = 0;
+    uint32_t payload_offset = 0;
+    uint32_t payload_size_bytes = 0;
+    uint64_t durable_seq = 0;    // filled by the writer: the agent's durable seq after the commit
+  };
+  uint32_t shard = 0;
+  std::vector<Entry> entries;
+  std::vector<std::byte> payloads;
+};
+
+struct StoreStats {
+  uint64_t agents = 0;              // agents with at least one stored event
+  uint64_t events = 0;
+  uint64_t bytes = 0;               // event payload bytes
+  uint64_t duplicates_dropped = 0;  // (agent, seq) already stored: dropped, across restarts
+  uint64_t segments = 0;
+  uint64_t torn_bytes_truncated = 0;  // at the last open: a torn tail cut off after a crash
+};
+
+struct StoredEvent {
+  std::string agent;
+  uint64_t seq = 0;
+  std::vector<std::byte> payload;
+};
+
+}  // namespace gatehouse::store
