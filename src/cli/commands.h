@@ -8,5 +8,8 @@ int run_certs(int argc, char** argv, int first);
 int run_check_config(int argc, char** argv, int first);
 int run_proto(int argc, char** argv, int first);
 int run_version(int argc, char** argv, int first);
+int run_server(int argc, char** argv, int first);
+int run_approve(int argc, char** argv, int first);
+int run_store(int argc, char** argv, int first);
 
 }  // namespace gatehouse::cli

@@ -29,18 +29,18 @@ constexpr Command kCommands[] = {
      "run the gateway: accept agents and child gateways, multiplex them onto uplinks to parents",
      run_pending, false},
     {"server", "gatehouse server --config FILE",
-     "run the management-server endpoint: approvals, durable exactly-once store", run_pending, false},
+     "run the management-server endpoint: approvals, durable exactly-once store", run_server, true},
     {"agent", "gatehouse agent --config FILE",
      "run an agent: gateway failover list, durable disk queue, events from stdin or a file",
      run_pending, false},
     {"approve", "gatehouse approve --config FILE gateway|agent NAME --action create|delete | list [--pending]",
-     "approve or remove gateways and agents on a running server", run_pending, false},
+     "approve or remove gateways and agents on a running server", run_approve, true},
     {"certs", "gatehouse certs init-ca | issue --role ROLE --name FQDN | revoke --cert F | check --cert F --key F --ca F",
      "dev PKI (init-ca, issue, revoke) and a checker that says why a cert/key/CA set is unusable", run_certs, true},
     {"status", "gatehouse status --config FILE [--json]",
      "health of a running instance: sessions, uplinks, queues, auth failures", run_pending, false},
     {"store", "gatehouse store --config FILE stats [--json] | dump --agent NAME",
-     "read the server's event store", run_pending, false},
+     "read the server's event store", run_store, true},
     {"check-config", "gatehouse check-config --config FILE [--role gateway|server|agent]",
      "validate a config file; exit 1 with file:line: key: reason for every problem", run_check_config,
      true},
@@ -72,7 +72,7 @@ void print_help(FILE* out) {
 
 int run_pending(int argc, char** argv, int first) {
   const Command& command = *find_command(argv[first - 1]);
-  std::fprintf(stderr, "gatehouse %.*s: not in this build yet (this release has: certs, check-config, proto, version)\n",
+  std::fprintf(stderr, "gatehouse %.*s: not in this build yet (this release has: server, approve, store, certs, check-config, proto, version)\n",
                static_cast<int>(command.name.size()), command.name.data());
   (void)argc;
   return kExitUnavailable;

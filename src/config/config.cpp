@@ -236,6 +236,7 @@ void check_role_keys(const toml::table& root, Role role, Context& context) {
       {"parents", {Role::gateway}},
       {"data_dir", {Role::server}},
       {"approval", {Role::server}},
+      {"store", {Role::server}},
       {"gateways", {Role::agent}},
       {"auth", {Role::agent}},
       {"queue_dir", {Role::agent}},
@@ -339,6 +340,13 @@ void read_role_keys(TableReader& root, Config& config) {
                                         {"auto", AgentApproval::automatic}});
         approval.finish();
       }
+      if (const toml::table* table = root.table("store")) {
+        TableReader store(*table, "store.", root.context());
+        store.integer("commit_interval_ms", config.store.commit_interval_ms, 0, 1'000);
+        store.integer("commit_bytes", config.store.commit_bytes, 4 * 1024, uint64_t{1} << 30);
+        store.integer("segment_max_bytes", config.store.segment_max_bytes, 1u << 20, uint64_t{1} << 40);
+        store.finish();
+      }
       break;
     case Role::agent: {
       root.peers("gateways", config.gateways);
@@ -355,7 +363,7 @@ void read_role_keys(TableReader& root, Config& config) {
 
 // Every root key is read (so none is "unknown"); role-foreign ones were reported.
 void mark_foreign_keys_known(TableReader& root) {
-  for (std::string_view key : {"listen", "parents", "data_dir", "approval", "gateways", "auth",
+  for (std::string_view key : {"listen", "parents", "data_dir", "approval", "store", "gateways", "auth",
                                "queue_dir", "queue_max_bytes"}) {
     root.get(key);
   }

@@ -742,6 +742,7 @@ void Shard::run() {
     });
     notify_send_waiters();
     deliver_notices();
+    service_.on_turn_end(*this);
   }
   io_uring_submit(ring);
 }

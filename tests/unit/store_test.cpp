@@ -32,7 +32,7 @@ Batch* batch_of(const std::string& agent, uint64_t first_seq, uint64_t count) {
   auto* batch = new Batch;
   for (uint64_t seq = first_seq; seq < first_seq + count; ++seq) {
     const std::string payload = agent + " event " + std::to_string(seq);
-    batch->entries.push_back({seq, agent, seq, static_cast<uint32_t>(batch->payloads.size()),
+    batch->entries.push_back({seq, 0, agent, seq, static_cast<uint32_t>(batch->payloads.size()),
                               static_cast<uint32_t>(payload.size()), 0});
     const auto* bytes = reinterpret_cast<const std::byte*>(payload.data());
     batch->payloads.insert(batch->payloads.end(), bytes, bytes + payload.size());

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gatehouse/runtime/runtime_types.h"
+#include "gatehouse/store/store_types.h"
 
 namespace gatehouse::config {
 
@@ -63,6 +64,7 @@ struct Config {
   // server
   std::string data_dir = "/var/lib/gatehouse";
   AgentApproval agent_approval = AgentApproval::reject;
+  store::StoreLimits store;  // [store]: group commit and segments
   // agent
   std::vector<Peer> gateways;
   AgentAuth auth = AgentAuth::cert;

@@ -44,6 +44,9 @@ class SessionHandler {
   virtual void on_message(Gate&, runtime::Shard&, const runtime::Message&) {}
   virtual void on_send_space(Gate&, runtime::Shard&, runtime::ConnId) {}
   virtual void on_stop(Gate&, runtime::Shard&) {}
+  virtual void on_turn_end(Gate&, runtime::Shard&) {}
+  // False while the role has work outside the shard (e.g. batches in the store).
+  virtual bool idle() const { return true; }
 };
 
 struct GateOptions {
@@ -77,7 +80,8 @@ class Gate final : public PlainHandler {
   void on_deadline(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id) override;
   void on_send_space(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id) override;
   void on_stop(TlsServer& tls, runtime::Shard& shard) override;
-  bool idle() const override { return accepts_out_ == 0; }
+  void on_turn_end(TlsServer&, runtime::Shard& shard) override { handler_.on_turn_end(*this, shard); }
+  bool idle() const override { return accepts_out_ == 0 && handler_.idle(); }
 
  private:
   struct AcceptJob;

@@ -33,6 +33,7 @@ class PlainHandler {
   virtual void on_send_space(TlsServer&, runtime::Shard&, runtime::ConnId) {}
   // Stop was requested; the TLS layer closes every session after this.
   virtual void on_stop(TlsServer&, runtime::Shard&) {}
+  virtual void on_turn_end(TlsServer&, runtime::Shard&) {}
   // False while the handler has work on the pool.
   virtual bool idle() const { return true; }
 };
@@ -59,6 +60,7 @@ class TlsServer final : public runtime::Service {
   void on_message(runtime::Shard& shard, const runtime::Message& message) override;
   void on_stop(runtime::Shard& shard) override;
   void on_send_space(runtime::Shard& shard, runtime::ConnId id) override;
+  void on_turn_end(runtime::Shard& shard) override { handler_.on_turn_end(*this, shard); }
   bool idle() const override { return steps_out_ == 0 && handler_.idle(); }
 
   // The established session of `id` (channel binding), or nullptr.

@@ -36,6 +36,9 @@ class Service {
   virtual void on_send_space(Shard&, ConnId) {}
   virtual void on_deadline(Shard&, ConnId) {}
   virtual void on_message(Shard&, const Message&) {}
+  // Once per loop turn, after every completion of the turn: a service that
+  // batches work across connections (group commit, uplink writes) sends it here.
+  virtual void on_turn_end(Shard&) {}
   // Stop was requested: listeners are closed; finish sessions and close them.
   // Connections still open after shutdown_timeout_ms are aborted.
   virtual void on_stop(Shard&) {}

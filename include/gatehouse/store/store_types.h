@@ -21,7 +21,8 @@ struct StoreLimits {
 // entry once its records are on disk.
 struct Batch {
   struct Entry {
-    uint64_t session = 0;        // the shard's key for where the ACK goes
+    uint64_t session = 0;        // the shard's key for where the ACK goes (connection)
+    uint32_t channel = 0;        // ... and which channel on it
     std::string agent;
     uint64_t seq = 0;
     uint32_t payload_offset = 0;

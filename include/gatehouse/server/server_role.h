@@ -1,0 +1,72 @@
+// The server role's sessions: agents directly and gateways' uplinks (each
+// agent a channel) arrive authenticated from the gate; approvals come from the
+// registry; DATA goes to the event store in one batch per shard per loop turn,
+// and ACK + CREDIT go back once the store has it on disk.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "gatehouse/net/gate.h"
+#include "gatehouse/server/registry.h"
+#include "gatehouse/store/store.h"
+
+namespace gatehouse::server {
+
+inline constexpr uint32_t kStoreDone = runtime::kServiceMessageBase + 0x100;
+
+struct ServerLimits {
+  uint32_t channel_window_bytes = 256 * 1024;  // DATA bytes an agent may have unacknowledged
+  uint32_t channels_per_uplink_max = 65'536;   // agents one gateway link may carry
+  uint16_t heartbeat_interval_s = 60;
+};
+
+// What every shard's sessions share.
+struct ServerContext {
+  store::EventStore& store;
+  Registry& registry;
+  config::AgentApproval approval;
+  std::string name;  // ours, in HELLO_OK
+  ServerLimits limits;
+};
+
+class ServerSessions final : public net::SessionHandler {
+ public:
+  ServerSessions(ServerContext& context, uint32_t connections_max);
+  ~ServerSessions() override;
+
+  void on_authenticated(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override;
+  void on_frame(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override;
+  void on_closed(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id) override;
+  void on_message(net::Gate& gate, runtime::Shard& shard, const runtime::Message& message) override;
+  void on_turn_end(net::Gate& gate, runtime::Shard& shard) override;
+  bool idle() const override { return batches_out_ == 0 && batch_->entries.empty(); }
+
+ private:
+  struct Channel {
+    std::string agent;
+    uint64_t unacked_bytes = 0;  // DATA bytes received and not yet credited back
+  };
+  struct Link {
+    runtime::ConnId id;
+    bool open = false;
+    bool gateway = false;
+    std::string name;                                 // the gateway, or the direct agent
+    std::unordered_map<uint32_t, Channel> channels;  // a direct agent: channel 0 only
+  };
+
+  bool agent_approved(const std::string& agent) const;
+  void on_open(net::Gate& gate, runtime::Shard& shard, Link& link, uint32_t channel, const proto::Open& open);
+  void on_data(net::Gate& gate, runtime::Shard& shard, Link& link, uint32_t channel, const proto::Data& data);
+  void finish_batch(net::Gate& gate, runtime::Shard& shard, store::Batch* batch);
+  std::string refuse_agent(const std::string& agent, const std::string& via, runtime::Shard& shard, runtime::ConnId id);
+
+  ServerContext& context_;
+  std::vector<Link> links_;               // by connection slot
+  std::unique_ptr<store::Batch> batch_;   // this turn's DATA
+  uint32_t batches_out_ = 0;              // in the store
+};
+
+}  // namespace gatehouse::server

@@ -1,0 +1,134 @@
+#include "role_start.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "gatehouse/cli/args.h"
+#include "gatehouse/krb/profile.h"
+#include "gatehouse/log/log.h"
+#include "commands.h"
+
+namespace gatehouse::cli {
+namespace {
+
+constexpr uint32_t kAuthQueueMax = 4'096;  // handshake steps waiting for an auth thread
+
+// Where the PKINIT-disabling krb5 profile goes: systemd's RuntimeDirectory,
+// else the role's own state folder, else /tmp.
+std::string runtime_dir(const config::Config& config) {
+  if (const char* dir = std::getenv("RUNTIME_DIRECTORY"); dir != nullptr && dir[0] != '\0') return dir;
+  if (config.role == config::Role::server) return config.data_dir;
+  if (config.role == config::Role::agent) return config.queue_dir;
+  return "/tmp";
+}
+
+}  // namespace
+
+bool start_role(int argc, char** argv, int first, config::Role role, std::string_view usage, config::Config& config,
+                int& exit_code) {
+  static constexpr FlagSpec kFlags[] = {{"--config", true}};
+  Args args;
+  std::string why;
+  const std::string command = "gatehouse " + std::string(config::to_string(role));
+  if (!parse_args(argc, argv, first, kFlags, args, why) || !args.positionals.empty() || !args.has("--config")) {
+    exit_code = usage_error(command, why.empty() ? "--config FILE is required" : why, usage);
+    return false;
+  }
+  const std::vector<config::ConfigError> errors = config::load(*args.value("--config"), role, config);
+  log::set_identity(config::to_string(role), config.name);
+  if (!errors.empty()) {
+    for (const config::ConfigError& error : errors) {
+      log::emit(log::Level::error, log::EventId::config_invalid, config::format(error));
+    }
+    exit_code = kExitFailure;
+    return false;
+  }
+  log::Level level;
+  if (log::parse_level(config.log_level, level)) log::set_min_level(level);
+  const std::string dir = runtime_dir(config);
+  std::error_code ignored;
+  std::filesystem::create_directories(dir, ignored);
+  if (const std::string problem = krb::disable_pkinit(dir); !problem.empty()) {
+    log::emit(log::Level::error, log::EventId::config_invalid, "cannot keep krb5 PKINIT out: " + problem);
+    exit_code = kExitFailure;
+    return false;
+  }
+  return true;
+}
+
+ListenerStack::ListenerStack(const config::Config& config)
+    : config_(config),
+      tls_({.side = tls::Side::server, .cert_path = config.tls.cert_path, .key_path = config.tls.key_path,
+            .ca_path = config.tls.ca_path, .crl_path = config.tls.crl_path,
+            // Kerberos agents come without a certificate; the gate decides per HELLO.
+            .peer_certificate = config.kerberos.enabled ? tls::PeerCertificate::optional : tls::PeerCertificate::required,
+            .ticket_keys_path = config.tls.ticket_keys_path, .ticket_lifetime_s = config.tls.ticket_lifetime_s}),
+      pool_(config.auth_threads, kAuthQueueMax) {}
+
+ListenerStack::~ListenerStack() {
+  if (runtime_ != nullptr) {
+    runtime_->stop();
+    runtime_->join();
+  }
+}
+
+void ListenerStack::reload() {
+  tls_.reload();
+  if (!config_.kerberos.enabled) return;
+  std::string why;
+  if (auto credential = krb::AcceptorCredential::load(config_.kerberos.keytab_path, why)) {
+    kerberos_.store(std::move(credential));
+  } else {
+    log::emit(log::Level::error, log::EventId::mutual_auth_failed,
+              "keytab not loaded, the one in use stays: " + why, {{"keytab", config_.kerberos.keytab_path}});
+  }
+}
+
+std::string ListenerStack::start(const HandlerFactory& make_handler) {
+  if (std::string why = tls_.reload(); !why.empty()) return why;
+  if (config_.kerberos.enabled) {
+    std::string why;
+    kerberos_.store(krb::AcceptorCredential::load(config_.kerberos.keytab_path, why));
+    if (kerberos_.load() == nullptr) return "[kerberos] keytab: " + why;
+  }
+  std::vector<std::string> paths = tls_.paths();
+  if (config_.kerberos.enabled) paths.push_back(config_.kerberos.keytab_path);
+  watcher_ = std::make_unique<tls::FileWatcher>(paths, 500, [this] { reload(); });
+
+  runtime::RuntimeLimits limits = config_.runtime;
+  runtime_ = std::make_unique<runtime::Runtime>(limits);
+  const uint32_t shards = runtime_->shard_count();
+  handlers_.resize(shards);
+  gates_.resize(shards);
+  runtime::PeerAddress address;
+  std::string why;
+  if (!runtime::make_address(config_.listen.host, config_.listen.port, address, why) ||
+      !runtime_->listen(address, 0, port_, why)) {
+    return "listen " + config_.listen.text + ": " + why;
+  }
+  runtime::block_stop_signals();
+  const bool started = runtime_->start([&](uint32_t shard) -> std::unique_ptr<runtime::Service> {
+    handlers_[shard] = make_handler(shard);
+    gates_[shard] = std::make_unique<net::Gate>(kerberos_, pool_, *handlers_[shard], limits.connections_per_shard,
+                                                net::GateOptions{5'000, config_.name});
+    auto tls = std::make_unique<net::TlsServer>(tls_, pool_, *gates_[shard], limits.connections_per_shard,
+                                                net::TlsServerLimits{});
+    gates_[shard]->attach(*tls);
+    return tls;
+  }, why);
+  return started ? "" : why;
+}
+
+void ListenerStack::run_until_stopped() {
+  runtime::sd_notify("READY=1");
+  runtime::wait_for_stop_signal([this] { reload(); });
+  log::emit(log::Level::info, log::EventId::process_stopping, "stopping: draining sessions");
+  runtime::sd_notify("STOPPING=1");
+  runtime_->stop();
+  runtime_->join();
+}
+
+}  // namespace gatehouse::cli

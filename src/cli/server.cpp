@@ -1,0 +1,197 @@
+// `gatehouse server`, and the tools that read and edit its state:
+// `gatehouse approve` (registry) and `gatehouse store` (event store).
+#include <cstdio>
+#include <thread>
+
+#include "gatehouse/cli/args.h"
+#include "gatehouse/log/log.h"
+#include "gatehouse/server/server_role.h"
+#include "commands.h"
+#include "role_start.h"
+
+namespace gatehouse::cli {
+namespace {
+
+std::string events_dir(const config::Config& config) { return config.data_dir + "/events"; }
+
+// The server config named by --config, for the tools; false: exit with `exit_code`.
+bool load_server_config(const Args& args, const std::string& command, std::string_view usage, config::Config& config,
+                        int& exit_code) {
+  const auto path = args.value("--config");
+  if (!path) {
+    exit_code = usage_error(command, "--config FILE (the server's) is required", usage);
+    return false;
+  }
+  const std::vector<config::ConfigError> errors = config::load(*path, config::Role::server, config);
+  for (const config::ConfigError& error : errors) std::fprintf(stderr, "%s\n", config::format(error).c_str());
+  exit_code = kExitFailure;
+  return errors.empty();
+}
+
+void print_json_string(std::string_view text) {
+  std::string out;
+  log::append_json_string(out, text);
+  std::fputs(out.c_str(), stdout);
+}
+
+}  // namespace
+
+int run_server(int argc, char** argv, int first) {
+  static constexpr std::string_view kUsage = "gatehouse server --config FILE";
+  config::Config config;
+  int exit_code = kExitOk;
+  if (!start_role(argc, argv, first, config::Role::server, kUsage, config, exit_code)) return exit_code;
+
+  std::string why;
+  auto store = store::EventStore::open(events_dir(config), config.store, why);
+  auto registry = store ? server::Registry::open(config.data_dir, why) : nullptr;
+  if (registry == nullptr) {
+    log::emit(log::Level::error, log::EventId::config_invalid, "cannot open the server's data: " + why,
+              {{"data_dir", config.data_dir}});
+    return kExitFailure;
+  }
+  const store::StoreStats recovered = store->stats();
+  if (recovered.torn_bytes_truncated > 0) {
+    log::emit(log::Level::warning, log::EventId::store_tail_truncated,
+              "the store's last segment ended in a torn record (a crash mid-write); it was cut off, nothing "
+              "acknowledged is lost",
+              {{"bytes", recovered.torn_bytes_truncated}});
+  }
+  registry->watch(250);
+  server::ServerContext context{*store, *registry, config.agent_approval, config.name, {}};
+  ListenerStack stack(config);
+  if (std::string problem = stack.start([&](uint32_t) {
+        return std::make_unique<server::ServerSessions>(context, config.runtime.connections_per_shard);
+      });
+      !problem.empty()) {
+    log::emit(log::Level::error, log::EventId::runtime_unavailable, "cannot start: " + problem);
+    return kExitFailure;
+  }
+  runtime::Runtime& runtime = stack.runtime();
+  store->start([&runtime](store::Batch* batch) {
+    // The shard's inbox is bounded: wait for room rather than drop an ACK.
+    while (!runtime.shard(batch->shard).post({server::kStoreDone, 0, 0, batch})) std::this_thread::yield();
+  });
+  log::emit(log::Level::info, log::EventId::process_started, "server started",
+            {{"listen", config.listen.host}, {"port", stack.port()}, {"shards", runtime.shard_count()},
+             {"events", recovered.events}, {"agents", recovered.agents}});
+  stack.run_until_stopped();
+  store->stop();
+  return kExitOk;
+}
+
+int run_approve(int argc, char** argv, int first) {
+  static constexpr std::string_view kUsage =
+      "gatehouse approve --config FILE gateway|agent NAME --action create|delete\n"
+      "       gatehouse approve --config FILE list [--pending] [--json]";
+  static constexpr FlagSpec kFlags[] = {{"--config", true}, {"--action", true}, {"--pending", false}, {"--json", false}};
+  Args args;
+  std::string why;
+  if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse approve", why, kUsage);
+  config::Config config;
+  int exit_code = kExitOk;
+  if (!load_server_config(args, "gatehouse approve", kUsage, config, exit_code)) return exit_code;
+  const auto& words = args.positionals;
+  const bool listing = words.size() == 1 && words[0] == "list";
+  const bool editing = words.size() == 2 && (words[0] == "gateway" || words[0] == "agent");
+  if (!listing && !editing) return usage_error("gatehouse approve", "say gateway NAME, agent NAME or list", kUsage);
+  const auto action = args.value("--action");
+  if (editing && (!action || (*action != "create" && *action != "delete"))) {
+    return usage_error("gatehouse approve", "--action create|delete is required", kUsage);
+  }
+  if (editing && proto::check_name(words[1]) != proto::ProtoError::none) {
+    return usage_error("gatehouse approve", "'" + std::string(words[1]) + "' is not a valid name", kUsage);
+  }
+  auto registry = server::Registry::open(config.data_dir, why);
+  if (registry == nullptr) {
+    std::fprintf(stderr, "gatehouse approve: %s\n", why.c_str());
+    return kExitFailure;
+  }
+  if (editing) {
+    const bool create = *action == "create";
+    const std::string name(words[1]);
+    why = words[0] == "gateway" ? registry->set_gateway(name, create) : registry->set_agent(name, create);
+    if (!why.empty()) {
+      std::fprintf(stderr, "gatehouse approve: %s\n", why.c_str());
+      return kExitFailure;
+    }
+    std::printf("%s %s %s (a running server applies it within a second)\n", std::string(words[0]).c_str(),
+                name.c_str(), create ? "approved" : "removed");
+    return kExitOk;
+  }
+  const bool pending_only = args.has("--pending");
+  const std::vector<std::string> gateways = pending_only ? std::vector<std::string>{} : registry->gateways();
+  const std::vector<server::AgentRecord> agents = registry->agents(pending_only);
+  if (args.has("--json")) {
+    std::printf("{\"gateways\":[");
+    for (size_t i = 0; i < gateways.size(); ++i) {
+      std::printf(i ? "," : "");
+      print_json_string(gateways[i]);
+    }
+    std::printf("],\"agents\":[");
+    for (size_t i = 0; i < agents.size(); ++i) {
+      std::printf("%s{\"name\":", i ? "," : "");
+      print_json_string(agents[i].name);
+      std::printf(",\"state\":\"%s\",\"first_seen_unix_s\":%lld,\"last_seen_unix_s\":%lld,\"via\":",
+                  server::to_string(agents[i].state), static_cast<long long>(agents[i].first_seen_unix_s),
+                  static_cast<long long>(agents[i].last_seen_unix_s));
+      print_json_string(agents[i].via);
+      std::printf("}");
+    }
+    std::printf("]}\n");
+    return kExitOk;
+  }
+  for (const std::string& name : gateways) std::printf("gateway %s approved\n", name.c_str());
+  for (const server::AgentRecord& agent : agents) {
+    std::printf("agent %s %s%s%s\n", agent.name.c_str(), server::to_string(agent.state),
+                agent.via.empty() ? "" : " via ", agent.via.c_str());
+  }
+  return kExitOk;
+}
+
+int run_store(int argc, char** argv, int first) {
+  static constexpr std::string_view kUsage =
+      "gatehouse store --config FILE stats [--json]\n"
+      "       gatehouse store --config FILE dump --agent NAME";
+  static constexpr FlagSpec kFlags[] = {{"--config", true}, {"--json", false}, {"--agent", true}};
+  Args args;
+  std::string why;
+  if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse store", why, kUsage);
+  config::Config config;
+  int exit_code = kExitOk;
+  if (!load_server_config(args, "gatehouse store", kUsage, config, exit_code)) return exit_code;
+  if (args.positionals.size() != 1) return usage_error("gatehouse store", "say stats or dump", kUsage);
+  const std::string_view action = args.positionals[0];
+  if (action == "stats") {
+    store::StoreStats stats;
+    if (!store::EventStore::read_stats(events_dir(config), stats, why)) {
+      std::fprintf(stderr, "gatehouse store: %s\n", why.c_str());
+      return kExitFailure;
+    }
+    const std::pair<const char*, uint64_t> fields[] = {{"agents", stats.agents},
+                                                       {"events", stats.events},
+                                                       {"bytes", stats.bytes},
+                                                       {"duplicates_dropped", stats.duplicates_dropped},
+                                                       {"segments", stats.segments}};
+    const bool json = args.has("--json");
+    for (size_t i = 0; i < std::size(fields); ++i) {
+      const auto value = static_cast<unsigned long long>(fields[i].second);
+      if (json) std::printf("%s\"%s\":%llu", i == 0 ? "{" : ",", fields[i].first, value);
+      else std::printf("%s %llu\n", fields[i].first, value);
+    }
+    if (json) std::printf("}\n");
+    return kExitOk;
+  }
+  if (action != "dump") return usage_error("gatehouse store", "unknown action '" + std::string(action) + "'", kUsage);
+  const auto agent = args.value("--agent");
+  if (!agent) return usage_error("gatehouse store", "dump needs --agent NAME", kUsage);
+  const bool ok = store::EventStore::dump(events_dir(config), *agent, [](const store::StoredEvent& event) {
+    std::printf("{\"seq\":%llu,\"payload\":", static_cast<unsigned long long>(event.seq));
+    print_json_string({reinterpret_cast<const char*>(event.payload.data()), event.payload.size()});
+    std::printf("}\n");
+  }, why);
+  if (!ok) std::fprintf(stderr, "gatehouse store: %s\n", why.c_str());
+  return ok ? kExitOk : kExitFailure;
+}
+
+}  // namespace gatehouse::cli

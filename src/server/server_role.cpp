@@ -1,0 +1,209 @@
+#include "gatehouse/server/server_role.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+#include "gatehouse/log/log.h"
+
+namespace gatehouse::server {
+namespace {
+
+constexpr uint32_t kDataFrameFixedBytes = proto::kFrameHeaderBytes + 10;
+
+uint64_t session_key(runtime::ConnId id) { return uint64_t{id.index} << 32 | id.generation; }
+runtime::ConnId conn_of(uint64_t key) { return {static_cast<uint32_t>(key >> 32), static_cast<uint32_t>(key)}; }
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+}  // namespace
+
+ServerSessions::ServerSessions(ServerContext& context, uint32_t connections_max)
+    : context_(context), links_(connections_max), batch_(std::make_unique<store::Batch>()) {}
+
+ServerSessions::~ServerSessions() = default;
+
+bool ServerSessions::agent_approved(const std::string& agent) const {
+  if (context_.approval == config::AgentApproval::automatic) return true;
+  return context_.registry.approvals()->agents.contains(agent);
+}
+
+// Logs 20000 and returns the DENY text.
+std::string ServerSessions::refuse_agent(const std::string& agent, const std::string& via, runtime::Shard& shard,
+                                         runtime::ConnId id) {
+  const std::string how = context_.approval == config::AgentApproval::review
+                              ? "it is on the pending list: gatehouse approve agent " + agent + " --action create"
+                              : "approve it with: gatehouse approve agent " + agent + " --action create";
+  log::emit(log::Level::warning, log::EventId::peer_not_approved, "agent not approved: " + how,
+            {{"agent", agent}, {"via", via.empty() ? "direct" : via}, {"peer", shard.peer(id).to_string()}});
+  return "agent " + agent + " is not approved by this management server";
+}
+
+void ServerSessions::on_authenticated(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id,
+                                      const net::Identity& identity) {
+  Link& link = links_[id.index];
+  link = {};
+  link.id = id;
+  link.name = lower(identity.name);
+  if (identity.role == proto::Role::gateway) {
+    if (!context_.registry.approvals()->gateways.contains(link.name)) {
+      log::emit(log::Level::warning, log::EventId::peer_not_approved,
+                "gateway not approved: approve it with: gatehouse approve gateway " + link.name + " --action create",
+                {{"gateway", link.name}, {"peer", shard.peer(id).to_string()}});
+      gate.deny(shard, id, proto::Reason::not_approved, log::EventId::peer_not_approved,
+                "gateway " + link.name + " is not approved by this management server");
+      return;
+    }
+    link.gateway = true;
+    link.open = true;
+    gate.send(shard, id, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s, 0, 0, context_.name}});
+    return;
+  }
+  context_.registry.note_seen(link.name, "", context_.approval);
+  if (!agent_approved(link.name)) {
+    gate.deny(shard, id, proto::Reason::not_approved, log::EventId::peer_not_approved, refuse_agent(link.name, "", shard, id));
+    return;
+  }
+  link.open = true;
+  link.channels[0].agent = link.name;
+  gate.send(shard, id, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s,
+                                          context_.limits.channel_window_bytes, context_.store.durable_seq(link.name),
+                                          context_.name}});
+}
+
+void ServerSessions::on_frame(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) {
+  Link& link = links_[id.index];
+  if (!link.open || link.id != id) return;
+  std::visit(
+      [&](const auto& body) {
+        using Body = std::decay_t<decltype(body)>;
+        if constexpr (std::is_same_v<Body, proto::Data>) {
+          on_data(gate, shard, link, frame.channel, body);
+        } else if constexpr (std::is_same_v<Body, proto::Open>) {
+          on_open(gate, shard, link, frame.channel, body);
+        } else if constexpr (std::is_same_v<Body, proto::Close>) {
+          if (link.gateway) link.channels.erase(frame.channel);  // the agent left the gateway
+        } else if constexpr (std::is_same_v<Body, proto::Ping>) {
+          gate.send(shard, id, {frame.channel, proto::Pong{body.nonce}});
+        } else if constexpr (std::is_same_v<Body, proto::Pong> || std::is_same_v<Body, proto::GoAway>) {
+          // liveness answers and a child's orderly goodbye need no reply
+        } else {
+          gate.deny(shard, id, proto::Reason::protocol_error, log::EventId::protocol_violation,
+                    std::string(proto::to_string(proto::frame_type(frame.body))) + " is not sent by a child");
+        }
+      },
+      frame.body);
+}
+
+void ServerSessions::on_open(net::Gate& gate, runtime::Shard& shard, Link& link, uint32_t channel,
+                             const proto::Open& open) {
+  if (!link.gateway || channel == 0) {
+    gate.deny(shard, link.id, proto::Reason::protocol_error, log::EventId::protocol_violation,
+              "OPEN comes from gateways, on a channel above 0");
+    return;
+  }
+  const std::string agent = lower(open.name);
+  auto refuse = [&](proto::Reason reason, log::EventId event, const std::string& text) {
+    gate.send(shard, link.id,
+              {channel, proto::OpenDeny{{reason, static_cast<uint32_t>(event), std::string_view(text).substr(0, proto::kTextMaxBytes)}}});
+  };
+  if (link.channels.contains(channel)) {
+    refuse(proto::Reason::channel_exists, log::EventId::protocol_violation, "channel already open");
+    return;
+  }
+  if (link.channels.size() >= context_.limits.channels_per_uplink_max) {
+    refuse(proto::Reason::channel_limit, log::EventId::protocol_violation, "too many agents on this uplink");
+    return;
+  }
+  context_.registry.note_seen(agent, link.name, context_.approval);
+  if (!agent_approved(agent)) {
+    refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, refuse_agent(agent, link.name, shard, link.id));
+    return;
+  }
+  link.channels[channel].agent = agent;
+  gate.send(shard, link.id,
+            {channel, proto::OpenOk{context_.store.durable_seq(agent), context_.limits.channel_window_bytes}});
+}
+
+void ServerSessions::on_data(net::Gate& gate, runtime::Shard& shard, Link& link, uint32_t channel,
+                             const proto::Data& data) {
+  auto found = link.channels.find(channel);
+  if (found == link.channels.end()) {
+    if (link.gateway) {
+      gate.send(shard, link.id, {channel, proto::Close{proto::Reason::channel_unknown}});
+      return;
+    }
+    gate.deny(shard, link.id, proto::Reason::protocol_error, log::EventId::protocol_violation, "DATA on channel > 0 from an agent");
+    return;
+  }
+  Channel& state = found->second;
+  const uint32_t frame_bytes = kDataFrameFixedBytes + static_cast<uint32_t>(data.payload.size());
+  if (state.unacked_bytes + frame_bytes > context_.limits.channel_window_bytes) {
+    gate.deny(shard, link.id, proto::Reason::flow_control_violation, log::EventId::protocol_violation,
+              "DATA beyond the granted window of " + std::to_string(context_.limits.channel_window_bytes) + " bytes");
+    return;
+  }
+  state.unacked_bytes += frame_bytes;
+  if (data.kind == proto::DataKind::heartbeat) {  // liveness only: nothing to store
+    state.unacked_bytes -= frame_bytes;
+    gate.send(shard, link.id, {channel, proto::Credit{frame_bytes}});
+    return;
+  }
+  store::Batch& batch = *batch_;
+  batch.entries.push_back({session_key(link.id), channel, state.agent, data.seq,
+                           static_cast<uint32_t>(batch.payloads.size()), static_cast<uint32_t>(data.payload.size()), 0});
+  batch.payloads.insert(batch.payloads.end(), data.payload.begin(), data.payload.end());
+}
+
+void ServerSessions::on_turn_end(net::Gate&, runtime::Shard& shard) {
+  if (batch_->entries.empty()) return;
+  batch_->shard = shard.index();
+  // A full store queue keeps the batch here and tries again next turn; the
+  // agents' windows bound how much can pile up meanwhile.
+  if (!context_.store.submit(batch_.get())) return;
+  batch_.release();
+  batch_ = std::make_unique<store::Batch>();
+  ++batches_out_;
+}
+
+void ServerSessions::on_message(net::Gate& gate, runtime::Shard& shard, const runtime::Message& message) {
+  if (message.kind == kStoreDone) finish_batch(gate, shard, static_cast<store::Batch*>(message.pointer));
+}
+
+// The batch is on disk: one ACK (highest durable seq) and one CREDIT (bytes
+// freed) per channel that had DATA in it.
+void ServerSessions::finish_batch(net::Gate& gate, runtime::Shard& shard, store::Batch* batch) {
+  std::unique_ptr<store::Batch> owned(batch);
+  --batches_out_;
+  struct Reply {
+    uint64_t durable_seq = 0;
+    uint32_t credit_bytes = 0;
+  };
+  std::map<std::pair<uint64_t, uint32_t>, Reply> replies;
+  for (const store::Batch::Entry& entry : batch->entries) {
+    Reply& reply = replies[{entry.session, entry.channel}];
+    reply.durable_seq = std::max(reply.durable_seq, entry.durable_seq);
+    reply.credit_bytes += kDataFrameFixedBytes + entry.payload_size_bytes;
+  }
+  for (const auto& [key, reply] : replies) {
+    const runtime::ConnId id = conn_of(key.first);
+    Link& link = links_[id.index];
+    if (!link.open || link.id != id || !shard.alive(id)) continue;
+    auto channel = link.channels.find(key.second);
+    if (channel == link.channels.end()) continue;
+    channel->second.unacked_bytes -= std::min<uint64_t>(channel->second.unacked_bytes, reply.credit_bytes);
+    gate.send(shard, id, {key.second, proto::Ack{reply.durable_seq}});
+    gate.send(shard, id, {key.second, proto::Credit{reply.credit_bytes}});
+  }
+}
+
+void ServerSessions::on_closed(net::Gate&, runtime::Shard&, runtime::ConnId id) {
+  Link& link = links_[id.index];
+  if (link.id == id) link = {};
+}
+
+}  // namespace gatehouse::server
