@@ -11,5 +11,6 @@ int run_version(int argc, char** argv, int first);
 int run_server(int argc, char** argv, int first);
 int run_approve(int argc, char** argv, int first);
 int run_store(int argc, char** argv, int first);
+int run_agent(int argc, char** argv, int first);
 
 }  // namespace gatehouse::cli

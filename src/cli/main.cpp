@@ -30,9 +30,9 @@ constexpr Command kCommands[] = {
      run_pending, false},
     {"server", "gatehouse server --config FILE",
      "run the management-server endpoint: approvals, durable exactly-once store", run_server, true},
-    {"agent", "gatehouse agent --config FILE",
+    {"agent", "gatehouse agent --config FILE [--file F | --synthetic RATE [--count N]] [--follow]",
      "run an agent: gateway failover list, durable disk queue, events from stdin or a file",
-     run_pending, false},
+     run_agent, true},
     {"approve", "gatehouse approve --config FILE gateway|agent NAME --action create|delete | list [--pending]",
      "approve or remove gateways and agents on a running server", run_approve, true},
     {"certs", "gatehouse certs init-ca | issue --role ROLE --name FQDN | revoke --cert F | check --cert F --key F --ca F",
@@ -72,7 +72,7 @@ void print_help(FILE* out) {
 
 int run_pending(int argc, char** argv, int first) {
   const Command& command = *find_command(argv[first - 1]);
-  std::fprintf(stderr, "gatehouse %.*s: not in this build yet (this release has: server, approve, store, certs, check-config, proto, version)\n",
+  std::fprintf(stderr, "gatehouse %.*s: not in this build yet (this release has: server, agent, approve, store, certs, check-config, proto, version)\n",
                static_cast<int>(command.name.size()), command.name.data());
   (void)argc;
   return kExitUnavailable;

@@ -27,14 +27,10 @@ std::string runtime_dir(const config::Config& config) {
 
 }  // namespace
 
-bool start_role(int argc, char** argv, int first, config::Role role, std::string_view usage, config::Config& config,
-                int& exit_code) {
-  static constexpr FlagSpec kFlags[] = {{"--config", true}};
-  Args args;
-  std::string why;
+bool start_role(const Args& args, config::Role role, std::string_view usage, config::Config& config, int& exit_code) {
   const std::string command = "gatehouse " + std::string(config::to_string(role));
-  if (!parse_args(argc, argv, first, kFlags, args, why) || !args.positionals.empty() || !args.has("--config")) {
-    exit_code = usage_error(command, why.empty() ? "--config FILE is required" : why, usage);
+  if (!args.positionals.empty() || !args.has("--config")) {
+    exit_code = usage_error(command, "--config FILE is required", usage);
     return false;
   }
   const std::vector<config::ConfigError> errors = config::load(*args.value("--config"), role, config);

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "gatehouse/cli/args.h"
 #include "gatehouse/config/config.h"
 #include "gatehouse/krb/gss.h"
 #include "gatehouse/net/gate.h"
@@ -17,10 +18,10 @@
 
 namespace gatehouse::cli {
 
-// Parses `--config FILE`, loads it for `role` (event 30003 per problem), sets
-// the log identity and level, and disables krb5 PKINIT. False: exit with `exit_code`.
-bool start_role(int argc, char** argv, int first, config::Role role, std::string_view usage, config::Config& config,
-                int& exit_code);
+// Loads `--config FILE` (from parsed `args`) for `role` (event 30003 per
+// problem), sets the log identity and level, and disables krb5 PKINIT.
+// False: exit with `exit_code`.
+bool start_role(const Args& args, config::Role role, std::string_view usage, config::Config& config, int& exit_code);
 
 // The listening half of the server and gateway roles: one TlsServer + Gate +
 // role handler per shard, the auth pool, certificate and keytab reload on

@@ -38,11 +38,14 @@ void print_json_string(std::string_view text) {
 
 int run_server(int argc, char** argv, int first) {
   static constexpr std::string_view kUsage = "gatehouse server --config FILE";
+  static constexpr FlagSpec kFlags[] = {{"--config", true}};
+  Args args;
+  std::string why;
+  if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse server", why, kUsage);
   config::Config config;
   int exit_code = kExitOk;
-  if (!start_role(argc, argv, first, config::Role::server, kUsage, config, exit_code)) return exit_code;
+  if (!start_role(args, config::Role::server, kUsage, config, exit_code)) return exit_code;
 
-  std::string why;
   auto store = store::EventStore::open(events_dir(config), config.store, why);
   auto registry = store ? server::Registry::open(config.data_dir, why) : nullptr;
   if (registry == nullptr) {

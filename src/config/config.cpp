@@ -241,6 +241,7 @@ void check_role_keys(const toml::table& root, Role role, Context& context) {
       {"auth", {Role::agent}},
       {"queue_dir", {Role::agent}},
       {"queue_max_bytes", {Role::agent}},
+      {"queue_full", {Role::agent}},
   };
   for (const RoleKey& role_key : kRoleKeys) {
     const toml::node* node = root.get(role_key.key);
@@ -356,6 +357,7 @@ void read_role_keys(TableReader& root, Config& config) {
       root.choice<AgentAuth>("auth", config.auth, {{"cert", AgentAuth::cert}, {"kerberos", AgentAuth::kerberos}});
       root.directory("queue_dir", config.queue_dir);
       root.integer("queue_max_bytes", config.queue_max_bytes, 64 * 1024, uint64_t{1} << 40);
+      root.choice<bool>("queue_full", config.queue_drop_oldest, {{"block", false}, {"drop-oldest", true}});
       break;
     }
   }
@@ -364,7 +366,7 @@ void read_role_keys(TableReader& root, Config& config) {
 // Every root key is read (so none is "unknown"); role-foreign ones were reported.
 void mark_foreign_keys_known(TableReader& root) {
   for (std::string_view key : {"listen", "parents", "data_dir", "approval", "store", "gateways", "auth",
-                               "queue_dir", "queue_max_bytes"}) {
+                               "queue_dir", "queue_max_bytes", "queue_full"}) {
     root.get(key);
   }
 }
@@ -427,16 +429,19 @@ bool parse_endpoint(std::string_view text, bool ip_literal_only, Endpoint& endpo
       return false;
     }
   }
+  // A listen address may say port 0: the system picks one, and the start
+  // event (30001) says which.
+  const char* range = ip_literal_only ? "port must be a number from 0 to 65535" : "port must be a number from 1 to 65535";
   uint32_t port_number = 0;
   for (char c : port) {
     if (c < '0' || c > '9' || port_number > 65535) {
-      why = "port must be a number from 1 to 65535";
+      why = range;
       return false;
     }
     port_number = port_number * 10 + static_cast<uint32_t>(c - '0');
   }
-  if (port.empty() || port_number == 0 || port_number > 65535) {
-    why = "port must be a number from 1 to 65535";
+  if (port.empty() || (port_number == 0 && !ip_literal_only) || port_number > 65535) {
+    why = range;
     return false;
   }
   const std::string host_text(host);

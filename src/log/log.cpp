@@ -56,6 +56,7 @@ const char* event_name(EventId id) {
     case EventId::handshake_queue_full: return "handshake_queue_full";
     case EventId::handshake_timeout: return "handshake_timeout";
     case EventId::store_tail_truncated: return "store_tail_truncated";
+    case EventId::parent_connected: return "parent_connected";
   }
   return "unknown";
 }

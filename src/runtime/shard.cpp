@@ -395,6 +395,18 @@ void Shard::clear_deadline(ConnId id) {
   if (Connection* c = live(id)) wheel_.cancel(c->timer);
 }
 
+void Shard::set_timer(uint32_t timer, uint32_t delay_ms) {
+  assert(timer < kServiceTimersMax);
+  TimerNode& node = service_timers_[timer];
+  node.owner = kServiceTimerOwner | timer;
+  wheel_.schedule(node, clock_ms(), delay_ms);
+}
+
+void Shard::cancel_timer(uint32_t timer) {
+  assert(timer < kServiceTimersMax);
+  wheel_.cancel(service_timers_[timer]);
+}
+
 bool Shard::post_to(uint32_t shard, const Message& message) {
   assert(shard < peers_->size());
   Message stamped = message;
@@ -734,8 +746,12 @@ void Shard::run() {
     buffers_.publish();
     now_ms_ = clock_ms();
     drain_inbox();
-    wheel_.advance(now_ms_, [this](uint64_t index) {
-      const auto i = static_cast<uint32_t>(index);
+    wheel_.advance(now_ms_, [this](uint64_t owner) {
+      if (owner & kServiceTimerOwner) {
+        service_.on_timer(*this, static_cast<uint32_t>(owner & ~kServiceTimerOwner));
+        return;
+      }
+      const auto i = static_cast<uint32_t>(owner);
       if (connections_[i].state == ConnState::open || connections_[i].state == ConnState::draining) {
         service_.on_deadline(*this, id_of(i));
       }

@@ -1,5 +1,7 @@
 #include "gatehouse/store/store.h"
 
+#include "gatehouse/store/record_io.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -18,53 +20,9 @@
 namespace gatehouse::store {
 namespace {
 
-constexpr uint32_t kRecordHeaderBytes = 8;  // u32 body size, u32 CRC-32C of the body
 constexpr uint32_t kRecordBodyMaxBytes = 1 + 1 + 255 + 8 + (1u << 20);
 constexpr uint8_t kRecordEvent = 1;       // u8 name size, name, u64 seq, payload
 constexpr uint8_t kRecordDuplicates = 2;  // u64 duplicates dropped since the previous such record
-
-uint32_t crc32c(const std::byte* data, size_t size) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0x82F63B78u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t crc = 0xFFFFFFFFu;
-  for (size_t i = 0; i < size; ++i) crc = table[(crc ^ static_cast<uint8_t>(data[i])) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
-
-void put_u32(std::byte* out, uint32_t value) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<std::byte>(value >> (8 * i));
-}
-void put_u64(std::byte* out, uint64_t value) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>(value >> (8 * i));
-}
-uint32_t get_u32(const std::byte* in) {
-  uint32_t value = 0;
-  for (int i = 3; i >= 0; --i) value = value << 8 | static_cast<uint8_t>(in[i]);
-  return value;
-}
-uint64_t get_u64(const std::byte* in) {
-  uint64_t value = 0;
-  for (int i = 7; i >= 0; --i) value = value << 8 | static_cast<uint8_t>(in[i]);
-  return value;
-}
-
-// Appends one record (header + body) whose body is `body_size` bytes written by `fill`.
-template <class Fill>
-void append_record(std::vector<std::byte>& out, uint32_t body_size, Fill fill) {
-  const size_t start = out.size();
-  out.resize(start + kRecordHeaderBytes + body_size);
-  std::byte* body = out.data() + start + kRecordHeaderBytes;
-  fill(body);
-  put_u32(out.data() + start, body_size);
-  put_u32(out.data() + start + 4, crc32c(body, body_size));
-}
 
 std::string segment_name(uint64_t number) {
   char name[32];
@@ -135,17 +93,12 @@ bool scan_segment(const std::string& path, OnRecord on_record, uint64_t& good_by
     return false;
   }
   const std::span<const std::byte> bytes(static_cast<const std::byte*>(mapped), file_bytes);
-  uint64_t offset = 0;
-  while (offset + kRecordHeaderBytes <= file_bytes) {
-    const uint32_t body_size = get_u32(bytes.data() + offset);
-    if (body_size == 0 || body_size > kRecordBodyMaxBytes || offset + kRecordHeaderBytes + body_size > file_bytes) break;
-    const std::span<const std::byte> body = bytes.subspan(offset + kRecordHeaderBytes, body_size);
+  good_bytes = scan_records(bytes, kRecordBodyMaxBytes, [&](std::span<const std::byte> body) {
     Record record;
-    if (crc32c(body.data(), body.size()) != get_u32(bytes.data() + offset + 4) || !parse_record(body, record)) break;
+    if (!parse_record(body, record)) return false;
     on_record(record);
-    offset += kRecordHeaderBytes + body_size;
-  }
-  good_bytes = offset;
+    return true;
+  });
   munmap(mapped, file_bytes);
   return true;
 }

@@ -70,6 +70,7 @@ struct Config {
   AgentAuth auth = AgentAuth::cert;
   std::string queue_dir = "/var/lib/gatehouse/queue";
   uint64_t queue_max_bytes = kQueueDefaultBytes;
+  bool queue_drop_oldest = false;  // queue_full = "drop-oldest" (default "block")
 };
 
 struct ConfigError {

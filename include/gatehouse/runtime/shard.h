@@ -35,6 +35,8 @@ class Service {
   // send() was refused earlier and there is room again.
   virtual void on_send_space(Shard&, ConnId) {}
   virtual void on_deadline(Shard&, ConnId) {}
+  // A timer set with Shard::set_timer fired.
+  virtual void on_timer(Shard&, uint32_t) {}
   virtual void on_message(Shard&, const Message&) {}
   // Once per loop turn, after every completion of the turn: a service that
   // batches work across connections (group commit, uplink writes) sends it here.
@@ -98,6 +100,11 @@ class Shard {
   void resume_reading(ConnId id);
   void set_deadline(ConnId id, uint32_t timeout_ms);
   void clear_deadline(ConnId id);
+  // Timers not tied to a connection (reconnect backoff, heartbeats): timer
+  // 0..kServiceTimersMax-1, each armed at most once; on_timer when it fires.
+  static constexpr uint32_t kServiceTimersMax = 16;
+  void set_timer(uint32_t timer, uint32_t delay_ms);
+  void cancel_timer(uint32_t timer);
   bool alive(ConnId id) const;
   const PeerAddress& peer(ConnId id) const;
   bool post_to(uint32_t shard, const Message& message);
@@ -170,6 +177,8 @@ class Shard {
   Ring ring_;
   BufferRing buffers_;
   TimerWheel wheel_;
+  static constexpr uint64_t kServiceTimerOwner = uint64_t{1} << 63;  // marks a service timer's owner
+  std::array<TimerNode, kServiceTimersMax> service_timers_{};
   MpscQueue<Message> inbox_;
   int wake_fd_ = -1;
   uint64_t wake_value_ = 0;

@@ -1,0 +1,84 @@
+// The agent's one session, on a shard of the runtime: connects to the first
+// reachable gateway of its list (backoff with jitter between rounds), proves
+// itself (certificate or Kerberos), resumes from the server's durable seq,
+// sends its queue within the granted window and deletes what is acknowledged.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gatehouse/agent/disk_queue.h"
+#include "gatehouse/config/config_types.h"
+#include "gatehouse/net/child_session.h"
+#include "gatehouse/runtime/shard.h"
+
+namespace gatehouse::agent {
+
+inline constexpr uint32_t kQueueChanged = runtime::kServiceMessageBase + 0x200;
+
+struct AgentOptions {
+  std::vector<config::Peer> gateways;  // ordered failover list
+  net::ChildOptions child;             // parent_name is set per gateway
+  uint32_t backoff_initial_ms = 200;
+  uint32_t backoff_max_ms = 30'000;
+  uint32_t welcome_timeout_ms = 10'000;  // connect → HELLO_OK
+};
+
+struct AgentCounters {
+  std::atomic<uint64_t> sent{0};         // DATA frames sent (resends included)
+  std::atomic<uint64_t> acked_seq{0};    // highest durable seq acknowledged
+  std::atomic<uint64_t> sessions{0};     // HELLO_OKs received
+  std::atomic<bool> connected{false};
+};
+
+class AgentService final : public runtime::Service, private net::ChildSession::Handler {
+ public:
+  AgentService(const AgentOptions& options, DiskQueue& queue, AgentCounters& counters);
+  ~AgentService() override;
+
+  void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;
+  void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override;
+  void on_close(runtime::Shard& shard, runtime::ConnId id, int error) override;
+  void on_connect_failed(runtime::Shard& shard, uint64_t context, int error) override;
+  void on_send_space(runtime::Shard& shard, runtime::ConnId id) override;
+  void on_deadline(runtime::Shard& shard, runtime::ConnId id) override;
+  void on_timer(runtime::Shard& shard, uint32_t timer) override;
+  void on_message(runtime::Shard& shard, const runtime::Message& message) override;
+  void on_stop(runtime::Shard& shard) override;
+
+ private:
+  enum Timer : uint32_t { kReconnect = 0, kHeartbeat = 1 };
+
+  void on_welcome(const proto::HelloOk& hello_ok) override;
+  void on_frame(const proto::Frame& frame) override;
+  void on_failure(const net::ChildFailure& failure) override;
+
+  void connect(runtime::Shard& shard);
+  void next_gateway(runtime::Shard& shard);
+  void flush(runtime::Shard& shard);
+  void pump(runtime::Shard& shard);
+  const config::Peer& gateway() const { return options_.gateways[current_]; }
+
+  const AgentOptions options_;
+  DiskQueue& queue_;
+  AgentCounters& counters_;
+  proto::SpillPool spill_pool_{4};
+  std::unique_ptr<net::ChildSession> session_;
+  runtime::Shard* shard_ = nullptr;
+  runtime::ConnId conn_{};
+  bool connected_ = false;
+  size_t current_ = 0;             // index into gateways
+  size_t failures_in_round_ = 0;   // gateways tried since the last success
+  uint32_t backoff_ms_;
+  uint64_t window_bytes_ = 0;      // DATA bytes we may still send
+  uint64_t sent_through_ = 0;      // highest seq sent on this session
+  uint16_t heartbeat_interval_s_ = 60;
+  std::vector<std::byte> unsent_;  // ciphertext the send queue had no room for
+  std::minstd_rand jitter_;
+  bool stopping_ = false;
+};
+
+}  // namespace gatehouse::agent

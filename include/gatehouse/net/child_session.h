@@ -1,0 +1,83 @@
+// The child side of a session (agent → gateway or server, gateway → parent):
+// TLS client, HELLO, the Kerberos exchange in AUTH frames when asked, then
+// frames both ways. Socket-free like tls::Session: the owner feeds received
+// ciphertext in and sends what pull_ciphertext() gives. Runs inline on the
+// owner's shard (a child has few sessions; a parent's CPU is what the auth
+// pool protects).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gatehouse/krb/gss.h"
+#include "gatehouse/log/events.h"
+#include "gatehouse/proto/codec.h"
+#include "gatehouse/tls/session.h"
+
+namespace gatehouse::net {
+
+struct ChildOptions {
+  std::shared_ptr<const tls::Context> tls;
+  std::string parent_name;  // the parent's certificate identity; the Kerberos service host
+  proto::Role role = proto::Role::agent;
+  proto::AuthMethod auth = proto::AuthMethod::cert;
+  std::string name;         // ours, in HELLO
+  std::shared_ptr<const krb::InitiatorCredential> kerberos;  // auth = kerberos
+  std::string kerberos_service = "gatehouse";
+};
+
+// Why a session ended before or instead of HELLO_OK.
+struct ChildFailure {
+  proto::Reason reason = proto::Reason::normal;  // from DENY, or auth_failed / protocol_error locally
+  log::EventId event = log::EventId::mutual_auth_failed;
+  std::string why;
+};
+
+class ChildSession {
+ public:
+  class Handler {
+   public:
+    virtual ~Handler() = default;
+    virtual void on_welcome(const proto::HelloOk& hello_ok) = 0;
+    // Every frame after HELLO_OK; views valid during the call only.
+    virtual void on_frame(const proto::Frame& frame) = 0;
+    virtual void on_failure(const ChildFailure& failure) = 0;
+  };
+
+  ChildSession(const ChildOptions& options, proto::SpillPool& spill_pool);
+  ~ChildSession();
+  ChildSession(const ChildSession&) = delete;
+  ChildSession& operator=(const ChildSession&) = delete;
+
+  // The TCP connection is up: produces the first TLS flight.
+  void start();
+  // Received ciphertext; calls the handler for what it completes.
+  void receive(std::span<const std::byte> ciphertext, Handler& handler);
+  // After on_welcome: encodes, encrypts, and queues one frame.
+  bool send(const proto::Frame& frame);
+  // Pre-encoded frames (a relay passes them through).
+  bool send_encoded(std::span<const std::byte> frames);
+
+  size_t pending_ciphertext_bytes() const { return tls_.pending_ciphertext_bytes(); }
+  size_t pull_ciphertext(std::span<std::byte> out) { return tls_.pull_ciphertext(out); }
+  bool welcomed() const { return stage_ == Stage::welcomed; }
+  bool failed() const { return stage_ == Stage::failed; }
+
+ private:
+  enum class Stage : uint8_t { tls, hello_sent, welcomed, failed };
+  void on_established(Handler& handler);
+  void on_plaintext(std::span<const std::byte> bytes, Handler& handler);
+  bool on_pre_welcome_frame(const proto::Frame& frame, Handler& handler);
+  void fail(Handler& handler, proto::Reason reason, log::EventId event, std::string why);
+
+  ChildOptions options_;
+  tls::Session tls_;
+  proto::FrameDecoder decoder_;
+  std::unique_ptr<krb::Initiator> initiator_;
+  Stage stage_ = Stage::tls;
+  bool kerberos_complete_ = false;
+  std::vector<std::byte> frame_buffer_;  // one encoded frame
+};
+
+}  // namespace gatehouse::net

@@ -1,0 +1,224 @@
+#include "gatehouse/agent/agent_service.h"
+
+#include <netdb.h>
+
+#include <cstring>
+
+#include "gatehouse/log/log.h"
+#include "gatehouse/runtime/runtime.h"
+
+namespace gatehouse::agent {
+namespace {
+
+constexpr uint32_t kDataFrameFixedBytes = proto::kFrameHeaderBytes + 10;
+constexpr uint32_t kReconnectAfterLossMs = 100;  // a session that was up: retry the same gateway soon
+
+// An IP literal, or a host name resolved now (agents have one connection; a
+// blocking lookup between attempts costs nothing else).
+bool resolve(const config::Endpoint& endpoint, runtime::PeerAddress& address, std::string& why) {
+  if (runtime::make_address(endpoint.host, endpoint.port, address, why)) return true;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int error = getaddrinfo(endpoint.host.c_str(), nullptr, &hints, &found);
+  if (error != 0) {
+    why = "cannot resolve " + endpoint.host + ": " + gai_strerror(error);
+    return false;
+  }
+  std::memcpy(&address.storage, found->ai_addr, found->ai_addrlen);
+  address.size_bytes = found->ai_addrlen;
+  reinterpret_cast<sockaddr_in*>(&address.storage)->sin_port = htons(endpoint.port);  // same offset for v6
+  freeaddrinfo(found);
+  return true;
+}
+
+}  // namespace
+
+AgentService::AgentService(const AgentOptions& options, DiskQueue& queue, AgentCounters& counters)
+    : options_(options), queue_(queue), counters_(counters), backoff_ms_(options.backoff_initial_ms),
+      jitter_(std::random_device{}()) {}
+
+AgentService::~AgentService() = default;
+
+void AgentService::on_message(runtime::Shard& shard, const runtime::Message& message) {
+  shard_ = &shard;
+  if (message.kind != kQueueChanged) return;
+  if (!connected_ && session_ == nullptr && !stopping_ && message.value == 1) connect(shard);  // the first start
+  pump(shard);
+}
+
+void AgentService::connect(runtime::Shard& shard) {
+  runtime::PeerAddress address;
+  std::string why;
+  if (!resolve(gateway().address, address, why) || !shard.connect(address, 1)) {
+    log::emit(log::Level::warning, log::EventId::parent_connect_failed, "cannot connect to the gateway: " + why,
+              {{"gateway", gateway().name}, {"address", gateway().address.text}});
+    next_gateway(shard);
+  }
+}
+
+// The current gateway failed: the next one now, or after a backoff once the
+// whole list has failed.
+void AgentService::next_gateway(runtime::Shard& shard) {
+  if (stopping_) return;
+  current_ = (current_ + 1) % options_.gateways.size();
+  if (++failures_in_round_ < options_.gateways.size()) {
+    connect(shard);
+    return;
+  }
+  failures_in_round_ = 0;
+  log::emit(log::Level::error, log::EventId::no_parent_available,
+            "no gateway in the list is reachable; events wait in the queue",
+            {{"gateways", static_cast<uint64_t>(options_.gateways.size())}, {"retry_ms", backoff_ms_},
+             {"queued", queue_.queued_events()}});
+  const uint32_t delay = backoff_ms_ / 2 + jitter_() % (backoff_ms_ / 2 + 1);  // jitter: clients spread out
+  backoff_ms_ = std::min(backoff_ms_ * 2, options_.backoff_max_ms);
+  shard.set_timer(kReconnect, delay);
+}
+
+void AgentService::on_timer(runtime::Shard& shard, uint32_t timer) {
+  if (timer == kReconnect && session_ == nullptr && !stopping_) connect(shard);
+  if (timer == kHeartbeat && session_ != nullptr && session_->welcomed()) {
+    session_->send({0, proto::Ping{shard.now_ms()}});
+    flush(shard);
+    shard.set_timer(kHeartbeat, heartbeat_interval_s_ * 1'000u);
+  }
+}
+
+void AgentService::on_connect_failed(runtime::Shard& shard, uint64_t, int error) {
+  log::emit(log::Level::warning, log::EventId::parent_connect_failed, "cannot connect to the gateway",
+            {{"gateway", gateway().name}, {"address", gateway().address.text}, {"error", std::strerror(-error)}});
+  next_gateway(shard);
+}
+
+void AgentService::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t) {
+  shard_ = &shard;
+  conn_ = id;
+  connected_ = true;
+  net::ChildOptions child = options_.child;
+  child.parent_name = gateway().name;
+  session_ = std::make_unique<net::ChildSession>(child, spill_pool_);
+  unsent_.clear();
+  session_->start();
+  flush(shard);
+  shard.set_deadline(id, options_.welcome_timeout_ms);
+}
+
+void AgentService::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) {
+  if (id != conn_ || session_ == nullptr) return;
+  session_->receive(bytes, *this);
+  if (session_ == nullptr || !shard.alive(id)) return;
+  flush(shard);
+  pump(shard);
+}
+
+void AgentService::on_welcome(const proto::HelloOk& hello_ok) {
+  runtime::Shard& shard = *shard_;
+  shard.clear_deadline(conn_);
+  failures_in_round_ = 0;
+  backoff_ms_ = options_.backoff_initial_ms;
+  window_bytes_ = hello_ok.credit_bytes;
+  heartbeat_interval_s_ = hello_ok.heartbeat_interval_s;
+  queue_.acknowledge(hello_ok.last_durable_seq);
+  sent_through_ = std::max(hello_ok.last_durable_seq, queue_.acked_seq());
+  counters_.acked_seq = sent_through_;
+  counters_.sessions.fetch_add(1);
+  counters_.connected = true;
+  log::emit(log::Level::info, log::EventId::parent_connected, "connected; resending from the server's durable seq",
+            {{"gateway", gateway().name}, {"parent", hello_ok.name}, {"last_durable_seq", hello_ok.last_durable_seq},
+             {"queued", queue_.queued_events()}});
+  shard.set_timer(kHeartbeat, heartbeat_interval_s_ * 1'000u);
+}
+
+void AgentService::on_frame(const proto::Frame& frame) {
+  runtime::Shard& shard = *shard_;
+  if (const auto* ack = std::get_if<proto::Ack>(&frame.body)) {
+    queue_.acknowledge(ack->durable_seq);
+    counters_.acked_seq = queue_.acked_seq();
+  } else if (const auto* credit = std::get_if<proto::Credit>(&frame.body)) {
+    window_bytes_ += credit->credit_bytes;
+  } else if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) {
+    session_->send({0, proto::Pong{ping->nonce}});
+  } else if (std::holds_alternative<proto::GoAway>(frame.body) || std::holds_alternative<proto::Close>(frame.body)) {
+    shard.close(conn_);  // the parent is leaving: reconnect (elsewhere if it is gone)
+  }
+}
+
+void AgentService::on_failure(const net::ChildFailure& failure) {
+  const bool not_approved = failure.reason == proto::Reason::not_approved;
+  log::emit(log::Level::error, failure.event, failure.why,
+            {{"gateway", gateway().name}, {"address", gateway().address.text}, {"reason", proto::to_string(failure.reason)}});
+  if (not_approved) failures_in_round_ = options_.gateways.size() - 1;  // wait a backoff: approval takes a human
+  shard_->abort(conn_);
+}
+
+void AgentService::on_close(runtime::Shard& shard, runtime::ConnId id, int) {
+  if (id != conn_) return;
+  const bool was_welcomed = session_ != nullptr && session_->welcomed();
+  session_.reset();
+  connected_ = false;
+  counters_.connected = false;
+  shard.cancel_timer(kHeartbeat);
+  if (stopping_) return;
+  if (was_welcomed) {
+    log::emit(log::Level::warning, log::EventId::parent_connect_failed, "lost the session; reconnecting",
+              {{"gateway", gateway().name}, {"queued", queue_.queued_events()}});
+    shard.set_timer(kReconnect, kReconnectAfterLossMs + jitter_() % kReconnectAfterLossMs);
+    return;
+  }
+  next_gateway(shard);
+}
+
+void AgentService::on_deadline(runtime::Shard& shard, runtime::ConnId id) {
+  if (id != conn_ || session_ == nullptr || session_->welcomed()) return;
+  log::emit(log::Level::warning, log::EventId::parent_connect_failed, "the gateway did not welcome us in time",
+            {{"gateway", gateway().name}, {"timeout_ms", options_.welcome_timeout_ms}});
+  shard.abort(id);
+}
+
+void AgentService::on_send_space(runtime::Shard& shard, runtime::ConnId id) {
+  if (id != conn_) return;
+  flush(shard);
+  pump(shard);
+}
+
+// Moves ciphertext to the connection; what does not fit waits in unsent_.
+void AgentService::flush(runtime::Shard& shard) {
+  if (session_ == nullptr) return;
+  if (!unsent_.empty()) {
+    if (!shard.send(conn_, unsent_)) return;
+    unsent_.clear();
+  }
+  std::array<std::byte, runtime::kSendChunkBytes> chunk{};
+  while (size_t n = session_->pull_ciphertext(chunk)) {
+    if (!shard.send(conn_, std::span(chunk).first(n))) {
+      unsent_.assign(chunk.begin(), chunk.begin() + static_cast<ptrdiff_t>(n));
+      return;
+    }
+  }
+}
+
+// Sends queued events after sent_through_ while the window allows.
+void AgentService::pump(runtime::Shard& shard) {
+  if (session_ == nullptr || !session_->welcomed()) return;
+  QueuedEvent event;
+  while (unsent_.empty() && queue_.next_after(sent_through_, event)) {
+    const uint64_t frame_bytes = kDataFrameFixedBytes + event.payload.size();
+    if (frame_bytes > window_bytes_) break;
+    session_->send({0, proto::Data{event.seq, proto::DataKind::event, std::as_bytes(std::span(event.payload))}});
+    window_bytes_ -= frame_bytes;
+    sent_through_ = event.seq;
+    counters_.sent.fetch_add(1, std::memory_order_relaxed);
+    if (session_->pending_ciphertext_bytes() >= runtime::kSendChunkBytes) flush(shard);
+  }
+  flush(shard);
+}
+
+void AgentService::on_stop(runtime::Shard& shard) {
+  stopping_ = true;
+  shard.cancel_timer(kReconnect);
+  shard.cancel_timer(kHeartbeat);
+  if (connected_) shard.close(conn_);
+}
+
+}  // namespace gatehouse::agent
