@@ -1,0 +1,69 @@
+# Helpers for the end-to-end tests: real gatehouse processes on loopback, a
+# dev PKI per run, every process stopped by pid on exit.
+# Needs: $gatehouse (the binary), $work (a scratch folder).
+pids=()
+failures=0
+checks=0
+cleanup() {
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  [ "${KEEP_WORK:-}" = 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT
+fail() { printf 'FAIL: %s\n' "$*"; failures=$((failures + 1)); }
+ok() { checks=$((checks + 1)); }
+quiet() { "$@" >/dev/null; }
+expect() {  # expect DESCRIPTION COMMAND...: the command must succeed
+  local what=$1; shift
+  checks=$((checks + 1))
+  "$@" || fail "$what"
+}
+
+pki() {  # pki DIR ROLE:NAME...: a dev CA and one certificate per ROLE:NAME
+  local dir=$1; shift
+  mkdir -p "$dir"
+  "$gatehouse" certs init-ca --dir "$dir" >/dev/null
+  for spec in "$@"; do
+    "$gatehouse" certs issue --ca-dir "$dir" --out "$dir" --role "${spec%%:*}" --name "${spec#*:}" >/dev/null
+  done
+}
+
+# start ROLE CONFIG LOG [ARGS...]: starts a role in the background; sets
+# started_pid and, for server and gateway, port (from event 30001).
+start() {
+  local role=$1 config=$2 log=$3; shift 3
+  "$gatehouse" "$role" --config "$config" "$@" >>"$log.out" 2>>"$log" &
+  started_pid=$!
+  pids+=("$started_pid")
+  [ "$role" = agent ] && return 0
+  port=""
+  for _ in $(seq 200); do
+    port=$(grep '"event":30001' "$log" 2>/dev/null | tail -1 | grep -o '"port":[0-9]*' | cut -d: -f2)
+    [ -n "$port" ] && return 0
+    kill -0 "$started_pid" 2>/dev/null || { fail "$role did not start: $(tail -3 "$log")"; return 1; }
+    sleep 0.05
+  done
+  fail "$role did not report its port: $(tail -3 "$log")"
+  return 1
+}
+
+wait_exit() {  # wait_exit PID SECONDS: sets rc (or "timeout")
+  local pid=$1 limit=$2 waited=0
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 0.1
+    waited=$((waited + 1))
+    if [ "$waited" -ge $((limit * 10)) ]; then rc=timeout; return 1; fi
+  done
+  wait "$pid"
+  rc=$?
+}
+
+wait_for() {  # wait_for SECONDS COMMAND...: polls until the command succeeds
+  local limit=$1; shift
+  for _ in $(seq $((limit * 20))); do "$@" && return 0; sleep 0.05; done
+  return 1
+}
+
+json_field() { grep -o "\"$2\":[0-9]*" <<<"$1" | head -1 | cut -d: -f2; }
+
+stats() { "$gatehouse" store --config "$1" stats --json; }

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Agents straight to a server, as real processes: approvals granted live,
+# exactly-once through kill -9 of the server and of an agent, Kerberos agents
+# against a real KDC. usage: server_agent_test.sh GATEHOUSE SOURCE_ROOT
+set -u
+gatehouse=$1
+root=$2
+work=$(mktemp -d /tmp/gatehouse-e2e-XXXXXX)
+. "$root/tests/e2e/lib.sh"
+
+pki "$work/pki" server:ms1.example.test agent:web01.example.test agent:web02.example.test agent:web03.example.test
+server_config() {  # server_config PORT APPROVAL
+  cat >"$work/server.toml" <<CONF
+name = "ms1.example.test"
+listen = "127.0.0.1:$1"
+data_dir = "$work/data"
+[approval]
+agents = "$2"
+[tls]
+cert = "$work/pki/ms1.example.test.crt"
+key = "$work/pki/ms1.example.test.key"
+ca = "$work/pki/ca.crt"
+[runtime]
+shards = 2
+connections_per_shard = 256
+recv_buffers = 64
+CONF
+}
+agent_config() {  # agent_config NAME PORT
+  cat >"$work/$1.toml" <<CONF
+name = "$1"
+queue_dir = "$work/queue-$1"
+[[gateways]]
+address = "127.0.0.1:$2"
+name = "ms1.example.test"
+[tls]
+cert = "$work/pki/$1.crt"
+key = "$work/pki/$1.key"
+ca = "$work/pki/ca.crt"
+CONF
+}
+
+# 1. Unapproved agent: refused with 20000 at the server and 20070 at the agent;
+#    approved live, it flows without a restart of anything.
+server_config 0 reject
+start server "$work/server.toml" "$work/server.log" || exit 1
+server_pid=$started_pid
+agent_config web01.example.test "$port"
+seq 1 500 | sed 's/^/web01 event /' >"$work/input-web01"
+start agent "$work/web01.example.test.toml" "$work/web01.log" --file "$work/input-web01"
+web01_pid=$started_pid
+expect "server logs 20000 for the unapproved agent" wait_for 10 grep -q '"event":20000.*web01.example.test' "$work/server.log"
+expect "agent logs 20070" wait_for 10 grep -q '"event":20070' "$work/web01.log"
+expect "approve agent" quiet "$gatehouse" approve --config "$work/server.toml" agent web01.example.test --action create
+expect "the agent finishes after the live approval" wait_exit "$web01_pid" 60
+[ "$rc" = 0 ] || fail "agent exit $rc"
+s=$(stats "$work/server.toml")
+[ "$(json_field "$s" events)" = 500 ] || fail "after approval: want 500 events, have $s"
+ok
+"$gatehouse" approve --config "$work/server.toml" list --json | grep -q '"name":"web01.example.test","state":"approved"' || fail "approve list: $("$gatehouse" approve --config "$work/server.toml" list --json)"
+ok
+
+# 2. kill -9 of the server mid-stream, restarted on the same port: nothing lost, nothing twice.
+expect "approve web02" quiet "$gatehouse" approve --config "$work/server.toml" agent web02.example.test --action create
+agent_config web02.example.test "$port"
+start agent "$work/web02.example.test.toml" "$work/web02.log" --synthetic 4000 --count 20000
+web02_pid=$started_pid
+expect "web02 flows" wait_for 20 bash -c "grep -q '\"event\":30050' '$work/web02.log'"
+sleep 1
+kill -KILL "$server_pid"
+wait "$server_pid" 2>/dev/null
+before=$(json_field "$(stats "$work/server.toml")" events)
+server_config "$port" reject
+start server "$work/server.toml" "$work/server.log" || exit 1
+server_pid=$started_pid
+expect "web02 finishes after the server's restart" wait_exit "$web02_pid" 90
+[ "$rc" = 0 ] || fail "web02 exit $rc"
+s=$(stats "$work/server.toml")
+[ "$(json_field "$s" events)" = 20500 ] || fail "after kill -9 of the server: want 20,500 events, have $s (had $before at the kill)"
+ok
+dumped=$("$gatehouse" store --config "$work/server.toml" dump --agent web02.example.test | grep -o '"seq":[0-9]*' | cut -d: -f2 | sort -n | uniq | wc -l)
+[ "$dumped" = 20000 ] || fail "web02: want seqs 1..20000 once each, have $dumped distinct"
+ok
+echo "server kill -9: $before events stored at the kill; after restart $(json_field "$s" events) stored, $(json_field "$s" duplicates_dropped) duplicates dropped"
+
+# 3. kill -9 of an agent mid-stream; restarted on the same queue it resends what was not acknowledged.
+expect "approve web03" quiet "$gatehouse" approve --config "$work/server.toml" agent web03.example.test --action create
+agent_config web03.example.test "$port"
+start agent "$work/web03.example.test.toml" "$work/web03.log" --synthetic 5000 --count 50000
+web03_pid=$started_pid
+expect "web03 flows" wait_for 20 bash -c "grep -q '\"event\":30050' '$work/web03.log'"
+sleep 1.5
+expect "web03 still running at the kill" kill -KILL "$web03_pid"
+wait "$web03_pid" 2>/dev/null
+start agent "$work/web03.example.test.toml" "$work/web03.log" --file /dev/null
+web03_pid=$started_pid
+expect "web03 drains its queue after the restart" wait_exit "$web03_pid" 60
+[ "$rc" = 0 ] || fail "web03 exit $rc"
+# What the killed agent had taken from its input is all there, once, in order.
+queued=$(grep -o '"last_seq":[0-9]*' "$work/web03.log" | tail -1 | cut -d: -f2)
+stored=$("$gatehouse" store --config "$work/server.toml" dump --agent web03.example.test | grep -o '"seq":[0-9]*' | cut -d: -f2)
+[ "$(wc -l <<<"$stored")" = "$queued" ] && [ "$(sort -n <<<"$stored" | uniq | wc -l)" = "$queued" ] ||
+  fail "web03: the queue held $queued events, the store has $(wc -l <<<"$stored") ($(sort -n <<<"$stored" | uniq | wc -l) distinct)"
+ok
+echo "agent kill -9: $queued events were in its queue; all stored once"
+
+# 4. A Kerberos agent (no certificate, no CA) against a real KDC; the server
+#    takes cert and Kerberos agents on one port.
+if command -v krb5kdc >/dev/null; then
+  "$root/tests/krb/kdc" start "$work/kdc" gatehouse/ms1.example.test host/web05.example.test >/dev/null
+  export KRB5_CONFIG="$work/kdc/krb5.conf" KRB5RCACHEDIR="$work/kdc"
+  kill -TERM "$server_pid"
+  wait_exit "$server_pid" 10
+  server_config "$port" reject
+  printf '[kerberos]\nkeytab = "%s"\n' "$work/kdc/ms1.keytab" >>"$work/server.toml"
+  start server "$work/server.toml" "$work/server.log" || exit 1
+  server_pid=$started_pid
+  expect "approve web05" quiet "$gatehouse" approve --config "$work/server.toml" agent web05.example.test --action create
+  cat >"$work/web05.toml" <<CONF
+name = "web05.example.test"
+auth = "kerberos"
+queue_dir = "$work/queue-web05"
+[[gateways]]
+address = "127.0.0.1:$port"
+name = "ms1.example.test"
+[kerberos]
+keytab = "$work/kdc/web05.keytab"
+CONF
+  seq 1 300 | sed 's/^/web05 event /' >"$work/input-web05"
+  start agent "$work/web05.toml" "$work/web05.log" --file "$work/input-web05"
+  expect "the Kerberos agent finishes" wait_exit "$started_pid" 30
+  [ "$rc" = 0 ] || fail "web05 exit $rc: $(tail -3 "$work/web05.log")"
+  n=$("$gatehouse" store --config "$work/server.toml" dump --agent web05.example.test | wc -l)
+  [ "$n" = 300 ] || fail "Kerberos agent: want 300 events, have $n"
+  ok
+  "$root/tests/krb/kdc" stop "$work/kdc"
+else
+  echo "SKIP: no krb5kdc (tools/bootstrap installs it)"
+fi
+
+kill -TERM "$server_pid"
+expect "server stops on SIGTERM" wait_exit "$server_pid" 10
+[ "$rc" = 0 ] || fail "server exit $rc"
+echo "server-agent: $((checks - failures)) passed, $failures failed"
+[ "$failures" -eq 0 ]

@@ -1,0 +1,126 @@
+// The agent's disk queue on a real file system: events survive a restart until
+// acknowledged, a torn append is cut off, and a full queue blocks or drops the
+// oldest as configured.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "gatehouse/agent/disk_queue.h"
+
+using namespace gatehouse::agent;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct QueueDir {
+  QueueDir() {
+    char pattern[] = "/tmp/gatehouse-queue-test-XXXXXX";
+    REQUIRE(mkdtemp(pattern) != nullptr);
+    path = pattern;
+  }
+  ~QueueDir() { fs::remove_all(path); }
+  std::unique_ptr<DiskQueue> open(uint64_t max_bytes = 1u << 20, FullPolicy policy = FullPolicy::block) const {
+    std::string why;
+    auto queue = DiskQueue::open(path, max_bytes, policy, why);
+    REQUIRE_MESSAGE(queue != nullptr, why);
+    return queue;
+  }
+  std::string path;
+};
+
+std::vector<std::string> events(int first, int count) {
+  std::vector<std::string> out;
+  for (int i = first; i < first + count; ++i) out.push_back("event " + std::to_string(i));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("disk queue: unacknowledged events survive a restart, acknowledged ones are gone") {
+  QueueDir dir;
+  uint64_t dropped = 0;
+  {
+    auto queue = dir.open();
+    REQUIRE(queue->append(events(1, 100), dropped));
+    queue->acknowledge(40);
+    CHECK(queue->queued_events() == 60);
+  }
+  auto queue = dir.open();
+  CHECK(queue->acked_seq() == 40);
+  CHECK(queue->last_seq() == 100);
+  CHECK(queue->queued_events() == 60);
+  QueuedEvent event;
+  REQUIRE(queue->next_after(0, event));
+  CHECK(event.seq == 41);
+  CHECK(event.payload == "event 41");
+  REQUIRE(queue->next_after(99, event));
+  CHECK(event.seq == 100);
+  CHECK_FALSE(queue->next_after(100, event));
+  REQUIRE(queue->append(events(101, 1), dropped));
+  CHECK(queue->last_seq() == 101);  // numbering continues after the restart
+  CHECK(dropped == 0);
+}
+
+TEST_CASE("disk queue: segments are deleted once acknowledged; a torn append is cut off at open") {
+  QueueDir dir;
+  uint64_t dropped = 0;
+  const std::string big(60'000, 'x');
+  {
+    auto queue = dir.open(64u << 20);
+    for (int i = 0; i < 40; ++i) REQUIRE(queue->append({big}, dropped));  // ~2.4 MB: three segments
+    queue->acknowledge(35);
+  }
+  size_t segments = 0;
+  std::string last;
+  for (const auto& entry : fs::directory_iterator(dir.path)) {
+    if (entry.path().filename().string().starts_with("queue-")) {
+      ++segments;
+      last = std::max(last, entry.path().string());
+    }
+  }
+  CHECK(segments == 1);
+  std::ofstream(last, std::ios::app | std::ios::binary).write("\x10\x00\x00", 3);
+  auto queue = dir.open(64u << 20);
+  CHECK(queue->last_seq() == 40);
+  CHECK(queue->queued_events() == 5);
+  REQUIRE(queue->append({"after the tear"}, dropped));
+  queue.reset();
+  auto reopened = dir.open(64u << 20);
+  QueuedEvent event;
+  REQUIRE(reopened->next_after(40, event));
+  CHECK(event.payload == "after the tear");
+}
+
+TEST_CASE("disk queue: full with drop-oldest drops and counts; full with block waits for an ACK") {
+  QueueDir dir;
+  uint64_t dropped = 0;
+  SUBCASE("drop-oldest") {
+    auto queue = dir.open(100, FullPolicy::drop_oldest);
+    REQUIRE(queue->append(events(1, 20), dropped));  // "event N" is 7-8 bytes: 100 holds about 13
+    CHECK(dropped > 0);
+    CHECK(queue->queued_bytes() <= 100);
+    CHECK(queue->acked_seq() == dropped);  // dropped events are never sent
+    QueuedEvent event;
+    REQUIRE(queue->next_after(0, event));
+    CHECK(event.seq == dropped + 1);
+  }
+  SUBCASE("block") {
+    auto queue = dir.open(100, FullPolicy::block);
+    REQUIRE(queue->append(events(1, 12), dropped));
+    std::atomic<bool> appended{false};
+    std::thread input([&] {
+      uint64_t ignored = 0;
+      appended = queue->append(events(13, 5), ignored);
+    });
+    std::this_thread::sleep_for(100ms);
+    CHECK_FALSE(appended.load());  // waiting for room
+    queue->acknowledge(12);
+    input.join();
+    CHECK(appended.load());
+    CHECK(dropped == 0);
+    CHECK(queue->last_seq() == 17);
+  }
+}
