@@ -12,5 +12,6 @@ int run_server(int argc, char** argv, int first);
 int run_approve(int argc, char** argv, int first);
 int run_store(int argc, char** argv, int first);
 int run_agent(int argc, char** argv, int first);
+int run_gateway(int argc, char** argv, int first);
 
 }  // namespace gatehouse::cli

@@ -27,7 +27,7 @@ struct Command {
 constexpr Command kCommands[] = {
     {"gateway", "gatehouse gateway --config FILE",
      "run the gateway: accept agents and child gateways, multiplex them onto uplinks to parents",
-     run_pending, false},
+     run_gateway, true},
     {"server", "gatehouse server --config FILE",
      "run the management-server endpoint: approvals, durable exactly-once store", run_server, true},
     {"agent", "gatehouse agent --config FILE [--file F | --synthetic RATE [--count N]] [--follow]",
@@ -72,7 +72,7 @@ void print_help(FILE* out) {
 
 int run_pending(int argc, char** argv, int first) {
   const Command& command = *find_command(argv[first - 1]);
-  std::fprintf(stderr, "gatehouse %.*s: not in this build yet (this release has: server, agent, approve, store, certs, check-config, proto, version)\n",
+  std::fprintf(stderr, "gatehouse %.*s: not in this build yet (this release has: gateway, server, agent, approve, store, certs, check-config, proto, version)\n",
                static_cast<int>(command.name.size()), command.name.data());
   (void)argc;
   return kExitUnavailable;

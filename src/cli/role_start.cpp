@@ -10,6 +10,7 @@
 #include "gatehouse/krb/profile.h"
 #include "gatehouse/log/log.h"
 #include "commands.h"
+#include "gatehouse/runtime/service_pair.h"
 
 namespace gatehouse::cli {
 namespace {
@@ -107,13 +108,16 @@ std::string ListenerStack::start(const HandlerFactory& make_handler) {
   }
   runtime::block_stop_signals();
   const bool started = runtime_->start([&](uint32_t shard) -> std::unique_ptr<runtime::Service> {
-    handlers_[shard] = make_handler(shard);
+    RoleShard role = make_handler(shard);
+    handlers_[shard] = std::move(role.handler);
     gates_[shard] = std::make_unique<net::Gate>(kerberos_, pool_, *handlers_[shard], limits.connections_per_shard,
                                                 net::GateOptions{5'000, config_.name});
     auto tls = std::make_unique<net::TlsServer>(tls_, pool_, *gates_[shard], limits.connections_per_shard,
                                                 net::TlsServerLimits{});
     gates_[shard]->attach(*tls);
-    return tls;
+    if (role.attach) role.attach(*gates_[shard]);
+    if (role.connected == nullptr) return tls;
+    return std::make_unique<runtime::ServicePair>(std::move(tls), std::move(role.connected), limits.connections_per_shard);
   }, why);
   return started ? "" : why;
 }

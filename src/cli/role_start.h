@@ -28,7 +28,15 @@ bool start_role(const Args& args, config::Role role, std::string_view usage, con
 // file change and SIGHUP.
 class ListenerStack {
  public:
-  using HandlerFactory = std::function<std::unique_ptr<net::SessionHandler>(uint32_t shard)>;
+  // What a role runs on one shard: the handler above the gate, optionally a
+  // service for the connections the shard opens itself (a gateway's uplinks),
+  // and a hook to hand the handler its gate.
+  struct RoleShard {
+    std::unique_ptr<net::SessionHandler> handler;
+    std::unique_ptr<runtime::Service> connected;
+    std::function<void(net::Gate&)> attach;
+  };
+  using HandlerFactory = std::function<RoleShard(uint32_t shard)>;
 
   explicit ListenerStack(const config::Config& config);
   ~ListenerStack();

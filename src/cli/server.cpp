@@ -64,7 +64,8 @@ int run_server(int argc, char** argv, int first) {
   server::ServerContext context{*store, *registry, config.agent_approval, config.name, {}};
   ListenerStack stack(config);
   if (std::string problem = stack.start([&](uint32_t) {
-        return std::make_unique<server::ServerSessions>(context, config.runtime.connections_per_shard);
+        return ListenerStack::RoleShard{
+            std::make_unique<server::ServerSessions>(context, config.runtime.connections_per_shard), nullptr, nullptr};
       });
       !problem.empty()) {
     log::emit(log::Level::error, log::EventId::runtime_unavailable, "cannot start: " + problem);

@@ -234,6 +234,7 @@ void check_role_keys(const toml::table& root, Role role, Context& context) {
   static const RoleKey kRoleKeys[] = {
       {"listen", {Role::gateway, Role::server}},
       {"parents", {Role::gateway}},
+      {"uplink", {Role::gateway}},
       {"data_dir", {Role::server}},
       {"approval", {Role::server}},
       {"store", {Role::server}},
@@ -330,6 +331,12 @@ void read_role_keys(TableReader& root, Config& config) {
       if (config.parents.empty()) {
         root.error(0, "parents", "missing: a gateway needs at least one [[parents]] entry");
       }
+      if (const toml::table* table = root.table("uplink")) {
+        TableReader uplink(*table, "uplink.", root.context());
+        uplink.integer("connections_per_shard", config.uplinks_per_shard, 1, 8);
+        uplink.integer("buffer_max_bytes", config.uplink_buffer_max_bytes, 64 * 1024, uint64_t{1} << 32);
+        uplink.finish();
+      }
       break;
     case Role::server:
       root.directory("data_dir", config.data_dir);
@@ -365,7 +372,7 @@ void read_role_keys(TableReader& root, Config& config) {
 
 // Every root key is read (so none is "unknown"); role-foreign ones were reported.
 void mark_foreign_keys_known(TableReader& root) {
-  for (std::string_view key : {"listen", "parents", "data_dir", "approval", "store", "gateways", "auth",
+  for (std::string_view key : {"listen", "parents", "uplink", "data_dir", "approval", "store", "gateways", "auth",
                                "queue_dir", "queue_max_bytes", "queue_full"}) {
     root.get(key);
   }

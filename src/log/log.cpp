@@ -57,6 +57,7 @@ const char* event_name(EventId id) {
     case EventId::handshake_timeout: return "handshake_timeout";
     case EventId::store_tail_truncated: return "store_tail_truncated";
     case EventId::parent_connected: return "parent_connected";
+    case EventId::gateway_not_approved: return "gateway_not_approved";
   }
   return "unknown";
 }

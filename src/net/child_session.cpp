@@ -82,8 +82,11 @@ void ChildSession::on_plaintext(std::span<const std::byte> bytes, Handler& handl
 // AUTH (the parent's GSSAPI answer), HELLO_OK or DENY; false once failed.
 bool ChildSession::on_pre_welcome_frame(const proto::Frame& frame, Handler& handler) {
   if (const auto* deny = std::get_if<proto::Deny>(&frame.body)) {
-    const log::EventId event = deny->reason == proto::Reason::not_approved ? log::EventId::agent_not_approved
-                                                                           : log::EventId::mutual_auth_failed;
+    log::EventId event = log::EventId::parent_connect_failed;  // unavailable, overloaded, shutting down
+    if (deny->reason == proto::Reason::not_approved) event = log::EventId::agent_not_approved;
+    if (deny->reason == proto::Reason::auth_failed || deny->reason == proto::Reason::name_mismatch) {
+      event = log::EventId::mutual_auth_failed;
+    }
     fail(handler, deny->reason, event, "the parent refused us: " + std::string(deny->text));
     return false;
   }

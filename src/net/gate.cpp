@@ -72,11 +72,11 @@ bool Gate::send_encoded(runtime::Shard& shard, runtime::ConnId id, std::span<con
 }
 
 void Gate::deny(runtime::Shard& shard, runtime::ConnId id, proto::Reason reason, log::EventId event,
-                const std::string& why) {
+                const std::string& why, const std::string& hint) {
   Connection& connection = connections_[id.index];
   if (connection.id != id || connection.stage == Stage::closed) return;
   const std::string_view text = std::string_view(why).substr(0, proto::kTextMaxBytes);
-  log::emit(log::Level::warning, event, why,
+  log::emit(log::Level::warning, event, hint.empty() ? why : why + ": " + hint,
             {{"peer", shard.peer(id).to_string()},
              {"name", connection.identity.name},
              {"reason", proto::to_string(reason)}});

@@ -82,7 +82,27 @@ Runtime::~Runtime() {
   join();
 }
 
+// SO_REUSEPORT would let a second process (another gatehouse by mistake)
+// share the port and silently take half the connections: a plain bind first
+// proves the port is free.
+static bool port_free(const PeerAddress& address, std::string& why) {
+  const int fd = ::socket(address.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // TIME_WAIT leftovers are no owner
+  const bool free = ::bind(fd, reinterpret_cast<const sockaddr*>(&address.storage), address.size_bytes) == 0;
+  if (!free) {
+    why = "cannot listen on " + address.to_string() + ": " + std::strerror(errno) +
+          (errno == EADDRINUSE ? " (another process holds the port)" : "");
+  }
+  ::close(fd);
+  return free;
+}
+
 bool Runtime::listen(const PeerAddress& address, uint64_t context, uint16_t& bound_port, std::string& why) {
+  const bool any_port = address.storage.ss_family == AF_INET
+                            ? reinterpret_cast<const sockaddr_in&>(address.storage).sin_port == 0
+                            : reinterpret_cast<const sockaddr_in6&>(address.storage).sin6_port == 0;
+  if (!any_port && !port_free(address, why)) return false;
   PeerAddress bind_address = address;
   std::vector<int> fds;
   for (uint32_t i = 0; i < shard_count_; ++i) {

@@ -32,15 +32,11 @@ bool ServerSessions::agent_approved(const std::string& agent) const {
   return context_.registry.approvals()->agents.contains(agent);
 }
 
-// Logs 20000 and returns the DENY text.
-std::string ServerSessions::refuse_agent(const std::string& agent, const std::string& via, runtime::Shard& shard,
-                                         runtime::ConnId id) {
-  const std::string how = context_.approval == config::AgentApproval::review
-                              ? "it is on the pending list: gatehouse approve agent " + agent + " --action create"
-                              : "approve it with: gatehouse approve agent " + agent + " --action create";
-  log::emit(log::Level::warning, log::EventId::peer_not_approved, "agent not approved: " + how,
-            {{"agent", agent}, {"via", via.empty() ? "direct" : via}, {"peer", shard.peer(id).to_string()}});
-  return "agent " + agent + " is not approved by this management server";
+// What the operator of this server can do about an unapproved agent.
+std::string ServerSessions::approval_hint(const std::string& agent) const {
+  return context_.approval == config::AgentApproval::review
+             ? "it is on the pending list: gatehouse approve agent " + agent + " --action create"
+             : "approve it with: gatehouse approve agent " + agent + " --action create";
 }
 
 void ServerSessions::on_authenticated(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id,
@@ -51,11 +47,9 @@ void ServerSessions::on_authenticated(net::Gate& gate, runtime::Shard& shard, ru
   link.name = lower(identity.name);
   if (identity.role == proto::Role::gateway) {
     if (!context_.registry.approvals()->gateways.contains(link.name)) {
-      log::emit(log::Level::warning, log::EventId::peer_not_approved,
-                "gateway not approved: approve it with: gatehouse approve gateway " + link.name + " --action create",
-                {{"gateway", link.name}, {"peer", shard.peer(id).to_string()}});
       gate.deny(shard, id, proto::Reason::not_approved, log::EventId::peer_not_approved,
-                "gateway " + link.name + " is not approved by this management server");
+                "gateway " + link.name + " is not approved by this management server",
+                "approve it with: gatehouse approve gateway " + link.name + " --action create");
       return;
     }
     link.gateway = true;
@@ -65,7 +59,8 @@ void ServerSessions::on_authenticated(net::Gate& gate, runtime::Shard& shard, ru
   }
   context_.registry.note_seen(link.name, "", context_.approval);
   if (!agent_approved(link.name)) {
-    gate.deny(shard, id, proto::Reason::not_approved, log::EventId::peer_not_approved, refuse_agent(link.name, "", shard, id));
+    gate.deny(shard, id, proto::Reason::not_approved, log::EventId::peer_not_approved,
+              "agent " + link.name + " is not approved by this management server", approval_hint(link.name));
     return;
   }
   link.open = true;
@@ -121,7 +116,10 @@ void ServerSessions::on_open(net::Gate& gate, runtime::Shard& shard, Link& link,
   }
   context_.registry.note_seen(agent, link.name, context_.approval);
   if (!agent_approved(agent)) {
-    refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, refuse_agent(agent, link.name, shard, link.id));
+    const std::string text = "agent " + agent + " is not approved by this management server";
+    log::emit(log::Level::warning, log::EventId::peer_not_approved, text + ": " + approval_hint(agent),
+              {{"agent", agent}, {"via", link.name}, {"peer", shard.peer(link.id).to_string()}});
+    refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, text);
     return;
   }
   link.channels[channel].agent = agent;

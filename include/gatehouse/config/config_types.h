@@ -61,6 +61,8 @@ struct Config {
   std::string log_level = "info";
   // gateway
   std::vector<Peer> parents;
+  uint32_t uplinks_per_shard = 1;                 // [uplink] connections_per_shard
+  uint64_t uplink_buffer_max_bytes = 4u << 20;    // [uplink] buffer_max_bytes
   // server
   std::string data_dir = "/var/lib/gatehouse";
   AgentApproval agent_approval = AgentApproval::reject;

@@ -26,7 +26,8 @@ enum class EventId : uint32_t {
   handshake_queue_full = 30030,       // a new connection was shed: the auth queue is full
   handshake_timeout = 30031,          // a client did not finish its handshake in time
   store_tail_truncated = 30040,
-  parent_connected = 30050,           // agent, gateway: a session with a parent is up       // server: a torn last record (crash mid-write) was cut off at start
+  parent_connected = 30050,           // agent, gateway: a session with a parent is up
+  gateway_not_approved = 30051,       // gateway: the parent refused its uplink (not approved)       // server: a torn last record (crash mid-write) was cut off at start
 };
 
 const char* event_name(EventId id);

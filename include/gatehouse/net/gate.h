@@ -68,8 +68,10 @@ class Gate final : public PlainHandler {
   bool send(runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame);
   // Sends raw, already encoded frames (a relay passes them through).
   bool send_encoded(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> frames);
-  // DENY with the reason, a log line with the event, then close.
-  void deny(runtime::Shard& shard, runtime::ConnId id, proto::Reason reason, log::EventId event, const std::string& why);
+  // DENY with the reason, a log line with the event, then close. `hint` is
+  // for the local log only (what the operator here can do about it).
+  void deny(runtime::Shard& shard, runtime::ConnId id, proto::Reason reason, log::EventId event, const std::string& why,
+            const std::string& hint = "");
   const Identity* identity(runtime::ConnId id) const;
   const GateOptions& options() const { return options_; }
 

@@ -61,7 +61,7 @@ class ServerSessions final : public net::SessionHandler {
   void on_open(net::Gate& gate, runtime::Shard& shard, Link& link, uint32_t channel, const proto::Open& open);
   void on_data(net::Gate& gate, runtime::Shard& shard, Link& link, uint32_t channel, const proto::Data& data);
   void finish_batch(net::Gate& gate, runtime::Shard& shard, store::Batch* batch);
-  std::string refuse_agent(const std::string& agent, const std::string& via, runtime::Shard& shard, runtime::ConnId id);
+  std::string approval_hint(const std::string& agent) const;
 
   ServerContext& context_;
   std::vector<Link> links_;               // by connection slot

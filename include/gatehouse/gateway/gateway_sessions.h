@@ -1,0 +1,69 @@
+// The gateway role on one shard: every authenticated child (an agent, or a
+// chained gateway's channels) becomes a channel on one of the shard's
+// uplinks. OPEN carries the agent's identity up; OPEN_OK / OPEN_DENY come
+// back as the agent's HELLO_OK / DENY; DATA goes up, ACK and CREDIT come
+// down, each with its channel rewritten. The gateway keeps no durable state:
+// when an uplink drops, its agents are sent away and resend from the
+// server's durable seq on their next session.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "gatehouse/net/gate.h"
+#include "gatehouse/uplink/uplink_pool.h"
+
+namespace gatehouse::gateway {
+
+class GatewaySessions final : public net::SessionHandler, public uplink::UplinkEvents {
+ public:
+  GatewaySessions(std::string name, uint32_t connections_max, uint16_t heartbeat_interval_s);
+  void attach(uplink::UplinkPool& uplinks, net::Gate& gate) {
+    uplinks_ = &uplinks;
+    gate_ = &gate;
+  }
+
+  // Children (through the gate).
+  void on_authenticated(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override;
+  void on_frame(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override;
+  void on_closed(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id) override;
+
+  // Uplinks.
+  void on_uplink_up(runtime::Shard& shard, uint32_t uplink) override;
+  void on_uplink_frame(runtime::Shard& shard, uint32_t uplink, const proto::Frame& frame) override;
+  void on_uplink_down(runtime::Shard& shard, uint32_t uplink) override;
+  void on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) override;
+
+  uint64_t channels_open() const { return routes_.size(); }
+
+ private:
+  struct Child {
+    runtime::ConnId id;
+    bool open = false;
+    bool gateway = false;
+    net::Identity identity;
+    uint32_t uplink = 0;
+    std::unordered_map<uint32_t, uint32_t> channels;  // child's channel → uplink channel
+  };
+  struct Route {  // an uplink channel
+    runtime::ConnId child;
+    uint32_t child_channel = 0;  // 0: the child is the agent itself
+  };
+
+  static uint64_t route_key(uint32_t uplink, uint32_t channel) { return uint64_t{uplink} << 32 | channel; }
+  bool open_channel(runtime::Shard& shard, Child& child, uint32_t child_channel, proto::AuthMethod auth,
+                    std::string_view agent, const proto::Open* relayed);
+  void close_channel(Child& child, uint32_t child_channel, bool tell_parent);
+  void relay_down(runtime::Shard& shard, const Route& route, uint64_t key, const proto::Frame& frame);
+
+  const std::string name_;
+  const uint16_t heartbeat_interval_s_;
+  uplink::UplinkPool* uplinks_ = nullptr;
+  net::Gate* gate_ = nullptr;
+  std::vector<Child> children_;                   // by connection slot
+  std::unordered_map<uint64_t, Route> routes_;    // (uplink, channel) → child
+  uint32_t next_channel_ = 1;
+};
+
+}  // namespace gatehouse::gateway

@@ -1,0 +1,82 @@
+// A shard's few pooled uplinks to its parent (a server or a chained gateway):
+// mutual TLS, HELLO as a gateway, then every agent session of the shard rides
+// one of them as a channel. Frames queued during a loop turn leave in one
+// TLS write at the turn's end (large records, few syscalls). A parent that
+// stops reading makes the uplink congested, and the gateway stops reading
+// from that uplink's agents until it drains: memory stays bounded.
+#pragma once
+
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "gatehouse/config/config_types.h"
+#include "gatehouse/net/child_session.h"
+#include "gatehouse/runtime/service_pair.h"
+
+namespace gatehouse::uplink {
+
+inline constexpr uint32_t kUplinksMax = 8;  // per shard; each has a reconnect timer
+inline constexpr uint32_t kUplinkStart = runtime::kServiceMessageBase + 0x300;
+
+struct UplinkOptions {
+  std::vector<config::Peer> parents;      // ordered failover list
+  net::ChildOptions child;                // role gateway, cert; parent_name set per parent
+  uint32_t uplinks = 1;                   // per shard, 1..kUplinksMax
+  uint64_t congested_above_bytes = 4u << 20;  // bytes waiting to go up: pause this uplink's agents
+  uint64_t drained_below_bytes = 1u << 20;    // ... and resume them below this
+  uint32_t backoff_initial_ms = 200;
+  uint32_t backoff_max_ms = 30'000;
+  uint32_t welcome_timeout_ms = 10'000;
+};
+
+// What the gateway hears from its uplinks.
+class UplinkEvents {
+ public:
+  virtual ~UplinkEvents() = default;
+  virtual void on_uplink_up(runtime::Shard& shard, uint32_t uplink) = 0;
+  virtual void on_uplink_frame(runtime::Shard& shard, uint32_t uplink, const proto::Frame& frame) = 0;
+  virtual void on_uplink_down(runtime::Shard& shard, uint32_t uplink) = 0;
+  virtual void on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) = 0;
+};
+
+class UplinkPool final : public runtime::Service {
+ public:
+  UplinkPool(const UplinkOptions& options, UplinkEvents& events);
+  ~UplinkPool() override;
+
+  // A welcomed, uncongested uplink (round robin), else a welcomed one, else -1.
+  int pick();
+  // Encodes a frame into the uplink's batch for this turn.
+  bool queue(uint32_t uplink, const proto::Frame& frame);
+  bool up(uint32_t uplink) const;
+  uint64_t waiting_bytes(uint32_t uplink) const;
+
+  void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;
+  void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override;
+  void on_close(runtime::Shard& shard, runtime::ConnId id, int error) override;
+  void on_connect_failed(runtime::Shard& shard, uint64_t context, int error) override;
+  void on_send_space(runtime::Shard& shard, runtime::ConnId id) override;
+  void on_deadline(runtime::Shard& shard, runtime::ConnId id) override;
+  void on_timer(runtime::Shard& shard, uint32_t timer) override;
+  void on_message(runtime::Shard& shard, const runtime::Message& message) override;
+  void on_turn_end(runtime::Shard& shard) override;
+  void on_stop(runtime::Shard& shard) override;
+
+ private:
+  struct Uplink;
+  void connect(runtime::Shard& shard, Uplink& uplink);
+  void next_parent(runtime::Shard& shard, Uplink& uplink);
+  void flush(runtime::Shard& shard, Uplink& uplink);
+  Uplink* by_conn(runtime::ConnId id);
+
+  const UplinkOptions options_;
+  UplinkEvents& events_;
+  proto::SpillPool spill_pool_{kUplinksMax};
+  std::vector<std::unique_ptr<Uplink>> uplinks_;
+  uint32_t next_pick_ = 0;
+  std::minstd_rand jitter_;
+  bool stopping_ = false;
+};
+
+}  // namespace gatehouse::uplink

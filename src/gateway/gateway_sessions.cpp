@@ -1,0 +1,163 @@
+#include "gatehouse/gateway/gateway_sessions.h"
+
+#include "gatehouse/log/log.h"
+
+namespace gatehouse::gateway {
+
+GatewaySessions::GatewaySessions(std::string name, uint32_t connections_max, uint16_t heartbeat_interval_s)
+    : name_(std::move(name)), heartbeat_interval_s_(heartbeat_interval_s), children_(connections_max) {}
+
+void GatewaySessions::on_authenticated(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id,
+                                       const net::Identity& identity) {
+  const int uplink = uplinks_->pick();
+  if (uplink < 0) {
+    gate.deny(shard, id, proto::Reason::parent_unavailable, log::EventId::no_parent_available,
+              "this gateway has no parent connection right now; retry later");
+    return;
+  }
+  Child& child = children_[id.index];
+  child = {};
+  child.id = id;
+  child.open = true;
+  child.identity = identity;
+  child.uplink = static_cast<uint32_t>(uplink);
+  if (identity.role == proto::Role::gateway) {  // a chained gateway: its agents arrive as OPENs
+    child.gateway = true;
+    gate.send(shard, id, {0, proto::HelloOk{proto::kVersion, heartbeat_interval_s_, 0, 0, name_}});
+    return;
+  }
+  open_channel(shard, child, 0, identity.auth, identity.name, nullptr);
+}
+
+// Opens an uplink channel for one agent: OPEN goes up with the hops so far
+// plus this gateway. False when refused here (the caller was told).
+bool GatewaySessions::open_channel(runtime::Shard& shard, Child& child, uint32_t child_channel, proto::AuthMethod auth,
+                                   std::string_view agent, const proto::Open* relayed) {
+  proto::Open open{auth, agent, 0, {}};
+  if (relayed != nullptr) {
+    open = *relayed;
+    bool loop = open.hop_count >= proto::kHopsMax;
+    for (uint8_t i = 0; i < open.hop_count; ++i) loop = loop || open.hops[i] == name_;
+    if (loop) {
+      gate_->send(shard, child.id,
+                  {child_channel, proto::OpenDeny{{proto::Reason::loop_detected, 0, "gateway loop or too many hops"}}});
+      return false;
+    }
+  }
+  open.hops[open.hop_count++] = name_;
+  uint32_t channel = next_channel_++;
+  while (channel == 0 || routes_.contains(route_key(child.uplink, channel))) channel = next_channel_++;
+  if (!uplinks_->queue(child.uplink, {channel, open})) {
+    if (child_channel == 0) {
+      gate_->deny(shard, child.id, proto::Reason::parent_unavailable, log::EventId::no_parent_available,
+                  "the parent connection dropped; retry");
+    }
+    return false;
+  }
+  routes_[route_key(child.uplink, channel)] = {child.id, child_channel};
+  child.channels[child_channel] = channel;
+  return true;
+}
+
+void GatewaySessions::close_channel(Child& child, uint32_t child_channel, bool tell_parent) {
+  auto found = child.channels.find(child_channel);
+  if (found == child.channels.end()) return;
+  if (tell_parent) uplinks_->queue(child.uplink, {found->second, proto::Close{proto::Reason::normal}});
+  routes_.erase(route_key(child.uplink, found->second));
+  child.channels.erase(found);
+}
+
+void GatewaySessions::on_frame(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) {
+  Child& child = children_[id.index];
+  if (!child.open || child.id != id) return;
+  if (const auto* data = std::get_if<proto::Data>(&frame.body)) {
+    auto found = child.channels.find(frame.channel);
+    if (found == child.channels.end()) {
+      if (child.gateway) gate.send(shard, id, {frame.channel, proto::Close{proto::Reason::channel_unknown}});
+      return;  // an agent's DATA before its OPEN_OK came back cannot happen: it has no window yet
+    }
+    uplinks_->queue(child.uplink, {found->second, *data});
+  } else if (const auto* open = std::get_if<proto::Open>(&frame.body)) {
+    if (!child.gateway || frame.channel == 0 || child.channels.contains(frame.channel)) {
+      gate.deny(shard, id, proto::Reason::protocol_error, log::EventId::protocol_violation,
+                "OPEN comes from gateways, once per channel above 0");
+      return;
+    }
+    open_channel(shard, child, frame.channel, open->auth, open->name, open);
+  } else if (std::holds_alternative<proto::Close>(frame.body)) {
+    close_channel(child, frame.channel, true);
+  } else if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) {
+    gate.send(shard, id, {frame.channel, proto::Pong{ping->nonce}});
+  }
+}
+
+void GatewaySessions::on_closed(net::Gate&, runtime::Shard&, runtime::ConnId id) {
+  Child& child = children_[id.index];
+  if (child.id != id || !child.open) return;
+  const bool uplink_up = uplinks_->up(child.uplink);
+  while (!child.channels.empty()) close_channel(child, child.channels.begin()->first, uplink_up);
+  child = {};
+}
+
+void GatewaySessions::on_uplink_frame(runtime::Shard& shard, uint32_t uplink, const proto::Frame& frame) {
+  const uint64_t key = route_key(uplink, frame.channel);
+  auto found = routes_.find(key);
+  if (found == routes_.end()) return;  // the child left meanwhile
+  relay_down(shard, found->second, key, frame);
+}
+
+void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint64_t key, const proto::Frame& frame) {
+  Child& child = children_[route.child.index];
+  const uint32_t channel = route.child_channel;
+  const bool agent = channel == 0;
+  if (const auto* open_ok = std::get_if<proto::OpenOk>(&frame.body); open_ok != nullptr && agent) {
+    gate_->send(shard, child.id, {0, proto::HelloOk{proto::kVersion, heartbeat_interval_s_, open_ok->credit_bytes,
+                                                    open_ok->last_durable_seq, name_}});
+    return;
+  }
+  if (const auto* deny = std::get_if<proto::OpenDeny>(&frame.body)) {
+    routes_.erase(key);
+    child.channels.erase(channel);
+    if (agent) {
+      gate_->deny(shard, child.id, deny->reason, static_cast<log::EventId>(deny->event_id), std::string(deny->text));
+    } else {
+      gate_->send(shard, child.id, {channel, *deny});
+    }
+    return;
+  }
+  if (std::holds_alternative<proto::Close>(frame.body)) {
+    routes_.erase(key);
+    child.channels.erase(channel);
+    if (agent) {
+      gate_->send(shard, child.id, {0, proto::GoAway{proto::Reason::parent_unavailable, "the parent closed the session"}});
+      shard.close(child.id);
+      return;
+    }
+  }
+  proto::Frame relayed = frame;
+  relayed.channel = channel;
+  gate_->send(shard, child.id, relayed);
+}
+
+void GatewaySessions::on_uplink_up(runtime::Shard&, uint32_t) {}
+
+// Its agents go elsewhere (or come back here) and resend from the server's
+// durable seq; nothing is held here to lose.
+void GatewaySessions::on_uplink_down(runtime::Shard& shard, uint32_t uplink) {
+  for (Child& child : children_) {
+    if (!child.open || child.uplink != uplink) continue;
+    gate_->send(shard, child.id, {0, proto::GoAway{proto::Reason::parent_unavailable, "the parent connection dropped"}});
+    for (const auto& [child_channel, channel] : child.channels) routes_.erase(route_key(uplink, channel));
+    child.channels.clear();
+    shard.close(child.id);
+  }
+}
+
+void GatewaySessions::on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) {
+  for (const Child& child : children_) {
+    if (!child.open || child.uplink != uplink) continue;
+    if (congested) shard.pause_reading(child.id); else shard.resume_reading(child.id);
+  }
+}
+
+}  // namespace gatehouse::gateway
