@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Agents → gateway → server, as real processes: an unapproved gateway refused
+# then approved live; kill -9 of the gateway and of the server mid-stream with
+# exact counts; a parent stopped (SIGSTOP) for 10 s under load with the
+# gateway's memory bounded; few uplinks for many agents.
+# usage: gateway_test.sh GATEHOUSE SOURCE_ROOT
+set -u
+gatehouse=$1
+root=$2
+work=$(mktemp -d /tmp/gatehouse-e2e-gw-XXXXXX)
+. "$root/tests/e2e/lib.sh"
+
+agents=12
+specs=(server:ms1.example.test gateway:gw1.example.test)
+for i in $(seq -w 1 $agents); do specs+=("agent:web$i.example.test"); done
+pki "$work/pki" "${specs[@]}"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+server_port=$(free_port)
+gateway_port=$(free_port)
+cat >"$work/server.toml" <<CONF
+name = "ms1.example.test"
+listen = "127.0.0.1:$server_port"
+data_dir = "$work/data"
+[approval]
+agents = "auto"
+[tls]
+cert = "$work/pki/ms1.example.test.crt"
+key = "$work/pki/ms1.example.test.key"
+ca = "$work/pki/ca.crt"
+[runtime]
+shards = 2
+connections_per_shard = 256
+recv_buffers = 64
+CONF
+cat >"$work/gateway.toml" <<CONF
+name = "gw1.example.test"
+listen = "127.0.0.1:$gateway_port"
+[[parents]]
+address = "127.0.0.1:$server_port"
+name = "ms1.example.test"
+[uplink]
+connections_per_shard = 2
+buffer_max_bytes = 1048576
+[tls]
+cert = "$work/pki/gw1.example.test.crt"
+key = "$work/pki/gw1.example.test.key"
+ca = "$work/pki/ca.crt"
+[runtime]
+shards = 2
+connections_per_shard = 1024
+recv_buffers = 128
+CONF
+for i in $(seq -w 1 $agents); do
+  cat >"$work/web$i.toml" <<CONF
+name = "web$i.example.test"
+queue_dir = "$work/queue-web$i"
+[[gateways]]
+address = "127.0.0.1:$gateway_port"
+name = "gw1.example.test"
+[tls]
+cert = "$work/pki/web$i.example.test.crt"
+key = "$work/pki/web$i.example.test.key"
+ca = "$work/pki/ca.crt"
+CONF
+done
+
+# start_agents COUNT RATE: every agent sends COUNT synthetic events at RATE/s.
+agent_pids=()
+start_agents() {
+  agent_pids=()
+  for i in $(seq -w 1 $agents); do
+    start agent "$work/web$i.toml" "$work/web$i.log" --synthetic "$2" --count "$1"
+    agent_pids+=("$started_pid")
+  done
+}
+wait_agents() {  # wait_agents SECONDS: every agent exits 0
+  local all=0
+  for pid in "${agent_pids[@]}"; do
+    wait_exit "$pid" "$1" && [ "$rc" = 0 ] || { fail "agent $pid: exit $rc"; all=1; }
+  done
+  return $all
+}
+# Every agent's seqs 1..N stored exactly once.
+check_exact() {
+  local want=$1 what=$2 s
+  s=$(stats "$work/server.toml")
+  [ "$(json_field "$s" events)" = "$want" ] || fail "$what: want $want events, have $s"
+  ok
+}
+
+# 1. The gateway is not approved: its uplinks are refused (20000 at the server,
+#    30051 at the gateway); approved live, the agents flow.
+start server "$work/server.toml" "$work/server.log" || exit 1
+server_pid=$started_pid
+start gateway "$work/gateway.toml" "$work/gateway.log" || exit 1
+gateway_pid=$started_pid
+expect "server logs 20000 for the unapproved gateway" wait_for 10 grep -q '"event":20000.*gw1.example.test' "$work/server.log"
+expect "gateway logs 30051" wait_for 10 grep -q '"event":30051' "$work/gateway.log"
+expect "approve the gateway" quiet "$gatehouse" approve --config "$work/server.toml" gateway gw1.example.test --action create
+start_agents 2000 2000
+expect "12 agents × 2,000 events through the gateway" wait_agents 90
+check_exact 24000 "after the live approval"
+
+# 2. Few uplinks for many agents: the server sees shards × connections_per_shard = 4.
+uplinks=$(ss -Htn state established "( dport = :$server_port )" | wc -l)
+[ "$uplinks" = 4 ] || fail "want 4 uplinks from the gateway to the server, see $uplinks"
+ok
+echo "uplinks to the server for $agents agents: $uplinks"
+
+# 3. kill -9 of the gateway mid-stream; restarted, the agents reconnect and resend.
+start_agents 20000 4000
+sleep 2
+kill -KILL "$gateway_pid"
+wait "$gateway_pid" 2>/dev/null
+at_kill=$(json_field "$(stats "$work/server.toml")" events)
+sleep 1
+start gateway "$work/gateway.toml" "$work/gateway.log" || exit 1
+gateway_pid=$started_pid
+expect "the agents finish after the gateway's restart" wait_agents 120
+check_exact $((24000 + 12 * 20000)) "after kill -9 of the gateway"
+echo "gateway kill -9: $at_kill events stored at the kill"
+
+# 4. kill -9 of the server mid-stream (through the gateway); restarted, exact counts.
+start_agents 40000 4000
+sleep 2
+kill -KILL "$server_pid"
+wait "$server_pid" 2>/dev/null
+at_kill=$(json_field "$(stats "$work/server.toml")" events)
+start server "$work/server.toml" "$work/server.log" || exit 1
+server_pid=$started_pid
+expect "the agents finish after the server's restart" wait_agents 180
+check_exact $((24000 + 12 * 60000)) "after kill -9 of the server"
+echo "server kill -9: $at_kill events stored at the kill"
+
+# 5. The parent stalls (SIGSTOP) for 10 s under load: the gateway's memory
+#    stays bounded; after SIGCONT everything arrives exactly once.
+start_agents 60000 6000
+sleep 2
+rss_before=$(awk '/VmRSS/ {print $2}' /proc/$gateway_pid/status)
+kill -STOP "$server_pid"
+peak=0
+for _ in $(seq 50); do
+  rss=$(awk '/VmRSS/ {print $2}' /proc/$gateway_pid/status)
+  [ "$rss" -gt "$peak" ] && peak=$rss
+  sleep 0.2
+done
+kill -CONT "$server_pid"
+expect "the agents finish after SIGCONT" wait_agents 240
+check_exact $((24000 + 12 * 120000)) "after the parent's 10 s stall"
+# Bound: 4 uplinks × (buffer_max_bytes + a turn of reading) on top of the RSS before the stall.
+bound_kb=$((rss_before + 4 * 2 * 1024 + 16 * 1024))
+[ "$peak" -le "$bound_kb" ] || fail "gateway RSS during the stall: peak ${peak} KiB > bound ${bound_kb} KiB (before: ${rss_before} KiB)"
+ok
+echo "parent stalled 10 s: gateway RSS ${rss_before} KiB before, peak ${peak} KiB (bound ${bound_kb} KiB)"
+
+s=$(stats "$work/server.toml")
+echo "store: $s"
+kill -TERM "$gateway_pid" "$server_pid"
+wait_exit "$gateway_pid" 10
+wait_exit "$server_pid" 10
+echo "gateway: $((checks - failures)) passed, $failures failed"
+[ "$failures" -eq 0 ]
