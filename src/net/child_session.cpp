@@ -4,7 +4,9 @@ namespace gatehouse::net {
 
 ChildSession::ChildSession(const ChildOptions& options, proto::SpillPool& spill_pool)
     : options_(options), tls_(options.tls, options.parent_name), decoder_(&spill_pool),
-      frame_buffer_(proto::kFrameMaxBytes) {}
+      frame_buffer_(proto::kFrameMaxBytes) {
+  if (options.certificate != nullptr) tls_.use_identity(options.certificate, options.key);
+}
 
 ChildSession::~ChildSession() = default;
 

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -234,6 +235,8 @@ bool parse_cert_role(const std::string& text, CertRole& role) {
 }
 
 std::string init_ca(const CaRequest& request, std::string& summary) {
+  std::error_code ignored;  // a missing folder is made; a failure shows when writing
+  std::filesystem::create_directories(request.dir, ignored);
   bssl::UniquePtr<EVP_PKEY> key = generate_key(request.key_type);
   if (!key) return "key generation failed: " + openssl_error();
   bssl::UniquePtr<X509> cert = new_certificate(key.get(), request.common_name, time(nullptr), request.days);
@@ -254,16 +257,13 @@ std::string init_ca(const CaRequest& request, std::string& summary) {
   return "";
 }
 
-std::string issue(const IssueRequest& request, std::string& summary) {
-  bssl::UniquePtr<X509> ca_cert;
-  bssl::UniquePtr<EVP_PKEY> ca_key;
-  if (std::string error = load_ca(request.ca_dir, ca_cert, ca_key); !error.empty()) return error;
-  X509* ca = ca_cert.get();
+namespace {
 
-  bssl::UniquePtr<EVP_PKEY> key = generate_key(request.key_type);
-  if (!key) return "key generation failed: " + openssl_error();
+// A leaf certificate for `key`, signed by the CA: CN and the only SAN DNS name
+// = name, the role's EKUs. "" or why.
+std::string sign_leaf(X509* ca, EVP_PKEY* ca_key, EVP_PKEY* key, const IssueRequest& request, bssl::UniquePtr<X509>& out) {
   const time_t not_before = request.not_before.value_or(time(nullptr));
-  bssl::UniquePtr<X509> cert = new_certificate(key.get(), request.name, not_before, request.days);
+  bssl::UniquePtr<X509> cert = new_certificate(key, request.name, not_before, request.days);
   const std::string san = "DNS:" + request.name;
   const char* eku = request.role == CertRole::agent ? "clientAuth" : "serverAuth,clientAuth";
   const char* usage = request.key_type == KeyType::ec_p256 ? "critical,digitalSignature"
@@ -275,18 +275,47 @@ std::string issue(const IssueRequest& request, std::string& summary) {
       !add_extension(cert.get(), ca, NID_subject_alt_name, san.c_str()) ||
       !add_extension(cert.get(), ca, NID_subject_key_identifier, "hash") ||
       !add_extension(cert.get(), ca, NID_authority_key_identifier, "keyid:always") ||
-      !X509_sign(cert.get(), ca_key.get(), EVP_sha256())) {
+      !X509_sign(cert.get(), ca_key, EVP_sha256())) {
     return "cannot build the certificate: " + openssl_error();
   }
+  out = std::move(cert);
+  return "";
+}
+
+}  // namespace
+
+std::string issue(const IssueRequest& request, std::string& summary) {
+  bssl::UniquePtr<X509> ca_cert;
+  bssl::UniquePtr<EVP_PKEY> ca_key;
+  if (std::string error = load_ca(request.ca_dir, ca_cert, ca_key); !error.empty()) return error;
+  bssl::UniquePtr<EVP_PKEY> key = generate_key(request.key_type);
+  if (!key) return "key generation failed: " + openssl_error();
+  bssl::UniquePtr<X509> cert;
+  if (std::string error = sign_leaf(ca_cert.get(), ca_key.get(), key.get(), request, cert); !error.empty()) return error;
+  std::error_code ignored;
+  std::filesystem::create_directories(request.out_dir, ignored);
   const std::string cert_path = request.out_dir + "/" + request.name + ".crt";
   const std::string key_path = request.out_dir + "/" + request.name + ".key";
   if (std::string error = write_pair(key_path, key.get(), cert_path, cert.get(), request.overwrite); !error.empty()) {
     return error;
   }
-  summary = "wrote " + cert_path + " and " + key_path + " for role " + to_string(request.role) + " (" + san +
-            ", EKU " + eku + ", " + key_type_text(request.key_type) + ", valid " +
-            time_text(X509_get0_notBefore(cert.get())) + " to " + time_text(X509_get0_notAfter(cert.get())) + ")";
+  summary = "wrote " + cert_path + " and " + key_path + " for role " + to_string(request.role) + " (DNS:" +
+            request.name + ", EKU " + (request.role == CertRole::agent ? "clientAuth" : "serverAuth,clientAuth") + ", " +
+            key_type_text(request.key_type) +
+            ", valid " + time_text(X509_get0_notBefore(cert.get())) + " to " + time_text(X509_get0_notAfter(cert.get())) + ")";
   return "";
+}
+
+std::unique_ptr<CertificateAuthority> CertificateAuthority::load(const std::string& dir, std::string& why) {
+  std::unique_ptr<CertificateAuthority> ca(new CertificateAuthority());
+  why = load_ca(dir, ca->cert_, ca->key_);
+  return why.empty() ? std::move(ca) : nullptr;
+}
+
+std::string CertificateAuthority::mint(const IssueRequest& request, Minted& out) const {
+  out.key = generate_key(request.key_type);
+  if (!out.key) return "key generation failed: " + openssl_error();
+  return sign_leaf(cert_.get(), key_.get(), out.key.get(), request, out.cert);
 }
 
 std::string revoke(const RevokeRequest& request, std::string& summary) {

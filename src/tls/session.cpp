@@ -87,7 +87,7 @@ int ticket_key_callback(SSL* ssl, uint8_t* key_name, uint8_t* iv, EVP_CIPHER_CTX
 
 int keep_new_ticket(SSL* ssl, SSL_SESSION* ticket) {
   const auto* session = static_cast<const Session*>(SSL_get_ex_data(ssl, session_index()));
-  if (session->expected_peer_name().empty()) return 0;
+  if (session->expected_peer_name().empty() || !session->keeps_tickets()) return 0;
   session->context().keep_ticket(session->expected_peer_name(), bssl::UniquePtr<SSL_SESSION>(ticket));
   return 1;  // we own it now
 }
@@ -214,6 +214,12 @@ Session::Session(std::shared_ptr<const Context> context, const std::string& expe
   } else {
     SSL_set_accept_state(ssl_.get());
   }
+}
+
+bool Session::use_identity(X509* cert, EVP_PKEY* key) {
+  keeps_tickets_ = false;
+  SSL_set_session(ssl_.get(), nullptr);  // a ticket taken from the cache was another identity's
+  return SSL_use_certificate(ssl_.get(), cert) == 1 && SSL_use_PrivateKey(ssl_.get(), key) == 1;
 }
 
 void Session::on_verify_failure(int error, X509* cert) {

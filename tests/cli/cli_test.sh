@@ -36,8 +36,11 @@ expect_output "unknown option '--frob'" "unknown flag message"
 expect_output "^usage: gatehouse check-config" "unknown flag usage line"
 expect_exit 2 "flag without its value" -- "$gatehouse" check-config --config
 expect_exit 2 "check-config without --config" -- "$gatehouse" check-config
-expect_exit 69 "a role this build lacks" -- "$gatehouse" gateway --config x
-expect_output "not in this build yet" "unavailable role message"
+expect_exit 69 "a subcommand this build lacks" -- "$gatehouse" status --config x
+expect_output "not in this build yet" "unavailable subcommand message"
+expect_exit 1 "a role with a missing config file" -- "$gatehouse" gateway --config "$work/absent.toml"
+expect_output '"event":30003' "config problem logged as event 30003"
+expect_exit 2 "a role without --config" -- "$gatehouse" server
 expect_exit 0 "version" -- "$gatehouse" version
 expect_output "^tls: BoringSSL" "version names BoringSSL"
 

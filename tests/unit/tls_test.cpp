@@ -301,3 +301,22 @@ TEST_CASE("a broken ticket key file is refused with the line and what to do") {
                       why) == nullptr);
   CHECK(why == keys + ":2: a ticket key is 160 hex digits (make one with `gatehouse certs ticket-keys --file " + keys + "`)");
 }
+
+TEST_CASE("tickets: a session with its own identity never resumes (nor leaves) another identity's ticket") {
+  std::string why;
+  const auto ca = CertificateAuthority::load(pki().dir.string(), why);
+  REQUIRE_MESSAGE(ca != nullptr, why);
+  Minted minted;
+  REQUIRE(ca->mint({.ca_dir = "", .out_dir = "", .role = CertRole::agent, .name = "minted.example.test"}, minted) == "");
+  const auto client = pki().client("web01.example.test");
+  const auto server = pki().server("gw1.example.test");
+  CHECK_FALSE(connect(client, server, "gw1.example.test"));  // web01's ticket is now in the cache
+
+  Session minted_client(client, "gw1.example.test");
+  REQUIRE(minted_client.use_identity(minted.cert.get(), minted.key.get()));
+  Session server_side(server);
+  pump(minted_client, server_side);
+  REQUIRE(server_side.handshake() == HandshakeState::established);
+  CHECK_FALSE(server_side.resumed());
+  CHECK(server_side.peer_identity() == "minted.example.test");
+}

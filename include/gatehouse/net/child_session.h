@@ -25,6 +25,9 @@ struct ChildOptions {
   std::string name;         // ours, in HELLO
   std::shared_ptr<const krb::InitiatorCredential> kerberos;  // auth = kerberos
   std::string kerberos_service = "gatehouse";
+  // auth = cert: this certificate and key instead of the context's (not owned; outlives the session).
+  X509* certificate = nullptr;
+  EVP_PKEY* key = nullptr;
 };
 
 // Why a session ended before or instead of HELLO_OK.

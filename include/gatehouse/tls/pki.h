@@ -3,9 +3,14 @@
 
 #include <cstdint>
 #include <ctime>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "gatehouse/tls/boringssl.h"
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 namespace gatehouse::tls {
 
@@ -64,5 +69,24 @@ struct CheckReport {
 };
 
 CheckReport check(const CheckRequest& request);
+
+struct Minted {
+  bssl::UniquePtr<X509> cert;
+  bssl::UniquePtr<EVP_PKEY> key;
+};
+
+// A dev CA (`init-ca` folder) loaded once to mint certificates in memory:
+// the load generator gives every simulated agent its own identity.
+class CertificateAuthority {
+ public:
+  static std::unique_ptr<CertificateAuthority> load(const std::string& dir, std::string& why);
+  // Uses request.role, name, days, not_before, key_type; "" or why.
+  std::string mint(const IssueRequest& request, Minted& out) const;
+
+ private:
+  CertificateAuthority() = default;
+  bssl::UniquePtr<X509> cert_;
+  bssl::UniquePtr<EVP_PKEY> key_;
+};
 
 }  // namespace gatehouse::tls

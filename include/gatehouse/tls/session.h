@@ -104,6 +104,13 @@ class Session {
   bool write(std::span<const std::byte> plaintext);
   int64_t read(std::span<std::byte> out);
 
+  // Client: presents this certificate and key instead of the context's (one
+  // context, many identities: the load generator's simulated agents). Such a
+  // session neither offers nor keeps tickets: the context's ticket cache is
+  // per server, and a ticket carries the identity that earned it.
+  bool use_identity(X509* cert, EVP_PKEY* key);
+  bool keeps_tickets() const { return keeps_tickets_; }
+
   // True when the handshake resumed a session from a ticket.
   bool resumed() const { return SSL_session_reused(ssl_.get()) == 1; }
   const std::string& expected_peer_name() const { return expected_peer_name_; }
@@ -132,6 +139,7 @@ class Session {
   std::string verify_failure_;
   std::string failure_;
   bool failed_ = false;
+  bool keeps_tickets_ = true;
 };
 
 }  // namespace gatehouse::tls

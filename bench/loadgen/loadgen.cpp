@@ -1,0 +1,517 @@
+// bench/loadgen: N simulated agents speaking the real protocol with real
+// authentication (a certificate minted per agent from a dev CA, or Kerberos
+// principals from bench/loadgen/kerberos-agents), on the project's io_uring
+// runtime. Each agent numbers its events, resends from the server's durable
+// seq after any reconnect, and measures send → durable ACK latency.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "gatehouse/cli/args.h"
+#include "gatehouse/config/config.h"
+#include "gatehouse/log/log.h"
+#include "gatehouse/net/child_session.h"
+#include "gatehouse/runtime/runtime.h"
+#include "gatehouse/tls/pki.h"
+#include "histogram.h"
+
+using namespace gatehouse;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr uint32_t kTick = 0;                 // shard timer: pacing and reconnects
+constexpr uint32_t kTickMs = 10;
+constexpr uint32_t kSendTimesMax = 256;       // per agent: in-flight events whose send time is kept
+constexpr uint32_t kDataFrameFixedBytes = proto::kFrameHeaderBytes + 10;
+constexpr uint32_t kStart = runtime::kServiceMessageBase + 0x400;
+
+struct Options {
+  std::string target;
+  std::string target_name = "gw1.example.test";  // the target's certificate identity / Kerberos host
+  uint32_t agents = 100;
+  double rate = 1;             // events per second per agent; 0: as fast as the window allows
+  uint32_t size_bytes = 256;
+  uint64_t events = 0;         // per agent; 0: run for duration_s
+  double duration_s = 10;
+  double ramp_s = 1;
+  std::string certs_dir;
+  std::string keytab;
+  std::string auth = "cert";   // cert | kerberos | mixed
+  std::string prefix = "lg";
+  uint32_t shards = 1;
+  int gateway_pid = 0;
+  std::string report_path;
+};
+
+std::string agent_name(const Options& options, uint32_t i) {
+  char name[64];
+  std::snprintf(name, sizeof name, "%s%06u.loadgen.test", options.prefix.c_str(), i);
+  return name;
+}
+
+// Shared by all shards.
+struct Totals {
+  std::atomic<uint64_t> sessions_up{0};
+  std::atomic<uint64_t> sessions_established{0};  // HELLO_OKs, reconnects included
+  std::atomic<uint64_t> events_sent{0};
+  std::atomic<uint64_t> events_acked{0};
+  std::atomic<uint64_t> agents_done{0};           // --events mode: all acknowledged
+  std::atomic<uint64_t> errors{0};
+  std::mutex mutex;                               // guards the two below
+  std::map<std::string, uint64_t> failures;       // by reason
+  loadgen::Histogram latency;
+
+  void failure(const std::string& reason) {
+    errors.fetch_add(1);
+    std::lock_guard lock(mutex);
+    if (failures.size() < 64 || failures.contains(reason)) ++failures[reason];
+  }
+};
+
+struct Identity {
+  std::string name;
+  proto::AuthMethod auth = proto::AuthMethod::cert;
+  tls::Minted minted;
+  std::shared_ptr<const krb::InitiatorCredential> kerberos;
+};
+
+class Agents final : public runtime::Service {
+ public:
+  Agents(const Options& options, std::vector<Identity*> identities, std::shared_ptr<const tls::Context> cert_tls,
+         std::shared_ptr<const tls::Context> kerberos_tls, const runtime::PeerAddress& target, Totals& totals)
+      : options_(options), target_(target), totals_(totals), cert_tls_(std::move(cert_tls)),
+        kerberos_tls_(std::move(kerberos_tls)), agents_(identities.size()), by_conn_(65'536, UINT32_MAX) {
+    for (size_t i = 0; i < identities.size(); ++i) agents_[i].identity = identities[i];
+    payload_.assign(options.size_bytes, std::byte{'x'});
+  }
+
+  void on_message(runtime::Shard& shard, const runtime::Message& message) override {
+    if (message.kind != kStart) return;
+    started_ = Clock::now();
+    shard.set_timer(kTick, kTickMs);
+  }
+
+  void on_timer(runtime::Shard& shard, uint32_t) override {
+    const double elapsed_s = std::chrono::duration<double>(Clock::now() - started_).count();
+    const auto ramped = static_cast<size_t>(std::min(1.0, options_.ramp_s > 0 ? elapsed_s / options_.ramp_s : 1.0) *
+                                            static_cast<double>(agents_.size()));
+    for (size_t i = 0; i < agents_.size(); ++i) {
+      Agent& agent = agents_[i];
+      if (!agent.connecting && !agent.up && i < ramped && elapsed_s * 1000 >= agent.retry_at_ms) connect(shard, i);
+      if (agent.up) produce(agent, elapsed_s), pump(shard, agent);
+    }
+    shard.set_timer(kTick, kTickMs);
+  }
+
+  void on_connect_failed(runtime::Shard&, uint64_t context, int error) override {
+    totals_.failure(std::string("connect: ") + std::strerror(-error));
+    retry(agents_[context - 1]);
+  }
+
+  void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override {
+    const auto index = static_cast<uint32_t>(context - 1);
+    Agent& agent = agents_[index];
+    agent.conn = id;
+    by_conn_[id.index] = index;
+    const bool kerberos = agent.identity->auth == proto::AuthMethod::kerberos;
+    net::ChildOptions child{kerberos ? kerberos_tls_ : cert_tls_, options_.target_name, proto::Role::agent,
+                            agent.identity->auth, agent.identity->name, agent.identity->kerberos, "gatehouse",
+                            kerberos ? nullptr : agent.identity->minted.cert.get(),
+                            kerberos ? nullptr : agent.identity->minted.key.get()};
+    agent.session = std::make_unique<net::ChildSession>(child, spill_pool_);
+    agent.session->start();
+    flush(shard, agent);
+  }
+
+  void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override {
+    Agent& agent = agents_[by_conn_[id.index]];
+    if (agent.session == nullptr) return;
+    current_ = &agent;
+    agent.session->receive(bytes, handler_);
+    if (agent.session == nullptr || !shard.alive(id)) return;
+    flush(shard, agent);  // handshake flights and AUTH tokens
+    pump(shard, agent);
+  }
+
+  void on_send_space(runtime::Shard& shard, runtime::ConnId id) override {
+    Agent& agent = agents_[by_conn_[id.index]];
+    flush(shard, agent);
+    pump(shard, agent);
+  }
+
+  void on_close(runtime::Shard&, runtime::ConnId id, int) override {
+    Agent& agent = agents_[by_conn_[id.index]];
+    by_conn_[id.index] = UINT32_MAX;
+    if (agent.up) totals_.sessions_up.fetch_sub(1);
+    agent.up = false;
+    agent.session.reset();
+    agent.unsent.clear();
+    if (!stopping_) retry(agent);
+  }
+
+  void on_stop(runtime::Shard& shard) override {
+    stopping_ = true;
+    shard.cancel_timer(kTick);
+    for (Agent& agent : agents_) {
+      if (agent.session != nullptr) shard.close(agent.conn);
+    }
+  }
+
+ private:
+  struct Agent {
+    Identity* identity = nullptr;
+    runtime::ConnId conn{};
+    std::unique_ptr<net::ChildSession> session;
+    bool connecting = false;
+    bool up = false;
+    bool done = false;
+    double retry_at_ms = 0;
+    uint64_t produced = 0;     // events that exist so far (rate-paced)
+    uint64_t sent_through = 0;
+    uint64_t acked = 0;
+    uint64_t window = 0;
+    std::array<uint32_t, kSendTimesMax> sent_at_us{};  // by seq % kSendTimesMax, relative to start
+    std::vector<std::byte> unsent;
+  };
+
+  // Turns the session's callbacks into the current agent's.
+  struct Handler final : net::ChildSession::Handler {
+    explicit Handler(Agents* agents) : self(agents) {}
+    Agents* self;
+    void on_welcome(const proto::HelloOk& hello) override { self->welcome(*self->current_, hello); }
+    void on_frame(const proto::Frame& frame) override { self->frame(*self->current_, frame); }
+    void on_failure(const net::ChildFailure& failure) override {
+      self->totals_.failure(std::string(proto::to_string(failure.reason)) + ": " + failure.why.substr(0, 120));
+      self->shard_->abort(self->current_->conn);
+    }
+  };
+
+  void connect(runtime::Shard& shard, size_t index) {
+    shard_ = &shard;
+    if (shard.connect(target_, index + 1)) agents_[index].connecting = true;
+  }
+
+  void retry(Agent& agent) {
+    agent.connecting = false;
+    const double now_ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
+    agent.retry_at_ms = now_ms + 200 + static_cast<double>(jitter_() % 800);
+  }
+
+  void welcome(Agent& agent, const proto::HelloOk& hello) {
+    agent.connecting = false;
+    agent.up = true;
+    agent.window = hello.credit_bytes;
+    agent.acked = std::max(agent.acked, hello.last_durable_seq);
+    agent.sent_through = agent.acked;  // resend whatever was not durable
+    totals_.sessions_up.fetch_add(1);
+    totals_.sessions_established.fetch_add(1);
+  }
+
+  void frame(Agent& agent, const proto::Frame& frame) {
+    if (const auto* ack = std::get_if<proto::Ack>(&frame.body)) {
+      const uint64_t now_us = elapsed_us();
+      const uint64_t first = agent.acked + 1;
+      for (uint64_t seq = std::max(first, ack->durable_seq > kSendTimesMax ? ack->durable_seq - kSendTimesMax + 1 : 1);
+           seq <= ack->durable_seq; ++seq) {
+        latency_.record(now_us - agent.sent_at_us[seq % kSendTimesMax]);
+      }
+      if (ack->durable_seq > agent.acked) totals_.events_acked.fetch_add(ack->durable_seq - agent.acked);
+      agent.acked = std::max(agent.acked, ack->durable_seq);
+      if (options_.events > 0 && agent.acked >= options_.events && !agent.done) {
+        agent.done = true;
+        totals_.agents_done.fetch_add(1);
+      }
+    } else if (const auto* credit = std::get_if<proto::Credit>(&frame.body)) {
+      agent.window += credit->credit_bytes;
+    } else if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) {
+      agent.session->send({0, proto::Pong{ping->nonce}});
+    }
+  }
+
+  uint64_t elapsed_us() const {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_).count());
+  }
+
+  void produce(Agent& agent, double elapsed_s) {
+    const uint64_t limit = options_.events > 0 ? options_.events : UINT64_MAX;
+    const uint64_t due = options_.rate > 0 ? static_cast<uint64_t>(elapsed_s * options_.rate) + 1 : limit;
+    agent.produced = std::min(limit, due);
+  }
+
+  void pump(runtime::Shard& shard, Agent& agent) {
+    if (!agent.up) return;
+    const uint64_t frame_bytes = kDataFrameFixedBytes + payload_.size();
+    while (agent.unsent.empty() && agent.sent_through < agent.produced && agent.window >= frame_bytes &&
+           agent.sent_through - agent.acked < kSendTimesMax) {
+      const uint64_t seq = ++agent.sent_through;
+      std::memcpy(payload_.data(), &seq, std::min<size_t>(sizeof seq, payload_.size()));
+      agent.session->send({0, proto::Data{seq, proto::DataKind::event, payload_}});
+      agent.sent_at_us[seq % kSendTimesMax] = static_cast<uint32_t>(elapsed_us());
+      agent.window -= frame_bytes;
+      totals_.events_sent.fetch_add(1, std::memory_order_relaxed);
+    }
+    flush(shard, agent);
+  }
+
+  void flush(runtime::Shard& shard, Agent& agent) {
+    if (agent.session == nullptr) return;
+    if (!agent.unsent.empty()) {
+      if (!shard.send(agent.conn, agent.unsent)) return;
+      agent.unsent.clear();
+    }
+    std::array<std::byte, runtime::kSendChunkBytes> chunk{};
+    while (size_t n = agent.session->pull_ciphertext(chunk)) {
+      if (!shard.send(agent.conn, std::span(chunk).first(n))) {
+        agent.unsent.assign(chunk.begin(), chunk.begin() + static_cast<ptrdiff_t>(n));
+        return;
+      }
+    }
+  }
+
+ public:
+  void merge_latency() {
+    std::lock_guard lock(totals_.mutex);
+    totals_.latency.merge(latency_);
+  }
+
+ private:
+  const Options& options_;
+  runtime::PeerAddress target_;
+  Totals& totals_;
+  std::shared_ptr<const tls::Context> cert_tls_;
+  std::shared_ptr<const tls::Context> kerberos_tls_;
+  std::vector<Agent> agents_;
+  std::vector<uint32_t> by_conn_;  // connection slot → agent
+  proto::SpillPool spill_pool_{64};
+  std::vector<std::byte> payload_;
+  Handler handler_{this};
+  Agent* current_ = nullptr;
+  runtime::Shard* shard_ = nullptr;
+  Clock::time_point started_ = Clock::now();
+  loadgen::Histogram latency_;
+  std::minstd_rand jitter_{std::random_device{}()};
+  bool stopping_ = false;
+};
+
+// CPU seconds (utime+stime) and peak RSS (KiB) of a process; false if gone.
+bool process_usage(int pid, double& cpu_s, uint64_t& peak_rss_kib) {
+  FILE* stat = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (stat == nullptr) return false;
+  char text[1024] = "";
+  const size_t n = std::fread(text, 1, sizeof text - 1, stat);
+  std::fclose(stat);
+  text[n] = '\0';
+  const char* after_name = std::strrchr(text, ')');
+  unsigned long long utime = 0;
+  unsigned long long stime = 0;
+  if (after_name == nullptr ||
+      std::sscanf(after_name + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) {
+    return false;
+  }
+  cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  FILE* status = std::fopen(("/proc/" + std::to_string(pid) + "/status").c_str(), "r");
+  char line[256];
+  while (status != nullptr && std::fgets(line, sizeof line, status)) {
+    if (std::sscanf(line, "VmHWM: %llu", reinterpret_cast<unsigned long long*>(&peak_rss_kib)) == 1) break;
+  }
+  if (status != nullptr) std::fclose(status);
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  static constexpr std::string_view kUsage =
+      "loadgen --target IP:PORT [--target-name NAME] [--agents N] [--auth cert|kerberos|mixed] [--certs DIR]\n"
+      "               [--keytab F] [--prefix P] [--rate EVENTS_PER_S_PER_AGENT|max] [--size BYTES]\n"
+      "               [--events N | --duration S] [--ramp S] [--shards N] [--gateway-pid PID] [--report FILE.json]";
+  static constexpr cli::FlagSpec kFlags[] = {
+      {"--target", true}, {"--target-name", true}, {"--agents", true}, {"--auth", true}, {"--certs", true},
+      {"--keytab", true}, {"--prefix", true},      {"--rate", true},   {"--size", true}, {"--events", true},
+      {"--duration", true}, {"--ramp", true},      {"--shards", true}, {"--gateway-pid", true}, {"--report", true}};
+  cli::Args args;
+  std::string why;
+  if (!cli::parse_args(argc, argv, 1, kFlags, args, why) || !args.positionals.empty() || !args.has("--target")) {
+    return cli::usage_error("loadgen", why.empty() ? "--target IP:PORT is required" : why, kUsage);
+  }
+  Options options;
+  auto text = [&](std::string_view flag) { return std::string(*args.value(flag)); };
+  try {
+    options.target = text("--target");
+    if (args.has("--target-name")) options.target_name = text("--target-name");
+    if (args.has("--agents")) options.agents = static_cast<uint32_t>(std::stoul(text("--agents")));
+    if (args.has("--auth")) options.auth = text("--auth");
+    if (args.has("--certs")) options.certs_dir = text("--certs");
+    if (args.has("--keytab")) options.keytab = text("--keytab");
+    if (args.has("--prefix")) options.prefix = text("--prefix");
+    if (args.has("--rate")) options.rate = text("--rate") == "max" ? 0 : std::stod(text("--rate"));
+    if (args.has("--size")) options.size_bytes = static_cast<uint32_t>(std::stoul(text("--size")));
+    if (args.has("--events")) options.events = std::stoull(text("--events"));
+    if (args.has("--duration")) options.duration_s = std::stod(text("--duration"));
+    if (args.has("--ramp")) options.ramp_s = std::stod(text("--ramp"));
+    if (args.has("--shards")) options.shards = static_cast<uint32_t>(std::stoul(text("--shards")));
+    if (args.has("--gateway-pid")) options.gateway_pid = std::stoi(text("--gateway-pid"));
+    if (args.has("--report")) options.report_path = text("--report");
+  } catch (const std::exception&) {
+    return cli::usage_error("loadgen", "a numeric flag has a value that is not a number", kUsage);
+  }
+  if (options.auth != "cert" && options.auth != "kerberos" && options.auth != "mixed") {
+    return cli::usage_error("loadgen", "--auth must be cert, kerberos or mixed", kUsage);
+  }
+  if (options.auth != "kerberos" && options.certs_dir.empty()) {
+    return cli::usage_error("loadgen", "--certs DIR (a dev CA with its key) is needed for cert agents", kUsage);
+  }
+  if (options.auth != "cert" && options.keytab.empty()) {
+    return cli::usage_error("loadgen", "--keytab F (bench/loadgen/kerberos-agents makes it) is needed for Kerberos agents", kUsage);
+  }
+  if (options.size_bytes < 8 || options.size_bytes > proto::kPayloadMaxBytes || options.agents == 0 || options.shards == 0) {
+    return cli::usage_error("loadgen", "--size must be 8..65536, --agents and --shards at least 1", kUsage);
+  }
+  config::Endpoint endpoint;
+  runtime::PeerAddress target;
+  if (!config::parse_endpoint(options.target, true, endpoint, why) ||
+      !runtime::make_address(endpoint.host, endpoint.port, target, why)) {
+    std::fprintf(stderr, "loadgen: --target: %s\n", why.c_str());
+    return 2;
+  }
+
+  // Identities: a certificate minted per cert agent, a TGT per Kerberos agent.
+  const auto setup_started = Clock::now();
+  std::unique_ptr<tls::CertificateAuthority> ca;
+  std::shared_ptr<const tls::Context> cert_tls;
+  std::shared_ptr<const tls::Context> kerberos_tls;
+  if (options.auth != "kerberos") {
+    ca = tls::CertificateAuthority::load(options.certs_dir, why);
+    cert_tls = ca ? tls::Context::load({.side = tls::Side::client, .ca_path = options.certs_dir + "/ca.crt"}, why) : nullptr;
+    if (cert_tls == nullptr) {
+      std::fprintf(stderr, "loadgen: %s\n", why.c_str());
+      return 1;
+    }
+  }
+  if (options.auth != "cert") {
+    kerberos_tls = tls::Context::load({.side = tls::Side::client, .peer_certificate = tls::PeerCertificate::none}, why);
+  }
+  std::vector<Identity> identities(options.agents);
+  for (uint32_t i = 0; i < options.agents; ++i) {
+    Identity& identity = identities[i];
+    identity.name = agent_name(options, i);
+    const bool kerberos = options.auth == "kerberos" || (options.auth == "mixed" && i % 2 == 1);
+    identity.auth = kerberos ? proto::AuthMethod::kerberos : proto::AuthMethod::cert;
+    if (kerberos) {
+      identity.kerberos = krb::InitiatorCredential::load(options.keytab, "host/" + identity.name, why);
+    } else {
+      why = ca->mint({.ca_dir = "", .out_dir = "", .role = tls::CertRole::agent, .name = identity.name, .days = 2},
+                     identity.minted);
+    }
+    if (kerberos ? identity.kerberos == nullptr : !why.empty()) {
+      std::fprintf(stderr, "loadgen: agent %s: %s\n", identity.name.c_str(), why.c_str());
+      return 1;
+    }
+  }
+  const double setup_s = std::chrono::duration<double>(Clock::now() - setup_started).count();
+
+  runtime::RuntimeLimits limits;
+  limits.shards = options.shards;
+  limits.connections_per_shard = std::max<uint32_t>(64, options.agents / options.shards + 64);
+  limits.recv_buffers_per_shard = 1'024;
+  limits.connects_in_flight_max = 4'096;
+  runtime::Runtime runtime(limits);
+  Totals totals;
+  std::vector<Agents*> services;
+  runtime::block_stop_signals();
+  const bool started = runtime.start([&](uint32_t shard) {
+    std::vector<Identity*> mine;
+    for (uint32_t i = shard; i < options.agents; i += options.shards) mine.push_back(&identities[i]);
+    auto service = std::make_unique<Agents>(options, std::move(mine), cert_tls, kerberos_tls, target, totals);
+    services.push_back(service.get());
+    return service;
+  }, why);
+  if (!started) {
+    std::fprintf(stderr, "loadgen: %s\n", why.c_str());
+    return 1;
+  }
+  double gateway_cpu_before = 0;
+  uint64_t gateway_peak_kib = 0;
+  if (options.gateway_pid) process_usage(options.gateway_pid, gateway_cpu_before, gateway_peak_kib);
+  const auto started_at = Clock::now();
+  for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({kStart, 0, 0, nullptr});
+
+  // Progress: one rewritten line on a TTY, a line a second otherwise.
+  const bool tty = isatty(STDERR_FILENO);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  uint64_t last_acked = 0;
+  auto last_tick = Clock::now();
+  bool interrupted = false;
+  for (;;) {
+    const timespec wait{0, 250'000'000};
+    if (sigtimedwait(&signals, nullptr, &wait) > 0) {
+      interrupted = true;
+      break;
+    }
+    const double elapsed = std::chrono::duration<double>(Clock::now() - started_at).count();
+    const double since = std::chrono::duration<double>(Clock::now() - last_tick).count();
+    const uint64_t acked = totals.events_acked.load();
+    if (tty || since >= 1.0) {
+      std::fprintf(stderr, "%s%6.1fs  sessions %llu/%u  events/s %.0f  sent %llu  acked %llu  errors %llu%s", tty ? "\r" : "",
+                   elapsed, static_cast<unsigned long long>(totals.sessions_up.load()), options.agents,
+                   static_cast<double>(acked - last_acked) / since, static_cast<unsigned long long>(totals.events_sent.load()),
+                   static_cast<unsigned long long>(acked), static_cast<unsigned long long>(totals.errors.load()),
+                   tty ? "   " : "\n");
+      last_acked = acked;
+      last_tick = Clock::now();
+    }
+    if (options.events > 0 ? totals.agents_done.load() == options.agents : elapsed >= options.duration_s) break;
+  }
+  const double duration_s = std::chrono::duration<double>(Clock::now() - started_at).count();
+  double gateway_cpu_after = 0;
+  if (options.gateway_pid) process_usage(options.gateway_pid, gateway_cpu_after, gateway_peak_kib);
+  runtime.stop();
+  runtime.join();
+  for (Agents* service : services) service->merge_latency();
+  if (tty) std::fprintf(stderr, "\n");
+
+  std::string failures;
+  for (const auto& [reason, count] : totals.failures) {
+    std::string key;
+    log::append_json_string(key, reason);
+    failures += (failures.empty() ? "" : ",") + key + ":" + std::to_string(count);
+  }
+  char report[2048];
+  std::snprintf(report, sizeof report,
+                "{\"agents\":%u,\"auth\":\"%s\",\"sessions_established\":%llu,\"handshake_failures\":{%s},"
+                "\"events_sent\":%llu,\"events_acked\":%llu,\"events_per_s\":%.0f,\"latency_us\":{\"p50\":%llu,"
+                "\"p99\":%llu,\"p999\":%llu,\"samples\":%llu},\"duration_s\":%.3f,\"setup_s\":%.3f,"
+                "\"gateway_cpu_s\":%.3f,\"gateway_peak_rss_kib\":%llu,\"complete\":%s}\n",
+                options.agents, options.auth.c_str(), static_cast<unsigned long long>(totals.sessions_established.load()),
+                failures.c_str(), static_cast<unsigned long long>(totals.events_sent.load()),
+                static_cast<unsigned long long>(totals.events_acked.load()),
+                static_cast<double>(totals.events_acked.load()) / duration_s,
+                static_cast<unsigned long long>(totals.latency.percentile_us(0.50)),
+                static_cast<unsigned long long>(totals.latency.percentile_us(0.99)),
+                static_cast<unsigned long long>(totals.latency.percentile_us(0.999)),
+                static_cast<unsigned long long>(totals.latency.total()), duration_s, setup_s,
+                gateway_cpu_after - gateway_cpu_before, static_cast<unsigned long long>(gateway_peak_kib),
+                options.events == 0 || totals.agents_done.load() == options.agents ? "true" : "false");
+  std::fputs(report, stdout);
+  if (!options.report_path.empty()) {
+    if (FILE* out = std::fopen(options.report_path.c_str(), "w")) {
+      std::fputs(report, out);
+      std::fclose(out);
+    }
+  }
+  if (interrupted) return 130;
+  return options.events == 0 || totals.agents_done.load() == options.agents ? 0 : 1;
+}
