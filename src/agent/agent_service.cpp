@@ -1,7 +1,5 @@
 #include "gatehouse/agent/agent_service.h"
 
-#include <netdb.h>
-
 #include <cstring>
 
 #include "gatehouse/log/log.h"
@@ -12,25 +10,6 @@ namespace {
 
 constexpr uint32_t kDataFrameFixedBytes = proto::kFrameHeaderBytes + 10;
 constexpr uint32_t kReconnectAfterLossMs = 100;  // a session that was up: retry the same gateway soon
-
-// An IP literal, or a host name resolved now (agents have one connection; a
-// blocking lookup between attempts costs nothing else).
-bool resolve(const config::Endpoint& endpoint, runtime::PeerAddress& address, std::string& why) {
-  if (runtime::make_address(endpoint.host, endpoint.port, address, why)) return true;
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  const int error = getaddrinfo(endpoint.host.c_str(), nullptr, &hints, &found);
-  if (error != 0) {
-    why = "cannot resolve " + endpoint.host + ": " + gai_strerror(error);
-    return false;
-  }
-  std::memcpy(&address.storage, found->ai_addr, found->ai_addrlen);
-  address.size_bytes = found->ai_addrlen;
-  reinterpret_cast<sockaddr_in*>(&address.storage)->sin_port = htons(endpoint.port);  // same offset for v6
-  freeaddrinfo(found);
-  return true;
-}
 
 }  // namespace
 
@@ -50,7 +29,7 @@ void AgentService::on_message(runtime::Shard& shard, const runtime::Message& mes
 void AgentService::connect(runtime::Shard& shard) {
   runtime::PeerAddress address;
   std::string why;
-  if (!resolve(gateway().address, address, why) || !shard.connect(address, 1)) {
+  if (!runtime::resolve_address(gateway().address.host, gateway().address.port, address, why) || !shard.connect(address, 1)) {
     log::emit(log::Level::warning, log::EventId::parent_connect_failed, "cannot connect to the gateway: " + why,
               {{"gateway", gateway().name}, {"address", gateway().address.text}});
     next_gateway(shard);

@@ -1,5 +1,7 @@
 #include "gatehouse/runtime/runtime.h"
 
+#include <netdb.h>
+
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -228,6 +230,27 @@ void sd_notify(const char* state) {
   ::sendto(fd, state, std::strlen(state), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&address),
            static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length));
   ::close(fd);
+}
+
+}  // namespace gatehouse::runtime
+
+namespace gatehouse::runtime {
+
+bool resolve_address(const std::string& host, uint16_t port, PeerAddress& address, std::string& why) {
+  if (make_address(host, port, address, why)) return true;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int error = getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (error != 0) {
+    why = "cannot resolve " + host + ": " + gai_strerror(error);
+    return false;
+  }
+  std::memcpy(&address.storage, found->ai_addr, found->ai_addrlen);
+  address.size_bytes = found->ai_addrlen;
+  set_port(address, port);
+  freeaddrinfo(found);
+  return true;
 }
 
 }  // namespace gatehouse::runtime

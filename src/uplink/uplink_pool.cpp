@@ -115,7 +115,7 @@ void UplinkPool::connect(runtime::Shard& shard, Uplink& uplink) {
   if (stopping_) return;
   runtime::PeerAddress address;
   std::string why;
-  if (!runtime::make_address(uplink.peer().address.host, uplink.peer().address.port, address, why) ||
+  if (!runtime::resolve_address(uplink.peer().address.host, uplink.peer().address.port, address, why) ||
       !shard.connect(address, runtime::ServicePair::kConnectedContextBase + uplink.index)) {
     log::emit(log::Level::warning, log::EventId::parent_connect_failed, "cannot connect to the parent: " + why,
               {{"uplink", uplink.index}, {"parent", uplink.peer().name}, {"address", uplink.peer().address.text}});

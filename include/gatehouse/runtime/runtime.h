@@ -46,6 +46,9 @@ class Runtime {
 
 // An IP literal and a port (as config::Endpoint holds them) as a socket address.
 bool make_address(const std::string& ip, uint16_t port, PeerAddress& address, std::string& why);
+// An IP literal, or a host name resolved now with getaddrinfo (blocking: for
+// the few connections a child opens to its parents, at connect time).
+bool resolve_address(const std::string& host, uint16_t port, PeerAddress& address, std::string& why);
 
 // SIGINT/SIGTERM (and SIGHUP): block them in the calling thread before
 // start() (the shard threads inherit the mask), then wait. Each SIGHUP calls
