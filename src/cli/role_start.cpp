@@ -113,7 +113,7 @@ std::string ListenerStack::start(const HandlerFactory& make_handler) {
     gates_[shard] = std::make_unique<net::Gate>(kerberos_, pool_, *handlers_[shard], limits.connections_per_shard,
                                                 net::GateOptions{5'000, config_.name});
     auto tls = std::make_unique<net::TlsServer>(tls_, pool_, *gates_[shard], limits.connections_per_shard,
-                                                net::TlsServerLimits{});
+                                                net::TlsServerLimits{5'000, config_.trusted_relays});
     gates_[shard]->attach(*tls);
     if (role.attach) role.attach(*gates_[shard]);
     if (role.connected == nullptr) return tls;

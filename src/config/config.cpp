@@ -175,6 +175,27 @@ class TableReader {
   Context& context() { return context_; }
 
   // [[key]] entries, each with address and name.
+  void subnets(std::string_view key, std::vector<Subnet>& out) {
+    const toml::node* node = get(key);
+    if (node == nullptr) return;
+    const toml::array* entries = node->as_array();
+    if (entries == nullptr) {
+      error(line_of(*node), key, "must be an array of addresses, e.g. [\"10.0.0.5\", \"192.168.0.0/24\"]");
+      return;
+    }
+    for (const toml::node& entry : *entries) {
+      std::string why;
+      Subnet subnet;
+      if (!entry.is_string()) {
+        error(line_of(entry), key, "every entry must be a string (an address or address/prefix)");
+      } else if (!parse_subnet(entry.as_string()->get(), subnet, why)) {
+        error(line_of(entry), key, why);
+      } else {
+        out.push_back(subnet);
+      }
+    }
+  }
+
   void peers(std::string_view key, std::vector<Peer>& out) {
     const toml::node* node = get(key);
     if (node == nullptr) return;
@@ -234,6 +255,7 @@ void check_role_keys(const toml::table& root, Role role, Context& context) {
   static const RoleKey kRoleKeys[] = {
       {"listen", {Role::gateway, Role::server}},
       {"parents", {Role::gateway}},
+      {"trusted_relays", {Role::gateway, Role::server}},
       {"uplink", {Role::gateway}},
       {"data_dir", {Role::server}},
       {"approval", {Role::server}},
@@ -325,6 +347,7 @@ void read_operations(TableReader& root, Config& config) {
 }
 
 void read_role_keys(TableReader& root, Config& config) {
+  if (config.role != Role::agent) root.subnets("trusted_relays", config.trusted_relays);
   switch (config.role) {
     case Role::gateway:
       root.peers("parents", config.parents);
@@ -372,7 +395,7 @@ void read_role_keys(TableReader& root, Config& config) {
 
 // Every root key is read (so none is "unknown"); role-foreign ones were reported.
 void mark_foreign_keys_known(TableReader& root) {
-  for (std::string_view key : {"listen", "parents", "uplink", "data_dir", "approval", "store", "gateways", "auth",
+  for (std::string_view key : {"listen", "trusted_relays", "parents", "uplink", "data_dir", "approval", "store", "gateways", "auth",
                                "queue_dir", "queue_max_bytes", "queue_full"}) {
     root.get(key);
   }
@@ -530,6 +553,53 @@ std::vector<ConfigError> load(std::string_view path_view, std::optional<Role> ro
   mark_foreign_keys_known(top);
   top.finish();
   return context.errors;
+}
+
+bool Subnet::contains(const runtime::PeerAddress& peer) const {
+  const uint8_t* bytes = nullptr;
+  if (peer.storage.ss_family != family) return false;
+  if (family == AF_INET) {
+    bytes = reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in&>(peer.storage).sin_addr);
+  } else {
+    bytes = reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in6&>(peer.storage).sin6_addr);
+  }
+  for (uint8_t bit = 0; bit < prefix_bits; ++bit) {
+    const uint8_t mask = static_cast<uint8_t>(0x80 >> (bit % 8));
+    if ((bytes[bit / 8] & mask) != (address[bit / 8] & mask)) return false;
+  }
+  return true;
+}
+
+bool parse_subnet(std::string_view text, Subnet& subnet, std::string& why) {
+  const size_t slash = text.find('/');
+  const std::string host(text.substr(0, slash));
+  subnet = {};
+  if (inet_pton(AF_INET, host.c_str(), subnet.address.data()) == 1) {
+    subnet.family = AF_INET;
+    subnet.prefix_bits = 32;
+  } else if (inet_pton(AF_INET6, host.c_str(), subnet.address.data()) == 1) {
+    subnet.family = AF_INET6;
+    subnet.prefix_bits = 128;
+  } else {
+    why = "'" + std::string(text) + "' is not an IP address or address/prefix";
+    return false;
+  }
+  if (slash == std::string_view::npos) return true;
+  const std::string_view bits = text.substr(slash + 1);
+  uint32_t value = 0;
+  for (char c : bits) {
+    if (c < '0' || c > '9' || value > 128) {
+      why = "'" + std::string(text) + "': the prefix length is not a number";
+      return false;
+    }
+    value = value * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (bits.empty() || value > subnet.prefix_bits) {
+    why = "'" + std::string(text) + "': the prefix length must be 0 to " + std::to_string(subnet.prefix_bits);
+    return false;
+  }
+  subnet.prefix_bits = static_cast<uint8_t>(value);
+  return true;
 }
 
 }  // namespace gatehouse::config

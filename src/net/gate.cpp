@@ -77,7 +77,7 @@ void Gate::deny(runtime::Shard& shard, runtime::ConnId id, proto::Reason reason,
   if (connection.id != id || connection.stage == Stage::closed) return;
   const std::string_view text = std::string_view(why).substr(0, proto::kTextMaxBytes);
   log::emit(log::Level::warning, event, hint.empty() ? why : why + ": " + hint,
-            {{"peer", shard.peer(id).to_string()},
+            {{"peer", tls_->peer_text(shard, id)},
              {"name", connection.identity.name},
              {"reason", proto::to_string(reason)}});
   send(shard, id, {0, proto::Deny{reason, static_cast<uint32_t>(event), text}});

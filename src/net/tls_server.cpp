@@ -53,7 +53,40 @@ void TlsServer::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t) {
   connection = {};
   connection.id = id;
   connection.session = std::make_unique<tls::Session>(std::move(context));
+  for (const Subnet& relay : limits_.trusted_relays) {
+    connection.awaiting_proxy = connection.awaiting_proxy || relay.contains(shard.peer(id));
+  }
   shard.set_deadline(id, limits_.handshake_timeout_ms);
+}
+
+// False when the connection is refused or the header is not complete yet.
+bool TlsServer::read_proxy_header(runtime::Shard& shard, Connection& connection) {
+  ProxyHeader header;
+  std::string why;
+  switch (parse_proxy_header(connection.pending, header, why)) {
+    case ProxyParse::need_more:
+      return false;
+    case ProxyParse::invalid:
+      log::emit(log::Level::warning, log::EventId::protocol_violation, "refused a trusted relay's connection: " + why,
+                {{"peer", shard.peer(connection.id).to_string()}});
+      connection.failed = true;
+      shard.abort(connection.id);
+      return false;
+    case ProxyParse::done:
+      break;
+  }
+  connection.awaiting_proxy = false;
+  if (!header.local) connection.relayed_peer = header.source;
+  connection.relayed_identity = header.verified_client_name;
+  connection.pending.erase(connection.pending.begin(), connection.pending.begin() + header.size_bytes);
+  return true;
+}
+
+std::string TlsServer::peer_text(const runtime::Shard& shard, runtime::ConnId id) const {
+  const Connection& connection = connections_[id.index];
+  const std::string peer = shard.peer(id).to_string();
+  if (connection.id != id || !connection.relayed_peer) return peer;
+  return connection.relayed_peer->to_string() + " via " + peer;
 }
 
 void TlsServer::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) {
@@ -64,7 +97,8 @@ void TlsServer::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<con
     return;
   }
   connection.pending.insert(connection.pending.end(), bytes.begin(), bytes.end());
-  if (connection.step == nullptr) submit_step(shard, connection);
+  if (connection.awaiting_proxy && !read_proxy_header(shard, connection)) return;
+  if (connection.step == nullptr && !connection.pending.empty()) submit_step(shard, connection);
 }
 
 void TlsServer::submit_step(runtime::Shard& shard, Connection& connection) {
@@ -74,7 +108,7 @@ void TlsServer::submit_step(runtime::Shard& shard, Connection& connection) {
     delete step;
     log::emit(log::Level::warning, log::EventId::handshake_queue_full,
               "handshake refused: the auth queue is full (raise [runtime] auth_threads, or the clients back off)",
-              {{"peer", shard.peer(connection.id).to_string()}});
+              {{"peer", peer_text(shard, connection.id)}});
     shard.abort(connection.id);
     return;
   }
@@ -114,7 +148,10 @@ void TlsServer::finish_step(runtime::Shard& shard, Step* step) {
     case tls::HandshakeState::established: {
       connection.established = true;
       shard.clear_deadline(connection.id);
-      handler_.on_established(*this, shard, connection.id, step->peer_identity);
+      // Through a trusted relay that verified the client's certificate, the
+      // client is who the relay says; the relay's own certificate is not it.
+      handler_.on_established(*this, shard, connection.id,
+                              connection.relayed_identity.empty() ? step->peer_identity : connection.relayed_identity);
       // Records may have come with the client's Finished (already inside the
       // session) or while the step ran (pending): open both now.
       std::vector<std::byte> early = std::move(connection.pending);
@@ -125,7 +162,7 @@ void TlsServer::finish_step(runtime::Shard& shard, Step* step) {
     case tls::HandshakeState::failed:
       connection.failed = true;
       log::emit(log::Level::error, log::EventId::mutual_auth_failed, "TLS mutual authentication failed",
-                {{"peer", shard.peer(connection.id).to_string()}, {"reason", connection.session->failure()}});
+                {{"peer", peer_text(shard, connection.id)}, {"reason", connection.session->failure()}});
       shard.close(connection.id);  // after the alert is sent
       break;
     case tls::HandshakeState::in_progress:
@@ -181,7 +218,7 @@ void TlsServer::on_deadline(runtime::Shard& shard, runtime::ConnId id) {
     return;
   }
   log::emit(log::Level::warning, log::EventId::handshake_timeout, "handshake not completed in time; closed",
-            {{"peer", shard.peer(id).to_string()}, {"timeout_ms", limits_.handshake_timeout_ms}});
+            {{"peer", peer_text(shard, id)}, {"timeout_ms", limits_.handshake_timeout_ms}});
   shard.abort(id);
 }
 

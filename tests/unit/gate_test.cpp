@@ -6,8 +6,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <mutex>
 
+#include "gatehouse/config/config.h"
 #include "gatehouse/net/gate.h"
 #include "gatehouse/runtime/runtime.h"
 #include "test_client.h"
@@ -41,7 +43,8 @@ class WelcomingRole final : public net::SessionHandler {
 };
 
 struct GatedListener {
-  explicit GatedListener(bool with_kerberos, uint32_t hello_timeout_ms = 5'000)
+  explicit GatedListener(bool with_kerberos, uint32_t hello_timeout_ms = 5'000,
+                         std::vector<config::Subnet> trusted_relays = {})
       : context({.side = tls::Side::server, .cert_path = tls::pki().path("gw1.example.test.crt"),
                  .key_path = tls::pki().path("gw1.example.test.key"), .ca_path = tls::pki().path("ca.crt"),
                  .peer_certificate = tls::PeerCertificate::optional}),
@@ -56,11 +59,11 @@ struct GatedListener {
     runtime::PeerAddress address;
     REQUIRE(runtime::make_address("127.0.0.1", 0, address, why));
     REQUIRE(runtime.listen(address, 0, port, why));
-    REQUIRE_MESSAGE(runtime.start([&, hello_timeout_ms](uint32_t) {
+    REQUIRE_MESSAGE(runtime.start([&, hello_timeout_ms, trusted_relays](uint32_t) {
       gate = std::make_unique<net::Gate>(kerberos, pool, role, limits().connections_per_shard,
                                          net::GateOptions{hello_timeout_ms, "gw1.example.test"});
       auto tls = std::make_unique<net::TlsServer>(context, pool, *gate, limits().connections_per_shard,
-                                                  net::TlsServerLimits{});
+                                                  net::TlsServerLimits{5'000, trusted_relays});
       gate->attach(*tls);
       return tls;
     }, why), why);
@@ -267,4 +270,81 @@ TEST_CASE("principal to agent name: host/NAME@REALM or NAME@REALM") {
   CHECK(net::agent_name_of_principal("web01") == "");
   CHECK(net::agent_name_of_principal("@GATEHOUSE.TEST") == "");
   CHECK(net::agent_name_of_principal("host/a b@R") == "");
+}
+
+namespace {
+
+// A PROXY v2 header as HAProxy's send-proxy-v2-ssl-cn writes it: TCP4 from
+// 10.9.8.7:4444, and PP2_TYPE_SSL with the client certificate's CN.
+std::vector<std::byte> proxy_header(const std::string& cn, uint32_t verify) {
+  std::vector<uint8_t> bytes = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11, 0, 0};
+  const std::vector<uint8_t> addresses = {10, 9, 8, 7, 127, 0, 0, 1, 0x11, 0x5C, 0x16, 0x5B};
+  bytes.insert(bytes.end(), addresses.begin(), addresses.end());
+  std::vector<uint8_t> ssl = {0x07, static_cast<uint8_t>(verify >> 24), static_cast<uint8_t>(verify >> 16),
+                              static_cast<uint8_t>(verify >> 8), static_cast<uint8_t>(verify)};
+  ssl.push_back(0x22);  // PP2_SUBTYPE_SSL_CN
+  ssl.push_back(static_cast<uint8_t>(cn.size() >> 8));
+  ssl.push_back(static_cast<uint8_t>(cn.size()));
+  ssl.insert(ssl.end(), cn.begin(), cn.end());
+  bytes.push_back(0x20);  // PP2_TYPE_SSL
+  bytes.push_back(static_cast<uint8_t>(ssl.size() >> 8));
+  bytes.push_back(static_cast<uint8_t>(ssl.size()));
+  bytes.insert(bytes.end(), ssl.begin(), ssl.end());
+  const size_t length = bytes.size() - 16;
+  bytes[14] = static_cast<uint8_t>(length >> 8);
+  bytes[15] = static_cast<uint8_t>(length);
+  std::vector<std::byte> out(bytes.size());
+  std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
+}
+
+std::vector<config::Subnet> loopback_relays() {
+  config::Subnet subnet;
+  std::string why;
+  REQUIRE(config::parse_subnet("127.0.0.0/8", subnet, why));
+  return {subnet};
+}
+
+}  // namespace
+
+TEST_CASE("gate: a trusted relay's PROXY v2 header names the client and, verified, its identity") {
+  const std::string log_path = (tls::pki().dir / "relay.log").string();
+  std::string log_text;
+  std::string expected_in_log;  // per subcase
+  {
+    testing::StderrCapture capture(log_path);
+    GatedListener listener(false, 5'000, loopback_relays());
+    SUBCASE("a verified client certificate's CN stands for the client") {
+      BlockingClient relay(tls::pki().client("gw1b.example.test"), "gw1.example.test", listener.port);
+      relay.send_raw(proxy_header("web01.example.test", 0));
+      REQUIRE(relay.handshake());
+      relay.send_frame({0, hello("web01.example.test")});
+      CHECK(welcomed(relay));
+      std::lock_guard lock(listener.role.mutex);
+      REQUIRE(listener.role.admitted.size() == 1);
+      CHECK(listener.role.admitted[0].name == "web01.example.test");
+    }
+    SUBCASE("an unverified one does not: the relay's own certificate is who is talking") {
+      BlockingClient relay(tls::pki().client("gw1b.example.test"), "gw1.example.test", listener.port);
+      relay.send_raw(proxy_header("web01.example.test", 1));
+      REQUIRE(relay.handshake());
+      relay.send_frame({0, hello("web01.example.test")});
+      CHECK(denial(relay).first == proto::Reason::name_mismatch);
+      expected_in_log = R"("peer":"10.9.8.7:4444 via 127.0.0.1:)";  // the client, and the relay it came through
+    }
+    SUBCASE("a trusted relay without the header is refused") {
+      BlockingClient relay(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+      CHECK_FALSE(relay.handshake());
+      expected_in_log = "must start with a PROXY protocol v2 header";
+    }
+    log_text = capture.text();
+  }
+  CHECK_MESSAGE(log_text.find(expected_in_log) != std::string::npos, log_text);
+}
+
+TEST_CASE("gate: a PROXY header from a peer that is not a trusted relay fails TLS") {
+  GatedListener listener(false);
+  BlockingClient client(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+  client.send_raw(proxy_header("someone.example.test", 0));
+  CHECK_FALSE(client.handshake());
 }

@@ -32,6 +32,11 @@ class BlockingClient {
   BlockingClient(const BlockingClient&) = delete;
   BlockingClient& operator=(const BlockingClient&) = delete;
 
+  // Bytes before TLS (a relay's PROXY header).
+  void send_raw(std::span<const std::byte> bytes) {
+    REQUIRE(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+  }
+
   // Runs the TLS handshake to its end; false when it failed.
   bool handshake(int timeout_ms = 5'000) {
     for (;;) {

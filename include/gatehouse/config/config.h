@@ -19,6 +19,9 @@ std::vector<ConfigError> load(std::string_view path, std::optional<Role> role, C
 // "path:line: key: message".
 std::string format(const ConfigError& error);
 
+// "10.0.0.0/8", "127.0.0.1", "::1", "fd00::/8".
+bool parse_subnet(std::string_view text, Subnet& subnet, std::string& why);
+
 // Parses "host:port" / "[v6]:port". `ip_literal_only` for listen addresses.
 bool parse_endpoint(std::string_view text, bool ip_literal_only, Endpoint& endpoint,
                     std::string& why);

@@ -2,6 +2,7 @@
 // documented in docs/config.md and in examples/*.toml.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -43,6 +44,14 @@ struct KerberosConfig {
   std::string service = "gatehouse";
 };
 
+// An address block: "10.0.0.0/8", "127.0.0.1" (a /32), "::1", "fd00::/8".
+struct Subnet {
+  sa_family_t family = AF_INET;
+  std::array<uint8_t, 16> address{};
+  uint8_t prefix_bits = 32;
+  bool contains(const runtime::PeerAddress& peer) const;
+};
+
 struct Peer {  // a [[parents]] or [[gateways]] entry
   Endpoint address;
   std::string name;  // expected certificate identity (and Kerberos service host)
@@ -58,6 +67,7 @@ struct Config {
   Endpoint admin_listen;
   runtime::RuntimeLimits runtime;  // [runtime]: shards, pools and queues
   uint32_t auth_threads = 1;
+  std::vector<Subnet> trusted_relays;  // gateway, server: may send PROXY v2 (and must)
   std::string log_level = "info";
   // gateway
   std::vector<Peer> parents;

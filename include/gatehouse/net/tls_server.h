@@ -5,11 +5,13 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "gatehouse/runtime/shard.h"
+#include "gatehouse/net/proxy_protocol.h"
 #include "gatehouse/runtime/worker_pool.h"
 #include "gatehouse/tls/reload.h"
 
@@ -40,6 +42,7 @@ class PlainHandler {
 
 struct TlsServerLimits {
   uint32_t handshake_timeout_ms = 5'000;  // a silent or slow client is closed after this
+  std::vector<Subnet> trusted_relays = {};  // peers that must start with a PROXY v2 header
 };
 
 // One per shard; the context and the pool are shared by all shards.
@@ -65,6 +68,9 @@ class TlsServer final : public runtime::Service {
 
   // The established session of `id` (channel binding), or nullptr.
   const tls::Session* session(runtime::ConnId id) const;
+  // The peer for log lines: the client's address, and the relay's when it came
+  // through a trusted relay ("10.1.2.3:40112 via 127.0.0.1:5000").
+  std::string peer_text(const runtime::Shard& shard, runtime::ConnId id) const;
 
  private:
   struct Step;
@@ -75,7 +81,12 @@ class TlsServer final : public runtime::Service {
     Step* step = nullptr;            // the step on the pool, if any
     bool established = false;
     bool failed = false;             // handshake failed: closing, input ignored
+    bool awaiting_proxy = false;     // from a trusted relay: the PROXY v2 header comes first
+    std::optional<runtime::PeerAddress> relayed_peer;
+    std::string relayed_identity;    // the relay verified the client's certificate: its CN
   };
+
+  bool read_proxy_header(runtime::Shard& shard, Connection& connection);
 
   void submit_step(runtime::Shard& shard, Connection& connection);
   void finish_step(runtime::Shard& shard, Step* step);
