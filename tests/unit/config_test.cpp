@@ -10,6 +10,7 @@
 #include <string>
 
 #include "gatehouse/config/config.h"
+#include "gatehouse/runtime/runtime.h"
 
 using namespace gatehouse::config;
 namespace fs = std::filesystem;
@@ -144,6 +145,10 @@ TEST_CASE("unknown keys are refused with their line and the keys that are known"
                    "unknown key (known here: shards, auth_threads, connections_per_shard, recv_buffers");
   expect_one_error(dir, "nmae = \"x\"\n" + kGateway, Role::gateway, 1, "nmae", "unknown key");
   expect_one_error(dir, kGateway + "[tls2]\n", Role::gateway, 14, "tls2", "unknown key");
+  expect_one_error(dir, "trusted_relays = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n" + kGateway, Role::gateway, 1,
+                   "trusted_relays", "'10.0.0.0/33': the prefix length must be 0 to 32");
+  expect_one_error(dir, "trusted_relays = [\"relay.example.test\"]\n" + kGateway, Role::gateway, 1, "trusted_relays",
+                   "is not an IP address or address/prefix");
 }
 
 TEST_CASE("wrong types, bad values and bad names are refused precisely") {
@@ -248,4 +253,25 @@ TEST_CASE("the example configs in examples/ are valid") {
     INFO(joined(errors));
     CHECK(errors.empty());
   }
+}
+
+TEST_CASE("trusted relay blocks match by prefix, IPv4 and IPv6") {
+  auto address = [](const char* ip) {
+    gatehouse::runtime::PeerAddress peer;
+    std::string why;
+    REQUIRE(gatehouse::runtime::make_address(ip, 1, peer, why));
+    return peer;
+  };
+  gatehouse::config::Subnet block;
+  std::string why;
+  REQUIRE(gatehouse::config::parse_subnet("192.168.4.0/22", block, why));
+  CHECK(block.contains(address("192.168.7.255")));
+  CHECK_FALSE(block.contains(address("192.168.8.1")));
+  CHECK_FALSE(block.contains(address("::ffff:192.168.4.1")));  // another family
+  REQUIRE(gatehouse::config::parse_subnet("fd00::/8", block, why));
+  CHECK(block.contains(address("fd12::1")));
+  CHECK_FALSE(block.contains(address("fe80::1")));
+  REQUIRE(gatehouse::config::parse_subnet("10.0.0.5", block, why));
+  CHECK(block.contains(address("10.0.0.5")));
+  CHECK_FALSE(block.contains(address("10.0.0.6")));
 }
