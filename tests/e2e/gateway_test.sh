@@ -23,7 +23,7 @@ name = "ms1.example.test"
 listen = "127.0.0.1:$server_port"
 data_dir = "$work/data"
 [approval]
-agents = "auto"
+agents = "review"
 [tls]
 cert = "$work/pki/ms1.example.test.crt"
 key = "$work/pki/ms1.example.test.key"
@@ -90,7 +90,9 @@ check_exact() {
 }
 
 # 1. The gateway is not approved: its uplinks are refused (20000 at the server,
-#    30051 at the gateway); approved live, the agents flow.
+#    30051 at the gateway). Approved live, it carries the agents' OPENs, which
+#    the server refuses (20000 at the server, 20070 at the agents: they are
+#    pending); approved live too, the agents flow.
 start server "$work/server.toml" "$work/server.log" || exit 1
 server_pid=$started_pid
 start gateway "$work/gateway.toml" "$work/gateway.log" || exit 1
@@ -99,6 +101,13 @@ expect "server logs 20000 for the unapproved gateway" wait_for 10 grep -q '"even
 expect "gateway logs 30051" wait_for 10 grep -q '"event":30051' "$work/gateway.log"
 expect "approve the gateway" quiet "$gatehouse" approve --config "$work/server.toml" gateway gw1.example.test --action create
 start_agents 2000 2000
+expect "an agent through the gateway logs 20070" wait_for 20 grep -q '"event":20070' "$work/web01.log"
+expect "the server logs 20000 for it, via the gateway" \
+  wait_for 10 grep -q '"event":20000.*web01.example.test.*"via":"gw1.example.test"' "$work/server.log"
+pending_count() { [ "$("$gatehouse" approve --config "$work/server.toml" list --pending | wc -l)" = "$agents" ]; }
+expect "all $agents agents on the pending list" wait_for 20 pending_count
+pending=$("$gatehouse" approve --config "$work/server.toml" list --pending | awk '{print $2}')
+for name in $pending; do quiet "$gatehouse" approve --config "$work/server.toml" agent "$name" --action create; done
 expect "12 agents × 2,000 events through the gateway" wait_agents 90
 check_exact 24000 "after the live approval"
 
