@@ -51,6 +51,7 @@ struct Options {
   uint32_t shards = 1;
   int gateway_pid = 0;
   std::string report_path;
+  uint32_t spread = 1;         // targets 127.0.0.1 .. 127.0.0.N (past one address's ~28k source ports)
 };
 
 std::string agent_name(const Options& options, uint32_t i) {
@@ -90,7 +91,7 @@ class Agents final : public runtime::Service {
   Agents(const Options& options, std::vector<Identity*> identities, std::shared_ptr<const tls::Context> cert_tls,
          std::shared_ptr<const tls::Context> kerberos_tls, const runtime::PeerAddress& target, Totals& totals)
       : options_(options), target_(target), totals_(totals), cert_tls_(std::move(cert_tls)),
-        kerberos_tls_(std::move(kerberos_tls)), agents_(identities.size()), by_conn_(65'536, UINT32_MAX) {
+        kerberos_tls_(std::move(kerberos_tls)), agents_(identities.size()), by_conn_(identities.size() + 128, UINT32_MAX) {
     for (size_t i = 0; i < identities.size(); ++i) agents_[i].identity = identities[i];
     payload_.assign(options.size_bytes, std::byte{'x'});
   }
@@ -196,9 +197,16 @@ class Agents final : public runtime::Service {
     }
   };
 
+  // Agent i dials the target's address + (i % spread) in the last octet: each
+  // destination address has its own ~28k source ports.
   void connect(runtime::Shard& shard, size_t index) {
     shard_ = &shard;
-    if (shard.connect(target_, index + 1)) agents_[index].connecting = true;
+    runtime::PeerAddress target = target_;
+    if (options_.spread > 1 && target.storage.ss_family == AF_INET) {
+      auto& in = reinterpret_cast<sockaddr_in&>(target.storage);
+      in.sin_addr.s_addr = htonl(ntohl(in.sin_addr.s_addr) + static_cast<uint32_t>(index % options_.spread));
+    }
+    if (shard.connect(target, index + 1)) agents_[index].connecting = true;
   }
 
   void retry(Agent& agent) {
@@ -291,7 +299,7 @@ class Agents final : public runtime::Service {
   std::shared_ptr<const tls::Context> cert_tls_;
   std::shared_ptr<const tls::Context> kerberos_tls_;
   std::vector<Agent> agents_;
-  std::vector<uint32_t> by_conn_;  // connection slot → agent
+  std::vector<uint32_t> by_conn_;  // connection slot → agent (slots < this shard's agents + 64)
   proto::SpillPool spill_pool_{64};
   std::vector<std::byte> payload_;
   Handler handler_{this};
@@ -334,11 +342,13 @@ int main(int argc, char** argv) {
   static constexpr std::string_view kUsage =
       "loadgen --target IP:PORT [--target-name NAME] [--agents N] [--auth cert|kerberos|mixed] [--certs DIR]\n"
       "               [--keytab F] [--prefix P] [--rate EVENTS_PER_S_PER_AGENT|max] [--size BYTES]\n"
-      "               [--events N | --duration S] [--ramp S] [--shards N] [--gateway-pid PID] [--report FILE.json]";
+      "               [--events N | --duration S] [--ramp S] [--shards N] [--spread N] [--gateway-pid PID]\n"
+      "               [--report FILE.json]";
   static constexpr cli::FlagSpec kFlags[] = {
       {"--target", true}, {"--target-name", true}, {"--agents", true}, {"--auth", true}, {"--certs", true},
       {"--keytab", true}, {"--prefix", true},      {"--rate", true},   {"--size", true}, {"--events", true},
-      {"--duration", true}, {"--ramp", true},      {"--shards", true}, {"--gateway-pid", true}, {"--report", true}};
+      {"--duration", true}, {"--ramp", true},      {"--shards", true}, {"--gateway-pid", true}, {"--report", true},
+      {"--spread", true}};
   cli::Args args;
   std::string why;
   if (!cli::parse_args(argc, argv, 1, kFlags, args, why) || !args.positionals.empty() || !args.has("--target")) {
@@ -362,6 +372,7 @@ int main(int argc, char** argv) {
     if (args.has("--shards")) options.shards = static_cast<uint32_t>(std::stoul(text("--shards")));
     if (args.has("--gateway-pid")) options.gateway_pid = std::stoi(text("--gateway-pid"));
     if (args.has("--report")) options.report_path = text("--report");
+    if (args.has("--spread")) options.spread = static_cast<uint32_t>(std::stoul(text("--spread")));
   } catch (const std::exception&) {
     return cli::usage_error("loadgen", "a numeric flag has a value that is not a number", kUsage);
   }

@@ -39,7 +39,7 @@ struct TlsServer::Step {
 TlsServer::TlsServer(const tls::ReloadableContext& context, runtime::WorkerPool& pool, PlainHandler& handler,
                      uint32_t connections_max, TlsServerLimits limits)
     : context_(context), pool_(pool), handler_(handler), limits_(limits), connections_(connections_max),
-      scratch_(kScratchBytes) {}
+      plaintext_(kScratchBytes), ciphertext_(kScratchBytes) {}
 
 TlsServer::~TlsServer() = default;
 
@@ -174,22 +174,22 @@ void TlsServer::finish_step(runtime::Shard& shard, Step* step) {
 void TlsServer::open_records(runtime::Shard& shard, Connection& connection, std::span<const std::byte> ciphertext) {
   connection.session->push_ciphertext(ciphertext);
   for (;;) {
-    const int64_t n = connection.session->read(scratch_);
+    const int64_t n = connection.session->read(plaintext_);
     if (n == 0) break;
     if (n < 0) {
       flush_ciphertext(shard, connection);  // a close_notify or alert answer, if any
       shard.close(connection.id);
       return;
     }
-    handler_.on_plaintext(*this, shard, connection.id, std::span(scratch_).first(static_cast<size_t>(n)));
+    handler_.on_plaintext(*this, shard, connection.id, std::span(plaintext_).first(static_cast<size_t>(n)));
     if (!shard.alive(connection.id)) return;
   }
   flush_ciphertext(shard, connection);  // post-handshake messages (tickets, key updates)
 }
 
 bool TlsServer::flush_ciphertext(runtime::Shard& shard, Connection& connection) {
-  while (size_t n = connection.session->pull_ciphertext(scratch_)) {
-    if (!shard.send(connection.id, std::span(scratch_).first(n))) return false;
+  while (size_t n = connection.session->pull_ciphertext(ciphertext_)) {
+    if (!shard.send(connection.id, std::span(ciphertext_).first(n))) return false;
   }
   return true;
 }

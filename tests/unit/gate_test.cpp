@@ -348,3 +348,28 @@ TEST_CASE("gate: a PROXY header from a peer that is not a trusted relay fails TL
   client.send_raw(proxy_header("someone.example.test", 0));
   CHECK_FALSE(client.handshake());
 }
+
+TEST_CASE("gate: answers sent while a record is being read do not disturb the rest of it") {
+  // Regression: the listener sealed its answers into the buffer that held the
+  // plaintext still being decoded; the next frame then read as garbage.
+  GatedListener listener(false);
+  BlockingClient agent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+  REQUIRE(agent.handshake());
+  agent.send_frame({0, hello("web01.example.test")});
+  proto::Frame frame;
+  REQUIRE(agent.next_frame(frame));
+  REQUIRE(std::holds_alternative<proto::HelloOk>(frame.body));
+  constexpr uint64_t kPings = 500;
+  std::vector<std::byte> pings(kPings * proto::kFrameHeaderBytes * 2);
+  size_t used = 0;
+  for (uint64_t nonce = 1; nonce <= kPings; ++nonce) {
+    used += proto::encode({0, proto::Ping{nonce}}, std::span(pings).subspan(used)).size_bytes;
+  }
+  agent.send_plaintext(std::span(pings).first(used));  // one write: the PINGs arrive in a few records
+  for (uint64_t nonce = 1; nonce <= kPings; ++nonce) {
+    REQUIRE(agent.next_frame(frame));
+    const auto* pong = std::get_if<proto::Pong>(&frame.body);
+    REQUIRE_MESSAGE(pong != nullptr, proto::to_string(proto::frame_type(frame.body)));
+    CHECK(pong->nonce == nonce);
+  }
+}

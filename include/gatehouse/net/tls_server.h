@@ -98,7 +98,10 @@ class TlsServer final : public runtime::Service {
   PlainHandler& handler_;
   const TlsServerLimits limits_;
   std::vector<Connection> connections_;  // by connection slot
-  std::vector<std::byte> scratch_;       // one record's worth, reused
+  // Two buffers: the handler may send (and so flush ciphertext) while it is
+  // still reading the plaintext it was given.
+  std::vector<std::byte> plaintext_;     // one record's worth, opened, reused
+  std::vector<std::byte> ciphertext_;    // sealed bytes on their way to the shard, reused
   uint32_t steps_out_ = 0;               // handshake steps on the pool
 };
 
