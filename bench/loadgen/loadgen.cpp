@@ -51,6 +51,7 @@ struct Options {
   uint32_t shards = 1;
   int gateway_pid = 0;
   std::string report_path;
+  double warmup_s = 0;         // not measured: sessions come up, queues fill
   uint32_t spread = 1;         // targets 127.0.0.1 .. 127.0.0.N (past one address's ~28k source ports)
 };
 
@@ -68,6 +69,7 @@ struct Totals {
   std::atomic<uint64_t> events_acked{0};
   std::atomic<uint64_t> agents_done{0};           // --events mode: all acknowledged
   std::atomic<uint64_t> errors{0};
+  std::atomic<bool> measuring{true};              // false during --warmup: no latency recorded
   std::mutex mutex;                               // guards the two below
   std::map<std::string, uint64_t> failures;       // by reason
   loadgen::Histogram latency;
@@ -231,7 +233,7 @@ class Agents final : public runtime::Service {
       const uint64_t first = agent.acked + 1;
       for (uint64_t seq = std::max(first, ack->durable_seq > kSendTimesMax ? ack->durable_seq - kSendTimesMax + 1 : 1);
            seq <= ack->durable_seq; ++seq) {
-        latency_.record(now_us - agent.sent_at_us[seq % kSendTimesMax]);
+        if (totals_.measuring.load(std::memory_order_relaxed)) latency_.record(now_us - agent.sent_at_us[seq % kSendTimesMax]);
       }
       if (ack->durable_seq > agent.acked) totals_.events_acked.fetch_add(ack->durable_seq - agent.acked);
       agent.acked = std::max(agent.acked, ack->durable_seq);
@@ -342,13 +344,13 @@ int main(int argc, char** argv) {
   static constexpr std::string_view kUsage =
       "loadgen --target IP:PORT [--target-name NAME] [--agents N] [--auth cert|kerberos|mixed] [--certs DIR]\n"
       "               [--keytab F] [--prefix P] [--rate EVENTS_PER_S_PER_AGENT|max] [--size BYTES]\n"
-      "               [--events N | --duration S] [--ramp S] [--shards N] [--spread N] [--gateway-pid PID]\n"
+      "               [--events N | --duration S [--warmup S]] [--ramp S] [--shards N] [--spread N] [--gateway-pid PID]\n"
       "               [--report FILE.json]";
   static constexpr cli::FlagSpec kFlags[] = {
       {"--target", true}, {"--target-name", true}, {"--agents", true}, {"--auth", true}, {"--certs", true},
       {"--keytab", true}, {"--prefix", true},      {"--rate", true},   {"--size", true}, {"--events", true},
       {"--duration", true}, {"--ramp", true},      {"--shards", true}, {"--gateway-pid", true}, {"--report", true},
-      {"--spread", true}};
+      {"--spread", true}, {"--warmup", true}};
   cli::Args args;
   std::string why;
   if (!cli::parse_args(argc, argv, 1, kFlags, args, why) || !args.positionals.empty() || !args.has("--target")) {
@@ -372,6 +374,7 @@ int main(int argc, char** argv) {
     if (args.has("--shards")) options.shards = static_cast<uint32_t>(std::stoul(text("--shards")));
     if (args.has("--gateway-pid")) options.gateway_pid = std::stoi(text("--gateway-pid"));
     if (args.has("--report")) options.report_path = text("--report");
+    if (args.has("--warmup")) options.warmup_s = std::stod(text("--warmup"));
     if (args.has("--spread")) options.spread = static_cast<uint32_t>(std::stoul(text("--spread")));
   } catch (const std::exception&) {
     return cli::usage_error("loadgen", "a numeric flag has a value that is not a number", kUsage);
@@ -455,6 +458,10 @@ int main(int argc, char** argv) {
   uint64_t gateway_peak_kib = 0;
   if (options.gateway_pid) process_usage(options.gateway_pid, gateway_cpu_before, gateway_peak_kib);
   const auto started_at = Clock::now();
+  // Measurement starts after --warmup: rates, CPU and latency cover only what follows.
+  auto measured_from = started_at;
+  uint64_t acked_at_warmup = 0;
+  totals.measuring = options.warmup_s <= 0;
   for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({kStart, 0, 0, nullptr});
 
   // Progress: one rewritten line on a TTY, a line a second otherwise.
@@ -484,9 +491,19 @@ int main(int argc, char** argv) {
       last_acked = acked;
       last_tick = Clock::now();
     }
-    if (options.events > 0 ? totals.agents_done.load() == options.agents : elapsed >= options.duration_s) break;
+    if (!totals.measuring && elapsed >= options.warmup_s) {
+      measured_from = Clock::now();
+      acked_at_warmup = totals.events_acked.load();
+      if (options.gateway_pid) process_usage(options.gateway_pid, gateway_cpu_before, gateway_peak_kib);
+      totals.measuring = true;
+    }
+    if (options.events > 0 ? totals.agents_done.load() == options.agents
+                           : elapsed >= options.warmup_s + options.duration_s) {
+      break;
+    }
   }
   const double duration_s = std::chrono::duration<double>(Clock::now() - started_at).count();
+  const double measured_s = std::chrono::duration<double>(Clock::now() - measured_from).count();
   double gateway_cpu_after = 0;
   if (options.gateway_pid) process_usage(options.gateway_pid, gateway_cpu_after, gateway_peak_kib);
   runtime.stop();
@@ -503,13 +520,13 @@ int main(int argc, char** argv) {
   char report[2048];
   std::snprintf(report, sizeof report,
                 "{\"agents\":%u,\"auth\":\"%s\",\"sessions_established\":%llu,\"handshake_failures\":{%s},"
-                "\"events_sent\":%llu,\"events_acked\":%llu,\"events_per_s\":%.0f,\"latency_us\":{\"p50\":%llu,"
+                "\"events_sent\":%llu,\"events_acked\":%llu,\"events_per_s\":%.0f,\"measured_s\":%.3f,\"latency_us\":{\"p50\":%llu,"
                 "\"p99\":%llu,\"p999\":%llu,\"samples\":%llu},\"duration_s\":%.3f,\"setup_s\":%.3f,"
                 "\"gateway_cpu_s\":%.3f,\"gateway_peak_rss_kib\":%llu,\"complete\":%s}\n",
                 options.agents, options.auth.c_str(), static_cast<unsigned long long>(totals.sessions_established.load()),
                 failures.c_str(), static_cast<unsigned long long>(totals.events_sent.load()),
                 static_cast<unsigned long long>(totals.events_acked.load()),
-                static_cast<double>(totals.events_acked.load()) / duration_s,
+                static_cast<double>(totals.events_acked.load() - acked_at_warmup) / measured_s, measured_s,
                 static_cast<unsigned long long>(totals.latency.percentile_us(0.50)),
                 static_cast<unsigned long long>(totals.latency.percentile_us(0.99)),
                 static_cast<unsigned long long>(totals.latency.percentile_us(0.999)),

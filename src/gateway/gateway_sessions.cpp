@@ -130,7 +130,7 @@ void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint
     child.channels.erase(channel);
     if (agent) {
       gate_->send(shard, child.id, {0, proto::GoAway{proto::Reason::parent_unavailable, "the parent closed the session"}});
-      shard.close(child.id);
+      gate_->close(shard, child.id);
       return;
     }
   }
@@ -149,7 +149,7 @@ void GatewaySessions::on_uplink_down(runtime::Shard& shard, uint32_t uplink) {
     gate_->send(shard, child.id, {0, proto::GoAway{proto::Reason::parent_unavailable, "the parent connection dropped"}});
     for (const auto& [child_channel, channel] : child.channels) routes_.erase(route_key(uplink, channel));
     child.channels.clear();
-    shard.close(child.id);
+    gate_->close(shard, child.id);
   }
 }
 

@@ -82,7 +82,7 @@ void Gate::deny(runtime::Shard& shard, runtime::ConnId id, proto::Reason reason,
              {"reason", proto::to_string(reason)}});
   send(shard, id, {0, proto::Deny{reason, static_cast<uint32_t>(event), text}});
   connection.stage = Stage::closed;  // nothing more is read from it
-  shard.close(id);                   // after the DENY is sent
+  tls_->close(shard, id);            // after the DENY is sent
 }
 
 void Gate::on_established(TlsServer&, runtime::Shard& shard, runtime::ConnId id, const std::string& peer_identity) {

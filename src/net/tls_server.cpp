@@ -125,8 +125,9 @@ void TlsServer::on_message(runtime::Shard& shard, const runtime::Message& messag
 }
 
 void TlsServer::on_send_space(runtime::Shard& shard, runtime::ConnId id) {
-  const Connection& connection = connections_[id.index];
-  if (connection.established && connection.id == id) handler_.on_send_space(*this, shard, id);
+  Connection& connection = connections_[id.index];
+  if (!connection.established || connection.id != id) return;
+  if (flush_ciphertext(shard, connection)) handler_.on_send_space(*this, shard, id);
 }
 
 const tls::Session* TlsServer::session(runtime::ConnId id) const {
@@ -187,9 +188,19 @@ void TlsServer::open_records(runtime::Shard& shard, Connection& connection, std:
   flush_ciphertext(shard, connection);  // post-handshake messages (tickets, key updates)
 }
 
+// Ciphertext to the socket as far as its send queue takes it; the rest waits
+// in `unsent` (and the session) for on_send_space. Nothing is ever dropped:
+// a lost piece of a TLS stream would corrupt everything after it.
 bool TlsServer::flush_ciphertext(runtime::Shard& shard, Connection& connection) {
+  if (!connection.unsent.empty()) {
+    if (!shard.send(connection.id, connection.unsent)) return false;
+    connection.unsent.clear();
+  }
   while (size_t n = connection.session->pull_ciphertext(ciphertext_)) {
-    if (!shard.send(connection.id, std::span(ciphertext_).first(n))) return false;
+    if (!shard.send(connection.id, std::span(ciphertext_).first(n))) {
+      connection.unsent.assign(ciphertext_.begin(), ciphertext_.begin() + static_cast<ptrdiff_t>(n));
+      return false;
+    }
   }
   return true;
 }
@@ -197,7 +208,32 @@ bool TlsServer::flush_ciphertext(runtime::Shard& shard, Connection& connection) 
 bool TlsServer::send(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> plaintext) {
   Connection& connection = connections_[id.index];
   if (!connection.established || connection.id != id) return false;
-  return connection.session->write(plaintext) && flush_ciphertext(shard, connection);
+  if (connection.outgoing.empty()) to_seal_.push_back(id);
+  connection.outgoing.insert(connection.outgoing.end(), plaintext.begin(), plaintext.end());
+  if (connection.outgoing.size() >= kSealAtBytes) seal(shard, connection);
+  return true;
+}
+
+void TlsServer::seal(runtime::Shard& shard, Connection& connection) {
+  if (connection.outgoing.empty()) return;
+  const bool written = connection.session->write(connection.outgoing);
+  connection.outgoing.clear();
+  if (written) flush_ciphertext(shard, connection);
+}
+
+void TlsServer::close(runtime::Shard& shard, runtime::ConnId id) {
+  Connection& connection = connections_[id.index];
+  if (connection.id == id && connection.established) seal(shard, connection);
+  shard.close(id);
+}
+
+void TlsServer::on_turn_end(runtime::Shard& shard) {
+  handler_.on_turn_end(*this, shard);  // the handler's own batches may add to ours
+  for (const runtime::ConnId id : to_seal_) {
+    Connection& connection = connections_[id.index];
+    if (connection.id == id && connection.established) seal(shard, connection);
+  }
+  to_seal_.clear();
 }
 
 void TlsServer::on_close(runtime::Shard& shard, runtime::ConnId id, int) {

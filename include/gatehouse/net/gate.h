@@ -72,6 +72,8 @@ class Gate final : public PlainHandler {
   // for the local log only (what the operator here can do about it).
   void deny(runtime::Shard& shard, runtime::ConnId id, proto::Reason reason, log::EventId event, const std::string& why,
             const std::string& hint = "");
+  // Closes once what was sent is out (GOAWAY first, for instance).
+  void close(runtime::Shard& shard, runtime::ConnId id) { tls_->close(shard, id); }
   const Identity* identity(runtime::ConnId id) const;
   const GateOptions& options() const { return options_; }
 

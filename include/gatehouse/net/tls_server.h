@@ -52,8 +52,14 @@ class TlsServer final : public runtime::Service {
             uint32_t connections_max, TlsServerLimits limits);
   ~TlsServer() override;
 
-  // Encrypts and queues plaintext on an established session.
+  // Queues plaintext on an established session. What is queued during a loop
+  // turn is sealed at its end in one TLS write (ACK + CREDIT for an agent, a
+  // batch's answers for an uplink: one record, one send), or at once past
+  // kSealAtBytes. False when the session is not established.
   bool send(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> plaintext);
+  static constexpr size_t kSealAtBytes = 16 * 1024;  // one full TLS record
+  // Seals what is queued, then closes once it is sent (a DENY, a GOAWAY).
+  void close(runtime::Shard& shard, runtime::ConnId id);
 
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;
   void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override;
@@ -63,7 +69,7 @@ class TlsServer final : public runtime::Service {
   void on_message(runtime::Shard& shard, const runtime::Message& message) override;
   void on_stop(runtime::Shard& shard) override;
   void on_send_space(runtime::Shard& shard, runtime::ConnId id) override;
-  void on_turn_end(runtime::Shard& shard) override { handler_.on_turn_end(*this, shard); }
+  void on_turn_end(runtime::Shard& shard) override;
   bool idle() const override { return steps_out_ == 0 && handler_.idle(); }
 
   // The established session of `id` (channel binding), or nullptr.
@@ -84,7 +90,11 @@ class TlsServer final : public runtime::Service {
     bool awaiting_proxy = false;     // from a trusted relay: the PROXY v2 header comes first
     std::optional<runtime::PeerAddress> relayed_peer;
     std::string relayed_identity;    // the relay verified the client's certificate: its CN
+    std::vector<std::byte> outgoing; // plaintext of this turn, not yet sealed (< kSealAtBytes)
+    std::vector<std::byte> unsent;   // ciphertext the send queue had no room for; sent first
   };
+
+  void seal(runtime::Shard& shard, Connection& connection);
 
   bool read_proxy_header(runtime::Shard& shard, Connection& connection);
 
@@ -102,6 +112,7 @@ class TlsServer final : public runtime::Service {
   // still reading the plaintext it was given.
   std::vector<std::byte> plaintext_;     // one record's worth, opened, reused
   std::vector<std::byte> ciphertext_;    // sealed bytes on their way to the shard, reused
+  std::vector<runtime::ConnId> to_seal_; // connections with outgoing plaintext this turn
   uint32_t steps_out_ = 0;               // handshake steps on the pool
 };
 
