@@ -25,6 +25,8 @@ int session_index() {
 // forward on every read: with 16 KiB of agent records read ~300 bytes at a
 // time, or megabytes queued for an uplink, that was most of a gateway's CPU.
 // This one reads from an offset and compacts only once half is consumed.
+constexpr size_t kByteQueueKeepBytes = 1'024;  // capacity a drained queue may keep
+
 struct ByteQueue {
   std::vector<uint8_t> bytes;
   size_t read_offset = 0;
@@ -49,6 +51,8 @@ int byte_queue_read(BIO* bio, char* out, int size) {
   std::memcpy(out, queue->bytes.data() + queue->read_offset, n);
   queue->read_offset += n;
   if (queue->read_offset == queue->bytes.size()) {
+    // Drained: an idle session keeps no buffer (tens of thousands of them).
+    if (queue->bytes.capacity() > kByteQueueKeepBytes) std::vector<uint8_t>().swap(queue->bytes);
     queue->bytes.clear();
     queue->read_offset = 0;
   } else if (queue->read_offset > queue->bytes.size() / 2) {
