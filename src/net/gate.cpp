@@ -12,7 +12,10 @@ namespace gatehouse::net {
 namespace {
 
 constexpr uint32_t kAcceptDone = runtime::kServiceMessageBase + 0x7001;
-constexpr uint32_t kSpillBuffersMax = 64;  // split AUTH tokens in reassembly at once, per shard
+// Frames split across TLS records wait in a reassembly buffer (64 KiB of
+// address space each; only the bytes used become resident, and the free list
+// reuses the hottest). One per connection up to this bound, per shard.
+constexpr uint32_t kSpillBuffersMax = 8'192;
 
 bool same_name(std::string_view a, std::string_view b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(),
@@ -52,7 +55,7 @@ struct Gate::AcceptJob {
 Gate::Gate(const std::atomic<std::shared_ptr<const krb::AcceptorCredential>>& kerberos, runtime::WorkerPool& pool,
            SessionHandler& handler, uint32_t connections_max, GateOptions options)
     : kerberos_(kerberos), pool_(pool), handler_(handler), options_(std::move(options)),
-      spill_pool_(kSpillBuffersMax), connections_(connections_max), frame_buffer_(proto::kFrameMaxBytes) {}
+      spill_pool_(std::min(connections_max, kSpillBuffersMax)), connections_(connections_max), frame_buffer_(proto::kFrameMaxBytes) {}
 
 Gate::~Gate() = default;
 
@@ -100,6 +103,12 @@ void Gate::on_plaintext(TlsServer&, runtime::Shard& shard, runtime::ConnId id, s
   while (!bytes.empty() && connection.id == id && connection.stage != Stage::closed) {
     const proto::DecodeResult result = connection.decoder->next(bytes);
     if (result.status == proto::DecodeStatus::need_more) return;
+    if (result.status == proto::DecodeStatus::error && result.error == proto::ProtoError::spill_exhausted) {
+      deny(shard, id, proto::Reason::overloaded, log::EventId::protocol_violation,  // ours, not the peer's fault
+           "every reassembly buffer of this shard is in use (" + std::to_string(spill_pool_.buffers_max()) +
+           "); the peer may reconnect");
+      return;
+    }
     if (result.status == proto::DecodeStatus::error) {
       deny(shard, id, proto::Reason::protocol_error, log::EventId::protocol_violation,
            std::string("malformed frame: ") + proto::to_string(result.error));
