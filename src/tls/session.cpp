@@ -36,7 +36,8 @@ struct ByteQueue {
 int byte_queue_write(BIO* bio, const char* data, int size) {
   auto* queue = static_cast<ByteQueue*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
-  queue->bytes.insert(queue->bytes.end(), data, data + size);
+  const auto* bytes = reinterpret_cast<const uint8_t*>(data);  // same type: a memcpy, not a per-byte loop
+  queue->bytes.insert(queue->bytes.end(), bytes, bytes + size);
   return size;
 }
 
