@@ -20,6 +20,7 @@
 #include "gatehouse/config/config.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/child_session.h"
+#include "gatehouse/net/ciphertext.h"
 #include "gatehouse/runtime/runtime.h"
 #include "gatehouse/tls/pki.h"
 #include "histogram.h"
@@ -274,18 +275,7 @@ class Agents final : public runtime::Service {
   }
 
   void flush(runtime::Shard& shard, Agent& agent) {
-    if (agent.session == nullptr) return;
-    if (!agent.unsent.empty()) {
-      if (!shard.send(agent.conn, agent.unsent)) return;
-      agent.unsent.clear();
-    }
-    std::array<std::byte, runtime::kSendChunkBytes> chunk{};
-    while (size_t n = agent.session->pull_ciphertext(chunk)) {
-      if (!shard.send(agent.conn, std::span(chunk).first(n))) {
-        agent.unsent.assign(chunk.begin(), chunk.begin() + static_cast<ptrdiff_t>(n));
-        return;
-      }
-    }
+    if (agent.session != nullptr) net::flush_ciphertext(shard, agent.conn, *agent.session, agent.unsent);
   }
 
  public:

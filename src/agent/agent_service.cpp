@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "gatehouse/log/log.h"
+#include "gatehouse/net/ciphertext.h"
 #include "gatehouse/runtime/runtime.h"
 
 namespace gatehouse::agent {
@@ -163,18 +164,7 @@ void AgentService::on_send_space(runtime::Shard& shard, runtime::ConnId id) {
 
 // Moves ciphertext to the connection; what does not fit waits in unsent_.
 void AgentService::flush(runtime::Shard& shard) {
-  if (session_ == nullptr) return;
-  if (!unsent_.empty()) {
-    if (!shard.send(conn_, unsent_)) return;
-    unsent_.clear();
-  }
-  std::array<std::byte, runtime::kSendChunkBytes> chunk{};
-  while (size_t n = session_->pull_ciphertext(chunk)) {
-    if (!shard.send(conn_, std::span(chunk).first(n))) {
-      unsent_.assign(chunk.begin(), chunk.begin() + static_cast<ptrdiff_t>(n));
-      return;
-    }
-  }
+  if (session_ != nullptr) net::flush_ciphertext(shard, conn_, *session_, unsent_);
 }
 
 // Sends queued events after sent_through_ while the window allows.

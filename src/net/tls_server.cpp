@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "gatehouse/log/log.h"
+#include "gatehouse/net/ciphertext.h"
 
 namespace gatehouse::net {
 namespace {
@@ -39,7 +40,7 @@ struct TlsServer::Step {
 TlsServer::TlsServer(const tls::ReloadableContext& context, runtime::WorkerPool& pool, PlainHandler& handler,
                      uint32_t connections_max, TlsServerLimits limits)
     : context_(context), pool_(pool), handler_(handler), limits_(limits), connections_(connections_max),
-      plaintext_(kScratchBytes), ciphertext_(kScratchBytes) {}
+      plaintext_(kScratchBytes) {}
 
 TlsServer::~TlsServer() = default;
 
@@ -192,17 +193,7 @@ void TlsServer::open_records(runtime::Shard& shard, Connection& connection, std:
 // in `unsent` (and the session) for on_send_space. Nothing is ever dropped:
 // a lost piece of a TLS stream would corrupt everything after it.
 bool TlsServer::flush_ciphertext(runtime::Shard& shard, Connection& connection) {
-  if (!connection.unsent.empty()) {
-    if (!shard.send(connection.id, connection.unsent)) return false;
-    connection.unsent.clear();
-  }
-  while (size_t n = connection.session->pull_ciphertext(ciphertext_)) {
-    if (!shard.send(connection.id, std::span(ciphertext_).first(n))) {
-      connection.unsent.assign(ciphertext_.begin(), ciphertext_.begin() + static_cast<ptrdiff_t>(n));
-      return false;
-    }
-  }
-  return true;
+  return net::flush_ciphertext(shard, connection.id, *connection.session, connection.unsent);
 }
 
 bool TlsServer::send(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> plaintext) {

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "gatehouse/log/log.h"
+#include "gatehouse/net/ciphertext.h"
 #include "gatehouse/runtime/runtime.h"
 
 namespace gatehouse::uplink {
@@ -221,17 +222,7 @@ void UplinkPool::on_turn_end(runtime::Shard& shard) {
 // state follows what is left waiting.
 void UplinkPool::flush(runtime::Shard& shard, Uplink& uplink) {
   if (uplink.session == nullptr) return;
-  bool room = uplink.unsent.empty() || shard.send(uplink.conn, uplink.unsent);
-  if (room) uplink.unsent.clear();
-  std::array<std::byte, runtime::kSendChunkBytes> chunk{};
-  while (room) {
-    const size_t n = uplink.session->pull_ciphertext(chunk);
-    if (n == 0) break;
-    if (!shard.send(uplink.conn, std::span(chunk).first(n))) {
-      uplink.unsent.assign(chunk.begin(), chunk.begin() + static_cast<ptrdiff_t>(n));
-      room = false;
-    }
-  }
+  net::flush_ciphertext(shard, uplink.conn, *uplink.session, uplink.unsent);
   const uint64_t waiting = waiting_bytes(uplink.index);
   if (!uplink.congested && waiting > options_.congested_above_bytes) {
     uplink.congested = true;

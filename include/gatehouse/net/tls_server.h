@@ -108,10 +108,9 @@ class TlsServer final : public runtime::Service {
   PlainHandler& handler_;
   const TlsServerLimits limits_;
   std::vector<Connection> connections_;  // by connection slot
-  // Two buffers: the handler may send (and so flush ciphertext) while it is
-  // still reading the plaintext it was given.
+  // Only for opened plaintext: the handler may send (and so flush ciphertext,
+  // through its own buffer) while it still reads what it was given.
   std::vector<std::byte> plaintext_;     // one record's worth, opened, reused
-  std::vector<std::byte> ciphertext_;    // sealed bytes on their way to the shard, reused
   std::vector<runtime::ConnId> to_seal_; // connections with outgoing plaintext this turn
   uint32_t steps_out_ = 0;               // handshake steps on the pool
 };
