@@ -17,11 +17,7 @@ namespace {
 
 constexpr uint32_t kRecordBodyMaxBytes = 8 + DiskQueue::kEventMaxBytes;  // u64 seq, payload
 
-std::string segment_name(uint64_t number) {
-  char name[32];
-  std::snprintf(name, sizeof name, "queue-%08llu.log", static_cast<unsigned long long>(number));
-  return name;
-}
+constexpr store::SegmentNames kSegments{"queue", ".log"};
 
 std::vector<std::byte> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -54,17 +50,11 @@ DiskQueue::~DiskQueue() {
 // those events were never acknowledged to the input, so nothing is lost.
 bool DiskQueue::load(std::string& why) {
   if (std::ifstream acked(dir_ + "/acked"); acked) acked >> acked_seq_;
-  std::vector<uint64_t> numbers;
-  for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
-    unsigned long long number = 0;
-    const std::string name = entry.path().filename().string();
-    if (std::sscanf(name.c_str(), "queue-%8llu.log", &number) == 1 && name == segment_name(number)) numbers.push_back(number);
-  }
-  std::sort(numbers.begin(), numbers.end());
+  const std::vector<uint64_t> numbers = kSegments.numbers(dir_);
   last_seq_ = acked_seq_;
   uint64_t last_good_bytes = 0;
   for (uint64_t number : numbers) {
-    const std::vector<std::byte> bytes = read_file(dir_ + "/" + segment_name(number));
+    const std::vector<std::byte> bytes = read_file(dir_ + "/" + kSegments.name(number));
     uint64_t segment_last = 0;
     last_good_bytes = store::scan_records(bytes, kRecordBodyMaxBytes, [&](std::span<const std::byte> body) {
       if (body.size() < 8) return false;
@@ -82,7 +72,7 @@ bool DiskQueue::load(std::string& why) {
   if (!open_segment(current, why)) return false;
   if (!numbers.empty()) {
     if (ftruncate(segment_fd_, static_cast<off_t>(last_good_bytes)) != 0) {
-      why = "cannot truncate " + dir_ + "/" + segment_name(current) + ": " + std::strerror(errno);
+      why = "cannot truncate " + dir_ + "/" + kSegments.name(current) + ": " + std::strerror(errno);
       return false;
     }
     segment_size_bytes_ = last_good_bytes;
@@ -93,7 +83,7 @@ bool DiskQueue::load(std::string& why) {
 
 bool DiskQueue::open_segment(uint64_t number, std::string& why) {
   if (segment_fd_ >= 0) ::close(segment_fd_);
-  const std::string path = dir_ + "/" + segment_name(number);
+  const std::string path = dir_ + "/" + kSegments.name(number);
   segment_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (segment_fd_ < 0) {
     why = "cannot open " + path + ": " + std::strerror(errno);
@@ -184,7 +174,7 @@ void DiskQueue::write_acked() {
 
 void DiskQueue::delete_acked_segments() {
   while (segments_.size() > 1 && segments_.front().second <= acked_seq_) {
-    std::filesystem::remove(dir_ + "/" + segment_name(segments_.front().first));
+    std::filesystem::remove(dir_ + "/" + kSegments.name(segments_.front().first));
     segments_.pop_front();
   }
 }

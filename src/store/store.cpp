@@ -24,24 +24,7 @@ constexpr uint32_t kRecordBodyMaxBytes = 1 + 1 + 255 + 8 + (1u << 20);
 constexpr uint8_t kRecordEvent = 1;       // u8 name size, name, u64 seq, payload
 constexpr uint8_t kRecordDuplicates = 2;  // u64 duplicates dropped since the previous such record
 
-std::string segment_name(uint64_t number) {
-  char name[32];
-  std::snprintf(name, sizeof name, "events-%08llu.seg", static_cast<unsigned long long>(number));
-  return name;
-}
-
-// Segment numbers present in `dir`, ascending.
-std::vector<uint64_t> segment_numbers(const std::string& dir) {
-  std::vector<uint64_t> numbers;
-  std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
-    const std::string name = entry.path().filename().string();
-    unsigned long long number = 0;
-    if (std::sscanf(name.c_str(), "events-%8llu.seg", &number) == 1 && name == segment_name(number)) numbers.push_back(number);
-  }
-  std::sort(numbers.begin(), numbers.end());
-  return numbers;
-}
+constexpr SegmentNames kSegments{"events", ".seg"};
 
 struct Record {
   uint8_t type = 0;
@@ -107,10 +90,10 @@ bool scan_segment(const std::string& path, OnRecord on_record, uint64_t& good_by
 template <class OnRecord>
 bool scan_all(const std::string& dir, OnRecord on_record, StoreStats& stats, uint64_t& last_good_bytes,
               std::string& why) {
-  const std::vector<uint64_t> numbers = segment_numbers(dir);
+  const std::vector<uint64_t> numbers = kSegments.numbers(dir);
   stats.segments = numbers.size();
   for (size_t i = 0; i < numbers.size(); ++i) {
-    const std::string path = dir + "/" + segment_name(numbers[i]);
+    const std::string path = dir + "/" + kSegments.name(numbers[i]);
     uint64_t good = 0;
     uint64_t size = 0;
     if (!scan_segment(path, on_record, good, size, why)) return false;
@@ -149,12 +132,12 @@ std::unique_ptr<EventStore> EventStore::open(const std::string& dir, const Store
   };
   if (!scan_all(dir, on_record, store->stats_, last_good_bytes, why)) return nullptr;
   store->stats_.agents = store->agents_.size();
-  const std::vector<uint64_t> numbers = segment_numbers(dir);
+  const std::vector<uint64_t> numbers = kSegments.numbers(dir);
   const uint64_t last = numbers.empty() ? 1 : numbers.back();
   if (!store->open_segment(last, why)) return nullptr;
   if (store->stats_.torn_bytes_truncated > 0 &&
       (ftruncate(store->segment_fd_, static_cast<off_t>(last_good_bytes)) != 0 || fsync(store->segment_fd_) != 0)) {
-    why = "cannot truncate the torn tail of " + dir + "/" + segment_name(last) + ": " + std::strerror(errno);
+    why = "cannot truncate the torn tail of " + dir + "/" + kSegments.name(last) + ": " + std::strerror(errno);
     return nullptr;
   }
   store->segment_size_bytes_ = last_good_bytes;
@@ -163,7 +146,7 @@ std::unique_ptr<EventStore> EventStore::open(const std::string& dir, const Store
 
 bool EventStore::open_segment(uint64_t number, std::string& why) {
   if (segment_fd_ >= 0) ::close(segment_fd_);
-  const std::string path = dir_ + "/" + segment_name(number);
+  const std::string path = dir_ + "/" + kSegments.name(number);
   segment_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (segment_fd_ < 0) {
     why = "cannot open " + path + ": " + std::strerror(errno);

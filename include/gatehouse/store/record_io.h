@@ -3,10 +3,14 @@
 // little-endian). A torn or corrupt record is detected by size and checksum.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <filesystem>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace gatehouse::store {
@@ -71,5 +75,31 @@ uint64_t scan_records(std::span<const std::byte> bytes, uint32_t body_max_bytes,
   }
   return offset;
 }
+
+// Numbered segment files, e.g. "events-00000001.seg": `prefix`-NNNNNNNN`suffix`.
+struct SegmentNames {
+  const char* prefix;  // "events"
+  const char* suffix;  // ".seg"
+
+  std::string name(uint64_t number) const {
+    char text[64];
+    std::snprintf(text, sizeof text, "%s-%08llu%s", prefix, static_cast<unsigned long long>(number), suffix);
+    return text;
+  }
+  // The numbers of the segments in `dir`, ascending.
+  std::vector<uint64_t> numbers(const std::string& dir) const {
+    std::vector<uint64_t> found;
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+      const std::string file = entry.path().filename().string();
+      const std::string head = std::string(prefix) + "-";
+      if (file.rfind(head, 0) != 0) continue;
+      const uint64_t number = std::strtoull(file.c_str() + head.size(), nullptr, 10);
+      if (file == name(number)) found.push_back(number);
+    }
+    std::sort(found.begin(), found.end());
+    return found;
+  }
+};
 
 }  // namespace gatehouse::store
