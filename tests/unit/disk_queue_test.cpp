@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "gatehouse/agent/disk_queue.h"
+#include "test_support.h"
 
 using namespace gatehouse::agent;
 namespace fs = std::filesystem;
@@ -15,20 +16,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct QueueDir {
-  QueueDir() {
-    char pattern[] = "/tmp/gatehouse-queue-test-XXXXXX";
-    REQUIRE(mkdtemp(pattern) != nullptr);
-    path = pattern;
-  }
-  ~QueueDir() { fs::remove_all(path); }
+struct QueueDir : gatehouse::testing::TempDir {
+  QueueDir() : gatehouse::testing::TempDir("queue-test") { REQUIRE(!path.empty()); }
   std::unique_ptr<DiskQueue> open(uint64_t max_bytes = 1u << 20, FullPolicy policy = FullPolicy::block) const {
     std::string why;
     auto queue = DiskQueue::open(path, max_bytes, policy, why);
     REQUIRE_MESSAGE(queue != nullptr, why);
     return queue;
   }
-  std::string path;
 };
 
 std::vector<std::string> events(int first, int count) {

@@ -18,14 +18,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct TempDir {
-  TempDir() {
-    char pattern[] = "/tmp/gatehouse-store-test-XXXXXX";
-    REQUIRE(mkdtemp(pattern) != nullptr);
-    path = pattern;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string path;
+struct TempDir : gatehouse::testing::TempDir {
+  TempDir() : gatehouse::testing::TempDir("store-test") { REQUIRE(!path.empty()); }
 };
 
 Batch* batch_of(const std::string& agent, uint64_t first_seq, uint64_t count) {

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -21,6 +23,20 @@ bool wait_until(Predicate predicate, std::chrono::milliseconds limit) {
   }
   return true;
 }
+
+// A fresh folder under /tmp (mkdtemp's template), removed with everything in it.
+struct TempDir {
+  explicit TempDir(const std::string& name) {
+    std::string pattern = "/tmp/gatehouse-" + name + "-XXXXXX";
+    if (mkdtemp(pattern.data()) != nullptr) path = pattern;
+  }
+  ~TempDir() {
+    if (!path.empty()) std::filesystem::remove_all(path);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string path;  // "" when mkdtemp failed
+};
 
 // Sends this process's stderr (the JSON event log) to a file while alive.
 class StderrCapture {
