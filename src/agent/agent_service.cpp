@@ -15,8 +15,8 @@ constexpr uint32_t kReconnectAfterLossMs = 100;  // a session that was up: retry
 }  // namespace
 
 AgentService::AgentService(const AgentOptions& options, DiskQueue& queue, AgentCounters& counters)
-    : options_(options), queue_(queue), counters_(counters), backoff_ms_(options.backoff_initial_ms),
-      jitter_(std::random_device{}()) {}
+    : options_(options), queue_(queue), counters_(counters),
+      failover_(options.gateways.size(), options.backoff_initial_ms, options.backoff_max_ms) {}
 
 AgentService::~AgentService() = default;
 
@@ -41,19 +41,16 @@ void AgentService::connect(runtime::Shard& shard) {
 // whole list has failed.
 void AgentService::next_gateway(runtime::Shard& shard) {
   if (stopping_) return;
-  current_ = (current_ + 1) % options_.gateways.size();
-  if (++failures_in_round_ < options_.gateways.size()) {
+  const uint32_t delay_ms = failover_.failed();
+  if (delay_ms == 0) {
     connect(shard);
     return;
   }
-  failures_in_round_ = 0;
   log::emit(log::Level::error, log::EventId::no_parent_available,
             "no gateway in the list is reachable; events wait in the queue",
-            {{"gateways", static_cast<uint64_t>(options_.gateways.size())}, {"retry_ms", backoff_ms_},
+            {{"gateways", static_cast<uint64_t>(options_.gateways.size())}, {"retry_ms", delay_ms},
              {"queued", queue_.queued_events()}});
-  const uint32_t delay = backoff_ms_ / 2 + jitter_() % (backoff_ms_ / 2 + 1);  // jitter: clients spread out
-  backoff_ms_ = std::min(backoff_ms_ * 2, options_.backoff_max_ms);
-  shard.set_timer(kReconnect, delay);
+  shard.set_timer(kReconnect, delay_ms);
 }
 
 void AgentService::on_timer(runtime::Shard& shard, uint32_t timer) {
@@ -95,8 +92,7 @@ void AgentService::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<
 void AgentService::on_welcome(const proto::HelloOk& hello_ok) {
   runtime::Shard& shard = *shard_;
   shard.clear_deadline(conn_);
-  failures_in_round_ = 0;
-  backoff_ms_ = options_.backoff_initial_ms;
+  failover_.succeeded();
   window_bytes_ = hello_ok.credit_bytes;
   heartbeat_interval_s_ = hello_ok.heartbeat_interval_s;
   queue_.acknowledge(hello_ok.last_durable_seq);
@@ -128,7 +124,7 @@ void AgentService::on_failure(const net::ChildFailure& failure) {
   const bool not_approved = failure.reason == proto::Reason::not_approved;
   log::emit(log::Level::error, failure.event, failure.why,
             {{"gateway", gateway().name}, {"address", gateway().address.text}, {"reason", proto::to_string(failure.reason)}});
-  if (not_approved) failures_in_round_ = options_.gateways.size() - 1;  // wait a backoff: approval takes a human
+  if (not_approved) failover_.end_round();  // wait a backoff: approval takes a human
   shard_->abort(conn_);
 }
 
@@ -143,7 +139,7 @@ void AgentService::on_close(runtime::Shard& shard, runtime::ConnId id, int) {
   if (was_welcomed) {
     log::emit(log::Level::warning, log::EventId::parent_connect_failed, "lost the session; reconnecting",
               {{"gateway", gateway().name}, {"queued", queue_.queued_events()}});
-    shard.set_timer(kReconnect, kReconnectAfterLossMs + jitter_() % kReconnectAfterLossMs);
+    shard.set_timer(kReconnect, failover_.jitter_ms(kReconnectAfterLossMs));
     return;
   }
   next_gateway(shard);

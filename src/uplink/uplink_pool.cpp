@@ -15,20 +15,17 @@ struct UplinkPool::Uplink final : net::ChildSession::Handler {
   runtime::ConnId conn{};
   bool connected = false;
   std::unique_ptr<net::ChildSession> session;
-  size_t parent = 0;             // index into parents
-  size_t failures_in_round = 0;  // parents tried since the last success
-  uint32_t backoff_ms = 0;
+  std::unique_ptr<net::Failover> failover;  // which parent, and the backoff
   std::vector<std::byte> batch;   // encoded frames of this turn
   std::vector<std::byte> unsent;  // ciphertext the send queue had no room for
   bool congested = false;
 
   bool welcomed() const { return session != nullptr && session->welcomed(); }
-  const config::Peer& peer() const { return pool->options_.parents[parent]; }
+  const config::Peer& peer() const { return pool->options_.parents[failover->current()]; }
 
   void on_welcome(const proto::HelloOk& hello_ok) override {
     shard->clear_deadline(conn);
-    failures_in_round = 0;
-    backoff_ms = pool->options_.backoff_initial_ms;
+    failover->succeeded();
     log::emit(log::Level::info, log::EventId::parent_connected, "uplink up",
               {{"uplink", index}, {"shard", shard->index()}, {"parent", hello_ok.name}, {"address", peer().address.text}});
     pool->events_.on_uplink_up(*shard, index);
@@ -57,12 +54,13 @@ struct UplinkPool::Uplink final : net::ChildSession::Handler {
 };
 
 UplinkPool::UplinkPool(const UplinkOptions& options, UplinkEvents& events)
-    : options_(options), events_(events), jitter_(std::random_device{}()) {
+    : options_(options), events_(events) {
   for (uint32_t i = 0; i < options.uplinks; ++i) {
     auto uplink = std::make_unique<Uplink>();
     uplink->pool = this;
     uplink->index = i;
-    uplink->backoff_ms = options.backoff_initial_ms;
+    uplink->failover = std::make_unique<net::Failover>(options.parents.size(), options.backoff_initial_ms,
+                                                       options.backoff_max_ms);
     uplinks_.push_back(std::move(uplink));
   }
 }
@@ -128,18 +126,15 @@ void UplinkPool::connect(runtime::Shard& shard, Uplink& uplink) {
 // whole list has failed.
 void UplinkPool::next_parent(runtime::Shard& shard, Uplink& uplink) {
   if (stopping_) return;
-  uplink.parent = (uplink.parent + 1) % options_.parents.size();
-  if (++uplink.failures_in_round < options_.parents.size()) {
+  const uint32_t delay_ms = uplink.failover->failed();
+  if (delay_ms == 0) {
     connect(shard, uplink);
     return;
   }
-  uplink.failures_in_round = 0;
   log::emit(log::Level::error, log::EventId::no_parent_available,
             "no parent in the list is reachable; agents on this uplink wait in their queues",
-            {{"uplink", uplink.index}, {"shard", shard.index()}, {"retry_ms", uplink.backoff_ms}});
-  const uint32_t delay = uplink.backoff_ms / 2 + jitter_() % (uplink.backoff_ms / 2 + 1);
-  uplink.backoff_ms = std::min(uplink.backoff_ms * 2, options_.backoff_max_ms);
-  shard.set_timer(uplink.index, delay);
+            {{"uplink", uplink.index}, {"shard", shard.index()}, {"retry_ms", delay_ms}});
+  shard.set_timer(uplink.index, delay_ms);
 }
 
 void UplinkPool::on_timer(runtime::Shard& shard, uint32_t timer) {
@@ -198,7 +193,7 @@ void UplinkPool::on_close(runtime::Shard& shard, runtime::ConnId id, int) {
     log::emit(log::Level::warning, log::EventId::parent_connect_failed, "uplink lost; reconnecting",
               {{"uplink", uplink->index}, {"parent", uplink->peer().name}});
     events_.on_uplink_down(shard, uplink->index);
-    if (!stopping_) shard.set_timer(uplink->index, 100 + jitter_() % 100);
+    if (!stopping_) shard.set_timer(uplink->index, uplink->failover->jitter_ms(100));
     return;
   }
   next_parent(shard, *uplink);

@@ -6,13 +6,13 @@
 
 #include <atomic>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "gatehouse/agent/disk_queue.h"
 #include "gatehouse/config/config_types.h"
 #include "gatehouse/net/child_session.h"
+#include "gatehouse/net/failover.h"
 #include "gatehouse/runtime/shard.h"
 
 namespace gatehouse::agent {
@@ -60,7 +60,7 @@ class AgentService final : public runtime::Service, private net::ChildSession::H
   void next_gateway(runtime::Shard& shard);
   void flush(runtime::Shard& shard);
   void pump(runtime::Shard& shard);
-  const config::Peer& gateway() const { return options_.gateways[current_]; }
+  const config::Peer& gateway() const { return options_.gateways[failover_.current()]; }
 
   const AgentOptions options_;
   DiskQueue& queue_;
@@ -70,14 +70,11 @@ class AgentService final : public runtime::Service, private net::ChildSession::H
   runtime::Shard* shard_ = nullptr;
   runtime::ConnId conn_{};
   bool connected_ = false;
-  size_t current_ = 0;             // index into gateways
-  size_t failures_in_round_ = 0;   // gateways tried since the last success
-  uint32_t backoff_ms_;
+  net::Failover failover_;         // which gateway, and the backoff
   uint64_t window_bytes_ = 0;      // DATA bytes we may still send
   uint64_t sent_through_ = 0;      // highest seq sent on this session
   uint16_t heartbeat_interval_s_ = 60;
   std::vector<std::byte> unsent_;  // ciphertext the send queue had no room for
-  std::minstd_rand jitter_;
   bool stopping_ = false;
 };
 

@@ -7,11 +7,11 @@
 #pragma once
 
 #include <memory>
-#include <random>
 #include <vector>
 
 #include "gatehouse/config/config_types.h"
 #include "gatehouse/net/child_session.h"
+#include "gatehouse/net/failover.h"
 #include "gatehouse/runtime/service_pair.h"
 
 namespace gatehouse::uplink {
@@ -75,7 +75,6 @@ class UplinkPool final : public runtime::Service {
   proto::SpillPool spill_pool_{kUplinksMax};
   std::vector<std::unique_ptr<Uplink>> uplinks_;
   uint32_t next_pick_ = 0;
-  std::minstd_rand jitter_;
   bool stopping_ = false;
 };
 
