@@ -3,12 +3,13 @@
 // `gatehouse certs`. Reports the server side alone (manual timing around the
 // server's handshake steps), which is what an auth thread spends per agent,
 // and the whole exchange (client + server) for reference; then the same for a
-// handshake resumed from a session ticket.
+// handshake resumed from a session ticket. Then one record's seal and open.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <vector>
 
 #include "gatehouse/tls/pki.h"
 #include "gatehouse/tls/session.h"
@@ -45,11 +46,9 @@ const Material& material() {
   return instance;
 }
 
-// One handshake, full or resumed as asked; returns the seconds spent in the
-// server's steps.
-double handshake(bool resume, bool* ok) {
-  Session client(resume ? material().resuming_client : material().client, "gw1.example.test");
-  Session server(material().server);
+// Runs a handshake between two fresh sessions; returns the seconds spent in
+// the server's steps, and in *ok whether it completed as expected.
+double establish(Session& client, Session& server, bool resume, bool* ok) {
   std::array<std::byte, 16 * 1024> buffer{};
   double server_seconds = 0;
   for (int round = 0; round < 10; ++round) {
@@ -68,6 +67,14 @@ double handshake(bool resume, bool* ok) {
   }
   *ok = false;
   return server_seconds;
+}
+
+// One handshake, full or resumed as asked; returns the seconds spent in the
+// server's steps.
+double handshake(bool resume, bool* ok) {
+  Session client(resume ? material().resuming_client : material().client, "gw1.example.test");
+  Session server(material().server);
+  return establish(client, server, resume, ok);
 }
 
 // range(0): 1 = resumed from a ticket, 0 = full.
@@ -95,7 +102,40 @@ void BM_tls13_mutual_both_sides(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// One TLS record of range(0) plaintext bytes, client to server, on an
+// established session: the client seals (SSL_write into the byte queue, then
+// the ciphertext pulled out) and the server opens (ciphertext pushed in, then
+// SSL_read). range(1): 0 times the sealing side, 1 the opening side.
+void BM_record(benchmark::State& state) {
+  const auto plaintext_bytes = static_cast<size_t>(state.range(0));
+  const bool open_side = state.range(1) == 1;
+  Session client(material().client, "gw1.example.test");
+  Session server(material().server);
+  bool ok = false;
+  establish(client, server, false, &ok);
+  std::vector<std::byte> plaintext(plaintext_bytes, std::byte{0x5a});
+  std::vector<std::byte> ciphertext(plaintext_bytes + 256);
+  std::vector<std::byte> opened(plaintext_bytes);
+  for (auto _ : state) {
+    const auto sealing = std::chrono::steady_clock::now();
+    ok = ok && client.write(plaintext);
+    const size_t sealed_bytes = client.pull_ciphertext(ciphertext);
+    const auto opening = std::chrono::steady_clock::now();
+    server.push_ciphertext(std::span(ciphertext).first(sealed_bytes));
+    ok = ok && server.read(opened) == static_cast<int64_t>(plaintext_bytes);
+    const auto done = std::chrono::steady_clock::now();
+    state.SetIterationTime(std::chrono::duration<double>(open_side ? done - opening : opening - sealing).count());
+    if (!ok) {
+      state.SkipWithError("the record did not round-trip");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(plaintext_bytes));
+}
+
 }  // namespace
 
+BENCHMARK(BM_record)->ArgNames({"bytes", "open"})->ArgsProduct({{256, 16384}, {0, 1}})->UseManualTime();
 BENCHMARK(BM_tls13_mutual_server_side)->ArgName("resumed")->Arg(0)->Arg(1)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_tls13_mutual_both_sides)->ArgName("resumed")->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
