@@ -2,8 +2,15 @@
 // authentication (a certificate minted per agent from a dev CA, or Kerberos
 // principals from bench/loadgen/kerberos-agents), on the project's io_uring
 // runtime. Each agent numbers its events, resends from the server's durable
-// seq after any reconnect, and measures send → durable ACK latency.
+// seq after any reconnect, and measures send → durable ACK latency. Agents
+// reconnect as `gatehouse agent` does: a lost session retries its gateway
+// after 100–200 ms, a failed one moves to the next target (net::Failover).
+// --storm-at drops every session at once (W3, W5); --steady keeps a few
+// streaming agents out of the storm, on their own shard, to measure what the
+// storm does to established sessions; a second --target is the failover
+// gateway (W4), and the report says how long all sessions took to flow again.
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -13,7 +20,6 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <random>
 #include <thread>
 
 #include "gatehouse/cli/args.h"
@@ -21,6 +27,7 @@
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/child_session.h"
 #include "gatehouse/net/ciphertext.h"
+#include "gatehouse/net/failover.h"
 #include "gatehouse/runtime/runtime.h"
 #include "gatehouse/tls/pki.h"
 #include "histogram.h"
@@ -35,10 +42,18 @@ constexpr uint32_t kTickMs = 10;
 constexpr uint32_t kSendTimesMax = 256;       // per agent: in-flight events whose send time is kept
 constexpr uint32_t kDataFrameFixedBytes = proto::kFrameHeaderBytes + 10;
 constexpr uint32_t kStart = runtime::kServiceMessageBase + 0x400;
+constexpr uint32_t kStorm = runtime::kServiceMessageBase + 0x401;
+constexpr uint32_t kReconnectAfterLossMs = 100;  // as `gatehouse agent`: a lost session retries soon
+constexpr uint32_t kBackoffInitialMs = 500;       // after every target failed in a row
+constexpr uint32_t kBackoffMaxMs = 5'000;
+
+struct Target {
+  runtime::PeerAddress address;
+  std::string name;  // its certificate identity / Kerberos host
+};
 
 struct Options {
-  std::string target;
-  std::string target_name = "gw1.example.test";  // the target's certificate identity / Kerberos host
+  std::vector<Target> targets;  // in failover order
   uint32_t agents = 100;
   double rate = 1;             // events per second per agent; 0: as fast as the window allows
   uint32_t size_bytes = 256;
@@ -54,7 +69,21 @@ struct Options {
   std::string report_path;
   double warmup_s = 0;         // not measured: sessions come up, queues fill
   uint32_t spread = 1;         // targets 127.0.0.1 .. 127.0.0.N (past one address's ~28k source ports)
+  double storm_at_s = 0;       // 0: no storm
+  uint32_t steady = 0;         // agents 0..steady-1: streaming at steady_rate on shard 0, kept out of the storm
+  double steady_rate = 10;
 };
+
+// "a,b,c" → {"a", "b", "c"}.
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  for (size_t start = 0; start <= text.size();) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    items.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return items;
+}
 
 std::string agent_name(const Options& options, uint32_t i) {
   char name[64];
@@ -71,9 +100,24 @@ struct Totals {
   std::atomic<uint64_t> agents_done{0};           // --events mode: all acknowledged
   std::atomic<uint64_t> errors{0};
   std::atomic<bool> measuring{true};              // false during --warmup: no latency recorded
-  std::mutex mutex;                               // guards the two below
+  Clock::time_point started;                      // set before the shards start: their clocks' zero
+  // The storm: phase 0 before, 1 while sessions are re-established, 2 after.
+  std::atomic<int> storm_phase{0};
+  std::atomic<uint32_t> storm_shards_dropped{0};  // shards that have dropped their sessions
+  std::atomic<uint64_t> storm_dropped{0};
+  std::atomic<uint64_t> storm_reestablished{0};
+  std::atomic<uint64_t> storm_last_welcome_us{0};
+  // Sessions lost without loadgen closing them (a gateway died), and how many
+  // of those agents flow again (an ACK on a new session, or nothing left to send).
+  std::atomic<uint64_t> losses{0};
+  std::atomic<uint64_t> recovered{0};
+  std::atomic<uint64_t> first_loss_us{UINT64_MAX};
+  std::atomic<uint64_t> last_recovery_us{0};
+  std::mutex mutex;                               // guards the four below
   std::map<std::string, uint64_t> failures;       // by reason
   loadgen::Histogram latency;
+  loadgen::Histogram steady_before_storm;         // the --steady agents' latency, by storm phase
+  loadgen::Histogram steady_during_storm;
 
   void failure(const std::string& reason) {
     errors.fetch_add(1);
@@ -84,6 +128,7 @@ struct Totals {
 
 struct Identity {
   std::string name;
+  bool steady = false;
   proto::AuthMethod auth = proto::AuthMethod::cert;
   tls::Minted minted;
   std::shared_ptr<const krb::InitiatorCredential> kerberos;
@@ -92,16 +137,18 @@ struct Identity {
 class Agents final : public runtime::Service {
  public:
   Agents(const Options& options, std::vector<Identity*> identities, std::shared_ptr<const tls::Context> cert_tls,
-         std::shared_ptr<const tls::Context> kerberos_tls, const runtime::PeerAddress& target, Totals& totals)
-      : options_(options), target_(target), totals_(totals), cert_tls_(std::move(cert_tls)),
-        kerberos_tls_(std::move(kerberos_tls)), agents_(identities.size()), by_conn_(identities.size() + 128, UINT32_MAX) {
-    for (size_t i = 0; i < identities.size(); ++i) agents_[i].identity = identities[i];
+         std::shared_ptr<const tls::Context> kerberos_tls, uint32_t connections_max, Totals& totals)
+      : options_(options), totals_(totals), cert_tls_(std::move(cert_tls)), kerberos_tls_(std::move(kerberos_tls)),
+        by_conn_(connections_max, UINT32_MAX) {
+    agents_.reserve(identities.size());
+    for (Identity* identity : identities) agents_.emplace_back(identity, options.targets.size());
     payload_.assign(options.size_bytes, std::byte{'x'});
   }
 
   void on_message(runtime::Shard& shard, const runtime::Message& message) override {
+    if (message.kind == kStorm) return storm(shard);
     if (message.kind != kStart) return;
-    started_ = Clock::now();
+    started_ = totals_.started;
     shard.set_timer(kTick, kTickMs);
   }
 
@@ -119,7 +166,7 @@ class Agents final : public runtime::Service {
 
   void on_connect_failed(runtime::Shard&, uint64_t context, int error) override {
     totals_.failure(std::string("connect: ") + std::strerror(-error));
-    retry(agents_[context - 1]);
+    next_target(agents_[context - 1]);
   }
 
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override {
@@ -128,7 +175,7 @@ class Agents final : public runtime::Service {
     agent.conn = id;
     by_conn_[id.index] = index;
     const bool kerberos = agent.identity->auth == proto::AuthMethod::kerberos;
-    net::ChildOptions child{kerberos ? kerberos_tls_ : cert_tls_, options_.target_name, proto::Role::agent,
+    net::ChildOptions child{kerberos ? kerberos_tls_ : cert_tls_, options_.targets[agent.target].name, proto::Role::agent,
                             agent.identity->auth, agent.identity->name, agent.identity->kerberos, "gatehouse",
                             kerberos ? nullptr : agent.identity->minted.cert.get(),
                             kerberos ? nullptr : agent.identity->minted.key.get()};
@@ -156,11 +203,23 @@ class Agents final : public runtime::Service {
   void on_close(runtime::Shard&, runtime::ConnId id, int) override {
     Agent& agent = agents_[by_conn_[id.index]];
     by_conn_[id.index] = UINT32_MAX;
-    if (agent.up) totals_.sessions_up.fetch_sub(1);
+    const bool was_up = agent.up;
+    if (was_up) totals_.sessions_up.fetch_sub(1);
     agent.up = false;
     agent.session.reset();
     agent.unsent.clear();
-    if (!stopping_) retry(agent);
+    if (stopping_) return;
+    if (agent.storm_pending) return retry_in(agent, 0);  // the storm: everyone at once
+    if (!was_up) return next_target(agent);
+    if (!agent.lost) {
+      agent.lost = true;
+      totals_.losses.fetch_add(1);
+      uint64_t first = totals_.first_loss_us.load();
+      const uint64_t now_us = elapsed_us();
+      while (now_us < first && !totals_.first_loss_us.compare_exchange_weak(first, now_us)) {
+      }
+    }
+    retry_in(agent, agent.failover.jitter_ms(kReconnectAfterLossMs));
   }
 
   void on_stop(runtime::Shard& shard) override {
@@ -173,12 +232,18 @@ class Agents final : public runtime::Service {
 
  private:
   struct Agent {
+    Agent(Identity* identity_in, size_t targets)
+        : identity(identity_in), failover(targets, kBackoffInitialMs, kBackoffMaxMs) {}
     Identity* identity = nullptr;
+    net::Failover failover;
+    size_t target = 0;          // which of options.targets the session is with
     runtime::ConnId conn{};
     std::unique_ptr<net::ChildSession> session;
     bool connecting = false;
     bool up = false;
     bool done = false;
+    bool storm_pending = false;  // dropped by the storm, not re-established yet
+    bool lost = false;           // its session was lost, it does not flow again yet
     double retry_at_ms = 0;
     uint64_t produced = 0;     // events that exist so far (rate-paced)
     uint64_t sent_through = 0;
@@ -200,42 +265,87 @@ class Agents final : public runtime::Service {
     }
   };
 
-  // Agent i dials the target's address + (i % spread) in the last octet: each
-  // destination address has its own ~28k source ports.
+  // Agent i dials its current target's address + (i % spread) in the last
+  // octet: each destination address has its own ~28k source ports.
   void connect(runtime::Shard& shard, size_t index) {
     shard_ = &shard;
-    runtime::PeerAddress target = target_;
+    Agent& agent = agents_[index];
+    agent.target = agent.failover.current();
+    runtime::PeerAddress target = options_.targets[agent.target].address;
     if (options_.spread > 1 && target.storage.ss_family == AF_INET) {
       auto& in = reinterpret_cast<sockaddr_in&>(target.storage);
       in.sin_addr.s_addr = htonl(ntohl(in.sin_addr.s_addr) + static_cast<uint32_t>(index % options_.spread));
     }
-    if (shard.connect(target, index + 1)) agents_[index].connecting = true;
+    if (shard.connect(target, index + 1)) agent.connecting = true;
   }
 
-  void retry(Agent& agent) {
+  // The session failed before HELLO_OK: the next target now, or a backoff
+  // once all have failed.
+  void next_target(Agent& agent) { retry_in(agent, agent.failover.failed()); }
+
+  void retry_in(Agent& agent, uint32_t delay_ms) {
     agent.connecting = false;
-    const double now_ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count();
-    agent.retry_at_ms = now_ms + 200 + static_cast<double>(jitter_() % 800);
+    agent.retry_at_ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count() + delay_ms;
   }
 
   void welcome(Agent& agent, const proto::HelloOk& hello) {
     agent.connecting = false;
     agent.up = true;
+    agent.failover.succeeded();
     agent.window = hello.credit_bytes;
     agent.acked = std::max(agent.acked, hello.last_durable_seq);
     agent.sent_through = agent.acked;  // resend whatever was not durable
     totals_.sessions_up.fetch_add(1);
     totals_.sessions_established.fetch_add(1);
+    if (agent.storm_pending) {
+      agent.storm_pending = false;
+      totals_.storm_reestablished.fetch_add(1);
+      uint64_t last = totals_.storm_last_welcome_us.load();
+      const uint64_t now_us = elapsed_us();
+      while (now_us > last && !totals_.storm_last_welcome_us.compare_exchange_weak(last, now_us)) {
+      }
+    }
+    if (agent.lost && agent.acked >= agent.produced) flowing(agent);  // nothing left to send: flowing as it can
+  }
+
+  void flowing(Agent& agent) {
+    agent.lost = false;
+    totals_.recovered.fetch_add(1);
+    uint64_t last = totals_.last_recovery_us.load();
+    const uint64_t now_us = elapsed_us();
+    while (now_us > last && !totals_.last_recovery_us.compare_exchange_weak(last, now_us)) {
+    }
+  }
+
+  // Drops every session but the steady agents', to be re-established at once.
+  void storm(runtime::Shard& shard) {
+    uint64_t dropped = 0;
+    for (Agent& agent : agents_) {
+      if (agent.identity->steady || !agent.up) continue;
+      agent.storm_pending = true;
+      shard.abort(agent.conn);
+      ++dropped;
+    }
+    totals_.storm_dropped.fetch_add(dropped);
+    totals_.storm_shards_dropped.fetch_add(1);
   }
 
   void frame(Agent& agent, const proto::Frame& frame) {
     if (const auto* ack = std::get_if<proto::Ack>(&frame.body)) {
       const uint64_t now_us = elapsed_us();
       const uint64_t first = agent.acked + 1;
+      loadgen::Histogram* steady = !agent.identity->steady ? nullptr
+                                   : totals_.storm_phase.load(std::memory_order_relaxed) == 0 ? &steady_before_storm_
+                                   : totals_.storm_phase.load(std::memory_order_relaxed) == 1 ? &steady_during_storm_
+                                                                                              : nullptr;
       for (uint64_t seq = std::max(first, ack->durable_seq > kSendTimesMax ? ack->durable_seq - kSendTimesMax + 1 : 1);
            seq <= ack->durable_seq; ++seq) {
-        if (totals_.measuring.load(std::memory_order_relaxed)) latency_.record(now_us - agent.sent_at_us[seq % kSendTimesMax]);
+        if (!totals_.measuring.load(std::memory_order_relaxed)) break;
+        const uint64_t latency_us = now_us - agent.sent_at_us[seq % kSendTimesMax];
+        latency_.record(latency_us);
+        if (steady != nullptr) steady->record(latency_us);
       }
+      if (agent.lost && ack->durable_seq > agent.acked) flowing(agent);
       if (ack->durable_seq > agent.acked) totals_.events_acked.fetch_add(ack->durable_seq - agent.acked);
       agent.acked = std::max(agent.acked, ack->durable_seq);
       if (options_.events > 0 && agent.acked >= options_.events && !agent.done) {
@@ -255,7 +365,8 @@ class Agents final : public runtime::Service {
 
   void produce(Agent& agent, double elapsed_s) {
     const uint64_t limit = options_.events > 0 ? options_.events : UINT64_MAX;
-    const uint64_t due = options_.rate > 0 ? static_cast<uint64_t>(elapsed_s * options_.rate) + 1 : limit;
+    const double rate = agent.identity->steady ? options_.steady_rate : options_.rate;
+    const uint64_t due = rate > 0 ? static_cast<uint64_t>(elapsed_s * rate) + 1 : limit;
     agent.produced = std::min(limit, due);
   }
 
@@ -282,16 +393,17 @@ class Agents final : public runtime::Service {
   void merge_latency() {
     std::lock_guard lock(totals_.mutex);
     totals_.latency.merge(latency_);
+    totals_.steady_before_storm.merge(steady_before_storm_);
+    totals_.steady_during_storm.merge(steady_during_storm_);
   }
 
  private:
   const Options& options_;
-  runtime::PeerAddress target_;
   Totals& totals_;
   std::shared_ptr<const tls::Context> cert_tls_;
   std::shared_ptr<const tls::Context> kerberos_tls_;
   std::vector<Agent> agents_;
-  std::vector<uint32_t> by_conn_;  // connection slot → agent (slots < this shard's agents + 64)
+  std::vector<uint32_t> by_conn_;  // connection slot → agent (slots < the runtime's connections_per_shard)
   proto::SpillPool spill_pool_{64};
   std::vector<std::byte> payload_;
   Handler handler_{this};
@@ -299,7 +411,8 @@ class Agents final : public runtime::Service {
   runtime::Shard* shard_ = nullptr;
   Clock::time_point started_ = Clock::now();
   loadgen::Histogram latency_;
-  std::minstd_rand jitter_{std::random_device{}()};
+  loadgen::Histogram steady_before_storm_;
+  loadgen::Histogram steady_during_storm_;
   bool stopping_ = false;
 };
 
@@ -332,15 +445,15 @@ bool process_usage(int pid, double& cpu_s, uint64_t& peak_rss_kib) {
 
 int main(int argc, char** argv) {
   static constexpr std::string_view kUsage =
-      "loadgen --target IP:PORT [--target-name NAME] [--agents N] [--auth cert|kerberos|mixed] [--certs DIR]\n"
-      "               [--keytab F] [--prefix P] [--rate EVENTS_PER_S_PER_AGENT|max] [--size BYTES]\n"
+      "loadgen --target IP:PORT[,IP:PORT...] [--target-name NAME[,NAME...]] [--agents N] [--auth cert|kerberos|mixed]\n"
+      "               [--certs DIR] [--keytab F] [--prefix P] [--rate EVENTS_PER_S_PER_AGENT|max] [--size BYTES]\n"
       "               [--events N | --duration S [--warmup S]] [--ramp S] [--shards N] [--spread N] [--gateway-pid PID]\n"
-      "               [--report FILE.json]";
+      "               [--storm-at S] [--steady N [--steady-rate EVENTS_PER_S]] [--report FILE.json]";
   static constexpr cli::FlagSpec kFlags[] = {
       {"--target", true}, {"--target-name", true}, {"--agents", true}, {"--auth", true}, {"--certs", true},
       {"--keytab", true}, {"--prefix", true},      {"--rate", true},   {"--size", true}, {"--events", true},
       {"--duration", true}, {"--ramp", true},      {"--shards", true}, {"--gateway-pid", true}, {"--report", true},
-      {"--spread", true}, {"--warmup", true}};
+      {"--spread", true}, {"--warmup", true}, {"--storm-at", true}, {"--steady", true}, {"--steady-rate", true}};
   cli::Args args;
   std::string why;
   if (!cli::parse_args(argc, argv, 1, kFlags, args, why) || !args.positionals.empty() || !args.has("--target")) {
@@ -349,8 +462,6 @@ int main(int argc, char** argv) {
   Options options;
   auto text = [&](std::string_view flag) { return std::string(*args.value(flag)); };
   try {
-    options.target = text("--target");
-    if (args.has("--target-name")) options.target_name = text("--target-name");
     if (args.has("--agents")) options.agents = static_cast<uint32_t>(std::stoul(text("--agents")));
     if (args.has("--auth")) options.auth = text("--auth");
     if (args.has("--certs")) options.certs_dir = text("--certs");
@@ -366,6 +477,9 @@ int main(int argc, char** argv) {
     if (args.has("--report")) options.report_path = text("--report");
     if (args.has("--warmup")) options.warmup_s = std::stod(text("--warmup"));
     if (args.has("--spread")) options.spread = static_cast<uint32_t>(std::stoul(text("--spread")));
+    if (args.has("--storm-at")) options.storm_at_s = std::stod(text("--storm-at"));
+    if (args.has("--steady")) options.steady = static_cast<uint32_t>(std::stoul(text("--steady")));
+    if (args.has("--steady-rate")) options.steady_rate = std::stod(text("--steady-rate"));
   } catch (const std::exception&) {
     return cli::usage_error("loadgen", "a numeric flag has a value that is not a number", kUsage);
   }
@@ -381,12 +495,20 @@ int main(int argc, char** argv) {
   if (options.size_bytes < 8 || options.size_bytes > proto::kPayloadMaxBytes || options.agents == 0 || options.shards == 0) {
     return cli::usage_error("loadgen", "--size must be 8..65536, --agents and --shards at least 1", kUsage);
   }
-  config::Endpoint endpoint;
-  runtime::PeerAddress target;
-  if (!config::parse_endpoint(options.target, true, endpoint, why) ||
-      !runtime::make_address(endpoint.host, endpoint.port, target, why)) {
-    std::fprintf(stderr, "loadgen: --target: %s\n", why.c_str());
-    return 2;
+  if (options.steady > 0 && (options.shards < 2 || options.steady >= options.agents)) {
+    return cli::usage_error("loadgen", "--steady needs --shards 2 or more (they get shard 0) and fewer than --agents", kUsage);
+  }
+  const std::vector<std::string> names = split_list(args.has("--target-name") ? text("--target-name") : "gw1.example.test");
+  for (const std::string& address : split_list(text("--target"))) {
+    config::Endpoint endpoint;
+    Target target;
+    if (!config::parse_endpoint(address, true, endpoint, why) ||
+        !runtime::make_address(endpoint.host, endpoint.port, target.address, why)) {
+      std::fprintf(stderr, "loadgen: --target %s: %s\n", address.c_str(), why.c_str());
+      return 2;
+    }
+    target.name = names[std::min(options.targets.size(), names.size() - 1)];
+    options.targets.push_back(std::move(target));
   }
 
   // Identities: a certificate minted per cert agent, a TGT per Kerberos agent.
@@ -409,6 +531,7 @@ int main(int argc, char** argv) {
   for (uint32_t i = 0; i < options.agents; ++i) {
     Identity& identity = identities[i];
     identity.name = agent_name(options, i);
+    identity.steady = i < options.steady;
     const bool kerberos = options.auth == "kerberos" || (options.auth == "mixed" && i % 2 == 1);
     identity.auth = kerberos ? proto::AuthMethod::kerberos : proto::AuthMethod::cert;
     if (kerberos) {
@@ -426,7 +549,13 @@ int main(int argc, char** argv) {
 
   runtime::RuntimeLimits limits;
   limits.shards = options.shards;
-  limits.connections_per_shard = std::max<uint32_t>(64, options.agents / options.shards + 64);
+  // Twice the agents: after a storm drops its sessions, their slots stay taken
+  // until the kernel has closed them, while the new sessions already connect.
+  // A ring's table is bounded by the fd limit.
+  rlimit files{};
+  getrlimit(RLIMIT_NOFILE, &files);
+  const uint32_t per_shard = options.agents / (options.shards - (options.steady > 0 ? 1 : 0)) + 64;
+  limits.connections_per_shard = static_cast<uint32_t>(std::min<uint64_t>(2 * per_shard, std::max<uint64_t>(per_shard, files.rlim_max - 64)));
   limits.recv_buffers_per_shard = 1'024;
   limits.connects_in_flight_max = 4'096;
   runtime::Runtime runtime(limits);
@@ -434,9 +563,18 @@ int main(int argc, char** argv) {
   std::vector<Agents*> services;
   runtime::block_stop_signals();
   const bool started = runtime.start([&](uint32_t shard) {
+    // With --steady, shard 0 holds the steady agents alone, the others share the rest.
     std::vector<Identity*> mine;
-    for (uint32_t i = shard; i < options.agents; i += options.shards) mine.push_back(&identities[i]);
-    auto service = std::make_unique<Agents>(options, std::move(mine), cert_tls, kerberos_tls, target, totals);
+    if (options.steady > 0) {
+      for (uint32_t i = 0; i < options.agents; ++i) {
+        if (i < options.steady ? shard == 0 : shard != 0 && (i - options.steady) % (options.shards - 1) == shard - 1) {
+          mine.push_back(&identities[i]);
+        }
+      }
+    } else {
+      for (uint32_t i = shard; i < options.agents; i += options.shards) mine.push_back(&identities[i]);
+    }
+    auto service = std::make_unique<Agents>(options, std::move(mine), cert_tls, kerberos_tls, limits.connections_per_shard, totals);
     services.push_back(service.get());
     return service;
   }, why);
@@ -448,6 +586,7 @@ int main(int argc, char** argv) {
   uint64_t gateway_peak_kib = 0;
   if (options.gateway_pid) process_usage(options.gateway_pid, gateway_cpu_before, gateway_peak_kib);
   const auto started_at = Clock::now();
+  totals.started = started_at;
   // Measurement starts after --warmup: rates, CPU and latency cover only what follows.
   auto measured_from = started_at;
   uint64_t acked_at_warmup = 0;
@@ -463,8 +602,11 @@ int main(int argc, char** argv) {
   uint64_t last_acked = 0;
   auto last_tick = Clock::now();
   bool interrupted = false;
+  uint64_t storm_started_us = 0;
+  double storm_cpu_before_s = 0;
+  double storm_cpu_s = 0;
   for (;;) {
-    const timespec wait{0, 250'000'000};
+    const timespec wait{0, totals.storm_phase == 1 ? 20'000'000 : 250'000'000};  // a storm's end, to 20 ms
     if (sigtimedwait(&signals, nullptr, &wait) > 0) {
       interrupted = true;
       break;
@@ -487,6 +629,17 @@ int main(int argc, char** argv) {
       if (options.gateway_pid) process_usage(options.gateway_pid, gateway_cpu_before, gateway_peak_kib);
       totals.measuring = true;
     }
+    if (options.storm_at_s > 0 && totals.storm_phase == 0 && elapsed >= options.storm_at_s) {
+      storm_started_us = static_cast<uint64_t>(elapsed * 1e6);
+      if (options.gateway_pid) process_usage(options.gateway_pid, storm_cpu_before_s, gateway_peak_kib);
+      totals.storm_phase = 1;
+      for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({kStorm, 0, 0, nullptr});
+    }
+    if (totals.storm_phase == 1 && totals.storm_shards_dropped == runtime.shard_count() &&
+        totals.storm_reestablished == totals.storm_dropped) {
+      totals.storm_phase = 2;
+      if (options.gateway_pid && process_usage(options.gateway_pid, storm_cpu_s, gateway_peak_kib)) storm_cpu_s -= storm_cpu_before_s;
+    }
     if (options.events > 0 ? totals.agents_done.load() == options.agents
                            : elapsed >= options.warmup_s + options.duration_s) {
       break;
@@ -507,20 +660,44 @@ int main(int argc, char** argv) {
     log::append_json_string(key, reason);
     failures += (failures.empty() ? "" : ",") + key + ":" + std::to_string(count);
   }
-  char report[2048];
+  const double storm_s =
+      totals.storm_phase == 2 ? static_cast<double>(totals.storm_last_welcome_us - storm_started_us) / 1e6 : 0;
+  const uint64_t last_recovery_us = totals.last_recovery_us;
+  const uint64_t first_loss_us = totals.first_loss_us;
+  const double failover_s =
+      totals.losses > 0 && totals.recovered == totals.losses && last_recovery_us > first_loss_us
+          ? static_cast<double>(last_recovery_us - first_loss_us) / 1e6 : 0;
+  auto percentiles = [](const loadgen::Histogram& histogram) {
+    char json[160];
+    std::snprintf(json, sizeof json, "{\"p50\":%llu,\"p99\":%llu,\"p999\":%llu,\"samples\":%llu}",
+                  static_cast<unsigned long long>(histogram.percentile_us(0.50)),
+                  static_cast<unsigned long long>(histogram.percentile_us(0.99)),
+                  static_cast<unsigned long long>(histogram.percentile_us(0.999)),
+                  static_cast<unsigned long long>(histogram.total()));
+    return std::string(json);
+  };
+  char storm_report[512];
+  std::snprintf(storm_report, sizeof storm_report,
+                "\"storm\":{\"dropped\":%llu,\"reestablished\":%llu,\"seconds\":%.3f,\"handshakes_per_s\":%.0f,"
+                "\"gateway_cpu_s\":%.3f},\"failover\":{\"sessions_lost\":%llu,\"recovered\":%llu,\"seconds\":%.3f},",
+                static_cast<unsigned long long>(totals.storm_dropped.load()),
+                static_cast<unsigned long long>(totals.storm_reestablished.load()), storm_s,
+                storm_s > 0 ? static_cast<double>(totals.storm_reestablished) / storm_s : 0, storm_cpu_s,
+                static_cast<unsigned long long>(totals.losses.load()), static_cast<unsigned long long>(totals.recovered.load()),
+                failover_s);
+  const std::string steady_report = "\"steady_latency_us\":{\"before_storm\":" + percentiles(totals.steady_before_storm) +
+                                    ",\"during_storm\":" + percentiles(totals.steady_during_storm) + "},";
+  char report[4096];
   std::snprintf(report, sizeof report,
                 "{\"agents\":%u,\"auth\":\"%s\",\"sessions_established\":%llu,\"handshake_failures\":{%s},"
-                "\"events_sent\":%llu,\"events_acked\":%llu,\"events_per_s\":%.0f,\"measured_s\":%.3f,\"latency_us\":{\"p50\":%llu,"
-                "\"p99\":%llu,\"p999\":%llu,\"samples\":%llu},\"duration_s\":%.3f,\"setup_s\":%.3f,"
+                "\"events_sent\":%llu,\"events_acked\":%llu,\"events_per_s\":%.0f,\"measured_s\":%.3f,\"latency_us\":%s,"
+                "%s%s\"duration_s\":%.3f,\"setup_s\":%.3f,"
                 "\"gateway_cpu_s\":%.3f,\"gateway_peak_rss_kib\":%llu,\"complete\":%s}\n",
                 options.agents, options.auth.c_str(), static_cast<unsigned long long>(totals.sessions_established.load()),
                 failures.c_str(), static_cast<unsigned long long>(totals.events_sent.load()),
                 static_cast<unsigned long long>(totals.events_acked.load()),
                 static_cast<double>(totals.events_acked.load() - acked_at_warmup) / measured_s, measured_s,
-                static_cast<unsigned long long>(totals.latency.percentile_us(0.50)),
-                static_cast<unsigned long long>(totals.latency.percentile_us(0.99)),
-                static_cast<unsigned long long>(totals.latency.percentile_us(0.999)),
-                static_cast<unsigned long long>(totals.latency.total()), duration_s, setup_s,
+                percentiles(totals.latency).c_str(), storm_report, steady_report.c_str(), duration_s, setup_s,
                 gateway_cpu_after - gateway_cpu_before, static_cast<unsigned long long>(gateway_peak_kib),
                 options.events == 0 || totals.agents_done.load() == options.agents ? "true" : "false");
   std::fputs(report, stdout);

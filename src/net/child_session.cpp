@@ -1,10 +1,11 @@
 #include "gatehouse/net/child_session.h"
 
+#include <vector>
+
 namespace gatehouse::net {
 
 ChildSession::ChildSession(const ChildOptions& options, proto::SpillPool& spill_pool)
-    : options_(options), tls_(options.tls, options.parent_name), decoder_(&spill_pool),
-      frame_buffer_(proto::kFrameMaxBytes) {
+    : options_(options), tls_(options.tls, options.parent_name), decoder_(&spill_pool) {
   if (options.certificate != nullptr) tls_.use_identity(options.certificate, options.key);
 }
 
@@ -123,9 +124,12 @@ bool ChildSession::on_pre_welcome_frame(const proto::Frame& frame, Handler& hand
 }
 
 bool ChildSession::send(const proto::Frame& frame) {
-  const proto::EncodeResult encoded = proto::encode(frame, frame_buffer_);
+  // One per thread, not per session: the frame is sealed into the TLS stream at
+  // once, and a load generator holds tens of thousands of sessions.
+  thread_local std::vector<std::byte> frame_buffer(proto::kFrameMaxBytes);
+  const proto::EncodeResult encoded = proto::encode(frame, frame_buffer);
   if (encoded.error != proto::ProtoError::none) return false;
-  return tls_.write(std::span(frame_buffer_).first(encoded.size_bytes));
+  return tls_.write(std::span(frame_buffer).first(encoded.size_bytes));
 }
 
 bool ChildSession::send_encoded(std::span<const std::byte> frames) { return tls_.write(frames); }

@@ -226,7 +226,10 @@ void Gate::finish_accept(runtime::Shard& shard, AcceptJob* job) {
     const auto* bytes = reinterpret_cast<const std::byte*>(result.token.data());
     send(shard, connection.id, {0, proto::Auth{proto::AuthMechanism::gssapi_krb5, {bytes, result.token.size()}}});
   }
-  if (result.state == krb::Step::continue_needed) return;
+  if (result.state == krb::Step::continue_needed) {
+    shard.set_deadline(connection.id, options_.hello_timeout_ms);  // the client's turn: its time starts now
+    return;
+  }
   connection.acceptor.reset();
   const std::string name = agent_name_of_principal(job->principal);
   if (!same_name(name, connection.identity.name)) {
@@ -255,6 +258,11 @@ void Gate::on_closed(TlsServer&, runtime::Shard& shard, runtime::ConnId id) {
 void Gate::on_deadline(TlsServer&, runtime::Shard& shard, runtime::ConnId id) {
   const Connection& connection = connections_[id.index];
   if (connection.id != id || connection.stage == Stage::authenticated) return;
+  if (connection.job != nullptr) {
+    // Our auth queue holds the Kerberos accept (a reconnect storm): not the client's delay.
+    shard.set_deadline(id, options_.hello_timeout_ms);
+    return;
+  }
   deny(shard, id, proto::Reason::timeout, log::EventId::handshake_timeout,
        "HELLO/AUTH not completed within " + std::to_string(options_.hello_timeout_ms) + " ms");
 }

@@ -168,6 +168,8 @@ void TlsServer::finish_step(runtime::Shard& shard, Step* step) {
       shard.close(connection.id);  // after the alert is sent
       break;
     case tls::HandshakeState::in_progress:
+      // The client's turn: its deadline starts now, not when our queue took the step.
+      shard.set_deadline(connection.id, limits_.handshake_timeout_ms);
       if (!connection.pending.empty()) submit_step(shard, connection);
       break;
   }
@@ -242,6 +244,11 @@ void TlsServer::on_deadline(runtime::Shard& shard, runtime::ConnId id) {
   if (connection.id != id) return;
   if (connection.established) {
     handler_.on_deadline(*this, shard, id);
+    return;
+  }
+  if (connection.step != nullptr) {
+    // Our auth queue holds this handshake (a reconnect storm): not the client's delay.
+    shard.set_deadline(id, limits_.handshake_timeout_ms);
     return;
   }
   log::emit(log::Level::warning, log::EventId::handshake_timeout, "handshake not completed in time; closed",

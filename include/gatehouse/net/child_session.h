@@ -8,7 +8,6 @@
 
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "gatehouse/krb/gss.h"
 #include "gatehouse/log/events.h"
@@ -80,7 +79,6 @@ class ChildSession {
   std::unique_ptr<krb::Initiator> initiator_;
   Stage stage_ = Stage::tls;
   bool kerberos_complete_ = false;
-  std::vector<std::byte> frame_buffer_;  // one encoded frame
 };
 
 }  // namespace gatehouse::net
