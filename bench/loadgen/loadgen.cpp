@@ -204,13 +204,17 @@ class Agents final : public runtime::Service {
     Agent& agent = agents_[by_conn_[id.index]];
     by_conn_[id.index] = UINT32_MAX;
     const bool was_up = agent.up;
+    const bool closed_unexplained = !was_up && agent.session != nullptr && !agent.failure_reported;
     if (was_up) totals_.sessions_up.fetch_sub(1);
     agent.up = false;
     agent.session.reset();
     agent.unsent.clear();
     if (stopping_) return;
-    if (agent.storm_pending) return retry_in(agent, 0);  // the storm: everyone at once
-    if (!was_up) return next_target(agent);
+    if (!was_up) {
+      if (closed_unexplained) totals_.failure("closed by the target before HELLO_OK");
+      return next_target(agent);
+    }
+    if (agent.storm_pending) return retry_in(agent, 0);  // dropped by the storm: everyone at once
     if (!agent.lost) {
       agent.lost = true;
       totals_.losses.fetch_add(1);
@@ -244,6 +248,7 @@ class Agents final : public runtime::Service {
     bool done = false;
     bool storm_pending = false;  // dropped by the storm, not re-established yet
     bool lost = false;           // its session was lost, it does not flow again yet
+    bool failure_reported = false;  // this session's end is already counted by reason
     double retry_at_ms = 0;
     uint64_t produced = 0;     // events that exist so far (rate-paced)
     uint64_t sent_through = 0;
@@ -261,6 +266,7 @@ class Agents final : public runtime::Service {
     void on_frame(const proto::Frame& frame) override { self->frame(*self->current_, frame); }
     void on_failure(const net::ChildFailure& failure) override {
       self->totals_.failure(std::string(proto::to_string(failure.reason)) + ": " + failure.why.substr(0, 120));
+      self->current_->failure_reported = true;
       self->shard_->abort(self->current_->conn);
     }
   };
@@ -276,6 +282,7 @@ class Agents final : public runtime::Service {
       auto& in = reinterpret_cast<sockaddr_in&>(target.storage);
       in.sin_addr.s_addr = htonl(ntohl(in.sin_addr.s_addr) + static_cast<uint32_t>(index % options_.spread));
     }
+    agent.failure_reported = false;
     if (shard.connect(target, index + 1)) agent.connecting = true;
   }
 

@@ -4,7 +4,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include "gatehouse/cli/args.h"
 #include "gatehouse/krb/profile.h"
@@ -15,7 +17,15 @@
 namespace gatehouse::cli {
 namespace {
 
-constexpr uint32_t kAuthQueueMax = 4'096;  // handshake steps waiting for an auth thread
+// Handshake steps waiting for an auth thread: each connection has at most one
+// on the pool, so a queue as large as the connection tables never refuses a
+// connection the runtime accepted; the tables are the bound (a storm waits in
+// the queue, its clients' deadlines paused, rather than being refused and
+// coming back as a second storm).
+uint32_t auth_queue_max(const runtime::RuntimeLimits& limits) {
+  const uint32_t shards = limits.shards == 0 ? std::max(1u, std::thread::hardware_concurrency()) : limits.shards;
+  return std::max<uint32_t>(4'096, shards * limits.connections_per_shard);
+}
 
 // Where the PKINIT-disabling krb5 profile goes: systemd's RuntimeDirectory,
 // else the role's own state folder, else /tmp.
@@ -63,7 +73,7 @@ ListenerStack::ListenerStack(const config::Config& config)
             // Kerberos agents come without a certificate; the gate decides per HELLO.
             .peer_certificate = config.kerberos.enabled ? tls::PeerCertificate::optional : tls::PeerCertificate::required,
             .ticket_keys_path = config.tls.ticket_keys_path, .ticket_lifetime_s = config.tls.ticket_lifetime_s}),
-      pool_(config.auth_threads, kAuthQueueMax) {}
+      pool_(config.auth_threads, auth_queue_max(config.runtime)) {}
 
 ListenerStack::~ListenerStack() {
   if (runtime_ != nullptr) {

@@ -192,7 +192,7 @@ void Gate::on_auth(runtime::Shard& shard, Connection& connection, const proto::A
   const auto* token = reinterpret_cast<const uint8_t*>(auth.token.data());
   auto* job = new AcceptJob{&shard, connection.id, connection.acceptor.get(),
                             std::vector<uint8_t>(token, token + auth.token.size()), {}, {}, {}};
-  if (!pool_.submit({AcceptJob::run, job})) {
+  if (!pool_.submit({AcceptJob::run, job}, runtime::JobClass::continuation)) {  // TLS is done: finish this one first
     delete job;
     deny(shard, connection.id, proto::Reason::overloaded, log::EventId::handshake_queue_full,
          "Kerberos accept refused: the auth queue is full");

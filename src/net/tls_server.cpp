@@ -105,7 +105,9 @@ void TlsServer::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<con
 void TlsServer::submit_step(runtime::Shard& shard, Connection& connection) {
   auto* step = new Step{&shard, connection.id, connection.session.get(), std::move(connection.pending), {}, {}, {}, {}};
   connection.pending.clear();
-  if (!pool_.submit({Step::run, step})) {
+  const runtime::JobClass job_class = connection.stepped ? runtime::JobClass::continuation : runtime::JobClass::fresh;
+  connection.stepped = true;
+  if (!pool_.submit({Step::run, step}, job_class)) {
     delete step;
     log::emit(log::Level::warning, log::EventId::handshake_queue_full,
               "handshake refused: the auth queue is full (raise [runtime] auth_threads, or the clients back off)",

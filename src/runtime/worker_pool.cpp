@@ -25,11 +25,11 @@ WorkerPool::~WorkerPool() {
   for (std::thread& thread : threads_) thread.join();
 }
 
-bool WorkerPool::submit(const Job& job) {
+bool WorkerPool::submit(const Job& job, JobClass job_class) {
   {
     std::lock_guard lock(mutex_);
-    if (queue_.size() >= queue_capacity_ || stopping_) return false;
-    queue_.push_back(job);
+    if (continuations_.size() + fresh_.size() >= queue_capacity_ || stopping_) return false;
+    (job_class == JobClass::continuation ? continuations_ : fresh_).push_back(job);
   }
   ready_.notify_one();
   return true;
@@ -37,7 +37,7 @@ bool WorkerPool::submit(const Job& job) {
 
 uint32_t WorkerPool::queued() const {
   std::lock_guard lock(mutex_);
-  return static_cast<uint32_t>(queue_.size());
+  return static_cast<uint32_t>(continuations_.size() + fresh_.size());
 }
 
 void WorkerPool::run() {
@@ -45,10 +45,11 @@ void WorkerPool::run() {
     Job job;
     {
       std::unique_lock lock(mutex_);
-      ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and nothing left to do
-      job = queue_.front();
-      queue_.pop_front();
+      ready_.wait(lock, [this] { return stopping_ || !continuations_.empty() || !fresh_.empty(); });
+      std::deque<Job>& queue = continuations_.empty() ? fresh_ : continuations_;
+      if (queue.empty()) return;  // stopping, and nothing left to do
+      job = queue.front();
+      queue.pop_front();
     }
     job.run(job.argument);
   }

@@ -85,6 +85,7 @@ class TlsServer final : public runtime::Service {
     std::unique_ptr<tls::Session> session;
     std::vector<std::byte> pending;  // ciphertext that came while a step was on the pool
     Step* step = nullptr;            // the step on the pool, if any
+    bool stepped = false;            // a first step has run: later ones go first on the pool
     bool established = false;
     bool failed = false;             // handshake failed: closing, input ignored
     bool awaiting_proxy = false;     // from a trusted relay: the PROXY v2 header comes first

@@ -1,6 +1,8 @@
 // Threads for work that must stay off the shards (TLS handshakes, GSSAPI
-// accepts). A bounded queue: submit() refuses when full, so a handshake storm
-// is shed at the door instead of growing memory and latency.
+// accepts). A bounded queue: submit() refuses when full. Two classes: a
+// handshake already under way (its client waits on our answer) goes before a
+// new one, so that during a reconnect storm sessions finish in arrival order
+// instead of every first step running before any last step.
 #pragma once
 
 #include <condition_variable>
@@ -17,6 +19,8 @@ struct Job {
   void* argument = nullptr;
 };
 
+enum class JobClass : uint8_t { fresh, continuation };
+
 class WorkerPool {
  public:
   WorkerPool(uint32_t threads, uint32_t queue_capacity);
@@ -24,7 +28,7 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  bool submit(const Job& job);  // false: queue_capacity jobs already wait
+  bool submit(const Job& job, JobClass job_class);  // false: queue_capacity jobs already wait
   uint32_t queued() const;
 
  private:
@@ -33,7 +37,8 @@ class WorkerPool {
   const uint32_t queue_capacity_;
   mutable std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<Job> queue_;
+  std::deque<Job> continuations_;  // with fresh_: at most queue_capacity_ jobs
+  std::deque<Job> fresh_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
