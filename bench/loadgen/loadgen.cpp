@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -497,7 +498,7 @@ int main(int argc, char** argv) {
     return cli::usage_error("loadgen", "--certs DIR (a dev CA with its key) is needed for cert agents", kUsage);
   }
   if (options.auth != "cert" && options.keytab.empty()) {
-    return cli::usage_error("loadgen", "--keytab F (bench/loadgen/kerberos-agents makes it) is needed for Kerberos agents", kUsage);
+    return cli::usage_error("loadgen", "--keytab F|DIR (bench/loadgen/kerberos-agents makes it) is needed for Kerberos agents", kUsage);
   }
   if (options.size_bytes < 8 || options.size_bytes > proto::kPayloadMaxBytes || options.agents == 0 || options.shards == 0) {
     return cli::usage_error("loadgen", "--size must be 8..65536, --agents and --shards at least 1", kUsage);
@@ -542,7 +543,10 @@ int main(int argc, char** argv) {
     const bool kerberos = options.auth == "kerberos" || (options.auth == "mixed" && i % 2 == 1);
     identity.auth = kerberos ? proto::AuthMethod::kerberos : proto::AuthMethod::cert;
     if (kerberos) {
-      identity.kerberos = krb::InitiatorCredential::load(options.keytab, "host/" + identity.name, why);
+      // --keytab is one keytab, or a folder of NAME.keytab (bench/loadgen/kerberos-agents).
+      const std::string keytab =
+          std::filesystem::is_directory(options.keytab) ? options.keytab + "/" + identity.name + ".keytab" : options.keytab;
+      identity.kerberos = krb::InitiatorCredential::load(keytab, "host/" + identity.name, why);
     } else {
       why = ca->mint({.ca_dir = "", .out_dir = "", .role = tls::CertRole::agent, .name = identity.name, .days = 2},
                      identity.minted);

@@ -60,7 +60,7 @@ gateway_pid=$started_pid
 expect "the gateway's uplinks are up" wait_for 10 bash -c "[ \$(grep -c '\"event\":30050' '$work/gateway.log') -ge 4 ]"
 
 report=$("$loadgen" --target "127.0.0.1:$port" --agents 1000 --auth mixed --certs "$work/pki" \
-           --keytab "$work/kdc/loadgen-agents.keytab" --events 100 --rate max --ramp 2 --gateway-pid "$gateway_pid" \
+           --keytab "$work/kdc/loadgen-agents" --events 100 --rate max --ramp 2 --gateway-pid "$gateway_pid" \
            2>"$work/loadgen.err")
 expect "loadgen completes: $report" grep -q '"complete":true' <<<"$report"
 [ "$(json_field "$report" sessions_established)" -ge 1000 ] || fail "sessions: $report"
