@@ -9,6 +9,9 @@
 
 #include <arpa/inet.h>
 #include <sys/eventfd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cassert>
@@ -71,6 +74,8 @@ struct Shard::Connection {
 struct Shard::PendingConnect {
   PeerAddress address;
   uint64_t context = 0;
+  int fd = -1;    // the socket until the ring's table holds it
+  int slot = -1;  // in: the socket; out: its direct-descriptor slot (the kernel writes it)
 };
 
 struct Shard::AcceptSlot {
@@ -318,9 +323,19 @@ bool Shard::connect(const PeerAddress& address, uint64_t context) {
   if (free_connects_.empty() || stopping_) return false;
   const uint32_t pending = free_connects_.back();
   free_connects_.pop_back();
-  connects_[pending] = {address, context};
+  // A plain socket first, for TCP_NODELAY (accepted sockets inherit it from
+  // the listener; setting it on a direct descriptor needs Linux 6.7), then
+  // moved into the ring's table.
+  const int fd = socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    free_connects_.push_back(pending);
+    return false;
+  }
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  connects_[pending] = {address, context, fd, fd};
   io_uring_sqe* sqe = ring_.sqe();
-  io_uring_prep_socket_direct_alloc(sqe, address.storage.ss_family, SOCK_STREAM, 0, 0);
+  io_uring_prep_files_update(sqe, &connects_[pending].slot, 1, IORING_FILE_INDEX_ALLOC);
   io_uring_sqe_set_data64(sqe, user_data(Op::socket, 0, pending));
   return true;
 }
@@ -563,12 +578,13 @@ void Shard::on_send(uint32_t index, int result) {
 void Shard::on_socket(uint32_t pending, int result) {
   const PendingConnect request = connects_[pending];
   free_connects_.push_back(pending);
-  if (result < 0) {
+  ::close(request.fd);  // the table holds its own reference
+  if (result < 1) {
     if (result == -ENFILE) bump(Stat::table_full_total);
-    notices_.push_back({Notice::connect_failed, {}, request.context, result});
+    notices_.push_back({Notice::connect_failed, {}, request.context, result < 0 ? result : -ENFILE});
     return;
   }
-  const auto index = static_cast<uint32_t>(result);
+  const auto index = static_cast<uint32_t>(request.slot);
   assert(index < connections_.size() && connections_[index].state == ConnState::free);
   Connection& c = connections_[index];
   c.state = ConnState::connecting;

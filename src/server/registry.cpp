@@ -171,6 +171,11 @@ void Registry::write_inventory() {
 }
 
 void Registry::watch(uint32_t poll_ms) {
+  // The server writes only the inventory (last seen, via): without an fsync per
+  // commit, a reconnect storm's thousands of updates stay off the disk queue
+  // the event store's fdatasync waits in. WAL keeps the file whole on a crash;
+  // the last updates may be lost, and come back with the agents' next sessions.
+  execute("PRAGMA synchronous=NORMAL", {});
   watcher_ = std::thread([this, poll_ms] {
     while (!stopping_.load()) {
       write_inventory();
