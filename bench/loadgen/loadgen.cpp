@@ -47,6 +47,7 @@ constexpr uint32_t kStorm = runtime::kServiceMessageBase + 0x401;
 constexpr uint32_t kReconnectAfterLossMs = 100;  // as `gatehouse agent`: a lost session retries soon
 constexpr uint32_t kBackoffInitialMs = 500;       // after every target failed in a row
 constexpr uint32_t kBackoffMaxMs = 5'000;
+constexpr int32_t kSteadyShardNice = -10;        // as a gateway's shards ([runtime] shard_nice)
 
 struct Target {
   runtime::PeerAddress address;
@@ -150,6 +151,13 @@ class Agents final : public runtime::Service {
     if (message.kind == kStorm) return storm(shard);
     if (message.kind != kStart) return;
     started_ = totals_.started;
+    // The steady agents are the probe: they stand for agents on their own
+    // hosts, so loadgen's own crowd (the storm's client handshakes on the
+    // other shards) must not starve them of CPU.
+    if (!agents_.empty() && agents_.front().identity->steady && !runtime::set_thread_nice(kSteadyShardNice)) {
+      std::fprintf(stderr, "loadgen: cannot raise the steady shard's priority (%s): its latency includes loadgen's own load\n",
+                   std::strerror(errno));
+    }
     shard.set_timer(kTick, kTickMs);
   }
 

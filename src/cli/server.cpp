@@ -46,6 +46,7 @@ int run_server(int argc, char** argv, int first) {
   int exit_code = kExitOk;
   if (!start_role(args, config::Role::server, kUsage, config, exit_code)) return exit_code;
 
+  config.store.writer_nice = config.runtime.shard_nice;  // the writer is on every ACK's path
   auto store = store::EventStore::open(events_dir(config), config.store, why);
   auto registry = store ? server::Registry::open(config.data_dir, why) : nullptr;
   if (registry == nullptr) {

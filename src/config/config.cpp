@@ -72,7 +72,7 @@ class TableReader {
     return true;
   }
 
-  void integer(std::string_view key, uint64_t& out, uint64_t min, uint64_t max) {
+  void integer(std::string_view key, int64_t& out, int64_t min, int64_t max) {
     const toml::node* node = get(key);
     if (node == nullptr) return;
     if (!node->is_integer()) {
@@ -80,13 +80,25 @@ class TableReader {
       return;
     }
     const int64_t value = node->as_integer()->get();
-    if (value < 0 || static_cast<uint64_t>(value) < min || static_cast<uint64_t>(value) > max) {
+    if (value < min || value > max) {
       error(line_of(*node), key,
             "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", not " +
                 std::to_string(value));
       return;
     }
+    out = value;
+  }
+
+  void integer(std::string_view key, uint64_t& out, uint64_t min, uint64_t max) {
+    int64_t value = static_cast<int64_t>(out);
+    integer(key, value, static_cast<int64_t>(min), static_cast<int64_t>(max));
     out = static_cast<uint64_t>(value);
+  }
+
+  void integer(std::string_view key, int32_t& out, int32_t min, int32_t max) {
+    int64_t value = out;
+    integer(key, value, int64_t{min}, int64_t{max});
+    out = static_cast<int32_t>(value);
   }
 
   void integer(std::string_view key, uint32_t& out, uint32_t min, uint32_t max) {
@@ -334,6 +346,7 @@ void read_operations(TableReader& root, Config& config) {
     runtime.integer("send_buffer_max_bytes", limits.send_buffer_max_bytes_per_shard, 1u << 20, 4'095u << 20);
     runtime.integer("shutdown_timeout_ms", limits.shutdown_timeout_ms, 0, 600'000);
     runtime.boolean("pin_shards", limits.pin_shards);
+    runtime.integer("shard_nice", limits.shard_nice, -20, 19);
     runtime.finish();
   }
   if (const toml::table* table = root.table("log")) {

@@ -52,6 +52,7 @@ const char* event_name(EventId id) {
     case EventId::forbidden_library_loaded: return "forbidden_library_loaded";
     case EventId::protocol_violation: return "protocol_violation";
     case EventId::connection_table_full: return "connection_table_full";
+    case EventId::shard_priority_refused: return "shard_priority_refused";
     case EventId::runtime_unavailable: return "runtime_unavailable";
     case EventId::handshake_queue_full: return "handshake_queue_full";
     case EventId::handshake_timeout: return "handshake_timeout";

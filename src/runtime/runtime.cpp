@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -15,8 +16,21 @@
 #include <cstring>
 #include <mutex>
 
+#include "gatehouse/log/log.h"
+
 namespace gatehouse::runtime {
 namespace {
+
+// Sets the calling shard thread's nice value; shard 0 says so once when the
+// host refuses (no CAP_SYS_NICE), and the shards run at the process's.
+void apply_shard_nice(int32_t nice, uint32_t shard) {
+  if (nice == 0 || set_thread_nice(nice) || shard != 0) return;
+  log::emit(log::Level::warning, log::EventId::shard_priority_refused,
+            "cannot raise the shard threads' priority: established sessions may slow down during a reconnect "
+            "storm. Fix: grant CAP_SYS_NICE (systemd: AmbientCapabilities=CAP_SYS_NICE), or set [runtime] "
+            "shard_nice = 0 to silence this",
+            {{"shard_nice", static_cast<int64_t>(nice)}, {"error", std::strerror(errno)}});
+}
 
 uint32_t online_cores() {
   cpu_set_t set;
@@ -144,6 +158,7 @@ bool Runtime::start(const ServiceFactory& factory, std::string& why) {
       Shard& shard = *shards_[i];
       const std::string name = "gh-shard-" + std::to_string(i);
       pthread_setname_np(pthread_self(), name.c_str());
+      apply_shard_nice(limits_.shard_nice, i);
       if (limits_.pin_shards) {
         cpu_set_t set;
         CPU_ZERO(&set);
@@ -187,6 +202,10 @@ uint64_t Runtime::total(Stat stat) const {
   uint64_t sum = 0;
   for (const Shard* shard : peers_) sum += shard->stat(stat);
   return sum;
+}
+
+bool set_thread_nice(int32_t nice) {
+  return setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice) == 0;
 }
 
 namespace {

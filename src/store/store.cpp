@@ -1,5 +1,6 @@
 #include "gatehouse/store/store.h"
 
+#include "gatehouse/runtime/runtime.h"
 #include "gatehouse/store/record_io.h"
 
 #include <dirent.h>
@@ -170,7 +171,10 @@ EventStore::~EventStore() {
 
 void EventStore::start(std::function<void(Batch*)> deliver) {
   deliver_ = std::move(deliver);
-  writer_ = std::thread([this] { run(); });
+  writer_ = std::thread([this] {
+    if (limits_.writer_nice != 0) runtime::set_thread_nice(limits_.writer_nice);  // the shards warn if refused
+    run();
+  });
 }
 
 bool EventStore::submit(Batch* batch) {

@@ -113,6 +113,7 @@ TEST_CASE("defaults a user would expect") {
   CHECK(config.runtime.shards == 0);
   CHECK(config.runtime.connections_per_shard == 16'384);
   CHECK_FALSE(config.runtime.pin_shards);
+  CHECK(config.runtime.shard_nice == -10);  // the data path outranks the auth threads
   CHECK(config.auth_threads == 1);
   CHECK(config.agent_approval == AgentApproval::reject);
   CHECK(config.data_dir == dir.path("data"));
@@ -163,6 +164,8 @@ TEST_CASE("wrong types, bad values and bad names are refused precisely") {
                    "must be a power of two, not 1000");
   expect_one_error(dir, kGateway + "[runtime]\npin_shards = 1\n", Role::gateway, 15, "runtime.pin_shards",
                    "must be true or false, not an integer");
+  expect_one_error(dir, kGateway + "[runtime]\nshard_nice = -25\n", Role::gateway, 15, "runtime.shard_nice",
+                   "between -20 and 19, not -25");
   expect_one_error(dir, kGateway + "[log]\nlevel = \"loud\"\n", Role::gateway, 15, "log.level",
                    "one of debug|info|warning|error");
   expect_one_error(dir, "name = \"gw 1\"\n" + kGateway.substr(kGateway.find('\n') + 1), Role::gateway, 1,

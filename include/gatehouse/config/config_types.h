@@ -65,7 +65,7 @@ struct Config {
   TlsConfig tls;
   KerberosConfig kerberos;
   Endpoint admin_listen;
-  runtime::RuntimeLimits runtime;  // [runtime]: shards, pools and queues
+  runtime::RuntimeLimits runtime{.shard_nice = -10};  // [runtime]: shards, pools and queues
   uint32_t auth_threads = 1;
   std::vector<Subnet> trusted_relays;  // gateway, server: may send PROXY v2 (and must)
   std::string log_level = "info";

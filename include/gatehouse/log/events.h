@@ -23,11 +23,12 @@ enum class EventId : uint32_t {
   protocol_violation = 30010,         // a peer sent a malformed or out-of-bounds frame
   connection_table_full = 30020,      // a shard's direct-descriptor table is full
   runtime_unavailable = 30021,        // io_uring cannot run here (disabled, memlock, fd limit)
+  shard_priority_refused = 30022,     // [runtime] shard_nice could not be applied (no CAP_SYS_NICE)
   handshake_queue_full = 30030,       // a new connection was shed: the auth queue is full
   handshake_timeout = 30031,          // a client did not finish its handshake in time
-  store_tail_truncated = 30040,
+  store_tail_truncated = 30040,       // server: a torn last record (crash mid-write) was cut off at start
   parent_connected = 30050,           // agent, gateway: a session with a parent is up
-  gateway_not_approved = 30051,       // gateway: the parent refused its uplink (not approved)       // server: a torn last record (crash mid-write) was cut off at start
+  gateway_not_approved = 30051,       // gateway: the parent refused its uplink (not approved)
 };
 
 const char* event_name(EventId id);

@@ -55,6 +55,10 @@ bool resolve_address(const std::string& host, uint16_t port, PeerAddress& addres
 // `on_reload` (certificates, keytabs, config) and the wait goes on; SIGINT or
 // SIGTERM ends it and is returned.
 void block_stop_signals();
+
+// Sets the calling thread's nice value; false (errno set) when the host
+// refuses it (below the process's value needs CAP_SYS_NICE).
+bool set_thread_nice(int32_t nice);
 int wait_for_stop_signal(const std::function<void()>& on_reload = {});
 
 // systemd readiness/stopping notification; does nothing without NOTIFY_SOCKET.

@@ -24,6 +24,10 @@ struct RuntimeLimits {
   uint32_t timer_tick_ms = 10;
   uint32_t shutdown_timeout_ms = 5'000;          // drain bound on SIGTERM/SIGINT
   bool pin_shards = false;                       // pin shard i to core i (dedicated hosts only)
+  // The shard threads' nice value. Below 0 (needs CAP_SYS_NICE) the data path
+  // outranks the auth threads' handshake crypto and other processes: during a
+  // reconnect storm established sessions keep their latency.
+  int32_t shard_nice = 0;
 };
 
 inline constexpr uint32_t kRuntimeShardsMax = 256;
