@@ -27,14 +27,10 @@ namespace {
 constexpr uint32_t kStopMessage = 1;
 constexpr uint32_t kNoIndex = UINT32_MAX;
 constexpr uint32_t kGenerationMask = 0xFF'FFFF;  // 24 bits travel in user_data
-// Completions taken from the ring per loop turn, and lifecycle completions
-// (accepts, connects, a stream's end, closes) handled per turn. Data goes
-// first: in a reconnect storm thousands of sessions open and close at once,
-// and their set-up and teardown (socket, TLS objects) would otherwise sit in
-// front of established sessions' data for the whole burst. Lifecycle work
-// waits in lifecycle_ and is worked off at most this much per turn.
+// Completions handled per loop turn: a burst (thousands of sessions closing
+// or arriving at once) is worked off over several turns, each ending with its
+// sends flushed, so established sessions are not held for the whole burst.
 constexpr unsigned kCqesPerTurnMax = 256;
-constexpr uint32_t kLifecycleCqesPerTurnMax = 128;
 
 enum class ConnState : uint8_t { free, connecting, open, draining, closing };
 
@@ -463,19 +459,6 @@ void Shard::request_stop() {
 
 // ---- completions ---------------------------------------------------------------
 
-// Data and send completions, and running out of receive buffers, are handled
-// at once; the rest can wait (see kLifecycleCqesPerTurnMax). A connection's
-// order is kept: nothing of it is handled at once before its accept or
-// connect, and after the end of its stream nothing but sends completes.
-bool Shard::is_lifecycle(const io_uring_cqe& cqe) {
-  switch (static_cast<Op>(cqe.user_data >> 56)) {
-    case Op::recv: return cqe.res <= 0 && cqe.res != -ENOBUFS;
-    case Op::send:
-    case Op::wake: return false;
-    default: return true;
-  }
-}
-
 void Shard::dispatch(const io_uring_cqe& cqe) {
   const uint64_t data = cqe.user_data;
   const auto op = static_cast<Op>(data >> 56);
@@ -653,19 +636,6 @@ void Shard::on_close_done(uint32_t index) {
   parked_accepts_.clear();
 }
 
-void Shard::work_off_lifecycle() {
-  for (uint32_t n = 0; n < kLifecycleCqesPerTurnMax && lifecycle_head_ < lifecycle_.size(); ++n) {
-    dispatch(lifecycle_[lifecycle_head_++]);
-  }
-  if (lifecycle_head_ == lifecycle_.size()) {
-    lifecycle_.clear();
-    lifecycle_head_ = 0;
-  } else if (lifecycle_head_ >= lifecycle_.size() / 2) {
-    lifecycle_.erase(lifecycle_.begin(), lifecycle_.begin() + static_cast<std::ptrdiff_t>(lifecycle_head_));
-    lifecycle_head_ = 0;
-  }
-}
-
 void Shard::on_wake() {
   wake_pending_.store(false, std::memory_order_release);
   arm_wake();  // messages are drained once per loop turn
@@ -780,7 +750,7 @@ bool Shard::finished() {
     }
   }
   return connections_busy_ == 0 && accepts_in_flight_ == 0 && free_connects_.size() == connects_.size() &&
-         notices_.empty() && lifecycle_head_ == lifecycle_.size() && service_.idle();
+         notices_.empty() && service_.idle();
 }
 
 void Shard::run() {
@@ -794,15 +764,10 @@ void Shard::run() {
     unsigned head = 0;
     unsigned count = 0;
     io_uring_for_each_cqe(ring, head, cqe) {
-      if (is_lifecycle(*cqe)) {
-        lifecycle_.push_back(*cqe);
-      } else {
-        dispatch(*cqe);
-      }
+      dispatch(*cqe);
       if (++count == kCqesPerTurnMax) break;  // the rest next turn, after this turn's sends go out
     }
     io_uring_cq_advance(ring, count);
-    work_off_lifecycle();
     buffers_.publish();
     now_ms_ = clock_ms();
     drain_inbox();

@@ -151,9 +151,7 @@ class Shard {
   bool finished();
 
   // completions, one handler per opcode
-  static bool is_lifecycle(const io_uring_cqe& cqe);
   void dispatch(const io_uring_cqe& cqe);
-  void work_off_lifecycle();
   void on_accept(uint32_t tag, int result);
   void on_recv(uint32_t index, int result, uint32_t flags);
   void on_send(uint32_t index, int result);
@@ -195,10 +193,6 @@ class Shard {
   std::vector<ConnId> chunk_waiters_;        // refused for want of shard send memory
   std::vector<uint32_t> parked_accepts_;     // accept slots waiting for a free table slot
   std::vector<Notice> notices_;
-  // Lifecycle completions waiting their turn, oldest at lifecycle_head_. At
-  // most a few per connection, accept slot and connect are ever in flight.
-  std::vector<io_uring_cqe> lifecycle_;
-  size_t lifecycle_head_ = 0;
   SendChunk* free_chunks_ = nullptr;
   uint32_t chunks_allocated_ = 0;           // bounded by chunks_max_
   uint32_t chunks_free_ = 0;                // allocated, on free_chunks_
