@@ -562,6 +562,9 @@ std::vector<ConfigError> load(std::string_view path_view, std::optional<Role> ro
   const bool kerberos_agent = config.role == Role::agent && config.auth == AgentAuth::kerberos;
   read_tls(top, config, !kerberos_agent);
   read_kerberos(top, config, kerberos_agent);
+  // A gateway or server host exists for its traffic; an agent shares its host
+  // with the workload it watches, so it keeps the host's priority by default.
+  if (config.role == Role::agent) config.runtime.shard_nice = 0;
   read_operations(top, config);
   mark_foreign_keys_known(top);
   top.finish();

@@ -129,6 +129,7 @@ TEST_CASE("agent configs: cert needs TLS files; Kerberos needs a keytab and no C
   CHECK(errors.empty());
   CHECK(config.auth == AgentAuth::cert);
   CHECK(config.queue_max_bytes == 15ull * 1024 * 1024);
+  CHECK(config.runtime.shard_nice == 0);  // an agent keeps its host's priority
 
   errors = load(dir.write("auth = \"kerberos\"\n" + gateways + "[kerberos]\nkeytab = \"agent.keytab\"\n"), Role::agent, config);
   INFO(joined(errors));
