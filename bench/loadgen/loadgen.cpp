@@ -309,7 +309,8 @@ class Agents final : public runtime::Service {
     agent.up = true;
     agent.failover.succeeded();
     agent.window = hello.credit_bytes;
-    agent.acked = std::max(agent.acked, hello.last_durable_seq);
+    // Events stored while the ACK was lost with the old session count here.
+    acknowledged(agent, hello.last_durable_seq);
     agent.sent_through = agent.acked;  // resend whatever was not durable
     totals_.sessions_up.fetch_add(1);
     totals_.sessions_established.fetch_add(1);
@@ -322,6 +323,17 @@ class Agents final : public runtime::Service {
       }
     }
     if (agent.lost && agent.acked >= agent.produced) flowing(agent);  // nothing left to send: flowing as it can
+  }
+
+  // The server holds everything up to durable_seq.
+  void acknowledged(Agent& agent, uint64_t durable_seq) {
+    if (durable_seq <= agent.acked) return;
+    totals_.events_acked.fetch_add(durable_seq - agent.acked);
+    agent.acked = durable_seq;
+    if (options_.events > 0 && agent.acked >= options_.events && !agent.done) {
+      agent.done = true;
+      totals_.agents_done.fetch_add(1);
+    }
   }
 
   void flowing(Agent& agent) {
@@ -362,12 +374,7 @@ class Agents final : public runtime::Service {
         if (steady != nullptr) steady->record(latency_us);
       }
       if (agent.lost && ack->durable_seq > agent.acked) flowing(agent);
-      if (ack->durable_seq > agent.acked) totals_.events_acked.fetch_add(ack->durable_seq - agent.acked);
-      agent.acked = std::max(agent.acked, ack->durable_seq);
-      if (options_.events > 0 && agent.acked >= options_.events && !agent.done) {
-        agent.done = true;
-        totals_.agents_done.fetch_add(1);
-      }
+      acknowledged(agent, ack->durable_seq);
     } else if (const auto* credit = std::get_if<proto::Credit>(&frame.body)) {
       agent.window += credit->credit_bytes;
     } else if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) {

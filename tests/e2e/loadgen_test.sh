@@ -90,8 +90,8 @@ grep -q '"handshake_failures":{}' <<<"$report" || fail "the storm: handshake fai
 ok
 echo "storm: $report"
 
-# Failover: 200 agents list gw1 then gw2, 2,000 events each; gw1 is killed -9
-# once a fifth is acknowledged.
+# Failover: 200 agents list gw1 then gw2, 5,000 events each; gw1 is killed -9
+# once a fifth is acknowledged (loadgen reports progress once a second).
 sed -e 's/gw1\.example\.test/gw2.example.test/g' "$work/gateway.toml" >"$work/gateway2.toml"
 expect "approve the second gateway" quiet "$gatehouse" approve --config "$work/server.toml" gateway gw2.example.test --action create
 sleep 1
@@ -99,11 +99,11 @@ start gateway "$work/gateway2.toml" "$work/gateway2.log" || exit 1
 gateway2_port=$port
 before=$(json_field "$(stats "$work/server.toml")" events)
 "$loadgen" --target "127.0.0.1:$gateway_port,127.0.0.1:$gateway2_port" --target-name gw1.example.test,gw2.example.test \
-  --agents 200 --certs "$work/pki" --prefix failover --shards 2 --events 2000 --rate max --ramp 1 \
+  --agents 200 --certs "$work/pki" --prefix failover --shards 2 --events 5000 --rate max --ramp 1 \
   >"$work/failover.json" 2>"$work/loadgen-failover.err" &
 loadgen_pid=$!
 pids+=("$loadgen_pid")
-acked_a_fifth() { [ "$(grep -o 'acked [0-9]*' "$work/loadgen-failover.err" | tail -1 | cut -d' ' -f2)" -ge 80000 ] 2>/dev/null; }
+acked_a_fifth() { [ "$(grep -o 'acked [0-9]*' "$work/loadgen-failover.err" | tail -1 | cut -d' ' -f2)" -ge 200000 ] 2>/dev/null; }
 expect "a fifth of the events acknowledged through gw1" wait_for 60 acked_a_fifth
 kill -KILL "$gateway_pid"
 wait "$loadgen_pid"
@@ -114,7 +114,7 @@ lost=$(json_field "$report" sessions_lost)
   fail "failover: every lost session must flow again: $report"
 ok
 after=$(json_field "$(stats "$work/server.toml")" events)
-[ $((after - before)) = 400000 ] || fail "failover: want 400,000 events stored once, have $((after - before))"
+[ $((after - before)) = 1000000 ] || fail "failover: want 1,000,000 events stored once, have $((after - before))"
 ok
 echo "failover: $report"
 echo "loadgen: $((checks - failures)) passed, $failures failed"
