@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -75,6 +76,15 @@ struct Options {
   uint32_t steady = 0;         // agents 0..steady-1: streaming at steady_rate on shard 0, kept out of the storm
   double steady_rate = 10;
 };
+
+// Stores value in `extreme` if it beats what is there (earliest: std::less,
+// latest: std::greater), from any shard.
+template <class Beats>
+void keep_extreme(std::atomic<uint64_t>& extreme, uint64_t value, Beats beats) {
+  uint64_t current = extreme.load();
+  while (beats(value, current) && !extreme.compare_exchange_weak(current, value)) {
+  }
+}
 
 // "a,b,c" → {"a", "b", "c"}.
 std::vector<std::string> split_list(const std::string& text) {
@@ -227,10 +237,7 @@ class Agents final : public runtime::Service {
     if (!agent.lost) {
       agent.lost = true;
       totals_.losses.fetch_add(1);
-      uint64_t first = totals_.first_loss_us.load();
-      const uint64_t now_us = elapsed_us();
-      while (now_us < first && !totals_.first_loss_us.compare_exchange_weak(first, now_us)) {
-      }
+      keep_extreme(totals_.first_loss_us, elapsed_us(), std::less<>());
     }
     retry_in(agent, agent.failover.jitter_ms(kReconnectAfterLossMs));
   }
@@ -317,10 +324,7 @@ class Agents final : public runtime::Service {
     if (agent.storm_pending) {
       agent.storm_pending = false;
       totals_.storm_reestablished.fetch_add(1);
-      uint64_t last = totals_.storm_last_welcome_us.load();
-      const uint64_t now_us = elapsed_us();
-      while (now_us > last && !totals_.storm_last_welcome_us.compare_exchange_weak(last, now_us)) {
-      }
+      keep_extreme(totals_.storm_last_welcome_us, elapsed_us(), std::greater<>());
     }
     if (agent.lost && agent.acked >= agent.produced) flowing(agent);  // nothing left to send: flowing as it can
   }
@@ -339,10 +343,7 @@ class Agents final : public runtime::Service {
   void flowing(Agent& agent) {
     agent.lost = false;
     totals_.recovered.fetch_add(1);
-    uint64_t last = totals_.last_recovery_us.load();
-    const uint64_t now_us = elapsed_us();
-    while (now_us > last && !totals_.last_recovery_us.compare_exchange_weak(last, now_us)) {
-    }
+    keep_extreme(totals_.last_recovery_us, elapsed_us(), std::greater<>());
   }
 
   // Drops every session but the steady agents', to be re-established at once.

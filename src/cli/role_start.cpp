@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <algorithm>
 #include <filesystem>
-#include <thread>
 
 #include "gatehouse/cli/args.h"
 #include "gatehouse/krb/profile.h"
@@ -23,8 +22,7 @@ namespace {
 // the queue, its clients' deadlines paused, rather than being refused and
 // coming back as a second storm).
 uint32_t auth_queue_max(const runtime::RuntimeLimits& limits) {
-  const uint32_t shards = limits.shards == 0 ? std::max(1u, std::thread::hardware_concurrency()) : limits.shards;
-  return std::max<uint32_t>(4'096, shards * limits.connections_per_shard);
+  return std::max<uint32_t>(4'096, runtime::shard_count_for(limits) * limits.connections_per_shard);
 }
 
 // Where the PKINIT-disabling krb5 profile goes: systemd's RuntimeDirectory,

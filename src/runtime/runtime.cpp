@@ -90,7 +90,7 @@ bool make_address(const std::string& ip, uint16_t port, PeerAddress& address, st
 
 Runtime::Runtime(const RuntimeLimits& limits)
     : limits_(limits),
-      shard_count_(std::min(kRuntimeShardsMax, limits.shards == 0 ? online_cores() : limits.shards)),
+      shard_count_(shard_count_for(limits)),
       listeners_(shard_count_) {}
 
 Runtime::~Runtime() {
@@ -202,6 +202,10 @@ uint64_t Runtime::total(Stat stat) const {
   uint64_t sum = 0;
   for (const Shard* shard : peers_) sum += shard->stat(stat);
   return sum;
+}
+
+uint32_t shard_count_for(const RuntimeLimits& limits) {
+  return std::min(kRuntimeShardsMax, limits.shards == 0 ? online_cores() : limits.shards);
 }
 
 bool set_thread_nice(int32_t nice) {

@@ -18,21 +18,7 @@ pki "$work/pki" "${specs[@]}"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 server_port=$(free_port)
 gateway_port=$(free_port)
-cat >"$work/server.toml" <<CONF
-name = "ms1.example.test"
-listen = "127.0.0.1:$server_port"
-data_dir = "$work/data"
-[approval]
-agents = "review"
-[tls]
-cert = "$work/pki/ms1.example.test.crt"
-key = "$work/pki/ms1.example.test.key"
-ca = "$work/pki/ca.crt"
-[runtime]
-shards = 2
-connections_per_shard = 256
-recv_buffers = 64
-CONF
+server_config "$server_port" "review" "recv_buffers = 64" >"$work/server.toml"
 cat >"$work/gateway.toml" <<CONF
 name = "gw1.example.test"
 listen = "127.0.0.1:$gateway_port"

@@ -67,3 +67,25 @@ wait_for() {  # wait_for SECONDS COMMAND...: polls until the command succeeds
 json_field() { grep -o "\"$2\":[0-9]*" <<<"$1" | head -1 | cut -d: -f2; }
 
 stats() { "$gatehouse" store --config "$1" stats --json; }
+
+# server_config PORT APPROVAL [LINE...]: the test server ms1.example.test (its
+# certificate from $work/pki, data in $work/data, 2 shards of 256
+# connections); LINEs are added to [runtime].
+server_config() {
+  local port=$1 approval=$2; shift 2
+  cat <<CONF
+name = "ms1.example.test"
+listen = "127.0.0.1:$port"
+data_dir = "$work/data"
+[approval]
+agents = "$approval"
+[tls]
+cert = "$work/pki/ms1.example.test.crt"
+key = "$work/pki/ms1.example.test.key"
+ca = "$work/pki/ca.crt"
+[runtime]
+shards = 2
+connections_per_shard = 256
+CONF
+  printf '%s\n' "$@"
+}

@@ -23,20 +23,7 @@ trap stop_kdc EXIT
 "$root/bench/loadgen/kerberos-agents" "$work/kdc" 1000 >/dev/null
 export KRB5_CONFIG="$work/kdc/krb5.conf" KRB5RCACHEDIR="$work/kdc"
 
-cat >"$work/server.toml" <<CONF
-name = "ms1.example.test"
-listen = "127.0.0.1:0"
-data_dir = "$work/data"
-[approval]
-agents = "auto"
-[tls]
-cert = "$work/pki/ms1.example.test.crt"
-key = "$work/pki/ms1.example.test.key"
-ca = "$work/pki/ca.crt"
-[runtime]
-shards = 2
-connections_per_shard = 256
-CONF
+server_config "0" "auto" >"$work/server.toml"
 start server "$work/server.toml" "$work/server.log" || exit 1
 server_port=$port
 expect "approve the gateway" quiet "$gatehouse" approve --config "$work/server.toml" gateway gw1.example.test --action create

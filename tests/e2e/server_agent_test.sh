@@ -9,22 +9,8 @@ work=$(mktemp -d /tmp/gatehouse-e2e-XXXXXX)
 . "$root/tests/e2e/lib.sh"
 
 pki "$work/pki" server:ms1.example.test agent:web01.example.test agent:web02.example.test agent:web03.example.test
-server_config() {  # server_config PORT APPROVAL
-  cat >"$work/server.toml" <<CONF
-name = "ms1.example.test"
-listen = "127.0.0.1:$1"
-data_dir = "$work/data"
-[approval]
-agents = "$2"
-[tls]
-cert = "$work/pki/ms1.example.test.crt"
-key = "$work/pki/ms1.example.test.key"
-ca = "$work/pki/ca.crt"
-[runtime]
-shards = 2
-connections_per_shard = 256
-recv_buffers = 64
-CONF
+write_server_config() {  # write_server_config PORT APPROVAL
+  server_config "$1" "$2" "recv_buffers = 64" >"$work/server.toml"
 }
 agent_config() {  # agent_config NAME PORT
   cat >"$work/$1.toml" <<CONF
@@ -42,7 +28,7 @@ CONF
 
 # 1. Unapproved agent: refused with 20000 at the server and 20070 at the agent;
 #    approved live, it flows without a restart of anything.
-server_config 0 reject
+write_server_config 0 reject
 start server "$work/server.toml" "$work/server.log" || exit 1
 server_pid=$started_pid
 agent_config web01.example.test "$port"
@@ -70,7 +56,7 @@ sleep 1
 kill -KILL "$server_pid"
 wait "$server_pid" 2>/dev/null
 before=$(json_field "$(stats "$work/server.toml")" events)
-server_config "$port" reject
+write_server_config "$port" reject
 start server "$work/server.toml" "$work/server.log" || exit 1
 server_pid=$started_pid
 expect "web02 finishes after the server's restart" wait_exit "$web02_pid" 90
@@ -111,7 +97,7 @@ if command -v krb5kdc >/dev/null; then
   export KRB5_CONFIG="$work/kdc/krb5.conf" KRB5RCACHEDIR="$work/kdc"
   kill -TERM "$server_pid"
   wait_exit "$server_pid" 10
-  server_config "$port" reject
+  write_server_config "$port" reject
   printf '[kerberos]\nkeytab = "%s"\n' "$work/kdc/ms1.keytab" >>"$work/server.toml"
   start server "$work/server.toml" "$work/server.log" || exit 1
   server_pid=$started_pid

@@ -56,6 +56,10 @@ bool resolve_address(const std::string& host, uint16_t port, PeerAddress& addres
 // SIGTERM ends it and is returned.
 void block_stop_signals();
 
+// How many shards a runtime with these limits runs (shards = 0: one per core
+// this process may run on, at most kRuntimeShardsMax).
+uint32_t shard_count_for(const RuntimeLimits& limits);
+
 // Sets the calling thread's nice value; false (errno set) when the host
 // refuses it (below the process's value needs CAP_SYS_NICE).
 bool set_thread_nice(int32_t nice);
