@@ -16,17 +16,32 @@ void TimerWheel::unlink(TimerNode& node) {
   node.prev = node.next = nullptr;
 }
 
+void TimerWheel::append(TimerNode& head, TimerNode& node) {
+  node.next = &head;
+  node.prev = head.prev;
+  head.prev->next = &node;
+  head.prev = &node;
+}
+
+void TimerWheel::detach_due(TimerNode& slot, TimerNode& due) const {
+  TimerNode* node = slot.next;
+  while (node != &slot) {
+    TimerNode* next = node->next;
+    if (node->expiry_tick <= current_tick_) {
+      unlink(*node);
+      append(due, *node);
+    }
+    node = next;
+  }
+}
+
 void TimerWheel::schedule(TimerNode& node, uint64_t now_ms, uint64_t delay_ms) {
   cancel(node);
   // Round up: advance() fires tick t once now >= t * tick_ms. A tick already
   // passed would not be visited again for a lap, so use the next one.
   const uint64_t due_tick = (now_ms + delay_ms + tick_ms_ - 1) / tick_ms_;
   node.expiry_tick = due_tick > current_tick_ ? due_tick : current_tick_ + 1;
-  TimerNode& head = slots_[node.expiry_tick % kSlots];
-  node.next = &head;
-  node.prev = head.prev;
-  head.prev->next = &node;
-  head.prev = &node;
+  append(slots_[node.expiry_tick % kSlots], node);
   ++armed_count_;
 }
 

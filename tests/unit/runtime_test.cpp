@@ -326,6 +326,41 @@ TEST_CASE("the timer wheel fires each deadline once, never early, and never a ca
   CHECK(wheel.armed_count() == 0);
 }
 
+TEST_CASE("a timer callback may cancel or reschedule any timer, its slot neighbours included") {
+  constexpr uint32_t kTickMs = 10;
+  uint64_t now_ms = 50'000;
+  TimerWheel wheel(kTickMs, now_ms);
+  // Six timers due in the same tick share one slot; a seventh shares it a lap later.
+  std::vector<TimerNode> nodes(7);
+  for (uint64_t i = 0; i < nodes.size(); ++i) {
+    nodes[i].owner = i;
+    wheel.schedule(nodes[i], now_ms, i < 6 ? 100 : 100 + uint64_t{TimerWheel::kSlots} * kTickMs);
+  }
+  std::vector<uint32_t> fired(nodes.size(), 0);
+  const auto fire = [&](uint64_t owner) {
+    ++fired[owner];
+    if (owner == 0) {
+      wheel.cancel(nodes[1]);                 // due in this tick: must not fire
+      wheel.schedule(nodes[2], now_ms, 500);  // due in this tick: moves on
+      wheel.cancel(nodes[6]);                 // same slot, a lap later
+    }
+    if (owner == 3 && fired[3] == 1) wheel.schedule(nodes[3], now_ms, 200);  // itself, once more
+    if (owner == 4) wheel.cancel(nodes[5]);
+  };
+  now_ms += 100;
+  wheel.advance(now_ms, fire);
+  CHECK(fired == std::vector<uint32_t>{1, 0, 0, 1, 1, 0, 0});
+  CHECK(wheel.armed_count() == 2);  // 2 and 3, rescheduled
+  now_ms += 1'000;
+  wheel.advance(now_ms, fire);
+  CHECK(fired == std::vector<uint32_t>{1, 0, 1, 2, 1, 0, 0});
+  CHECK(wheel.armed_count() == 0);
+  now_ms += uint64_t{TimerWheel::kSlots} * kTickMs * 2;
+  wheel.advance(now_ms, fire);
+  CHECK(fired == std::vector<uint32_t>{1, 0, 1, 2, 1, 0, 0});
+  CHECK(wheel.armed_count() == 0);
+}
+
 namespace {
 
 // Collects everything received; optional: starts with reading paused.

@@ -26,22 +26,23 @@ class TimerWheel {
   void schedule(TimerNode& node, uint64_t now_ms, uint64_t delay_ms);
   void cancel(TimerNode& node);
 
-  // Advances to now_ms, calling fire(owner) once for each expired node.
+  // Advances to now_ms, calling fire(owner) once for each expired node. The
+  // due nodes of a tick are first moved to a list of their own, so a callback
+  // may cancel or reschedule any timer, including one due in the same tick
+  // (cancelling it there unlinks it from that list: it does not fire).
   template <class Fire>
   void advance(uint64_t now_ms, Fire&& fire) {
     const uint64_t target = now_ms / tick_ms_;
     while (current_tick_ < target) {
       ++current_tick_;
-      TimerNode& head = slots_[current_tick_ % kSlots];
-      TimerNode* node = head.next;
-      while (node != &head) {
-        TimerNode* next = node->next;
-        if (node->expiry_tick <= current_tick_) {
-          unlink(*node);
-          --armed_count_;
-          fire(node->owner);  // may re-schedule the node or others
-        }
-        node = next;
+      TimerNode due;
+      due.prev = due.next = &due;
+      detach_due(slots_[current_tick_ % kSlots], due);
+      while (due.next != &due) {
+        TimerNode& node = *due.next;
+        unlink(node);
+        --armed_count_;
+        fire(node.owner);
       }
     }
   }
@@ -51,6 +52,9 @@ class TimerWheel {
 
  private:
   static void unlink(TimerNode& node);
+  static void append(TimerNode& head, TimerNode& node);
+  // Moves every node of `slot` that expires by the current tick to `due`.
+  void detach_due(TimerNode& slot, TimerNode& due) const;
 
   uint32_t tick_ms_;
   uint64_t current_tick_;
