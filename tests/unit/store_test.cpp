@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "gatehouse/store/crc32c.h"
 #include "gatehouse/store/store.h"
 #include "test_support.h"
 
@@ -74,6 +75,24 @@ std::vector<uint64_t> dumped_seqs(const std::string& dir, const std::string& age
 }
 
 }  // namespace
+
+TEST_CASE("crc32c: the known check value, and the hardware path equals the table at every length and alignment") {
+  const std::string check = "123456789";
+  CHECK(crc32c(reinterpret_cast<const std::byte*>(check.data()), check.size()) == 0xE3069283u);
+  CHECK(crc32c_portable(reinterpret_cast<const std::byte*>(check.data()), check.size()) == 0xE3069283u);
+  CHECK(crc32c(nullptr, 0) == 0);
+  std::vector<std::byte> bytes(4'096 + 16);
+  uint32_t x = 0x9E3779B9u;
+  for (std::byte& b : bytes) b = static_cast<std::byte>((x = x * 1'664'525u + 1'013'904'223u) >> 24);
+  for (size_t offset = 0; offset < 8; ++offset)
+    for (size_t size : {0, 1, 7, 8, 9, 15, 16, 17, 63, 256, 1'000, 4'096}) {
+      CAPTURE(offset);
+      CAPTURE(size);
+      REQUIRE(crc32c(bytes.data() + offset, size) == crc32c_portable(bytes.data() + offset, size));
+    }
+  const std::string path = crc32c_in_hardware() ? "the CPU instruction" : "the table";
+  MESSAGE("crc32c uses " << path);
+}
 
 TEST_CASE("store: group commit acknowledges durable seqs; duplicates are dropped and counted across restarts") {
   TempDir dir;

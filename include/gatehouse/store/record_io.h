@@ -13,24 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "gatehouse/store/crc32c.h"
+
 namespace gatehouse::store {
 
 inline constexpr uint32_t kRecordHeaderBytes = 8;
-
-inline uint32_t crc32c(const std::byte* data, size_t size) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0x82F63B78u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t crc = 0xFFFFFFFFu;
-  for (size_t i = 0; i < size; ++i) crc = table[(crc ^ static_cast<uint8_t>(data[i])) & 0xFF] ^ (crc >> 8);
-  return ~crc;
-}
 
 inline void put_u32(std::byte* out, uint32_t value) {
   for (int i = 0; i < 4; ++i) out[i] = static_cast<std::byte>(value >> (8 * i));
