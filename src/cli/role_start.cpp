@@ -53,6 +53,7 @@ bool start_role(const Args& args, config::Role role, std::string_view usage, con
   }
   log::Level level;
   if (log::parse_level(config.log_level, level)) log::set_min_level(level);
+  log::start_writer();  // from here on no thread writes stderr itself
   const std::string dir = runtime_dir(config);
   std::error_code ignored;
   std::filesystem::create_directories(dir, ignored);

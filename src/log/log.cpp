@@ -3,7 +3,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <ctime>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "gatehouse/log/invariant.h"
 
 namespace gatehouse::log {
 namespace {
@@ -11,6 +19,33 @@ namespace {
 std::string g_role = "cli";
 std::string g_instance;
 Level g_min_level = Level::info;
+int g_output_fd = STDERR_FILENO;
+
+// Lines of one event ID in the current window; past kRepeatLinesMax they are
+// only counted, and the count is said once the window is over.
+struct Repeats {
+  uint64_t window_start_ms = 0;
+  uint32_t lines = 0;
+  uint64_t suppressed = 0;
+  Level level = Level::info;
+};
+
+struct Writer {
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::string buffer;  // at most kBufferBytesMax (plus the writer's own lines)
+  uint64_t dropped_lines = 0;
+  std::unordered_map<uint32_t, Repeats> repeats;  // by event ID
+  std::thread thread;
+  bool running = false;
+  bool stopping = false;
+};
+
+// Never destroyed: a line logged from another static's destructor still works.
+Writer& writer() {
+  static Writer* const instance = new Writer;
+  return *instance;
+}
 
 const char* level_name(Level level) {
   switch (level) {
@@ -34,7 +69,119 @@ void append_timestamp(std::string& out) {
   out.append(text, static_cast<size_t>(size));
 }
 
+uint64_t monotonic_ms() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1'000 + static_cast<uint64_t>(now.tv_nsec) / 1'000'000;
+}
+
+void write_all(std::string_view text) {
+  size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = ::write(g_output_fd, text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    written += static_cast<size_t>(n);
+  }
+}
+
+std::string coalesced_line(EventId id, const Repeats& repeats) {
+  return format(repeats.level, id,
+                std::to_string(repeats.suppressed) + " more lines of this event in the last " +
+                    std::to_string(kRepeatWindowMs / 1'000) + " s, not written one by one",
+                {{"coalesced", repeats.suppressed}});
+}
+
+// Under the writer's mutex: whether this line is written, and in `summary`
+// the coalesced count of the window it closes, if any.
+bool admit(Writer& w, EventId id, Level level, uint64_t now_ms, std::string& summary) {
+  Repeats& r = w.repeats[static_cast<uint32_t>(id)];
+  if (now_ms - r.window_start_ms >= kRepeatWindowMs) {
+    if (r.suppressed > 0) summary = coalesced_line(id, r);
+    r = Repeats{now_ms, 0, 0, level};
+  }
+  if (r.lines < kRepeatLinesMax) {
+    ++r.lines;
+    return true;
+  }
+  ++r.suppressed;
+  r.level = std::max(r.level, level);
+  return false;
+}
+
+// Under the mutex: the counts of windows that are over (all of them at stop).
+void append_ended_windows(Writer& w, uint64_t now_ms, bool all) {
+  for (auto& [id, r] : w.repeats) {
+    if (r.suppressed == 0 || (!all && now_ms - r.window_start_ms < kRepeatWindowMs)) continue;
+    w.buffer += coalesced_line(static_cast<EventId>(id), r);
+    r.suppressed = 0;
+  }
+  if (w.dropped_lines > 0) {
+    w.buffer += format(Level::error, EventId::log_lines_dropped,
+                       "log lines lost: the log buffer was full (the output did not keep up)",
+                       {{"dropped", w.dropped_lines}});
+    w.dropped_lines = 0;
+  }
+}
+
+void writer_loop() {
+  Writer& w = writer();
+  std::unique_lock lock(w.mutex);
+  while (true) {
+    w.wake.wait_for(lock, std::chrono::seconds(1), [&] { return !w.buffer.empty() || w.stopping; });
+    append_ended_windows(w, monotonic_ms(), w.stopping);
+    if (!w.buffer.empty()) {
+      std::string out;
+      out.swap(w.buffer);
+      lock.unlock();
+      write_all(out);
+      lock.lock();
+    }
+    if (w.stopping && w.buffer.empty()) return;
+  }
+}
+
 }  // namespace
+
+void set_output_fd(int fd) { g_output_fd = fd; }
+
+void start_writer() {
+  Writer& w = writer();
+  std::lock_guard lock(w.mutex);
+  if (w.running) return;
+  w.running = true;
+  w.stopping = false;
+  w.thread = std::thread(writer_loop);
+  static const bool registered = [] { return std::atexit(stop_writer) == 0; }();
+  (void)registered;
+}
+
+void stop_writer() {
+  Writer& w = writer();
+  {
+    std::lock_guard lock(w.mutex);
+    if (!w.running) return;
+    w.stopping = true;
+  }
+  w.wake.notify_one();
+  w.thread.join();
+  std::lock_guard lock(w.mutex);
+  w.running = false;
+}
+
+void invariant_failed(const char* expression, const char* file, int line) {
+  // Straight to the output: the process is about to abort and the logging
+  // thread may never run again. What it had queued goes first, if it can.
+  Writer& w = writer();
+  if (w.mutex.try_lock()) {
+    write_all(w.buffer);
+    w.buffer.clear();
+    w.mutex.unlock();
+  }
+  write_all(format(Level::error, EventId::invariant_broken, "internal invariant broken: aborting (a bug)",
+                   {{"expression", expression}, {"file", file}, {"line", line}}));
+  std::abort();
+}
 
 const char* event_name(EventId id) {
   switch (id) {
@@ -59,6 +206,8 @@ const char* event_name(EventId id) {
     case EventId::store_tail_truncated: return "store_tail_truncated";
     case EventId::parent_connected: return "parent_connected";
     case EventId::gateway_not_approved: return "gateway_not_approved";
+    case EventId::invariant_broken: return "invariant_broken";
+    case EventId::log_lines_dropped: return "log_lines_dropped";
   }
   return "unknown";
 }
@@ -138,15 +287,27 @@ std::string format(Level level, EventId id, std::string_view message,
 
 void emit(Level level, EventId id, std::string_view message, std::initializer_list<Field> fields) {
   if (level < g_min_level) return;
-  const std::string line = format(level, id, message, fields);
-  // One write per line so concurrent threads never interleave within a line.
-  size_t written = 0;
-  while (written < line.size()) {
-    const ssize_t n = ::write(STDERR_FILENO, line.data() + written, line.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    written += static_cast<size_t>(n);
+  Writer& w = writer();
+  std::string summary;
+  {
+    std::lock_guard lock(w.mutex);
+    if (!admit(w, id, level, monotonic_ms(), summary)) return;
   }
+  // The first line of a new window says first what the last one coalesced.
+  std::string line = summary + format(level, id, message, fields);
+  std::unique_lock lock(w.mutex);
+  if (!w.running) {
+    lock.unlock();
+    write_all(line);  // one write per line: threads never interleave within one
+    return;
+  }
+  if (w.buffer.size() + line.size() > kBufferBytesMax) {
+    ++w.dropped_lines;
+    return;
+  }
+  w.buffer += line;
+  lock.unlock();
+  w.wake.notify_one();
 }
 
 }  // namespace gatehouse::log

@@ -29,6 +29,8 @@ enum class EventId : uint32_t {
   store_tail_truncated = 30040,       // server: a torn last record (crash mid-write) was cut off at start
   parent_connected = 30050,           // agent, gateway: a session with a parent is up
   gateway_not_approved = 30051,       // gateway: the parent refused its uplink (not approved)
+  invariant_broken = 30090,           // a bug: an internal invariant failed; the process aborts
+  log_lines_dropped = 30091,          // the log buffer was full: lines lost (how many)
 };
 
 const char* event_name(EventId id);

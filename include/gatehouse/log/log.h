@@ -1,5 +1,9 @@
 // Structured JSON-lines log on stderr (journald keeps each line as one entry).
 // One line: {"ts","level","event","name","role","instance","msg", fields...}.
+// Once start_writer() ran (the roles), emit() only queues the line in a
+// bounded buffer and a logging thread writes it: no shard blocks on stderr.
+// Past kRepeatLinesMax lines of one event ID in a kRepeatWindowMs window, the
+// rest are counted and said in one line ("N more in the last 10 s").
 #pragma once
 
 #include <cstdint>
@@ -33,10 +37,24 @@ void set_identity(std::string_view role, std::string_view instance);
 void set_min_level(Level level);
 bool parse_level(std::string_view text, Level& level);
 
-// Formats one line (with the trailing newline); emit() writes it with one write(2).
+inline constexpr size_t kBufferBytesMax = 1u << 20;  // lines waiting for the logging thread
+inline constexpr uint32_t kRepeatLinesMax = 100;      // lines of one event ID per window...
+inline constexpr uint64_t kRepeatWindowMs = 10'000;   // ...then coalesced into one
+
+// Formats one line (with the trailing newline).
 std::string format(Level level, EventId id, std::string_view message,
                    std::initializer_list<Field> fields);
+// Queues the line for the logging thread, or writes it with one write(2)
+// when no writer runs (the CLI). A full buffer drops the line and counts it;
+// the count is logged (30091) as soon as there is room.
 void emit(Level level, EventId id, std::string_view message, std::initializer_list<Field> fields = {});
+
+// Where lines go (default stderr); set before start_writer(). For tests.
+void set_output_fd(int fd);
+// Starts the logging thread; stop_writer() (also run at exit) writes what is
+// queued, the pending coalesced counts, and joins it.
+void start_writer();
+void stop_writer();
 
 void append_json_string(std::string& out, std::string_view text);
 
