@@ -1,5 +1,6 @@
 #include "gatehouse/gateway/gateway_sessions.h"
 
+#include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 
 namespace gatehouse::gateway {
@@ -54,6 +55,8 @@ bool GatewaySessions::open_channel(runtime::Shard& shard, Child& child, uint32_t
     }
     return false;
   }
+  // Routes and the child's channels mirror each other, one entry each.
+  GH_INVARIANT(!child.channels.contains(child_channel));
   routes_[route_key(child.uplink, channel)] = {child.id, child_channel};
   child.channels[child_channel] = channel;
   return true;
@@ -63,7 +66,7 @@ void GatewaySessions::close_channel(Child& child, uint32_t child_channel, bool t
   auto found = child.channels.find(child_channel);
   if (found == child.channels.end()) return;
   if (tell_parent) uplinks_->queue(child.uplink, {found->second, proto::Close{proto::Reason::normal}});
-  routes_.erase(route_key(child.uplink, found->second));
+  GH_INVARIANT(routes_.erase(route_key(child.uplink, found->second)) == 1);
   child.channels.erase(found);
 }
 
@@ -108,6 +111,8 @@ void GatewaySessions::on_uplink_frame(runtime::Shard& shard, uint32_t uplink, co
 
 void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint64_t key, const proto::Frame& frame) {
   Child& child = children_[route.child.index];
+  // A child's routes go when it closes: a route always leads to the live child.
+  GH_INVARIANT(child.open && child.id == route.child);
   const uint32_t channel = route.child_channel;
   const bool agent = channel == 0;
   if (const auto* open_ok = std::get_if<proto::OpenOk>(&frame.body); open_ok != nullptr && agent) {
@@ -117,7 +122,7 @@ void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint
   }
   if (const auto* deny = std::get_if<proto::OpenDeny>(&frame.body)) {
     routes_.erase(key);
-    child.channels.erase(channel);
+    GH_INVARIANT(child.channels.erase(channel) == 1);
     if (agent) {
       gate_->deny(shard, child.id, deny->reason, static_cast<log::EventId>(deny->event_id), std::string(deny->text));
     } else {
@@ -127,7 +132,7 @@ void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint
   }
   if (std::holds_alternative<proto::Close>(frame.body)) {
     routes_.erase(key);
-    child.channels.erase(channel);
+    GH_INVARIANT(child.channels.erase(channel) == 1);
     if (agent) {
       gate_->send(shard, child.id, {0, proto::GoAway{proto::Reason::parent_unavailable, "the parent closed the session"}});
       gate_->close(shard, child.id);

@@ -3,9 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cassert>
 #include <cctype>
 
+#include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 
 namespace gatehouse::net {
@@ -66,7 +66,7 @@ const Identity* Gate::identity(runtime::ConnId id) const {
 
 bool Gate::send(runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) {
   const proto::EncodeResult encoded = proto::encode(frame, frame_buffer_);
-  assert(encoded.error == proto::ProtoError::none);
+  GH_INVARIANT(encoded.error == proto::ProtoError::none);
   return send_encoded(shard, id, std::span(frame_buffer_).first(encoded.size_bytes));
 }
 

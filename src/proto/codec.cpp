@@ -4,9 +4,10 @@
 #include "gatehouse/proto/codec.h"
 
 #include <algorithm>
-#include <cassert>
 #include <cstring>
 #include <type_traits>
+
+#include "gatehouse/log/invariant.h"
 
 namespace gatehouse::proto {
 namespace {
@@ -77,7 +78,7 @@ class Writer {
   template <class E>
   void enumeration(E value) { uint(static_cast<std::underlying_type_t<E>>(value)); }
   void str8(std::string_view value) {
-    assert(value.size() <= UINT8_MAX);
+    GH_INVARIANT(value.size() <= UINT8_MAX);
     uint(static_cast<uint8_t>(value.size()));
     bytes(std::as_bytes(std::span(value)));
   }
@@ -282,7 +283,7 @@ ProtoError parse_header(std::span<const std::byte, kFrameHeaderBytes> bytes, Fra
 }
 
 ProtoError parse_body(const FrameHeader& header, std::span<const std::byte> body, Frame& frame) {
-  assert(body.size() == header.body_size_bytes);
+  GH_INVARIANT(body.size() == header.body_size_bytes);
   frame.channel = header.channel;
   frame.body = body_for(header.type);
   return std::visit(
@@ -316,12 +317,12 @@ EncodeResult encode(const Frame& frame, std::span<std::byte> out) {
         Sizer sizer;
         fields(sizer, f);
         const size_t frame_size_bytes = kFrameHeaderBytes + sizer.size_bytes();
-        assert(sizer.size_bytes() <= kFrameBodyMaxBytes);
+        GH_INVARIANT(sizer.size_bytes() <= kFrameBodyMaxBytes);
         if (out.size() < frame_size_bytes) return {0, ProtoError::buffer_too_small};
         Writer writer(out.data());
         write_header(writer, type, frame.channel, static_cast<uint32_t>(sizer.size_bytes()));
         fields(writer, f);
-        assert(writer.size_bytes() == frame_size_bytes);
+        GH_INVARIANT(writer.size_bytes() == frame_size_bytes);
         return {static_cast<uint32_t>(frame_size_bytes), ProtoError::none};
       },
       frame.body);
@@ -335,7 +336,7 @@ EncodeResult encode_data_prefix(uint32_t channel, uint64_t seq, DataKind kind,
   write_header(writer, FrameType::data, channel, kDataPrefixBytes - kFrameHeaderBytes + payload_size_bytes);
   writer.uint(seq);
   writer.enumeration(kind);
-  assert(writer.size_bytes() == kDataPrefixBytes);
+  GH_INVARIANT(writer.size_bytes() == kDataPrefixBytes);
   return {kDataPrefixBytes, ProtoError::none};
 }
 
@@ -355,8 +356,8 @@ std::byte* SpillPool::acquire() {
 
 void SpillPool::release(std::byte* buffer) {
   const size_t offset = static_cast<size_t>(buffer - storage_.get());
-  assert(offset % kFrameBodyMaxBytes == 0 && offset / kFrameBodyMaxBytes < buffers_max_);
-  assert(free_.size() < buffers_max_);
+  GH_INVARIANT(offset % kFrameBodyMaxBytes == 0 && offset / kFrameBodyMaxBytes < buffers_max_);
+  GH_INVARIANT(free_.size() < buffers_max_);
   free_.push_back(static_cast<uint32_t>(offset / kFrameBodyMaxBytes));
 }
 

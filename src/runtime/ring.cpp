@@ -3,11 +3,12 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 
-#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <mutex>
+
+#include "gatehouse/log/invariant.h"
 
 namespace gatehouse::runtime {
 namespace {
@@ -118,7 +119,7 @@ BufferRing::~BufferRing() {
 }
 
 bool BufferRing::init(io_uring* ring, uint16_t group_id, uint32_t count, uint32_t size_bytes, std::string& why) {
-  assert(count > 0 && count <= 32'768 && (count & (count - 1)) == 0);
+  GH_INVARIANT(count > 0 && count <= 32'768 && (count & (count - 1)) == 0);
   ring_ = ring;
   count_ = count;
   size_bytes_ = size_bytes;

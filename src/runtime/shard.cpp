@@ -14,11 +14,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 
+#include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 
 namespace gatehouse::runtime {
@@ -181,7 +181,7 @@ const Shard::Connection* Shard::live(ConnId id) const { return const_cast<Shard*
 bool Shard::alive(ConnId id) const { return live(id) != nullptr; }
 
 const PeerAddress& Shard::peer(ConnId id) const {
-  assert(id.index < connections_.size());
+  GH_INVARIANT(id.index < connections_.size());
   return connections_[id.index].peer;
 }
 
@@ -221,7 +221,7 @@ void Shard::arm_accept(uint32_t listener, uint32_t slot) {
 
 void Shard::arm_recv(uint32_t index) {
   Connection& c = connections_[index];
-  assert(!c.recv_armed && c.state == ConnState::open);
+  GH_INVARIANT(!c.recv_armed && c.state == ConnState::open);
   io_uring_sqe* sqe = ring_.sqe();
   io_uring_prep_recv_multishot(sqe, static_cast<int>(index), nullptr, 0, 0);
   sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
@@ -420,19 +420,19 @@ void Shard::clear_deadline(ConnId id) {
 }
 
 void Shard::set_timer(uint32_t timer, uint32_t delay_ms) {
-  assert(timer < kServiceTimersMax);
+  GH_INVARIANT(timer < kServiceTimersMax);
   TimerNode& node = service_timers_[timer];
   node.owner = kServiceTimerOwner | timer;
   wheel_.schedule(node, clock_ms(), delay_ms);
 }
 
 void Shard::cancel_timer(uint32_t timer) {
-  assert(timer < kServiceTimersMax);
+  GH_INVARIANT(timer < kServiceTimersMax);
   wheel_.cancel(service_timers_[timer]);
 }
 
 bool Shard::post_to(uint32_t shard, const Message& message) {
-  assert(shard < peers_->size());
+  GH_INVARIANT(shard < peers_->size());
   Message stamped = message;
   stamped.from_shard = index_;
   return (*peers_)[shard]->post(stamped);
@@ -463,7 +463,7 @@ void Shard::dispatch(const io_uring_cqe& cqe) {
   const uint64_t data = cqe.user_data;
   const auto op = static_cast<Op>(data >> 56);
   const auto index = static_cast<uint32_t>(data);
-  assert(index == kNoIndex || op == Op::accept || op == Op::socket || op == Op::wake ||
+  GH_INVARIANT(index == kNoIndex || op == Op::accept || op == Op::socket || op == Op::wake ||
          ((data >> 32) & kGenerationMask) == (connections_[index].generation & kGenerationMask));
   switch (op) {
     case Op::accept: on_accept(index, cqe.res); break;
@@ -487,7 +487,7 @@ void Shard::on_accept(uint32_t tag, int result) {
   const uint32_t listener = tag / limits_.accepts_in_flight;
   if (result >= 0) {
     const auto index = static_cast<uint32_t>(result);
-    assert(index < connections_.size() && connections_[index].state == ConnState::free);
+    GH_INVARIANT(index < connections_.size() && connections_[index].state == ConnState::free);
     Connection& c = connections_[index];
     c.state = ConnState::open;
     c.context = listeners_[listener].context;
@@ -526,7 +526,7 @@ void Shard::on_recv(uint32_t index, int result, uint32_t flags) {
     --c.ops_in_flight;
   }
   if (result > 0) {
-    assert(flags & IORING_CQE_F_BUFFER);
+    GH_INVARIANT(flags & IORING_CQE_F_BUFFER);
     const auto buffer_id = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
     bump(Stat::recv_bytes_total, static_cast<uint64_t>(result));
     if (c.state == ConnState::open) {
@@ -585,7 +585,7 @@ void Shard::on_socket(uint32_t pending, int result) {
     return;
   }
   const auto index = static_cast<uint32_t>(request.slot);
-  assert(index < connections_.size() && connections_[index].state == ConnState::free);
+  GH_INVARIANT(index < connections_.size() && connections_[index].state == ConnState::free);
   Connection& c = connections_[index];
   c.state = ConnState::connecting;
   c.context = request.context;
@@ -621,7 +621,7 @@ void Shard::on_connect(uint32_t index, int result) {
 void Shard::on_close_done(uint32_t index) {
   Connection& c = connections_[index];
   --c.ops_in_flight;
-  assert(c.ops_in_flight == 0);
+  GH_INVARIANT(c.ops_in_flight == 0);
   release_chunks(c, c.queued_bytes);
   const uint32_t next_generation = c.generation + 1;
   c.~Connection();
@@ -671,7 +671,7 @@ void Shard::release_chunks(Connection& c, uint32_t sent_bytes) {
     free_chunks_ = chunk;
     ++chunks_free_;
   }
-  assert(sent_bytes == 0);
+  GH_INVARIANT(sent_bytes == 0);
 }
 
 void Shard::flush_sends() {

@@ -1,12 +1,12 @@
 #include "gatehouse/runtime/timer_wheel.h"
 
-#include <cassert>
+#include "gatehouse/log/invariant.h"
 
 namespace gatehouse::runtime {
 
 TimerWheel::TimerWheel(uint32_t tick_ms, uint64_t now_ms)
     : tick_ms_(tick_ms), current_tick_(now_ms / tick_ms), slots_(kSlots) {
-  assert(tick_ms > 0);
+  GH_INVARIANT(tick_ms > 0);
   for (TimerNode& sentinel : slots_) sentinel.prev = sentinel.next = &sentinel;
 }
 

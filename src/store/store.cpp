@@ -1,5 +1,6 @@
 #include "gatehouse/store/store.h"
 
+#include "gatehouse/log/invariant.h"
 #include "gatehouse/runtime/runtime.h"
 #include "gatehouse/store/record_io.h"
 
@@ -11,7 +12,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cassert>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -249,7 +249,7 @@ void EventStore::run() {
 void EventStore::append(Batch& batch) {
   std::lock_guard lock(mutex_);
   for (Batch::Entry& entry : batch.entries) {
-    assert(!entry.agent.empty() && entry.agent.size() <= 255);
+    GH_INVARIANT(!entry.agent.empty() && entry.agent.size() <= 255);
     AgentState& agent = agents_[entry.agent];
     if (entry.seq <= agent.appended_seq) {
       ++pending_duplicates_;

@@ -3,7 +3,7 @@
 #pragma once
 
 #include <atomic>
-#include <cassert>
+#include "gatehouse/log/invariant.h"
 #include <cstdint>
 #include <memory>
 
@@ -13,7 +13,7 @@ template <class T>
 class MpscQueue {
  public:
   explicit MpscQueue(uint32_t capacity) : mask_(capacity - 1), cells_(new Cell[capacity]) {
-    assert(capacity >= 2 && (capacity & (capacity - 1)) == 0);
+    GH_INVARIANT(capacity >= 2 && (capacity & (capacity - 1)) == 0);
     for (uint32_t i = 0; i < capacity; ++i) cells_[i].sequence.store(i, std::memory_order_relaxed);
   }
 
