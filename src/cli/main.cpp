@@ -1,4 +1,4 @@
-// gatehouse: one binary, the role chosen by subcommand (brief §2).
+// gatehouse: one binary, the role chosen by subcommand (README, `gatehouse --help`).
 #include <cstdio>
 #include <string>
 #include <string_view>

@@ -144,8 +144,6 @@ void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint
   gate_->send(shard, child.id, relayed);
 }
 
-void GatewaySessions::on_uplink_up(runtime::Shard&, uint32_t) {}
-
 // Its agents go elsewhere (or come back here) and resend from the server's
 // durable seq; nothing is held here to lose.
 void GatewaySessions::on_uplink_down(runtime::Shard& shard, uint32_t uplink) {

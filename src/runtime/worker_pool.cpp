@@ -35,11 +35,6 @@ bool WorkerPool::submit(const Job& job, JobClass job_class) {
   return true;
 }
 
-uint32_t WorkerPool::queued() const {
-  std::lock_guard lock(mutex_);
-  return static_cast<uint32_t>(continuations_.size() + fresh_.size());
-}
-
 void WorkerPool::run() {
   for (;;) {
     Job job;

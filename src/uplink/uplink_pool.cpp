@@ -28,7 +28,6 @@ struct UplinkPool::Uplink final : net::ChildSession::Handler {
     failover->succeeded();
     log::emit(log::Level::info, log::EventId::parent_connected, "uplink up",
               {{"uplink", index}, {"shard", shard->index()}, {"parent", hello_ok.name}, {"address", peer().address.text}});
-    pool->events_.on_uplink_up(*shard, index);
   }
   void on_frame(const proto::Frame& frame) override {
     if (const auto* ping = std::get_if<proto::Ping>(&frame.body); ping != nullptr && frame.channel == 0) {

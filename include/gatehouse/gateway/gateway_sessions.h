@@ -30,12 +30,9 @@ class GatewaySessions final : public net::SessionHandler, public uplink::UplinkE
   void on_closed(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id) override;
 
   // Uplinks.
-  void on_uplink_up(runtime::Shard& shard, uint32_t uplink) override;
   void on_uplink_frame(runtime::Shard& shard, uint32_t uplink, const proto::Frame& frame) override;
   void on_uplink_down(runtime::Shard& shard, uint32_t uplink) override;
   void on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) override;
-
-  uint64_t channels_open() const { return routes_.size(); }
 
  private:
   struct Child {

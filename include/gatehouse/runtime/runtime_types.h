@@ -59,19 +59,5 @@ struct Message {
 };
 inline constexpr uint32_t kServiceMessageBase = 1'000;
 
-// Shard counters: written by the shard only, readable from any thread.
-struct ShardStats {
-  uint64_t connections_open = 0;
-  uint64_t accepted_total = 0;
-  uint64_t connected_total = 0;
-  uint64_t closed_total = 0;
-  uint64_t recv_bytes_total = 0;
-  uint64_t sent_bytes_total = 0;
-  uint64_t recv_enobufs_total = 0;      // multishot recv ran out of provided buffers
-  uint64_t send_refused_total = 0;      // send() refused: queue or shard bound reached
-  uint64_t table_full_total = 0;        // accept/socket refused: direct table full
-  uint64_t inbox_full_total = 0;
-  uint64_t sendmsg_calls_total = 0;
-};
 
 }  // namespace gatehouse::runtime

@@ -29,13 +29,12 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   bool submit(const Job& job, JobClass job_class);  // false: queue_capacity jobs already wait
-  uint32_t queued() const;
 
  private:
   void run();
 
   const uint32_t queue_capacity_;
-  mutable std::mutex mutex_;
+  std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<Job> continuations_;  // with fresh_: at most queue_capacity_ jobs
   std::deque<Job> fresh_;

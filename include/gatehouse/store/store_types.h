@@ -1,5 +1,5 @@
 // The server's event store: types only (functions in store.h). Byte layout of
-// a segment file: docs/store.md.
+// a segment file: docs/server.md ("The event store").
 #pragma once
 
 #include <cstddef>

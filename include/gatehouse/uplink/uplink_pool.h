@@ -34,7 +34,6 @@ struct UplinkOptions {
 class UplinkEvents {
  public:
   virtual ~UplinkEvents() = default;
-  virtual void on_uplink_up(runtime::Shard& shard, uint32_t uplink) = 0;
   virtual void on_uplink_frame(runtime::Shard& shard, uint32_t uplink, const proto::Frame& frame) = 0;
   virtual void on_uplink_down(runtime::Shard& shard, uint32_t uplink) = 0;
   virtual void on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) = 0;
