@@ -79,7 +79,7 @@ void GatewaySessions::on_frame(net::Gate& gate, runtime::Shard& shard, runtime::
       if (child.gateway) gate.send(shard, id, {frame.channel, proto::Close{proto::Reason::channel_unknown}});
       return;  // an agent's DATA before its OPEN_OK came back cannot happen: it has no window yet
     }
-    uplinks_->queue(child.uplink, {found->second, *data});
+    uplinks_->queue_data(child.uplink, found->second, *data);
   } else if (const auto* open = std::get_if<proto::Open>(&frame.body)) {
     if (!child.gateway || frame.channel == 0 || child.channels.contains(frame.channel)) {
       gate.deny(shard, id, proto::Reason::protocol_error, log::EventId::protocol_violation,

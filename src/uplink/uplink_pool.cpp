@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/ciphertext.h"
 #include "gatehouse/runtime/runtime.h"
@@ -99,6 +100,21 @@ bool UplinkPool::queue(uint32_t index, const proto::Frame& frame) {
   const size_t start = uplink.batch.size();
   uplink.batch.resize(start + size);
   return proto::encode(frame, std::span(uplink.batch).subspan(start)).error == proto::ProtoError::none;
+}
+
+bool UplinkPool::queue_data(uint32_t index, uint32_t channel, const proto::Data& data) {
+  Uplink& uplink = *uplinks_[index];
+  if (!uplink.welcomed()) return false;
+  const size_t start = uplink.batch.size();
+  const auto payload_bytes = static_cast<uint32_t>(data.payload.size());
+  uplink.batch.resize(start + proto::kDataPrefixBytes + payload_bytes);
+  std::byte* out = uplink.batch.data() + start;
+  const proto::EncodeResult prefix =
+      proto::encode_data_prefix(channel, data.seq, data.kind, payload_bytes, std::span(out, proto::kDataPrefixBytes));
+  // The decoder checked this DATA against the same bounds.
+  GH_INVARIANT(prefix.error == proto::ProtoError::none);
+  if (payload_bytes > 0) std::memcpy(out + proto::kDataPrefixBytes, data.payload.data(), payload_bytes);
+  return true;
 }
 
 void UplinkPool::on_message(runtime::Shard& shard, const runtime::Message& message) {

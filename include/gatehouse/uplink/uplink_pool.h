@@ -48,6 +48,9 @@ class UplinkPool final : public runtime::Service {
   int pick();
   // Encodes a frame into the uplink's batch for this turn.
   bool queue(uint32_t uplink, const proto::Frame& frame);
+  // A relayed DATA: a new prefix (the uplink's channel), then the payload
+  // bytes as they came; the frame is not re-encoded.
+  bool queue_data(uint32_t uplink, uint32_t channel, const proto::Data& data);
   bool up(uint32_t uplink) const;
   uint64_t waiting_bytes(uint32_t uplink) const;
 
