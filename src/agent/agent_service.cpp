@@ -30,7 +30,8 @@ void AgentService::on_message(runtime::Shard& shard, const runtime::Message& mes
 void AgentService::connect(runtime::Shard& shard) {
   runtime::PeerAddress address;
   std::string why;
-  if (!runtime::resolve_address(gateway().address.host, gateway().address.port, address, why) || !shard.connect(address, 1)) {
+  if (!options_.addresses->lookup(failover_.current(), address, why) || !shard.connect(address, 1)) {
+    if (why.empty()) why = "too many connects in flight";
     log::emit(log::Level::warning, log::EventId::parent_connect_failed, "cannot connect to the gateway: " + why,
               {{"gateway", gateway().name}, {"address", gateway().address.text}});
     next_gateway(shard);
@@ -65,6 +66,7 @@ void AgentService::on_timer(runtime::Shard& shard, uint32_t timer) {
 void AgentService::on_connect_failed(runtime::Shard& shard, uint64_t, int error) {
   log::emit(log::Level::warning, log::EventId::parent_connect_failed, "cannot connect to the gateway",
             {{"gateway", gateway().name}, {"address", gateway().address.text}, {"error", std::strerror(-error)}});
+  options_.addresses->refresh_soon(failover_.current());  // it may have moved
   next_gateway(shard);
 }
 

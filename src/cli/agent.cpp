@@ -142,6 +142,7 @@ int run_agent(int argc, char** argv, int first) {
   const bool kerberos = config.auth == config::AgentAuth::kerberos;
   agent::AgentOptions options;
   options.gateways = config.gateways;
+  options.addresses = std::make_shared<net::AddressBook>(config.gateways, net::kAddressRefreshIntervalMs);
   options.child.role = proto::Role::agent;
   options.child.auth = kerberos ? proto::AuthMethod::kerberos : proto::AuthMethod::cert;
   options.child.name = config.name;

@@ -20,6 +20,7 @@ int run_gateway(int argc, char** argv, int first) {
 
   uplink::UplinkOptions options;
   options.parents = config.parents;
+  options.addresses = std::make_shared<net::AddressBook>(config.parents, net::kAddressRefreshIntervalMs);
   options.uplinks = config.uplinks_per_shard;
   options.congested_above_bytes = config.uplink_buffer_max_bytes;
   options.drained_below_bytes = config.uplink_buffer_max_bytes / 4;

@@ -129,8 +129,9 @@ void UplinkPool::connect(runtime::Shard& shard, Uplink& uplink) {
   if (stopping_) return;
   runtime::PeerAddress address;
   std::string why;
-  if (!runtime::resolve_address(uplink.peer().address.host, uplink.peer().address.port, address, why) ||
+  if (!options_.addresses->lookup(uplink.failover->current(), address, why) ||
       !shard.connect(address, runtime::ServicePair::kConnectedContextBase + uplink.index)) {
+    if (why.empty()) why = "too many connects in flight";
     log::emit(log::Level::warning, log::EventId::parent_connect_failed, "cannot connect to the parent: " + why,
               {{"uplink", uplink.index}, {"parent", uplink.peer().name}, {"address", uplink.peer().address.text}});
     next_parent(shard, uplink);
@@ -161,6 +162,7 @@ void UplinkPool::on_connect_failed(runtime::Shard& shard, uint64_t context, int 
   log::emit(log::Level::warning, log::EventId::parent_connect_failed, "cannot connect to the parent",
             {{"uplink", uplink.index}, {"parent", uplink.peer().name}, {"address", uplink.peer().address.text},
              {"error", std::strerror(-error)}});
+  options_.addresses->refresh_soon(uplink.failover->current());  // it may have moved
   next_parent(shard, uplink);
 }
 

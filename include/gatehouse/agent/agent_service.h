@@ -11,6 +11,7 @@
 
 #include "gatehouse/agent/disk_queue.h"
 #include "gatehouse/config/config_types.h"
+#include "gatehouse/net/address_book.h"
 #include "gatehouse/net/child_session.h"
 #include "gatehouse/net/failover.h"
 #include "gatehouse/runtime/shard.h"
@@ -21,6 +22,7 @@ inline constexpr uint32_t kQueueChanged = runtime::kServiceMessageBase + 0x200;
 
 struct AgentOptions {
   std::vector<config::Peer> gateways;  // ordered failover list
+  std::shared_ptr<net::AddressBook> addresses;  // the gateways' addresses, resolved off the shard
   net::ChildOptions child;             // parent_name is set per gateway
   uint32_t backoff_initial_ms = 200;
   uint32_t backoff_max_ms = 30'000;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gatehouse/config/config_types.h"
+#include "gatehouse/net/address_book.h"
 #include "gatehouse/net/child_session.h"
 #include "gatehouse/net/failover.h"
 #include "gatehouse/runtime/service_pair.h"
@@ -21,6 +22,7 @@ inline constexpr uint32_t kUplinkStart = runtime::kServiceMessageBase + 0x300;
 
 struct UplinkOptions {
   std::vector<config::Peer> parents;      // ordered failover list
+  std::shared_ptr<net::AddressBook> addresses;  // parents' addresses, resolved off the shards
   net::ChildOptions child;                // role gateway, cert; parent_name set per parent
   uint32_t uplinks = 1;                   // per shard, 1..kUplinksMax
   uint64_t congested_above_bytes = 4u << 20;  // bytes waiting to go up: pause this uplink's agents

@@ -1,0 +1,58 @@
+// Parent addresses, resolved off the shards. getaddrinfo blocks (DNS), so a
+// resolver thread looks up every named parent at start, again every
+// refresh_interval_ms, and soon after a shard reports that connecting to one
+// failed; shards only read the latest answer, which never blocks.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gatehouse/config/config_types.h"
+#include "gatehouse/runtime/runtime_types.h"
+
+namespace gatehouse::net {
+
+inline constexpr uint32_t kAddressRefreshIntervalMs = 30'000;  // DNS answers are re-read this often
+
+class AddressBook {
+ public:
+  // `peers` in failover order; lookup(i) answers for peers[i]. The first
+  // lookups run here, on the caller's thread (start-up, before the shards).
+  AddressBook(const std::vector<config::Peer>& peers, uint32_t refresh_interval_ms);
+  ~AddressBook();
+  AddressBook(const AddressBook&) = delete;
+  AddressBook& operator=(const AddressBook&) = delete;
+
+  // Any thread, never blocks: the last good address of peers[peer], else
+  // false and why (the name did not resolve yet).
+  bool lookup(size_t peer, runtime::PeerAddress& address, std::string& why) const;
+  // Any thread, never blocks: resolve peers[peer] again soon (its address
+  // may have moved). Numeric addresses never change and are not looked up.
+  void refresh_soon(size_t peer);
+
+ private:
+  struct Answer {
+    bool resolved = false;
+    runtime::PeerAddress address;
+    std::string why;
+  };
+  void resolve(size_t peer);
+  void run();
+
+  const std::vector<config::Endpoint> endpoints_;
+  const uint32_t refresh_interval_ms_;
+  std::vector<std::atomic<std::shared_ptr<const Answer>>> answers_;  // by peer
+  std::vector<bool> named_;  // needs DNS (not a numeric address)
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<bool> wanted_;  // refresh_soon() requests, under mutex_
+  bool stopping_ = false;
+  std::thread thread_;  // only when a peer is named
+};
+
+}  // namespace gatehouse::net
