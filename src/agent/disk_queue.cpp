@@ -1,15 +1,14 @@
 #include "gatehouse/agent/disk_queue.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 
+#include "gatehouse/log/invariant.h"
 #include "gatehouse/store/record_io.h"
 
 namespace gatehouse::agent {
@@ -19,122 +18,113 @@ constexpr uint32_t kRecordBodyMaxBytes = 8 + DiskQueue::kEventMaxBytes;  // u64 
 
 constexpr store::SegmentNames kSegments{"queue", ".log"};
 
-std::vector<std::byte> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<std::byte> bytes(text.size());
-  std::memcpy(bytes.data(), text.data(), text.size());
-  return bytes;
-}
-
 }  // namespace
 
 std::unique_ptr<DiskQueue> DiskQueue::open(const std::string& dir, uint64_t max_bytes, FullPolicy policy,
                                            std::string& why) {
-  std::error_code error;
-  std::filesystem::create_directories(dir, error);
-  if (error) {
-    why = "cannot create queue_dir " + dir + ": " + error.message();
-    return nullptr;
-  }
   std::unique_ptr<DiskQueue> queue(new DiskQueue(dir, max_bytes, policy));
   if (!queue->load(why)) return nullptr;
+  queue->housekeeper_ = std::thread([queue = queue.get()] { queue->housekeeping(); });
   return queue;
 }
 
 DiskQueue::~DiskQueue() {
-  if (segment_fd_ >= 0) ::close(segment_fd_);
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  housekeeping_due_.notify_one();
+  if (housekeeper_.joinable()) housekeeper_.join();
 }
 
-// Reads `acked` and every segment; a torn tail (crash mid-append) is cut off:
-// those events were never acknowledged to the input, so nothing is lost.
+// Reads `acked` and every segment; a torn tail (crash mid-append) is cut off
+// by the segment log: those events were never acknowledged to the input.
 bool DiskQueue::load(std::string& why) {
   if (std::ifstream acked(dir_ + "/acked"); acked) acked >> acked_seq_;
-  const std::vector<uint64_t> numbers = kSegments.numbers(dir_);
   last_seq_ = acked_seq_;
-  uint64_t last_good_bytes = 0;
-  for (uint64_t number : numbers) {
-    const std::vector<std::byte> bytes = read_file(dir_ + "/" + kSegments.name(number));
-    uint64_t segment_last = 0;
-    last_good_bytes = store::scan_records(bytes, kRecordBodyMaxBytes, [&](std::span<const std::byte> body) {
-      if (body.size() < 8) return false;
-      const uint64_t seq = store::get_u64(body.data());
-      segment_last = seq;
-      last_seq_ = std::max(last_seq_, seq);
-      if (seq <= acked_seq_) return true;
-      events_.push_back({seq, std::string(reinterpret_cast<const char*>(body.data() + 8), body.size() - 8)});
-      bytes_ += body.size() - 8;
-      return true;
-    });
-    segments_.emplace_back(number, segment_last);
-  }
-  const uint64_t current = numbers.empty() ? 1 : numbers.back();
-  if (!open_segment(current, why)) return false;
-  if (!numbers.empty()) {
-    if (ftruncate(segment_fd_, static_cast<off_t>(last_good_bytes)) != 0) {
-      why = "cannot truncate " + dir_ + "/" + kSegments.name(current) + ": " + std::strerror(errno);
-      return false;
-    }
-    segment_size_bytes_ = last_good_bytes;
-    segments_.pop_back();  // open_segment() listed it again
+  const auto on_record = [this](uint64_t segment, std::span<const std::byte> body) {
+    if (body.size() < 8) return false;
+    const uint64_t seq = store::get_u64(body.data());
+    if (segments_.empty() || segments_.back().number != segment) segments_.push_back({segment, 0});
+    segments_.back().last_seq = seq;
+    last_seq_ = std::max(last_seq_, seq);
+    if (seq <= acked_seq_) return true;
+    events_.push_back({seq, std::string(reinterpret_cast<const char*>(body.data() + 8), body.size() - 8)});
+    bytes_ += body.size() - 8;
+    return true;
+  };
+  store::SegmentLogRecovery recovery;
+  log_ = store::SegmentLog::open({dir_, kSegments, kSegmentMaxBytes, kRecordBodyMaxBytes}, on_record, recovery, why);
+  if (log_ == nullptr) return false;
+  if (segments_.empty() || segments_.back().number != log_->current_segment()) {
+    segments_.push_back({log_->current_segment(), 0});
   }
   return true;
 }
 
-bool DiskQueue::open_segment(uint64_t number, std::string& why) {
-  if (segment_fd_ >= 0) ::close(segment_fd_);
-  const std::string path = dir_ + "/" + kSegments.name(number);
-  segment_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (segment_fd_ < 0) {
-    why = "cannot open " + path + ": " + std::strerror(errno);
-    return false;
+bool DiskQueue::make_room(std::unique_lock<std::mutex>& lock, uint64_t size, std::deque<QueuedEvent>& batch,
+                          uint64_t& dropped) {
+  if (policy_ == FullPolicy::block) {
+    // An event larger than the bound still enters an empty queue.
+    room_.wait(lock, [&] { return input_closed_ || bytes_ + size <= max_bytes_ || bytes_ == 0; });
+    return !input_closed_;
   }
-  segment_number_ = number;
-  segment_size_bytes_ = 0;
-  segments_.emplace_back(number, last_seq_);
+  // The oldest go first: durable ones, then this batch's own first events.
+  while (bytes_ + size > max_bytes_ && (!events_.empty() || !batch.empty())) {
+    std::deque<QueuedEvent>& from = events_.empty() ? batch : events_;
+    bytes_ -= from.front().payload.size();
+    acked_seq_ = from.front().seq;  // dropped: never sent again
+    from.pop_front();
+    acked_dirty_ = true;
+    ++dropped;
+  }
   return true;
 }
 
 bool DiskQueue::append(const std::vector<std::string>& events, uint64_t& dropped) {
-  std::unique_lock lock(mutex_);
-  std::vector<std::byte> records;
-  for (const std::string& payload : events) {
-    const uint64_t size = payload.size();
-    if (policy_ == FullPolicy::block) {
-      room_.wait(lock, [&] { return input_closed_ || bytes_ + size <= max_bytes_ || events_.empty(); });
-      if (input_closed_) return false;
-    } else {
-      while (!events_.empty() && bytes_ + size > max_bytes_) {
-        bytes_ -= events_.front().payload.size();
-        acked_seq_ = events_.front().seq;  // dropped: never sent again
-        events_.pop_front();
-        ++dropped;
+  std::deque<QueuedEvent> batch;  // numbered, counted in bytes_, not durable yet
+  uint64_t seq = 0;
+  {
+    std::unique_lock lock(mutex_);
+    if (!failure_.empty()) return false;
+    seq = last_seq_;  // only this thread moves last_seq_
+    for (const std::string& payload : events) {
+      if (!make_room(lock, payload.size(), batch, dropped)) {
+        for (const QueuedEvent& event : batch) bytes_ -= event.payload.size();
+        return false;
       }
+      bytes_ += payload.size();
+      batch.push_back({++seq, payload});
     }
-    const uint64_t seq = ++last_seq_;
-    store::append_record(records, static_cast<uint32_t>(8 + size), [&](std::byte* body) {
-      store::put_u64(body, seq);
-      std::memcpy(body + 8, payload.data(), size);
+  }
+  if (dropped > 0) housekeeping_due_.notify_one();
+  std::vector<std::byte> records;
+  for (const QueuedEvent& event : batch) {
+    store::append_record(records, static_cast<uint32_t>(8 + event.payload.size()), [&](std::byte* body) {
+      store::put_u64(body, event.seq);
+      std::memcpy(body + 8, event.payload.data(), event.payload.size());
     });
-    events_.push_back({seq, payload});
-    bytes_ += size;
   }
-  if (dropped > 0) write_acked();
-  if (segment_size_bytes_ > 0 && segment_size_bytes_ + records.size() > kSegmentMaxBytes) {
-    std::string why;
-    open_segment(segment_number_ + 1, why);
+  // Write and fdatasync without the state lock: the shard keeps sending.
+  std::string why;
+  uint64_t segment = 0;
+  bool durable = false;
+  {
+    std::lock_guard log_lock(log_mutex_);
+    durable = log_->append(records, why);
+    segment = log_->current_segment();
   }
-  // The input is told "taken" only once the records are on disk.
-  size_t written = 0;
-  while (written < records.size()) {
-    const ssize_t n = ::write(segment_fd_, records.data() + written, records.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    written += static_cast<size_t>(n);
+  std::lock_guard lock(mutex_);
+  if (!durable) {
+    for (const QueuedEvent& event : batch) bytes_ -= event.payload.size();
+    failure_ = why;
+    return false;
   }
-  fdatasync(segment_fd_);
-  segment_size_bytes_ += records.size();
-  segments_.back().second = last_seq_;
+  GH_INVARIANT(events_.empty() || batch.empty() || events_.back().seq < batch.front().seq);
+  for (QueuedEvent& event : batch) events_.push_back(std::move(event));
+  last_seq_ = seq;
+  if (segments_.back().number != segment) segments_.push_back({segment, 0});
+  segments_.back().last_seq = seq;
   return true;
 }
 
@@ -146,6 +136,11 @@ void DiskQueue::close_input() {
   room_.notify_all();
 }
 
+std::string DiskQueue::failure() const {
+  std::lock_guard lock(mutex_);
+  return failure_;
+}
+
 void DiskQueue::acknowledge(uint64_t seq) {
   {
     std::lock_guard lock(mutex_);
@@ -155,28 +150,44 @@ void DiskQueue::acknowledge(uint64_t seq) {
       bytes_ -= events_.front().payload.size();
       events_.pop_front();
     }
-    write_acked();
-    delete_acked_segments();
+    acked_dirty_ = true;
   }
   room_.notify_all();
+  housekeeping_due_.notify_one();
 }
 
-// Losing this file in a crash only causes resends, which the server drops as
-// duplicates, so it is replaced atomically but not fsynced.
-void DiskQueue::write_acked() {
+// The queue's own thread: records the acknowledged seq and deletes the
+// segments that hold only acknowledged events, so the shard never touches
+// the disk. What is due at stop is done before the thread ends.
+void DiskQueue::housekeeping() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    housekeeping_due_.wait(lock, [this] { return acked_dirty_ || stopping_; });
+    if (!acked_dirty_ && stopping_) return;
+    acked_dirty_ = false;
+    const uint64_t acked = acked_seq_;
+    while (segments_.size() > 1 && segments_.front().last_seq <= acked) segments_.pop_front();
+    const uint64_t keep_from = segments_.front().number;
+    lock.unlock();
+    write_acked(acked);
+    {
+      std::lock_guard log_lock(log_mutex_);
+      std::string ignored;  // a segment left behind is deleted on a later pass, or read again and skipped
+      log_->remove_segments_below(keep_from, ignored);
+    }
+    lock.lock();
+  }
+}
+
+// Replaced atomically. Losing an update in a crash only causes resends, which
+// the server drops as duplicates.
+void DiskQueue::write_acked(uint64_t acked_seq) {
   const std::string path = dir_ + "/acked";
   {
     std::ofstream out(path + ".new", std::ios::trunc);
-    out << acked_seq_ << "\n";
+    out << acked_seq << "\n";
   }
   std::rename((path + ".new").c_str(), path.c_str());
-}
-
-void DiskQueue::delete_acked_segments() {
-  while (segments_.size() > 1 && segments_.front().second <= acked_seq_) {
-    std::filesystem::remove(dir_ + "/" + kSegments.name(segments_.front().first));
-    segments_.pop_front();
-  }
 }
 
 bool DiskQueue::next_after(uint64_t after, QueuedEvent& event) const {

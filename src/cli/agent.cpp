@@ -30,11 +30,18 @@ struct Input {
   runtime::Runtime& runtime;
   std::atomic<bool> stop{false};
   std::atomic<bool> ended{false};
+  std::atomic<bool> failed{false};  // the queue could not write
   std::atomic<uint64_t> dropped{0};
 
   void taken(const std::vector<std::string>& lines) {
     uint64_t dropped_now = 0;
     if (!queue.append(lines, dropped_now)) {
+      if (const std::string why = queue.failure(); !why.empty()) {
+        log::emit(log::Level::error, log::EventId::queue_write_failed,
+                  "the disk queue cannot write; no more input is taken (what is queued is still sent): " + why,
+                  {{"lines_not_taken", static_cast<uint64_t>(lines.size())}});
+        failed = true;
+      }
       stop = true;
       return;
     }
@@ -219,7 +226,7 @@ int run_agent(int argc, char** argv, int first) {
             {{"last_seq", queue->last_seq()}, {"acked_seq", queue->acked_seq()}, {"queued", queue->queued_events()},
              {"sent", counters.sent.load()}, {"sessions", counters.sessions.load()}, {"dropped", input.dropped.load()}});
   if (input_fd != STDIN_FILENO) ::close(input_fd);
-  return kExitOk;
+  return input.failed ? kExitFailure : kExitOk;
 }
 
 }  // namespace gatehouse::cli

@@ -204,6 +204,8 @@ const char* event_name(EventId id) {
     case EventId::handshake_queue_full: return "handshake_queue_full";
     case EventId::handshake_timeout: return "handshake_timeout";
     case EventId::store_tail_truncated: return "store_tail_truncated";
+    case EventId::store_write_failed: return "store_write_failed";
+    case EventId::queue_write_failed: return "queue_write_failed";
     case EventId::parent_connected: return "parent_connected";
     case EventId::gateway_not_approved: return "gateway_not_approved";
     case EventId::invariant_broken: return "invariant_broken";

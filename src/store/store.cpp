@@ -1,22 +1,16 @@
 #include "gatehouse/store/store.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <span>
+
 #include "gatehouse/log/invariant.h"
+#include "gatehouse/log/log.h"
 #include "gatehouse/runtime/runtime.h"
 #include "gatehouse/store/record_io.h"
-
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <array>
-#include <cerrno>
-#include <chrono>
-#include <cstring>
-#include <filesystem>
-#include <span>
+#include "gatehouse/store/segment_log.h"
 
 namespace gatehouse::store {
 namespace {
@@ -52,122 +46,56 @@ bool parse_record(std::span<const std::byte> body, Record& record) {
   return true;
 }
 
-// Reads every valid record of one segment. `good_bytes` is where the valid
-// records end; less than the file size means a torn or corrupt tail.
-template <class OnRecord>
-bool scan_segment(const std::string& path, OnRecord on_record, uint64_t& good_bytes, uint64_t& file_bytes,
-                  std::string& why) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  struct stat info {};
-  if (fd < 0 || fstat(fd, &info) != 0) {
-    why = "cannot read " + path + ": " + std::strerror(errno);
-    if (fd >= 0) ::close(fd);
-    return false;
-  }
-  file_bytes = static_cast<uint64_t>(info.st_size);
-  good_bytes = 0;
-  if (file_bytes == 0) {
-    ::close(fd);
-    return true;
-  }
-  void* mapped = mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (mapped == MAP_FAILED) {
-    why = "cannot map " + path + ": " + std::strerror(errno);
-    return false;
-  }
-  const std::span<const std::byte> bytes(static_cast<const std::byte*>(mapped), file_bytes);
-  good_bytes = scan_records(bytes, kRecordBodyMaxBytes, [&](std::span<const std::byte> body) {
-    Record record;
-    if (!parse_record(body, record)) return false;
-    on_record(record);
-    return true;
-  });
-  munmap(mapped, file_bytes);
-  return true;
+SegmentLogOptions log_options(const std::string& dir, uint64_t segment_max_bytes) {
+  return {dir, kSegments, segment_max_bytes, kRecordBodyMaxBytes};
 }
 
-// Scans every segment; a damaged tail is allowed only in the last one.
+// The records of every segment, parsed; a body that does not parse is damage.
 template <class OnRecord>
-bool scan_all(const std::string& dir, OnRecord on_record, StoreStats& stats, uint64_t& last_good_bytes,
-              std::string& why) {
-  const std::vector<uint64_t> numbers = kSegments.numbers(dir);
-  stats.segments = numbers.size();
-  for (size_t i = 0; i < numbers.size(); ++i) {
-    const std::string path = dir + "/" + kSegments.name(numbers[i]);
-    uint64_t good = 0;
-    uint64_t size = 0;
-    if (!scan_segment(path, on_record, good, size, why)) return false;
-    if (good < size && i + 1 < numbers.size()) {
-      why = path + ": damaged record at byte " + std::to_string(good) +
-            " in a segment that is not the last (not a crash tail: restore it from a backup)";
-      return false;
-    }
-    last_good_bytes = good;
-    stats.torn_bytes_truncated = size - good;
-  }
-  return true;
+bool scan(const std::string& dir, OnRecord on_record, StoreStats& stats, std::string& why) {
+  SegmentLogRecovery recovery;
+  const bool ok = SegmentLog::scan(
+      log_options(dir, 0),
+      [&](uint64_t, std::span<const std::byte> body) {
+        Record record;
+        if (!parse_record(body, record)) return false;
+        on_record(record);
+        return true;
+      },
+      recovery, why);
+  stats.segments = recovery.segments;
+  stats.torn_bytes_truncated = recovery.torn_bytes_truncated;
+  return ok;
 }
 
 }  // namespace
 
 std::unique_ptr<EventStore> EventStore::open(const std::string& dir, const StoreLimits& limits, std::string& why) {
-  std::error_code error;
-  std::filesystem::create_directories(dir, error);
-  if (error) {
-    why = "cannot create " + dir + ": " + error.message();
-    return nullptr;
-  }
   std::unique_ptr<EventStore> store(new EventStore(dir, limits));
-  uint64_t last_good_bytes = 0;
-  auto on_record = [&store](const Record& record) {
-    StoreStats& stats = store->stats_;
+  StoreStats& stats = store->stats_;
+  auto on_record = [&store, &stats](uint64_t, std::span<const std::byte> body) {
+    Record record;
+    if (!parse_record(body, record)) return false;
     if (record.type == kRecordDuplicates) {
       stats.duplicates_dropped += record.duplicates;
-      return;
+      return true;
     }
     auto [it, inserted] = store->agents_.try_emplace(std::string(record.agent));
     it->second.appended_seq = it->second.durable_seq = std::max(it->second.durable_seq, record.seq);
     ++stats.events;
     stats.bytes += record.payload.size();
+    return true;
   };
-  if (!scan_all(dir, on_record, store->stats_, last_good_bytes, why)) return nullptr;
-  store->stats_.agents = store->agents_.size();
-  const std::vector<uint64_t> numbers = kSegments.numbers(dir);
-  const uint64_t last = numbers.empty() ? 1 : numbers.back();
-  if (!store->open_segment(last, why)) return nullptr;
-  if (store->stats_.torn_bytes_truncated > 0 &&
-      (ftruncate(store->segment_fd_, static_cast<off_t>(last_good_bytes)) != 0 || fsync(store->segment_fd_) != 0)) {
-    why = "cannot truncate the torn tail of " + dir + "/" + kSegments.name(last) + ": " + std::strerror(errno);
-    return nullptr;
-  }
-  store->segment_size_bytes_ = last_good_bytes;
+  SegmentLogRecovery recovery;
+  store->log_ = SegmentLog::open(log_options(dir, limits.segment_max_bytes), on_record, recovery, why);
+  if (store->log_ == nullptr) return nullptr;
+  stats.agents = store->agents_.size();
+  stats.segments = recovery.segments;
+  stats.torn_bytes_truncated = recovery.torn_bytes_truncated;
   return store;
 }
 
-bool EventStore::open_segment(uint64_t number, std::string& why) {
-  if (segment_fd_ >= 0) ::close(segment_fd_);
-  const std::string path = dir_ + "/" + kSegments.name(number);
-  segment_fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (segment_fd_ < 0) {
-    why = "cannot open " + path + ": " + std::strerror(errno);
-    return false;
-  }
-  // The new file's name must be durable too, or a crash could lose it whole.
-  const int dir_fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    fsync(dir_fd);
-    ::close(dir_fd);
-  }
-  segment_number_ = number;
-  segment_size_bytes_ = 0;
-  return true;
-}
-
-EventStore::~EventStore() {
-  stop();
-  if (segment_fd_ >= 0) ::close(segment_fd_);
-}
+EventStore::~EventStore() { stop(); }
 
 void EventStore::start(std::function<void(Batch*)> deliver) {
   deliver_ = std::move(deliver);
@@ -278,22 +206,14 @@ bool EventStore::commit(std::vector<Batch*>& batches) {
       put_u64(body + 1, pending_duplicates_);
     });
   }
-  std::string why;
-  if (segment_size_bytes_ > 0 && segment_size_bytes_ + pending_.size() > limits_.segment_max_bytes) {
-    fsync(segment_fd_);
-    open_segment(segment_number_ + 1, why);
+  // A store that cannot write must not acknowledge: the process stops and
+  // the agents keep their events queued (they resend after the restart).
+  if (std::string why; !log_->append(pending_, why)) {
+    log::emit(log::Level::error, log::EventId::store_write_failed,
+              "the event store cannot write; stopping without acknowledging (agents keep their events): " + why);
+    log::stop_writer();
+    std::abort();
   }
-  size_t written = 0;
-  while (written < pending_.size()) {
-    const ssize_t n = ::write(segment_fd_, pending_.data() + written, pending_.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    // A store that cannot write must not acknowledge: the process stops and
-    // the agents keep their events queued (they resend after the restart).
-    if (n <= 0) std::abort();
-    written += static_cast<size_t>(n);
-  }
-  if (fdatasync(segment_fd_) != 0) std::abort();
-  segment_size_bytes_ += pending_.size();
   pending_.clear();
   {
     std::lock_guard lock(mutex_);
@@ -306,7 +226,7 @@ bool EventStore::commit(std::vector<Batch*>& batches) {
         entry.durable_seq = agent.durable_seq;
       }
     }
-    stats_.segments = segment_number_;
+    stats_.segments = log_->current_segment();
   }
   for (Batch* batch : batches) deliver_(batch);
   return true;
@@ -315,7 +235,6 @@ bool EventStore::commit(std::vector<Batch*>& batches) {
 bool EventStore::read_stats(const std::string& dir, StoreStats& stats, std::string& why) {
   stats = {};
   std::map<std::string, uint64_t, std::less<>> agents;
-  uint64_t last_good_bytes = 0;
   auto on_record = [&](const Record& record) {
     if (record.type == kRecordDuplicates) {
       stats.duplicates_dropped += record.duplicates;
@@ -325,7 +244,7 @@ bool EventStore::read_stats(const std::string& dir, StoreStats& stats, std::stri
     ++stats.events;
     stats.bytes += record.payload.size();
   };
-  if (!scan_all(dir, on_record, stats, last_good_bytes, why)) return false;
+  if (!scan(dir, on_record, stats, why)) return false;
   stats.agents = agents.size();
   return true;
 }
@@ -333,7 +252,6 @@ bool EventStore::read_stats(const std::string& dir, StoreStats& stats, std::stri
 bool EventStore::dump(const std::string& dir, std::string_view agent,
                       const std::function<void(const StoredEvent&)>& on_event, std::string& why) {
   StoreStats stats;
-  uint64_t last_good_bytes = 0;
   StoredEvent event;
   auto on_record = [&](const Record& record) {
     if (record.type != kRecordEvent || record.agent != agent) return;
@@ -342,7 +260,7 @@ bool EventStore::dump(const std::string& dir, std::string_view agent,
     event.payload.assign(record.payload.begin(), record.payload.end());
     on_event(event);
   };
-  return scan_all(dir, on_record, stats, last_good_bytes, why);
+  return scan(dir, on_record, stats, why);
 }
 
 }  // namespace gatehouse::store

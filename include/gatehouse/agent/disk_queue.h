@@ -1,8 +1,9 @@
 // The agent's durable send queue (SCOM's default bound: 15 MiB). An event is
 // numbered and on disk before it is sent, and deleted only after the server's
 // durable ACK, so any crash or failover resends instead of losing it.
-// Files: queue-NNNNNNNN.log segments of checksummed records, and `acked`
-// (the highest acknowledged seq). docs/agent.md.
+// Files: queue-NNNNNNNN.log segments of checksummed records (a
+// store::SegmentLog, with the store's rules), and `acked` (the highest
+// acknowledged seq). docs/agent.md.
 #pragma once
 
 #include <condition_variable>
@@ -11,7 +12,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "gatehouse/store/segment_log.h"
 
 namespace gatehouse::agent {
 
@@ -29,17 +33,21 @@ class DiskQueue {
 
   // Opens or creates the queue in `dir`; unacknowledged events come back. nullptr with `why`.
   static std::unique_ptr<DiskQueue> open(const std::string& dir, uint64_t max_bytes, FullPolicy policy, std::string& why);
-  ~DiskQueue();
+  ~DiskQueue();  // writes what housekeeping is pending, then joins its thread
 
-  // Input side: numbers and appends the events, durable (fdatasync) on return.
-  // `block`: waits for room while the queue is full (false if close_input()
-  // was called meanwhile). `drop_oldest`: drops the oldest unacked events to
-  // make room and adds their count to `dropped`.
+  // Input side (one thread): numbers and appends the events, durable
+  // (fdatasync) on return; the sender sees them only then. `block`: waits for
+  // room while the queue is full (false if close_input() was called
+  // meanwhile). `drop_oldest`: drops the oldest unacked events to make room
+  // and adds their count to `dropped`. False when the queue cannot write
+  // (failure() says why; the segment log's rules: it never writes again).
   bool append(const std::vector<std::string>& events, uint64_t& dropped);
   // Wakes a blocked append() for shutdown.
   void close_input();
+  std::string failure() const;
 
-  // Sender side: the server holds everything up to `seq` durably.
+  // Sender side (the shard): never waits on the disk. The `acked` file and
+  // the deletion of acknowledged segments are done by the queue's own thread.
   void acknowledge(uint64_t seq);
   // The first unacked event with seq > `after`; false when there is none.
   bool next_after(uint64_t after, QueuedEvent& event) const;
@@ -49,27 +57,40 @@ class DiskQueue {
   uint64_t queued_bytes() const;
 
  private:
+  struct Segment {
+    uint64_t number = 0;
+    uint64_t last_seq = 0;  // the highest seq in it (0: none yet)
+  };
+
   DiskQueue(std::string dir, uint64_t max_bytes, FullPolicy policy)
       : dir_(std::move(dir)), max_bytes_(max_bytes), policy_(policy) {}
   bool load(std::string& why);
-  bool open_segment(uint64_t number, std::string& why);
-  void write_acked();
-  void delete_acked_segments();
+  // Under mutex_: room for `size` more bytes, by policy (drop-oldest may drop
+  // from `batch`, the events being appended). False: input closed.
+  bool make_room(std::unique_lock<std::mutex>& lock, uint64_t size, std::deque<QueuedEvent>& batch, uint64_t& dropped);
+  void housekeeping();
+  void write_acked(uint64_t acked_seq);
 
   const std::string dir_;
   const uint64_t max_bytes_;
   const FullPolicy policy_;
-  mutable std::mutex mutex_;
+
+  mutable std::mutex mutex_;  // the state below; never held across disk I/O
   std::condition_variable room_;
-  std::deque<QueuedEvent> events_;  // unacked, in seq order; bounded by max_bytes_
-  uint64_t bytes_ = 0;
+  std::condition_variable housekeeping_due_;
+  std::deque<QueuedEvent> events_;  // durable, unacked, in seq order
+  uint64_t bytes_ = 0;              // of events_ plus the batch being appended; bounded by max_bytes_
   uint64_t acked_seq_ = 0;
-  uint64_t last_seq_ = 0;
+  uint64_t last_seq_ = 0;           // of durable events
   bool input_closed_ = false;
-  int segment_fd_ = -1;
-  uint64_t segment_number_ = 0;
-  uint64_t segment_size_bytes_ = 0;
-  std::deque<std::pair<uint64_t, uint64_t>> segments_;  // (number, last seq in it), oldest first
+  bool acked_dirty_ = false;        // acked_seq_ moved: the housekeeping thread writes it
+  bool stopping_ = false;
+  std::string failure_;
+  std::deque<Segment> segments_;    // oldest first; the last is the log's current one
+
+  std::mutex log_mutex_;  // the segment log: appends (input) and removals (housekeeping)
+  std::unique_ptr<store::SegmentLog> log_;
+  std::thread housekeeper_;
 };
 
 }  // namespace gatehouse::agent

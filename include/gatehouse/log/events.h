@@ -27,6 +27,8 @@ enum class EventId : uint32_t {
   handshake_queue_full = 30030,       // a new connection was shed: the auth queue is full
   handshake_timeout = 30031,          // a client did not finish its handshake in time
   store_tail_truncated = 30040,       // server: a torn last record (crash mid-write) was cut off at start
+  store_write_failed = 30041,         // server: the store cannot write or fsync; it stops without acknowledging
+  queue_write_failed = 30042,         // agent: the disk queue cannot write or fsync; input stops
   parent_connected = 30050,           // agent, gateway: a session with a parent is up
   gateway_not_approved = 30051,       // gateway: the parent refused its uplink (not approved)
   invariant_broken = 30090,           // a bug: an internal invariant failed; the process aborts

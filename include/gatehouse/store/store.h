@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "gatehouse/store/segment_log.h"
 #include "gatehouse/store/store_types.h"
 
 namespace gatehouse::store {
@@ -54,7 +55,6 @@ class EventStore {
   };
 
   EventStore(std::string dir, const StoreLimits& limits) : dir_(std::move(dir)), limits_(limits) {}
-  bool open_segment(uint64_t number, std::string& why);
   void run();
   void append(Batch& batch);
   bool commit(std::vector<Batch*>& batches);
@@ -72,9 +72,7 @@ class EventStore {
   std::thread writer_;
 
   // Writer thread only.
-  int segment_fd_ = -1;
-  uint64_t segment_number_ = 0;
-  uint64_t segment_size_bytes_ = 0;
+  std::unique_ptr<SegmentLog> log_;
   std::vector<std::byte> pending_;     // records not yet written
   uint64_t pending_duplicates_ = 0;
 };

@@ -1,0 +1,82 @@
+// An append-only log in numbered segment files of checksummed records (see
+// record_io.h), shared by the server's event store and the agent's disk
+// queue, with one set of rules for both:
+// - open scans every segment in order; damage is allowed only as the tail of
+//   the last segment (a crash mid-append), which is cut off and made durable;
+//   damage anywhere else refuses to open, naming the file and byte;
+// - append() is durable on success: write, then fdatasync; a new segment's
+//   name is made durable by fsyncing the folder before anything is put in it;
+// - a failed write, fdatasync or rotation fails the log for good (after a
+//   failed fsync the kernel may have dropped the dirty pages: retrying could
+//   report durable what is not), and every later append() fails with the
+//   first reason. The owner stops without acknowledging.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gatehouse/store/record_io.h"
+
+namespace gatehouse::store {
+
+struct SegmentLogOptions {
+  std::string dir;
+  SegmentNames names;
+  uint64_t segment_max_bytes = 64u << 20;  // rotate before a segment would pass this
+  uint32_t record_body_max_bytes = 0;      // larger bodies are damage
+};
+
+struct SegmentLogRecovery {
+  uint64_t segments = 0;
+  uint64_t torn_bytes_truncated = 0;  // cut off the last segment at open
+};
+
+class SegmentLog {
+ public:
+  // Called for every valid record at open, with the segment it is in; false
+  // from it marks the record as damaged (as a bad checksum would).
+  using OnRecord = std::function<bool(uint64_t segment, std::span<const std::byte> body)>;
+
+  // Opens (creating the folder) and recovers; nullptr with `why`.
+  static std::unique_ptr<SegmentLog> open(const SegmentLogOptions& options, const OnRecord& on_record,
+                                          SegmentLogRecovery& recovery, std::string& why);
+  // Read only, for tools while a writer runs: an incomplete last record is
+  // not an error and nothing is changed.
+  static bool scan(const SegmentLogOptions& options, const OnRecord& on_record, SegmentLogRecovery& recovery,
+                   std::string& why);
+  ~SegmentLog();
+  SegmentLog(const SegmentLog&) = delete;
+  SegmentLog& operator=(const SegmentLog&) = delete;
+
+  // Appends whole records (built with append_record), in a new segment first
+  // when the current one would pass segment_max_bytes. True: durable.
+  bool append(std::span<const std::byte> records, std::string& why);
+  // Deletes the segments numbered below `number` (never the current one),
+  // then fsyncs the folder. False with why; the log stays usable.
+  bool remove_segments_below(uint64_t number, std::string& why);
+
+  uint64_t current_segment() const { return segment_number_; }
+  uint64_t oldest_segment() const;
+  bool failed() const { return !failure_.empty(); }
+
+ private:
+  explicit SegmentLog(SegmentLogOptions options) : options_(std::move(options)) {}
+  bool open_segment(uint64_t number, std::string& why);
+  bool fail(std::string why_text, std::string& why);
+
+  const SegmentLogOptions options_;
+  int segment_fd_ = -1;
+  uint64_t segment_number_ = 0;
+  uint64_t segment_size_bytes_ = 0;
+  std::vector<uint64_t> segments_;  // on disk, ascending; the last is current
+  std::string failure_;             // set once, by the first failed write
+};
+
+// fsync of a folder: makes the names created or removed in it durable.
+bool sync_folder(const std::string& dir, std::string& why);
+
+}  // namespace gatehouse::store

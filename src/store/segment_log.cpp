@@ -1,0 +1,196 @@
+#include "gatehouse/store/segment_log.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "gatehouse/log/invariant.h"
+
+namespace gatehouse::store {
+namespace {
+
+std::string error_text(const std::string& what, const std::string& path) {
+  return what + " " + path + ": " + std::strerror(errno);
+}
+
+// The valid records of one segment, in order. `good_bytes` is where they
+// end; less than `file_bytes` means a damaged tail.
+bool scan_segment(const std::string& path, uint32_t body_max_bytes,
+                  const std::function<bool(std::span<const std::byte>)>& on_body, uint64_t& good_bytes,
+                  uint64_t& file_bytes, std::string& why) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat info {};
+  if (fd < 0 || fstat(fd, &info) != 0) {
+    why = error_text("cannot read", path);
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
+  file_bytes = static_cast<uint64_t>(info.st_size);
+  good_bytes = 0;
+  if (file_bytes == 0) {
+    ::close(fd);
+    return true;
+  }
+  void* mapped = mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (mapped == MAP_FAILED) {
+    why = error_text("cannot map", path);
+    return false;
+  }
+  const std::span<const std::byte> bytes(static_cast<const std::byte*>(mapped), file_bytes);
+  good_bytes = scan_records(bytes, body_max_bytes, on_body);
+  munmap(mapped, file_bytes);
+  return true;
+}
+
+// Every segment in order; damage only as the last one's tail. `last_good`
+// is where the last segment's valid records end.
+bool scan_all(const SegmentLogOptions& options, const SegmentLog::OnRecord& on_record,
+              std::vector<uint64_t>& numbers, SegmentLogRecovery& recovery, uint64_t& last_good, std::string& why) {
+  numbers = options.names.numbers(options.dir);
+  recovery = {};
+  recovery.segments = numbers.size();
+  last_good = 0;
+  for (size_t i = 0; i < numbers.size(); ++i) {
+    const std::string path = options.dir + "/" + options.names.name(numbers[i]);
+    uint64_t good = 0;
+    uint64_t size = 0;
+    const auto on_body = [&](std::span<const std::byte> body) { return on_record(numbers[i], body); };
+    if (!scan_segment(path, options.record_body_max_bytes, on_body, good, size, why)) return false;
+    if (good < size && i + 1 < numbers.size()) {
+      why = path + ": damaged record at byte " + std::to_string(good) +
+            " in a segment that is not the last (not a crash tail: restore it from a backup)";
+      return false;
+    }
+    last_good = good;
+    recovery.torn_bytes_truncated = size - good;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool sync_folder(const std::string& dir, std::string& why) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || fsync(fd) != 0) {
+    why = error_text("cannot fsync the folder", dir);
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
+  ::close(fd);
+  return true;
+}
+
+bool SegmentLog::scan(const SegmentLogOptions& options, const OnRecord& on_record, SegmentLogRecovery& recovery,
+                      std::string& why) {
+  std::vector<uint64_t> numbers;
+  uint64_t last_good = 0;
+  return scan_all(options, on_record, numbers, recovery, last_good, why);
+}
+
+std::unique_ptr<SegmentLog> SegmentLog::open(const SegmentLogOptions& options, const OnRecord& on_record,
+                                             SegmentLogRecovery& recovery, std::string& why) {
+  GH_INVARIANT(options.record_body_max_bytes > 0);
+  std::error_code error;
+  std::filesystem::create_directories(options.dir, error);
+  if (error) {
+    why = "cannot create " + options.dir + ": " + error.message();
+    return nullptr;
+  }
+  std::vector<uint64_t> numbers;
+  uint64_t last_good = 0;
+  if (!scan_all(options, on_record, numbers, recovery, last_good, why)) return nullptr;
+  std::unique_ptr<SegmentLog> log(new SegmentLog(options));
+  log->segments_ = numbers;
+  if (numbers.empty()) {
+    if (!log->open_segment(1, why)) return nullptr;
+    return log;
+  }
+  log->segments_.pop_back();  // open_segment() lists the current one again
+  if (!log->open_segment(numbers.back(), why)) return nullptr;
+  const std::string path = options.dir + "/" + options.names.name(numbers.back());
+  if (recovery.torn_bytes_truncated > 0 &&
+      (ftruncate(log->segment_fd_, static_cast<off_t>(last_good)) != 0 || fsync(log->segment_fd_) != 0)) {
+    why = error_text("cannot cut the torn tail of", path);
+    return nullptr;
+  }
+  log->segment_size_bytes_ = last_good;
+  return log;
+}
+
+SegmentLog::~SegmentLog() {
+  if (segment_fd_ >= 0) ::close(segment_fd_);
+}
+
+bool SegmentLog::open_segment(uint64_t number, std::string& why) {
+  const std::string path = options_.dir + "/" + options_.names.name(number);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    why = error_text("cannot open", path);
+    return false;
+  }
+  // The new file's name must be durable before records that are acknowledged
+  // go into it, or a crash could lose the file whole.
+  if (!sync_folder(options_.dir, why)) {
+    ::close(fd);
+    return false;
+  }
+  if (segment_fd_ >= 0) ::close(segment_fd_);
+  segment_fd_ = fd;
+  segment_number_ = number;
+  segment_size_bytes_ = 0;
+  segments_.push_back(number);
+  return true;
+}
+
+bool SegmentLog::fail(std::string why_text, std::string& why) {
+  if (failure_.empty()) failure_ = std::move(why_text);
+  why = failure_;
+  return false;
+}
+
+bool SegmentLog::append(std::span<const std::byte> records, std::string& why) {
+  if (failed()) return fail("", why);
+  if (records.empty()) return true;
+  const std::string path = options_.dir + "/" + options_.names.name(segment_number_);
+  if (segment_size_bytes_ > 0 && segment_size_bytes_ + records.size() > options_.segment_max_bytes) {
+    // What is in the full segment is durable already (every append syncs).
+    std::string rotate_why;
+    if (!open_segment(segment_number_ + 1, rotate_why)) return fail("cannot start a new segment: " + rotate_why, why);
+    return append(records, why);
+  }
+  size_t written = 0;
+  while (written < records.size()) {
+    const ssize_t n = ::write(segment_fd_, records.data() + written, records.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(error_text("cannot write", path), why);
+    if (n == 0) return fail("cannot write " + path + ": no progress", why);
+    written += static_cast<size_t>(n);
+  }
+  segment_size_bytes_ += records.size();
+  if (fdatasync(segment_fd_) != 0) return fail(error_text("cannot fdatasync", path), why);
+  return true;
+}
+
+bool SegmentLog::remove_segments_below(uint64_t number, std::string& why) {
+  bool removed = false;
+  while (segments_.size() > 1 && segments_.front() < number) {
+    const std::string path = options_.dir + "/" + options_.names.name(segments_.front());
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      why = error_text("cannot remove", path);
+      return false;
+    }
+    segments_.erase(segments_.begin());
+    removed = true;
+  }
+  return !removed || sync_folder(options_.dir, why);
+}
+
+uint64_t SegmentLog::oldest_segment() const { return segments_.front(); }
+
+}  // namespace gatehouse::store
