@@ -26,8 +26,6 @@ using namespace gatehouse;
 
 namespace {
 
-constexpr uint32_t kStart = runtime::kServiceMessageBase + 1;
-
 struct Options {
   std::string target;
   uint32_t connections = 100;
@@ -48,7 +46,7 @@ std::atomic<uint64_t> g_handshakes{0};  // TLS mode: sessions that completed han
 std::atomic<uint64_t> g_resumed{0};     // of those, resumed from a ticket
 std::atomic<bool> g_running{true};
 
-class Client final : public runtime::Service {
+class Client final : public runtime::Service, public runtime::Mailbox {
  public:
   Client(const runtime::PeerAddress& target, const Options& options, std::shared_ptr<const tls::Context> tls)
       : target_(target), options_(options), tls_(std::move(tls)), pool_(64), decoders_(16'384), sessions_(16'384), established_(16'384),
@@ -56,9 +54,9 @@ class Client final : public runtime::Service {
     const std::vector<std::byte> payload(options.size_bytes, std::byte{0x42});
     frame_.resize(proto::encode({0, proto::Data{1, proto::DataKind::event, payload}}, frame_).size_bytes);
   }
-  void on_message(runtime::Shard& shard, const runtime::Message& message) override {
-    if (message.kind != kStart) return;
-    for (uint64_t i = 0; i < message.value; ++i) {
+  // Start: open `connections` connections.
+  void on_message(runtime::Shard& shard, uint64_t connections, void*) override {
+    for (uint64_t i = 0; i < connections; ++i) {
       if (!shard.connect(target_, i)) g_errors.fetch_add(1);
     }
   }
@@ -209,13 +207,20 @@ int main(int argc, char** argv) {
     }
   }
   runtime::Runtime rt(limits);
-  if (!rt.start([&](uint32_t) { return std::make_unique<Client>(target, options, tls_context); }, why)) {
+  std::vector<Client*> clients;  // by shard
+  if (!rt.start(
+          [&](uint32_t) {
+            auto client = std::make_unique<Client>(target, options, tls_context);
+            clients.push_back(client.get());
+            return client;
+          },
+          why)) {
     std::fprintf(stderr, "echo_client: %s\n", why.c_str());
     return 1;
   }
   for (uint32_t s = 0; s < rt.shard_count(); ++s) {
     const uint32_t share = options.connections / rt.shard_count() + (s < options.connections % rt.shard_count() ? 1 : 0);
-    rt.shard(s).post({kStart, 0, share, nullptr});
+    rt.shard(s).post({clients[s], share, nullptr});
   }
   using clock = std::chrono::steady_clock;
   std::this_thread::sleep_for(std::chrono::duration<double>(options.warmup_s));

@@ -39,12 +39,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr uint32_t kTick = 0;                 // shard timer: pacing and reconnects
-constexpr uint32_t kTickMs = 10;
+constexpr uint32_t kTickMs = 10;              // the shard's pacing and reconnect timer
 constexpr uint32_t kSendTimesMax = 256;       // per agent: in-flight events whose send time is kept
 constexpr uint32_t kDataFrameFixedBytes = proto::kFrameHeaderBytes + 10;
-constexpr uint32_t kStart = runtime::kServiceMessageBase + 0x400;
-constexpr uint32_t kStorm = runtime::kServiceMessageBase + 0x401;
 constexpr uint32_t kReconnectAfterLossMs = 100;  // as `gatehouse agent`: a lost session retries soon
 constexpr uint32_t kBackoffInitialMs = 500;       // after every target failed in a row
 constexpr uint32_t kBackoffMaxMs = 5'000;
@@ -146,8 +143,11 @@ struct Identity {
   std::shared_ptr<const krb::InitiatorCredential> kerberos;
 };
 
-class Agents final : public runtime::Service {
+class Agents final : public runtime::Service, public runtime::Mailbox, private runtime::TimerHandler {
  public:
+  static constexpr uint64_t kStart = 0;  // message values
+  static constexpr uint64_t kStorm = 1;
+
   Agents(const Options& options, std::vector<Identity*> identities, std::shared_ptr<const tls::Context> cert_tls,
          std::shared_ptr<const tls::Context> kerberos_tls, uint32_t connections_max, Totals& totals)
       : options_(options), totals_(totals), cert_tls_(std::move(cert_tls)), kerberos_tls_(std::move(kerberos_tls)),
@@ -157,9 +157,8 @@ class Agents final : public runtime::Service {
     payload_.assign(options.size_bytes, std::byte{'x'});
   }
 
-  void on_message(runtime::Shard& shard, const runtime::Message& message) override {
-    if (message.kind == kStorm) return storm(shard);
-    if (message.kind != kStart) return;
+  void on_message(runtime::Shard& shard, uint64_t command, void*) override {
+    if (command == kStorm) return storm(shard);
     started_ = totals_.started;
     // The steady agents are the probe: they stand for agents on their own
     // hosts, so loadgen's own crowd (the storm's client handshakes on the
@@ -168,10 +167,10 @@ class Agents final : public runtime::Service {
       std::fprintf(stderr, "loadgen: cannot raise the steady shard's priority (%s): its latency includes loadgen's own load\n",
                    std::strerror(errno));
     }
-    shard.set_timer(kTick, kTickMs);
+    shard.set_timer(tick_, kTickMs);
   }
 
-  void on_timer(runtime::Shard& shard, uint32_t) override {
+  void on_timer(runtime::Shard& shard, runtime::Timer&) override {
     const double elapsed_s = std::chrono::duration<double>(Clock::now() - started_).count();
     const auto ramped = static_cast<size_t>(std::min(1.0, options_.ramp_s > 0 ? elapsed_s / options_.ramp_s : 1.0) *
                                             static_cast<double>(agents_.size()));
@@ -180,7 +179,7 @@ class Agents final : public runtime::Service {
       if (!agent.connecting && !agent.up && i < ramped && elapsed_s * 1000 >= agent.retry_at_ms) connect(shard, i);
       if (agent.up) produce(agent, elapsed_s), pump(shard, agent);
     }
-    shard.set_timer(kTick, kTickMs);
+    shard.set_timer(tick_, kTickMs);
   }
 
   void on_connect_failed(runtime::Shard&, uint64_t context, int error) override {
@@ -244,7 +243,7 @@ class Agents final : public runtime::Service {
 
   void on_stop(runtime::Shard& shard) override {
     stopping_ = true;
-    shard.cancel_timer(kTick);
+    shard.cancel_timer(tick_);
     for (Agent& agent : agents_) {
       if (agent.session != nullptr) shard.close(agent.conn);
     }
@@ -438,6 +437,7 @@ class Agents final : public runtime::Service {
   loadgen::Histogram steady_before_storm_;
   loadgen::Histogram steady_during_storm_;
   bool stopping_ = false;
+  runtime::Timer tick_{*this};
 };
 
 // CPU seconds (utime+stime) and peak RSS (KiB) of a process; false if gone.
@@ -618,7 +618,7 @@ int main(int argc, char** argv) {
   auto measured_from = started_at;
   uint64_t acked_at_warmup = 0;
   totals.measuring = options.warmup_s <= 0;
-  for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({kStart, 0, 0, nullptr});
+  for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({services[shard], Agents::kStart, nullptr});
 
   // Progress: one rewritten line on a TTY, a line a second otherwise.
   const bool tty = isatty(STDERR_FILENO);
@@ -660,7 +660,7 @@ int main(int argc, char** argv) {
       storm_started_us = static_cast<uint64_t>(elapsed * 1e6);
       if (options.gateway_pid) process_usage(options.gateway_pid, storm_cpu_before_s, gateway_peak_kib);
       totals.storm_phase = 1;
-      for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({kStorm, 0, 0, nullptr});
+      for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({services[shard], Agents::kStorm, nullptr});
     }
     if (totals.storm_phase == 1 && totals.storm_shards_dropped == runtime.shard_count() &&
         totals.storm_reestablished == totals.storm_dropped) {

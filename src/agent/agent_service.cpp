@@ -20,10 +20,9 @@ AgentService::AgentService(const AgentOptions& options, DiskQueue& queue, AgentC
 
 AgentService::~AgentService() = default;
 
-void AgentService::on_message(runtime::Shard& shard, const runtime::Message& message) {
+void AgentService::on_message(runtime::Shard& shard, uint64_t value, void*) {
   shard_ = &shard;
-  if (message.kind != kQueueChanged) return;
-  if (!connected_ && session_ == nullptr && !stopping_ && message.value == 1) connect(shard);  // the first start
+  if (!connected_ && session_ == nullptr && !stopping_ && value == kStart) connect(shard);
   pump(shard);
 }
 
@@ -51,15 +50,15 @@ void AgentService::next_gateway(runtime::Shard& shard) {
             "no gateway in the list is reachable; events wait in the queue",
             {{"gateways", static_cast<uint64_t>(options_.gateways.size())}, {"retry_ms", delay_ms},
              {"queued", queue_.queued_events()}});
-  shard.set_timer(kReconnect, delay_ms);
+  shard.set_timer(reconnect_, delay_ms);
 }
 
-void AgentService::on_timer(runtime::Shard& shard, uint32_t timer) {
-  if (timer == kReconnect && session_ == nullptr && !stopping_) connect(shard);
-  if (timer == kHeartbeat && session_ != nullptr && session_->welcomed()) {
+void AgentService::on_timer(runtime::Shard& shard, runtime::Timer& timer) {
+  if (&timer == &reconnect_ && session_ == nullptr && !stopping_) connect(shard);
+  if (&timer == &heartbeat_ && session_ != nullptr && session_->welcomed()) {
     session_->send({0, proto::Ping{shard.now_ms()}});
     flush(shard);
-    shard.set_timer(kHeartbeat, heartbeat_interval_s_ * 1'000u);
+    shard.set_timer(heartbeat_, heartbeat_interval_s_ * 1'000u);
   }
 }
 
@@ -105,7 +104,7 @@ void AgentService::on_welcome(const proto::HelloOk& hello_ok) {
   log::emit(log::Level::info, log::EventId::parent_connected, "connected; resending from the server's durable seq",
             {{"gateway", gateway().name}, {"parent", hello_ok.name}, {"last_durable_seq", hello_ok.last_durable_seq},
              {"queued", queue_.queued_events()}});
-  shard.set_timer(kHeartbeat, heartbeat_interval_s_ * 1'000u);
+  shard.set_timer(heartbeat_, heartbeat_interval_s_ * 1'000u);
 }
 
 void AgentService::on_frame(const proto::Frame& frame) {
@@ -136,12 +135,12 @@ void AgentService::on_close(runtime::Shard& shard, runtime::ConnId id, int) {
   session_.reset();
   connected_ = false;
   counters_.connected = false;
-  shard.cancel_timer(kHeartbeat);
+  shard.cancel_timer(heartbeat_);
   if (stopping_) return;
   if (was_welcomed) {
     log::emit(log::Level::warning, log::EventId::parent_connect_failed, "lost the session; reconnecting",
               {{"gateway", gateway().name}, {"queued", queue_.queued_events()}});
-    shard.set_timer(kReconnect, failover_.jitter_ms(kReconnectAfterLossMs));
+    shard.set_timer(reconnect_, failover_.jitter_ms(kReconnectAfterLossMs));
     return;
   }
   next_gateway(shard);
@@ -183,8 +182,8 @@ void AgentService::pump(runtime::Shard& shard) {
 
 void AgentService::on_stop(runtime::Shard& shard) {
   stopping_ = true;
-  shard.cancel_timer(kReconnect);
-  shard.cancel_timer(kHeartbeat);
+  shard.cancel_timer(reconnect_);
+  shard.cancel_timer(heartbeat_);
   if (connected_) shard.close(conn_);
 }
 

@@ -28,6 +28,7 @@ constexpr size_t kLineMaxBytes = agent::DiskQueue::kEventMaxBytes;
 struct Input {
   agent::DiskQueue& queue;
   runtime::Runtime& runtime;
+  agent::AgentService& service;  // told when the queue has new events
   std::atomic<bool> stop{false};
   std::atomic<bool> ended{false};
   std::atomic<bool> failed{false};  // the queue could not write
@@ -51,7 +52,7 @@ struct Input {
                 "the queue is full: dropped the oldest events (queue_full = \"drop-oldest\")",
                 {{"dropped", dropped_now}, {"dropped_total", dropped.load()}});
     }
-    runtime.shard(0).post({agent::kQueueChanged, 0, 0, nullptr});
+    runtime.shard(0).post({&service, 0, nullptr});
   }
 
   // Lines from `fd` until EOF or stop.
@@ -188,16 +189,23 @@ int run_agent(int argc, char** argv, int first) {
   runtime::Runtime runtime(limits);
   agent::AgentCounters counters;
   runtime::block_stop_signals();
-  if (!runtime.start([&](uint32_t) { return std::make_unique<agent::AgentService>(options, *queue, counters); }, why)) {
+  agent::AgentService* service = nullptr;
+  if (!runtime.start(
+          [&](uint32_t) {
+            auto made = std::make_unique<agent::AgentService>(options, *queue, counters);
+            service = made.get();
+            return made;
+          },
+          why)) {
     log::emit(log::Level::error, log::EventId::runtime_unavailable, why);
     return kExitFailure;
   }
   log::emit(log::Level::info, log::EventId::process_started, "agent started",
             {{"gateways", static_cast<uint64_t>(config.gateways.size())}, {"queued", queue->queued_events()},
              {"acked_seq", queue->acked_seq()}});
-  runtime.shard(0).post({agent::kQueueChanged, 0, 1, nullptr});
+  runtime.shard(0).post({service, agent::AgentService::kStart, nullptr});
 
-  Input input{*queue, runtime};
+  Input input{*queue, runtime, *service};
   const bool follow = args.has("--follow");
   std::thread reader([&] {
     if (rate > 0) {

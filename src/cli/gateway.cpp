@@ -39,12 +39,14 @@ int run_gateway(int argc, char** argv, int first) {
   }
   constexpr uint16_t kHeartbeatIntervalS = 60;
   ListenerStack stack(config);
+  std::vector<uplink::UplinkPool*> pools;  // by shard
   if (std::string problem = stack.start([&](uint32_t) {
         auto sessions = std::make_unique<gateway::GatewaySessions>(config.name, config.runtime.connections_per_shard,
                                                                    kHeartbeatIntervalS);
         auto uplinks = std::make_unique<uplink::UplinkPool>(options, *sessions);
         gateway::GatewaySessions* handler = sessions.get();
         uplink::UplinkPool* pool = uplinks.get();
+        pools.push_back(pool);
         return ListenerStack::RoleShard{std::move(sessions), std::move(uplinks),
                                         [handler, pool](net::Gate& gate) { handler->attach(*pool, gate); }};
       });
@@ -53,7 +55,7 @@ int run_gateway(int argc, char** argv, int first) {
     return kExitFailure;
   }
   runtime::Runtime& runtime = stack.runtime();
-  for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({uplink::kUplinkStart, 0, 0, nullptr});
+  for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({pools[shard], 0, nullptr});
   log::emit(log::Level::info, log::EventId::process_started, "gateway started",
             {{"listen", config.listen.host}, {"port", stack.port()}, {"shards", runtime.shard_count()},
              {"uplinks", runtime.shard_count() * config.uplinks_per_shard}});

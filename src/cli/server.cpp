@@ -65,18 +65,17 @@ int run_server(int argc, char** argv, int first) {
   server::ServerContext context{*store, *registry, config.agent_approval, config.name, {}};
   ListenerStack stack(config);
   if (std::string problem = stack.start([&](uint32_t) {
-        return ListenerStack::RoleShard{
-            std::make_unique<server::ServerSessions>(context, config.runtime.connections_per_shard), nullptr, nullptr};
+        auto sessions = std::make_unique<server::ServerSessions>(context, config.runtime.connections_per_shard);
+        server::ServerSessions* handler = sessions.get();
+        return ListenerStack::RoleShard{std::move(sessions), nullptr,
+                                        [handler](net::Gate& gate) { handler->attach(gate); }};
       });
       !problem.empty()) {
     log::emit(log::Level::error, log::EventId::runtime_unavailable, "cannot start: " + problem);
     return kExitFailure;
   }
   runtime::Runtime& runtime = stack.runtime();
-  store->start([&runtime](store::Batch* batch) {
-    // The shard's inbox is bounded: wait for room rather than drop an ACK.
-    while (!runtime.shard(batch->shard).post({server::kStoreDone, 0, 0, batch})) std::this_thread::yield();
-  });
+  store->start(server::ServerSessions::deliver);
   log::emit(log::Level::info, log::EventId::process_started, "server started",
             {{"listen", config.listen.host}, {"port", stack.port()}, {"shards", runtime.shard_count()},
              {"events", recovered.events}, {"agents", recovered.agents}});

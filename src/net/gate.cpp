@@ -1,7 +1,5 @@
 #include "gatehouse/net/gate.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
 
@@ -11,7 +9,6 @@
 namespace gatehouse::net {
 namespace {
 
-constexpr uint32_t kAcceptDone = runtime::kServiceMessageBase + 0x7001;
 // Frames split across TLS records wait in a reassembly buffer (64 KiB of
 // address space each; only the bytes used become resident, and the free list
 // reuses the hottest). One per connection up to this bound, per shard.
@@ -36,7 +33,6 @@ std::string agent_name_of_principal(std::string_view principal) {
 // One GSSAPI accept step, owned by the pool while it runs. If the connection
 // goes away meanwhile, the job takes the acceptor and frees both on return.
 struct Gate::AcceptJob {
-  runtime::Shard* shard;
   runtime::ConnId id;
   krb::Acceptor* acceptor;
   std::vector<uint8_t> token;
@@ -48,7 +44,6 @@ struct Gate::AcceptJob {
     auto* job = static_cast<AcceptJob*>(argument);
     job->result = job->acceptor->step(job->token);
     if (job->result.state == krb::Step::complete) job->principal = job->acceptor->client_principal();
-    while (!job->shard->post({kAcceptDone, 0, 0, job})) usleep(100);  // the inbox is bounded: wait for room
   }
 };
 
@@ -190,9 +185,10 @@ void Gate::on_auth(runtime::Shard& shard, Connection& connection, const proto::A
     connection.acceptor = std::make_unique<krb::Acceptor>(kerberos_.load(), binding);
   }
   const auto* token = reinterpret_cast<const uint8_t*>(auth.token.data());
-  auto* job = new AcceptJob{&shard, connection.id, connection.acceptor.get(),
+  auto* job = new AcceptJob{connection.id, connection.acceptor.get(),
                             std::vector<uint8_t>(token, token + auth.token.size()), {}, {}, {}};
-  if (!pool_.submit({AcceptJob::run, job}, runtime::JobClass::continuation)) {  // TLS is done: finish this one first
+  // TLS is done: finish this one first.
+  if (!runtime::hand_off(pool_, runtime::JobClass::continuation, shard, *this, AcceptJob::run, job)) {
     delete job;
     deny(shard, connection.id, proto::Reason::overloaded, log::EventId::handshake_queue_full,
          "Kerberos accept refused: the auth queue is full");
@@ -202,13 +198,7 @@ void Gate::on_auth(runtime::Shard& shard, Connection& connection, const proto::A
   ++accepts_out_;
 }
 
-void Gate::on_message(TlsServer&, runtime::Shard& shard, const runtime::Message& message) {
-  if (message.kind == kAcceptDone) {
-    finish_accept(shard, static_cast<AcceptJob*>(message.pointer));
-  } else {
-    handler_.on_message(*this, shard, message);
-  }
-}
+void Gate::on_message(runtime::Shard& shard, uint64_t, void* job) { finish_accept(shard, static_cast<AcceptJob*>(job)); }
 
 void Gate::finish_accept(runtime::Shard& shard, AcceptJob* job) {
   std::unique_ptr<AcceptJob> owned(job);

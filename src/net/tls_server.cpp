@@ -1,14 +1,11 @@
 #include "gatehouse/net/tls_server.h"
 
-#include <unistd.h>
-
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/ciphertext.h"
 
 namespace gatehouse::net {
 namespace {
 
-constexpr uint32_t kStepDone = runtime::kServiceMessageBase + 0x7000;
 constexpr size_t kScratchBytes = 32 * 1024;
 
 }  // namespace
@@ -16,7 +13,6 @@ constexpr size_t kScratchBytes = 32 * 1024;
 // One handshake step, owned by the pool while it runs. If the connection goes
 // away meanwhile, the step takes the session and frees both on return.
 struct TlsServer::Step {
-  runtime::Shard* shard;
   runtime::ConnId id;
   tls::Session* session;
   std::vector<std::byte> input;
@@ -32,8 +28,6 @@ struct TlsServer::Step {
     step->output.resize(step->session->pending_ciphertext_bytes());
     step->output.resize(step->session->pull_ciphertext(step->output));
     if (step->state == tls::HandshakeState::established) step->peer_identity = step->session->peer_identity();
-    // The shard must get it back: its inbox is bounded, so wait for room.
-    while (!step->shard->post({kStepDone, 0, 0, step})) usleep(100);
   }
 };
 
@@ -103,11 +97,11 @@ void TlsServer::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<con
 }
 
 void TlsServer::submit_step(runtime::Shard& shard, Connection& connection) {
-  auto* step = new Step{&shard, connection.id, connection.session.get(), std::move(connection.pending), {}, {}, {}, {}};
+  auto* step = new Step{connection.id, connection.session.get(), std::move(connection.pending), {}, {}, {}, {}};
   connection.pending.clear();
   const runtime::JobClass job_class = connection.stepped ? runtime::JobClass::continuation : runtime::JobClass::fresh;
   connection.stepped = true;
-  if (!pool_.submit({Step::run, step}, job_class)) {
+  if (!runtime::hand_off(pool_, job_class, shard, *this, Step::run, step)) {
     delete step;
     log::emit(log::Level::warning, log::EventId::handshake_queue_full,
               "handshake refused: the auth queue is full (raise [runtime] auth_threads, or the clients back off)",
@@ -119,13 +113,7 @@ void TlsServer::submit_step(runtime::Shard& shard, Connection& connection) {
   ++steps_out_;
 }
 
-void TlsServer::on_message(runtime::Shard& shard, const runtime::Message& message) {
-  if (message.kind == kStepDone) {
-    finish_step(shard, static_cast<Step*>(message.pointer));
-  } else {
-    handler_.on_message(*this, shard, message);
-  }
-}
+void TlsServer::on_message(runtime::Shard& shard, uint64_t, void* step) { finish_step(shard, static_cast<Step*>(step)); }
 
 void TlsServer::on_send_space(runtime::Shard& shard, runtime::ConnId id) {
   Connection& connection = connections_[id.index];

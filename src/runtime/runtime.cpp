@@ -145,8 +145,7 @@ bool Runtime::listen(const PeerAddress& address, uint64_t context, uint16_t& bou
 bool Runtime::start(const ServiceFactory& factory, std::string& why) {
   for (uint32_t i = 0; i < shard_count_; ++i) {
     services_.push_back(factory(i));
-    shards_.push_back(std::make_unique<Shard>(i, limits_, *services_.back(), std::move(listeners_[i]), &peers_));
-    peers_.push_back(shards_.back().get());
+    shards_.push_back(std::make_unique<Shard>(i, limits_, *services_.back(), std::move(listeners_[i])));
   }
   std::mutex mutex;
   std::condition_variable ready;
@@ -189,7 +188,7 @@ bool Runtime::start(const ServiceFactory& factory, std::string& why) {
 }
 
 void Runtime::stop() {
-  for (Shard* shard : peers_) shard->request_stop();
+  for (auto& shard : shards_) shard->request_stop();
 }
 
 void Runtime::join() {
@@ -200,7 +199,7 @@ void Runtime::join() {
 
 uint64_t Runtime::total(Stat stat) const {
   uint64_t sum = 0;
-  for (const Shard* shard : peers_) sum += shard->stat(stat);
+  for (const auto& shard : shards_) sum += shard->stat(stat);
   return sum;
 }
 

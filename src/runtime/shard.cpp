@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -24,7 +26,6 @@
 namespace gatehouse::runtime {
 namespace {
 
-constexpr uint32_t kStopMessage = 1;
 constexpr uint32_t kNoIndex = UINT32_MAX;
 constexpr uint32_t kGenerationMask = 0xFF'FFFF;  // 24 bits travel in user_data
 // Completions handled per loop turn: a burst (thousands of sessions closing
@@ -107,15 +108,14 @@ const char* to_string(Stat stat) {
   return kNames[static_cast<size_t>(stat)];
 }
 
-Shard::Shard(uint32_t index, const RuntimeLimits& limits, Service& service, std::vector<Listener> listeners,
-             std::vector<Shard*>* peers)
+Shard::Shard(uint32_t index, const RuntimeLimits& limits, Service& service, std::vector<Listener> listeners)
     : index_(index),
       limits_(limits),
       service_(service),
       listeners_(std::move(listeners)),
-      peers_(peers),
       wheel_(limits.timer_tick_ms, clock_ms()),
-      inbox_(limits.inbox_capacity),
+      inbox_(inbox_slots_for(limits)),
+      inbox_slots_(inbox_slots_for(limits)),
       connections_(limits.connections_per_shard),
       accept_slots_(listeners_.size() * limits.accepts_in_flight),
       connects_(limits.connects_in_flight_max),
@@ -145,6 +145,12 @@ Shard::~Shard() {
     if (listener.fd >= 0) ::close(listener.fd);
   }
   if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+// One slot per connection (each may have an auth step out whose answer comes
+// back here) plus the configured extra, as a power of two.
+uint32_t Shard::inbox_slots_for(const RuntimeLimits& limits) {
+  return std::bit_ceil(std::max<uint32_t>(2, limits.connections_per_shard + limits.inbox_capacity));
 }
 
 uint64_t Shard::user_data(Op op, uint32_t generation, uint32_t index) {
@@ -419,42 +425,53 @@ void Shard::clear_deadline(ConnId id) {
   if (Connection* c = live(id)) wheel_.cancel(c->timer);
 }
 
-void Shard::set_timer(uint32_t timer, uint32_t delay_ms) {
-  GH_INVARIANT(timer < kServiceTimersMax);
-  TimerNode& node = service_timers_[timer];
-  node.owner = kServiceTimerOwner | timer;
-  wheel_.schedule(node, clock_ms(), delay_ms);
+void Shard::set_timer(Timer& timer, uint32_t delay_ms) {
+  const auto address = reinterpret_cast<uint64_t>(&timer);
+  GH_INVARIANT((address & kTimerOwnerTag) == 0);
+  timer.node.owner = kTimerOwnerTag | address;
+  wheel_.schedule(timer.node, clock_ms(), delay_ms);
 }
 
-void Shard::cancel_timer(uint32_t timer) {
-  GH_INVARIANT(timer < kServiceTimersMax);
-  wheel_.cancel(service_timers_[timer]);
-}
-
-bool Shard::post_to(uint32_t shard, const Message& message) {
-  GH_INVARIANT(shard < peers_->size());
-  Message stamped = message;
-  stamped.from_shard = index_;
-  return (*peers_)[shard]->post(stamped);
-}
+void Shard::cancel_timer(Timer& timer) { wheel_.cancel(timer.node); }
 
 // ---- any thread ---------------------------------------------------------------
 
-bool Shard::post(const Message& message) {
-  if (!inbox_.push(message)) {
+bool Shard::reserve_post() {
+  // Every message holds a slot from before its push until it is drained, so
+  // a push never finds the queue full.
+  if (inbox_reserved_.fetch_add(1, std::memory_order_acq_rel) >= inbox_slots_) {
+    inbox_reserved_.fetch_sub(1, std::memory_order_acq_rel);
     stats_[static_cast<size_t>(Stat::inbox_full_total)].fetch_add(1, std::memory_order_relaxed);
     return false;
-  }
-  // One eventfd write per wake-up, not per message.
-  if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) {
-    const uint64_t one = 1;
-    [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
   }
   return true;
 }
 
+void Shard::cancel_reservation() { inbox_reserved_.fetch_sub(1, std::memory_order_acq_rel); }
+
+void Shard::post_reserved(const Message& message) {
+  GH_INVARIANT(message.to != nullptr);
+  GH_INVARIANT(inbox_.push(message));
+  wake();
+}
+
+bool Shard::post(const Message& message) {
+  if (!reserve_post()) return false;
+  post_reserved(message);
+  return true;
+}
+
+// One eventfd write per wake-up, not per message.
+void Shard::wake() {
+  if (!wake_pending_.exchange(true, std::memory_order_acq_rel)) {
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  }
+}
+
 void Shard::request_stop() {
-  while (!post({kStopMessage, 0, 0, nullptr})) usleep(1'000);
+  stop_requested_.store(true, std::memory_order_release);
+  wake();
 }
 
 // ---- completions ---------------------------------------------------------------
@@ -694,12 +711,10 @@ void Shard::rearm_recvs() {
 void Shard::drain_inbox() {
   Message message;
   while (inbox_.pop(message)) {
-    if (message.kind == kStopMessage) {
-      begin_stop();
-    } else {
-      service_.on_message(*this, message);
-    }
+    inbox_reserved_.fetch_sub(1, std::memory_order_acq_rel);
+    message.to->on_message(*this, message.value, message.pointer);
   }
+  if (!stopping_ && stop_requested_.load(std::memory_order_acquire)) begin_stop();
 }
 
 void Shard::notify_send_waiters() {
@@ -772,8 +787,9 @@ void Shard::run() {
     now_ms_ = clock_ms();
     drain_inbox();
     wheel_.advance(now_ms_, [this](uint64_t owner) {
-      if (owner & kServiceTimerOwner) {
-        service_.on_timer(*this, static_cast<uint32_t>(owner & ~kServiceTimerOwner));
+      if (owner & kTimerOwnerTag) {
+        Timer& timer = *reinterpret_cast<Timer*>(owner & ~kTimerOwnerTag);
+        timer.handler->on_timer(*this, timer);
         return;
       }
       const auto i = static_cast<uint32_t>(owner);

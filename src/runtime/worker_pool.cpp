@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "gatehouse/runtime/shard.h"
+
 namespace gatehouse::runtime {
 
 WorkerPool::WorkerPool(uint32_t threads, uint32_t queue_capacity) : queue_capacity_(queue_capacity) {
@@ -47,7 +49,16 @@ void WorkerPool::run() {
       queue.pop_front();
     }
     job.run(job.argument);
+    if (job.answer_to != nullptr) job.answer_shard->post_reserved({job.answer_to, 0, job.argument});
   }
+}
+
+bool hand_off(WorkerPool& pool, JobClass job_class, Shard& shard, Mailbox& answer_to, void (*run)(void* argument),
+              void* argument) {
+  if (!shard.reserve_post()) return false;
+  if (pool.submit({run, argument, &shard, &answer_to}, job_class)) return true;
+  shard.cancel_reservation();
+  return false;
 }
 
 }  // namespace gatehouse::runtime

@@ -159,23 +159,30 @@ void ServerSessions::on_data(net::Gate& gate, runtime::Shard& shard, Link& link,
 
 void ServerSessions::on_turn_end(net::Gate&, runtime::Shard& shard) {
   if (batch_->entries.empty()) return;
-  batch_->shard = shard.index();
-  // A full store queue keeps the batch here and tries again next turn; the
-  // agents' windows bound how much can pile up meanwhile.
-  if (!context_.store.submit(batch_.get())) return;
+  // A full store queue (or inbox) keeps the batch here and tries again next
+  // turn; the agents' windows bound how much can pile up meanwhile.
+  if (!shard.reserve_post()) return;
+  batch_->reply_shard = &shard;
+  batch_->reply_to = this;
+  if (!context_.store.submit(batch_.get())) {
+    shard.cancel_reservation();
+    return;
+  }
   batch_.release();
   batch_ = std::make_unique<store::Batch>();
   ++batches_out_;
 }
 
-void ServerSessions::on_message(net::Gate& gate, runtime::Shard& shard, const runtime::Message& message) {
-  if (message.kind == kStoreDone) finish_batch(gate, shard, static_cast<store::Batch*>(message.pointer));
+void ServerSessions::deliver(store::Batch* batch) {
+  batch->reply_shard->post_reserved({batch->reply_to, 0, batch});
 }
 
 // The batch is on disk: one ACK (highest durable seq) and one CREDIT (bytes
 // freed) per channel that had DATA in it.
-void ServerSessions::finish_batch(net::Gate& gate, runtime::Shard& shard, store::Batch* batch) {
-  std::unique_ptr<store::Batch> owned(batch);
+void ServerSessions::on_message(runtime::Shard& shard, uint64_t, void* done) {
+  std::unique_ptr<store::Batch> owned(static_cast<store::Batch*>(done));
+  store::Batch* batch = owned.get();
+  net::Gate& gate = *gate_;
   --batches_out_;
   struct Reply {
     uint64_t durable_seq = 0;

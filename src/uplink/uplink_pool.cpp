@@ -9,8 +9,9 @@
 
 namespace gatehouse::uplink {
 
-struct UplinkPool::Uplink final : net::ChildSession::Handler {
+struct UplinkPool::Uplink final : net::ChildSession::Handler, runtime::TimerHandler {
   UplinkPool* pool = nullptr;
+  runtime::Timer reconnect{*this};  // backoff, and the short retry after a loss
   runtime::Shard* shard = nullptr;
   uint32_t index = 0;
   runtime::ConnId conn{};
@@ -40,6 +41,9 @@ struct UplinkPool::Uplink final : net::ChildSession::Handler {
       return;
     }
     pool->events_.on_uplink_frame(*shard, index, frame);
+  }
+  void on_timer(runtime::Shard& timer_shard, runtime::Timer&) override {
+    if (!connected) pool->connect(timer_shard, *this);
   }
   void on_failure(const net::ChildFailure& failure) override {
     const bool not_approved = failure.reason == proto::Reason::not_approved;
@@ -117,8 +121,7 @@ bool UplinkPool::queue_data(uint32_t index, uint32_t channel, const proto::Data&
   return true;
 }
 
-void UplinkPool::on_message(runtime::Shard& shard, const runtime::Message& message) {
-  if (message.kind != kUplinkStart) return;
+void UplinkPool::on_message(runtime::Shard& shard, uint64_t, void*) {
   for (auto& uplink : uplinks_) {
     uplink->shard = &shard;
     connect(shard, *uplink);
@@ -150,11 +153,7 @@ void UplinkPool::next_parent(runtime::Shard& shard, Uplink& uplink) {
   log::emit(log::Level::error, log::EventId::no_parent_available,
             "no parent in the list is reachable; agents on this uplink wait in their queues",
             {{"uplink", uplink.index}, {"shard", shard.index()}, {"retry_ms", delay_ms}});
-  shard.set_timer(uplink.index, delay_ms);
-}
-
-void UplinkPool::on_timer(runtime::Shard& shard, uint32_t timer) {
-  if (timer < uplinks_.size() && !uplinks_[timer]->connected) connect(shard, *uplinks_[timer]);
+  shard.set_timer(uplink.reconnect, delay_ms);
 }
 
 void UplinkPool::on_connect_failed(runtime::Shard& shard, uint64_t context, int error) {
@@ -210,7 +209,7 @@ void UplinkPool::on_close(runtime::Shard& shard, runtime::ConnId id, int) {
     log::emit(log::Level::warning, log::EventId::parent_connect_failed, "uplink lost; reconnecting",
               {{"uplink", uplink->index}, {"parent", uplink->peer().name}});
     events_.on_uplink_down(shard, uplink->index);
-    if (!stopping_) shard.set_timer(uplink->index, uplink->failover->jitter_ms(100));
+    if (!stopping_) shard.set_timer(uplink->reconnect, uplink->failover->jitter_ms(100));
     return;
   }
   next_parent(shard, *uplink);
@@ -248,7 +247,7 @@ void UplinkPool::flush(runtime::Shard& shard, Uplink& uplink) {
 void UplinkPool::on_stop(runtime::Shard& shard) {
   stopping_ = true;
   for (auto& uplink : uplinks_) {
-    shard.cancel_timer(uplink->index);
+    shard.cancel_timer(uplink->reconnect);
     if (uplink->connected) shard.close(uplink->conn);
   }
 }

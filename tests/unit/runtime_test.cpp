@@ -23,8 +23,6 @@ using gatehouse::testing::wait_until;
 
 namespace {
 
-constexpr uint32_t kStartMessage = kServiceMessageBase + 1;
-constexpr uint32_t kFinishMessage = kServiceMessageBase + 2;
 
 // Deterministic payload of frame `seq` on client connection `conn`.
 uint32_t payload_size(uint64_t conn, uint64_t seq) { return 1 + static_cast<uint32_t>((conn * 7 + seq * 13) % 2000); }
@@ -43,7 +41,7 @@ struct Counters {
 };
 
 // Server side: decodes frames and echoes every DATA frame back.
-class EchoServer final : public Service {
+class EchoServer final : public Service, public Mailbox {
  public:
   EchoServer(uint32_t connections_max, Counters& counters)
       : pool_(connections_max), decoders_(connections_max), counters_(counters) {}
@@ -72,8 +70,8 @@ class EchoServer final : public Service {
     counters_.closed.fetch_add(1);
   }
   void on_connect_failed(Shard&, uint64_t, int) override {}
-  void on_message(Shard& shard, const Message& message) override {
-    if (message.kind != kFinishMessage) return;
+  // Finish: the server closes.
+  void on_message(Shard& shard, uint64_t, void*) override {
     for (ConnId id : open_) shard.close(id);  // the server closes: TIME_WAIT stays off the client's ports
     open_.clear();
   }
@@ -91,7 +89,7 @@ class EchoServer final : public Service {
 
 // Client side: opens `connections` connections (at most kConnectsAhead in
 // flight), sends frames_per_connection DATA frames on each, verifies echoes.
-class EchoClient final : public Service {
+class EchoClient final : public Service, public Mailbox {
  public:
   static constexpr uint32_t kConnectsAhead = 512;
 
@@ -100,9 +98,8 @@ class EchoClient final : public Service {
       : shard_index_(shard), target_(target), frames_(frames_per_connection), pool_(connections_max),
         states_(connections_max), counters_(counters) {}
 
-  void on_message(Shard& shard, const Message& message) override {
-    if (message.kind != kStartMessage) return;
-    remaining_ = static_cast<uint32_t>(message.value);
+  void on_message(Shard& shard, uint64_t connections, void*) override {
+    remaining_ = static_cast<uint32_t>(connections);
     launch(shard);
   }
   void on_open(Shard& shard, ConnId id, uint64_t connection_number) override {
@@ -208,7 +205,7 @@ struct EchoPair {
   }
   // Each client shard opens `per_shard` connections.
   void connect(uint32_t per_shard) {
-    for (uint32_t i = 0; i < client.shard_count(); ++i) REQUIRE(client.shard(i).post({kStartMessage, 0, per_shard, nullptr}));
+    for (uint32_t i = 0; i < client.shard_count(); ++i) REQUIRE(gatehouse::testing::tell(client, i, per_shard));
   }
 
   Counters server_counters;  // before the runtimes: their services point here
@@ -261,7 +258,7 @@ TEST_CASE("12,000 framed connections over 2 shards, 3x the process fd limit, eve
   }
   CHECK(client_counters.bytes_verified == expected_bytes);
 
-  for (uint32_t i = 0; i < 2; ++i) REQUIRE(server.shard(i).post({kFinishMessage, 0, 0, nullptr}));
+  for (uint32_t i = 0; i < 2; ++i) REQUIRE(gatehouse::testing::tell(server, i));
   REQUIRE(wait_until([&] { return client_counters.closed.load() == kConnections; }, 60s));
   REQUIRE(wait_until([&] { return server.total(Stat::closed_total) == kConnections; }, 30s));
   CHECK(client_counters.errors == 0);
@@ -364,7 +361,7 @@ TEST_CASE("a timer callback may cancel or reschedule any timer, its slot neighbo
 namespace {
 
 // Collects everything received; optional: starts with reading paused.
-class Sink final : public Service {
+class Sink final : public Service, public Mailbox {
  public:
   Sink(std::vector<std::byte>& received, std::atomic<bool>& closed, bool paused)
       : received_(received), closed_(closed), paused_(paused) {}
@@ -377,7 +374,7 @@ class Sink final : public Service {
   }
   void on_close(Shard&, ConnId, int) override { closed_ = true; }
   void on_connect_failed(Shard&, uint64_t, int) override { closed_ = true; }
-  void on_message(Shard& shard, const Message&) override { shard.resume_reading(id_); }
+  void on_message(Shard& shard, uint64_t, void*) override { shard.resume_reading(id_); }
 
  private:
   std::vector<std::byte>& received_;
@@ -388,11 +385,11 @@ class Sink final : public Service {
 
 // Connects once and streams total_bytes of a known pattern, as fast as send()
 // accepts, then closes. Records the largest queue it ever saw.
-class Streamer final : public Service {
+class Streamer final : public Service, public Mailbox {
  public:
   Streamer(PeerAddress target, uint64_t total_bytes, uint32_t piece_bytes)
       : target_(target), total_bytes_(total_bytes), piece_(piece_bytes) {}
-  void on_message(Shard& shard, const Message&) override { CHECK(shard.connect(target_, 0)); }
+  void on_message(Shard& shard, uint64_t, void*) override { CHECK(shard.connect(target_, 0)); }
   void on_open(Shard& shard, ConnId id, uint64_t) override { pump(shard, id); }
   void on_send_space(Shard& shard, ConnId id) override { pump(shard, id); }
   void on_data(Shard&, ConnId, std::span<const std::byte>) override {}
@@ -458,7 +455,7 @@ TEST_CASE("a tiny receive buffer ring runs out (ENOBUFS) and loses or reorders n
     streamer = service.get();
     return service;
   });
-  REQUIRE(client.shard(0).post({kStartMessage, 0, 0, nullptr}));
+  REQUIRE(gatehouse::testing::tell(client, 0));
   REQUIRE(wait_until([&] { return closed.load(); }, 60s));
   server.stop();
   server.join();
@@ -488,7 +485,7 @@ TEST_CASE("a slow reader: partial sends, and a bounded send queue that pushes ba
     streamer = service.get();
     return service;
   });
-  REQUIRE(writer.shard(0).post({kStartMessage, 0, 0, nullptr}));
+  REQUIRE(gatehouse::testing::tell(writer, 0));
   // The reader does not read: the socket buffers fill, then the queue, then send() refuses.
   REQUIRE(wait_until([&] { return streamer->refused.load() > 0; }, 30s));
   std::this_thread::sleep_for(200ms);
@@ -497,7 +494,7 @@ TEST_CASE("a slow reader: partial sends, and a bounded send queue that pushes ba
   // (autotuning) socket buffers fill, not a spin.
   CHECK(streamer->refused.load() < 100);
   CHECK_FALSE(streamer->done);
-  REQUIRE(reader.shard(0).post({kStartMessage, 0, 0, nullptr}));  // resume reading
+  REQUIRE(gatehouse::testing::tell(reader, 0));  // resume reading
   REQUIRE(wait_until([&] { return closed.load(); }, 60s));
   CHECK(streamer->done);
   CHECK(writer.total(Stat::send_partial_total) > 0);
@@ -537,11 +534,11 @@ class DeadlineService final : public Service {
   bool cancel_next_ = false;
 };
 
-class Dialer final : public Service {
+class Dialer final : public Service, public Mailbox {
  public:
   Dialer(PeerAddress target, Counters& counters) : target_(target), counters_(counters) {}
-  void on_message(Shard& shard, const Message& message) override {
-    for (uint64_t i = 0; i < message.value; ++i) CHECK(shard.connect(target_, i));
+  void on_message(Shard& shard, uint64_t connections, void*) override {
+    for (uint64_t i = 0; i < connections; ++i) CHECK(shard.connect(target_, i));
   }
   void on_open(Shard&, ConnId, uint64_t) override { counters_.opened.fetch_add(1); }
   void on_data(Shard&, ConnId, std::span<const std::byte>) override {}
@@ -573,7 +570,7 @@ TEST_CASE("connection deadlines fire once, not before their time; cleared ones n
   });
   Runtime client(limits);
   start(client, [&](uint32_t) { return std::make_unique<Dialer>(target, client_counters); });
-  REQUIRE(client.shard(0).post({kStartMessage, 0, 10, nullptr}));
+  REQUIRE(gatehouse::testing::tell(client, 0, 10));
   REQUIRE(wait_until([&] { return server_counters.deadlines.load() == 5; }, 10s));
   std::this_thread::sleep_for(600ms);  // the 5 cleared deadlines would have fired by now
   CHECK(server_counters.deadlines == 5);

@@ -11,7 +11,15 @@
 #include <string>
 #include <thread>
 
+#include "gatehouse/runtime/runtime.h"
+
 namespace gatehouse::testing {
+
+// Posts `value` to shard `shard`'s service, which is its own Mailbox.
+inline bool tell(runtime::Runtime& runtime, uint32_t shard, uint64_t value = 0) {
+  auto* mailbox = dynamic_cast<runtime::Mailbox*>(&runtime.service(shard));
+  return mailbox != nullptr && runtime.shard(shard).post({mailbox, value, nullptr});
+}
 
 // Polls `predicate` every 5 ms until it holds or `limit` passes.
 template <class Predicate>

@@ -22,8 +22,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr uint32_t kStart = kServiceMessageBase + 1;
-
 class EchoPlain final : public net::PlainHandler {
  public:
   void on_established(net::TlsServer&, Shard&, ConnId, const std::string& peer) override {
@@ -43,15 +41,15 @@ std::vector<std::byte> message_for(uint64_t number) {
 }
 
 // Client side, TLS inline on its shard: handshake, send a message, expect it back.
-class TlsClients final : public Service {
+class TlsClients final : public Service, public Mailbox {
  public:
   enum class Mode { once, silent, stream };  // stream: echo again and again until `stop_streaming`
 
   TlsClients(PeerAddress target, std::shared_ptr<const tls::Context> context, Mode mode)
       : target_(target), context_(std::move(context)), mode_(mode), states_(4'096) {}
 
-  void on_message(Shard& shard, const Message& message) override {
-    for (uint64_t i = 0; i < message.value; ++i) CHECK(shard.connect(target_, i));
+  void on_message(Shard& shard, uint64_t connections, void*) override {
+    for (uint64_t i = 0; i < connections; ++i) CHECK(shard.connect(target_, i));
   }
   void on_open(Shard& shard, ConnId id, uint64_t number) override {
     State& state = states_[id.index];
@@ -177,7 +175,7 @@ struct Clients {
       return service;
     }, why));
   }
-  void connect(uint64_t count) { REQUIRE(runtime.shard(0).post({kStart, 0, count, nullptr})); }
+  void connect(uint64_t count) { REQUIRE(gatehouse::testing::tell(runtime, 0, count)); }
   TlsClients* clients = nullptr;
   Runtime runtime;
 };

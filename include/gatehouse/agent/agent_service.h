@@ -18,8 +18,6 @@
 
 namespace gatehouse::agent {
 
-inline constexpr uint32_t kQueueChanged = runtime::kServiceMessageBase + 0x200;
-
 struct AgentOptions {
   std::vector<config::Peer> gateways;  // ordered failover list
   std::shared_ptr<net::AddressBook> addresses;  // the gateways' addresses, resolved off the shard
@@ -36,10 +34,17 @@ struct AgentCounters {
   std::atomic<bool> connected{false};
 };
 
-class AgentService final : public runtime::Service, private net::ChildSession::Handler {
+class AgentService final : public runtime::Service,
+                           public runtime::Mailbox,
+                           private runtime::TimerHandler,
+                           private net::ChildSession::Handler {
  public:
   AgentService(const AgentOptions& options, DiskQueue& queue, AgentCounters& counters);
   ~AgentService() override;
+
+  // The queue has new events (value 0), or start (value kStart).
+  static constexpr uint64_t kStart = 1;
+  void on_message(runtime::Shard& shard, uint64_t value, void* pointer) override;
 
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;
   void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override;
@@ -47,12 +52,10 @@ class AgentService final : public runtime::Service, private net::ChildSession::H
   void on_connect_failed(runtime::Shard& shard, uint64_t context, int error) override;
   void on_send_space(runtime::Shard& shard, runtime::ConnId id) override;
   void on_deadline(runtime::Shard& shard, runtime::ConnId id) override;
-  void on_timer(runtime::Shard& shard, uint32_t timer) override;
-  void on_message(runtime::Shard& shard, const runtime::Message& message) override;
   void on_stop(runtime::Shard& shard) override;
 
  private:
-  enum Timer : uint32_t { kReconnect = 0, kHeartbeat = 1 };
+  void on_timer(runtime::Shard& shard, runtime::Timer& timer) override;
 
   void on_welcome(const proto::HelloOk& hello_ok) override;
   void on_frame(const proto::Frame& frame) override;
@@ -78,6 +81,8 @@ class AgentService final : public runtime::Service, private net::ChildSession::H
   uint16_t heartbeat_interval_s_ = 60;
   std::vector<std::byte> unsent_;  // ciphertext the send queue had no room for
   bool stopping_ = false;
+  runtime::Timer reconnect_{*this};
+  runtime::Timer heartbeat_{*this};
 };
 
 }  // namespace gatehouse::agent

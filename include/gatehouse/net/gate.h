@@ -41,7 +41,6 @@ class SessionHandler {
   virtual void on_frame(Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) = 0;
   // Only for sessions that were authenticated.
   virtual void on_closed(Gate& gate, runtime::Shard& shard, runtime::ConnId id) = 0;
-  virtual void on_message(Gate&, runtime::Shard&, const runtime::Message&) {}
   virtual void on_send_space(Gate&, runtime::Shard&, runtime::ConnId) {}
   virtual void on_stop(Gate&, runtime::Shard&) {}
   virtual void on_turn_end(Gate&, runtime::Shard&) {}
@@ -55,7 +54,7 @@ struct GateOptions {
 };
 
 // One per shard, beside its TlsServer (attach() before the shard starts).
-class Gate final : public PlainHandler {
+class Gate final : public PlainHandler, private runtime::Mailbox {
  public:
   // `kerberos` may hold nullptr (no [kerberos]): Kerberos agents are refused.
   Gate(const std::atomic<std::shared_ptr<const krb::AcceptorCredential>>& kerberos, runtime::WorkerPool& pool,
@@ -80,7 +79,6 @@ class Gate final : public PlainHandler {
   void on_established(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id, const std::string& peer_identity) override;
   void on_plaintext(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override;
   void on_closed(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id) override;
-  void on_message(TlsServer& tls, runtime::Shard& shard, const runtime::Message& message) override;
   void on_deadline(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id) override;
   void on_send_space(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id) override;
   void on_stop(TlsServer& tls, runtime::Shard& shard) override;
@@ -104,6 +102,7 @@ class Gate final : public PlainHandler {
   void on_hello(runtime::Shard& shard, Connection& connection, const proto::Hello& hello);
   void on_auth(runtime::Shard& shard, Connection& connection, const proto::Auth& auth);
   void finish_accept(runtime::Shard& shard, AcceptJob* job);
+  void on_message(runtime::Shard& shard, uint64_t value, void* job) override;  // an accept step is back
   void authenticated(runtime::Shard& shard, Connection& connection);
 
   const std::atomic<std::shared_ptr<const krb::AcceptorCredential>>& kerberos_;

@@ -28,8 +28,6 @@ class PlainHandler {
   virtual void on_plaintext(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id,
                             std::span<const std::byte> bytes) = 0;
   virtual void on_closed(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id) = 0;
-  // Messages the TLS layer does not own (the handler's own pool work).
-  virtual void on_message(TlsServer&, runtime::Shard&, const runtime::Message&) {}
   // A deadline the handler set on an established session.
   virtual void on_deadline(TlsServer&, runtime::Shard&, runtime::ConnId) {}
   virtual void on_send_space(TlsServer&, runtime::Shard&, runtime::ConnId) {}
@@ -46,7 +44,7 @@ struct TlsServerLimits {
 };
 
 // One per shard; the context and the pool are shared by all shards.
-class TlsServer final : public runtime::Service {
+class TlsServer final : public runtime::Service, private runtime::Mailbox {
  public:
   TlsServer(const tls::ReloadableContext& context, runtime::WorkerPool& pool, PlainHandler& handler,
             uint32_t connections_max, TlsServerLimits limits);
@@ -66,7 +64,6 @@ class TlsServer final : public runtime::Service {
   void on_close(runtime::Shard& shard, runtime::ConnId id, int error) override;
   void on_connect_failed(runtime::Shard&, uint64_t, int) override {}
   void on_deadline(runtime::Shard& shard, runtime::ConnId id) override;
-  void on_message(runtime::Shard& shard, const runtime::Message& message) override;
   void on_stop(runtime::Shard& shard) override;
   void on_send_space(runtime::Shard& shard, runtime::ConnId id) override;
   void on_turn_end(runtime::Shard& shard) override;
@@ -100,6 +97,7 @@ class TlsServer final : public runtime::Service {
   bool read_proxy_header(runtime::Shard& shard, Connection& connection);
 
   void submit_step(runtime::Shard& shard, Connection& connection);
+  void on_message(runtime::Shard& shard, uint64_t value, void* step) override;  // a step is back
   void finish_step(runtime::Shard& shard, Step* step);
   void open_records(runtime::Shard& shard, Connection& connection, std::span<const std::byte> ciphertext);
   bool flush_ciphertext(runtime::Shard& shard, Connection& connection);

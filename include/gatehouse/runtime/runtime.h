@@ -32,6 +32,7 @@ class Runtime {
 
   uint32_t shard_count() const { return shard_count_; }
   Shard& shard(uint32_t index) { return *shards_[index]; }
+  Service& service(uint32_t index) { return *services_[index]; }
   uint64_t total(Stat stat) const;
 
  private:
@@ -40,7 +41,6 @@ class Runtime {
   std::vector<std::vector<Listener>> listeners_;  // per shard
   std::vector<std::unique_ptr<Service>> services_;
   std::vector<std::unique_ptr<Shard>> shards_;
-  std::vector<Shard*> peers_;
   std::vector<std::thread> threads_;
 };
 

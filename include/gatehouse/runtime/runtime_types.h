@@ -18,7 +18,9 @@ struct RuntimeLimits {
   uint32_t recv_buffer_size_bytes = 16'384;      // fewer completions and split frames than 4 KiB
   uint32_t send_queue_max_bytes = 64 * 1024;     // per connection; send() refuses beyond
   uint32_t send_buffer_max_bytes_per_shard = 64u << 20;  // all send queues of a shard
-  uint32_t inbox_capacity = 4'096;               // cross-shard messages per shard (power of two)
+  // Cross-shard messages waiting per shard, beyond one per connection (every
+  // connection may have one auth step out); rounded up to a power of two.
+  uint32_t inbox_capacity = 4'096;
   uint32_t accepts_in_flight = 32;               // per listener per shard
   uint32_t connects_in_flight_max = 4'096;       // per shard
   uint32_t timer_tick_ms = 10;
@@ -48,16 +50,26 @@ struct PeerAddress {
   std::string to_string() const;  // "127.0.0.1:40112", "[::1]:40112"
 };
 
-// A cross-shard message. `kind` values below kServiceMessageBase are the
-// runtime's own; the rest go to Service::on_message. Ownership of `pointer`
-// passes with the message.
+class Shard;
+
+// Who a cross-shard message is for. The message carries its receiver, so no
+// kind numbers are shared between modules and no layer sees, broadcasts or
+// forwards messages that are not its own. It runs on the receiving shard's
+// thread and must outlive every message posted to it.
+class Mailbox {
+ public:
+  virtual void on_message(Shard& shard, uint64_t value, void* pointer) = 0;
+
+ protected:
+  ~Mailbox() = default;
+};
+
+// Ownership of `pointer` passes with the message.
 struct Message {
-  uint32_t kind = 0;
-  uint32_t from_shard = 0;
+  Mailbox* to = nullptr;
   uint64_t value = 0;
   void* pointer = nullptr;
 };
-inline constexpr uint32_t kServiceMessageBase = 1'000;
 
 
 }  // namespace gatehouse::runtime

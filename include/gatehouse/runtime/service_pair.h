@@ -1,7 +1,7 @@
 // Two services on one shard: connections accepted on the shard's listeners go
 // to `accepted`, connections the shard opens with connect() go to `connected`
-// (a gateway: agents on one side, uplinks on the other). Messages, timers,
-// turn ends and stop go to both; each ignores what is not its own.
+// (a gateway: agents on one side, uplinks on the other). Turn ends and stop
+// go to both. Messages and timers carry their receiver and never pass here.
 #pragma once
 
 #include <memory>
@@ -41,14 +41,6 @@ class ServicePair final : public Service {
   }
   void on_deadline(Shard& shard, ConnId id) override {
     if (Service* owner = owners_[id.index]) owner->on_deadline(shard, id);
-  }
-  void on_timer(Shard& shard, uint32_t timer) override {
-    accepted_->on_timer(shard, timer);
-    connected_->on_timer(shard, timer);
-  }
-  void on_message(Shard& shard, const Message& message) override {
-    accepted_->on_message(shard, message);
-    connected_->on_message(shard, message);
   }
   void on_turn_end(Shard& shard) override {
     accepted_->on_turn_end(shard);

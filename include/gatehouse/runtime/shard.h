@@ -17,6 +17,28 @@
 namespace gatehouse::runtime {
 
 class Shard;
+struct Timer;
+
+// The owner of a Timer: on_timer runs on the timer's shard when it fires.
+class TimerHandler {
+ public:
+  virtual void on_timer(Shard& shard, Timer& timer) = 0;
+
+ protected:
+  ~TimerHandler() = default;
+};
+
+// A timer not tied to a connection (reconnect backoff, heartbeats), owned by
+// the component that arms it: no shared id space. Not moved while armed.
+struct Timer {
+  explicit Timer(TimerHandler& owner) : handler(&owner) {}
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  bool armed() const { return node.armed(); }
+
+  TimerNode node;
+  TimerHandler* handler;
+};
 
 // What runs on a shard's connections; one instance per shard, called only on
 // that shard's thread.
@@ -35,9 +57,6 @@ class Service {
   // send() was refused earlier and there is room again.
   virtual void on_send_space(Shard&, ConnId) {}
   virtual void on_deadline(Shard&, ConnId) {}
-  // A timer set with Shard::set_timer fired.
-  virtual void on_timer(Shard&, uint32_t) {}
-  virtual void on_message(Shard&, const Message&) {}
   // Once per loop turn, after every completion of the turn: a service that
   // batches work across connections (group commit, uplink writes) sends it here.
   virtual void on_turn_end(Shard&) {}
@@ -74,8 +93,7 @@ struct Listener {  // a listening socket of one shard (SO_REUSEPORT group member
 
 class Shard {
  public:
-  Shard(uint32_t index, const RuntimeLimits& limits, Service& service, std::vector<Listener> listeners,
-        std::vector<Shard*>* peers);
+  Shard(uint32_t index, const RuntimeLimits& limits, Service& service, std::vector<Listener> listeners);
   ~Shard();
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
@@ -84,8 +102,13 @@ class Shard {
   bool init(std::string& why);
   void run();
 
-  // Any thread.
+  // Any thread. post() fails when the inbox is full. Work handed to another
+  // thread whose answer must come back reserves its inbox slot first
+  // (reserve_post(), false when full), and post_reserved() then never fails.
   bool post(const Message& message);
+  bool reserve_post();
+  void post_reserved(const Message& message);
+  void cancel_reservation();  // a reserved slot that will not be used
   void request_stop();
   uint64_t stat(Stat stat) const { return stats_[static_cast<size_t>(stat)].load(std::memory_order_relaxed); }
 
@@ -100,15 +123,11 @@ class Shard {
   void resume_reading(ConnId id);
   void set_deadline(ConnId id, uint32_t timeout_ms);
   void clear_deadline(ConnId id);
-  // Timers not tied to a connection (reconnect backoff, heartbeats): timer
-  // 0..kServiceTimersMax-1, each armed at most once; on_timer when it fires.
-  static constexpr uint32_t kServiceTimersMax = 16;
-  void set_timer(uint32_t timer, uint32_t delay_ms);
-  void cancel_timer(uint32_t timer);
+  // (Re)arms the timer: its handler's on_timer runs once after delay_ms.
+  void set_timer(Timer& timer, uint32_t delay_ms);
+  void cancel_timer(Timer& timer);
   bool alive(ConnId id) const;
   const PeerAddress& peer(ConnId id) const;
-  bool post_to(uint32_t shard, const Message& message);
-  uint32_t shard_count() const { return static_cast<uint32_t>(peers_->size()); }
   uint64_t now_ms() const { return now_ms_; }
   bool stopping() const { return stopping_; }
   const char* ring_mode() const { return ring_.mode(); }
@@ -131,6 +150,8 @@ class Shard {
   enum class Op : uint8_t { accept = 1, recv, send, shutdown, cancel, close, socket, connect, wake };
 
   static uint64_t user_data(Op op, uint32_t generation, uint32_t index);
+  static uint32_t inbox_slots_for(const RuntimeLimits& limits);
+  void wake();
 
   Connection* live(ConnId id);
   const Connection* live(ConnId id) const;
@@ -172,14 +193,15 @@ class Shard {
   const RuntimeLimits limits_;
   Service& service_;
   std::vector<Listener> listeners_;
-  std::vector<Shard*>* peers_;
 
   Ring ring_;
   BufferRing buffers_;
   TimerWheel wheel_;
-  static constexpr uint64_t kServiceTimerOwner = uint64_t{1} << 63;  // marks a service timer's owner
-  std::array<TimerNode, kServiceTimersMax> service_timers_{};
+  static constexpr uint64_t kTimerOwnerTag = uint64_t{1} << 63;  // owner = tag | Timer*; else a slot
   MpscQueue<Message> inbox_;
+  const uint32_t inbox_slots_;             // the queue's capacity
+  std::atomic<uint32_t> inbox_reserved_{0};  // slots promised to posts not yet drained
+  std::atomic<bool> stop_requested_{false};
   int wake_fd_ = -1;
   uint64_t wake_value_ = 0;
   std::atomic<bool> wake_pending_{false};

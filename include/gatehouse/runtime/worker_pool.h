@@ -12,11 +12,17 @@
 #include <thread>
 #include <vector>
 
+#include "gatehouse/runtime/runtime_types.h"
+
 namespace gatehouse::runtime {
 
 struct Job {
   void (*run)(void* argument) = nullptr;
   void* argument = nullptr;
+  // Where `argument` goes once run: a message on the shard that handed the
+  // job off (its inbox slot reserved at hand-off). nullptr: nowhere.
+  Shard* answer_shard = nullptr;
+  Mailbox* answer_to = nullptr;
 };
 
 enum class JobClass : uint8_t { fresh, continuation };
@@ -41,5 +47,12 @@ class WorkerPool {
   bool stopping_ = false;
   std::vector<std::thread> threads_;
 };
+
+// From a shard: runs run(argument) on the pool, then hands `argument` back
+// to `answer_to` on this shard as a message. The shard's inbox slot for the
+// answer is reserved here, so the worker never waits for room. False (nothing
+// submitted) when the pool's queue or the shard's inbox is full.
+bool hand_off(WorkerPool& pool, JobClass job_class, Shard& shard, Mailbox& answer_to, void (*run)(void* argument),
+              void* argument);
 
 }  // namespace gatehouse::runtime

@@ -15,8 +15,6 @@
 
 namespace gatehouse::server {
 
-inline constexpr uint32_t kStoreDone = runtime::kServiceMessageBase + 0x100;
-
 struct ServerLimits {
   uint32_t channel_window_bytes = 256 * 1024;  // DATA bytes an agent may have unacknowledged
   uint32_t channels_per_uplink_max = 65'536;   // agents one gateway link may carry
@@ -32,15 +30,19 @@ struct ServerContext {
   ServerLimits limits;
 };
 
-class ServerSessions final : public net::SessionHandler {
+class ServerSessions final : public net::SessionHandler, private runtime::Mailbox {
  public:
   ServerSessions(ServerContext& context, uint32_t connections_max);
   ~ServerSessions() override;
+  void attach(net::Gate& gate) { gate_ = &gate; }
+
+  // The store's delivery (on its writer thread): each batch back to the
+  // shard's sessions that submitted it.
+  static void deliver(store::Batch* batch);
 
   void on_authenticated(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override;
   void on_frame(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override;
   void on_closed(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id) override;
-  void on_message(net::Gate& gate, runtime::Shard& shard, const runtime::Message& message) override;
   void on_turn_end(net::Gate& gate, runtime::Shard& shard) override;
   bool idle() const override { return batches_out_ == 0 && batch_->entries.empty(); }
 
@@ -60,10 +62,11 @@ class ServerSessions final : public net::SessionHandler {
   bool agent_approved(const std::string& agent) const;
   void on_open(net::Gate& gate, runtime::Shard& shard, Link& link, uint32_t channel, const proto::Open& open);
   void on_data(net::Gate& gate, runtime::Shard& shard, Link& link, uint32_t channel, const proto::Data& data);
-  void finish_batch(net::Gate& gate, runtime::Shard& shard, store::Batch* batch);
+  void on_message(runtime::Shard& shard, uint64_t value, void* batch) override;  // a batch is durable
   std::string approval_hint(const std::string& agent) const;
 
   ServerContext& context_;
+  net::Gate* gate_ = nullptr;
   std::vector<Link> links_;               // by connection slot
   std::unique_ptr<store::Batch> batch_;   // this turn's DATA
   uint32_t batches_out_ = 0;              // in the store

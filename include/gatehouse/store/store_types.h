@@ -7,6 +7,11 @@
 #include <string>
 #include <vector>
 
+namespace gatehouse::runtime {
+class Shard;
+class Mailbox;
+}  // namespace gatehouse::runtime
+
 namespace gatehouse::store {
 
 struct StoreLimits {
@@ -30,7 +35,10 @@ struct Batch {
     uint32_t payload_size_bytes = 0;
     uint64_t durable_seq = 0;    // filled by the writer: the agent's durable seq after the commit
   };
-  uint32_t shard = 0;
+  // Where the batch goes back once durable: a message to `reply_to` on
+  // `reply_shard`, whose inbox slot was reserved before the batch was submitted.
+  runtime::Shard* reply_shard = nullptr;
+  runtime::Mailbox* reply_to = nullptr;
   std::vector<Entry> entries;
   std::vector<std::byte> payloads;
 };

@@ -18,7 +18,6 @@
 namespace gatehouse::uplink {
 
 inline constexpr uint32_t kUplinksMax = 8;  // per shard; each has a reconnect timer
-inline constexpr uint32_t kUplinkStart = runtime::kServiceMessageBase + 0x300;
 
 struct UplinkOptions {
   std::vector<config::Peer> parents;      // ordered failover list
@@ -41,10 +40,13 @@ class UplinkEvents {
   virtual void on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) = 0;
 };
 
-class UplinkPool final : public runtime::Service {
+class UplinkPool final : public runtime::Service, public runtime::Mailbox {
  public:
   UplinkPool(const UplinkOptions& options, UplinkEvents& events);
   ~UplinkPool() override;
+
+  // Post a message to the pool (any value) on its shard to start connecting.
+  void on_message(runtime::Shard& shard, uint64_t value, void* pointer) override;
 
   // A welcomed, uncongested uplink (round robin), else a welcomed one, else -1.
   int pick();
@@ -62,8 +64,6 @@ class UplinkPool final : public runtime::Service {
   void on_connect_failed(runtime::Shard& shard, uint64_t context, int error) override;
   void on_send_space(runtime::Shard& shard, runtime::ConnId id) override;
   void on_deadline(runtime::Shard& shard, runtime::ConnId id) override;
-  void on_timer(runtime::Shard& shard, uint32_t timer) override;
-  void on_message(runtime::Shard& shard, const runtime::Message& message) override;
   void on_turn_end(runtime::Shard& shard) override;
   void on_stop(runtime::Shard& shard) override;
 
