@@ -20,7 +20,7 @@
 #include "gatehouse/config/config.h"
 #include "gatehouse/proto/codec.h"
 #include "gatehouse/runtime/runtime.h"
-#include "gatehouse/tls/session.h"
+#include "tls/session.h"
 
 using namespace gatehouse;
 

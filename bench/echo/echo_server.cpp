@@ -24,6 +24,7 @@
 #include "gatehouse/net/tls_server.h"
 #include "gatehouse/proto/codec.h"
 #include "gatehouse/runtime/runtime.h"
+#include "tls/session.h"
 
 using namespace gatehouse;
 

@@ -31,7 +31,9 @@
 #include "gatehouse/net/ciphertext.h"
 #include "gatehouse/net/failover.h"
 #include "gatehouse/runtime/runtime.h"
-#include "gatehouse/tls/pki.h"
+#include "tls/session.h"
+#include "krb/gss.h"
+#include "tls/pki.h"
 #include "histogram.h"
 
 using namespace gatehouse;

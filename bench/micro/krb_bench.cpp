@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <vector>
 
-#include "gatehouse/krb/gss.h"
+#include "krb/gss.h"
 
 using namespace gatehouse::krb;
 

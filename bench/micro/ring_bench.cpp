@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "gatehouse/runtime/ring.h"
+#include "runtime/ring.h"
 
 using namespace gatehouse::runtime;
 

@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "gatehouse/tls/pki.h"
-#include "gatehouse/tls/session.h"
+#include "tls/pki.h"
+#include "tls/session.h"
 
 using namespace gatehouse::tls;
 

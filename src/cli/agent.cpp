@@ -16,6 +16,8 @@
 #include "gatehouse/cli/args.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/runtime/runtime.h"
+#include "krb/gss.h"
+#include "tls/session.h"
 #include "commands.h"
 #include "role_start.h"
 

@@ -5,7 +5,7 @@
 
 #include "gatehouse/cli/args.h"
 #include "commands.h"
-#include "gatehouse/tls/pki.h"
+#include "tls/pki.h"
 #include "gatehouse/tls/ticket_keys.h"
 
 namespace gatehouse::cli {

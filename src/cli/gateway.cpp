@@ -3,6 +3,7 @@
 #include "gatehouse/cli/args.h"
 #include "gatehouse/gateway/gateway_sessions.h"
 #include "gatehouse/log/log.h"
+#include "tls/session.h"
 #include "commands.h"
 #include "role_start.h"
 

@@ -10,7 +10,7 @@
 
 #include "gatehouse/cli/args.h"
 #include "gatehouse/config/config.h"
-#include "gatehouse/krb/gss.h"
+#include "krb/gss.h"
 #include "gatehouse/net/gate.h"
 #include "gatehouse/runtime/runtime.h"
 #include "gatehouse/runtime/worker_pool.h"

@@ -1,4 +1,4 @@
-#include "gatehouse/krb/gss.h"
+#include "krb/gss.h"
 
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>

@@ -2,16 +2,22 @@
 
 #include <vector>
 
+#include "krb/gss.h"
+#include "tls/session.h"
+
 namespace gatehouse::net {
 
 ChildSession::ChildSession(const ChildOptions& options, proto::SpillPool& spill_pool)
-    : options_(options), tls_(options.tls, options.parent_name), decoder_(&spill_pool) {
-  if (options.certificate != nullptr) tls_.use_identity(options.certificate, options.key);
+    : options_(options), tls_(std::make_unique<tls::Session>(options.tls, options.parent_name)), decoder_(&spill_pool) {
+  if (options.certificate != nullptr) tls_->use_identity(options.certificate, options.key);
 }
 
 ChildSession::~ChildSession() = default;
 
-void ChildSession::start() { tls_.handshake(); }
+size_t ChildSession::pending_ciphertext_bytes() const { return tls_->pending_ciphertext_bytes(); }
+size_t ChildSession::pull_ciphertext(std::span<std::byte> out) { return tls_->pull_ciphertext(out); }
+
+void ChildSession::start() { tls_->handshake(); }
 
 void ChildSession::fail(Handler& handler, proto::Reason reason, log::EventId event, std::string why) {
   if (stage_ == Stage::failed) return;
@@ -21,11 +27,11 @@ void ChildSession::fail(Handler& handler, proto::Reason reason, log::EventId eve
 
 void ChildSession::receive(std::span<const std::byte> ciphertext, Handler& handler) {
   if (stage_ == Stage::failed) return;
-  tls_.push_ciphertext(ciphertext);
+  tls_->push_ciphertext(ciphertext);
   if (stage_ == Stage::tls) {
-    const tls::HandshakeState state = tls_.handshake();
+    const tls::HandshakeState state = tls_->handshake();
     if (state == tls::HandshakeState::failed) {
-      fail(handler, proto::Reason::auth_failed, log::EventId::mutual_auth_failed, tls_.failure());
+      fail(handler, proto::Reason::auth_failed, log::EventId::mutual_auth_failed, tls_->failure());
       return;
     }
     if (state == tls::HandshakeState::in_progress) return;
@@ -34,10 +40,10 @@ void ChildSession::receive(std::span<const std::byte> ciphertext, Handler& handl
   }
   std::array<std::byte, 16 * 1024> plaintext{};
   for (;;) {
-    const int64_t n = tls_.read(plaintext);
+    const int64_t n = tls_->read(plaintext);
     if (n == 0) return;
     if (n < 0) {
-      fail(handler, proto::Reason::normal, log::EventId::parent_connect_failed, tls_.failure());
+      fail(handler, proto::Reason::normal, log::EventId::parent_connect_failed, tls_->failure());
       return;
     }
     on_plaintext(std::span(plaintext).first(static_cast<size_t>(n)), handler);
@@ -52,7 +58,7 @@ void ChildSession::on_established(Handler& handler) {
   send(proto::Frame{0, hello});
   if (options_.auth != proto::AuthMethod::kerberos) return;
   krb::ChannelBinding binding{};
-  if (!tls_.channel_binding(binding)) {
+  if (!tls_->channel_binding(binding)) {
     fail(handler, proto::Reason::internal_error, log::EventId::mutual_auth_failed, "no TLS channel binding");
     return;
   }
@@ -129,9 +135,9 @@ bool ChildSession::send(const proto::Frame& frame) {
   thread_local std::vector<std::byte> frame_buffer(proto::kFrameMaxBytes);
   const proto::EncodeResult encoded = proto::encode(frame, frame_buffer);
   if (encoded.error != proto::ProtoError::none) return false;
-  return tls_.write(std::span(frame_buffer).first(encoded.size_bytes));
+  return tls_->write(std::span(frame_buffer).first(encoded.size_bytes));
 }
 
-bool ChildSession::send_encoded(std::span<const std::byte> frames) { return tls_.write(frames); }
+bool ChildSession::send_encoded(std::span<const std::byte> frames) { return tls_->write(frames); }
 
 }  // namespace gatehouse::net

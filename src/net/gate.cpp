@@ -5,6 +5,8 @@
 
 #include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
+#include "krb/gss.h"
+#include "tls/session.h"
 
 namespace gatehouse::net {
 namespace {

@@ -2,6 +2,7 @@
 
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/ciphertext.h"
+#include "tls/session.h"
 
 namespace gatehouse::net {
 namespace {

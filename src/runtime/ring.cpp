@@ -1,4 +1,4 @@
-#include "gatehouse/runtime/ring.h"
+#include "runtime/ring.h"
 
 #include <sys/mman.h>
 #include <sys/resource.h>

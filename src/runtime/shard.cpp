@@ -22,6 +22,7 @@
 
 #include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
+#include "runtime/ring.h"
 
 namespace gatehouse::runtime {
 namespace {
@@ -113,6 +114,8 @@ Shard::Shard(uint32_t index, const RuntimeLimits& limits, Service& service, std:
       limits_(limits),
       service_(service),
       listeners_(std::move(listeners)),
+      ring_(std::make_unique<Ring>()),
+      buffers_(std::make_unique<BufferRing>()),
       wheel_(limits.timer_tick_ms, clock_ms()),
       inbox_(inbox_slots_for(limits)),
       inbox_slots_(inbox_slots_for(limits)),
@@ -152,6 +155,8 @@ Shard::~Shard() {
 uint32_t Shard::inbox_slots_for(const RuntimeLimits& limits) {
   return std::bit_ceil(std::max<uint32_t>(2, limits.connections_per_shard + limits.inbox_capacity));
 }
+
+const char* Shard::ring_mode() const { return ring_->mode(); }
 
 uint64_t Shard::user_data(Op op, uint32_t generation, uint32_t index) {
   return (uint64_t{static_cast<uint8_t>(op)} << 56) | (uint64_t{generation & kGenerationMask} << 32) | index;
@@ -193,8 +198,8 @@ const PeerAddress& Shard::peer(ConnId id) const {
 
 bool Shard::init(std::string& why) {
   const uint32_t cq_entries = std::min<uint32_t>(65'536, std::max<uint32_t>(8'192, 2 * limits_.connections_per_shard));
-  if (!ring_.init(4'096, cq_entries, limits_.connections_per_shard, why)) return false;
-  if (!buffers_.init(ring_.get(), 0, limits_.recv_buffers_per_shard, limits_.recv_buffer_size_bytes, why)) return false;
+  if (!ring_->init(4'096, cq_entries, limits_.connections_per_shard, why)) return false;
+  if (!buffers_->init(ring_->get(), 0, limits_.recv_buffers_per_shard, limits_.recv_buffer_size_bytes, why)) return false;
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) {
     why = std::string("eventfd: ") + std::strerror(errno);
@@ -205,7 +210,7 @@ bool Shard::init(std::string& why) {
   for (uint32_t l = 0; l < listeners_.size(); ++l) {
     for (uint32_t s = 0; s < limits_.accepts_in_flight; ++s) arm_accept(l, s);
   }
-  io_uring_submit(ring_.get());
+  io_uring_submit(ring_->get());
   return true;
 }
 
@@ -215,7 +220,7 @@ void Shard::arm_accept(uint32_t listener, uint32_t slot) {
   const uint32_t tag = listener * limits_.accepts_in_flight + slot;
   AcceptSlot& accept = accept_slots_[tag];
   accept.size_bytes = sizeof accept.address;
-  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_sqe* sqe = ring_->sqe();
   // liburing 2.3 stores file_index + 1, so "allocate a slot" is ALLOC - 1
   // (as its own multishot_accept_direct does); ALLOC itself would mean "no
   // direct descriptor" and hand back a process fd.
@@ -228,23 +233,23 @@ void Shard::arm_accept(uint32_t listener, uint32_t slot) {
 void Shard::arm_recv(uint32_t index) {
   Connection& c = connections_[index];
   GH_INVARIANT(!c.recv_armed && c.state == ConnState::open);
-  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_sqe* sqe = ring_->sqe();
   io_uring_prep_recv_multishot(sqe, static_cast<int>(index), nullptr, 0, 0);
   sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-  sqe->buf_group = buffers_.group_id();
+  sqe->buf_group = buffers_->group_id();
   io_uring_sqe_set_data64(sqe, user_data(Op::recv, c.generation, index));
   c.recv_armed = true;
   ++c.ops_in_flight;
 }
 
 void Shard::arm_wake() {
-  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_sqe* sqe = ring_->sqe();
   io_uring_prep_read(sqe, wake_fd_, &wake_value_, sizeof wake_value_, 0);
   io_uring_sqe_set_data64(sqe, user_data(Op::wake, 0, 0));
 }
 
 void Shard::submit_cancel(uint64_t target, uint32_t index) {
-  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_sqe* sqe = ring_->sqe();
   io_uring_prep_cancel64(sqe, target, 0);
   const uint32_t generation = index == kNoIndex ? 0 : connections_[index].generation;
   io_uring_sqe_set_data64(sqe, user_data(Op::cancel, generation, index));
@@ -255,7 +260,7 @@ void Shard::submit_send(uint32_t index) {
   Connection& c = connections_[index];
   if (c.queued_bytes == 0 || c.send_in_flight) return;
   if (c.state != ConnState::open && c.state != ConnState::draining) return;
-  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_sqe* sqe = ring_->sqe();
   if (c.head->next == nullptr) {
     c.in_flight_bytes = c.head->end - c.head->begin;
     io_uring_prep_send(sqe, static_cast<int>(index), c.head->data + c.head->begin, c.in_flight_bytes, MSG_NOSIGNAL);
@@ -300,7 +305,7 @@ void Shard::begin_close(uint32_t index, int error, bool notify) {
     // a reconnect storm) close at once: a shutdown runs on io_uring's worker
     // threads, and thousands of them queue there.
     if (c.send_in_flight) {
-      io_uring_sqe* sqe = ring_.sqe();
+      io_uring_sqe* sqe = ring_->sqe();
       io_uring_prep_shutdown(sqe, static_cast<int>(index), SHUT_RDWR);
       sqe->flags |= IOSQE_FIXED_FILE;
       io_uring_sqe_set_data64(sqe, user_data(Op::shutdown, c.generation, index));
@@ -316,7 +321,7 @@ void Shard::begin_close(uint32_t index, int error, bool notify) {
 void Shard::maybe_finish_close(uint32_t index) {
   Connection& c = connections_[index];
   if (c.state != ConnState::closing || c.ops_in_flight != 0 || c.close_submitted) return;
-  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_sqe* sqe = ring_->sqe();
   io_uring_prep_close_direct(sqe, index);
   io_uring_sqe_set_data64(sqe, user_data(Op::close, c.generation, index));
   c.close_submitted = true;
@@ -340,7 +345,7 @@ bool Shard::connect(const PeerAddress& address, uint64_t context) {
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   connects_[pending] = {address, context, fd, fd};
-  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_sqe* sqe = ring_->sqe();
   io_uring_prep_files_update(sqe, &connects_[pending].slot, 1, IORING_FILE_INDEX_ALLOC);
   io_uring_sqe_set_data64(sqe, user_data(Op::socket, 0, pending));
   return true;
@@ -547,9 +552,9 @@ void Shard::on_recv(uint32_t index, int result, uint32_t flags) {
     const auto buffer_id = static_cast<uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
     bump(Stat::recv_bytes_total, static_cast<uint64_t>(result));
     if (c.state == ConnState::open) {
-      service_.on_data(*this, id_of(index), {buffers_.buffer(buffer_id), static_cast<size_t>(result)});
+      service_.on_data(*this, id_of(index), {buffers_->buffer(buffer_id), static_cast<size_t>(result)});
     }
-    buffers_.give_back(buffer_id);
+    buffers_->give_back(buffer_id);
   } else if (result == 0) {
     begin_close(index, 0);  // orderly EOF
   } else if (result == -ENOBUFS) {
@@ -608,7 +613,7 @@ void Shard::on_socket(uint32_t pending, int result) {
   c.context = request.context;
   c.peer = request.address;
   ++connections_busy_;
-  io_uring_sqe* sqe = ring_.sqe();
+  io_uring_sqe* sqe = ring_->sqe();
   io_uring_prep_connect(sqe, static_cast<int>(index), reinterpret_cast<const sockaddr*>(&c.peer.storage),
                         c.peer.size_bytes);
   sqe->flags |= IOSQE_FIXED_FILE;
@@ -748,7 +753,7 @@ void Shard::begin_stop() {
   stopping_ = true;
   stop_deadline_ms_ = now_ms_ + limits_.shutdown_timeout_ms;
   for (const Listener& listener : listeners_) {
-    io_uring_sqe* sqe = ring_.sqe();
+    io_uring_sqe* sqe = ring_->sqe();
     io_uring_prep_cancel_fd(sqe, listener.fd, IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(sqe, user_data(Op::cancel, 0, kNoIndex));
   }
@@ -769,7 +774,7 @@ bool Shard::finished() {
 }
 
 void Shard::run() {
-  io_uring* ring = ring_.get();
+  io_uring* ring = ring_->get();
   __kernel_timespec tick{0, static_cast<long long>(limits_.timer_tick_ms) * 1'000'000};
   while (!finished()) {
     flush_sends();
@@ -783,7 +788,7 @@ void Shard::run() {
       if (++count == kCqesPerTurnMax) break;  // the rest next turn, after this turn's sends go out
     }
     io_uring_cq_advance(ring, count);
-    buffers_.publish();
+    buffers_->publish();
     now_ms_ = clock_ms();
     drain_inbox();
     wheel_.advance(now_ms_, [this](uint64_t owner) {

@@ -2,7 +2,7 @@
 
 #include <fstream>
 
-#include "gatehouse/tls/boringssl.h"
+#include "tls/boringssl.h"
 #include <openssl/crypto.h>
 
 namespace gatehouse::tls {

@@ -1,4 +1,4 @@
-#include "gatehouse/tls/pki.h"
+#include "tls/pki.h"
 
 #include "x509_text.h"
 
@@ -11,7 +11,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "gatehouse/tls/boringssl.h"
+#include "tls/boringssl.h"
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/ec_key.h>

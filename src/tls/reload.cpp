@@ -9,6 +9,7 @@
 #include <climits>
 
 #include "gatehouse/log/log.h"
+#include "tls/session.h"
 
 namespace gatehouse::tls {
 

@@ -1,4 +1,4 @@
-#include "gatehouse/tls/session.h"
+#include "tls/session.h"
 
 #include <openssl/err.h>
 #include <openssl/hmac.h>

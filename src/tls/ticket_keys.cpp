@@ -7,7 +7,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "gatehouse/tls/boringssl.h"
+#include "tls/boringssl.h"
 #include <openssl/rand.h>
 
 namespace gatehouse::tls {

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "gatehouse/tls/boringssl.h"
+#include "tls/boringssl.h"
 #include <openssl/x509.h>
 
 namespace gatehouse::tls {

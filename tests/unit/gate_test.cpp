@@ -12,6 +12,8 @@
 #include "gatehouse/config/config.h"
 #include "gatehouse/net/gate.h"
 #include "gatehouse/runtime/runtime.h"
+#include "tls/session.h"
+#include "krb/gss.h"
 #include "test_client.h"
 #include "test_kdc.h"
 #include "test_pki.h"

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <string>
 
-#include "gatehouse/krb/gss.h"
+#include "krb/gss.h"
 #include "gatehouse/krb/profile.h"
 #include "test_kdc.h"
 

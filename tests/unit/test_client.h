@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "gatehouse/proto/codec.h"
-#include "gatehouse/tls/session.h"
+#include "tls/session.h"
 
 namespace gatehouse::testing {
 

@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <string>
 
-#include "gatehouse/tls/pki.h"
-#include "gatehouse/tls/session.h"
+#include "tls/pki.h"
+#include "tls/session.h"
 
 namespace gatehouse::tls {
 namespace fs = std::filesystem;

@@ -14,9 +14,9 @@
 #include <filesystem>
 #include <string>
 
-#include "gatehouse/tls/pki.h"
+#include "tls/pki.h"
 #include "gatehouse/tls/reload.h"
-#include "gatehouse/tls/session.h"
+#include "tls/session.h"
 #include "test_pki.h"
 #include "test_support.h"
 

@@ -9,10 +9,17 @@
 #include <memory>
 #include <string>
 
-#include "gatehouse/krb/gss.h"
 #include "gatehouse/log/events.h"
 #include "gatehouse/proto/codec.h"
-#include "gatehouse/tls/session.h"
+#include "gatehouse/tls/tls_types.h"
+
+struct x509_st;     // BoringSSL's X509
+struct evp_pkey_st; // BoringSSL's EVP_PKEY
+
+namespace gatehouse::krb {
+class InitiatorCredential;
+class Initiator;
+}  // namespace gatehouse::krb
 
 namespace gatehouse::net {
 
@@ -25,8 +32,8 @@ struct ChildOptions {
   std::shared_ptr<const krb::InitiatorCredential> kerberos;  // auth = kerberos
   std::string kerberos_service = "gatehouse";
   // auth = cert: this certificate and key instead of the context's (not owned; outlives the session).
-  X509* certificate = nullptr;
-  EVP_PKEY* key = nullptr;
+  x509_st* certificate = nullptr;
+  evp_pkey_st* key = nullptr;
 };
 
 // Why a session ended before or instead of HELLO_OK.
@@ -61,8 +68,8 @@ class ChildSession {
   // Pre-encoded frames (a relay passes them through).
   bool send_encoded(std::span<const std::byte> frames);
 
-  size_t pending_ciphertext_bytes() const { return tls_.pending_ciphertext_bytes(); }
-  size_t pull_ciphertext(std::span<std::byte> out) { return tls_.pull_ciphertext(out); }
+  size_t pending_ciphertext_bytes() const;
+  size_t pull_ciphertext(std::span<std::byte> out);
   bool welcomed() const { return stage_ == Stage::welcomed; }
   bool failed() const { return stage_ == Stage::failed; }
 
@@ -74,7 +81,7 @@ class ChildSession {
   void fail(Handler& handler, proto::Reason reason, log::EventId event, std::string why);
 
   ChildOptions options_;
-  tls::Session tls_;
+  std::unique_ptr<tls::Session> tls_;
   proto::FrameDecoder decoder_;
   std::unique_ptr<krb::Initiator> initiator_;
   Stage stage_ = Stage::tls;

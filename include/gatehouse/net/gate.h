@@ -11,10 +11,14 @@
 #include <string_view>
 #include <vector>
 
-#include "gatehouse/krb/gss.h"
 #include "gatehouse/log/events.h"
 #include "gatehouse/net/tls_server.h"
 #include "gatehouse/proto/codec.h"
+
+namespace gatehouse::krb {
+class AcceptorCredential;
+class Acceptor;
+}  // namespace gatehouse::krb
 
 namespace gatehouse::net {
 

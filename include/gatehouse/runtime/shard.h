@@ -10,12 +10,15 @@
 #include <vector>
 
 #include "gatehouse/runtime/mpsc_queue.h"
-#include "gatehouse/runtime/ring.h"
 #include "gatehouse/runtime/runtime_types.h"
 #include "gatehouse/runtime/timer_wheel.h"
 
+struct io_uring_cqe;
+
 namespace gatehouse::runtime {
 
+class Ring;
+class BufferRing;
 class Shard;
 struct Timer;
 
@@ -130,7 +133,7 @@ class Shard {
   const PeerAddress& peer(ConnId id) const;
   uint64_t now_ms() const { return now_ms_; }
   bool stopping() const { return stopping_; }
-  const char* ring_mode() const { return ring_.mode(); }
+  const char* ring_mode() const;
 
  private:
   struct SendChunk;
@@ -194,8 +197,8 @@ class Shard {
   Service& service_;
   std::vector<Listener> listeners_;
 
-  Ring ring_;
-  BufferRing buffers_;
+  std::unique_ptr<Ring> ring_;  // io_uring stays in src/runtime
+  std::unique_ptr<BufferRing> buffers_;
   TimerWheel wheel_;
   static constexpr uint64_t kTimerOwnerTag = uint64_t{1} << 63;  // owner = tag | Timer*; else a slot
   MpscQueue<Message> inbox_;

@@ -10,13 +10,13 @@
 #include <thread>
 #include <vector>
 
-#include "gatehouse/tls/session.h"
+#include "gatehouse/tls/tls_types.h"
 
 namespace gatehouse::tls {
 
 class ReloadableContext {
  public:
-  explicit ReloadableContext(Context::Options options) : options_(std::move(options)) {}
+  explicit ReloadableContext(ContextOptions options) : options_(std::move(options)) {}
 
   // Loads the files again. Success: new handshakes use them (event 20053,
   // subject and expiry). Failure: the material in use stays (event 20051,
@@ -28,7 +28,7 @@ class ReloadableContext {
   std::vector<std::string> paths() const;
 
  private:
-  const Context::Options options_;
+  const ContextOptions options_;
   std::atomic<std::shared_ptr<const Context>> current_;
 };
 

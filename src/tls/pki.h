@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "gatehouse/tls/boringssl.h"
+#include "tls/boringssl.h"
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 

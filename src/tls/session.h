@@ -11,42 +11,18 @@
 #include <span>
 #include <string>
 
-#include "gatehouse/tls/boringssl.h"
 #include "gatehouse/tls/ticket_keys.h"
+#include "gatehouse/tls/tls_types.h"
+#include "tls/boringssl.h"
 #include <openssl/ssl.h>
 
 namespace gatehouse::tls {
-
-enum class Side : uint8_t { server, client };
-
-// What a side asks of its peer's certificate. A server that takes both cert
-// and Kerberos agents on one port uses `optional` and decides after HELLO; a
-// Kerberos client uses `none` (GSSAPI with channel binding proves the server).
-enum class PeerCertificate : uint8_t { required, optional, none };
 
 // Loaded TLS material for one side; immutable once loaded, shared by every
 // session made from it, replaced whole on reload (new sessions only).
 class Context {
  public:
-  struct Options {
-    Side side = Side::server;
-    std::string cert_path = {};   // optional for a Kerberos client
-    std::string key_path = {};
-    std::string ca_path = {};     // optional for a Kerberos client (GSSAPI proves the server)
-    std::string crl_path = {};    // optional
-    PeerCertificate peer_certificate = PeerCertificate::required;
-    // Server: the shared ticket key file; empty: keys of this context only
-    // (tickets then stop working at the next reload).
-    std::string ticket_keys_path = {};
-    // Server: how long a ticket resumes a session. It also bounds how long a
-    // revoked client certificate can still resume.
-    uint32_t ticket_lifetime_s = 7'200;
-    // Client: keep the server's tickets and offer one on the next connection.
-    bool resume_sessions = true;
-    // Client: one ticket for all servers instead of one per server name, for
-    // a failover list of gateways that share ticket keys (a tier).
-    bool resume_across_servers = false;
-  };
+  using Options = ContextOptions;
 
   // nullptr with `why` saying which file and what is wrong with it.
   static std::shared_ptr<const Context> load(const Options& options, std::string& why);
@@ -80,8 +56,6 @@ class Context {
   // Bounded by kTicketServersMax names × kTicketsPerServerMax tickets, newest last.
   mutable std::map<std::string, std::vector<bssl::UniquePtr<SSL_SESSION>>> tickets_;
 };
-
-enum class HandshakeState : uint8_t { in_progress, established, failed };
 
 class Session {
  public:

@@ -1,0 +1,43 @@
+// TLS: the types other modules name (types only; the BoringSSL-backed
+// classes are private to src/tls).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace gatehouse::tls {
+
+enum class Side : uint8_t { server, client };
+
+// What a side asks of its peer's certificate. A server that takes both cert
+// and Kerberos agents on one port uses `optional` and decides after HELLO; a
+// Kerberos client uses `none` (GSSAPI with channel binding proves the server).
+enum class PeerCertificate : uint8_t { required, optional, none };
+
+// What a Context is loaded from.
+struct ContextOptions {
+  Side side = Side::server;
+  std::string cert_path = {};   // optional for a Kerberos client
+  std::string key_path = {};
+  std::string ca_path = {};     // optional for a Kerberos client (GSSAPI proves the server)
+  std::string crl_path = {};    // optional
+  PeerCertificate peer_certificate = PeerCertificate::required;
+  // Server: the shared ticket key file; empty: keys of this context only
+  // (tickets then stop working at the next reload).
+  std::string ticket_keys_path = {};
+  // Server: how long a ticket resumes a session. It also bounds how long a
+  // revoked client certificate can still resume.
+  uint32_t ticket_lifetime_s = 7'200;
+  // Client: keep the server's tickets and offer one on the next connection.
+  bool resume_sessions = true;
+  // Client: one ticket for all servers instead of one per server name, for
+  // a failover list of gateways that share ticket keys (a tier).
+  bool resume_across_servers = false;
+};
+
+enum class HandshakeState : uint8_t { in_progress, established, failed };
+
+class Context;
+class Session;
+
+}  // namespace gatehouse::tls
