@@ -10,7 +10,6 @@ namespace gatehouse::agent {
 namespace {
 
 constexpr uint32_t kDataFrameFixedBytes = proto::kFrameHeaderBytes + 10;
-constexpr uint32_t kReconnectAfterLossMs = 100;  // a session that was up: retry the same gateway soon
 
 }  // namespace
 
@@ -140,7 +139,7 @@ void AgentService::on_close(runtime::Shard& shard, runtime::ConnId id, int) {
   if (was_welcomed) {
     log::emit(log::Level::warning, log::EventId::parent_connect_failed, "lost the session; reconnecting",
               {{"gateway", gateway().name}, {"queued", queue_.queued_events()}});
-    shard.set_timer(reconnect_, failover_.jitter_ms(kReconnectAfterLossMs));
+    shard.set_timer(reconnect_, failover_.jitter_ms(options_.retry_after_loss_ms));
     return;
   }
   next_gateway(shard);

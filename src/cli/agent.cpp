@@ -2,109 +2,18 @@
 // durable queue, and from there to the gateways. With a finite input it exits
 // 0 once every event is durably acknowledged, so scripts can pipe into it.
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <thread>
 
-#include "gatehouse/agent/agent_service.h"
+#include "gatehouse/agent/run.h"
 #include "gatehouse/cli/args.h"
-#include "gatehouse/log/log.h"
-#include "gatehouse/runtime/runtime.h"
-#include "krb/gss.h"
-#include "tls/session.h"
 #include "commands.h"
 #include "role_start.h"
 
 namespace gatehouse::cli {
 namespace {
-
-constexpr size_t kInputBatchMax = 512;           // lines appended (and fsynced) together
-constexpr size_t kLineMaxBytes = agent::DiskQueue::kEventMaxBytes;
-
-struct Input {
-  agent::DiskQueue& queue;
-  runtime::Runtime& runtime;
-  agent::AgentService& service;  // told when the queue has new events
-  std::atomic<bool> stop{false};
-  std::atomic<bool> ended{false};
-  std::atomic<bool> failed{false};  // the queue could not write
-  std::atomic<uint64_t> dropped{0};
-
-  void taken(const std::vector<std::string>& lines) {
-    uint64_t dropped_now = 0;
-    if (!queue.append(lines, dropped_now)) {
-      if (const std::string why = queue.failure(); !why.empty()) {
-        log::emit(log::Level::error, log::EventId::queue_write_failed,
-                  "the disk queue cannot write; no more input is taken (what is queued is still sent): " + why,
-                  {{"lines_not_taken", static_cast<uint64_t>(lines.size())}});
-        failed = true;
-      }
-      stop = true;
-      return;
-    }
-    if (dropped_now > 0) {
-      dropped += dropped_now;
-      log::emit(log::Level::warning, log::EventId::queue_overflow_dropped,
-                "the queue is full: dropped the oldest events (queue_full = \"drop-oldest\")",
-                {{"dropped", dropped_now}, {"dropped_total", dropped.load()}});
-    }
-    runtime.shard(0).post({&service, 0, nullptr});
-  }
-
-  // Lines from `fd` until EOF or stop.
-  void read_lines(int fd) {
-    std::string partial;
-    std::vector<std::string> lines;
-    char buffer[64 * 1024];
-    while (!stop) {
-      pollfd ready{fd, POLLIN, 0};
-      if (poll(&ready, 1, 100) == 0) continue;
-      const ssize_t n = ::read(fd, buffer, sizeof buffer);
-      if (n < 0 && errno == EINTR) continue;
-      for (ssize_t i = 0; i < n; ++i) {
-        if (buffer[i] != '\n') {
-          if (partial.size() < kLineMaxBytes) partial.push_back(buffer[i]);
-          continue;
-        }
-        lines.push_back(std::move(partial));
-        partial.clear();
-        if (lines.size() == kInputBatchMax) {
-          taken(lines);
-          lines.clear();
-        }
-      }
-      if (n <= 0) break;
-      if (!lines.empty()) {
-        taken(lines);
-        lines.clear();
-      }
-    }
-    if (!partial.empty()) lines.push_back(std::move(partial));
-    if (!lines.empty() && !stop) taken(lines);
-  }
-
-  // `count` events (0: endless) at `rate` per second.
-  void synthesize(const std::string& name, double rate, uint64_t count) {
-    const auto started = std::chrono::steady_clock::now();
-    uint64_t made = 0;
-    while (!stop && (count == 0 || made < count)) {
-      const auto due = static_cast<uint64_t>(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() * rate) + 1;
-      std::vector<std::string> lines;
-      while (made < due && (count == 0 || made < count) && lines.size() < kInputBatchMax) {
-        lines.push_back("{\"agent\":\"" + name + "\",\"synthetic\":" + std::to_string(++made) + "}");
-      }
-      if (!lines.empty()) taken(lines);
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-};
 
 bool parse_number(std::string_view text, double& value) {
   try {
@@ -149,94 +58,14 @@ int run_agent(int argc, char** argv, int first) {
       return kExitFailure;
     }
   }
-  const bool kerberos = config.auth == config::AgentAuth::kerberos;
-  agent::AgentOptions options;
-  options.gateways = config.gateways;
-  options.addresses = std::make_shared<net::AddressBook>(config.gateways, net::kAddressRefreshIntervalMs);
-  options.child.role = proto::Role::agent;
-  options.child.auth = kerberos ? proto::AuthMethod::kerberos : proto::AuthMethod::cert;
-  options.child.name = config.name;
-  options.child.kerberos_service = config.kerberos.service;
-  // A Kerberos agent needs no certificate and no CA: GSSAPI with channel binding proves the gateway.
-  options.child.tls = tls::Context::load(
-      {.side = tls::Side::client, .cert_path = kerberos ? "" : config.tls.cert_path,
-       .key_path = kerberos ? "" : config.tls.key_path, .ca_path = kerberos ? "" : config.tls.ca_path,
-       .crl_path = kerberos ? "" : config.tls.crl_path,
-       .peer_certificate = kerberos ? tls::PeerCertificate::none : tls::PeerCertificate::required,
-       .resume_across_servers = true},
-      why);
-  if (options.child.tls == nullptr) {
-    log::emit(log::Level::error, log::EventId::certificate_invalid, "cannot load the agent's TLS material: " + why);
-    return kExitFailure;
-  }
-  if (kerberos) {
-    options.child.kerberos = krb::InitiatorCredential::load(config.kerberos.keytab_path, "host/" + config.name, why);
-    if (options.child.kerberos == nullptr) {
-      log::emit(log::Level::error, log::EventId::mutual_auth_failed, "cannot get Kerberos credentials: " + why);
-      return kExitFailure;
-    }
-  }
-  auto queue = agent::DiskQueue::open(config.queue_dir, config.queue_max_bytes,
-                                      config.queue_drop_oldest ? agent::FullPolicy::drop_oldest : agent::FullPolicy::block, why);
-  if (queue == nullptr) {
-    log::emit(log::Level::error, log::EventId::config_invalid, why);
-    return kExitFailure;
-  }
-
-  runtime::RuntimeLimits limits = config.runtime;
-  limits.shards = 1;
-  limits.connections_per_shard = 16;
-  limits.recv_buffers_per_shard = 64;
-  limits.send_queue_max_bytes = 1u << 20;
-  runtime::Runtime runtime(limits);
-  agent::AgentCounters counters;
-  runtime::block_stop_signals();
-  agent::AgentService* service = nullptr;
-  if (!runtime.start(
-          [&](uint32_t) {
-            auto made = std::make_unique<agent::AgentService>(options, *queue, counters);
-            service = made.get();
-            return made;
-          },
-          why)) {
-    log::emit(log::Level::error, log::EventId::runtime_unavailable, why);
-    return kExitFailure;
-  }
-  log::emit(log::Level::info, log::EventId::process_started, "agent started",
-            {{"gateways", static_cast<uint64_t>(config.gateways.size())}, {"queued", queue->queued_events()},
-             {"acked_seq", queue->acked_seq()}});
-  runtime.shard(0).post({service, agent::AgentService::kStart, nullptr});
-
-  Input input{*queue, runtime, *service};
-  const bool follow = args.has("--follow");
-  std::thread reader([&] {
-    if (rate > 0) {
-      input.synthesize(config.name, rate, static_cast<uint64_t>(count));
-    } else {
-      input.read_lines(input_fd);
-    }
-    input.ended = true;
-  });
-
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, signal);
-  for (;;) {
-    const timespec tick{0, 50'000'000};
-    const int signal = sigtimedwait(&signals, nullptr, &tick);
-    if (signal == SIGINT || signal == SIGTERM) break;
-    if (input.ended && !follow && queue->queued_events() == 0) break;
-  }
-  input.stop = true;
-  queue->close_input();
-  reader.join();
-  runtime.stop();
-  runtime.join();
-  log::emit(log::Level::info, log::EventId::process_stopping, "agent stopped",
-            {{"last_seq", queue->last_seq()}, {"acked_seq", queue->acked_seq()}, {"queued", queue->queued_events()},
-             {"sent", counters.sent.load()}, {"sessions", counters.sessions.load()}, {"dropped", input.dropped.load()}});
+  agent::InputSource source;
+  source.fd = input_fd;
+  source.synthetic_rate = rate;
+  source.synthetic_count = static_cast<uint64_t>(count);
+  source.follow = args.has("--follow");
+  const bool ok = agent::run(config, source);
   if (input_fd != STDIN_FILENO) ::close(input_fd);
-  return input.failed ? kExitFailure : kExitOk;
+  return ok ? kExitOk : kExitFailure;
 }
 
 }  // namespace gatehouse::cli

@@ -1,20 +1,13 @@
 // Start-up shared by the long-running roles (server, gateway, agent): config
-// with every problem reported, log identity, PKINIT kept out, and for the
-// listening roles the TLS + gate stack on the shards.
+// with every problem reported, log identity, PKINIT kept out. The roles
+// themselves start in their modules (gateway::run, server::run, agent::run).
 #pragma once
 
-#include <functional>
-#include <memory>
 #include <string>
 #include <string_view>
 
 #include "gatehouse/cli/args.h"
 #include "gatehouse/config/config.h"
-#include "krb/gss.h"
-#include "gatehouse/net/gate.h"
-#include "gatehouse/runtime/runtime.h"
-#include "gatehouse/runtime/worker_pool.h"
-#include "gatehouse/tls/reload.h"
 
 namespace gatehouse::cli {
 
@@ -22,43 +15,5 @@ namespace gatehouse::cli {
 // problem), sets the log identity and level, and disables krb5 PKINIT.
 // False: exit with `exit_code`.
 bool start_role(const Args& args, config::Role role, std::string_view usage, config::Config& config, int& exit_code);
-
-// The listening half of the server and gateway roles: one TlsServer + Gate +
-// role handler per shard, the auth pool, certificate and keytab reload on
-// file change and SIGHUP.
-class ListenerStack {
- public:
-  // What a role runs on one shard: the handler above the gate, optionally a
-  // service for the connections the shard opens itself (a gateway's uplinks),
-  // and a hook to hand the handler its gate.
-  struct RoleShard {
-    std::unique_ptr<net::SessionHandler> handler;
-    std::unique_ptr<runtime::Service> connected;
-    std::function<void(net::Gate&)> attach;
-  };
-  using HandlerFactory = std::function<RoleShard(uint32_t shard)>;
-
-  explicit ListenerStack(const config::Config& config);
-  ~ListenerStack();
-  // Loads the TLS material and keytab, binds, starts the shards. "" or why.
-  std::string start(const HandlerFactory& make_handler);
-  // Until SIGTERM/SIGINT (SIGHUP reloads); then stops the shards.
-  void run_until_stopped();
-  runtime::Runtime& runtime() { return *runtime_; }
-  uint16_t port() const { return port_; }
-
- private:
-  void reload();
-
-  const config::Config& config_;
-  tls::ReloadableContext tls_;
-  std::atomic<std::shared_ptr<const krb::AcceptorCredential>> kerberos_;
-  runtime::WorkerPool pool_;
-  std::vector<std::unique_ptr<net::SessionHandler>> handlers_;  // per shard
-  std::vector<std::unique_ptr<net::Gate>> gates_;               // per shard
-  std::unique_ptr<tls::FileWatcher> watcher_;
-  uint16_t port_ = 0;
-  std::unique_ptr<runtime::Runtime> runtime_;  // last: stopped before the rest goes
-};
 
 }  // namespace gatehouse::cli

@@ -1,18 +1,18 @@
 // `gatehouse server`, and the tools that read and edit its state:
 // `gatehouse approve` (registry) and `gatehouse store` (event store).
 #include <cstdio>
-#include <thread>
 
 #include "gatehouse/cli/args.h"
 #include "gatehouse/log/log.h"
-#include "gatehouse/server/server_role.h"
+#include "gatehouse/proto/codec.h"
+#include "gatehouse/server/run.h"
+#include "gatehouse/server/registry.h"
+#include "gatehouse/store/store.h"
 #include "commands.h"
 #include "role_start.h"
 
 namespace gatehouse::cli {
 namespace {
-
-std::string events_dir(const config::Config& config) { return config.data_dir + "/events"; }
 
 // The server config named by --config, for the tools; false: exit with `exit_code`.
 bool load_server_config(const Args& args, const std::string& command, std::string_view usage, config::Config& config,
@@ -46,42 +46,7 @@ int run_server(int argc, char** argv, int first) {
   int exit_code = kExitOk;
   if (!start_role(args, config::Role::server, kUsage, config, exit_code)) return exit_code;
 
-  config.store.writer_nice = config.runtime.shard_nice;  // the writer is on every ACK's path
-  auto store = store::EventStore::open(events_dir(config), config.store, why);
-  auto registry = store ? server::Registry::open(config.data_dir, why) : nullptr;
-  if (registry == nullptr) {
-    log::emit(log::Level::error, log::EventId::config_invalid, "cannot open the server's data: " + why,
-              {{"data_dir", config.data_dir}});
-    return kExitFailure;
-  }
-  const store::StoreStats recovered = store->stats();
-  if (recovered.torn_bytes_truncated > 0) {
-    log::emit(log::Level::warning, log::EventId::store_tail_truncated,
-              "the store's last segment ended in a torn record (a crash mid-write); it was cut off, nothing "
-              "acknowledged is lost",
-              {{"bytes", recovered.torn_bytes_truncated}});
-  }
-  registry->watch(250);
-  server::ServerContext context{*store, *registry, config.agent_approval, config.name, {}};
-  ListenerStack stack(config);
-  if (std::string problem = stack.start([&](uint32_t) {
-        auto sessions = std::make_unique<server::ServerSessions>(context, config.runtime.connections_per_shard);
-        server::ServerSessions* handler = sessions.get();
-        return ListenerStack::RoleShard{std::move(sessions), nullptr,
-                                        [handler](net::Gate& gate) { handler->attach(gate); }};
-      });
-      !problem.empty()) {
-    log::emit(log::Level::error, log::EventId::runtime_unavailable, "cannot start: " + problem);
-    return kExitFailure;
-  }
-  runtime::Runtime& runtime = stack.runtime();
-  store->start(server::ServerSessions::deliver);
-  log::emit(log::Level::info, log::EventId::process_started, "server started",
-            {{"listen", config.listen.host}, {"port", stack.port()}, {"shards", runtime.shard_count()},
-             {"events", recovered.events}, {"agents", recovered.agents}});
-  stack.run_until_stopped();
-  store->stop();
-  return kExitOk;
+  return server::run(config) ? kExitOk : kExitFailure;
 }
 
 int run_approve(int argc, char** argv, int first) {
@@ -168,7 +133,7 @@ int run_store(int argc, char** argv, int first) {
   const std::string_view action = args.positionals[0];
   if (action == "stats") {
     store::StoreStats stats;
-    if (!store::EventStore::read_stats(events_dir(config), stats, why)) {
+    if (!store::EventStore::read_stats(server::events_dir(config), stats, why)) {
       std::fprintf(stderr, "gatehouse store: %s\n", why.c_str());
       return kExitFailure;
     }
@@ -189,7 +154,7 @@ int run_store(int argc, char** argv, int first) {
   if (action != "dump") return usage_error("gatehouse store", "unknown action '" + std::string(action) + "'", kUsage);
   const auto agent = args.value("--agent");
   if (!agent) return usage_error("gatehouse store", "dump needs --agent NAME", kUsage);
-  const bool ok = store::EventStore::dump(events_dir(config), *agent, [](const store::StoredEvent& event) {
+  const bool ok = store::EventStore::dump(server::events_dir(config), *agent, [](const store::StoredEvent& event) {
     std::printf("{\"seq\":%llu,\"payload\":", static_cast<unsigned long long>(event.seq));
     print_json_string({reinterpret_cast<const char*>(event.payload.data()), event.payload.size()});
     std::printf("}\n");

@@ -277,6 +277,8 @@ void check_role_keys(const toml::table& root, Role role, Context& context) {
       {"queue_dir", {Role::agent}},
       {"queue_max_bytes", {Role::agent}},
       {"queue_full", {Role::agent}},
+      {"failover", {Role::gateway, Role::agent}},
+      {"health", {Role::gateway, Role::server}},
   };
   for (const RoleKey& role_key : kRoleKeys) {
     const toml::node* node = root.get(role_key.key);
@@ -309,6 +311,7 @@ void read_tls(TableReader& root, Config& config, bool required) {
   if (config.role != Role::agent) {
     tls.file("ticket_keys", config.tls.ticket_keys_path, false);
     tls.integer("ticket_lifetime_s", config.tls.ticket_lifetime_s, 60, 7 * 24 * 3600);
+    tls.integer("reload_debounce_ms", config.timeouts.reload_debounce_ms, 0, 60'000);
   }
   tls.finish();
 }
@@ -347,6 +350,10 @@ void read_operations(TableReader& root, Config& config) {
     runtime.integer("shutdown_timeout_ms", limits.shutdown_timeout_ms, 0, 600'000);
     runtime.boolean("pin_shards", limits.pin_shards);
     runtime.integer("shard_nice", limits.shard_nice, -20, 19);
+    if (config.role != Role::agent) {
+      runtime.integer("handshake_timeout_ms", config.timeouts.handshake_timeout_ms, 100, 600'000);
+      runtime.integer("hello_timeout_ms", config.timeouts.hello_timeout_ms, 100, 600'000);
+    }
     runtime.finish();
   }
   if (const toml::table* table = root.table("log")) {
@@ -359,8 +366,36 @@ void read_operations(TableReader& root, Config& config) {
   }
 }
 
+void read_failover(TableReader& root, Config& config) {
+  Timeouts& t = config.timeouts;
+  // One process's few uplinks, not thousands of agents: retry often (an approval comes back fast).
+  if (config.role == Role::gateway) t.backoff_max_ms = 5'000;
+  const toml::table* table = root.table("failover");
+  if (table == nullptr) return;
+  TableReader failover(*table, "failover.", root.context());
+  failover.integer("backoff_initial_ms", t.backoff_initial_ms, 10, 600'000);
+  failover.integer("backoff_max_ms", t.backoff_max_ms, 10, 3'600'000);
+  failover.integer("welcome_timeout_ms", t.welcome_timeout_ms, 100, 600'000);
+  failover.integer("retry_after_loss_ms", t.retry_after_loss_ms, 0, 600'000);
+  failover.integer("resolve_interval_s", t.resolve_interval_s, 1, 86'400);
+  failover.finish();
+  if (t.backoff_max_ms < t.backoff_initial_ms) {
+    root.error(0, "failover.backoff_max_ms", "must be at least backoff_initial_ms");
+  }
+}
+
+void read_health(TableReader& root, Config& config) {
+  const toml::table* table = root.table("health");
+  if (table == nullptr) return;
+  TableReader health(*table, "health.", root.context());
+  health.integer("heartbeat_interval_s", config.timeouts.heartbeat_interval_s, 1, 3'600);
+  health.finish();
+}
+
 void read_role_keys(TableReader& root, Config& config) {
   if (config.role != Role::agent) root.subnets("trusted_relays", config.trusted_relays);
+  if (config.role != Role::server) read_failover(root, config);
+  if (config.role != Role::agent) read_health(root, config);
   switch (config.role) {
     case Role::gateway:
       root.peers("parents", config.parents);
@@ -382,6 +417,7 @@ void read_role_keys(TableReader& root, Config& config) {
                                        {{"reject", AgentApproval::reject},
                                         {"review", AgentApproval::review},
                                         {"auto", AgentApproval::automatic}});
+        approval.integer("poll_interval_ms", config.timeouts.approval_poll_ms, 10, 60'000);
         approval.finish();
       }
       if (const toml::table* table = root.table("store")) {
@@ -409,7 +445,7 @@ void read_role_keys(TableReader& root, Config& config) {
 // Every root key is read (so none is "unknown"); role-foreign ones were reported.
 void mark_foreign_keys_known(TableReader& root) {
   for (std::string_view key : {"listen", "trusted_relays", "parents", "uplink", "data_dir", "approval", "store", "gateways", "auth",
-                               "queue_dir", "queue_max_bytes", "queue_full"}) {
+                               "queue_dir", "queue_max_bytes", "queue_full", "failover", "health"}) {
     root.get(key);
   }
 }

@@ -127,17 +127,15 @@ void append_ended_windows(Writer& w, uint64_t now_ms, bool all) {
 void writer_loop() {
   Writer& w = writer();
   std::unique_lock lock(w.mutex);
-  while (true) {
+  while (!w.stopping) {
     w.wake.wait_for(lock, std::chrono::seconds(1), [&] { return !w.buffer.empty() || w.stopping; });
-    append_ended_windows(w, monotonic_ms(), w.stopping);
-    if (!w.buffer.empty()) {
-      std::string out;
-      out.swap(w.buffer);
-      lock.unlock();
-      write_all(out);
-      lock.lock();
-    }
-    if (w.stopping && w.buffer.empty()) return;
+    append_ended_windows(w, monotonic_ms(), false);
+    if (w.buffer.empty()) continue;
+    std::string out;
+    out.swap(w.buffer);
+    lock.unlock();
+    write_all(out);
+    lock.lock();
   }
 }
 
@@ -165,7 +163,11 @@ void stop_writer() {
   }
   w.wake.notify_one();
   w.thread.join();
+  // What came after the thread's last pass, and every pending count.
   std::lock_guard lock(w.mutex);
+  append_ended_windows(w, monotonic_ms(), true);
+  write_all(w.buffer);
+  w.buffer.clear();
   w.running = false;
 }
 

@@ -209,7 +209,7 @@ void UplinkPool::on_close(runtime::Shard& shard, runtime::ConnId id, int) {
     log::emit(log::Level::warning, log::EventId::parent_connect_failed, "uplink lost; reconnecting",
               {{"uplink", uplink->index}, {"parent", uplink->peer().name}});
     events_.on_uplink_down(shard, uplink->index);
-    if (!stopping_) shard.set_timer(uplink->reconnect, uplink->failover->jitter_ms(100));
+    if (!stopping_) shard.set_timer(uplink->reconnect, uplink->failover->jitter_ms(options_.retry_after_loss_ms));
     return;
   }
   next_parent(shard, *uplink);

@@ -279,3 +279,43 @@ TEST_CASE("trusted relay blocks match by prefix, IPv4 and IPv6") {
   CHECK(block.contains(address("10.0.0.5")));
   CHECK_FALSE(block.contains(address("10.0.0.6")));
 }
+
+TEST_CASE("timeouts and intervals: today's values by default, per role; keys with bounds") {
+  ConfigDir dir;
+  Config gateway;
+  REQUIRE(load(dir.write(kGateway), Role::gateway, gateway).empty());
+  CHECK(gateway.timeouts.handshake_timeout_ms == 5'000);
+  CHECK(gateway.timeouts.hello_timeout_ms == 5'000);
+  CHECK(gateway.timeouts.reload_debounce_ms == 500);
+  CHECK(gateway.timeouts.heartbeat_interval_s == 60);
+  CHECK(gateway.timeouts.backoff_initial_ms == 200);
+  CHECK(gateway.timeouts.backoff_max_ms == 5'000);  // one process's uplinks retry often
+  CHECK(gateway.timeouts.welcome_timeout_ms == 10'000);
+  CHECK(gateway.timeouts.retry_after_loss_ms == 100);
+  CHECK(gateway.timeouts.resolve_interval_s == 30);
+  Config agent;
+  REQUIRE(load(dir.write("name = \"web01\"\nauth = \"kerberos\"\n[kerberos]\nkeytab = \"web02.keytab\"\n"
+                         "[[gateways]]\naddress = \"127.0.0.1:5723\"\nname = \"gw1\"\n"
+                         "[failover]\nbackoff_initial_ms = 50\nwelcome_timeout_ms = 2000\n"),
+               Role::agent, agent)
+              .empty());
+  CHECK(agent.timeouts.backoff_max_ms == 30'000);  // thousands of agents: back off further
+  CHECK(agent.timeouts.backoff_initial_ms == 50);
+  CHECK(agent.timeouts.welcome_timeout_ms == 2'000);
+  Config server;
+  REQUIRE(load(dir.write("name = \"ms1\"\ndata_dir = \"d\"\n[approval]\npoll_interval_ms = 100\n[health]\n"
+                         "heartbeat_interval_s = 30\n[runtime]\nhello_timeout_ms = 2000\n" + std::string(kTls)),
+               Role::server, server)
+              .empty());
+  CHECK(server.timeouts.approval_poll_ms == 100);
+  CHECK(server.timeouts.heartbeat_interval_s == 30);
+  CHECK(server.timeouts.hello_timeout_ms == 2'000);
+  expect_one_error(dir, kGateway + "[failover]\nwelcome_timeout_ms = 5\n", Role::gateway, 15,
+                   "failover.welcome_timeout_ms", "between 100 and 600000");
+  expect_one_error(dir, kGateway + "[failover]\nbackoff_initial_ms = 9000\n", Role::gateway, 0,
+                   "failover.backoff_max_ms", "at least backoff_initial_ms");
+  expect_one_error(dir, kGateway + "[health]\nheartbeat_interval_s = 0\n", Role::gateway, 15,
+                   "health.heartbeat_interval_s", "between 1 and 3600");
+  expect_one_error(dir, "name = \"ms1\"\ndata_dir = \"d\"\n[failover]\nbackoff_max_ms = 100\n" + std::string(kTls),
+                   Role::server, 3, "failover", "not used by role server (only gateway or agent)");
+}

@@ -57,6 +57,22 @@ struct Peer {  // a [[parents]] or [[gateways]] entry
   std::string name;  // expected certificate identity (and Kerberos service host)
 };
 
+// Deadlines and intervals of the links; every one has today's value as its
+// default and a key (docs/config.md).
+struct Timeouts {
+  uint32_t handshake_timeout_ms = 5'000;  // [runtime] gateway, server: TLS handshake (client's time)
+  uint32_t hello_timeout_ms = 5'000;      // [runtime] gateway, server: TLS up → HELLO (and AUTH) done
+  uint32_t reload_debounce_ms = 500;      // [tls] gateway, server: quiet time before a changed file is reloaded
+  uint32_t heartbeat_interval_s = 60;     // [health] gateway, server: told to children in HELLO_OK
+  uint32_t approval_poll_ms = 250;        // [approval] server: how often approvals are re-read
+  // [failover] gateway (its uplinks) and agent: the parent list.
+  uint32_t backoff_initial_ms = 200;      // after a whole round failed, doubling ...
+  uint32_t backoff_max_ms = 30'000;       // ... up to this (gateway default: 5,000)
+  uint32_t welcome_timeout_ms = 10'000;   // connect → HELLO_OK
+  uint32_t retry_after_loss_ms = 100;     // a session that was up: the same parent again after ~this
+  uint32_t resolve_interval_s = 30;       // parents' names are looked up again this often
+};
+
 struct Config {
   std::string source_path;
   Role role = Role::gateway;
@@ -69,6 +85,7 @@ struct Config {
   uint32_t auth_threads = 1;
   std::vector<Subnet> trusted_relays;  // gateway, server: may send PROXY v2 (and must)
   std::string log_level = "info";
+  Timeouts timeouts;
   // gateway
   std::vector<Peer> parents;
   uint32_t uplinks_per_shard = 1;                 // [uplink] connections_per_shard

@@ -29,6 +29,7 @@ struct UplinkOptions {
   uint32_t backoff_initial_ms = 200;
   uint32_t backoff_max_ms = 30'000;
   uint32_t welcome_timeout_ms = 10'000;
+  uint32_t retry_after_loss_ms = 100;  // an uplink that was up: the same parent again soon
 };
 
 // What the gateway hears from its uplinks.

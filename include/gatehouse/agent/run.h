@@ -1,0 +1,21 @@
+// Starts the agent role and runs it until its input is done and acknowledged
+// (or SIGTERM/SIGINT; with `follow`, until a signal).
+#pragma once
+
+#include <cstdint>
+
+#include "gatehouse/config/config_types.h"
+
+namespace gatehouse::agent {
+
+struct InputSource {
+  int fd = 0;                    // lines from this descriptor (stdin) ...
+  double synthetic_rate = 0;     // ... or, above 0, synthetic events per second
+  uint64_t synthetic_count = 0;  // how many synthetic events; 0: endless
+  bool follow = false;           // keep running once the input ended
+};
+
+// False when it could not start, or the queue could not write (logged).
+bool run(const config::Config& config, const InputSource& source);
+
+}  // namespace gatehouse::agent

@@ -1,0 +1,55 @@
+// The listening half of the server and gateway roles: one TlsServer + Gate +
+// role handler per shard, the auth pool, certificate and keytab reload on
+// file change and SIGHUP.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gatehouse/config/config_types.h"
+#include "gatehouse/net/gate.h"
+#include "gatehouse/runtime/runtime.h"
+#include "gatehouse/runtime/worker_pool.h"
+#include "gatehouse/tls/reload.h"
+
+namespace gatehouse::net {
+
+class ListenerStack {
+ public:
+  // What a role runs on one shard: the handler above the gate, optionally a
+  // service for the connections the shard opens itself (a gateway's uplinks),
+  // and a hook to hand the handler its gate.
+  struct RoleShard {
+    std::unique_ptr<SessionHandler> handler;
+    std::unique_ptr<runtime::Service> connected;
+    std::function<void(Gate&)> attach;
+  };
+  using HandlerFactory = std::function<RoleShard(uint32_t shard)>;
+
+  explicit ListenerStack(const config::Config& config);
+  ~ListenerStack();
+  // Loads the TLS material and keytab, binds, starts the shards. "" or why.
+  std::string start(const HandlerFactory& make_handler);
+  // Until SIGTERM/SIGINT (SIGHUP reloads); then stops the shards.
+  void run_until_stopped();
+  runtime::Runtime& runtime() { return *runtime_; }
+  uint16_t port() const { return port_; }
+
+ private:
+  void reload();
+
+  const config::Config& config_;
+  tls::ReloadableContext tls_;
+  std::atomic<std::shared_ptr<const krb::AcceptorCredential>> kerberos_;
+  runtime::WorkerPool pool_;
+  std::vector<std::unique_ptr<SessionHandler>> handlers_;  // per shard
+  std::vector<std::unique_ptr<Gate>> gates_;               // per shard
+  std::unique_ptr<tls::FileWatcher> watcher_;
+  uint16_t port_ = 0;
+  std::unique_ptr<runtime::Runtime> runtime_;  // last: stopped before the rest goes
+};
+
+}  // namespace gatehouse::net

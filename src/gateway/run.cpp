@@ -1,0 +1,61 @@
+// The gateway's composition root: uplinks to the parents, the listener stack
+// for agents and child gateways, one GatewaySessions per shard between them.
+#include "gatehouse/gateway/run.h"
+
+#include "gatehouse/gateway/gateway_sessions.h"
+#include "gatehouse/log/log.h"
+#include "gatehouse/net/listener_stack.h"
+#include "tls/session.h"
+
+namespace gatehouse::gateway {
+
+bool run(const config::Config& config) {
+  std::string why;
+  uplink::UplinkOptions options;
+  options.parents = config.parents;
+  options.addresses = std::make_shared<net::AddressBook>(config.parents, config.timeouts.resolve_interval_s * 1'000);
+  options.uplinks = config.uplinks_per_shard;
+  options.congested_above_bytes = config.uplink_buffer_max_bytes;
+  options.drained_below_bytes = config.uplink_buffer_max_bytes / 4;
+  options.backoff_initial_ms = config.timeouts.backoff_initial_ms;
+  options.backoff_max_ms = config.timeouts.backoff_max_ms;
+  options.welcome_timeout_ms = config.timeouts.welcome_timeout_ms;
+  options.retry_after_loss_ms = config.timeouts.retry_after_loss_ms;
+  options.child.role = proto::Role::gateway;
+  options.child.auth = proto::AuthMethod::cert;
+  options.child.name = config.name;
+  // Parents are one tier: a ticket from one resumes with its siblings.
+  options.child.tls = tls::Context::load({.side = tls::Side::client, .cert_path = config.tls.cert_path,
+                                          .key_path = config.tls.key_path, .ca_path = config.tls.ca_path,
+                                          .crl_path = config.tls.crl_path, .resume_across_servers = true},
+                                         why);
+  if (options.child.tls == nullptr) {
+    log::emit(log::Level::error, log::EventId::certificate_invalid, "cannot load the uplinks' TLS material: " + why);
+    return false;
+  }
+  net::ListenerStack stack(config);
+  std::vector<uplink::UplinkPool*> pools;  // by shard
+  if (std::string problem = stack.start([&](uint32_t) {
+        auto sessions = std::make_unique<gateway::GatewaySessions>(config.name, config.runtime.connections_per_shard,
+                                                                   static_cast<uint16_t>(config.timeouts.heartbeat_interval_s));
+        auto uplinks = std::make_unique<uplink::UplinkPool>(options, *sessions);
+        gateway::GatewaySessions* handler = sessions.get();
+        uplink::UplinkPool* pool = uplinks.get();
+        pools.push_back(pool);
+        return net::ListenerStack::RoleShard{std::move(sessions), std::move(uplinks),
+                                        [handler, pool](net::Gate& gate) { handler->attach(*pool, gate); }};
+      });
+      !problem.empty()) {
+    log::emit(log::Level::error, log::EventId::runtime_unavailable, "cannot start: " + problem);
+    return false;
+  }
+  runtime::Runtime& runtime = stack.runtime();
+  for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({pools[shard], 0, nullptr});
+  log::emit(log::Level::info, log::EventId::process_started, "gateway started",
+            {{"listen", config.listen.host}, {"port", stack.port()}, {"shards", runtime.shard_count()},
+             {"uplinks", runtime.shard_count() * config.uplinks_per_shard}});
+  stack.run_until_stopped();
+  return true;
+}
+
+}  // namespace gatehouse::gateway

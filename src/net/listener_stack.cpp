@@ -1,0 +1,98 @@
+#include "gatehouse/net/listener_stack.h"
+
+#include <algorithm>
+
+#include "gatehouse/log/log.h"
+#include "gatehouse/runtime/service_pair.h"
+#include "krb/gss.h"
+
+namespace gatehouse::net {
+namespace {
+
+// Handshake steps waiting for an auth thread: each connection has at most one
+// on the pool, so a queue as large as the connection tables never refuses a
+// connection the runtime accepted; the tables are the bound (a storm waits in
+// the queue, its clients' deadlines paused, rather than being refused and
+// coming back as a second storm).
+uint32_t auth_queue_max(const runtime::RuntimeLimits& limits) {
+  return std::max<uint32_t>(4'096, runtime::shard_count_for(limits) * limits.connections_per_shard);
+}
+
+}  // namespace
+
+ListenerStack::ListenerStack(const config::Config& config)
+    : config_(config),
+      tls_({.side = tls::Side::server, .cert_path = config.tls.cert_path, .key_path = config.tls.key_path,
+            .ca_path = config.tls.ca_path, .crl_path = config.tls.crl_path,
+            // Kerberos agents come without a certificate; the gate decides per HELLO.
+            .peer_certificate = config.kerberos.enabled ? tls::PeerCertificate::optional : tls::PeerCertificate::required,
+            .ticket_keys_path = config.tls.ticket_keys_path, .ticket_lifetime_s = config.tls.ticket_lifetime_s}),
+      pool_(config.auth_threads, auth_queue_max(config.runtime)) {}
+
+ListenerStack::~ListenerStack() {
+  if (runtime_ != nullptr) {
+    runtime_->stop();
+    runtime_->join();
+  }
+}
+
+void ListenerStack::reload() {
+  tls_.reload();
+  if (!config_.kerberos.enabled) return;
+  std::string why;
+  if (auto credential = krb::AcceptorCredential::load(config_.kerberos.keytab_path, why)) {
+    kerberos_.store(std::move(credential));
+  } else {
+    log::emit(log::Level::error, log::EventId::mutual_auth_failed,
+              "keytab not loaded, the one in use stays: " + why, {{"keytab", config_.kerberos.keytab_path}});
+  }
+}
+
+std::string ListenerStack::start(const HandlerFactory& make_handler) {
+  if (std::string why = tls_.reload(); !why.empty()) return why;
+  if (config_.kerberos.enabled) {
+    std::string why;
+    kerberos_.store(krb::AcceptorCredential::load(config_.kerberos.keytab_path, why));
+    if (kerberos_.load() == nullptr) return "[kerberos] keytab: " + why;
+  }
+  std::vector<std::string> paths = tls_.paths();
+  if (config_.kerberos.enabled) paths.push_back(config_.kerberos.keytab_path);
+  watcher_ = std::make_unique<tls::FileWatcher>(paths, config_.timeouts.reload_debounce_ms, [this] { reload(); });
+
+  runtime::RuntimeLimits limits = config_.runtime;
+  runtime_ = std::make_unique<runtime::Runtime>(limits);
+  const uint32_t shards = runtime_->shard_count();
+  handlers_.resize(shards);
+  gates_.resize(shards);
+  runtime::PeerAddress address;
+  std::string why;
+  if (!runtime::make_address(config_.listen.host, config_.listen.port, address, why) ||
+      !runtime_->listen(address, 0, port_, why)) {
+    return "listen " + config_.listen.text + ": " + why;
+  }
+  runtime::block_stop_signals();
+  const bool started = runtime_->start([&](uint32_t shard) -> std::unique_ptr<runtime::Service> {
+    RoleShard role = make_handler(shard);
+    handlers_[shard] = std::move(role.handler);
+    gates_[shard] = std::make_unique<Gate>(kerberos_, pool_, *handlers_[shard], limits.connections_per_shard,
+                                                GateOptions{config_.timeouts.hello_timeout_ms, config_.name});
+    auto tls = std::make_unique<TlsServer>(tls_, pool_, *gates_[shard], limits.connections_per_shard,
+                                                TlsServerLimits{config_.timeouts.handshake_timeout_ms, config_.trusted_relays});
+    gates_[shard]->attach(*tls);
+    if (role.attach) role.attach(*gates_[shard]);
+    if (role.connected == nullptr) return tls;
+    return std::make_unique<runtime::ServicePair>(std::move(tls), std::move(role.connected), limits.connections_per_shard);
+  }, why);
+  return started ? "" : why;
+}
+
+void ListenerStack::run_until_stopped() {
+  runtime::sd_notify("READY=1");
+  runtime::wait_for_stop_signal([this] { reload(); });
+  log::emit(log::Level::info, log::EventId::process_stopping, "stopping: draining sessions");
+  runtime::sd_notify("STOPPING=1");
+  runtime_->stop();
+  runtime_->join();
+}
+
+}  // namespace gatehouse::net

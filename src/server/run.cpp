@@ -1,0 +1,56 @@
+// The server's composition root: the event store, the registry of approvals,
+// and the listener stack with one ServerSessions per shard.
+#include "gatehouse/server/run.h"
+
+#include "gatehouse/log/log.h"
+#include "gatehouse/net/listener_stack.h"
+#include "gatehouse/server/server_role.h"
+
+namespace gatehouse::server {
+
+std::string events_dir(const config::Config& config) { return config.data_dir + "/events"; }
+
+bool run(const config::Config& config) {
+  std::string why;
+  store::StoreLimits store_limits = config.store;
+  store_limits.writer_nice = config.runtime.shard_nice;  // the writer is on every ACK's path
+  auto store = store::EventStore::open(events_dir(config), store_limits, why);
+  auto registry = store ? Registry::open(config.data_dir, why) : nullptr;
+  if (registry == nullptr) {
+    log::emit(log::Level::error, log::EventId::config_invalid, "cannot open the server's data: " + why,
+              {{"data_dir", config.data_dir}});
+    return false;
+  }
+  const store::StoreStats recovered = store->stats();
+  if (recovered.torn_bytes_truncated > 0) {
+    log::emit(log::Level::warning, log::EventId::store_tail_truncated,
+              "the store's last segment ended in a torn record (a crash mid-write); it was cut off, nothing "
+              "acknowledged is lost",
+              {{"bytes", recovered.torn_bytes_truncated}});
+  }
+  registry->watch(config.timeouts.approval_poll_ms);
+  ServerLimits limits;
+  limits.heartbeat_interval_s = static_cast<uint16_t>(config.timeouts.heartbeat_interval_s);
+  ServerContext context{*store, *registry, config.agent_approval, config.name, limits};
+  net::ListenerStack stack(config);
+  if (std::string problem = stack.start([&](uint32_t) {
+        auto sessions = std::make_unique<ServerSessions>(context, config.runtime.connections_per_shard);
+        ServerSessions* handler = sessions.get();
+        return net::ListenerStack::RoleShard{std::move(sessions), nullptr,
+                                        [handler](net::Gate& gate) { handler->attach(gate); }};
+      });
+      !problem.empty()) {
+    log::emit(log::Level::error, log::EventId::runtime_unavailable, "cannot start: " + problem);
+    return false;
+  }
+  runtime::Runtime& runtime = stack.runtime();
+  store->start(ServerSessions::deliver);
+  log::emit(log::Level::info, log::EventId::process_started, "server started",
+            {{"listen", config.listen.host}, {"port", stack.port()}, {"shards", runtime.shard_count()},
+             {"events", recovered.events}, {"agents", recovered.agents}});
+  stack.run_until_stopped();
+  store->stop();
+  return true;
+}
+
+}  // namespace gatehouse::server
