@@ -12,8 +12,7 @@
 #include "gatehouse/agent/disk_queue.h"
 #include "gatehouse/config/config_types.h"
 #include "gatehouse/net/address_book.h"
-#include "gatehouse/net/child_session.h"
-#include "gatehouse/net/failover.h"
+#include "gatehouse/net/child_link.h"
 #include "gatehouse/runtime/shard.h"
 
 namespace gatehouse::agent {
@@ -38,7 +37,7 @@ struct AgentCounters {
 class AgentService final : public runtime::Service,
                            public runtime::Mailbox,
                            private runtime::TimerHandler,
-                           private net::ChildSession::Handler {
+                           private net::ChildLinkEvents {
  public:
   AgentService(const AgentOptions& options, DiskQueue& queue, AgentCounters& counters);
   ~AgentService() override;
@@ -56,33 +55,23 @@ class AgentService final : public runtime::Service,
   void on_stop(runtime::Shard& shard) override;
 
  private:
-  void on_timer(runtime::Shard& shard, runtime::Timer& timer) override;
-
-  void on_welcome(const proto::HelloOk& hello_ok) override;
-  void on_frame(const proto::Frame& frame) override;
-  void on_failure(const net::ChildFailure& failure) override;
-
-  void connect(runtime::Shard& shard);
-  void next_gateway(runtime::Shard& shard);
-  void flush(runtime::Shard& shard);
+  void on_timer(runtime::Shard& shard, runtime::Timer& timer) override;  // heartbeat
+  void on_link_up(runtime::Shard& shard, net::ChildLink& link, const proto::HelloOk& hello_ok) override;
+  void on_link_frame(runtime::Shard& shard, net::ChildLink& link, const proto::Frame& frame) override;
+  void on_link_down(runtime::Shard& shard, net::ChildLink& link, bool was_up) override;
+  void on_link_writable(runtime::Shard& shard, net::ChildLink& link) override;
+  // Sends queued events after sent_through_ while the window allows.
   void pump(runtime::Shard& shard);
-  const config::Peer& gateway() const { return options_.gateways[failover_.current()]; }
 
   const AgentOptions options_;
   DiskQueue& queue_;
   AgentCounters& counters_;
   proto::SpillPool spill_pool_{4};
-  std::unique_ptr<net::ChildSession> session_;
-  runtime::Shard* shard_ = nullptr;
-  runtime::ConnId conn_{};
-  bool connected_ = false;
-  net::Failover failover_;         // which gateway, and the backoff
+  net::ChildLink link_;
+  bool started_ = false;
   uint64_t window_bytes_ = 0;      // DATA bytes we may still send
   uint64_t sent_through_ = 0;      // highest seq sent on this session
   uint16_t heartbeat_interval_s_ = 60;
-  std::vector<std::byte> unsent_;  // ciphertext the send queue had no room for
-  bool stopping_ = false;
-  runtime::Timer reconnect_{*this};
   runtime::Timer heartbeat_{*this};
 };
 

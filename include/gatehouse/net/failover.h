@@ -35,7 +35,7 @@ class Failover {
     backoff_ms_ = initial_ms_;
   }
   // A short random pause (reconnecting after a session that was up).
-  uint32_t jitter_ms(uint32_t base_ms) { return base_ms + jitter_() % base_ms; }
+  uint32_t jitter_ms(uint32_t base_ms) { return base_ms == 0 ? 0 : base_ms + jitter_() % base_ms; }
 
  private:
   const size_t parents_;

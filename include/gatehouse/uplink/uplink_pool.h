@@ -11,8 +11,7 @@
 
 #include "gatehouse/config/config_types.h"
 #include "gatehouse/net/address_book.h"
-#include "gatehouse/net/child_session.h"
-#include "gatehouse/net/failover.h"
+#include "gatehouse/net/child_link.h"
 #include "gatehouse/runtime/service_pair.h"
 
 namespace gatehouse::uplink {
@@ -41,7 +40,7 @@ class UplinkEvents {
   virtual void on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) = 0;
 };
 
-class UplinkPool final : public runtime::Service, public runtime::Mailbox {
+class UplinkPool final : public runtime::Service, public runtime::Mailbox, private net::ChildLinkEvents {
  public:
   UplinkPool(const UplinkOptions& options, UplinkEvents& events);
   ~UplinkPool() override;
@@ -70,17 +69,17 @@ class UplinkPool final : public runtime::Service, public runtime::Mailbox {
 
  private:
   struct Uplink;
-  void connect(runtime::Shard& shard, Uplink& uplink);
-  void next_parent(runtime::Shard& shard, Uplink& uplink);
+  void on_link_frame(runtime::Shard& shard, net::ChildLink& link, const proto::Frame& frame) override;
+  void on_link_down(runtime::Shard& shard, net::ChildLink& link, bool was_up) override;
+  void on_link_writable(runtime::Shard& shard, net::ChildLink& link) override;
+  Uplink& of(const net::ChildLink& link);
   void flush(runtime::Shard& shard, Uplink& uplink);
-  Uplink* by_conn(runtime::ConnId id);
 
   const UplinkOptions options_;
   UplinkEvents& events_;
   proto::SpillPool spill_pool_{kUplinksMax};
   std::vector<std::unique_ptr<Uplink>> uplinks_;
   uint32_t next_pick_ = 0;
-  bool stopping_ = false;
 };
 
 }  // namespace gatehouse::uplink

@@ -1,0 +1,119 @@
+// The child side of a link, whole: dial the current parent of an ordered
+// failover list (its address resolved off the shard), run the ChildSession
+// (TLS client, HELLO, Kerberos AUTH) under a welcome deadline, move its
+// ciphertext to the socket without ever dropping a piece, answer PINGs, and on
+// any loss reconnect: the same parent soon after a session that was up, the
+// next one after a failure, a jittered backoff after a whole round failed.
+// One component for the agent, a gateway's uplinks and loadgen's agents. It
+// also runs over a connection the parent dialled (adopt(): the
+// management-server-initiated mode), where reconnecting is the parent's job.
+//
+// The owning Service forwards its connection calls for this link; a call for
+// another connection returns false and changes nothing.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "gatehouse/config/config_types.h"
+#include "gatehouse/log/events.h"
+#include "gatehouse/net/address_book.h"
+#include "gatehouse/net/child_session.h"
+#include "gatehouse/net/failover.h"
+#include "gatehouse/runtime/shard.h"
+
+namespace gatehouse::net {
+
+struct ChildLinkOptions {
+  std::vector<config::Peer> parents;     // ordered failover list
+  std::shared_ptr<AddressBook> addresses;  // the parents' addresses, by the same index
+  ChildOptions child;                    // parent_name is set per parent
+  uint64_t connect_context = 0;          // Shard::connect context of this link's connections
+  uint32_t backoff_initial_ms = 200;
+  uint32_t backoff_max_ms = 30'000;
+  uint32_t welcome_timeout_ms = 10'000;  // connected → HELLO_OK
+  uint32_t retry_after_loss_ms = 100;    // a session that was up: the same parent again after ~this
+  // A parent's refusal for want of approval: logged with this event (and hint).
+  log::EventId not_approved_event = log::EventId::agent_not_approved;
+  std::string not_approved_hint;
+};
+
+class ChildLink;
+
+// What the owner hears, on the link's shard.
+class ChildLinkEvents {
+ public:
+  virtual ~ChildLinkEvents() = default;
+  // HELLO_OK came (the link logged 30050).
+  virtual void on_link_up(runtime::Shard&, ChildLink&, const proto::HelloOk&) {}
+  // Every frame after HELLO_OK but PING and a GOAWAY or CLOSE of the link
+  // itself (channel 0), which the link handles. Views valid during the call.
+  virtual void on_link_frame(runtime::Shard& shard, ChildLink& link, const proto::Frame& frame) = 0;
+  // The connection is gone; was_up: it had been welcomed.
+  virtual void on_link_down(runtime::Shard& shard, ChildLink& link, bool was_up) = 0;
+  // There is room to send again (the owner may send what waited).
+  virtual void on_link_writable(runtime::Shard&, ChildLink&) {}
+};
+
+class ChildLink final : private ChildSession::Handler, private runtime::TimerHandler {
+ public:
+  ChildLink(const ChildLinkOptions& options, proto::SpillPool& spill_pool, ChildLinkEvents& events);
+  ~ChildLink() override;
+  ChildLink(const ChildLink&) = delete;
+  ChildLink& operator=(const ChildLink&) = delete;
+
+  // Dials the current parent now (a failure moves on, as any loss does).
+  void start(runtime::Shard& shard);
+  // Runs the child side over a connection the parent dialled.
+  void adopt(runtime::Shard& shard, runtime::ConnId id);
+  // No more reconnects; an open connection is closed once flushed.
+  void stop(runtime::Shard& shard);
+
+  // The owner's Service calls, forwarded; false when not this link's.
+  bool on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context);
+  bool on_connect_failed(runtime::Shard& shard, uint64_t context, int error);
+  bool on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes);
+  bool on_close(runtime::Shard& shard, runtime::ConnId id);
+  bool on_deadline(runtime::Shard& shard, runtime::ConnId id);
+  bool on_send_space(runtime::Shard& shard, runtime::ConnId id);
+
+  // After on_link_up: encodes and seals a frame (queued until flush()).
+  bool send(const proto::Frame& frame);
+  bool send_encoded(std::span<const std::byte> frames);
+  // Sealed bytes to the socket, as far as its send queue takes them.
+  void flush(runtime::Shard& shard);
+  // Closes the connection once flushed; the usual reconnect follows.
+  void close(runtime::Shard& shard);
+
+  bool welcomed() const { return session_ != nullptr && session_->welcomed(); }
+  bool connected() const { return connected_; }
+  runtime::ConnId conn() const { return conn_; }
+  // Bytes sealed or refused by the send queue, not yet on the socket.
+  uint64_t waiting_bytes() const;
+  const config::Peer& parent() const { return options_.parents[failover_.current()]; }
+
+ private:
+  void connect(runtime::Shard& shard);
+  void next_parent(runtime::Shard& shard);
+  void on_welcome(const proto::HelloOk& hello_ok) override;
+  void on_frame(const proto::Frame& frame) override;
+  void on_failure(const ChildFailure& failure) override;
+  void on_timer(runtime::Shard& shard, runtime::Timer& timer) override;
+
+  const ChildLinkOptions options_;
+  proto::SpillPool& spill_pool_;
+  ChildLinkEvents& events_;
+  Failover failover_;
+  runtime::Timer reconnect_{*this};
+  runtime::Shard* shard_ = nullptr;  // while a session runs: the handler calls have no shard
+  runtime::ConnId conn_{};
+  bool connected_ = false;
+  bool adopted_ = false;   // the parent dialled: it reconnects, not us
+  bool stopping_ = false;
+  std::unique_ptr<ChildSession> session_;
+  std::vector<std::byte> unsent_;  // ciphertext the send queue had no room for
+};
+
+}  // namespace gatehouse::net

@@ -1,0 +1,179 @@
+#include "gatehouse/net/child_link.h"
+
+#include <cstring>
+
+#include "gatehouse/log/log.h"
+#include "gatehouse/net/ciphertext.h"
+
+namespace gatehouse::net {
+
+ChildLink::ChildLink(const ChildLinkOptions& options, proto::SpillPool& spill_pool, ChildLinkEvents& events)
+    : options_(options),
+      spill_pool_(spill_pool),
+      events_(events),
+      failover_(options.parents.size(), options.backoff_initial_ms, options.backoff_max_ms) {}
+
+ChildLink::~ChildLink() = default;
+
+void ChildLink::start(runtime::Shard& shard) {
+  shard_ = &shard;
+  connect(shard);
+}
+
+void ChildLink::connect(runtime::Shard& shard) {
+  if (stopping_ || connected_) return;
+  runtime::PeerAddress address;
+  std::string why;
+  if (!options_.addresses->lookup(failover_.current(), address, why) || !shard.connect(address, options_.connect_context)) {
+    if (why.empty()) why = "too many connects in flight";
+    log::emit(log::Level::warning, log::EventId::parent_connect_failed, "cannot connect to the parent: " + why,
+              {{"parent", parent().name}, {"address", parent().address.text}});
+    next_parent(shard);
+  }
+}
+
+// The current parent failed: the next one now, or after a backoff once the
+// whole list has failed.
+void ChildLink::next_parent(runtime::Shard& shard) {
+  if (stopping_ || adopted_) return;
+  const uint32_t delay_ms = failover_.failed();
+  if (delay_ms == 0) {
+    connect(shard);
+    return;
+  }
+  log::emit(log::Level::error, log::EventId::no_parent_available,
+            "no parent in the list is reachable; events wait in the queues",
+            {{"parents", static_cast<uint64_t>(options_.parents.size())}, {"retry_ms", delay_ms}});
+  shard.set_timer(reconnect_, delay_ms);
+}
+
+void ChildLink::on_timer(runtime::Shard& shard, runtime::Timer&) { connect(shard); }
+
+bool ChildLink::on_connect_failed(runtime::Shard& shard, uint64_t context, int error) {
+  if (context != options_.connect_context) return false;
+  log::emit(log::Level::warning, log::EventId::parent_connect_failed, "cannot connect to the parent",
+            {{"parent", parent().name}, {"address", parent().address.text}, {"error", std::strerror(-error)}});
+  options_.addresses->refresh_soon(failover_.current());  // it may have moved
+  next_parent(shard);
+  return true;
+}
+
+bool ChildLink::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) {
+  if (context != options_.connect_context) return false;
+  shard_ = &shard;
+  conn_ = id;
+  connected_ = true;
+  ChildOptions child = options_.child;
+  child.parent_name = parent().name;
+  session_ = std::make_unique<ChildSession>(child, spill_pool_);
+  unsent_.clear();
+  session_->start();
+  flush(shard);
+  shard.set_deadline(id, options_.welcome_timeout_ms);
+  return true;
+}
+
+void ChildLink::adopt(runtime::Shard& shard, runtime::ConnId id) {
+  adopted_ = true;
+  on_open(shard, id, options_.connect_context);
+}
+
+bool ChildLink::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) {
+  if (!connected_ || id != conn_ || session_ == nullptr) return false;
+  session_->receive(bytes, *this);
+  if (session_ != nullptr && shard.alive(id)) flush(shard);
+  return true;
+}
+
+void ChildLink::on_welcome(const proto::HelloOk& hello_ok) {
+  shard_->clear_deadline(conn_);
+  failover_.succeeded();
+  log::emit(log::Level::info, log::EventId::parent_connected, "connected to the parent",
+            {{"parent", hello_ok.name}, {"address", parent().address.text},
+             {"last_durable_seq", hello_ok.last_durable_seq}});
+  events_.on_link_up(*shard_, *this, hello_ok);
+}
+
+void ChildLink::on_frame(const proto::Frame& frame) {
+  if (frame.channel == 0) {
+    if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) {
+      session_->send({0, proto::Pong{ping->nonce}});
+      return;
+    }
+    if (std::holds_alternative<proto::GoAway>(frame.body) || std::holds_alternative<proto::Close>(frame.body)) {
+      shard_->close(conn_);  // the parent is leaving: reconnect, elsewhere if it is gone
+      return;
+    }
+  }
+  events_.on_link_frame(*shard_, *this, frame);
+}
+
+void ChildLink::on_failure(const ChildFailure& failure) {
+  const bool not_approved = failure.reason == proto::Reason::not_approved;
+  const log::EventId event = not_approved ? options_.not_approved_event : failure.event;
+  log::emit(log::Level::error, event, not_approved && !options_.not_approved_hint.empty()
+                                          ? failure.why + " (" + options_.not_approved_hint + ")"
+                                          : failure.why,
+            {{"parent", parent().name}, {"address", parent().address.text}, {"reason", proto::to_string(failure.reason)}});
+  if (not_approved) failover_.end_round();  // wait a backoff: approval takes a human
+  shard_->abort(conn_);
+}
+
+bool ChildLink::on_deadline(runtime::Shard& shard, runtime::ConnId id) {
+  if (!connected_ || id != conn_) return false;
+  if (session_ != nullptr && !session_->welcomed()) {
+    log::emit(log::Level::warning, log::EventId::parent_connect_failed, "the parent did not welcome us in time",
+              {{"parent", parent().name}, {"timeout_ms", options_.welcome_timeout_ms}});
+    shard.abort(id);
+  }
+  return true;
+}
+
+bool ChildLink::on_close(runtime::Shard& shard, runtime::ConnId id) {
+  if (!connected_ || id != conn_) return false;
+  const bool was_up = welcomed();
+  session_.reset();
+  unsent_.clear();
+  connected_ = false;
+  events_.on_link_down(shard, *this, was_up);
+  if (stopping_ || adopted_) return true;
+  if (was_up) {
+    log::emit(log::Level::warning, log::EventId::parent_connect_failed, "lost the parent; reconnecting",
+              {{"parent", parent().name}});
+    shard.set_timer(reconnect_, failover_.jitter_ms(options_.retry_after_loss_ms));
+    return true;
+  }
+  next_parent(shard);
+  return true;
+}
+
+bool ChildLink::on_send_space(runtime::Shard& shard, runtime::ConnId id) {
+  if (!connected_ || id != conn_) return false;
+  flush(shard);
+  events_.on_link_writable(shard, *this);
+  return true;
+}
+
+bool ChildLink::send(const proto::Frame& frame) { return welcomed() && session_->send(frame); }
+
+bool ChildLink::send_encoded(std::span<const std::byte> frames) { return welcomed() && session_->send_encoded(frames); }
+
+void ChildLink::flush(runtime::Shard& shard) {
+  if (session_ != nullptr) flush_ciphertext(shard, conn_, *session_, unsent_);
+}
+
+void ChildLink::close(runtime::Shard& shard) {
+  if (connected_) shard.close(conn_);
+}
+
+uint64_t ChildLink::waiting_bytes() const {
+  return unsent_.size() + (session_ != nullptr ? session_->pending_ciphertext_bytes() : 0);
+}
+
+void ChildLink::stop(runtime::Shard& shard) {
+  stopping_ = true;
+  shard.cancel_timer(reconnect_);
+  close(shard);
+}
+
+}  // namespace gatehouse::net
