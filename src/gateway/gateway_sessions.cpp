@@ -8,11 +8,11 @@ namespace gatehouse::gateway {
 GatewaySessions::GatewaySessions(std::string name, uint32_t connections_max, uint16_t heartbeat_interval_s)
     : name_(std::move(name)), heartbeat_interval_s_(heartbeat_interval_s), children_(connections_max) {}
 
-void GatewaySessions::on_authenticated(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id,
+void GatewaySessions::on_authenticated(net::Children&, runtime::Shard& shard, runtime::ConnId id,
                                        const net::Identity& identity) {
   const int uplink = uplinks_->pick();
   if (uplink < 0) {
-    gate.deny(shard, id, proto::Reason::parent_unavailable, log::EventId::no_parent_available,
+    gate_->deny(shard, id, proto::Reason::parent_unavailable, log::EventId::no_parent_available,
               "this gateway has no parent connection right now; retry later");
     return;
   }
@@ -24,7 +24,7 @@ void GatewaySessions::on_authenticated(net::Gate& gate, runtime::Shard& shard, r
   child.uplink = static_cast<uint32_t>(uplink);
   if (identity.role == proto::Role::gateway) {  // a chained gateway: its agents arrive as OPENs
     child.gateway = true;
-    gate.send(shard, id, {0, proto::HelloOk{proto::kVersion, heartbeat_interval_s_, 0, 0, name_}});
+    gate_->send(shard, id, {0, proto::HelloOk{proto::kVersion, heartbeat_interval_s_, 0, 0, name_}});
     return;
   }
   open_channel(shard, child, 0, identity.auth, identity.name, nullptr);
@@ -70,19 +70,19 @@ void GatewaySessions::close_channel(Child& child, uint32_t child_channel, bool t
   child.channels.erase(found);
 }
 
-void GatewaySessions::on_frame(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) {
+void GatewaySessions::on_frame(net::Children&, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) {
   Child& child = children_[id.index];
   if (!child.open || child.id != id) return;
   if (const auto* data = std::get_if<proto::Data>(&frame.body)) {
     auto found = child.channels.find(frame.channel);
     if (found == child.channels.end()) {
-      if (child.gateway) gate.send(shard, id, {frame.channel, proto::Close{proto::Reason::channel_unknown}});
+      if (child.gateway) gate_->send(shard, id, {frame.channel, proto::Close{proto::Reason::channel_unknown}});
       return;  // an agent's DATA before its OPEN_OK came back cannot happen: it has no window yet
     }
     uplinks_->queue_data(child.uplink, found->second, *data);
   } else if (const auto* open = std::get_if<proto::Open>(&frame.body)) {
     if (!child.gateway || frame.channel == 0 || child.channels.contains(frame.channel)) {
-      gate.deny(shard, id, proto::Reason::protocol_error, log::EventId::protocol_violation,
+      gate_->deny(shard, id, proto::Reason::protocol_error, log::EventId::protocol_violation,
                 "OPEN comes from gateways, once per channel above 0");
       return;
     }
@@ -90,11 +90,11 @@ void GatewaySessions::on_frame(net::Gate& gate, runtime::Shard& shard, runtime::
   } else if (std::holds_alternative<proto::Close>(frame.body)) {
     close_channel(child, frame.channel, true);
   } else if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) {
-    gate.send(shard, id, {frame.channel, proto::Pong{ping->nonce}});
+    gate_->send(shard, id, {frame.channel, proto::Pong{ping->nonce}});
   }
 }
 
-void GatewaySessions::on_closed(net::Gate&, runtime::Shard&, runtime::ConnId id) {
+void GatewaySessions::on_closed(net::Children&, runtime::Shard&, runtime::ConnId id) {
   Child& child = children_[id.index];
   if (child.id != id || !child.open) return;
   const bool uplink_up = uplinks_->up(child.uplink);
@@ -159,7 +159,7 @@ void GatewaySessions::on_uplink_down(runtime::Shard& shard, uint32_t uplink) {
 void GatewaySessions::on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) {
   for (const Child& child : children_) {
     if (!child.open || child.uplink != uplink) continue;
-    if (congested) shard.pause_reading(child.id); else shard.resume_reading(child.id);
+    gate_->set_reading(shard, child.id, !congested);
   }
 }
 

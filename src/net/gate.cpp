@@ -71,6 +71,14 @@ bool Gate::send_encoded(runtime::Shard& shard, runtime::ConnId id, std::span<con
   return tls_->send(shard, id, frames);
 }
 
+void Gate::set_reading(runtime::Shard& shard, runtime::ConnId id, bool reading) {
+  if (reading) {
+    shard.resume_reading(id);
+  } else {
+    shard.pause_reading(id);
+  }
+}
+
 void Gate::deny(runtime::Shard& shard, runtime::ConnId id, proto::Reason reason, log::EventId event,
                 const std::string& why, const std::string& hint) {
   Connection& connection = connections_[id.index];

@@ -39,7 +39,7 @@ std::string ServerSessions::approval_hint(const std::string& agent) const {
              : "approve it with: gatehouse approve agent " + agent + " --action create";
 }
 
-void ServerSessions::on_authenticated(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id,
+void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard, runtime::ConnId id,
                                       const net::Identity& identity) {
   Link& link = links_[id.index];
   link = {};
@@ -70,7 +70,7 @@ void ServerSessions::on_authenticated(net::Gate& gate, runtime::Shard& shard, ru
                                           context_.name}});
 }
 
-void ServerSessions::on_frame(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) {
+void ServerSessions::on_frame(net::Children& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) {
   Link& link = links_[id.index];
   if (!link.open || link.id != id) return;
   std::visit(
@@ -94,7 +94,7 @@ void ServerSessions::on_frame(net::Gate& gate, runtime::Shard& shard, runtime::C
       frame.body);
 }
 
-void ServerSessions::on_open(net::Gate& gate, runtime::Shard& shard, Link& link, uint32_t channel,
+void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, Link& link, uint32_t channel,
                              const proto::Open& open) {
   if (!link.gateway || channel == 0) {
     gate.deny(shard, link.id, proto::Reason::protocol_error, log::EventId::protocol_violation,
@@ -127,7 +127,7 @@ void ServerSessions::on_open(net::Gate& gate, runtime::Shard& shard, Link& link,
             {channel, proto::OpenOk{context_.store.durable_seq(agent), context_.limits.channel_window_bytes}});
 }
 
-void ServerSessions::on_data(net::Gate& gate, runtime::Shard& shard, Link& link, uint32_t channel,
+void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, Link& link, uint32_t channel,
                              const proto::Data& data) {
   auto found = link.channels.find(channel);
   if (found == link.channels.end()) {
@@ -157,7 +157,7 @@ void ServerSessions::on_data(net::Gate& gate, runtime::Shard& shard, Link& link,
   batch.payloads.insert(batch.payloads.end(), data.payload.begin(), data.payload.end());
 }
 
-void ServerSessions::on_turn_end(net::Gate&, runtime::Shard& shard) {
+void ServerSessions::on_turn_end(net::Children&, runtime::Shard& shard) {
   if (batch_->entries.empty()) return;
   // A full store queue (or inbox) keeps the batch here and tries again next
   // turn; the agents' windows bound how much can pile up meanwhile.
@@ -182,7 +182,7 @@ void ServerSessions::deliver(store::Batch* batch) {
 void ServerSessions::on_message(runtime::Shard& shard, uint64_t, void* done) {
   std::unique_ptr<store::Batch> owned(static_cast<store::Batch*>(done));
   store::Batch* batch = owned.get();
-  net::Gate& gate = *gate_;
+  net::Children& gate = *gate_;
   --batches_out_;
   struct Reply {
     uint64_t durable_seq = 0;
@@ -206,7 +206,7 @@ void ServerSessions::on_message(runtime::Shard& shard, uint64_t, void* done) {
   }
 }
 
-void ServerSessions::on_closed(net::Gate&, runtime::Shard&, runtime::ConnId id) {
+void ServerSessions::on_closed(net::Children&, runtime::Shard&, runtime::ConnId id) {
   Link& link = links_[id.index];
   if (link.id == id) link = {};
 }

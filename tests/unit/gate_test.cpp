@@ -28,17 +28,17 @@ namespace {
 // A parent that welcomes whoever the gate lets through and answers PING.
 class WelcomingRole final : public net::SessionHandler {
  public:
-  void on_authenticated(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override {
+  void on_authenticated(net::Children& gate, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override {
     {
       std::lock_guard lock(mutex);
       admitted.push_back(identity);
     }
     gate.send(shard, id, {0, proto::HelloOk{proto::kVersion, 60, 65'536, 0, "gw1.example.test"}});
   }
-  void on_frame(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override {
+  void on_frame(net::Children& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override {
     if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) gate.send(shard, id, {0, proto::Pong{ping->nonce}});
   }
-  void on_closed(net::Gate&, runtime::Shard&, runtime::ConnId) override {}
+  void on_closed(net::Children&, runtime::Shard&, runtime::ConnId) override {}
 
   std::mutex mutex;
   std::vector<net::Identity> admitted;

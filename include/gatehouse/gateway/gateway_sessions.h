@@ -19,15 +19,15 @@ namespace gatehouse::gateway {
 class GatewaySessions final : public net::SessionHandler, public uplink::UplinkEvents {
  public:
   GatewaySessions(std::string name, uint32_t connections_max, uint16_t heartbeat_interval_s);
-  void attach(uplink::UplinkPool& uplinks, net::Gate& gate) {
+  void attach(uplink::Uplinks& uplinks, net::Children& children) {
     uplinks_ = &uplinks;
-    gate_ = &gate;
+    gate_ = &children;
   }
 
   // Children (through the gate).
-  void on_authenticated(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override;
-  void on_frame(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override;
-  void on_closed(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id) override;
+  void on_authenticated(net::Children& children, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override;
+  void on_frame(net::Children& children, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override;
+  void on_closed(net::Children& children, runtime::Shard& shard, runtime::ConnId id) override;
 
   // Uplinks.
   void on_uplink_frame(runtime::Shard& shard, uint32_t uplink, const proto::Frame& frame) override;
@@ -56,8 +56,8 @@ class GatewaySessions final : public net::SessionHandler, public uplink::UplinkE
 
   const std::string name_;
   const uint16_t heartbeat_interval_s_;
-  uplink::UplinkPool* uplinks_ = nullptr;
-  net::Gate* gate_ = nullptr;
+  uplink::Uplinks* uplinks_ = nullptr;
+  net::Children* gate_ = nullptr;
   std::vector<Child> children_;                   // by connection slot
   std::unordered_map<uint64_t, Route> routes_;    // (uplink, channel) → child
   uint32_t next_channel_ = 1;

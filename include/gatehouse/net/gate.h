@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gatehouse/log/events.h"
+#include "gatehouse/net/children.h"
 #include "gatehouse/net/tls_server.h"
 #include "gatehouse/proto/codec.h"
 
@@ -39,15 +40,16 @@ class Gate;
 class SessionHandler {
  public:
   virtual ~SessionHandler() = default;
-  // The child proved `identity`: answer HELLO_OK (Gate::send) or Gate::deny.
-  virtual void on_authenticated(Gate& gate, runtime::Shard& shard, runtime::ConnId id, const Identity& identity) = 0;
+  // The child proved `identity`: answer HELLO_OK (send) or deny. `children`
+  // is the gate (a fake in the roles' unit tests).
+  virtual void on_authenticated(Children& children, runtime::Shard& shard, runtime::ConnId id, const Identity& identity) = 0;
   // Every later frame; views are valid during the call only.
-  virtual void on_frame(Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) = 0;
+  virtual void on_frame(Children& children, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) = 0;
   // Only for sessions that were authenticated.
-  virtual void on_closed(Gate& gate, runtime::Shard& shard, runtime::ConnId id) = 0;
-  virtual void on_send_space(Gate&, runtime::Shard&, runtime::ConnId) {}
-  virtual void on_stop(Gate&, runtime::Shard&) {}
-  virtual void on_turn_end(Gate&, runtime::Shard&) {}
+  virtual void on_closed(Children& children, runtime::Shard& shard, runtime::ConnId id) = 0;
+  virtual void on_send_space(Children&, runtime::Shard&, runtime::ConnId) {}
+  virtual void on_stop(Children&, runtime::Shard&) {}
+  virtual void on_turn_end(Children&, runtime::Shard&) {}
   // False while the role has work outside the shard (e.g. batches in the store).
   virtual bool idle() const { return true; }
 };
@@ -58,7 +60,7 @@ struct GateOptions {
 };
 
 // One per shard, beside its TlsServer (attach() before the shard starts).
-class Gate final : public PlainHandler, private runtime::Mailbox {
+class Gate final : public PlainHandler, public Children, private runtime::Mailbox {
  public:
   // `kerberos` may hold nullptr (no [kerberos]): Kerberos agents are refused.
   Gate(const std::atomic<std::shared_ptr<const krb::AcceptorCredential>>& kerberos, runtime::WorkerPool& pool,
@@ -68,15 +70,17 @@ class Gate final : public PlainHandler, private runtime::Mailbox {
 
   // Encodes and sends one frame; false when the connection is gone or its
   // send queue is full (on_send_space follows).
-  bool send(runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame);
+  bool send(runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override;
   // Sends raw, already encoded frames (a relay passes them through).
   bool send_encoded(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> frames);
   // DENY with the reason, a log line with the event, then close. `hint` is
   // for the local log only (what the operator here can do about it).
   void deny(runtime::Shard& shard, runtime::ConnId id, proto::Reason reason, log::EventId event, const std::string& why,
-            const std::string& hint = "");
+            const std::string& hint) override;
+  using Children::deny;
   // Closes once what was sent is out (GOAWAY first, for instance).
-  void close(runtime::Shard& shard, runtime::ConnId id) { tls_->close(shard, id); }
+  void close(runtime::Shard& shard, runtime::ConnId id) override { tls_->close(shard, id); }
+  void set_reading(runtime::Shard& shard, runtime::ConnId id, bool reading) override;
   const Identity* identity(runtime::ConnId id) const;
   const GateOptions& options() const { return options_; }
 

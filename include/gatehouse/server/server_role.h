@@ -34,16 +34,16 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
  public:
   ServerSessions(ServerContext& context, uint32_t connections_max);
   ~ServerSessions() override;
-  void attach(net::Gate& gate) { gate_ = &gate; }
+  void attach(net::Children& gate) { gate_ = &gate; }
 
   // The store's delivery (on its writer thread): each batch back to the
   // shard's sessions that submitted it.
   static void deliver(store::Batch* batch);
 
-  void on_authenticated(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override;
-  void on_frame(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override;
-  void on_closed(net::Gate& gate, runtime::Shard& shard, runtime::ConnId id) override;
-  void on_turn_end(net::Gate& gate, runtime::Shard& shard) override;
+  void on_authenticated(net::Children& gate, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override;
+  void on_frame(net::Children& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override;
+  void on_closed(net::Children& gate, runtime::Shard& shard, runtime::ConnId id) override;
+  void on_turn_end(net::Children& gate, runtime::Shard& shard) override;
   bool idle() const override { return batches_out_ == 0 && batch_->entries.empty(); }
 
  private:
@@ -60,13 +60,13 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   };
 
   bool agent_approved(const std::string& agent) const;
-  void on_open(net::Gate& gate, runtime::Shard& shard, Link& link, uint32_t channel, const proto::Open& open);
-  void on_data(net::Gate& gate, runtime::Shard& shard, Link& link, uint32_t channel, const proto::Data& data);
+  void on_open(net::Children& gate, runtime::Shard& shard, Link& link, uint32_t channel, const proto::Open& open);
+  void on_data(net::Children& gate, runtime::Shard& shard, Link& link, uint32_t channel, const proto::Data& data);
   void on_message(runtime::Shard& shard, uint64_t value, void* batch) override;  // a batch is durable
   std::string approval_hint(const std::string& agent) const;
 
   ServerContext& context_;
-  net::Gate* gate_ = nullptr;
+  net::Children* gate_ = nullptr;
   std::vector<Link> links_;               // by connection slot
   std::unique_ptr<store::Batch> batch_;   // this turn's DATA
   uint32_t batches_out_ = 0;              // in the store

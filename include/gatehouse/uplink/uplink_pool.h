@@ -31,6 +31,21 @@ struct UplinkOptions {
   uint32_t retry_after_loss_ms = 100;  // an uplink that was up: the same parent again soon
 };
 
+// What the gateway's sessions do with a shard's uplinks (UplinkPool; a fake
+// in the role's unit tests).
+class Uplinks {
+ public:
+  virtual ~Uplinks() = default;
+  // A welcomed, uncongested uplink (round robin), else a welcomed one, else -1.
+  virtual int pick() = 0;
+  // Encodes a frame into the uplink's batch for this turn.
+  virtual bool queue(uint32_t uplink, const proto::Frame& frame) = 0;
+  // A relayed DATA: a new prefix (the uplink's channel), then the payload
+  // bytes as they came; the frame is not re-encoded.
+  virtual bool queue_data(uint32_t uplink, uint32_t channel, const proto::Data& data) = 0;
+  virtual bool up(uint32_t uplink) const = 0;
+};
+
 // What the gateway hears from its uplinks.
 class UplinkEvents {
  public:
@@ -40,7 +55,7 @@ class UplinkEvents {
   virtual void on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) = 0;
 };
 
-class UplinkPool final : public runtime::Service, public runtime::Mailbox, private net::ChildLinkEvents {
+class UplinkPool final : public runtime::Service, public runtime::Mailbox, public Uplinks, private net::ChildLinkEvents {
  public:
   UplinkPool(const UplinkOptions& options, UplinkEvents& events);
   ~UplinkPool() override;
@@ -48,14 +63,10 @@ class UplinkPool final : public runtime::Service, public runtime::Mailbox, priva
   // Post a message to the pool (any value) on its shard to start connecting.
   void on_message(runtime::Shard& shard, uint64_t value, void* pointer) override;
 
-  // A welcomed, uncongested uplink (round robin), else a welcomed one, else -1.
-  int pick();
-  // Encodes a frame into the uplink's batch for this turn.
-  bool queue(uint32_t uplink, const proto::Frame& frame);
-  // A relayed DATA: a new prefix (the uplink's channel), then the payload
-  // bytes as they came; the frame is not re-encoded.
-  bool queue_data(uint32_t uplink, uint32_t channel, const proto::Data& data);
-  bool up(uint32_t uplink) const;
+  int pick() override;
+  bool queue(uint32_t uplink, const proto::Frame& frame) override;
+  bool queue_data(uint32_t uplink, uint32_t channel, const proto::Data& data) override;
+  bool up(uint32_t uplink) const override;
   uint64_t waiting_bytes(uint32_t uplink) const;
 
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;

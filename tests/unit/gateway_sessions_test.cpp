@@ -1,0 +1,248 @@
+// The roles' logic through their seam: fakes of the children's sessions
+// (net::Children) and of the uplinks (uplink::Uplinks) record what
+// GatewaySessions and ServerSessions ask for; no sockets, no TLS. The shard is
+// a real one that never runs (the roles only pass it through); the server's
+// store and registry are real, in a temp folder.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gatehouse/gateway/gateway_sessions.h"
+#include "gatehouse/server/server_role.h"
+#include "test_support.h"
+
+using namespace gatehouse;
+
+namespace {
+
+// One frame as the fakes keep it (frames hold views; these are copies).
+struct Recorded {
+  proto::FrameType type{};
+  uint32_t channel = 0;
+  std::string name;  // HELLO_OK's, OPEN's agent
+  std::vector<std::string> hops;
+  proto::Reason reason = proto::Reason::normal;
+  uint64_t seq = 0;  // DATA's, or HELLO_OK's last durable seq
+  uint32_t credit = 0;
+  std::string payload;
+};
+
+Recorded record(const proto::Frame& frame) {
+  Recorded r;
+  r.type = proto::frame_type(frame.body);
+  r.channel = frame.channel;
+  if (const auto* hello_ok = std::get_if<proto::HelloOk>(&frame.body)) {
+    r.name = hello_ok->name;
+    r.seq = hello_ok->last_durable_seq;
+    r.credit = hello_ok->credit_bytes;
+  } else if (const auto* open = std::get_if<proto::Open>(&frame.body)) {
+    r.name = open->name;
+    for (uint8_t i = 0; i < open->hop_count; ++i) r.hops.emplace_back(open->hops[i]);
+  } else if (const auto* deny = std::get_if<proto::OpenDeny>(&frame.body)) {
+    r.reason = deny->reason;
+  } else if (const auto* go_away = std::get_if<proto::GoAway>(&frame.body)) {
+    r.reason = go_away->reason;
+  } else if (const auto* data = std::get_if<proto::Data>(&frame.body)) {
+    r.seq = data->seq;
+    r.payload.assign(reinterpret_cast<const char*>(data->payload.data()), data->payload.size());
+  } else if (const auto* credit = std::get_if<proto::Credit>(&frame.body)) {
+    r.credit = credit->credit_bytes;
+  }
+  return r;
+}
+
+struct FakeChildren final : net::Children {
+  bool send(runtime::Shard&, runtime::ConnId id, const proto::Frame& frame) override {
+    sent[id.index].push_back(record(frame));
+    return true;
+  }
+  void deny(runtime::Shard&, runtime::ConnId id, proto::Reason reason, log::EventId, const std::string&,
+            const std::string&) override {
+    denied[id.index] = reason;
+  }
+  void close(runtime::Shard&, runtime::ConnId id) override { closed.push_back(id.index); }
+  void set_reading(runtime::Shard&, runtime::ConnId id, bool on) override { reading[id.index] = on; }
+
+  std::map<uint32_t, std::vector<Recorded>> sent;  // by connection slot
+  std::map<uint32_t, proto::Reason> denied;
+  std::vector<uint32_t> closed;
+  std::map<uint32_t, bool> reading;
+};
+
+struct FakeUplinks final : uplink::Uplinks {
+  int pick() override {
+    for (uint32_t i = 0; i < up_.size(); ++i) {
+      if (up_[i]) return static_cast<int>(i);
+    }
+    return -1;
+  }
+  bool queue(uint32_t uplink, const proto::Frame& frame) override {
+    if (!up_[uplink]) return false;
+    queued[uplink].push_back(record(frame));
+    return true;
+  }
+  bool queue_data(uint32_t uplink, uint32_t channel, const proto::Data& data) override {
+    return queue(uplink, {channel, data});
+  }
+  bool up(uint32_t uplink) const override { return up_[uplink]; }
+
+  std::vector<bool> up_ = {true, true};
+  std::map<uint32_t, std::vector<Recorded>> queued;  // by uplink
+};
+
+struct IdleService final : runtime::Service {
+  void on_open(runtime::Shard&, runtime::ConnId, uint64_t) override {}
+  void on_data(runtime::Shard&, runtime::ConnId, std::span<const std::byte>) override {}
+  void on_close(runtime::Shard&, runtime::ConnId, int) override {}
+  void on_connect_failed(runtime::Shard&, uint64_t, int) override {}
+};
+
+runtime::RuntimeLimits small_limits() {
+  runtime::RuntimeLimits limits;
+  limits.connections_per_shard = 64;
+  return limits;
+}
+
+struct Gateway {
+  Gateway() : shard(0, small_limits(), service, {}), sessions("gw1.example.test", 64, 60) {
+    sessions.attach(uplinks, children);
+  }
+  void agent(uint32_t slot, const std::string& name) {
+    sessions.on_authenticated(children, shard, {slot, 1}, {proto::Role::agent, proto::AuthMethod::cert, name});
+  }
+  void child_gateway(uint32_t slot, const std::string& name) {
+    sessions.on_authenticated(children, shard, {slot, 1}, {proto::Role::gateway, proto::AuthMethod::cert, name});
+  }
+  void from_child(uint32_t slot, const proto::Frame& frame) { sessions.on_frame(children, shard, {slot, 1}, frame); }
+  void from_uplink(uint32_t uplink, const proto::Frame& frame) { sessions.on_uplink_frame(shard, uplink, frame); }
+
+  IdleService service;
+  runtime::Shard shard;
+  FakeChildren children;
+  FakeUplinks uplinks;
+  gateway::GatewaySessions sessions;
+};
+
+}  // namespace
+
+TEST_CASE("gateway role: an agent's OPEN goes up with this hop; OPEN_OK comes back as its HELLO_OK") {
+  Gateway gw;
+  gw.agent(5, "web01.example.test");
+  REQUIRE(gw.uplinks.queued[0].size() == 1);
+  const Recorded open = gw.uplinks.queued[0][0];
+  CHECK(open.type == proto::FrameType::open);
+  CHECK(open.name == "web01.example.test");
+  CHECK(open.hops == std::vector<std::string>{"gw1.example.test"});
+  CHECK(open.channel != 0);
+  gw.from_uplink(0, {open.channel, proto::OpenOk{4'242, 65'536}});
+  REQUIRE(gw.children.sent[5].size() == 1);
+  const Recorded hello_ok = gw.children.sent[5][0];
+  CHECK(hello_ok.type == proto::FrameType::hello_ok);
+  CHECK(hello_ok.channel == 0);
+  CHECK(hello_ok.seq == 4'242);
+  CHECK(hello_ok.credit == 65'536);
+  CHECK(hello_ok.name == "gw1.example.test");
+  // DATA goes up on the uplink's channel, payload as it came; ACK and CREDIT come down on channel 0.
+  const std::string payload = "{\"event\":1}";
+  gw.from_child(5, {0, proto::Data{1, proto::DataKind::event, std::as_bytes(std::span(payload))}});
+  REQUIRE(gw.uplinks.queued[0].size() == 2);
+  CHECK(gw.uplinks.queued[0][1].type == proto::FrameType::data);
+  CHECK(gw.uplinks.queued[0][1].channel == open.channel);
+  CHECK(gw.uplinks.queued[0][1].payload == payload);
+  gw.from_uplink(0, {open.channel, proto::Credit{300}});
+  REQUIRE(gw.children.sent[5].size() == 2);
+  CHECK(gw.children.sent[5][1].type == proto::FrameType::credit);
+  CHECK(gw.children.sent[5][1].channel == 0);
+  CHECK(gw.children.sent[5][1].credit == 300);
+}
+
+TEST_CASE("gateway role: OPEN_DENY reaches the agent as its DENY; no parent at all is a DENY at once") {
+  Gateway gw;
+  gw.agent(3, "web02.example.test");
+  const uint32_t channel = gw.uplinks.queued[0][0].channel;
+  gw.from_uplink(0, {channel, proto::OpenDeny{{proto::Reason::not_approved, 20'000, "not approved"}}});
+  CHECK(gw.children.denied[3] == proto::Reason::not_approved);
+  gw.from_uplink(0, {channel, proto::Credit{1}});  // the route is gone: nothing reaches anyone
+  CHECK(gw.children.sent[3].empty());
+  gw.uplinks.up_ = {false, false};
+  gw.agent(4, "web03.example.test");
+  CHECK(gw.children.denied[4] == proto::Reason::parent_unavailable);
+}
+
+TEST_CASE("gateway role: a chained gateway's OPEN that already crossed this gateway is a loop") {
+  Gateway gw;
+  gw.child_gateway(7, "gw2.example.test");
+  REQUIRE(gw.children.sent[7].size() == 1);  // its HELLO_OK
+  proto::Open looped{proto::AuthMethod::cert, "web09.example.test", 2, {}};
+  looped.hops[0] = "gw2.example.test";
+  looped.hops[1] = "gw1.example.test";
+  gw.from_child(7, {3, looped});
+  REQUIRE(gw.children.sent[7].size() == 2);
+  CHECK(gw.children.sent[7][1].type == proto::FrameType::open_deny);
+  CHECK(gw.children.sent[7][1].channel == 3);
+  CHECK(gw.children.sent[7][1].reason == proto::Reason::loop_detected);
+  proto::Open too_far{proto::AuthMethod::cert, "web10.example.test", proto::kHopsMax, {}};
+  for (auto& hop : too_far.hops) hop = "gw9.example.test";
+  gw.from_child(7, {4, too_far});
+  CHECK(gw.children.sent[7].back().reason == proto::Reason::loop_detected);
+  CHECK(gw.uplinks.queued[0].empty());  // neither went up
+  proto::Open fine{proto::AuthMethod::kerberos, "web11.example.test", 1, {}};
+  fine.hops[0] = "gw2.example.test";
+  gw.from_child(7, {5, fine});
+  REQUIRE(gw.uplinks.queued[0].size() == 1);
+  CHECK(gw.uplinks.queued[0][0].hops == std::vector<std::string>{"gw2.example.test", "gw1.example.test"});
+}
+
+TEST_CASE("gateway role: an uplink lost sends its agents away (GOAWAY, close); others stay; congestion pauses and resumes") {
+  Gateway gw;
+  gw.agent(1, "web01.example.test");  // uplink 0
+  gw.uplinks.up_ = {false, true};
+  gw.agent(2, "web02.example.test");  // uplink 1
+  gw.uplinks.up_ = {true, true};
+  gw.sessions.on_uplink_congested(gw.shard, 0, true);
+  CHECK(gw.children.reading[1] == false);
+  CHECK_FALSE(gw.children.reading.contains(2));
+  gw.sessions.on_uplink_congested(gw.shard, 0, false);
+  CHECK(gw.children.reading[1] == true);
+  const uint32_t channel = gw.uplinks.queued[0][0].channel;
+  gw.sessions.on_uplink_down(gw.shard, 0);
+  REQUIRE(gw.children.sent[1].size() == 1);
+  CHECK(gw.children.sent[1][0].type == proto::FrameType::goaway);
+  CHECK(gw.children.sent[1][0].reason == proto::Reason::parent_unavailable);
+  CHECK(gw.children.closed == std::vector<uint32_t>{1});
+  gw.from_uplink(0, {channel, proto::OpenOk{1, 1}});  // a stale answer on the lost uplink's channel
+  CHECK(gw.children.sent[1].size() == 1);
+  CHECK(gw.children.sent[2].empty());
+}
+
+TEST_CASE("server role: DATA beyond the granted window is refused (flow_control_violation); within it, it is taken") {
+  gatehouse::testing::TempDir dir("server-role-test");
+  REQUIRE(!dir.path.empty());
+  std::string why;
+  auto store = store::EventStore::open(dir.path + "/events", {}, why);
+  REQUIRE_MESSAGE(store != nullptr, why);
+  auto registry = server::Registry::open(dir.path, why);
+  REQUIRE_MESSAGE(registry != nullptr, why);
+  server::ServerLimits limits;
+  limits.channel_window_bytes = 1'024;
+  server::ServerContext context{*store, *registry, config::AgentApproval::automatic, "ms1.example.test", limits};
+  IdleService service;
+  runtime::Shard shard(0, small_limits(), service, {});
+  FakeChildren children;
+  server::ServerSessions sessions(context, 64);
+  sessions.attach(children);
+  sessions.on_authenticated(children, shard, {9, 1}, {proto::Role::agent, proto::AuthMethod::cert, "web01.example.test"});
+  REQUIRE(children.sent[9].size() == 1);
+  CHECK(children.sent[9][0].type == proto::FrameType::hello_ok);
+  CHECK(children.sent[9][0].credit == 1'024);
+  const std::string payload(400, 'x');  // 422 bytes with the frame's fixed part
+  for (uint64_t seq = 1; seq <= 2; ++seq) {
+    sessions.on_frame(children, shard, {9, 1}, {0, proto::Data{seq, proto::DataKind::event, std::as_bytes(std::span(payload))}});
+  }
+  CHECK_FALSE(children.denied.contains(9));
+  sessions.on_frame(children, shard, {9, 1}, {0, proto::Data{3, proto::DataKind::event, std::as_bytes(std::span(payload))}});
+  REQUIRE(children.denied.contains(9));
+  CHECK(children.denied[9] == proto::Reason::flow_control_violation);
+}
