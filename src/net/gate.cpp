@@ -243,6 +243,7 @@ void Gate::finish_accept(runtime::Shard& shard, AcceptJob* job) {
 
 void Gate::authenticated(runtime::Shard& shard, Connection& connection) {
   connection.stage = Stage::authenticated;
+  connection.role_knows = true;
   shard.clear_deadline(connection.id);
   handler_.on_authenticated(*this, shard, connection.id, connection.identity);
 }
@@ -250,7 +251,8 @@ void Gate::authenticated(runtime::Shard& shard, Connection& connection) {
 void Gate::on_closed(TlsServer&, runtime::Shard& shard, runtime::ConnId id) {
   Connection& connection = connections_[id.index];
   if (connection.id != id) return;
-  if (connection.stage == Stage::authenticated) handler_.on_closed(*this, shard, id);
+  // A role's deny closes the stage first; the role still cleans up its state.
+  if (connection.role_knows) handler_.on_closed(*this, shard, id);
   if (connection.job != nullptr) connection.job->orphan = std::move(connection.acceptor);
   connection = {};
 }

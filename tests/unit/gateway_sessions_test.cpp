@@ -11,124 +11,15 @@
 
 #include "gatehouse/gateway/gateway_sessions.h"
 #include "gatehouse/server/server_role.h"
+#include "role_fakes.h"
 #include "test_support.h"
 
 using namespace gatehouse;
+using namespace gatehouse::testing;
 
-namespace {
-
-// One frame as the fakes keep it (frames hold views; these are copies).
-struct Recorded {
-  proto::FrameType type{};
-  uint32_t channel = 0;
-  std::string name;  // HELLO_OK's, OPEN's agent
-  std::vector<std::string> hops;
-  proto::Reason reason = proto::Reason::normal;
-  uint64_t seq = 0;  // DATA's, or HELLO_OK's last durable seq
-  uint32_t credit = 0;
-  std::string payload;
-};
-
-Recorded record(const proto::Frame& frame) {
-  Recorded r;
-  r.type = proto::frame_type(frame.body);
-  r.channel = frame.channel;
-  if (const auto* hello_ok = std::get_if<proto::HelloOk>(&frame.body)) {
-    r.name = hello_ok->name;
-    r.seq = hello_ok->last_durable_seq;
-    r.credit = hello_ok->credit_bytes;
-  } else if (const auto* open = std::get_if<proto::Open>(&frame.body)) {
-    r.name = open->name;
-    for (uint8_t i = 0; i < open->hop_count; ++i) r.hops.emplace_back(open->hops[i]);
-  } else if (const auto* deny = std::get_if<proto::OpenDeny>(&frame.body)) {
-    r.reason = deny->reason;
-  } else if (const auto* go_away = std::get_if<proto::GoAway>(&frame.body)) {
-    r.reason = go_away->reason;
-  } else if (const auto* data = std::get_if<proto::Data>(&frame.body)) {
-    r.seq = data->seq;
-    r.payload.assign(reinterpret_cast<const char*>(data->payload.data()), data->payload.size());
-  } else if (const auto* credit = std::get_if<proto::Credit>(&frame.body)) {
-    r.credit = credit->credit_bytes;
-  }
-  return r;
-}
-
-struct FakeChildren final : net::Children {
-  bool send(runtime::Shard&, runtime::ConnId id, const proto::Frame& frame) override {
-    sent[id.index].push_back(record(frame));
-    return true;
-  }
-  void deny(runtime::Shard&, runtime::ConnId id, proto::Reason reason, log::EventId, const std::string&,
-            const std::string&) override {
-    denied[id.index] = reason;
-  }
-  void close(runtime::Shard&, runtime::ConnId id) override { closed.push_back(id.index); }
-  void set_reading(runtime::Shard&, runtime::ConnId id, bool on) override { reading[id.index] = on; }
-
-  std::map<uint32_t, std::vector<Recorded>> sent;  // by connection slot
-  std::map<uint32_t, proto::Reason> denied;
-  std::vector<uint32_t> closed;
-  std::map<uint32_t, bool> reading;
-};
-
-struct FakeUplinks final : uplink::Uplinks {
-  int pick() override {
-    for (uint32_t i = 0; i < up_.size(); ++i) {
-      if (up_[i]) return static_cast<int>(i);
-    }
-    return -1;
-  }
-  bool queue(uint32_t uplink, const proto::Frame& frame) override {
-    if (!up_[uplink]) return false;
-    queued[uplink].push_back(record(frame));
-    return true;
-  }
-  bool queue_data(uint32_t uplink, uint32_t channel, const proto::Data& data) override {
-    return queue(uplink, {channel, data});
-  }
-  bool up(uint32_t uplink) const override { return up_[uplink]; }
-
-  std::vector<bool> up_ = {true, true};
-  std::map<uint32_t, std::vector<Recorded>> queued;  // by uplink
-};
-
-struct IdleService final : runtime::Service {
-  void on_open(runtime::Shard&, runtime::ConnId, uint64_t) override {}
-  void on_data(runtime::Shard&, runtime::ConnId, std::span<const std::byte>) override {}
-  void on_close(runtime::Shard&, runtime::ConnId, int) override {}
-  void on_connect_failed(runtime::Shard&, uint64_t, int) override {}
-};
-
-runtime::RuntimeLimits small_limits() {
-  runtime::RuntimeLimits limits;
-  limits.connections_per_shard = 64;
-  return limits;
-}
-
-struct Gateway {
-  Gateway() : shard(0, small_limits(), service, {}), sessions("gw1.example.test", 64, 60) {
-    sessions.attach(uplinks, children);
-  }
-  void agent(uint32_t slot, const std::string& name) {
-    sessions.on_authenticated(children, shard, {slot, 1}, {proto::Role::agent, proto::AuthMethod::cert, name});
-  }
-  void child_gateway(uint32_t slot, const std::string& name) {
-    sessions.on_authenticated(children, shard, {slot, 1}, {proto::Role::gateway, proto::AuthMethod::cert, name});
-  }
-  void from_child(uint32_t slot, const proto::Frame& frame) { sessions.on_frame(children, shard, {slot, 1}, frame); }
-  void from_uplink(uint32_t uplink, const proto::Frame& frame) { sessions.on_uplink_frame(shard, uplink, frame); }
-
-  IdleService service;
-  runtime::Shard shard;
-  FakeChildren children;
-  FakeUplinks uplinks;
-  gateway::GatewaySessions sessions;
-};
-
-}  // namespace
 
 TEST_CASE("gateway role: an agent's OPEN goes up with this hop; OPEN_OK comes back as its HELLO_OK") {
-  Gateway gw;
+  GatewayUnderTest gw;
   gw.agent(5, "web01.example.test");
   REQUIRE(gw.uplinks.queued[0].size() == 1);
   const Recorded open = gw.uplinks.queued[0][0];
@@ -159,7 +50,7 @@ TEST_CASE("gateway role: an agent's OPEN goes up with this hop; OPEN_OK comes ba
 }
 
 TEST_CASE("gateway role: OPEN_DENY reaches the agent as its DENY; no parent at all is a DENY at once") {
-  Gateway gw;
+  GatewayUnderTest gw;
   gw.agent(3, "web02.example.test");
   const uint32_t channel = gw.uplinks.queued[0][0].channel;
   gw.from_uplink(0, {channel, proto::OpenDeny{{proto::Reason::not_approved, 20'000, "not approved"}}});
@@ -172,7 +63,7 @@ TEST_CASE("gateway role: OPEN_DENY reaches the agent as its DENY; no parent at a
 }
 
 TEST_CASE("gateway role: a chained gateway's OPEN that already crossed this gateway is a loop") {
-  Gateway gw;
+  GatewayUnderTest gw;
   gw.child_gateway(7, "gw2.example.test");
   REQUIRE(gw.children.sent[7].size() == 1);  // its HELLO_OK
   proto::Open looped{proto::AuthMethod::cert, "web09.example.test", 2, {}};
@@ -196,7 +87,7 @@ TEST_CASE("gateway role: a chained gateway's OPEN that already crossed this gate
 }
 
 TEST_CASE("gateway role: an uplink lost sends its agents away (GOAWAY, close); others stay; congestion pauses and resumes") {
-  Gateway gw;
+  GatewayUnderTest gw;
   gw.agent(1, "web01.example.test");  // uplink 0
   gw.uplinks.up_ = {false, true};
   gw.agent(2, "web02.example.test");  // uplink 1
@@ -228,8 +119,7 @@ TEST_CASE("server role: DATA beyond the granted window is refused (flow_control_
   server::ServerLimits limits;
   limits.channel_window_bytes = 1'024;
   server::ServerContext context{*store, *registry, config::AgentApproval::automatic, "ms1.example.test", limits};
-  IdleService service;
-  runtime::Shard shard(0, small_limits(), service, {});
+  runtime::Shard& shard = passive_shard();
   FakeChildren children;
   server::ServerSessions sessions(context, 64);
   sessions.attach(children);

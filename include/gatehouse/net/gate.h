@@ -45,7 +45,7 @@ class SessionHandler {
   virtual void on_authenticated(Children& children, runtime::Shard& shard, runtime::ConnId id, const Identity& identity) = 0;
   // Every later frame; views are valid during the call only.
   virtual void on_frame(Children& children, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) = 0;
-  // Only for sessions that were authenticated.
+  // Every session the role heard of, whatever ended it (its own deny too).
   virtual void on_closed(Children& children, runtime::Shard& shard, runtime::ConnId id) = 0;
   virtual void on_send_space(Children&, runtime::Shard&, runtime::ConnId) {}
   virtual void on_stop(Children&, runtime::Shard&) {}
@@ -104,6 +104,7 @@ class Gate final : public PlainHandler, public Children, private runtime::Mailbo
     std::unique_ptr<proto::FrameDecoder> decoder;
     std::unique_ptr<krb::Acceptor> acceptor;  // Kerberos exchange in progress
     AcceptJob* job = nullptr;                 // the accept step on the pool, if any
+    bool role_knows = false;                  // the role heard on_authenticated: it hears on_closed too
   };
 
   bool on_frame(runtime::Shard& shard, Connection& connection, const proto::Frame& frame);

@@ -1,0 +1,134 @@
+// Fakes of what the roles need from the transport (net::Children) and from
+// the uplinks (uplink::Uplinks): they record what a role asks for. Shared by
+// the roles' unit tests and the frame-sequence fuzzer.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gatehouse/gateway/gateway_sessions.h"
+#include "gatehouse/net/children.h"
+#include "gatehouse/proto/codec.h"
+#include "gatehouse/runtime/shard.h"
+#include "gatehouse/uplink/uplink_pool.h"
+
+namespace gatehouse::testing {
+
+// One frame as the fakes keep it (frames hold views; these are copies).
+struct Recorded {
+  proto::FrameType type{};
+  uint32_t channel = 0;
+  std::string name;  // HELLO_OK's, OPEN's agent
+  std::vector<std::string> hops;
+  proto::Reason reason = proto::Reason::normal;
+  uint64_t seq = 0;  // DATA's, or HELLO_OK's last durable seq
+  uint32_t credit = 0;
+  std::string payload;
+};
+
+inline Recorded record(const proto::Frame& frame) {
+  Recorded r;
+  r.type = proto::frame_type(frame.body);
+  r.channel = frame.channel;
+  if (const auto* hello_ok = std::get_if<proto::HelloOk>(&frame.body)) {
+    r.name = hello_ok->name;
+    r.seq = hello_ok->last_durable_seq;
+    r.credit = hello_ok->credit_bytes;
+  } else if (const auto* open = std::get_if<proto::Open>(&frame.body)) {
+    r.name = open->name;
+    for (uint8_t i = 0; i < open->hop_count; ++i) r.hops.emplace_back(open->hops[i]);
+  } else if (const auto* deny = std::get_if<proto::OpenDeny>(&frame.body)) {
+    r.reason = deny->reason;
+  } else if (const auto* go_away = std::get_if<proto::GoAway>(&frame.body)) {
+    r.reason = go_away->reason;
+  } else if (const auto* data = std::get_if<proto::Data>(&frame.body)) {
+    r.seq = data->seq;
+    r.payload.assign(reinterpret_cast<const char*>(data->payload.data()), data->payload.size());
+  } else if (const auto* credit = std::get_if<proto::Credit>(&frame.body)) {
+    r.credit = credit->credit_bytes;
+  }
+  return r;
+}
+
+struct FakeChildren final : net::Children {
+  bool send(runtime::Shard&, runtime::ConnId id, const proto::Frame& frame) override {
+    sent[id.index].push_back(record(frame));
+    return true;
+  }
+  void deny(runtime::Shard&, runtime::ConnId id, proto::Reason reason, log::EventId, const std::string&,
+            const std::string&) override {
+    denied[id.index] = reason;
+  }
+  void close(runtime::Shard&, runtime::ConnId id) override { closed.push_back(id.index); }
+  void set_reading(runtime::Shard&, runtime::ConnId id, bool on) override { reading[id.index] = on; }
+
+  std::map<uint32_t, std::vector<Recorded>> sent;  // by connection slot
+  std::map<uint32_t, proto::Reason> denied;
+  std::vector<uint32_t> closed;
+  std::map<uint32_t, bool> reading;
+};
+
+struct FakeUplinks final : uplink::Uplinks {
+  int pick() override {
+    for (uint32_t i = 0; i < up_.size(); ++i) {
+      if (up_[i]) return static_cast<int>(i);
+    }
+    return -1;
+  }
+  bool queue(uint32_t uplink, const proto::Frame& frame) override {
+    if (!up_[uplink]) return false;
+    queued[uplink].push_back(record(frame));
+    return true;
+  }
+  bool queue_data(uint32_t uplink, uint32_t channel, const proto::Data& data) override {
+    return queue(uplink, {channel, data});
+  }
+  bool up(uint32_t uplink) const override { return up_[uplink]; }
+
+  std::vector<bool> up_ = {true, true};
+  std::map<uint32_t, std::vector<Recorded>> queued;  // by uplink
+};
+
+struct IdleService final : runtime::Service {
+  void on_open(runtime::Shard&, runtime::ConnId, uint64_t) override {}
+  void on_data(runtime::Shard&, runtime::ConnId, std::span<const std::byte>) override {}
+  void on_close(runtime::Shard&, runtime::ConnId, int) override {}
+  void on_connect_failed(runtime::Shard&, uint64_t, int) override {}
+};
+
+inline runtime::RuntimeLimits small_limits() {
+  runtime::RuntimeLimits limits;
+  limits.connections_per_shard = 64;
+  return limits;
+}
+
+// A shard that never runs: roles only pass it through. One per process
+// (a fuzzer makes thousands of roles a second).
+inline runtime::Shard& passive_shard() {
+  static IdleService service;
+  static runtime::Shard shard(0, small_limits(), service, {});
+  return shard;
+}
+
+// GatewaySessions between the fakes.
+struct GatewayUnderTest {
+  GatewayUnderTest() : sessions("gw1.example.test", 64, 60) {
+    sessions.attach(uplinks, children);
+  }
+  void agent(uint32_t slot, const std::string& name) {
+    sessions.on_authenticated(children, shard, {slot, 1}, {proto::Role::agent, proto::AuthMethod::cert, name});
+  }
+  void child_gateway(uint32_t slot, const std::string& name) {
+    sessions.on_authenticated(children, shard, {slot, 1}, {proto::Role::gateway, proto::AuthMethod::cert, name});
+  }
+  void from_child(uint32_t slot, const proto::Frame& frame) { sessions.on_frame(children, shard, {slot, 1}, frame); }
+  void from_uplink(uint32_t uplink, const proto::Frame& frame) { sessions.on_uplink_frame(shard, uplink, frame); }
+
+  runtime::Shard& shard = passive_shard();
+  FakeChildren children;
+  FakeUplinks uplinks;
+  gateway::GatewaySessions sessions;
+};
+
+}  // namespace gatehouse::testing
