@@ -25,7 +25,8 @@ using testing::BlockingClient;
 
 namespace {
 
-// A parent that welcomes whoever the gate lets through and answers PING.
+// A parent that welcomes whoever the gate lets through, answers PING, and
+// refuses DATA (so a test can make the role deny an admitted session).
 class WelcomingRole final : public net::SessionHandler {
  public:
   void on_authenticated(net::Children& gate, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override {
@@ -37,8 +38,13 @@ class WelcomingRole final : public net::SessionHandler {
   }
   void on_frame(net::Children& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override {
     if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) gate.send(shard, id, {0, proto::Pong{ping->nonce}});
+    if (std::holds_alternative<proto::Data>(frame.body)) {
+      gate.deny(shard, id, proto::Reason::protocol_error, log::EventId::protocol_violation, "no DATA here");
+    }
   }
-  void on_closed(net::Children&, runtime::Shard&, runtime::ConnId) override {}
+  void on_closed(net::Children&, runtime::Shard&, runtime::ConnId) override { closed.fetch_add(1); }
+
+  std::atomic<uint32_t> closed{0};
 
   std::mutex mutex;
   std::vector<net::Identity> admitted;
@@ -151,6 +157,18 @@ TEST_CASE("gate: a cert agent whose HELLO names its certificate is admitted") {
   REQUIRE(listener.role.admitted.size() == 1);
   CHECK(listener.role.admitted[0].name == "WEB01.example.test");
   CHECK(listener.role.admitted[0].auth == proto::AuthMethod::cert);
+}
+
+TEST_CASE("gate: a session the role itself denies still ends with on_closed (its state must go)") {
+  GatedListener listener(false);
+  BlockingClient agent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+  REQUIRE(agent.handshake());
+  agent.send_frame({0, hello("web01.example.test")});
+  REQUIRE(welcomed(agent));
+  const std::string payload = "x";
+  agent.send_frame({0, proto::Data{1, proto::DataKind::event, std::as_bytes(std::span(payload))}});
+  CHECK(denial(agent).first == proto::Reason::protocol_error);
+  CHECK(testing::wait_until([&] { return listener.role.closed.load() == 1; }, std::chrono::seconds(5)));
 }
 
 TEST_CASE("gate: refusals say why, log an event, and leave other sessions alone") {
