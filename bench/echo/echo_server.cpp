@@ -92,12 +92,12 @@ class UringEcho final : public runtime::Service {
 // client's decoder sees the same stream either way).
 class TlsEcho final : public net::PlainHandler {
  public:
-  void on_established(net::TlsServer&, runtime::Shard&, runtime::ConnId, const std::string&) override {}
-  void on_plaintext(net::TlsServer& tls, runtime::Shard& shard, runtime::ConnId id,
+  void on_established(net::TlsServer&, runtime::Shard&, net::Conn&, const std::string&) override {}
+  void on_plaintext(net::TlsServer& tls, runtime::Shard& shard, net::Conn& conn,
                     std::span<const std::byte> bytes) override {
-    if (!tls.send(shard, id, bytes)) shard.abort(id);
+    if (!tls.send(shard, conn, bytes)) shard.abort(conn.id);
   }
-  void on_closed(net::TlsServer&, runtime::Shard&, runtime::ConnId) override {}
+  void on_closed(net::TlsServer&, runtime::Shard&, net::Conn&) override {}
 };
 
 int run_uring(const Options& options) {

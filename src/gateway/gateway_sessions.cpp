@@ -5,26 +5,23 @@
 
 namespace gatehouse::gateway {
 
-GatewaySessions::GatewaySessions(std::string name, uint32_t connections_max, uint16_t heartbeat_interval_s)
-    : name_(std::move(name)), heartbeat_interval_s_(heartbeat_interval_s), children_(connections_max) {}
+GatewaySessions::GatewaySessions(std::string name, uint16_t heartbeat_interval_s)
+    : name_(std::move(name)), heartbeat_interval_s_(heartbeat_interval_s) {}
 
-void GatewaySessions::on_authenticated(net::Children&, runtime::Shard& shard, runtime::ConnId id,
-                                       const net::Identity& identity) {
+void GatewaySessions::on_authenticated(net::Children&, runtime::Shard& shard, net::Conn& child) {
   const int uplink = uplinks_->pick();
   if (uplink < 0) {
-    gate_->deny(shard, id, proto::Reason::parent_unavailable, log::EventId::no_parent_available,
-              "this gateway has no parent connection right now; retry later");
+    gate_->deny(shard, child, proto::Reason::parent_unavailable, log::EventId::no_parent_available,
+                "this gateway has no parent connection right now; retry later");
     return;
   }
-  Child& child = children_[id.index];
-  child = {};
-  child.id = id;
-  child.open = true;
-  child.identity = identity;
-  child.uplink = static_cast<uint32_t>(uplink);
+  const net::Identity& identity = child.gate.identity;
+  child.role = {};
+  child.role.open = true;
+  child.role.uplink = static_cast<uint32_t>(uplink);
   if (identity.role == proto::Role::gateway) {  // a chained gateway: its agents arrive as OPENs
-    child.gateway = true;
-    gate_->send(shard, id, {0, proto::HelloOk{proto::kVersion, heartbeat_interval_s_, 0, 0, name_}});
+    child.role.gateway = true;
+    gate_->send(shard, child, {0, proto::HelloOk{proto::kVersion, heartbeat_interval_s_, 0, 0, name_}});
     return;
   }
   open_channel(shard, child, 0, identity.auth, identity.name, nullptr);
@@ -32,74 +29,74 @@ void GatewaySessions::on_authenticated(net::Children&, runtime::Shard& shard, ru
 
 // Opens an uplink channel for one agent: OPEN goes up with the hops so far
 // plus this gateway. False when refused here (the caller was told).
-bool GatewaySessions::open_channel(runtime::Shard& shard, Child& child, uint32_t child_channel, proto::AuthMethod auth,
-                                   std::string_view agent, const proto::Open* relayed) {
+bool GatewaySessions::open_channel(runtime::Shard& shard, net::Conn& child, uint32_t child_channel,
+                                   proto::AuthMethod auth, std::string_view agent, const proto::Open* relayed) {
   proto::Open open{auth, agent, 0, {}};
   if (relayed != nullptr) {
     open = *relayed;
     bool loop = open.hop_count >= proto::kHopsMax;
     for (uint8_t i = 0; i < open.hop_count; ++i) loop = loop || open.hops[i] == name_;
     if (loop) {
-      gate_->send(shard, child.id,
+      gate_->send(shard, child,
                   {child_channel, proto::OpenDeny{{proto::Reason::loop_detected, 0, "gateway loop or too many hops"}}});
       return false;
     }
   }
   open.hops[open.hop_count++] = name_;
+  const uint32_t uplink = child.role.uplink;
   uint32_t channel = next_channel_++;
-  while (channel == 0 || routes_.contains(route_key(child.uplink, channel))) channel = next_channel_++;
-  if (!uplinks_->queue(child.uplink, {channel, open})) {
+  while (channel == 0 || routes_.contains(route_key(uplink, channel))) channel = next_channel_++;
+  if (!uplinks_->queue(uplink, {channel, open})) {
     if (child_channel == 0) {
-      gate_->deny(shard, child.id, proto::Reason::parent_unavailable, log::EventId::no_parent_available,
+      gate_->deny(shard, child, proto::Reason::parent_unavailable, log::EventId::no_parent_available,
                   "the parent connection dropped; retry");
     }
     return false;
   }
   // Routes and the child's channels mirror each other, one entry each.
-  GH_INVARIANT(!child.channels.contains(child_channel));
-  routes_[route_key(child.uplink, channel)] = {child.id, child_channel};
-  child.channels[child_channel] = channel;
+  GH_INVARIANT(!child.role.channels.contains(child_channel));
+  routes_[route_key(uplink, channel)] = {child.id, child_channel};
+  child.role.channels[child_channel].uplink_channel = channel;
   return true;
 }
 
-void GatewaySessions::close_channel(Child& child, uint32_t child_channel, bool tell_parent) {
-  auto found = child.channels.find(child_channel);
-  if (found == child.channels.end()) return;
-  if (tell_parent) uplinks_->queue(child.uplink, {found->second, proto::Close{proto::Reason::normal}});
-  GH_INVARIANT(routes_.erase(route_key(child.uplink, found->second)) == 1);
-  child.channels.erase(found);
+void GatewaySessions::close_channel(net::Conn& child, uint32_t child_channel, bool tell_parent) {
+  auto found = child.role.channels.find(child_channel);
+  if (found == child.role.channels.end()) return;
+  const uint32_t channel = found->second.uplink_channel;
+  if (tell_parent) uplinks_->queue(child.role.uplink, {channel, proto::Close{proto::Reason::normal}});
+  GH_INVARIANT(routes_.erase(route_key(child.role.uplink, channel)) == 1);
+  child.role.channels.erase(found);
 }
 
-void GatewaySessions::on_frame(net::Children&, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) {
-  Child& child = children_[id.index];
-  if (!child.open || child.id != id) return;
+void GatewaySessions::on_frame(net::Children&, runtime::Shard& shard, net::Conn& child, const proto::Frame& frame) {
+  if (!child.role.open) return;
   if (const auto* data = std::get_if<proto::Data>(&frame.body)) {
-    auto found = child.channels.find(frame.channel);
-    if (found == child.channels.end()) {
-      if (child.gateway) gate_->send(shard, id, {frame.channel, proto::Close{proto::Reason::channel_unknown}});
+    auto found = child.role.channels.find(frame.channel);
+    if (found == child.role.channels.end()) {
+      if (child.role.gateway) gate_->send(shard, child, {frame.channel, proto::Close{proto::Reason::channel_unknown}});
       return;  // an agent's DATA before its OPEN_OK came back cannot happen: it has no window yet
     }
-    uplinks_->queue_data(child.uplink, found->second, *data);
+    uplinks_->queue_data(child.role.uplink, found->second.uplink_channel, *data);
   } else if (const auto* open = std::get_if<proto::Open>(&frame.body)) {
-    if (!child.gateway || frame.channel == 0 || child.channels.contains(frame.channel)) {
-      gate_->deny(shard, id, proto::Reason::protocol_error, log::EventId::protocol_violation,
-                "OPEN comes from gateways, once per channel above 0");
+    if (!child.role.gateway || frame.channel == 0 || child.role.channels.contains(frame.channel)) {
+      gate_->deny(shard, child, proto::Reason::protocol_error, log::EventId::protocol_violation,
+                  "OPEN comes from gateways, once per channel above 0");
       return;
     }
     open_channel(shard, child, frame.channel, open->auth, open->name, open);
   } else if (std::holds_alternative<proto::Close>(frame.body)) {
     close_channel(child, frame.channel, true);
   } else if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) {
-    gate_->send(shard, id, {frame.channel, proto::Pong{ping->nonce}});
+    gate_->send(shard, child, {frame.channel, proto::Pong{ping->nonce}});
   }
 }
 
-void GatewaySessions::on_closed(net::Children&, runtime::Shard&, runtime::ConnId id) {
-  Child& child = children_[id.index];
-  if (child.id != id || !child.open) return;
-  const bool uplink_up = uplinks_->up(child.uplink);
-  while (!child.channels.empty()) close_channel(child, child.channels.begin()->first, uplink_up);
-  child = {};
+void GatewaySessions::on_closed(net::Children&, runtime::Shard&, net::Conn& child) {
+  if (!child.role.open) return;
+  const bool uplink_up = uplinks_->up(child.role.uplink);
+  while (!child.role.channels.empty()) close_channel(child, child.role.channels.begin()->first, uplink_up);
+  child.role = {};
 }
 
 void GatewaySessions::on_uplink_frame(runtime::Shard& shard, uint32_t uplink, const proto::Frame& frame) {
@@ -110,57 +107,57 @@ void GatewaySessions::on_uplink_frame(runtime::Shard& shard, uint32_t uplink, co
 }
 
 void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint64_t key, const proto::Frame& frame) {
-  Child& child = children_[route.child.index];
   // A child's routes go when it closes: a route always leads to the live child.
-  GH_INVARIANT(child.open && child.id == route.child);
+  net::Conn* found = gate_->find(route.child);
+  GH_INVARIANT(found != nullptr && found->role.open);
+  net::Conn& child = *found;
   const uint32_t channel = route.child_channel;
   const bool agent = channel == 0;
   if (const auto* open_ok = std::get_if<proto::OpenOk>(&frame.body); open_ok != nullptr && agent) {
-    gate_->send(shard, child.id, {0, proto::HelloOk{proto::kVersion, heartbeat_interval_s_, open_ok->credit_bytes,
-                                                    open_ok->last_durable_seq, name_}});
+    gate_->send(shard, child, {0, proto::HelloOk{proto::kVersion, heartbeat_interval_s_, open_ok->credit_bytes,
+                                                 open_ok->last_durable_seq, name_}});
     return;
   }
   if (const auto* deny = std::get_if<proto::OpenDeny>(&frame.body)) {
     routes_.erase(key);
-    GH_INVARIANT(child.channels.erase(channel) == 1);
+    GH_INVARIANT(child.role.channels.erase(channel) == 1);
     if (agent) {
-      gate_->deny(shard, child.id, deny->reason, static_cast<log::EventId>(deny->event_id), std::string(deny->text));
+      gate_->deny(shard, child, deny->reason, static_cast<log::EventId>(deny->event_id), std::string(deny->text));
     } else {
-      gate_->send(shard, child.id, {channel, *deny});
+      gate_->send(shard, child, {channel, *deny});
     }
     return;
   }
   if (std::holds_alternative<proto::Close>(frame.body)) {
     routes_.erase(key);
-    GH_INVARIANT(child.channels.erase(channel) == 1);
+    GH_INVARIANT(child.role.channels.erase(channel) == 1);
     if (agent) {
-      gate_->send(shard, child.id, {0, proto::GoAway{proto::Reason::parent_unavailable, "the parent closed the session"}});
-      gate_->close(shard, child.id);
+      gate_->send(shard, child, {0, proto::GoAway{proto::Reason::parent_unavailable, "the parent closed the session"}});
+      gate_->close(shard, child);
       return;
     }
   }
   proto::Frame relayed = frame;
   relayed.channel = channel;
-  gate_->send(shard, child.id, relayed);
+  gate_->send(shard, child, relayed);
 }
 
 // Its agents go elsewhere (or come back here) and resend from the server's
 // durable seq; nothing is held here to lose.
 void GatewaySessions::on_uplink_down(runtime::Shard& shard, uint32_t uplink) {
-  for (Child& child : children_) {
-    if (!child.open || child.uplink != uplink) continue;
-    gate_->send(shard, child.id, {0, proto::GoAway{proto::Reason::parent_unavailable, "the parent connection dropped"}});
-    for (const auto& [child_channel, channel] : child.channels) routes_.erase(route_key(uplink, channel));
-    child.channels.clear();
-    gate_->close(shard, child.id);
-  }
+  gate_->for_each([&](net::Conn& child) {
+    if (!child.role.open || child.role.uplink != uplink) return;
+    gate_->send(shard, child, {0, proto::GoAway{proto::Reason::parent_unavailable, "the parent connection dropped"}});
+    for (const auto& [child_channel, channel] : child.role.channels) routes_.erase(route_key(uplink, channel.uplink_channel));
+    child.role.channels.clear();
+    gate_->close(shard, child);
+  });
 }
 
 void GatewaySessions::on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) {
-  for (const Child& child : children_) {
-    if (!child.open || child.uplink != uplink) continue;
-    gate_->set_reading(shard, child.id, !congested);
-  }
+  gate_->for_each([&](net::Conn& child) {
+    if (child.role.open && child.role.uplink == uplink) gate_->set_reading(shard, child, !congested);
+  });
 }
 
 }  // namespace gatehouse::gateway

@@ -36,8 +36,7 @@ bool run(const config::Config& config) {
   net::ListenerStack stack(config);
   std::vector<uplink::UplinkPool*> pools;  // by shard
   if (std::string problem = stack.start([&](uint32_t) {
-        auto sessions = std::make_unique<gateway::GatewaySessions>(config.name, config.runtime.connections_per_shard,
-                                                                   static_cast<uint16_t>(config.timeouts.heartbeat_interval_s));
+        auto sessions = std::make_unique<gateway::GatewaySessions>(config.name, static_cast<uint16_t>(config.timeouts.heartbeat_interval_s));
         auto uplinks = std::make_unique<uplink::UplinkPool>(options, *sessions);
         gateway::GatewaySessions* handler = sessions.get();
         uplink::UplinkPool* pool = uplinks.get();

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "gatehouse/log/log.h"
-#include "gatehouse/runtime/service_pair.h"
 #include "krb/gss.h"
 
 namespace gatehouse::net {
@@ -64,6 +63,7 @@ std::string ListenerStack::start(const HandlerFactory& make_handler) {
   const uint32_t shards = runtime_->shard_count();
   handlers_.resize(shards);
   gates_.resize(shards);
+  connected_.resize(shards);
   runtime::PeerAddress address;
   std::string why;
   if (!runtime::make_address(config_.listen.host, config_.listen.port, address, why) ||
@@ -74,14 +74,15 @@ std::string ListenerStack::start(const HandlerFactory& make_handler) {
   const bool started = runtime_->start([&](uint32_t shard) -> std::unique_ptr<runtime::Service> {
     RoleShard role = make_handler(shard);
     handlers_[shard] = std::move(role.handler);
+    connected_[shard] = std::move(role.connected);
     gates_[shard] = std::make_unique<Gate>(kerberos_, pool_, *handlers_[shard], limits.connections_per_shard,
-                                                GateOptions{config_.timeouts.hello_timeout_ms, config_.name});
+                                           GateOptions{config_.timeouts.hello_timeout_ms, config_.name});
     auto tls = std::make_unique<TlsServer>(tls_, pool_, *gates_[shard], limits.connections_per_shard,
-                                                TlsServerLimits{config_.timeouts.handshake_timeout_ms, config_.trusted_relays});
+                                           TlsServerLimits{config_.timeouts.handshake_timeout_ms, config_.trusted_relays},
+                                           connected_[shard].get());
     gates_[shard]->attach(*tls);
     if (role.attach) role.attach(*gates_[shard]);
-    if (role.connected == nullptr) return tls;
-    return std::make_unique<runtime::ServicePair>(std::move(tls), std::move(role.connected), limits.connections_per_shard);
+    return tls;
   }, why);
   return started ? "" : why;
 }

@@ -34,7 +34,7 @@ bool run(const config::Config& config) {
   ServerContext context{*store, *registry, config.agent_approval, config.name, limits};
   net::ListenerStack stack(config);
   if (std::string problem = stack.start([&](uint32_t) {
-        auto sessions = std::make_unique<ServerSessions>(context, config.runtime.connections_per_shard);
+        auto sessions = std::make_unique<ServerSessions>(context);
         ServerSessions* handler = sessions.get();
         return net::ListenerStack::RoleShard{std::move(sessions), nullptr,
                                         [handler](net::Gate& gate) { handler->attach(gate); }};

@@ -22,8 +22,8 @@ std::string lower(std::string_view text) {
 
 }  // namespace
 
-ServerSessions::ServerSessions(ServerContext& context, uint32_t connections_max)
-    : context_(context), links_(connections_max), batch_(std::make_unique<store::Batch>()) {}
+ServerSessions::ServerSessions(ServerContext& context)
+    : context_(context), batch_(std::make_unique<store::Batch>()) {}
 
 ServerSessions::~ServerSessions() = default;
 
@@ -39,71 +39,70 @@ std::string ServerSessions::approval_hint(const std::string& agent) const {
              : "approve it with: gatehouse approve agent " + agent + " --action create";
 }
 
-void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard, runtime::ConnId id,
-                                      const net::Identity& identity) {
-  Link& link = links_[id.index];
+void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard, net::Conn& conn) {
+  const net::Identity& identity = conn.gate.identity;
+  net::RoleContext& link = conn.role;
   link = {};
-  link.id = id;
   link.name = lower(identity.name);
   if (identity.role == proto::Role::gateway) {
     if (!context_.registry.approvals()->gateways.contains(link.name)) {
-      gate.deny(shard, id, proto::Reason::not_approved, log::EventId::peer_not_approved,
+      gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::peer_not_approved,
                 "gateway " + link.name + " is not approved by this management server",
                 "approve it with: gatehouse approve gateway " + link.name + " --action create");
       return;
     }
     link.gateway = true;
     link.open = true;
-    gate.send(shard, id, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s, 0, 0, context_.name}});
+    gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s, 0, 0, context_.name}});
     return;
   }
   context_.registry.note_seen(link.name, "", context_.approval);
   if (!agent_approved(link.name)) {
-    gate.deny(shard, id, proto::Reason::not_approved, log::EventId::peer_not_approved,
+    gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::peer_not_approved,
               "agent " + link.name + " is not approved by this management server", approval_hint(link.name));
     return;
   }
   link.open = true;
   link.channels[0].agent = link.name;
-  gate.send(shard, id, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s,
+  gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s,
                                           context_.limits.channel_window_bytes, context_.store.durable_seq(link.name),
                                           context_.name}});
 }
 
-void ServerSessions::on_frame(net::Children& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) {
-  Link& link = links_[id.index];
-  if (!link.open || link.id != id) return;
+void ServerSessions::on_frame(net::Children& gate, runtime::Shard& shard, net::Conn& conn, const proto::Frame& frame) {
+  if (!conn.role.open) return;
   std::visit(
       [&](const auto& body) {
         using Body = std::decay_t<decltype(body)>;
         if constexpr (std::is_same_v<Body, proto::Data>) {
-          on_data(gate, shard, link, frame.channel, body);
+          on_data(gate, shard, conn, frame.channel, body);
         } else if constexpr (std::is_same_v<Body, proto::Open>) {
-          on_open(gate, shard, link, frame.channel, body);
+          on_open(gate, shard, conn, frame.channel, body);
         } else if constexpr (std::is_same_v<Body, proto::Close>) {
-          if (link.gateway) link.channels.erase(frame.channel);  // the agent left the gateway
+          if (conn.role.gateway) conn.role.channels.erase(frame.channel);  // the agent left the gateway
         } else if constexpr (std::is_same_v<Body, proto::Ping>) {
-          gate.send(shard, id, {frame.channel, proto::Pong{body.nonce}});
+          gate.send(shard, conn, {frame.channel, proto::Pong{body.nonce}});
         } else if constexpr (std::is_same_v<Body, proto::Pong> || std::is_same_v<Body, proto::GoAway>) {
           // liveness answers and a child's orderly goodbye need no reply
         } else {
-          gate.deny(shard, id, proto::Reason::protocol_error, log::EventId::protocol_violation,
+          gate.deny(shard, conn, proto::Reason::protocol_error, log::EventId::protocol_violation,
                     std::string(proto::to_string(proto::frame_type(frame.body))) + " is not sent by a child");
         }
       },
       frame.body);
 }
 
-void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, Link& link, uint32_t channel,
+void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
                              const proto::Open& open) {
+  net::RoleContext& link = conn.role;
   if (!link.gateway || channel == 0) {
-    gate.deny(shard, link.id, proto::Reason::protocol_error, log::EventId::protocol_violation,
+    gate.deny(shard, conn, proto::Reason::protocol_error, log::EventId::protocol_violation,
               "OPEN comes from gateways, on a channel above 0");
     return;
   }
   const std::string agent = lower(open.name);
   auto refuse = [&](proto::Reason reason, log::EventId event, const std::string& text) {
-    gate.send(shard, link.id,
+    gate.send(shard, conn,
               {channel, proto::OpenDeny{{reason, static_cast<uint32_t>(event), std::string_view(text).substr(0, proto::kTextMaxBytes)}}});
   };
   if (link.channels.contains(channel)) {
@@ -118,41 +117,42 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, Link& l
   if (!agent_approved(agent)) {
     const std::string text = "agent " + agent + " is not approved by this management server";
     log::emit(log::Level::warning, log::EventId::peer_not_approved, text + ": " + approval_hint(agent),
-              {{"agent", agent}, {"via", link.name}, {"peer", shard.peer(link.id).to_string()}});
+              {{"agent", agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
     refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, text);
     return;
   }
   link.channels[channel].agent = agent;
-  gate.send(shard, link.id,
+  gate.send(shard, conn,
             {channel, proto::OpenOk{context_.store.durable_seq(agent), context_.limits.channel_window_bytes}});
 }
 
-void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, Link& link, uint32_t channel,
+void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
                              const proto::Data& data) {
+  net::RoleContext& link = conn.role;
   auto found = link.channels.find(channel);
   if (found == link.channels.end()) {
     if (link.gateway) {
-      gate.send(shard, link.id, {channel, proto::Close{proto::Reason::channel_unknown}});
+      gate.send(shard, conn, {channel, proto::Close{proto::Reason::channel_unknown}});
       return;
     }
-    gate.deny(shard, link.id, proto::Reason::protocol_error, log::EventId::protocol_violation, "DATA on channel > 0 from an agent");
+    gate.deny(shard, conn, proto::Reason::protocol_error, log::EventId::protocol_violation, "DATA on channel > 0 from an agent");
     return;
   }
-  Channel& state = found->second;
+  net::RoleChannel& state = found->second;
   const uint32_t frame_bytes = kDataFrameFixedBytes + static_cast<uint32_t>(data.payload.size());
   if (state.unacked_bytes + frame_bytes > context_.limits.channel_window_bytes) {
-    gate.deny(shard, link.id, proto::Reason::flow_control_violation, log::EventId::protocol_violation,
+    gate.deny(shard, conn, proto::Reason::flow_control_violation, log::EventId::protocol_violation,
               "DATA beyond the granted window of " + std::to_string(context_.limits.channel_window_bytes) + " bytes");
     return;
   }
   state.unacked_bytes += frame_bytes;
   if (data.kind == proto::DataKind::heartbeat) {  // liveness only: nothing to store
     state.unacked_bytes -= frame_bytes;
-    gate.send(shard, link.id, {channel, proto::Credit{frame_bytes}});
+    gate.send(shard, conn, {channel, proto::Credit{frame_bytes}});
     return;
   }
   store::Batch& batch = *batch_;
-  batch.entries.push_back({session_key(link.id), channel, state.agent, data.seq,
+  batch.entries.push_back({session_key(conn.id), channel, state.agent, data.seq,
                            static_cast<uint32_t>(batch.payloads.size()), static_cast<uint32_t>(data.payload.size()), 0});
   batch.payloads.insert(batch.payloads.end(), data.payload.begin(), data.payload.end());
 }
@@ -195,20 +195,16 @@ void ServerSessions::on_message(runtime::Shard& shard, uint64_t, void* done) {
     reply.credit_bytes += kDataFrameFixedBytes + entry.payload_size_bytes;
   }
   for (const auto& [key, reply] : replies) {
-    const runtime::ConnId id = conn_of(key.first);
-    Link& link = links_[id.index];
-    if (!link.open || link.id != id || !shard.alive(id)) continue;
-    auto channel = link.channels.find(key.second);
-    if (channel == link.channels.end()) continue;
+    net::Conn* conn = gate.find(conn_of(key.first));
+    if (conn == nullptr || !conn->role.open || !shard.alive(conn->id)) continue;
+    auto channel = conn->role.channels.find(key.second);
+    if (channel == conn->role.channels.end()) continue;
     channel->second.unacked_bytes -= std::min<uint64_t>(channel->second.unacked_bytes, reply.credit_bytes);
-    gate.send(shard, id, {key.second, proto::Ack{reply.durable_seq}});
-    gate.send(shard, id, {key.second, proto::Credit{reply.credit_bytes}});
+    gate.send(shard, *conn, {key.second, proto::Ack{reply.durable_seq}});
+    gate.send(shard, *conn, {key.second, proto::Credit{reply.credit_bytes}});
   }
 }
 
-void ServerSessions::on_closed(net::Children&, runtime::Shard&, runtime::ConnId id) {
-  Link& link = links_[id.index];
-  if (link.id == id) link = {};
-}
+void ServerSessions::on_closed(net::Children&, runtime::Shard&, net::Conn& conn) { conn.role = {}; }
 
 }  // namespace gatehouse::server

@@ -23,7 +23,7 @@ UplinkPool::UplinkPool(const UplinkOptions& options, UplinkEvents& events) : opt
     net::ChildLinkOptions link{.parents = options.parents,
                                .addresses = options.addresses,
                                .child = options.child,
-                               .connect_context = runtime::ServicePair::kConnectedContextBase + i,
+                               .connect_context = net::TlsServer::kConnectedContextBase + i,
                                .backoff_initial_ms = options.backoff_initial_ms,
                                .backoff_max_ms = options.backoff_max_ms,
                                .welcome_timeout_ms = options.welcome_timeout_ms,

@@ -51,7 +51,6 @@ uint32_t uplink_channel(Input& in, const FakeUplinks& uplinks, uint32_t uplink) 
 
 void step(GatewayUnderTest& gw, Model& model, Input& in) {
   const uint32_t slot = in.next() % kSlots;
-  const runtime::ConnId id{slot, 1};
   const uint32_t uplink = in.next() % 2;
   const std::string payload(in.next() % 40, 'p');
   const proto::Data data{1 + in.next() % 9u, proto::DataKind::event, std::as_bytes(std::span(payload))};
@@ -64,9 +63,8 @@ void step(GatewayUnderTest& gw, Model& model, Input& in) {
       model.known.insert(slot);
       if (gateway) model.agents.erase(slot); else model.agents.insert(slot);
       gw.children.sent[slot].clear();
-      gw.sessions.on_authenticated(gw.children, gw.shard, id,
-                                   {gateway ? proto::Role::gateway : proto::Role::agent, proto::AuthMethod::cert,
-                                    kNames[in.next() % 4]});
+      gw.authenticate(slot, {gateway ? proto::Role::gateway : proto::Role::agent, proto::AuthMethod::cert,
+                             kNames[in.next() % 4]});
       break;
     }
     case 2:
@@ -109,7 +107,7 @@ void step(GatewayUnderTest& gw, Model& model, Input& in) {
       break;
     default:
       if (model.known.contains(slot) && !model.gone.contains(slot)) {
-        gw.sessions.on_closed(gw.children, gw.shard, id);
+        gw.closed(slot);
         model.gone.insert(slot);
         gw.children.sent[slot].clear();
       }
@@ -123,7 +121,7 @@ void step(GatewayUnderTest& gw, Model& model, Input& in) {
   gw.children.closed.clear();
   for (uint32_t s : ended) {
     if (model.gone.contains(s)) continue;
-    gw.sessions.on_closed(gw.children, gw.shard, {s, 1});
+    gw.closed(s);
     model.gone.insert(s);
     gw.children.sent[s].clear();
   }

@@ -29,20 +29,20 @@ namespace {
 // refuses DATA (so a test can make the role deny an admitted session).
 class WelcomingRole final : public net::SessionHandler {
  public:
-  void on_authenticated(net::Children& gate, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override {
+  void on_authenticated(net::Children& gate, runtime::Shard& shard, net::Conn& conn) override {
     {
       std::lock_guard lock(mutex);
-      admitted.push_back(identity);
+      admitted.push_back(conn.gate.identity);
     }
-    gate.send(shard, id, {0, proto::HelloOk{proto::kVersion, 60, 65'536, 0, "gw1.example.test"}});
+    gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, 60, 65'536, 0, "gw1.example.test"}});
   }
-  void on_frame(net::Children& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override {
-    if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) gate.send(shard, id, {0, proto::Pong{ping->nonce}});
+  void on_frame(net::Children& gate, runtime::Shard& shard, net::Conn& conn, const proto::Frame& frame) override {
+    if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) gate.send(shard, conn, {0, proto::Pong{ping->nonce}});
     if (std::holds_alternative<proto::Data>(frame.body)) {
-      gate.deny(shard, id, proto::Reason::protocol_error, log::EventId::protocol_violation, "no DATA here");
+      gate.deny(shard, conn, proto::Reason::protocol_error, log::EventId::protocol_violation, "no DATA here");
     }
   }
-  void on_closed(net::Children&, runtime::Shard&, runtime::ConnId) override { closed.fetch_add(1); }
+  void on_closed(net::Children&, runtime::Shard&, net::Conn&) override { closed.fetch_add(1); }
 
   std::atomic<uint32_t> closed{0};
 

@@ -121,18 +121,19 @@ TEST_CASE("server role: DATA beyond the granted window is refused (flow_control_
   server::ServerContext context{*store, *registry, config::AgentApproval::automatic, "ms1.example.test", limits};
   runtime::Shard& shard = passive_shard();
   FakeChildren children;
-  server::ServerSessions sessions(context, 64);
+  server::ServerSessions sessions(context);
   sessions.attach(children);
-  sessions.on_authenticated(children, shard, {9, 1}, {proto::Role::agent, proto::AuthMethod::cert, "web01.example.test"});
+  net::Conn& conn = children.admit(9, {proto::Role::agent, proto::AuthMethod::cert, "web01.example.test"});
+  sessions.on_authenticated(children, shard, conn);
   REQUIRE(children.sent[9].size() == 1);
   CHECK(children.sent[9][0].type == proto::FrameType::hello_ok);
   CHECK(children.sent[9][0].credit == 1'024);
   const std::string payload(400, 'x');  // 422 bytes with the frame's fixed part
   for (uint64_t seq = 1; seq <= 2; ++seq) {
-    sessions.on_frame(children, shard, {9, 1}, {0, proto::Data{seq, proto::DataKind::event, std::as_bytes(std::span(payload))}});
+    sessions.on_frame(children, shard, conn, {0, proto::Data{seq, proto::DataKind::event, std::as_bytes(std::span(payload))}});
   }
   CHECK_FALSE(children.denied.contains(9));
-  sessions.on_frame(children, shard, {9, 1}, {0, proto::Data{3, proto::DataKind::event, std::as_bytes(std::span(payload))}});
+  sessions.on_frame(children, shard, conn, {0, proto::Data{3, proto::DataKind::event, std::as_bytes(std::span(payload))}});
   REQUIRE(children.denied.contains(9));
   CHECK(children.denied[9] == proto::Reason::flow_control_violation);
 }

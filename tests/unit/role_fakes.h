@@ -3,6 +3,7 @@
 // the roles' unit tests and the frame-sequence fuzzer.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -51,18 +52,47 @@ inline Recorded record(const proto::Frame& frame) {
   return r;
 }
 
+// The listener's records and what the gate was asked to do with them.
 struct FakeChildren final : net::Children {
-  bool send(runtime::Shard&, runtime::ConnId id, const proto::Frame& frame) override {
-    sent[id.index].push_back(record(frame));
+  bool send(runtime::Shard&, net::Conn& conn, const proto::Frame& frame) override {
+    sent[conn.id.index].push_back(record(frame));
     return true;
   }
-  void deny(runtime::Shard&, runtime::ConnId id, proto::Reason reason, log::EventId, const std::string&,
+  void deny(runtime::Shard&, net::Conn& conn, proto::Reason reason, log::EventId, const std::string&,
             const std::string&) override {
-    denied[id.index] = reason;
+    denied[conn.id.index] = reason;
+    conn.stage = net::Stage::closing;
   }
-  void close(runtime::Shard&, runtime::ConnId id) override { closed.push_back(id.index); }
-  void set_reading(runtime::Shard&, runtime::ConnId id, bool on) override { reading[id.index] = on; }
+  void close(runtime::Shard&, net::Conn& conn) override {
+    closed.push_back(conn.id.index);
+    conn.stage = net::Stage::closing;
+  }
+  void set_reading(runtime::Shard&, net::Conn& conn, bool on) override { reading[conn.id.index] = on; }
+  net::Conn* find(runtime::ConnId id) override {
+    auto found = conns.find(id.index);
+    return found != conns.end() && found->second.id == id && found->second.gate.role_knows ? &found->second : nullptr;
+  }
+  void for_each(const std::function<void(net::Conn&)>& visit) override {
+    for (auto& [slot, conn] : conns) {
+      if (conn.gate.role_knows) visit(conn);
+    }
+  }
 
+  // A new authenticated session in `slot` (a new generation), as the gate hands it to the role.
+  net::Conn& admit(uint32_t slot, const net::Identity& identity) {
+    net::Conn& conn = conns[slot];
+    const uint32_t generation = conn.id.generation + 1;
+    conn = net::Conn{};
+    conn.id = {slot, generation};
+    conn.stage = net::Stage::authenticated;
+    conn.gate.identity = identity;
+    conn.gate.role_knows = true;
+    return conn;
+  }
+  // The gate's part of a close: the record goes after the role heard on_closed.
+  void forget(uint32_t slot) { conns[slot].gate.role_knows = false; }
+
+  std::map<uint32_t, net::Conn> conns;              // by connection slot
   std::map<uint32_t, std::vector<Recorded>> sent;  // by connection slot
   std::map<uint32_t, proto::Reason> denied;
   std::vector<uint32_t> closed;
@@ -113,17 +143,25 @@ inline runtime::Shard& passive_shard() {
 
 // GatewaySessions between the fakes.
 struct GatewayUnderTest {
-  GatewayUnderTest() : sessions("gw1.example.test", 64, 60) {
-    sessions.attach(uplinks, children);
+  GatewayUnderTest() : sessions("gw1.example.test", 60) { sessions.attach(uplinks, children); }
+  void authenticate(uint32_t slot, const net::Identity& identity) {
+    sessions.on_authenticated(children, shard, children.admit(slot, identity));
   }
   void agent(uint32_t slot, const std::string& name) {
-    sessions.on_authenticated(children, shard, {slot, 1}, {proto::Role::agent, proto::AuthMethod::cert, name});
+    authenticate(slot, {proto::Role::agent, proto::AuthMethod::cert, name});
   }
   void child_gateway(uint32_t slot, const std::string& name) {
-    sessions.on_authenticated(children, shard, {slot, 1}, {proto::Role::gateway, proto::AuthMethod::cert, name});
+    authenticate(slot, {proto::Role::gateway, proto::AuthMethod::cert, name});
   }
-  void from_child(uint32_t slot, const proto::Frame& frame) { sessions.on_frame(children, shard, {slot, 1}, frame); }
+  void from_child(uint32_t slot, const proto::Frame& frame) {
+    sessions.on_frame(children, shard, children.conns.at(slot), frame);
+  }
   void from_uplink(uint32_t uplink, const proto::Frame& frame) { sessions.on_uplink_frame(shard, uplink, frame); }
+  // The session ended (whatever ended it): the role hears on_closed, then the record goes.
+  void closed(uint32_t slot) {
+    sessions.on_closed(children, shard, children.conns.at(slot));
+    children.forget(slot);
+  }
 
   runtime::Shard& shard = passive_shard();
   FakeChildren children;

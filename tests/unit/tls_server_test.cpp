@@ -24,13 +24,13 @@ namespace {
 
 class EchoPlain final : public net::PlainHandler {
  public:
-  void on_established(net::TlsServer&, Shard&, ConnId, const std::string& peer) override {
+  void on_established(net::TlsServer&, Shard&, net::Conn&, const std::string& peer) override {
     if (peer == "web01.example.test") established.fetch_add(1);
   }
-  void on_plaintext(net::TlsServer& tls, Shard& shard, ConnId id, std::span<const std::byte> bytes) override {
-    tls.send(shard, id, bytes);
+  void on_plaintext(net::TlsServer& tls, Shard& shard, net::Conn& conn, std::span<const std::byte> bytes) override {
+    tls.send(shard, conn, bytes);
   }
-  void on_closed(net::TlsServer&, Shard&, ConnId) override {}
+  void on_closed(net::TlsServer&, Shard&, net::Conn&) override {}
   std::atomic<uint64_t> established{0};
 };
 

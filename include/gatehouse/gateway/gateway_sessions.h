@@ -9,7 +9,6 @@
 
 #include <string>
 #include <unordered_map>
-#include <vector>
 
 #include "gatehouse/net/gate.h"
 #include "gatehouse/uplink/uplink_pool.h"
@@ -18,16 +17,16 @@ namespace gatehouse::gateway {
 
 class GatewaySessions final : public net::SessionHandler, public uplink::UplinkEvents {
  public:
-  GatewaySessions(std::string name, uint32_t connections_max, uint16_t heartbeat_interval_s);
+  GatewaySessions(std::string name, uint16_t heartbeat_interval_s);
   void attach(uplink::Uplinks& uplinks, net::Children& children) {
     uplinks_ = &uplinks;
     gate_ = &children;
   }
 
   // Children (through the gate).
-  void on_authenticated(net::Children& children, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override;
-  void on_frame(net::Children& children, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override;
-  void on_closed(net::Children& children, runtime::Shard& shard, runtime::ConnId id) override;
+  void on_authenticated(net::Children& children, runtime::Shard& shard, net::Conn& conn) override;
+  void on_frame(net::Children& children, runtime::Shard& shard, net::Conn& conn, const proto::Frame& frame) override;
+  void on_closed(net::Children& children, runtime::Shard& shard, net::Conn& conn) override;
 
   // Uplinks.
   void on_uplink_frame(runtime::Shard& shard, uint32_t uplink, const proto::Frame& frame) override;
@@ -35,30 +34,21 @@ class GatewaySessions final : public net::SessionHandler, public uplink::UplinkE
   void on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) override;
 
  private:
-  struct Child {
-    runtime::ConnId id;
-    bool open = false;
-    bool gateway = false;
-    net::Identity identity;
-    uint32_t uplink = 0;
-    std::unordered_map<uint32_t, uint32_t> channels;  // child's channel → uplink channel
-  };
   struct Route {  // an uplink channel
     runtime::ConnId child;
     uint32_t child_channel = 0;  // 0: the child is the agent itself
   };
 
   static uint64_t route_key(uint32_t uplink, uint32_t channel) { return uint64_t{uplink} << 32 | channel; }
-  bool open_channel(runtime::Shard& shard, Child& child, uint32_t child_channel, proto::AuthMethod auth,
+  bool open_channel(runtime::Shard& shard, net::Conn& child, uint32_t child_channel, proto::AuthMethod auth,
                     std::string_view agent, const proto::Open* relayed);
-  void close_channel(Child& child, uint32_t child_channel, bool tell_parent);
+  void close_channel(net::Conn& child, uint32_t child_channel, bool tell_parent);
   void relay_down(runtime::Shard& shard, const Route& route, uint64_t key, const proto::Frame& frame);
 
   const std::string name_;
   const uint16_t heartbeat_interval_s_;
   uplink::Uplinks* uplinks_ = nullptr;
   net::Children* gate_ = nullptr;
-  std::vector<Child> children_;                   // by connection slot
   std::unordered_map<uint64_t, Route> routes_;    // (uplink, channel) → child
   uint32_t next_channel_ = 1;
 };

@@ -20,7 +20,8 @@ namespace gatehouse::net {
 class ListenerStack {
  public:
   // What a role runs on one shard: the handler above the gate, optionally a
-  // service for the connections the shard opens itself (a gateway's uplinks),
+  // service for the connections the shard opens itself (a gateway's uplinks;
+  // their Shard::connect contexts are >= TlsServer::kConnectedContextBase),
   // and a hook to hand the handler its gate.
   struct RoleShard {
     std::unique_ptr<SessionHandler> handler;
@@ -47,6 +48,7 @@ class ListenerStack {
   runtime::WorkerPool pool_;
   std::vector<std::unique_ptr<SessionHandler>> handlers_;  // per shard
   std::vector<std::unique_ptr<Gate>> gates_;               // per shard
+  std::vector<std::unique_ptr<runtime::Service>> connected_;  // per shard, may be nullptr
   std::unique_ptr<tls::FileWatcher> watcher_;
   uint16_t port_ = 0;
   std::unique_ptr<runtime::Runtime> runtime_;  // last: stopped before the rest goes

@@ -1,15 +1,13 @@
-// TLS termination on the shards, handshakes off them: the shard moves bytes,
-// every handshake step runs on the worker pool, and the result comes back to
-// the shard as a message. Established records are sealed and opened on the
-// shard (AES-GCM is cheap; handshakes are not).
+// TLS termination on the shards, handshakes off them (AES-GCM is cheap;
+// handshakes are not), over the listener stack's connection records.
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "gatehouse/net/conn.h"
 #include "gatehouse/runtime/shard.h"
 #include "gatehouse/net/proxy_protocol.h"
 #include "gatehouse/runtime/worker_pool.h"
@@ -19,18 +17,17 @@ namespace gatehouse::net {
 
 class TlsServer;
 
-// What runs above TLS on an established session.
+// What runs above TLS on an established session (the gate; a test's echo).
+// Every call gets the connection's record, already checked to be live.
 class PlainHandler {
  public:
   virtual ~PlainHandler() = default;
-  virtual void on_established(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id,
-                              const std::string& peer_identity) = 0;
-  virtual void on_plaintext(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id,
-                            std::span<const std::byte> bytes) = 0;
-  virtual void on_closed(TlsServer& tls, runtime::Shard& shard, runtime::ConnId id) = 0;
+  virtual void on_established(TlsServer& tls, runtime::Shard& shard, Conn& conn, const std::string& peer_identity) = 0;
+  virtual void on_plaintext(TlsServer& tls, runtime::Shard& shard, Conn& conn, std::span<const std::byte> bytes) = 0;
+  virtual void on_closed(TlsServer& tls, runtime::Shard& shard, Conn& conn) = 0;
   // A deadline the handler set on an established session.
-  virtual void on_deadline(TlsServer&, runtime::Shard&, runtime::ConnId) {}
-  virtual void on_send_space(TlsServer&, runtime::Shard&, runtime::ConnId) {}
+  virtual void on_deadline(TlsServer&, runtime::Shard&, Conn&) {}
+  virtual void on_send_space(TlsServer&, runtime::Shard&, Conn&) {}
   // Stop was requested; the TLS layer closes every session after this.
   virtual void on_stop(TlsServer&, runtime::Shard&) {}
   virtual void on_turn_end(TlsServer&, runtime::Shard&) {}
@@ -43,70 +40,72 @@ struct TlsServerLimits {
   std::vector<Subnet> trusted_relays = {};  // peers that must start with a PROXY v2 header
 };
 
-// One per shard; the context and the pool are shared by all shards.
+// The listener stack on one shard, where the shard's calls come in: it owns
+// the table of connection records (one per slot), checks each call's id once,
+// and runs TLS on the record: the shard moves bytes, every handshake step
+// runs on the worker pool, and the result comes back as a message.
+// Established records are sealed and opened on the shard. Connections the
+// shard opened itself (contexts >= kConnectedContextBase: a gateway's
+// uplinks) are not ours and go to `connected`.
 class TlsServer final : public runtime::Service, private runtime::Mailbox {
  public:
+  static constexpr uint64_t kConnectedContextBase = uint64_t{1} << 32;
+
   TlsServer(const tls::ReloadableContext& context, runtime::WorkerPool& pool, PlainHandler& handler,
-            uint32_t connections_max, TlsServerLimits limits);
+            uint32_t connections_max, TlsServerLimits limits, runtime::Service* connected = nullptr);
   ~TlsServer() override;
 
   // Queues plaintext on an established session. What is queued during a loop
   // turn is sealed at its end in one TLS write (ACK + CREDIT for an agent, a
   // batch's answers for an uplink: one record, one send), or at once past
   // kSealAtBytes. False when the session is not established.
-  bool send(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> plaintext);
+  bool send(runtime::Shard& shard, Conn& conn, std::span<const std::byte> plaintext);
   static constexpr size_t kSealAtBytes = 16 * 1024;  // one full TLS record
   // Seals what is queued, then closes once it is sent (a DENY, a GOAWAY).
-  void close(runtime::Shard& shard, runtime::ConnId id);
+  void close(runtime::Shard& shard, Conn& conn);
+  // The record of a live connection, or nullptr (a stale id: it closed).
+  Conn* find(runtime::ConnId id);
+  // Every record in use.
+  template <typename Visit>
+  void for_each(Visit&& visit) {
+    for (Conn& conn : conns_) {
+      if (conn.stage != Stage::free) visit(conn);
+    }
+  }
 
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;
   void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override;
   void on_close(runtime::Shard& shard, runtime::ConnId id, int error) override;
-  void on_connect_failed(runtime::Shard&, uint64_t, int) override {}
+  void on_connect_failed(runtime::Shard& shard, uint64_t context, int error) override;
   void on_deadline(runtime::Shard& shard, runtime::ConnId id) override;
   void on_stop(runtime::Shard& shard) override;
   void on_send_space(runtime::Shard& shard, runtime::ConnId id) override;
   void on_turn_end(runtime::Shard& shard) override;
-  bool idle() const override { return steps_out_ == 0 && handler_.idle(); }
+  bool idle() const override {
+    return steps_out_ == 0 && handler_.idle() && (connected_ == nullptr || connected_->idle());
+  }
 
-  // The established session of `id` (channel binding), or nullptr.
-  const tls::Session* session(runtime::ConnId id) const;
+  // The established session of `conn` (channel binding), or nullptr.
+  static const tls::Session* session(const Conn& conn);
   // The peer for log lines: the client's address, and the relay's when it came
   // through a trusted relay ("10.1.2.3:40112 via 127.0.0.1:5000").
-  std::string peer_text(const runtime::Shard& shard, runtime::ConnId id) const;
+  static std::string peer_text(const runtime::Shard& shard, const Conn& conn);
 
  private:
-  struct Step;
-  struct Connection {
-    runtime::ConnId id;
-    std::unique_ptr<tls::Session> session;
-    std::vector<std::byte> pending;  // ciphertext that came while a step was on the pool
-    Step* step = nullptr;            // the step on the pool, if any
-    bool stepped = false;            // a first step has run: later ones go first on the pool
-    bool established = false;
-    bool failed = false;             // handshake failed: closing, input ignored
-    bool awaiting_proxy = false;     // from a trusted relay: the PROXY v2 header comes first
-    std::optional<runtime::PeerAddress> relayed_peer;
-    std::string relayed_identity;    // the relay verified the client's certificate: its CN
-    std::vector<std::byte> outgoing; // plaintext of this turn, not yet sealed (< kSealAtBytes)
-    std::vector<std::byte> unsent;   // ciphertext the send queue had no room for; sent first
-  };
-
-  void seal(runtime::Shard& shard, Connection& connection);
-
-  bool read_proxy_header(runtime::Shard& shard, Connection& connection);
-
-  void submit_step(runtime::Shard& shard, Connection& connection);
+  void seal(runtime::Shard& shard, Conn& conn);
+  bool read_proxy_header(runtime::Shard& shard, Conn& conn);
+  void submit_step(runtime::Shard& shard, Conn& conn);
   void on_message(runtime::Shard& shard, uint64_t value, void* step) override;  // a step is back
-  void finish_step(runtime::Shard& shard, Step* step);
-  void open_records(runtime::Shard& shard, Connection& connection, std::span<const std::byte> ciphertext);
-  bool flush_ciphertext(runtime::Shard& shard, Connection& connection);
+  void finish_step(runtime::Shard& shard, HandshakeStep* step);
+  void open_records(runtime::Shard& shard, Conn& conn, std::span<const std::byte> ciphertext);
+  bool flush_ciphertext(runtime::Shard& shard, Conn& conn);
 
   const tls::ReloadableContext& context_;
   runtime::WorkerPool& pool_;
   PlainHandler& handler_;
   const TlsServerLimits limits_;
-  std::vector<Connection> connections_;  // by connection slot
+  runtime::Service* const connected_;  // may be nullptr
+  std::vector<Conn> conns_;            // by connection slot
   // Only for opened plaintext: the handler may send (and so flush ciphertext,
   // through its own buffer) while it still reads what it was given.
   std::vector<std::byte> plaintext_;     // one record's worth, opened, reused

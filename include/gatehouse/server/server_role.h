@@ -6,8 +6,6 @@
 
 #include <memory>
 #include <string>
-#include <unordered_map>
-#include <vector>
 
 #include "gatehouse/net/gate.h"
 #include "gatehouse/server/registry.h"
@@ -32,7 +30,7 @@ struct ServerContext {
 
 class ServerSessions final : public net::SessionHandler, private runtime::Mailbox {
  public:
-  ServerSessions(ServerContext& context, uint32_t connections_max);
+  explicit ServerSessions(ServerContext& context);
   ~ServerSessions() override;
   void attach(net::Children& gate) { gate_ = &gate; }
 
@@ -40,34 +38,21 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   // shard's sessions that submitted it.
   static void deliver(store::Batch* batch);
 
-  void on_authenticated(net::Children& gate, runtime::Shard& shard, runtime::ConnId id, const net::Identity& identity) override;
-  void on_frame(net::Children& gate, runtime::Shard& shard, runtime::ConnId id, const proto::Frame& frame) override;
-  void on_closed(net::Children& gate, runtime::Shard& shard, runtime::ConnId id) override;
+  void on_authenticated(net::Children& gate, runtime::Shard& shard, net::Conn& conn) override;
+  void on_frame(net::Children& gate, runtime::Shard& shard, net::Conn& conn, const proto::Frame& frame) override;
+  void on_closed(net::Children& gate, runtime::Shard& shard, net::Conn& conn) override;
   void on_turn_end(net::Children& gate, runtime::Shard& shard) override;
   bool idle() const override { return batches_out_ == 0 && batch_->entries.empty(); }
 
  private:
-  struct Channel {
-    std::string agent;
-    uint64_t unacked_bytes = 0;  // DATA bytes received and not yet credited back
-  };
-  struct Link {
-    runtime::ConnId id;
-    bool open = false;
-    bool gateway = false;
-    std::string name;                                 // the gateway, or the direct agent
-    std::unordered_map<uint32_t, Channel> channels;  // a direct agent: channel 0 only
-  };
-
   bool agent_approved(const std::string& agent) const;
-  void on_open(net::Children& gate, runtime::Shard& shard, Link& link, uint32_t channel, const proto::Open& open);
-  void on_data(net::Children& gate, runtime::Shard& shard, Link& link, uint32_t channel, const proto::Data& data);
+  void on_open(net::Children& gate, runtime::Shard& shard, net::Conn& link, uint32_t channel, const proto::Open& open);
+  void on_data(net::Children& gate, runtime::Shard& shard, net::Conn& link, uint32_t channel, const proto::Data& data);
   void on_message(runtime::Shard& shard, uint64_t value, void* batch) override;  // a batch is durable
   std::string approval_hint(const std::string& agent) const;
 
   ServerContext& context_;
   net::Children* gate_ = nullptr;
-  std::vector<Link> links_;               // by connection slot
   std::unique_ptr<store::Batch> batch_;   // this turn's DATA
   uint32_t batches_out_ = 0;              // in the store
 };

@@ -12,7 +12,7 @@
 #include "gatehouse/config/config_types.h"
 #include "gatehouse/net/address_book.h"
 #include "gatehouse/net/child_link.h"
-#include "gatehouse/runtime/service_pair.h"
+#include "gatehouse/net/tls_server.h"
 
 namespace gatehouse::uplink {
 

@@ -1,0 +1,103 @@
+// One accepted connection, whole: the record the listener stack keeps per
+// connection slot, with every layer's context in it (HAProxy's `struct
+// connection`, proxy.c's `struct conn`). The TLS layer, the gate and the role
+// all work on this record; none keeps a table of its own. Its id is checked
+// against the shard's once, where a call comes in from the shard (TlsServer);
+// below that, a Conn& is live. Types only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "gatehouse/proto/frame_types.h"
+#include "gatehouse/runtime/runtime_types.h"
+
+namespace gatehouse::tls {
+class Session;
+}
+namespace gatehouse::krb {
+class Acceptor;
+}
+namespace gatehouse::proto {
+class FrameDecoder;
+}
+
+namespace gatehouse::net {
+
+// Who a child proved to be.
+struct Identity {
+  proto::Role role = proto::Role::agent;
+  proto::AuthMethod auth = proto::AuthMethod::cert;
+  std::string name;
+};
+
+enum class Stage : uint8_t {
+  free,           // no connection in this slot
+  handshake,      // TLS handshake (its steps run on the auth pool)
+  hello,          // TLS up: HELLO comes next
+  auth,           // a Kerberos agent: AUTH frames until GSSAPI completes
+  authenticated,  // the role has the session
+  closing,        // refused or failed: nothing more is read
+};
+
+struct HandshakeStep;  // a TLS step on the auth pool (tls_server.cpp)
+struct AcceptStep;     // a GSSAPI accept step on the auth pool (gate.cpp)
+
+// The TLS layer's part (TlsServer).
+struct TlsContext {
+  std::unique_ptr<tls::Session> session;
+  std::vector<std::byte> pending;  // ciphertext that came while a step was on the pool
+  HandshakeStep* step = nullptr;   // the step on the pool, if any
+  bool stepped = false;            // a first step has run: later ones go first on the pool
+  bool established = false;        // records can be sealed (stays true while closing)
+  bool awaiting_proxy = false;     // from a trusted relay: the PROXY v2 header comes first
+  std::optional<runtime::PeerAddress> relayed_peer;
+  std::string relayed_identity;    // the relay verified the client's certificate: its CN
+  std::vector<std::byte> outgoing; // plaintext of this turn, not yet sealed
+  std::vector<std::byte> unsent;   // ciphertext the send queue had no room for; sent first
+};
+
+// The gate's part (Gate): who the child claims and proves to be.
+struct GateContext {
+  std::string certificate_identity;  // "" without a client certificate
+  Identity identity;
+  std::unique_ptr<proto::FrameDecoder> decoder;
+  std::unique_ptr<krb::Acceptor> acceptor;  // Kerberos exchange in progress
+  AcceptStep* step = nullptr;               // the accept step on the pool, if any
+  bool role_knows = false;                  // the role heard on_authenticated: it hears on_closed too
+};
+
+// One agent's channel on a session (channel 0: the agent itself).
+struct RoleChannel {
+  uint32_t uplink_channel = 0;  // a gateway: the channel on the uplink it rides
+  uint64_t unacked_bytes = 0;   // a server: DATA bytes received and not yet credited back
+  std::string agent;            // a server: the agent's (lower-case) name
+};
+
+// The role's part (GatewaySessions, ServerSessions).
+struct RoleContext {
+  bool open = false;     // the role admitted the session
+  bool gateway = false;  // a chained gateway: its agents arrive as OPENs
+  uint32_t uplink = 0;   // a gateway's sessions: the uplink they ride
+  std::string name;      // a server: the peer's lower-case name
+  std::unordered_map<uint32_t, RoleChannel> channels;
+};
+
+struct Conn {
+  Conn();
+  ~Conn();
+  Conn(Conn&&) noexcept;
+  Conn& operator=(Conn&&) noexcept;
+
+  runtime::ConnId id;
+  Stage stage = Stage::free;
+  TlsContext tls;
+  GateContext gate;
+  RoleContext role;
+};
+
+}  // namespace gatehouse::net
