@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -27,9 +28,8 @@
 #include "gatehouse/cli/args.h"
 #include "gatehouse/config/config.h"
 #include "gatehouse/log/log.h"
-#include "gatehouse/net/child_session.h"
-#include "gatehouse/net/ciphertext.h"
-#include "gatehouse/net/failover.h"
+#include "gatehouse/net/address_book.h"
+#include "gatehouse/net/child_link.h"
 #include "gatehouse/runtime/runtime.h"
 #include "tls/session.h"
 #include "krb/gss.h"
@@ -49,13 +49,8 @@ constexpr uint32_t kBackoffInitialMs = 500;       // after every target failed i
 constexpr uint32_t kBackoffMaxMs = 5'000;
 constexpr int32_t kSteadyShardNice = -10;        // as a gateway's shards ([runtime] shard_nice)
 
-struct Target {
-  runtime::PeerAddress address;
-  std::string name;  // its certificate identity / Kerberos host
-};
-
 struct Options {
-  std::vector<Target> targets;  // in failover order
+  std::vector<config::Peer> targets;  // in failover order: address, certificate identity / Kerberos host
   uint32_t agents = 100;
   double rate = 1;             // events per second per agent; 0: as fast as the window allows
   uint32_t size_bytes = 256;
@@ -145,17 +140,34 @@ struct Identity {
   std::shared_ptr<const krb::InitiatorCredential> kerberos;
 };
 
+// Each agent is a net::ChildLink, as in `gatehouse agent`: connect, TLS,
+// HELLO/AUTH, welcome deadline, failover and reconnect are the link's; the
+// agents add pacing, sequence numbers and measurements.
 class Agents final : public runtime::Service, public runtime::Mailbox, private runtime::TimerHandler {
  public:
   static constexpr uint64_t kStart = 0;  // message values
   static constexpr uint64_t kStorm = 1;
 
-  Agents(const Options& options, std::vector<Identity*> identities, std::shared_ptr<const tls::Context> cert_tls,
+  Agents(const Options& options, const std::vector<Identity*>& identities, std::shared_ptr<net::AddressBook> addresses, std::shared_ptr<const tls::Context> cert_tls,
          std::shared_ptr<const tls::Context> kerberos_tls, uint32_t connections_max, Totals& totals)
-      : options_(options), totals_(totals), cert_tls_(std::move(cert_tls)), kerberos_tls_(std::move(kerberos_tls)),
-        by_conn_(connections_max, UINT32_MAX) {
-    agents_.reserve(identities.size());
-    for (Identity* identity : identities) agents_.emplace_back(identity, options.targets.size());
+      : options_(options), totals_(totals), by_conn_(connections_max, UINT32_MAX) {
+    for (uint32_t i = 0; i < identities.size(); ++i) {
+      const Identity& identity = *identities[i];
+      const bool kerberos = identity.auth == proto::AuthMethod::kerberos;
+      net::ChildLinkOptions link;
+      link.parents = options.targets;
+      link.addresses = addresses;
+      link.child = {kerberos ? kerberos_tls : cert_tls, "", proto::Role::agent, identity.auth, identity.name,
+                    identity.kerberos, "gatehouse", kerberos ? nullptr : identity.minted.cert.get(),
+                    kerberos ? nullptr : identity.minted.key.get()};
+      link.connect_context = i + 1;
+      link.backoff_initial_ms = kBackoffInitialMs;
+      link.backoff_max_ms = kBackoffMaxMs;
+      link.retry_after_loss_ms = kReconnectAfterLossMs;
+      link.address_offset = i % options.spread;
+      link.log_events = false;  // counted by reason in the report instead
+      agents_.emplace_back(*this, identities[i], link, spill_pool_);
+    }
     payload_.assign(options.size_bytes, std::byte{'x'});
   }
 
@@ -178,144 +190,76 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
                                             static_cast<double>(agents_.size()));
     for (size_t i = 0; i < agents_.size(); ++i) {
       Agent& agent = agents_[i];
-      if (!agent.connecting && !agent.up && i < ramped && elapsed_s * 1000 >= agent.retry_at_ms) connect(shard, i);
+      if (!agent.started && i < ramped) {
+        agent.started = true;
+        agent.link.start(shard);
+      }
       if (agent.up) produce(agent, elapsed_s), pump(shard, agent);
     }
     shard.set_timer(tick_, kTickMs);
   }
 
-  void on_connect_failed(runtime::Shard&, uint64_t context, int error) override {
-    totals_.failure(std::string("connect: ") + std::strerror(-error));
-    next_target(agents_[context - 1]);
+  // The shard's calls, to the agent's link.
+  void on_connect_failed(runtime::Shard& shard, uint64_t context, int error) override {
+    agents_[context - 1].link.on_connect_failed(shard, context, error);
   }
-
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override {
-    const auto index = static_cast<uint32_t>(context - 1);
-    Agent& agent = agents_[index];
-    agent.conn = id;
-    by_conn_[id.index] = index;
-    const bool kerberos = agent.identity->auth == proto::AuthMethod::kerberos;
-    net::ChildOptions child{kerberos ? kerberos_tls_ : cert_tls_, options_.targets[agent.target].name, proto::Role::agent,
-                            agent.identity->auth, agent.identity->name, agent.identity->kerberos, "gatehouse",
-                            kerberos ? nullptr : agent.identity->minted.cert.get(),
-                            kerberos ? nullptr : agent.identity->minted.key.get()};
-    agent.session = std::make_unique<net::ChildSession>(child, spill_pool_);
-    agent.session->start();
-    flush(shard, agent);
+    by_conn_[id.index] = static_cast<uint32_t>(context - 1);
+    agents_[context - 1].link.on_open(shard, id, context);
   }
-
   void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override {
     Agent& agent = agents_[by_conn_[id.index]];
-    if (agent.session == nullptr) return;
-    current_ = &agent;
-    agent.session->receive(bytes, handler_);
-    if (agent.session == nullptr || !shard.alive(id)) return;
-    flush(shard, agent);  // handshake flights and AUTH tokens
-    pump(shard, agent);
+    if (agent.link.on_data(shard, id, bytes) && agent.up) pump(shard, agent);
   }
-
   void on_send_space(runtime::Shard& shard, runtime::ConnId id) override {
-    Agent& agent = agents_[by_conn_[id.index]];
-    flush(shard, agent);
-    pump(shard, agent);
+    agents_[by_conn_[id.index]].link.on_send_space(shard, id);
   }
-
-  void on_close(runtime::Shard&, runtime::ConnId id, int) override {
-    Agent& agent = agents_[by_conn_[id.index]];
+  void on_deadline(runtime::Shard& shard, runtime::ConnId id) override {
+    agents_[by_conn_[id.index]].link.on_deadline(shard, id);
+  }
+  void on_close(runtime::Shard& shard, runtime::ConnId id, int) override {
+    const uint32_t index = by_conn_[id.index];
     by_conn_[id.index] = UINT32_MAX;
-    const bool was_up = agent.up;
-    const bool closed_unexplained = !was_up && agent.session != nullptr && !agent.failure_reported;
-    if (was_up) totals_.sessions_up.fetch_sub(1);
-    agent.up = false;
-    agent.session.reset();
-    agent.unsent.clear();
-    if (stopping_) return;
-    if (!was_up) {
-      if (closed_unexplained) totals_.failure("closed by the target before HELLO_OK");
-      return next_target(agent);
-    }
-    if (agent.storm_pending) return retry_in(agent, 0);  // dropped by the storm: everyone at once
-    if (!agent.lost) {
-      agent.lost = true;
-      totals_.losses.fetch_add(1);
-      keep_extreme(totals_.first_loss_us, elapsed_us(), std::less<>());
-    }
-    retry_in(agent, agent.failover.jitter_ms(kReconnectAfterLossMs));
+    agents_[index].link.on_close(shard, id);
   }
 
   void on_stop(runtime::Shard& shard) override {
     stopping_ = true;
     shard.cancel_timer(tick_);
-    for (Agent& agent : agents_) {
-      if (agent.session != nullptr) shard.close(agent.conn);
-    }
+    for (Agent& agent : agents_) agent.link.stop(shard);
   }
 
  private:
-  struct Agent {
-    Agent(Identity* identity_in, size_t targets)
-        : identity(identity_in), failover(targets, kBackoffInitialMs, kBackoffMaxMs) {}
+  struct Agent final : net::ChildLinkEvents {
+    Agent(Agents& owner_in, Identity* identity_in, const net::ChildLinkOptions& options, proto::SpillPool& spill_pool)
+        : owner(owner_in), identity(identity_in), link(options, spill_pool, *this) {}
+    void on_link_up(runtime::Shard&, net::ChildLink&, const proto::HelloOk& hello) override { owner.welcome(*this, hello); }
+    void on_link_frame(runtime::Shard&, net::ChildLink&, const proto::Frame& frame) override { owner.frame(*this, frame); }
+    void on_link_down(runtime::Shard&, net::ChildLink&, bool was_up) override { owner.down(*this, was_up); }
+    void on_link_writable(runtime::Shard& shard, net::ChildLink&) override { owner.pump(shard, *this); }
+    void on_link_failed(runtime::Shard&, net::ChildLink&, const net::ChildFailure& failure) override {
+      const std::string why = failure.why.substr(0, 120);
+      owner.totals_.failure(failure.reason == proto::Reason::normal ? why
+                                                                    : std::string(proto::to_string(failure.reason)) + ": " + why);
+    }
+
+    Agents& owner;
     Identity* identity = nullptr;
-    net::Failover failover;
-    size_t target = 0;          // which of options.targets the session is with
-    runtime::ConnId conn{};
-    std::unique_ptr<net::ChildSession> session;
-    bool connecting = false;
+    net::ChildLink link;
+    bool started = false;
     bool up = false;
     bool done = false;
     bool storm_pending = false;  // dropped by the storm, not re-established yet
     bool lost = false;           // its session was lost, it does not flow again yet
-    bool failure_reported = false;  // this session's end is already counted by reason
-    double retry_at_ms = 0;
     uint64_t produced = 0;     // events that exist so far (rate-paced)
     uint64_t sent_through = 0;
     uint64_t acked = 0;
     uint64_t window = 0;
     std::array<uint32_t, kSendTimesMax> sent_at_us{};  // by seq % kSendTimesMax, relative to start
-    std::vector<std::byte> unsent;
   };
-
-  // Turns the session's callbacks into the current agent's.
-  struct Handler final : net::ChildSession::Handler {
-    explicit Handler(Agents* agents) : self(agents) {}
-    Agents* self;
-    void on_welcome(const proto::HelloOk& hello) override { self->welcome(*self->current_, hello); }
-    void on_frame(const proto::Frame& frame) override { self->frame(*self->current_, frame); }
-    void on_failure(const net::ChildFailure& failure) override {
-      self->totals_.failure(std::string(proto::to_string(failure.reason)) + ": " + failure.why.substr(0, 120));
-      self->current_->failure_reported = true;
-      self->shard_->abort(self->current_->conn);
-    }
-  };
-
-  // Agent i dials its current target's address + (i % spread) in the last
-  // octet: each destination address has its own ~28k source ports.
-  void connect(runtime::Shard& shard, size_t index) {
-    shard_ = &shard;
-    Agent& agent = agents_[index];
-    agent.target = agent.failover.current();
-    runtime::PeerAddress target = options_.targets[agent.target].address;
-    if (options_.spread > 1 && target.storage.ss_family == AF_INET) {
-      auto& in = reinterpret_cast<sockaddr_in&>(target.storage);
-      in.sin_addr.s_addr = htonl(ntohl(in.sin_addr.s_addr) + static_cast<uint32_t>(index % options_.spread));
-    }
-    agent.failure_reported = false;
-    if (shard.connect(target, index + 1)) agent.connecting = true;
-  }
-
-  // The session failed before HELLO_OK: the next target now, or a backoff
-  // once all have failed.
-  void next_target(Agent& agent) { retry_in(agent, agent.failover.failed()); }
-
-  void retry_in(Agent& agent, uint32_t delay_ms) {
-    agent.connecting = false;
-    agent.retry_at_ms = std::chrono::duration<double, std::milli>(Clock::now() - started_).count() + delay_ms;
-  }
 
   void welcome(Agent& agent, const proto::HelloOk& hello) {
-    agent.connecting = false;
     agent.up = true;
-    agent.failover.succeeded();
     agent.window = hello.credit_bytes;
     // Events stored while the ACK was lost with the old session count here.
     acknowledged(agent, hello.last_durable_seq);
@@ -328,6 +272,19 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
       keep_extreme(totals_.storm_last_welcome_us, elapsed_us(), std::greater<>());
     }
     if (agent.lost && agent.acked >= agent.produced) flowing(agent);  // nothing left to send: flowing as it can
+  }
+
+  // The link reconnects by itself: at once after the storm, soon after a loss,
+  // to the next target after a failure.
+  void down(Agent& agent, bool was_up) {
+    if (was_up) totals_.sessions_up.fetch_sub(1);
+    agent.up = false;
+    if (stopping_ || !was_up || agent.storm_pending) return;
+    if (!agent.lost) {
+      agent.lost = true;
+      totals_.losses.fetch_add(1);
+      keep_extreme(totals_.first_loss_us, elapsed_us(), std::less<>());
+    }
   }
 
   // The server holds everything up to durable_seq.
@@ -353,7 +310,7 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
     for (Agent& agent : agents_) {
       if (agent.identity->steady || !agent.up) continue;
       agent.storm_pending = true;
-      shard.abort(agent.conn);
+      agent.link.reconnect_now(shard);
       ++dropped;
     }
     totals_.storm_dropped.fetch_add(dropped);
@@ -379,8 +336,6 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
       acknowledged(agent, ack->durable_seq);
     } else if (const auto* credit = std::get_if<proto::Credit>(&frame.body)) {
       agent.window += credit->credit_bytes;
-    } else if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) {
-      agent.session->send({0, proto::Pong{ping->nonce}});
     }
   }
 
@@ -398,20 +353,16 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
   void pump(runtime::Shard& shard, Agent& agent) {
     if (!agent.up) return;
     const uint64_t frame_bytes = kDataFrameFixedBytes + payload_.size();
-    while (agent.unsent.empty() && agent.sent_through < agent.produced && agent.window >= frame_bytes &&
+    while (!agent.link.blocked() && agent.sent_through < agent.produced && agent.window >= frame_bytes &&
            agent.sent_through - agent.acked < kSendTimesMax) {
       const uint64_t seq = ++agent.sent_through;
       std::memcpy(payload_.data(), &seq, std::min<size_t>(sizeof seq, payload_.size()));
-      agent.session->send({0, proto::Data{seq, proto::DataKind::event, payload_}});
+      agent.link.send({0, proto::Data{seq, proto::DataKind::event, payload_}});
       agent.sent_at_us[seq % kSendTimesMax] = static_cast<uint32_t>(elapsed_us());
       agent.window -= frame_bytes;
       totals_.events_sent.fetch_add(1, std::memory_order_relaxed);
     }
-    flush(shard, agent);
-  }
-
-  void flush(runtime::Shard& shard, Agent& agent) {
-    if (agent.session != nullptr) net::flush_ciphertext(shard, agent.conn, *agent.session, agent.unsent);
+    agent.link.flush(shard);
   }
 
  public:
@@ -425,15 +376,10 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
  private:
   const Options& options_;
   Totals& totals_;
-  std::shared_ptr<const tls::Context> cert_tls_;
-  std::shared_ptr<const tls::Context> kerberos_tls_;
-  std::vector<Agent> agents_;
-  std::vector<uint32_t> by_conn_;  // connection slot → agent (slots < the runtime's connections_per_shard)
   proto::SpillPool spill_pool_{64};
+  std::deque<Agent> agents_;  // links keep a reference to their agent: never moved
+  std::vector<uint32_t> by_conn_;  // connection slot → agent (slots < the runtime's connections_per_shard)
   std::vector<std::byte> payload_;
-  Handler handler_{this};
-  Agent* current_ = nullptr;
-  runtime::Shard* shard_ = nullptr;
   Clock::time_point started_ = Clock::now();
   loadgen::Histogram latency_;
   loadgen::Histogram steady_before_storm_;
@@ -526,10 +472,10 @@ int main(int argc, char** argv) {
   }
   const std::vector<std::string> names = split_list(args.has("--target-name") ? text("--target-name") : "gw1.example.test");
   for (const std::string& address : split_list(text("--target"))) {
-    config::Endpoint endpoint;
-    Target target;
-    if (!config::parse_endpoint(address, true, endpoint, why) ||
-        !runtime::make_address(endpoint.host, endpoint.port, target.address, why)) {
+    config::Peer target;
+    runtime::PeerAddress numeric;
+    if (!config::parse_endpoint(address, true, target.address, why) ||
+        !runtime::make_address(target.address.host, target.address.port, numeric, why)) {
       std::fprintf(stderr, "loadgen: --target %s: %s\n", address.c_str(), why.c_str());
       return 2;
     }
@@ -589,6 +535,8 @@ int main(int argc, char** argv) {
   limits.connects_in_flight_max = 4'096;
   runtime::Runtime runtime(limits);
   Totals totals;
+  // Numeric targets: no resolver thread, every lookup answers at once.
+  auto addresses = std::make_shared<net::AddressBook>(options.targets, net::kAddressRefreshIntervalMs);
   std::vector<Agents*> services;
   runtime::block_stop_signals();
   const bool started = runtime.start([&](uint32_t shard) {
@@ -603,7 +551,8 @@ int main(int argc, char** argv) {
     } else {
       for (uint32_t i = shard; i < options.agents; i += options.shards) mine.push_back(&identities[i]);
     }
-    auto service = std::make_unique<Agents>(options, std::move(mine), cert_tls, kerberos_tls, limits.connections_per_shard, totals);
+    auto service = std::make_unique<Agents>(options, mine, addresses, cert_tls, kerberos_tls,
+                                            limits.connections_per_shard, totals);
     services.push_back(service.get());
     return service;
   }, why);

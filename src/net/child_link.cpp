@@ -1,5 +1,7 @@
 #include "gatehouse/net/child_link.h"
 
+#include <arpa/inet.h>
+
 #include <cstring>
 
 #include "gatehouse/log/log.h"
@@ -24,12 +26,25 @@ void ChildLink::connect(runtime::Shard& shard) {
   if (stopping_ || connected_) return;
   runtime::PeerAddress address;
   std::string why;
-  if (!options_.addresses->lookup(failover_.current(), address, why) || !shard.connect(address, options_.connect_context)) {
+  if (options_.addresses->lookup(failover_.current(), address, why) && address.storage.ss_family == AF_INET) {
+    auto& in = reinterpret_cast<sockaddr_in&>(address.storage);
+    in.sin_addr.s_addr = htonl(ntohl(in.sin_addr.s_addr) + options_.address_offset);
+  }
+  if (!why.empty() || !shard.connect(address, options_.connect_context)) {
     if (why.empty()) why = "too many connects in flight";
-    log::emit(log::Level::warning, log::EventId::parent_connect_failed, "cannot connect to the parent: " + why,
-              {{"parent", parent().name}, {"address", parent().address.text}});
+    failed(shard, log::Level::warning, {proto::Reason::normal, log::EventId::parent_connect_failed,
+                                        "cannot connect to the parent: " + why},
+           {{"parent", parent().name}, {"address", parent().address.text}});
     next_parent(shard);
   }
+}
+
+// Logged (unless the owner counts instead) and told to the owner.
+void ChildLink::failed(runtime::Shard& shard, log::Level level, const ChildFailure& failure,
+                       std::initializer_list<log::Field> fields) {
+  failure_heard_ = true;
+  if (options_.log_events) log::emit(level, failure.event, failure.why, fields);
+  events_.on_link_failed(shard, *this, failure);
 }
 
 // The current parent failed: the next one now, or after a backoff once the
@@ -41,9 +56,11 @@ void ChildLink::next_parent(runtime::Shard& shard) {
     connect(shard);
     return;
   }
-  log::emit(log::Level::error, log::EventId::no_parent_available,
-            "no parent in the list is reachable; events wait in the queues",
-            {{"parents", static_cast<uint64_t>(options_.parents.size())}, {"retry_ms", delay_ms}});
+  if (options_.log_events) {
+    log::emit(log::Level::error, log::EventId::no_parent_available,
+              "no parent in the list is reachable; events wait in the queues",
+              {{"parents", static_cast<uint64_t>(options_.parents.size())}, {"retry_ms", delay_ms}});
+  }
   shard.set_timer(reconnect_, delay_ms);
 }
 
@@ -51,8 +68,9 @@ void ChildLink::on_timer(runtime::Shard& shard, runtime::Timer&) { connect(shard
 
 bool ChildLink::on_connect_failed(runtime::Shard& shard, uint64_t context, int error) {
   if (context != options_.connect_context) return false;
-  log::emit(log::Level::warning, log::EventId::parent_connect_failed, "cannot connect to the parent",
-            {{"parent", parent().name}, {"address", parent().address.text}, {"error", std::strerror(-error)}});
+  failed(shard, log::Level::warning, {proto::Reason::normal, log::EventId::parent_connect_failed,
+                                      std::string("cannot connect to the parent: ") + std::strerror(-error)},
+         {{"parent", parent().name}, {"address", parent().address.text}});
   options_.addresses->refresh_soon(failover_.current());  // it may have moved
   next_parent(shard);
   return true;
@@ -63,6 +81,7 @@ bool ChildLink::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t cont
   shard_ = &shard;
   conn_ = id;
   connected_ = true;
+  failure_heard_ = false;
   ChildOptions child = options_.child;
   child.parent_name = parent().name;
   session_ = std::make_unique<ChildSession>(child, spill_pool_);
@@ -88,9 +107,11 @@ bool ChildLink::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<con
 void ChildLink::on_welcome(const proto::HelloOk& hello_ok) {
   shard_->clear_deadline(conn_);
   failover_.succeeded();
-  log::emit(log::Level::info, log::EventId::parent_connected, "connected to the parent",
-            {{"parent", hello_ok.name}, {"address", parent().address.text},
-             {"last_durable_seq", hello_ok.last_durable_seq}});
+  if (options_.log_events) {
+    log::emit(log::Level::info, log::EventId::parent_connected, "connected to the parent",
+              {{"parent", hello_ok.name}, {"address", parent().address.text},
+               {"last_durable_seq", hello_ok.last_durable_seq}});
+  }
   events_.on_link_up(*shard_, *this, hello_ok);
 }
 
@@ -110,11 +131,11 @@ void ChildLink::on_frame(const proto::Frame& frame) {
 
 void ChildLink::on_failure(const ChildFailure& failure) {
   const bool not_approved = failure.reason == proto::Reason::not_approved;
-  const log::EventId event = not_approved ? options_.not_approved_event : failure.event;
-  log::emit(log::Level::error, event, not_approved && !options_.not_approved_hint.empty()
-                                          ? failure.why + " (" + options_.not_approved_hint + ")"
-                                          : failure.why,
-            {{"parent", parent().name}, {"address", parent().address.text}, {"reason", proto::to_string(failure.reason)}});
+  ChildFailure told = failure;
+  if (not_approved) told.event = options_.not_approved_event;
+  if (not_approved && !options_.not_approved_hint.empty()) told.why += " (" + options_.not_approved_hint + ")";
+  failed(*shard_, log::Level::error, told,
+         {{"parent", parent().name}, {"address", parent().address.text}, {"reason", proto::to_string(failure.reason)}});
   if (not_approved) failover_.end_round();  // wait a backoff: approval takes a human
   shard_->abort(conn_);
 }
@@ -122,8 +143,9 @@ void ChildLink::on_failure(const ChildFailure& failure) {
 bool ChildLink::on_deadline(runtime::Shard& shard, runtime::ConnId id) {
   if (!connected_ || id != conn_) return false;
   if (session_ != nullptr && !session_->welcomed()) {
-    log::emit(log::Level::warning, log::EventId::parent_connect_failed, "the parent did not welcome us in time",
-              {{"parent", parent().name}, {"timeout_ms", options_.welcome_timeout_ms}});
+    failed(shard, log::Level::warning, {proto::Reason::timeout, log::EventId::parent_connect_failed,
+                                        "the parent did not welcome us in time"},
+           {{"parent", parent().name}, {"timeout_ms", options_.welcome_timeout_ms}});
     shard.abort(id);
   }
   return true;
@@ -135,11 +157,23 @@ bool ChildLink::on_close(runtime::Shard& shard, runtime::ConnId id) {
   session_.reset();
   unsent_.clear();
   connected_ = false;
+  if (!was_up && !failure_heard_ && !stopping_) {
+    failed(shard, log::Level::warning, {proto::Reason::normal, log::EventId::parent_connect_failed,
+                                        "the parent closed the connection before HELLO_OK"},
+           {{"parent", parent().name}, {"address", parent().address.text}});
+  }
   events_.on_link_down(shard, *this, was_up);
   if (stopping_ || adopted_) return true;
+  if (reconnect_at_once_) {
+    reconnect_at_once_ = false;
+    connect(shard);
+    return true;
+  }
   if (was_up) {
-    log::emit(log::Level::warning, log::EventId::parent_connect_failed, "lost the parent; reconnecting",
-              {{"parent", parent().name}});
+    if (options_.log_events) {
+      log::emit(log::Level::warning, log::EventId::parent_connect_failed, "lost the parent; reconnecting",
+                {{"parent", parent().name}});
+    }
     shard.set_timer(reconnect_, failover_.jitter_ms(options_.retry_after_loss_ms));
     return true;
   }
@@ -164,6 +198,12 @@ void ChildLink::flush(runtime::Shard& shard) {
 
 void ChildLink::close(runtime::Shard& shard) {
   if (connected_) shard.close(conn_);
+}
+
+void ChildLink::reconnect_now(runtime::Shard& shard) {
+  if (!connected_) return;
+  reconnect_at_once_ = true;
+  shard.abort(conn_);
 }
 
 uint64_t ChildLink::waiting_bytes() const {

@@ -19,6 +19,7 @@
 
 #include "gatehouse/config/config_types.h"
 #include "gatehouse/log/events.h"
+#include "gatehouse/log/log.h"
 #include "gatehouse/net/address_book.h"
 #include "gatehouse/net/child_session.h"
 #include "gatehouse/net/failover.h"
@@ -38,6 +39,12 @@ struct ChildLinkOptions {
   // A parent's refusal for want of approval: logged with this event (and hint).
   log::EventId not_approved_event = log::EventId::agent_not_approved;
   std::string not_approved_hint;
+  // Added to an IPv4 parent's address: loadgen spreads its agents over
+  // 127.0.0.1..N, each destination with its own ~28k source ports.
+  uint32_t address_offset = 0;
+  // False: nothing is logged; the owner hears every failure (loadgen counts
+  // them by reason across thousands of links).
+  bool log_events = true;
 };
 
 class ChildLink;
@@ -55,6 +62,9 @@ class ChildLinkEvents {
   virtual void on_link_down(runtime::Shard& shard, ChildLink& link, bool was_up) = 0;
   // There is room to send again (the owner may send what waited).
   virtual void on_link_writable(runtime::Shard&, ChildLink&) {}
+  // A connection attempt or a session before HELLO_OK failed (also logged
+  // unless log_events is false); the link moves on by itself.
+  virtual void on_link_failed(runtime::Shard&, ChildLink&, const ChildFailure&) {}
 };
 
 class ChildLink final : private ChildSession::Handler, private runtime::TimerHandler {
@@ -86,9 +96,15 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   void flush(runtime::Shard& shard);
   // Closes the connection once flushed; the usual reconnect follows.
   void close(runtime::Shard& shard);
+  // Drops the connection now and dials the same parent again at once (a
+  // reconnect storm on purpose: loadgen's W3).
+  void reconnect_now(runtime::Shard& shard);
 
   bool welcomed() const { return session_ != nullptr && session_->welcomed(); }
   bool connected() const { return connected_; }
+  // Sealed bytes the socket's send queue refused: send nothing more until
+  // on_link_writable.
+  bool blocked() const { return !unsent_.empty(); }
   runtime::ConnId conn() const { return conn_; }
   // Bytes sealed or refused by the send queue, not yet on the socket.
   uint64_t waiting_bytes() const;
@@ -101,6 +117,7 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   void on_frame(const proto::Frame& frame) override;
   void on_failure(const ChildFailure& failure) override;
   void on_timer(runtime::Shard& shard, runtime::Timer& timer) override;
+  void failed(runtime::Shard& shard, log::Level level, const ChildFailure& failure, std::initializer_list<log::Field> fields);
 
   const ChildLinkOptions options_;
   proto::SpillPool& spill_pool_;
@@ -112,6 +129,8 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   bool connected_ = false;
   bool adopted_ = false;   // the parent dialled: it reconnects, not us
   bool stopping_ = false;
+  bool failure_heard_ = false;     // this session's failure was reported: its close is no second one
+  bool reconnect_at_once_ = false;
   std::unique_ptr<ChildSession> session_;
   std::vector<std::byte> unsent_;  // ciphertext the send queue had no room for
 };
