@@ -47,6 +47,9 @@ constexpr uint32_t kDataFrameFixedBytes = proto::kFrameHeaderBytes + 10;
 constexpr uint32_t kReconnectAfterLossMs = 100;  // as `gatehouse agent`: a lost session retries soon
 constexpr uint32_t kBackoffInitialMs = 500;       // after every target failed in a row
 constexpr uint32_t kBackoffMaxMs = 5'000;
+// loadgen measures how long admission takes under a storm; it does not give
+// up on a slow one (a retry would only add handshakes to the storm).
+constexpr uint32_t kWelcomeTimeoutMs = 120'000;
 constexpr int32_t kSteadyShardNice = -10;        // as a gateway's shards ([runtime] shard_nice)
 
 struct Options {
@@ -164,6 +167,7 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
       link.backoff_initial_ms = kBackoffInitialMs;
       link.backoff_max_ms = kBackoffMaxMs;
       link.retry_after_loss_ms = kReconnectAfterLossMs;
+      link.welcome_timeout_ms = kWelcomeTimeoutMs;
       link.address_offset = i % options.spread;
       link.log_events = false;  // counted by reason in the report instead
       agents_.emplace_back(*this, identities[i], link, spill_pool_);

@@ -8,6 +8,11 @@
 #include "gatehouse/net/ciphertext.h"
 
 namespace gatehouse::net {
+namespace {
+
+constexpr uint32_t kConnectSlotRetryMs = 10;  // one timer tick
+
+}  // namespace
 
 ChildLink::ChildLink(const ChildLinkOptions& options, proto::SpillPool& spill_pool, ChildLinkEvents& events)
     : options_(options),
@@ -30,8 +35,14 @@ void ChildLink::connect(runtime::Shard& shard) {
     auto& in = reinterpret_cast<sockaddr_in&>(address.storage);
     in.sin_addr.s_addr = htonl(ntohl(in.sin_addr.s_addr) + options_.address_offset);
   }
+  if (why.empty() && !shard.can_connect()) {
+    // The shard's own bound on connects in flight (thousands of links dialling
+    // at once: loadgen): no fault of the parent, so no failover; again soon.
+    shard.set_timer(reconnect_, kConnectSlotRetryMs);
+    return;
+  }
   if (!why.empty() || !shard.connect(address, options_.connect_context)) {
-    if (why.empty()) why = "too many connects in flight";
+    if (why.empty()) why = "no socket (the process's file limit?)";
     failed(shard, log::Level::warning, {proto::Reason::normal, log::EventId::parent_connect_failed,
                                         "cannot connect to the parent: " + why},
            {{"parent", parent().name}, {"address", parent().address.text}});

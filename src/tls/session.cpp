@@ -276,6 +276,10 @@ Session::Session(std::shared_ptr<const Context> context, const std::string& expe
   out_ = BIO_new(byte_queue_method());
   SSL_set_bio(ssl_.get(), in_, out_);
   SSL_set_ex_data(ssl_.get(), session_index(), this);
+  // What the handshake needed of the context's configuration (certificate
+  // chain, verify parameters, cipher lists) is freed once it is done: tens of
+  // thousands of idle sessions keep only their keys and the peer's identity.
+  SSL_set_shed_handshake_config(ssl_.get(), 1);
   if (context_->options().side == Side::client) {
     SSL_set_connect_state(ssl_.get());
     if (!expected_peer_name.empty()) {

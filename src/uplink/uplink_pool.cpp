@@ -17,7 +17,7 @@ struct UplinkPool::Uplink {
   bool congested = false;
 };
 
-UplinkPool::UplinkPool(const UplinkOptions& options, UplinkEvents& events) : options_(options), events_(events) {
+UplinkPool::UplinkPool(const UplinkOptions& options, net::SessionHandler& role) : options_(options), role_(role) {
   net::ChildLinkEvents& link_events = *this;
   for (uint32_t i = 0; i < options.uplinks; ++i) {
     net::ChildLinkOptions link{.parents = options.parents,
@@ -93,14 +93,14 @@ void UplinkPool::on_message(runtime::Shard& shard, uint64_t, void*) {
 }
 
 void UplinkPool::on_link_frame(runtime::Shard& shard, net::ChildLink& link, const proto::Frame& frame) {
-  events_.on_uplink_frame(shard, of(link).index, frame);
+  role_.on_uplink_frame(shard, of(link).index, frame);
 }
 
 void UplinkPool::on_link_down(runtime::Shard& shard, net::ChildLink& link, bool was_up) {
   Uplink& uplink = of(link);
   uplink.batch.clear();
   uplink.congested = false;
-  if (was_up) events_.on_uplink_down(shard, uplink.index);
+  if (was_up) role_.on_uplink_down(shard, uplink.index);
 }
 
 void UplinkPool::on_link_writable(runtime::Shard& shard, net::ChildLink& link) { flush(shard, of(link)); }
@@ -161,10 +161,10 @@ void UplinkPool::flush(runtime::Shard& shard, Uplink& uplink) {
   const uint64_t waiting = waiting_bytes(uplink.index);
   if (!uplink.congested && waiting > options_.congested_above_bytes) {
     uplink.congested = true;
-    events_.on_uplink_congested(shard, uplink.index, true);
+    role_.on_uplink_congested(shard, uplink.index, true);
   } else if (uplink.congested && waiting < options_.drained_below_bytes) {
     uplink.congested = false;
-    events_.on_uplink_congested(shard, uplink.index, false);
+    role_.on_uplink_congested(shard, uplink.index, false);
   }
 }
 

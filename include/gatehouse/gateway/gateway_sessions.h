@@ -15,7 +15,7 @@
 
 namespace gatehouse::gateway {
 
-class GatewaySessions final : public net::SessionHandler, public uplink::UplinkEvents {
+class GatewaySessions final : public net::SessionHandler {
  public:
   GatewaySessions(std::string name, uint16_t heartbeat_interval_s);
   void attach(uplink::Uplinks& uplinks, net::Children& children) {

@@ -30,7 +30,8 @@ std::string agent_name_of_principal(std::string_view principal);
 class Gate;
 
 // What runs above an authenticated session: the one interface a role
-// implements (the server and gateway roles). Its per-session state lives in
+// implements (the server and gateway roles), its children's sessions and, for
+// a gateway, its uplinks. Its per-session state lives in
 // the record (conn.role).
 class SessionHandler {
  public:
@@ -47,6 +48,13 @@ class SessionHandler {
   virtual void on_turn_end(Children&, runtime::Shard&) {}
   // False while the role has work outside the shard (e.g. batches in the store).
   virtual bool idle() const { return true; }
+
+  // A role with uplinks of its own (the gateway) hears them here too, from
+  // uplink::UplinkPool on the same shard: a frame for one of its channels, the
+  // uplink lost, or congested (stop reading its children) and drained again.
+  virtual void on_uplink_frame(runtime::Shard&, uint32_t /*uplink*/, const proto::Frame&) {}
+  virtual void on_uplink_down(runtime::Shard&, uint32_t /*uplink*/) {}
+  virtual void on_uplink_congested(runtime::Shard&, uint32_t /*uplink*/, bool /*congested*/) {}
 };
 
 struct GateOptions {

@@ -117,7 +117,9 @@ class Shard {
 
   // Shard thread only.
   uint32_t index() const { return index_; }
-  bool connect(const PeerAddress& address, uint64_t context);  // false: connects_in_flight_max reached
+  bool connect(const PeerAddress& address, uint64_t context);  // false: no slot (below), or no socket
+  // A connect slot is free (connects_in_flight_max bounds those in flight).
+  bool can_connect() const { return !free_connects_.empty() && !stopping_; }
   bool send(ConnId id, std::span<const std::byte> bytes);      // false: nothing queued (bound reached)
   uint32_t send_queued_bytes(ConnId id) const;
   void close(ConnId id);  // once queued bytes are sent

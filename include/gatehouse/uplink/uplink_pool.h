@@ -12,6 +12,7 @@
 #include "gatehouse/config/config_types.h"
 #include "gatehouse/net/address_book.h"
 #include "gatehouse/net/child_link.h"
+#include "gatehouse/net/gate.h"
 #include "gatehouse/net/tls_server.h"
 
 namespace gatehouse::uplink {
@@ -46,18 +47,10 @@ class Uplinks {
   virtual bool up(uint32_t uplink) const = 0;
 };
 
-// What the gateway hears from its uplinks.
-class UplinkEvents {
- public:
-  virtual ~UplinkEvents() = default;
-  virtual void on_uplink_frame(runtime::Shard& shard, uint32_t uplink, const proto::Frame& frame) = 0;
-  virtual void on_uplink_down(runtime::Shard& shard, uint32_t uplink) = 0;
-  virtual void on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) = 0;
-};
-
 class UplinkPool final : public runtime::Service, public runtime::Mailbox, public Uplinks, private net::ChildLinkEvents {
  public:
-  UplinkPool(const UplinkOptions& options, UplinkEvents& events);
+  // `role` hears the uplinks' frames, losses and congestion (its on_uplink_*).
+  UplinkPool(const UplinkOptions& options, net::SessionHandler& role);
   ~UplinkPool() override;
 
   // Post a message to the pool (any value) on its shard to start connecting.
@@ -87,7 +80,7 @@ class UplinkPool final : public runtime::Service, public runtime::Mailbox, publi
   void flush(runtime::Shard& shard, Uplink& uplink);
 
   const UplinkOptions options_;
-  UplinkEvents& events_;
+  net::SessionHandler& role_;
   proto::SpillPool spill_pool_{kUplinksMax};
   std::vector<std::unique_ptr<Uplink>> uplinks_;
   uint32_t next_pick_ = 0;
