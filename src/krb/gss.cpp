@@ -157,8 +157,9 @@ Step Acceptor::step(std::span<const uint8_t> token) {
   gss_buffer_desc output{};
   gss_name_t client = GSS_C_NO_NAME;
   OM_uint32 minor = 0;
+  OM_uint32 flags = 0;
   const OM_uint32 major = gss_accept_sec_context(&minor, &context_, credential_->get(), &input, &bindings.value,
-                                                 &client, nullptr, &output, nullptr, nullptr, nullptr);
+                                                 &client, nullptr, &output, &flags, nullptr, nullptr);
   if (major == GSS_S_COMPLETE && client != GSS_C_NO_NAME) {
     gss_buffer_desc name{};
     OM_uint32 ignored = 0;
@@ -170,7 +171,13 @@ Step Acceptor::step(std::span<const uint8_t> token) {
     OM_uint32 ignored = 0;
     gss_release_name(&ignored, &client);
   }
-  return finish(major, minor, output);
+  Step step = finish(major, minor, output);
+  // A token without channel bindings is accepted by GSSAPI (it has nothing to
+  // compare) but could have been relayed from another TLS connection.
+  if (step.state == Step::complete && (flags & GSS_C_CHANNEL_BOUND_FLAG) == 0) {
+    return failed("the client's token carries no channel binding to this TLS connection");
+  }
+  return step;
 }
 
 Initiator::Initiator(std::shared_ptr<const InitiatorCredential> credential, const std::string& service,

@@ -10,6 +10,7 @@
 #include "gatehouse/krb/profile.h"
 #include "test_kdc.h"
 
+#include <gssapi/gssapi_krb5.h>
 #include <krb5/krb5.h>
 #include <profile.h>
 
@@ -83,6 +84,29 @@ TEST_CASE("a relayed exchange (different TLS channel) is refused") {
   const Outcome outcome = exchange(initiator, acceptor);
   REQUIRE(outcome.acceptor.state == Step::failed);
   CHECK(outcome.acceptor.error.find("channel binding") != std::string::npos);
+}
+
+TEST_CASE("a token without channel bindings is refused: it could come from any TLS connection") {
+  // An initiator that binds nothing (not ours: Initiator always binds).
+  const std::string target_text = "gatehouse@gw1.example.test";
+  gss_buffer_desc target_buffer{target_text.size(), const_cast<char*>(target_text.data())};
+  gss_name_t target = GSS_C_NO_NAME;
+  OM_uint32 minor = 0;
+  REQUIRE(gss_import_name(&minor, &target_buffer, GSS_C_NT_HOSTBASED_SERVICE, &target) == GSS_S_COMPLETE);
+  gss_ctx_id_t context = GSS_C_NO_CONTEXT;
+  gss_buffer_desc token{};
+  const OM_uint32 major = gss_init_sec_context(&minor, web01_credential()->get(), &context, target,
+                                               const_cast<gss_OID>(gss_mech_krb5), GSS_C_MUTUAL_FLAG, GSS_C_INDEFINITE,
+                                               GSS_C_NO_CHANNEL_BINDINGS, GSS_C_NO_BUFFER, nullptr, &token, nullptr, nullptr);
+  REQUIRE(major == GSS_S_CONTINUE_NEEDED);
+  const auto* bytes = static_cast<const uint8_t*>(token.value);
+  Acceptor acceptor(gateway_credential(), binding(5));
+  const Step step = acceptor.step(std::vector<uint8_t>(bytes, bytes + token.length));
+  gss_release_buffer(&minor, &token);
+  gss_delete_sec_context(&minor, &context, GSS_C_NO_BUFFER);
+  gss_release_name(&minor, &target);
+  REQUIRE(step.state == Step::failed);
+  CHECK(step.error.find("no channel binding") != std::string::npos);
 }
 
 TEST_CASE("a replayed AP-REQ is refused") {
