@@ -96,7 +96,7 @@ bool ChildLink::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t cont
   ChildOptions child = options_.child;
   child.parent_name = parent().name;
   session_ = std::make_unique<ChildSession>(child, spill_pool_);
-  unsent_.clear();
+  blocked_ = false;
   session_->start();
   flush(shard);
   shard.set_deadline(id, options_.welcome_timeout_ms);
@@ -166,7 +166,7 @@ bool ChildLink::on_close(runtime::Shard& shard, runtime::ConnId id) {
   if (!connected_ || id != conn_) return false;
   const bool was_up = welcomed();
   session_.reset();
-  unsent_.clear();
+  blocked_ = false;
   connected_ = false;
   if (!was_up && !failure_heard_ && !stopping_) {
     failed(shard, log::Level::warning, {proto::Reason::normal, log::EventId::parent_connect_failed,
@@ -204,7 +204,7 @@ bool ChildLink::send(const proto::Frame& frame) { return welcomed() && session_-
 bool ChildLink::send_encoded(std::span<const std::byte> frames) { return welcomed() && session_->send_encoded(frames); }
 
 void ChildLink::flush(runtime::Shard& shard) {
-  if (session_ != nullptr) flush_ciphertext(shard, conn_, *session_, unsent_);
+  if (session_ != nullptr) blocked_ = !flush_ciphertext(shard, conn_, *session_);
 }
 
 void ChildLink::close(runtime::Shard& shard) {
@@ -218,7 +218,7 @@ void ChildLink::reconnect_now(runtime::Shard& shard) {
 }
 
 uint64_t ChildLink::waiting_bytes() const {
-  return unsent_.size() + (session_ != nullptr ? session_->pending_ciphertext_bytes() : 0);
+  return session_ != nullptr ? session_->pending_ciphertext_bytes() : 0;
 }
 
 void ChildLink::stop(runtime::Shard& shard) {

@@ -10,12 +10,14 @@ namespace gatehouse::net {
 ChildSession::ChildSession(const ChildOptions& options, proto::SpillPool& spill_pool)
     : options_(options), tls_(std::make_unique<tls::Session>(options.tls, options.parent_name)), decoder_(&spill_pool) {
   if (options.certificate != nullptr) tls_->use_identity(options.certificate, options.key);
+  tls_->keep_buffers();  // a child has few links, each with steady traffic
 }
 
 ChildSession::~ChildSession() = default;
 
 size_t ChildSession::pending_ciphertext_bytes() const { return tls_->pending_ciphertext_bytes(); }
-size_t ChildSession::pull_ciphertext(std::span<std::byte> out) { return tls_->pull_ciphertext(out); }
+std::span<const std::byte> ChildSession::ciphertext() const { return tls_->ciphertext(); }
+void ChildSession::consume_ciphertext(size_t size_bytes) { tls_->consume_ciphertext(size_bytes); }
 
 void ChildSession::start() { tls_->handshake(); }
 
@@ -27,7 +29,7 @@ void ChildSession::fail(Handler& handler, proto::Reason reason, log::EventId eve
 
 void ChildSession::receive(std::span<const std::byte> ciphertext, Handler& handler) {
   if (stage_ == Stage::failed) return;
-  tls_->push_ciphertext(ciphertext);
+  const tls::Session::Lent lent(*tls_, ciphertext);  // read in place; a partial record's tail is kept
   if (stage_ == Stage::tls) {
     const tls::HandshakeState state = tls_->handshake();
     if (state == tls::HandshakeState::failed) {

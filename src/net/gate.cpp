@@ -101,6 +101,7 @@ void Gate::on_established(TlsServer&, runtime::Shard& shard, Conn& conn, const s
   conn.gate = {};
   conn.gate.certificate_identity = peer_identity;
   conn.gate.decoder = std::make_unique<proto::FrameDecoder>(&spill_pool_);
+  conn.gate.clock.start(shard.now_ms(), options_.hello_timeout_ms);
   shard.set_deadline(conn.id, options_.hello_timeout_ms);
 }
 
@@ -198,6 +199,7 @@ void Gate::on_auth(runtime::Shard& shard, Conn& conn, const proto::Auth& auth) {
   const auto* token = reinterpret_cast<const uint8_t*>(auth.token.data());
   auto* step = new AcceptStep{conn.id, conn.gate.acceptor.get(),
                               std::vector<uint8_t>(token, token + auth.token.size()), {}, {}, {}};
+  conn.gate.clock.pause(shard.now_ms());
   // TLS is done: finish this one first.
   if (!runtime::hand_off(pool_, runtime::JobClass::continuation, shard, *this, AcceptStep::run, step)) {
     delete step;
@@ -231,7 +233,13 @@ void Gate::finish_accept(runtime::Shard& shard, AcceptStep* step) {
     send(shard, conn, {0, proto::Auth{proto::AuthMechanism::gssapi_krb5, {bytes, result.token.size()}}});
   }
   if (result.state == krb::Step::continue_needed) {
-    shard.set_deadline(conn.id, options_.hello_timeout_ms);  // the client's turn: its time starts now
+    // The client's turn: what is left of its time, not a new allowance.
+    const uint32_t left_ms = conn.gate.clock.resume(shard.now_ms());
+    if (left_ms == 0) {
+      timed_out(shard, conn);
+    } else {
+      shard.set_deadline(conn.id, left_ms);
+    }
     return;
   }
   conn.gate.acceptor.reset();
@@ -261,10 +269,15 @@ void Gate::on_closed(TlsServer&, runtime::Shard& shard, Conn& conn) {
 void Gate::on_deadline(TlsServer&, runtime::Shard& shard, Conn& conn) {
   if (conn.stage == Stage::authenticated || conn.stage == Stage::closing) return;
   if (conn.gate.step != nullptr) {
-    // Our auth queue holds the Kerberos accept (a reconnect storm): not the client's delay.
+    // Our auth queue holds the Kerberos accept (a reconnect storm): not the
+    // client's time; its clock is paused, look again later.
     shard.set_deadline(conn.id, options_.hello_timeout_ms);
     return;
   }
+  timed_out(shard, conn);
+}
+
+void Gate::timed_out(runtime::Shard& shard, Conn& conn) {
   deny(shard, conn, proto::Reason::timeout, log::EventId::handshake_timeout,
        "HELLO/AUTH not completed within " + std::to_string(options_.hello_timeout_ms) + " ms");
 }

@@ -65,7 +65,15 @@ void TlsServer::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t cont
   for (const Subnet& relay : limits_.trusted_relays) {
     conn.tls.awaiting_proxy = conn.tls.awaiting_proxy || relay.contains(shard.peer(id));
   }
+  conn.tls.clock.start(shard.now_ms(), limits_.handshake_timeout_ms);
   shard.set_deadline(id, limits_.handshake_timeout_ms);
+}
+
+void TlsServer::timed_out(runtime::Shard& shard, Conn& conn) {
+  log::emit(log::Level::warning, log::EventId::handshake_timeout, "handshake not completed in time; closed",
+            {{"peer", peer_text(shard, conn)}, {"timeout_ms", limits_.handshake_timeout_ms}});
+  conn.stage = Stage::closing;
+  shard.abort(conn.id);
 }
 
 void TlsServer::on_connect_failed(runtime::Shard& shard, uint64_t context, int error) {
@@ -121,6 +129,7 @@ void TlsServer::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<con
 void TlsServer::submit_step(runtime::Shard& shard, Conn& conn) {
   auto* step = new HandshakeStep{conn.id, conn.tls.session.get(), std::move(conn.tls.pending), {}, {}, {}, {}};
   conn.tls.pending.clear();
+  conn.tls.clock.pause(shard.now_ms());
   const runtime::JobClass job_class = conn.tls.stepped ? runtime::JobClass::continuation : runtime::JobClass::fresh;
   conn.tls.stepped = true;
   if (!runtime::hand_off(pool_, job_class, shard, *this, HandshakeStep::run, step)) {
@@ -185,16 +194,23 @@ void TlsServer::finish_step(runtime::Shard& shard, HandshakeStep* step) {
                 {{"peer", peer_text(shard, conn)}, {"reason", conn.tls.session->failure()}});
       shard.close(conn.id);  // after the alert is sent
       break;
-    case tls::HandshakeState::in_progress:
-      // The client's turn: its deadline starts now, not when our queue took the step.
-      shard.set_deadline(conn.id, limits_.handshake_timeout_ms);
-      if (!conn.tls.pending.empty()) submit_step(shard, conn);
+    case tls::HandshakeState::in_progress: {
+      // The client's turn: what is left of its time, not a new allowance.
+      const uint32_t left_ms = conn.tls.clock.resume(shard.now_ms());
+      if (left_ms == 0) {
+        timed_out(shard, conn);
+      } else if (!conn.tls.pending.empty()) {
+        submit_step(shard, conn);
+      } else {
+        shard.set_deadline(conn.id, left_ms);
+      }
       break;
+    }
   }
 }
 
 void TlsServer::open_records(runtime::Shard& shard, Conn& conn, std::span<const std::byte> ciphertext) {
-  conn.tls.session->push_ciphertext(ciphertext);
+  const tls::Session::Lent lent(*conn.tls.session, ciphertext);  // read in place; a partial record's tail is kept
   for (;;) {
     const int64_t n = conn.tls.session->read(plaintext_);
     if (n == 0) break;
@@ -210,10 +226,9 @@ void TlsServer::open_records(runtime::Shard& shard, Conn& conn, std::span<const 
 }
 
 // Ciphertext to the socket as far as its send queue takes it; the rest waits
-// in `unsent` (and the session) for on_send_space. Nothing is ever dropped:
-// a lost piece of a TLS stream would corrupt everything after it.
+// in the session for on_send_space.
 bool TlsServer::flush_ciphertext(runtime::Shard& shard, Conn& conn) {
-  return net::flush_ciphertext(shard, conn.id, *conn.tls.session, conn.tls.unsent);
+  return net::flush_ciphertext(shard, conn.id, *conn.tls.session);
 }
 
 bool TlsServer::send(runtime::Shard& shard, Conn& conn, std::span<const std::byte> plaintext) {
@@ -272,13 +287,12 @@ void TlsServer::on_deadline(runtime::Shard& shard, runtime::ConnId id) {
     return;
   }
   if (conn.tls.step != nullptr) {
-    // Our auth queue holds this handshake (a reconnect storm): not the client's delay.
+    // Our auth queue holds this handshake (a reconnect storm): not the
+    // client's time; its clock is paused, look again later.
     shard.set_deadline(id, limits_.handshake_timeout_ms);
     return;
   }
-  log::emit(log::Level::warning, log::EventId::handshake_timeout, "handshake not completed in time; closed",
-            {{"peer", peer_text(shard, conn)}, {"timeout_ms", limits_.handshake_timeout_ms}});
-  shard.abort(id);
+  timed_out(shard, conn);
 }
 
 void TlsServer::on_stop(runtime::Shard& shard) {

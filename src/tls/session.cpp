@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "gatehouse/log/invariant.h"
 #include "x509_text.h"
 
 namespace gatehouse::tls {
@@ -25,12 +26,30 @@ int session_index() {
 // forward on every read: with 16 KiB of agent records read ~300 bytes at a
 // time, or megabytes queued for an uplink, that was most of a gateway's CPU.
 // This one reads from an offset and compacts only once half is consumed.
+// Received bytes may also be lent (read in place from the caller's buffer,
+// after what is queued): only a partial record's tail is ever copied in.
 constexpr size_t kByteQueueKeepBytes = 1'024;  // capacity a drained queue may keep
 
 struct ByteQueue {
   std::vector<uint8_t> bytes;
   size_t read_offset = 0;
-  size_t pending() const { return bytes.size() - read_offset; }
+  std::span<const uint8_t> lent;  // read after `bytes`, valid until keep_lent()
+  bool keep_capacity = false;     // a busy link's queue: no free and regrow every turn
+  size_t queued() const { return bytes.size() - read_offset; }
+  size_t pending() const { return queued() + lent.size(); }
+
+  void consume(size_t n) {
+    read_offset += n;
+    if (read_offset == bytes.size()) {
+      // Drained: an idle session keeps no buffer (tens of thousands of them).
+      if (!keep_capacity && bytes.capacity() > kByteQueueKeepBytes) std::vector<uint8_t>().swap(bytes);
+      bytes.clear();
+      read_offset = 0;
+    } else if (read_offset > bytes.size() / 2) {
+      bytes.erase(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(read_offset));
+      read_offset = 0;
+    }
+  }
 };
 
 int byte_queue_write(BIO* bio, const char* data, int size) {
@@ -44,22 +63,19 @@ int byte_queue_write(BIO* bio, const char* data, int size) {
 int byte_queue_read(BIO* bio, char* out, int size) {
   auto* queue = static_cast<ByteQueue*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
-  const size_t n = std::min(queue->pending(), static_cast<size_t>(size));
-  if (n == 0) {
+  const size_t wanted = static_cast<size_t>(size);
+  if (queue->pending() == 0) {
     BIO_set_retry_read(bio);  // empty means "wait for more", never EOF
     return -1;
   }
-  std::memcpy(out, queue->bytes.data() + queue->read_offset, n);
-  queue->read_offset += n;
-  if (queue->read_offset == queue->bytes.size()) {
-    // Drained: an idle session keeps no buffer (tens of thousands of them).
-    if (queue->bytes.capacity() > kByteQueueKeepBytes) std::vector<uint8_t>().swap(queue->bytes);
-    queue->bytes.clear();
-    queue->read_offset = 0;
-  } else if (queue->read_offset > queue->bytes.size() / 2) {
-    queue->bytes.erase(queue->bytes.begin(), queue->bytes.begin() + static_cast<ptrdiff_t>(queue->read_offset));
-    queue->read_offset = 0;
+  if (const size_t n = std::min(queue->queued(), wanted); n > 0) {
+    std::memcpy(out, queue->bytes.data() + queue->read_offset, n);
+    queue->consume(n);
+    return static_cast<int>(n);
   }
+  const size_t n = std::min(queue->lent.size(), wanted);
+  std::memcpy(out, queue->lent.data(), n);
+  queue->lent = queue->lent.subspan(n);
   return static_cast<int>(n);
 }
 
@@ -357,6 +373,34 @@ void Session::fail_from_error_queue() {
 
 void Session::push_ciphertext(std::span<const std::byte> bytes) {
   if (!bytes.empty()) BIO_write(in_, bytes.data(), static_cast<int>(bytes.size()));
+}
+
+void Session::lend_ciphertext(std::span<const std::byte> bytes) {
+  auto* queue = static_cast<ByteQueue*>(BIO_get_data(in_));
+  GH_INVARIANT(queue->lent.empty());
+  queue->lent = {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
+}
+
+void Session::keep_lent() {
+  auto* queue = static_cast<ByteQueue*>(BIO_get_data(in_));
+  queue->bytes.insert(queue->bytes.end(), queue->lent.begin(), queue->lent.end());
+  queue->lent = {};
+}
+
+void Session::keep_buffers() {
+  static_cast<ByteQueue*>(BIO_get_data(in_))->keep_capacity = true;
+  static_cast<ByteQueue*>(BIO_get_data(out_))->keep_capacity = true;
+}
+
+std::span<const std::byte> Session::ciphertext() const {
+  const auto* queue = static_cast<const ByteQueue*>(BIO_get_data(out_));
+  return std::as_bytes(std::span(queue->bytes).subspan(queue->read_offset));
+}
+
+void Session::consume_ciphertext(size_t size_bytes) {
+  auto* queue = static_cast<ByteQueue*>(BIO_get_data(out_));
+  GH_INVARIANT(size_bytes <= queue->queued());
+  queue->consume(size_bytes);
 }
 
 HandshakeState Session::handshake() {

@@ -59,18 +59,42 @@ class Context {
 
 class Session {
  public:
+  // Lends received bytes for a scope (reads in place); the unread rest is
+  // kept when it ends, whatever way it ends.
+  class Lent {
+   public:
+    Lent(Session& session, std::span<const std::byte> bytes) : session_(session) { session_.lend_ciphertext(bytes); }
+    ~Lent() { session_.keep_lent(); }
+    Lent(const Lent&) = delete;
+    Lent& operator=(const Lent&) = delete;
+
+   private:
+    Session& session_;
+  };
+
   // Client sessions verify the server's certificate against `expected_peer_name`.
   explicit Session(std::shared_ptr<const Context> context, const std::string& expected_peer_name = "");
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  // Ciphertext received from the peer.
+  // Ciphertext received from the peer, copied in.
   void push_ciphertext(std::span<const std::byte> bytes);
+  // Or lent: read in place (after what is queued) until keep_lent(), which
+  // copies in only what is left unread (a partial record's tail). Lent bytes
+  // must stay valid until then; see Lent.
+  void lend_ciphertext(std::span<const std::byte> bytes);
+  void keep_lent();
+  // A link with steady traffic (an uplink): its queues keep their capacity
+  // when drained instead of freeing and regrowing it every turn.
+  void keep_buffers();
   // Advances the handshake as far as the received bytes allow.
   HandshakeState handshake();
   // Ciphertext to send to the peer (handshake flights, records, alerts).
   size_t pending_ciphertext_bytes() const;
   size_t pull_ciphertext(std::span<std::byte> out);
+  // The same bytes in place: send from the view, then consume what was taken.
+  std::span<const std::byte> ciphertext() const;
+  void consume_ciphertext(size_t size_bytes);
 
   // Established sessions only. write() encrypts; read() returns the number of
   // plaintext bytes (0: need more ciphertext), or -1 when the session failed

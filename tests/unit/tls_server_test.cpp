@@ -240,6 +240,36 @@ TEST_CASE("TLS listener: a storm of 2,000 handshakes does not stall 100 streamin
   CHECK(streaming.clients->max_gap_ms.load() < 1'000);
 }
 
+TEST_CASE("TLS listener: a ClientHello dripped a byte at a time runs out of the client's time (30031) like a silent one") {
+  const std::string log_path = (tls::pki().dir / "drip.log").string();
+  std::string log_text;
+  bool closed = false;
+  double elapsed_s = 0;
+  size_t bytes_sent = 0;
+  {
+    testing::StderrCapture capture(log_path);
+    TlsListener listener(600);
+    const uint16_t port = ntohs(reinterpret_cast<const sockaddr_in&>(listener.address.storage).sin_port);
+    testing::BlockingClient client(tls::pki().client("web01.example.test"), "gw1.example.test", port);
+    REQUIRE(client.session.handshake() == tls::HandshakeState::in_progress);  // the ClientHello, not sent yet
+    std::vector<std::byte> hello(client.session.pending_ciphertext_bytes());
+    hello.resize(client.session.pull_ciphertext(hello));
+    REQUIRE(hello.size() > 50);
+    // A byte every 200 ms: each one used to re-arm the 600 ms deadline, for ever.
+    const auto started = std::chrono::steady_clock::now();
+    for (; bytes_sent < 50 && !closed; ++bytes_sent) {
+      client.send_raw(std::span(hello).subspan(bytes_sent, 1));
+      closed = client.closed_by_peer(200);
+    }
+    elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    log_text = capture.text();
+  }
+  INFO("bytes sent " << bytes_sent << " in " << elapsed_s << " s");
+  CHECK(closed);
+  CHECK(bytes_sent < 10);  // 600 ms of the client's time is 3 to 4 drips
+  CHECK(log_text.find(R"("event":30031,"name":"handshake_timeout")") != std::string::npos);
+}
+
 namespace {
 
 // Replaces `to` by `from` the way cert tools do: write aside, then rename.

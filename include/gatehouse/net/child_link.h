@@ -104,9 +104,9 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   bool connected() const { return connected_; }
   // Sealed bytes the socket's send queue refused: send nothing more until
   // on_link_writable.
-  bool blocked() const { return !unsent_.empty(); }
+  bool blocked() const { return blocked_; }
   runtime::ConnId conn() const { return conn_; }
-  // Bytes sealed or refused by the send queue, not yet on the socket.
+  // Bytes sealed, not yet in the socket's send queue.
   uint64_t waiting_bytes() const;
   const config::Peer& parent() const { return options_.parents[failover_.current()]; }
 
@@ -132,7 +132,7 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   bool failure_heard_ = false;     // this session's failure was reported: its close is no second one
   bool reconnect_at_once_ = false;
   std::unique_ptr<ChildSession> session_;
-  std::vector<std::byte> unsent_;  // ciphertext the send queue had no room for
+  bool blocked_ = false;  // the send queue refused sealed bytes: they wait in the session
 };
 
 }  // namespace gatehouse::net

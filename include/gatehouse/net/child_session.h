@@ -1,7 +1,7 @@
 // The child side of a session (agent → gateway or server, gateway → parent):
 // TLS client, HELLO, the Kerberos exchange in AUTH frames when asked, then
 // frames both ways. Socket-free like tls::Session: the owner feeds received
-// ciphertext in and sends what pull_ciphertext() gives. Runs inline on the
+// ciphertext in and sends what ciphertext() holds. Runs inline on the
 // owner's shard (a child has few sessions; a parent's CPU is what the auth
 // pool protects).
 #pragma once
@@ -69,7 +69,9 @@ class ChildSession {
   bool send_encoded(std::span<const std::byte> frames);
 
   size_t pending_ciphertext_bytes() const;
-  size_t pull_ciphertext(std::span<std::byte> out);
+  // Sealed bytes to send, in place; consume what the socket took.
+  std::span<const std::byte> ciphertext() const;
+  void consume_ciphertext(size_t size_bytes);
   bool welcomed() const { return stage_ == Stage::welcomed; }
   bool failed() const { return stage_ == Stage::failed; }
 

@@ -1,32 +1,28 @@
 // Moving a TLS session's sealed bytes to its connection. Nothing may be
 // dropped (a lost piece of a TLS stream corrupts everything after it): what
-// the send queue refuses waits in `unsent` and goes first next time.
+// the send queue refuses stays in the session and goes first next time.
 #pragma once
 
-#include <array>
+#include <algorithm>
 #include <span>
-#include <vector>
 
 #include "gatehouse/runtime/shard.h"
 
 namespace gatehouse::net {
 
-// `Source` has pull_ciphertext(span) -> size_t (tls::Session, ChildSession).
-// True when everything went to the send queue.
+// `Source` has ciphertext() -> span and consume_ciphertext(n) (tls::Session,
+// ChildSession): bytes go from its queue straight into the send queue. True
+// when everything went; false when the send queue is full (on_send_space
+// follows).
 template <class Source>
-bool flush_ciphertext(runtime::Shard& shard, runtime::ConnId id, Source& source, std::vector<std::byte>& unsent) {
-  if (!unsent.empty()) {
-    if (!shard.send(id, unsent)) return false;
-    unsent.clear();
+bool flush_ciphertext(runtime::Shard& shard, runtime::ConnId id, Source& source) {
+  for (;;) {
+    const std::span<const std::byte> pending = source.ciphertext();
+    if (pending.empty()) return true;
+    const size_t take = std::min<size_t>(pending.size(), runtime::kSendChunkBytes);
+    if (!shard.send(id, pending.first(take))) return false;
+    source.consume_ciphertext(take);
   }
-  std::array<std::byte, runtime::kSendChunkBytes> chunk;
-  while (size_t n = source.pull_ciphertext(chunk)) {
-    if (!shard.send(id, std::span(chunk).first(n))) {
-      unsent.assign(chunk.begin(), chunk.begin() + static_cast<std::ptrdiff_t>(n));
-      return false;
-    }
-  }
-  return true;
 }
 
 }  // namespace gatehouse::net

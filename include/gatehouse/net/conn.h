@@ -44,6 +44,35 @@ enum class Stage : uint8_t {
   closing,        // refused or failed: nothing more is read
 };
 
+// The time a client may take for a stage (TLS handshake; HELLO and AUTH),
+// counted from its start and only while we wait for the client: time its
+// steps spend in our auth queue is not its time, and new bytes never give any
+// back (a ClientHello dripped a byte at a time runs out like a silent one).
+struct ClientClock {
+  uint32_t left_ms = 0;
+  uint64_t waiting_since_ms = 0;
+  bool waiting = false;
+
+  void start(uint64_t now_ms, uint32_t budget_ms) {
+    left_ms = budget_ms;
+    waiting_since_ms = now_ms;
+    waiting = true;
+  }
+  // Our turn (a step goes to the pool): the time waited is spent.
+  void pause(uint64_t now_ms) {
+    if (!waiting) return;
+    const uint64_t spent_ms = now_ms - waiting_since_ms;
+    left_ms = spent_ms >= left_ms ? 0 : left_ms - static_cast<uint32_t>(spent_ms);
+    waiting = false;
+  }
+  // The client's turn again: what is left (0: nothing, close it).
+  uint32_t resume(uint64_t now_ms) {
+    waiting_since_ms = now_ms;
+    waiting = true;
+    return left_ms;
+  }
+};
+
 struct HandshakeStep;  // a TLS step on the auth pool (tls_server.cpp)
 struct AcceptStep;     // a GSSAPI accept step on the auth pool (gate.cpp)
 
@@ -55,10 +84,10 @@ struct TlsContext {
   bool stepped = false;            // a first step has run: later ones go first on the pool
   bool established = false;        // records can be sealed (stays true while closing)
   bool awaiting_proxy = false;     // from a trusted relay: the PROXY v2 header comes first
+  ClientClock clock;               // the handshake's time, from accept
   std::optional<runtime::PeerAddress> relayed_peer;
   std::string relayed_identity;    // the relay verified the client's certificate: its CN
   std::vector<std::byte> outgoing; // plaintext of this turn, not yet sealed
-  std::vector<std::byte> unsent;   // ciphertext the send queue had no room for; sent first
 };
 
 // The gate's part (Gate): who the child claims and proves to be.
@@ -68,6 +97,7 @@ struct GateContext {
   std::unique_ptr<proto::FrameDecoder> decoder;
   std::unique_ptr<krb::Acceptor> acceptor;  // Kerberos exchange in progress
   AcceptStep* step = nullptr;               // the accept step on the pool, if any
+  ClientClock clock;                        // HELLO and AUTH's time, from TLS up
   bool role_knows = false;                  // the role heard on_authenticated: it hears on_closed too
 };
 

@@ -99,6 +99,7 @@ class Gate final : public PlainHandler, public Children, private runtime::Mailbo
   void finish_accept(runtime::Shard& shard, AcceptStep* step);
   void on_message(runtime::Shard& shard, uint64_t value, void* step) override;  // an accept step is back
   void authenticated(runtime::Shard& shard, Conn& conn);
+  void timed_out(runtime::Shard& shard, Conn& conn);  // DENY timeout, 30031
 
   const std::atomic<std::shared_ptr<const krb::AcceptorCredential>>& kerberos_;
   runtime::WorkerPool& pool_;

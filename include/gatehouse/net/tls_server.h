@@ -93,6 +93,7 @@ class TlsServer final : public runtime::Service, private runtime::Mailbox {
 
  private:
   void seal(runtime::Shard& shard, Conn& conn);
+  void timed_out(runtime::Shard& shard, Conn& conn);  // 30031, closed
   bool read_proxy_header(runtime::Shard& shard, Conn& conn);
   void submit_step(runtime::Shard& shard, Conn& conn);
   void on_message(runtime::Shard& shard, uint64_t value, void* step) override;  // a step is back
