@@ -22,6 +22,12 @@ ChildLink::ChildLink(const ChildLinkOptions& options, proto::SpillPool& spill_po
 
 ChildLink::~ChildLink() = default;
 
+// The session's sink: sealed records into the send queue as they are made.
+bool ChildLink::send_to_socket(void* link, std::span<const std::byte> bytes) {
+  auto& self = *static_cast<ChildLink*>(link);
+  return self.shard_->send(self.conn_, bytes);
+}
+
 void ChildLink::start(runtime::Shard& shard) {
   shard_ = &shard;
   connect(shard);
@@ -96,6 +102,7 @@ bool ChildLink::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t cont
   ChildOptions child = options_.child;
   child.parent_name = parent().name;
   session_ = std::make_unique<ChildSession>(child, spill_pool_);
+  session_->set_sink(send_to_socket, this);
   blocked_ = false;
   session_->start();
   flush(shard);

@@ -18,6 +18,9 @@ ChildSession::~ChildSession() = default;
 size_t ChildSession::pending_ciphertext_bytes() const { return tls_->pending_ciphertext_bytes(); }
 std::span<const std::byte> ChildSession::ciphertext() const { return tls_->ciphertext(); }
 void ChildSession::consume_ciphertext(size_t size_bytes) { tls_->consume_ciphertext(size_bytes); }
+void ChildSession::set_sink(bool (*sink)(void*, std::span<const std::byte>), void* context) {
+  tls_->set_sink(sink, context);
+}
 
 void ChildSession::start() { tls_->handshake(); }
 

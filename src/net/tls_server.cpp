@@ -10,6 +10,12 @@ namespace {
 
 constexpr size_t kScratchBytes = 32 * 1024;
 
+// An established session's sink: sealed records into the send queue as made.
+bool send_to_socket(void* record, std::span<const std::byte> bytes) {
+  const Conn& conn = *static_cast<const Conn*>(record);
+  return conn.tls.shard->send(conn.id, bytes);
+}
+
 }  // namespace
 
 // One handshake step, owned by the pool while it runs. If the connection goes
@@ -175,6 +181,8 @@ void TlsServer::finish_step(runtime::Shard& shard, HandshakeStep* step) {
   switch (step->state) {
     case tls::HandshakeState::established: {
       conn.tls.established = true;
+      conn.tls.shard = &shard;  // no step runs on the pool any more: the shard's thread alone writes
+      conn.tls.session->set_sink(send_to_socket, &conn);
       conn.stage = Stage::hello;
       shard.clear_deadline(conn.id);
       // Through a trusted relay that verified the client's certificate, the

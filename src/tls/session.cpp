@@ -35,6 +35,8 @@ struct ByteQueue {
   size_t read_offset = 0;
   std::span<const uint8_t> lent;  // read after `bytes`, valid until keep_lent()
   bool keep_capacity = false;     // a busy link's queue: no free and regrow every turn
+  Session::Sink sink = nullptr;   // sealed bytes go here first, while nothing is queued
+  void* sink_context = nullptr;
   size_t queued() const { return bytes.size() - read_offset; }
   size_t pending() const { return queued() + lent.size(); }
 
@@ -56,6 +58,11 @@ int byte_queue_write(BIO* bio, const char* data, int size) {
   auto* queue = static_cast<ByteQueue*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
   const auto* bytes = reinterpret_cast<const uint8_t*>(data);  // same type: a memcpy, not a per-byte loop
+  // Straight to the socket's send queue, unless earlier bytes wait (order) or it is full.
+  if (queue->sink != nullptr && queue->queued() == 0 &&
+      queue->sink(queue->sink_context, std::as_bytes(std::span(bytes, static_cast<size_t>(size))))) {
+    return size;
+  }
   queue->bytes.insert(queue->bytes.end(), bytes, bytes + size);
   return size;
 }
@@ -385,6 +392,12 @@ void Session::keep_lent() {
   auto* queue = static_cast<ByteQueue*>(BIO_get_data(in_));
   queue->bytes.insert(queue->bytes.end(), queue->lent.begin(), queue->lent.end());
   queue->lent = {};
+}
+
+void Session::set_sink(Sink sink, void* context) {
+  auto* queue = static_cast<ByteQueue*>(BIO_get_data(out_));
+  queue->sink = sink;
+  queue->sink_context = context;
 }
 
 void Session::keep_buffers() {

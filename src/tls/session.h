@@ -92,6 +92,12 @@ class Session {
   // Ciphertext to send to the peer (handshake flights, records, alerts).
   size_t pending_ciphertext_bytes() const;
   size_t pull_ciphertext(std::span<std::byte> out);
+  // Where sealed bytes go as they are made (the socket's send queue), saving
+  // a copy; false from the sink keeps them queued here, in order, for
+  // ciphertext(). Only on the thread that owns the socket: set it once the
+  // handshake no longer runs on the pool.
+  using Sink = bool (*)(void* context, std::span<const std::byte> bytes);
+  void set_sink(Sink sink, void* context);
   // The same bytes in place: send from the view, then consume what was taken.
   std::span<const std::byte> ciphertext() const;
   void consume_ciphertext(size_t size_bytes);

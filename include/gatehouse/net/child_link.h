@@ -111,6 +111,7 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   const config::Peer& parent() const { return options_.parents[failover_.current()]; }
 
  private:
+  static bool send_to_socket(void* link, std::span<const std::byte> bytes);
   void connect(runtime::Shard& shard);
   void next_parent(runtime::Shard& shard);
   void on_welcome(const proto::HelloOk& hello_ok) override;

@@ -69,6 +69,9 @@ class ChildSession {
   bool send_encoded(std::span<const std::byte> frames);
 
   size_t pending_ciphertext_bytes() const;
+  // Where sealed bytes go as they are made (tls::Session::set_sink); what
+  // it refuses waits in ciphertext().
+  void set_sink(bool (*sink)(void* context, std::span<const std::byte> bytes), void* context);
   // Sealed bytes to send, in place; consume what the socket took.
   std::span<const std::byte> ciphertext() const;
   void consume_ciphertext(size_t size_bytes);

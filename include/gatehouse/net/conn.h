@@ -19,6 +19,9 @@
 namespace gatehouse::tls {
 class Session;
 }
+namespace gatehouse::runtime {
+class Shard;
+}
 namespace gatehouse::krb {
 class Acceptor;
 }
@@ -88,6 +91,7 @@ struct TlsContext {
   std::optional<runtime::PeerAddress> relayed_peer;
   std::string relayed_identity;    // the relay verified the client's certificate: its CN
   std::vector<std::byte> outgoing; // plaintext of this turn, not yet sealed
+  runtime::Shard* shard = nullptr; // once established: sealed records go straight to its send queue
 };
 
 // The gate's part (Gate): who the child claims and proves to be.
