@@ -50,6 +50,7 @@ constexpr uint32_t kBackoffMaxMs = 5'000;
 // loadgen measures how long admission takes under a storm; it does not give
 // up on a slow one (a retry would only add handshakes to the storm).
 constexpr uint32_t kWelcomeTimeoutMs = 120'000;
+constexpr double kStormWaitMaxS = 60;  // a storm waits this long at most for the ramp, and is seen to its end as long
 constexpr int32_t kSteadyShardNice = -10;        // as a gateway's shards ([runtime] shard_nice)
 
 struct Options {
@@ -611,7 +612,10 @@ int main(int argc, char** argv) {
       if (options.gateway_pid) process_usage(options.gateway_pid, gateway_cpu_before, gateway_peak_kib);
       totals.measuring = true;
     }
-    if (options.storm_at_s > 0 && totals.storm_phase == 0 && elapsed >= options.storm_at_s) {
+    // The storm drops every session once all are up (a slow peer's ramp may
+    // take longer than planned), at most kStormWaitMaxS late.
+    if (options.storm_at_s > 0 && totals.storm_phase == 0 && elapsed >= options.storm_at_s &&
+        (totals.sessions_up.load() >= options.agents || elapsed >= options.storm_at_s + kStormWaitMaxS)) {
       storm_started_us = static_cast<uint64_t>(elapsed * 1e6);
       if (options.gateway_pid) process_usage(options.gateway_pid, storm_cpu_before_s, gateway_peak_kib);
       totals.storm_phase = 1;
@@ -622,8 +626,11 @@ int main(int argc, char** argv) {
       totals.storm_phase = 2;
       if (options.gateway_pid && process_usage(options.gateway_pid, storm_cpu_s, gateway_peak_kib)) storm_cpu_s -= storm_cpu_before_s;
     }
+    // A storm under way is seen to its end (at most kStormWaitMaxS beyond the run).
+    const bool storm_pending = options.storm_at_s > 0 && totals.storm_phase < 2 &&
+                               elapsed < options.warmup_s + options.duration_s + kStormWaitMaxS;
     if (options.events > 0 ? totals.agents_done.load() == options.agents
-                           : elapsed >= options.warmup_s + options.duration_s) {
+                           : elapsed >= options.warmup_s + options.duration_s && !storm_pending) {
       break;
     }
   }
