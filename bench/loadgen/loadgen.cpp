@@ -43,7 +43,6 @@ namespace {
 
 constexpr uint32_t kTickMs = 10;              // the shard's pacing and reconnect timer
 constexpr uint32_t kSendTimesMax = 256;       // per agent: in-flight events whose send time is kept
-constexpr uint32_t kDataFrameFixedBytes = proto::kFrameHeaderBytes + 10;
 constexpr uint32_t kReconnectAfterLossMs = 100;  // as `gatehouse agent`: a lost session retries soon
 constexpr uint32_t kBackoffInitialMs = 500;       // after every target failed in a row
 constexpr uint32_t kBackoffMaxMs = 5'000;
@@ -357,7 +356,7 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
 
   void pump(runtime::Shard& shard, Agent& agent) {
     if (!agent.up) return;
-    const uint64_t frame_bytes = kDataFrameFixedBytes + payload_.size();
+    const uint64_t frame_bytes = proto::kDataPrefixBytes + payload_.size();
     while (!agent.link.blocked() && agent.sent_through < agent.produced && agent.window >= frame_bytes &&
            agent.sent_through - agent.acked < kSendTimesMax) {
       const uint64_t seq = ++agent.sent_through;

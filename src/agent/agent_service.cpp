@@ -5,7 +5,6 @@
 namespace gatehouse::agent {
 namespace {
 
-constexpr uint32_t kDataFrameFixedBytes = proto::kFrameHeaderBytes + 10;
 constexpr uint64_t kConnectContext = 1;
 
 net::ChildLinkOptions link_options(const AgentOptions& options) {
@@ -89,7 +88,7 @@ void AgentService::pump(runtime::Shard& shard) {
   QueuedEvent event;
   // Nothing more is sealed while the socket's send queue refuses what was.
   while (link_.waiting_bytes() < runtime::kSendChunkBytes && queue_.next_after(sent_through_, event)) {
-    const uint64_t frame_bytes = kDataFrameFixedBytes + event.payload.size();
+    const uint64_t frame_bytes = proto::kDataPrefixBytes + event.payload.size();
     if (frame_bytes > window_bytes_) break;
     link_.send({0, proto::Data{event.seq, proto::DataKind::event, std::as_bytes(std::span(event.payload))}});
     window_bytes_ -= frame_bytes;

@@ -56,7 +56,9 @@ bool GatewaySessions::open_channel(runtime::Shard& shard, net::Conn& child, uint
   // Routes and the child's channels mirror each other, one entry each.
   GH_INVARIANT(!child.role.channels.contains(child_channel));
   routes_[route_key(uplink, channel)] = {child.id, child_channel};
-  child.role.channels[child_channel].uplink_channel = channel;
+  net::RoleChannel& state = child.role.channels[child_channel];
+  state.uplink_channel = channel;
+  state.agent = std::string(agent);
   return true;
 }
 
@@ -77,6 +79,12 @@ void GatewaySessions::on_frame(net::Children&, runtime::Shard& shard, net::Conn&
       if (child.role.gateway) gate_->send(shard, child, {frame.channel, proto::Close{proto::Reason::channel_unknown}});
       return;  // an agent's DATA before its OPEN_OK came back cannot happen: it has no window yet
     }
+    const uint64_t frame_bytes = proto::kDataPrefixBytes + data->payload.size();
+    if (frame_bytes > found->second.credit_bytes) {
+      over_credit(shard, child, frame.channel, found->second);
+      return;
+    }
+    found->second.credit_bytes -= frame_bytes;
     uplinks_->queue_data(child.role.uplink, found->second.uplink_channel, *data);
   } else if (const auto* open = std::get_if<proto::Open>(&frame.body)) {
     if (!child.role.gateway || frame.channel == 0 || child.role.channels.contains(frame.channel)) {
@@ -90,6 +98,25 @@ void GatewaySessions::on_frame(net::Children&, runtime::Shard& shard, net::Conn&
   } else if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) {
     gate_->send(shard, child, {frame.channel, proto::Pong{ping->nonce}});
   }
+}
+
+// DATA beyond what the parent granted: that agent's channel goes here, before
+// the parent sees it (the parent would close the channel too, but the shared
+// uplink would have carried it). A direct agent is its channel.
+void GatewaySessions::over_credit(runtime::Shard& shard, net::Conn& child, uint32_t child_channel,
+                                  const net::RoleChannel& channel) {
+  const std::string why = "DATA beyond the window its parent granted (" + std::to_string(channel.credit_bytes) +
+                          " bytes left)";
+  if (!child.role.gateway) {
+    gate_->deny(shard, child, proto::Reason::flow_control_violation, log::EventId::protocol_violation, why);
+    return;
+  }
+  log::emit(log::Level::warning, log::EventId::protocol_violation,
+            "agent " + channel.agent + ": " + why + "; its channel is closed, the child gateway's others stay",
+            {{"agent", channel.agent}, {"via", child.gate.identity.name},
+             {"reason", proto::to_string(proto::Reason::flow_control_violation)}});
+  gate_->send(shard, child, {child_channel, proto::Close{proto::Reason::flow_control_violation}});
+  close_channel(child, child_channel, true);
 }
 
 void GatewaySessions::on_closed(net::Children&, runtime::Shard&, net::Conn& child) {
@@ -113,10 +140,16 @@ void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint
   net::Conn& child = *found;
   const uint32_t channel = route.child_channel;
   const bool agent = channel == 0;
-  if (const auto* open_ok = std::get_if<proto::OpenOk>(&frame.body); open_ok != nullptr && agent) {
-    gate_->send(shard, child, {0, proto::HelloOk{proto::kVersion, heartbeat_interval_s_, open_ok->credit_bytes,
-                                                 open_ok->last_durable_seq, name_}});
-    return;
+  // The parent's grants, counted as they pass: the child may send no more.
+  if (const auto* open_ok = std::get_if<proto::OpenOk>(&frame.body)) {
+    child.role.channels.at(channel).credit_bytes = open_ok->credit_bytes;
+    if (agent) {
+      gate_->send(shard, child, {0, proto::HelloOk{proto::kVersion, heartbeat_interval_s_, open_ok->credit_bytes,
+                                                   open_ok->last_durable_seq, name_}});
+      return;
+    }
+  } else if (const auto* credit = std::get_if<proto::Credit>(&frame.body)) {
+    child.role.channels.at(channel).credit_bytes += credit->credit_bytes;
   }
   if (const auto* deny = std::get_if<proto::OpenDeny>(&frame.body)) {
     routes_.erase(key);

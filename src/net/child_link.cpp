@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "gatehouse/log/log.h"
@@ -11,6 +12,12 @@ namespace gatehouse::net {
 namespace {
 
 constexpr uint32_t kConnectSlotRetryMs = 10;  // one timer tick
+
+// ENFILE from the ring is our own table, not the system's file table.
+std::string connect_error_text(int error) {
+  if (error == -ENFILE) return "this shard's connection table is full ([runtime] connections_per_shard)";
+  return std::strerror(-error);
+}
 
 }  // namespace
 
@@ -86,7 +93,7 @@ void ChildLink::on_timer(runtime::Shard& shard, runtime::Timer&) { connect(shard
 bool ChildLink::on_connect_failed(runtime::Shard& shard, uint64_t context, int error) {
   if (context != options_.connect_context) return false;
   failed(shard, log::Level::warning, {proto::Reason::normal, log::EventId::parent_connect_failed,
-                                      std::string("cannot connect to the parent: ") + std::strerror(-error)},
+                                      "cannot connect to the parent: " + connect_error_text(error)},
          {{"parent", parent().name}, {"address", parent().address.text}});
   options_.addresses->refresh_soon(failover_.current());  // it may have moved
   next_parent(shard);

@@ -9,8 +9,6 @@
 namespace gatehouse::server {
 namespace {
 
-constexpr uint32_t kDataFrameFixedBytes = proto::kFrameHeaderBytes + 10;
-
 uint64_t session_key(runtime::ConnId id) { return uint64_t{id.index} << 32 | id.generation; }
 runtime::ConnId conn_of(uint64_t key) { return {static_cast<uint32_t>(key >> 32), static_cast<uint32_t>(key)}; }
 
@@ -139,10 +137,21 @@ void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Co
     return;
   }
   net::RoleChannel& state = found->second;
-  const uint32_t frame_bytes = kDataFrameFixedBytes + static_cast<uint32_t>(data.payload.size());
+  const uint32_t frame_bytes = proto::kDataPrefixBytes + static_cast<uint32_t>(data.payload.size());
   if (state.unacked_bytes + frame_bytes > context_.limits.channel_window_bytes) {
-    gate.deny(shard, conn, proto::Reason::flow_control_violation, log::EventId::protocol_violation,
-              "DATA beyond the granted window of " + std::to_string(context_.limits.channel_window_bytes) + " bytes");
+    const std::string why =
+        "DATA beyond the granted window of " + std::to_string(context_.limits.channel_window_bytes) + " bytes";
+    if (!link.gateway) {
+      gate.deny(shard, conn, proto::Reason::flow_control_violation, log::EventId::protocol_violation, why);
+      return;
+    }
+    // One agent's fault: its channel goes, the gateway's other agents stay.
+    log::emit(log::Level::warning, log::EventId::protocol_violation,
+              "agent " + state.agent + ": " + why + "; its channel is closed, the uplink stays",
+              {{"agent", state.agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()},
+               {"reason", proto::to_string(proto::Reason::flow_control_violation)}});
+    gate.send(shard, conn, {channel, proto::Close{proto::Reason::flow_control_violation}});
+    link.channels.erase(found);
     return;
   }
   state.unacked_bytes += frame_bytes;
@@ -192,7 +201,7 @@ void ServerSessions::on_message(runtime::Shard& shard, uint64_t, void* done) {
   for (const store::Batch::Entry& entry : batch->entries) {
     Reply& reply = replies[{entry.session, entry.channel}];
     reply.durable_seq = std::max(reply.durable_seq, entry.durable_seq);
-    reply.credit_bytes += kDataFrameFixedBytes + entry.payload_size_bytes;
+    reply.credit_bytes += proto::kDataPrefixBytes + entry.payload_size_bytes;
   }
   for (const auto& [key, reply] : replies) {
     net::Conn* conn = gate.find(conn_of(key.first));

@@ -108,6 +108,75 @@ TEST_CASE("gateway role: an uplink lost sends its agents away (GOAWAY, close); o
   CHECK(gw.children.sent[2].empty());
 }
 
+namespace {
+
+proto::Data data_of(uint64_t seq, const std::string& payload) {
+  return {seq, proto::DataKind::event, std::as_bytes(std::span(payload))};
+}
+
+}  // namespace
+
+TEST_CASE("gateway role: an agent sending beyond the window its parent granted loses its own session; a bystander on the same uplink keeps flowing") {
+  GatewayUnderTest gw;
+  gw.agent(1, "web01.example.test");
+  gw.agent(2, "web02.example.test");
+  const uint32_t violator = gw.uplinks.queued[0][0].channel;
+  const uint32_t bystander = gw.uplinks.queued[0][1].channel;
+  gw.from_uplink(0, {violator, proto::OpenOk{0, 1'000}});
+  gw.from_uplink(0, {bystander, proto::OpenOk{0, 1'000}});
+  const std::string payload(400, 'x');  // 422 bytes with the frame's fixed part: two fit in 1,000
+  gw.from_child(1, {0, data_of(1, payload)});
+  gw.from_child(1, {0, data_of(2, payload)});
+  CHECK(gw.uplinks.queued[0].size() == 4);
+  gw.from_child(1, {0, data_of(3, payload)});
+  CHECK(gw.uplinks.queued[0].size() == 4);  // not forwarded: the shared uplink never carries it
+  REQUIRE(gw.children.denied.contains(1));
+  CHECK(gw.children.denied[1] == proto::Reason::flow_control_violation);
+  gw.closed(1);
+  REQUIRE(gw.uplinks.queued[0].size() == 5);
+  CHECK(gw.uplinks.queued[0][4].type == proto::FrameType::close);  // its channel, and only it
+  CHECK(gw.uplinks.queued[0][4].channel == violator);
+  // The bystander: its window is its own, and CREDIT from the parent extends it.
+  gw.from_child(2, {0, data_of(1, payload)});
+  gw.from_child(2, {0, data_of(2, payload)});
+  CHECK(gw.uplinks.queued[0].size() == 7);
+  gw.from_uplink(0, {bystander, proto::Credit{422}});
+  gw.from_child(2, {0, data_of(3, payload)});
+  CHECK(gw.uplinks.queued[0].size() == 8);
+  CHECK_FALSE(gw.children.denied.contains(2));
+}
+
+TEST_CASE("gateway role: a chained gateway's agent beyond its window loses its channel; the child gateway and its other agents stay") {
+  GatewayUnderTest gw;
+  gw.child_gateway(7, "gw2.example.test");
+  for (uint32_t child_channel : {3u, 4u}) {
+    proto::Open open{proto::AuthMethod::cert, child_channel == 3 ? "web09.example.test" : "web10.example.test", 1, {}};
+    open.hops[0] = "gw2.example.test";
+    gw.from_child(7, {child_channel, open});
+  }
+  const uint32_t up3 = gw.uplinks.queued[0][0].channel;
+  const uint32_t up4 = gw.uplinks.queued[0][1].channel;
+  gw.from_uplink(0, {up3, proto::OpenOk{0, 500}});
+  gw.from_uplink(0, {up4, proto::OpenOk{0, 500}});
+  const std::string payload(400, 'x');
+  gw.from_child(7, {3, data_of(1, payload)});
+  CHECK(gw.uplinks.queued[0].size() == 3);
+  gw.from_child(7, {3, data_of(2, payload)});  // 844 bytes > 500
+  CHECK_FALSE(gw.children.denied.contains(7));
+  CHECK(gw.children.closed.empty());
+  REQUIRE(!gw.children.sent[7].empty());
+  CHECK(gw.children.sent[7].back().type == proto::FrameType::close);
+  CHECK(gw.children.sent[7].back().channel == 3);
+  CHECK(gw.children.sent[7].back().reason == proto::Reason::flow_control_violation);
+  REQUIRE(gw.uplinks.queued[0].size() == 4);
+  CHECK(gw.uplinks.queued[0][3].type == proto::FrameType::close);
+  CHECK(gw.uplinks.queued[0][3].channel == up3);
+  gw.from_child(7, {4, data_of(1, payload)});
+  REQUIRE(gw.uplinks.queued[0].size() == 5);
+  CHECK(gw.uplinks.queued[0][4].type == proto::FrameType::data);
+  CHECK(gw.uplinks.queued[0][4].channel == up4);
+}
+
 TEST_CASE("server role: DATA beyond the granted window is refused (flow_control_violation); within it, it is taken") {
   gatehouse::testing::TempDir dir("server-role-test");
   REQUIRE(!dir.path.empty());
@@ -136,4 +205,44 @@ TEST_CASE("server role: DATA beyond the granted window is refused (flow_control_
   sessions.on_frame(children, shard, conn, {0, proto::Data{3, proto::DataKind::event, std::as_bytes(std::span(payload))}});
   REQUIRE(children.denied.contains(9));
   CHECK(children.denied[9] == proto::Reason::flow_control_violation);
+}
+
+TEST_CASE("server role: one agent beyond its window on a gateway's uplink loses its channel, not the uplink") {
+  gatehouse::testing::TempDir dir("server-role-isolation-test");
+  REQUIRE(!dir.path.empty());
+  std::string why;
+  auto store = store::EventStore::open(dir.path + "/events", {}, why);
+  REQUIRE_MESSAGE(store != nullptr, why);
+  REQUIRE(server::Registry::open(dir.path, why)->set_gateway("gw1.example.test", true).empty());
+  auto registry = server::Registry::open(dir.path, why);  // reads the approval at open
+  REQUIRE_MESSAGE(registry != nullptr, why);
+  server::ServerLimits limits;
+  limits.channel_window_bytes = 1'024;
+  server::ServerContext context{*store, *registry, config::AgentApproval::automatic, "ms1.example.test", limits};
+  runtime::Shard& shard = passive_shard();
+  FakeChildren children;
+  server::ServerSessions sessions(context);
+  sessions.attach(children);
+  net::Conn& uplink = children.admit(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  sessions.on_authenticated(children, shard, uplink);
+  REQUIRE_FALSE(children.denied.contains(5));
+  for (uint32_t channel : {1u, 2u}) {
+    proto::Open open{proto::AuthMethod::cert, channel == 1 ? "web01.example.test" : "web02.example.test", 1, {}};
+    open.hops[0] = "gw1.example.test";
+    sessions.on_frame(children, shard, uplink, {channel, open});
+  }
+  REQUIRE(children.sent[5].size() == 3);  // HELLO_OK, two OPEN_OKs
+  const std::string payload(400, 'x');
+  for (uint64_t seq = 1; seq <= 3; ++seq) sessions.on_frame(children, shard, uplink, {1, data_of(seq, payload)});
+  CHECK_FALSE(children.denied.contains(5));
+  REQUIRE(children.sent[5].size() == 4);
+  CHECK(children.sent[5][3].type == proto::FrameType::close);
+  CHECK(children.sent[5][3].channel == 1);
+  CHECK(children.sent[5][3].reason == proto::Reason::flow_control_violation);
+  sessions.on_frame(children, shard, uplink, {2, data_of(1, payload)});  // the other agent: taken
+  CHECK(children.sent[5].size() == 4);
+  sessions.on_frame(children, shard, uplink, {1, data_of(4, payload)});  // its channel is gone
+  REQUIRE(children.sent[5].size() == 5);
+  CHECK(children.sent[5][4].reason == proto::Reason::channel_unknown);
+  CHECK_FALSE(children.denied.contains(5));
 }

@@ -43,6 +43,8 @@ inline Recorded record(const proto::Frame& frame) {
     r.reason = deny->reason;
   } else if (const auto* go_away = std::get_if<proto::GoAway>(&frame.body)) {
     r.reason = go_away->reason;
+  } else if (const auto* close = std::get_if<proto::Close>(&frame.body)) {
+    r.reason = close->reason;
   } else if (const auto* data = std::get_if<proto::Data>(&frame.body)) {
     r.seq = data->seq;
     r.payload.assign(reinterpret_cast<const char*>(data->payload.data()), data->payload.size());

@@ -2,7 +2,9 @@
 // chained gateway's channels) becomes a channel on one of the shard's
 // uplinks. OPEN carries the agent's identity up; OPEN_OK / OPEN_DENY come
 // back as the agent's HELLO_OK / DENY; DATA goes up, ACK and CREDIT come
-// down, each with its channel rewritten. The gateway keeps no durable state:
+// down, each with its channel rewritten; the parent's credit grants are
+// counted as they pass, and an agent that sends beyond them loses its own
+// channel here, not the shared uplink. The gateway keeps no durable state:
 // when an uplink drops, its agents are sent away and resend from the
 // server's durable seq on their next session.
 #pragma once
@@ -43,6 +45,7 @@ class GatewaySessions final : public net::SessionHandler {
   bool open_channel(runtime::Shard& shard, net::Conn& child, uint32_t child_channel, proto::AuthMethod auth,
                     std::string_view agent, const proto::Open* relayed);
   void close_channel(net::Conn& child, uint32_t child_channel, bool tell_parent);
+  void over_credit(runtime::Shard& shard, net::Conn& child, uint32_t child_channel, const net::RoleChannel& channel);
   void relay_down(runtime::Shard& shard, const Route& route, uint64_t key, const proto::Frame& frame);
 
   const std::string name_;

@@ -108,8 +108,9 @@ struct GateContext {
 // One agent's channel on a session (channel 0: the agent itself).
 struct RoleChannel {
   uint32_t uplink_channel = 0;  // a gateway: the channel on the uplink it rides
+  uint64_t credit_bytes = 0;    // a gateway: DATA bytes the parent still allows (its grants, relayed)
   uint64_t unacked_bytes = 0;   // a server: DATA bytes received and not yet credited back
-  std::string agent;            // a server: the agent's (lower-case) name
+  std::string agent;            // the agent's name (a server: lower-case)
 };
 
 // The role's part (GatewaySessions, ServerSessions).

@@ -28,9 +28,12 @@ uint32_t encoded_size_bytes(const Frame& frame);
 // the decoder enforces, so we never send what a peer must refuse.
 EncodeResult encode(const Frame& frame, std::span<std::byte> out);
 
+// A DATA frame's bytes before its payload; with the payload, what the frame
+// counts against a channel's credit window (docs/protocol.md).
+inline constexpr uint32_t kDataPrefixBytes = kFrameHeaderBytes + 10;
+
 // Writes the header and fixed fields of a DATA frame whose payload the caller
 // sends separately (gathered write, no copy). `out` must hold kDataPrefixBytes.
-inline constexpr uint32_t kDataPrefixBytes = kFrameHeaderBytes + 10;
 EncodeResult encode_data_prefix(uint32_t channel, uint64_t seq, DataKind kind,
                                 uint32_t payload_size_bytes, std::span<std::byte> out);
 
