@@ -418,6 +418,7 @@ void read_role_keys(TableReader& root, Config& config) {
                                         {"review", AgentApproval::review},
                                         {"auto", AgentApproval::automatic}});
         approval.integer("poll_interval_ms", config.timeouts.approval_poll_ms, 10, 60'000);
+        approval.integer("new_agents_per_minute", config.new_agents_per_minute, 1, 1'000'000);
         approval.finish();
       }
       if (const toml::table* table = root.table("store")) {

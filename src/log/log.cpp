@@ -210,6 +210,7 @@ const char* event_name(EventId id) {
     case EventId::queue_write_failed: return "queue_write_failed";
     case EventId::parent_connected: return "parent_connected";
     case EventId::gateway_not_approved: return "gateway_not_approved";
+    case EventId::new_agents_throttled: return "new_agents_throttled";
     case EventId::invariant_broken: return "invariant_broken";
     case EventId::log_lines_dropped: return "log_lines_dropped";
   }

@@ -31,6 +31,7 @@ bool run(const config::Config& config) {
   registry->watch(config.timeouts.approval_poll_ms);
   ServerLimits limits;
   limits.heartbeat_interval_s = static_cast<uint16_t>(config.timeouts.heartbeat_interval_s);
+  limits.new_agents_per_minute = config.new_agents_per_minute;
   ServerContext context{*store, *registry, config.agent_approval, config.name, limits};
   net::ListenerStack stack(config);
   if (std::string problem = stack.start([&](uint32_t) {

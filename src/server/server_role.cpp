@@ -30,6 +30,19 @@ bool ServerSessions::agent_approved(const std::string& agent) const {
   return context_.registry.approvals()->agents.contains(agent);
 }
 
+// A gateway uplink's allowance of agents not approved yet (a token bucket):
+// made-up names cannot flood the registry or the pending list.
+bool ServerSessions::new_agent_allowed(runtime::Shard& shard, net::RoleContext& link) {
+  const double per_minute = context_.limits.new_agents_per_minute;
+  const uint64_t now_ms = shard.now_ms();
+  link.new_agent_tokens = std::min(per_minute, link.new_agent_tokens + static_cast<double>(now_ms - link.tokens_at_ms) *
+                                                                          per_minute / 60'000.0);
+  link.tokens_at_ms = now_ms;
+  if (link.new_agent_tokens < 1) return false;
+  link.new_agent_tokens -= 1;
+  return true;
+}
+
 // What the operator of this server can do about an unapproved agent.
 std::string ServerSessions::approval_hint(const std::string& agent) const {
   return context_.approval == config::AgentApproval::review
@@ -51,6 +64,8 @@ void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard
     }
     link.gateway = true;
     link.open = true;
+    link.new_agent_tokens = context_.limits.new_agents_per_minute;  // a full bucket to start
+    link.tokens_at_ms = shard.now_ms();
     gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s, 0, 0, context_.name}});
     return;
   }
@@ -109,6 +124,15 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
   }
   if (link.channels.size() >= context_.limits.channels_per_uplink_max) {
     refuse(proto::Reason::channel_limit, log::EventId::protocol_violation, "too many agents on this uplink");
+    return;
+  }
+  const bool known = context_.registry.approvals()->agents.contains(agent);
+  if (!known && !new_agent_allowed(shard, link)) {
+    const std::string text = "gateway " + link.name + " brings new agents faster than " +
+                             std::to_string(context_.limits.new_agents_per_minute) + " a minute";
+    log::emit(log::Level::warning, log::EventId::new_agents_throttled, text + "; agent " + agent + " refused for now",
+              {{"agent", agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
+    refuse(proto::Reason::overloaded, log::EventId::new_agents_throttled, text);
     return;
   }
   context_.registry.note_seen(agent, link.name, context_.approval);

@@ -246,3 +246,43 @@ TEST_CASE("server role: one agent beyond its window on a gateway's uplink loses 
   CHECK(children.sent[5][4].reason == proto::Reason::channel_unknown);
   CHECK_FALSE(children.denied.contains(5));
 }
+
+TEST_CASE("server role: a gateway uplink bringing new agents past its allowance gets OPEN_DENY overloaded; approved agents still pass") {
+  gatehouse::testing::TempDir dir("server-role-new-agents-test");
+  REQUIRE(!dir.path.empty());
+  std::string why;
+  auto store = store::EventStore::open(dir.path + "/events", {}, why);
+  REQUIRE_MESSAGE(store != nullptr, why);
+  {
+    auto setup = server::Registry::open(dir.path, why);
+    REQUIRE_MESSAGE(setup != nullptr, why);
+    REQUIRE(setup->set_gateway("gw1.example.test", true).empty());
+    REQUIRE(setup->set_agent("web01.example.test", true).empty());
+  }
+  auto registry = server::Registry::open(dir.path, why);  // reads the approvals at open
+  REQUIRE_MESSAGE(registry != nullptr, why);
+  server::ServerLimits limits;
+  limits.new_agents_per_minute = 3;
+  server::ServerContext context{*store, *registry, config::AgentApproval::automatic, "ms1.example.test", limits};
+  runtime::Shard& shard = passive_shard();  // its clock stands still: no refill during the test
+  FakeChildren children;
+  server::ServerSessions sessions(context);
+  sessions.attach(children);
+  net::Conn& uplink = children.admit(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  sessions.on_authenticated(children, shard, uplink);
+  auto open = [&](uint32_t channel, const char* name) {
+    proto::Open frame{proto::AuthMethod::cert, name, 1, {}};
+    frame.hops[0] = "gw1.example.test";
+    sessions.on_frame(children, shard, uplink, {channel, frame});
+    return children.sent[5].back();
+  };
+  for (uint32_t channel = 1; channel <= 3; ++channel) {
+    const std::string name = "made-up-" + std::to_string(channel) + ".example.test";
+    CHECK(open(channel, name.c_str()).type == proto::FrameType::open_ok);
+  }
+  const Recorded refused = open(4, "made-up-4.example.test");
+  CHECK(refused.type == proto::FrameType::open_deny);
+  CHECK(refused.reason == proto::Reason::overloaded);
+  CHECK(open(5, "web01.example.test").type == proto::FrameType::open_ok);  // approved: never counted
+  CHECK_FALSE(children.denied.contains(5));
+}

@@ -93,6 +93,10 @@ struct Config {
   // server
   std::string data_dir = "/var/lib/gatehouse";
   AgentApproval agent_approval = AgentApproval::reject;
+  // [approval] server: agents not approved yet that one gateway uplink may
+  // bring per minute (a token bucket, this many at once); past it OPEN_DENY
+  // overloaded (30060): a gateway cannot flood the registry with made-up names.
+  uint32_t new_agents_per_minute = 600;
   store::StoreLimits store;  // [store]: group commit and segments
   // agent
   std::vector<Peer> gateways;

@@ -120,6 +120,10 @@ struct RoleContext {
   uint32_t uplink = 0;   // a gateway's sessions: the uplink they ride
   std::string name;      // a server: the peer's lower-case name
   std::unordered_map<uint32_t, RoleChannel> channels;
+  // A server's gateway uplink: agents not approved yet it may still bring
+  // (a token bucket, refilled at [approval] new_agents_per_minute).
+  double new_agent_tokens = 0;
+  uint64_t tokens_at_ms = 0;
 };
 
 struct Conn {

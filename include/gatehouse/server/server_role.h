@@ -17,6 +17,7 @@ struct ServerLimits {
   uint32_t channel_window_bytes = 256 * 1024;  // DATA bytes an agent may have unacknowledged
   uint32_t channels_per_uplink_max = 65'536;   // agents one gateway link may carry
   uint16_t heartbeat_interval_s = 60;
+  uint32_t new_agents_per_minute = 600;        // per gateway uplink: agents not approved yet ([approval])
 };
 
 // What every shard's sessions share.
@@ -46,6 +47,7 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
 
  private:
   bool agent_approved(const std::string& agent) const;
+  bool new_agent_allowed(runtime::Shard& shard, net::RoleContext& link);
   void on_open(net::Children& gate, runtime::Shard& shard, net::Conn& link, uint32_t channel, const proto::Open& open);
   void on_data(net::Children& gate, runtime::Shard& shard, net::Conn& link, uint32_t channel, const proto::Data& data);
   void on_message(runtime::Shard& shard, uint64_t value, void* batch) override;  // a batch is durable
