@@ -5,7 +5,9 @@
 // store and registry are real, in a temp folder.
 #include <doctest/doctest.h>
 
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -114,6 +116,45 @@ proto::Data data_of(uint64_t seq, const std::string& payload) {
   return {seq, proto::DataKind::event, std::as_bytes(std::span(payload))};
 }
 
+// ServerSessions between the fake children, over a real store and registry in
+// a temp folder; `approve` runs before the registry is opened (it reads the
+// approvals at open).
+struct ServerUnderTest {
+  ServerUnderTest(const char* name, server::ServerLimits limits,
+                  const std::function<void(server::Registry&)>& approve = {})
+      : dir(name) {
+    REQUIRE(!dir.path.empty());
+    std::string why;
+    store = store::EventStore::open(dir.path + "/events", {}, why);
+    REQUIRE_MESSAGE(store != nullptr, why);
+    if (approve) {
+      auto setup = server::Registry::open(dir.path, why);
+      REQUIRE_MESSAGE(setup != nullptr, why);
+      approve(*setup);
+    }
+    registry = server::Registry::open(dir.path, why);
+    REQUIRE_MESSAGE(registry != nullptr, why);
+    context = std::make_unique<server::ServerContext>(
+        server::ServerContext{*store, *registry, config::AgentApproval::automatic, "ms1.example.test", limits});
+    sessions = std::make_unique<server::ServerSessions>(*context);
+    sessions->attach(children);
+  }
+  net::Conn& authenticate(uint32_t slot, const net::Identity& identity) {
+    net::Conn& conn = children.admit(slot, identity);
+    sessions->on_authenticated(children, shard, conn);
+    return conn;
+  }
+  void from_child(net::Conn& conn, const proto::Frame& frame) { sessions->on_frame(children, shard, conn, frame); }
+
+  gatehouse::testing::TempDir dir;
+  std::unique_ptr<store::EventStore> store;
+  std::unique_ptr<server::Registry> registry;
+  std::unique_ptr<server::ServerContext> context;
+  runtime::Shard& shard = passive_shard();  // its clock stands still
+  FakeChildren children;
+  std::unique_ptr<server::ServerSessions> sessions;
+};
+
 }  // namespace
 
 TEST_CASE("gateway role: an agent sending beyond the window its parent granted loses its own session; a bystander on the same uplink keeps flowing") {
@@ -178,109 +219,70 @@ TEST_CASE("gateway role: a chained gateway's agent beyond its window loses its c
 }
 
 TEST_CASE("server role: DATA beyond the granted window is refused (flow_control_violation); within it, it is taken") {
-  gatehouse::testing::TempDir dir("server-role-test");
-  REQUIRE(!dir.path.empty());
-  std::string why;
-  auto store = store::EventStore::open(dir.path + "/events", {}, why);
-  REQUIRE_MESSAGE(store != nullptr, why);
-  auto registry = server::Registry::open(dir.path, why);
-  REQUIRE_MESSAGE(registry != nullptr, why);
   server::ServerLimits limits;
   limits.channel_window_bytes = 1'024;
-  server::ServerContext context{*store, *registry, config::AgentApproval::automatic, "ms1.example.test", limits};
-  runtime::Shard& shard = passive_shard();
-  FakeChildren children;
-  server::ServerSessions sessions(context);
-  sessions.attach(children);
-  net::Conn& conn = children.admit(9, {proto::Role::agent, proto::AuthMethod::cert, "web01.example.test"});
-  sessions.on_authenticated(children, shard, conn);
+  ServerUnderTest server("server-role-test", limits);
+  FakeChildren& children = server.children;
+  net::Conn& conn = server.authenticate(9, {proto::Role::agent, proto::AuthMethod::cert, "web01.example.test"});
   REQUIRE(children.sent[9].size() == 1);
   CHECK(children.sent[9][0].type == proto::FrameType::hello_ok);
   CHECK(children.sent[9][0].credit == 1'024);
   const std::string payload(400, 'x');  // 422 bytes with the frame's fixed part
-  for (uint64_t seq = 1; seq <= 2; ++seq) {
-    sessions.on_frame(children, shard, conn, {0, proto::Data{seq, proto::DataKind::event, std::as_bytes(std::span(payload))}});
-  }
+  for (uint64_t seq = 1; seq <= 2; ++seq) server.from_child(conn, {0, data_of(seq, payload)});
   CHECK_FALSE(children.denied.contains(9));
-  sessions.on_frame(children, shard, conn, {0, proto::Data{3, proto::DataKind::event, std::as_bytes(std::span(payload))}});
+  server.from_child(conn, {0, data_of(3, payload)});
   REQUIRE(children.denied.contains(9));
   CHECK(children.denied[9] == proto::Reason::flow_control_violation);
 }
 
 TEST_CASE("server role: one agent beyond its window on a gateway's uplink loses its channel, not the uplink") {
-  gatehouse::testing::TempDir dir("server-role-isolation-test");
-  REQUIRE(!dir.path.empty());
-  std::string why;
-  auto store = store::EventStore::open(dir.path + "/events", {}, why);
-  REQUIRE_MESSAGE(store != nullptr, why);
-  REQUIRE(server::Registry::open(dir.path, why)->set_gateway("gw1.example.test", true).empty());
-  auto registry = server::Registry::open(dir.path, why);  // reads the approval at open
-  REQUIRE_MESSAGE(registry != nullptr, why);
   server::ServerLimits limits;
   limits.channel_window_bytes = 1'024;
-  server::ServerContext context{*store, *registry, config::AgentApproval::automatic, "ms1.example.test", limits};
-  runtime::Shard& shard = passive_shard();
-  FakeChildren children;
-  server::ServerSessions sessions(context);
-  sessions.attach(children);
-  net::Conn& uplink = children.admit(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
-  sessions.on_authenticated(children, shard, uplink);
+  ServerUnderTest server("server-role-isolation-test", limits,
+                         [](server::Registry& r) { REQUIRE(r.set_gateway("gw1.example.test", true).empty()); });
+  FakeChildren& children = server.children;
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
   REQUIRE_FALSE(children.denied.contains(5));
   for (uint32_t channel : {1u, 2u}) {
     proto::Open open{proto::AuthMethod::cert, channel == 1 ? "web01.example.test" : "web02.example.test", 1, {}};
     open.hops[0] = "gw1.example.test";
-    sessions.on_frame(children, shard, uplink, {channel, open});
+    server.from_child(uplink, {channel, open});
   }
   REQUIRE(children.sent[5].size() == 3);  // HELLO_OK, two OPEN_OKs
   const std::string payload(400, 'x');
-  for (uint64_t seq = 1; seq <= 3; ++seq) sessions.on_frame(children, shard, uplink, {1, data_of(seq, payload)});
+  for (uint64_t seq = 1; seq <= 3; ++seq) server.from_child(uplink, {1, data_of(seq, payload)});
   CHECK_FALSE(children.denied.contains(5));
   REQUIRE(children.sent[5].size() == 4);
   CHECK(children.sent[5][3].type == proto::FrameType::close);
   CHECK(children.sent[5][3].channel == 1);
   CHECK(children.sent[5][3].reason == proto::Reason::flow_control_violation);
-  sessions.on_frame(children, shard, uplink, {2, data_of(1, payload)});  // the other agent: taken
+  server.from_child(uplink, {2, data_of(1, payload)});  // the other agent: taken
   CHECK(children.sent[5].size() == 4);
-  sessions.on_frame(children, shard, uplink, {1, data_of(4, payload)});  // its channel is gone
+  server.from_child(uplink, {1, data_of(4, payload)});  // its channel is gone
   REQUIRE(children.sent[5].size() == 5);
   CHECK(children.sent[5][4].reason == proto::Reason::channel_unknown);
   CHECK_FALSE(children.denied.contains(5));
 }
 
 TEST_CASE("server role: a gateway uplink bringing new agents past its allowance gets OPEN_DENY overloaded; approved agents still pass") {
-  gatehouse::testing::TempDir dir("server-role-new-agents-test");
-  REQUIRE(!dir.path.empty());
-  std::string why;
-  auto store = store::EventStore::open(dir.path + "/events", {}, why);
-  REQUIRE_MESSAGE(store != nullptr, why);
-  {
-    auto setup = server::Registry::open(dir.path, why);
-    REQUIRE_MESSAGE(setup != nullptr, why);
-    REQUIRE(setup->set_gateway("gw1.example.test", true).empty());
-    REQUIRE(setup->set_agent("web01.example.test", true).empty());
-  }
-  auto registry = server::Registry::open(dir.path, why);  // reads the approvals at open
-  REQUIRE_MESSAGE(registry != nullptr, why);
   server::ServerLimits limits;
   limits.new_agents_per_minute = 3;
-  server::ServerContext context{*store, *registry, config::AgentApproval::automatic, "ms1.example.test", limits};
-  runtime::Shard& shard = passive_shard();  // its clock stands still: no refill during the test
-  FakeChildren children;
-  server::ServerSessions sessions(context);
-  sessions.attach(children);
-  net::Conn& uplink = children.admit(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
-  sessions.on_authenticated(children, shard, uplink);
-  auto open = [&](uint32_t channel, const char* name) {
+  ServerUnderTest server("server-role-new-agents-test", limits, [](server::Registry& r) {
+    REQUIRE(r.set_gateway("gw1.example.test", true).empty());
+    REQUIRE(r.set_agent("web01.example.test", true).empty());
+  });
+  FakeChildren& children = server.children;
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  auto open = [&](uint32_t channel, const std::string& name) {
     proto::Open frame{proto::AuthMethod::cert, name, 1, {}};
     frame.hops[0] = "gw1.example.test";
-    sessions.on_frame(children, shard, uplink, {channel, frame});
+    server.from_child(uplink, {channel, frame});
     return children.sent[5].back();
   };
   for (uint32_t channel = 1; channel <= 3; ++channel) {
-    const std::string name = "made-up-" + std::to_string(channel) + ".example.test";
-    CHECK(open(channel, name.c_str()).type == proto::FrameType::open_ok);
+    CHECK(open(channel, "made-up-" + std::to_string(channel) + ".example.test").type == proto::FrameType::open_ok);
   }
-  const Recorded refused = open(4, "made-up-4.example.test");
+  const Recorded refused = open(4, "made-up-4.example.test");  // the bucket is empty; the shard's clock stands still
   CHECK(refused.type == proto::FrameType::open_deny);
   CHECK(refused.reason == proto::Reason::overloaded);
   CHECK(open(5, "web01.example.test").type == proto::FrameType::open_ok);  // approved: never counted
