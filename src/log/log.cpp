@@ -211,6 +211,7 @@ const char* event_name(EventId id) {
     case EventId::parent_connected: return "parent_connected";
     case EventId::gateway_not_approved: return "gateway_not_approved";
     case EventId::new_agents_throttled: return "new_agents_throttled";
+    case EventId::agent_session_replaced: return "agent_session_replaced";
     case EventId::invariant_broken: return "invariant_broken";
     case EventId::log_lines_dropped: return "log_lines_dropped";
   }

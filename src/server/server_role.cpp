@@ -9,6 +9,12 @@
 namespace gatehouse::server {
 namespace {
 
+// To a replaced session's shard: which session, of which agent.
+struct ReplaceRequest {
+  SessionPlace place;
+  std::string agent;
+};
+
 uint64_t session_key(runtime::ConnId id) { return uint64_t{id.index} << 32 | id.generation; }
 runtime::ConnId conn_of(uint64_t key) { return {static_cast<uint32_t>(key >> 32), static_cast<uint32_t>(key)}; }
 
@@ -77,6 +83,7 @@ void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard
   }
   link.open = true;
   link.channels[0].agent = link.name;
+  admit_agent(shard, conn, 0, link.name);
   gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s,
                                           context_.limits.channel_window_bytes, context_.store.durable_seq(link.name),
                                           context_.name}});
@@ -92,7 +99,10 @@ void ServerSessions::on_frame(net::Children& gate, runtime::Shard& shard, net::C
         } else if constexpr (std::is_same_v<Body, proto::Open>) {
           on_open(gate, shard, conn, frame.channel, body);
         } else if constexpr (std::is_same_v<Body, proto::Close>) {
-          if (conn.role.gateway) conn.role.channels.erase(frame.channel);  // the agent left the gateway
+          if (conn.role.gateway) {  // the agent left the gateway
+            release_agent(shard, conn, frame.channel);
+            conn.role.channels.erase(frame.channel);
+          }
         } else if constexpr (std::is_same_v<Body, proto::Ping>) {
           gate.send(shard, conn, {frame.channel, proto::Pong{body.nonce}});
         } else if constexpr (std::is_same_v<Body, proto::Pong> || std::is_same_v<Body, proto::GoAway>) {
@@ -144,6 +154,7 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
     return;
   }
   link.channels[channel].agent = agent;
+  admit_agent(shard, conn, channel, agent);
   gate.send(shard, conn,
             {channel, proto::OpenOk{context_.store.durable_seq(agent), context_.limits.channel_window_bytes}});
 }
@@ -175,6 +186,7 @@ void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Co
               {{"agent", state.agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()},
                {"reason", proto::to_string(proto::Reason::flow_control_violation)}});
     gate.send(shard, conn, {channel, proto::Close{proto::Reason::flow_control_violation}});
+    release_agent(shard, conn, channel);
     link.channels.erase(found);
     return;
   }
@@ -238,6 +250,61 @@ void ServerSessions::on_message(runtime::Shard& shard, uint64_t, void* done) {
   }
 }
 
-void ServerSessions::on_closed(net::Children&, runtime::Shard&, net::Conn& conn) { conn.role = {}; }
+void ServerSessions::on_closed(net::Children&, runtime::Shard& shard, net::Conn& conn) {
+  for (const auto& [channel, state] : conn.role.channels) release_agent(shard, conn, channel);
+  conn.role = {};
+}
+
+// The agent's session is now this one; an older one, wherever it is, is closed.
+void ServerSessions::admit_agent(runtime::Shard& shard, net::Conn& conn, uint32_t channel, const std::string& agent) {
+  const std::optional<SessionPlace> replaced =
+      context_.agent_sessions.claim(agent, {&replaced_, &shard, conn.id, channel});
+  if (!replaced) return;
+  log::emit(log::Level::warning, log::EventId::agent_session_replaced,
+            "agent " + agent + " opened a new session; its older one is closed (one session per agent)",
+            {{"agent", agent}, {"via", conn.role.gateway ? conn.role.name : std::string("direct")},
+             {"peer", shard.peer(conn.id).to_string()}});
+  if (replaced->shard == &shard) {
+    close_replaced(shard, *replaced, agent);
+    return;
+  }
+  // Its own shard closes it. A full inbox leaves it to end at its next reconnect: said, not silent.
+  auto request = std::make_unique<ReplaceRequest>(ReplaceRequest{*replaced, agent});
+  if (replaced->shard->post({replaced->closer, 0, request.get()})) {
+    request.release();
+    return;
+  }
+  log::emit(log::Level::warning, log::EventId::agent_session_replaced,
+            "the older session of agent " + agent + " could not be told to close (its shard's inbox is full); "
+            "it ends at its next reconnect",
+            {{"agent", agent}});
+}
+
+void ServerSessions::release_agent(runtime::Shard& shard, const net::Conn& conn, uint32_t channel) {
+  const auto found = conn.role.channels.find(channel);
+  if (found == conn.role.channels.end() || found->second.agent.empty()) return;
+  context_.agent_sessions.release(found->second.agent, {&replaced_, &shard, conn.id, channel});
+}
+
+void ServerSessions::Replaced::on_message(runtime::Shard& shard, uint64_t, void* request) {
+  const std::unique_ptr<ReplaceRequest> owned(static_cast<ReplaceRequest*>(request));
+  owner.close_replaced(shard, owned->place, owned->agent);
+}
+
+// On the replaced session's shard: a direct agent is sent away, a gateway's
+// channel closed; the gateway's other agents stay. Gone already: nothing to do.
+void ServerSessions::close_replaced(runtime::Shard& shard, const SessionPlace& place, const std::string& agent) {
+  net::Conn* conn = gate_->find(place.conn);
+  if (conn == nullptr || !conn->role.open) return;
+  const auto channel = conn->role.channels.find(place.channel);
+  if (channel == conn->role.channels.end() || channel->second.agent != agent) return;  // a newer use of the channel
+  if (!conn->role.gateway) {
+    gate_->send(shard, *conn, {0, proto::GoAway{proto::Reason::normal, "a newer session of this agent replaced this one"}});
+    gate_->close(shard, *conn);
+    return;
+  }
+  gate_->send(shard, *conn, {place.channel, proto::Close{proto::Reason::normal}});
+  conn->role.channels.erase(channel);
+}
 
 }  // namespace gatehouse::server

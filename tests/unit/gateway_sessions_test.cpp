@@ -134,8 +134,8 @@ struct ServerUnderTest {
     }
     registry = server::Registry::open(dir.path, why);
     REQUIRE_MESSAGE(registry != nullptr, why);
-    context = std::make_unique<server::ServerContext>(
-        server::ServerContext{*store, *registry, config::AgentApproval::automatic, "ms1.example.test", limits});
+    context = std::make_unique<server::ServerContext>(*store, *registry, config::AgentApproval::automatic,
+                                                      "ms1.example.test", limits);
     sessions = std::make_unique<server::ServerSessions>(*context);
     sessions->attach(children);
   }
@@ -287,4 +287,47 @@ TEST_CASE("server role: a gateway uplink bringing new agents past its allowance 
   CHECK(refused.reason == proto::Reason::overloaded);
   CHECK(open(5, "web01.example.test").type == proto::FrameType::open_ok);  // approved: never counted
   CHECK_FALSE(children.denied.contains(5));
+}
+
+TEST_CASE("server role: one session per agent: a new one replaces the older, direct or through a gateway; the gateway's other agents stay") {
+  ServerUnderTest server("server-role-one-session-test", {},
+                         [](server::Registry& r) { REQUIRE(r.set_gateway("gw1.example.test", true).empty()); });
+  FakeChildren& children = server.children;
+  const net::Identity web01{proto::Role::agent, proto::AuthMethod::cert, "web01.example.test"};
+  server.authenticate(1, web01);
+  server.authenticate(2, web01);  // the same agent again (a reinstalled host, or a stolen identity)
+  REQUIRE(children.sent[1].size() == 2);  // HELLO_OK, then sent away
+  CHECK(children.sent[1][1].type == proto::FrameType::goaway);
+  CHECK(children.closed == std::vector<uint32_t>{1});
+  CHECK(children.sent[2].back().type == proto::FrameType::hello_ok);
+  server.sessions->on_closed(children, server.shard, children.conns.at(1));  // the gate reports it gone
+  children.forget(1);
+  // Now through a gateway: the direct session goes.
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  auto open = [&](uint32_t channel, const char* name) {
+    proto::Open frame{proto::AuthMethod::cert, name, 1, {}};
+    frame.hops[0] = "gw1.example.test";
+    server.from_child(uplink, {channel, frame});
+  };
+  open(3, "web01.example.test");
+  open(4, "web02.example.test");
+  CHECK(children.sent[2].back().type == proto::FrameType::goaway);
+  CHECK(children.closed == std::vector<uint32_t>{1, 2});
+  server.sessions->on_closed(children, server.shard, children.conns.at(2));
+  children.forget(2);
+  // And back to direct: only web01's channel on the uplink closes.
+  const size_t before = children.sent[5].size();
+  server.authenticate(6, web01);
+  REQUIRE(children.sent[5].size() == before + 1);
+  CHECK(children.sent[5].back().type == proto::FrameType::close);
+  CHECK(children.sent[5].back().channel == 3);
+  CHECK_FALSE(children.denied.contains(5));
+  const std::string payload(10, 'x');
+  server.from_child(uplink, {4, data_of(1, payload)});  // web02 still flows
+  CHECK(children.sent[5].size() == before + 1);
+  // A session that ended is forgotten: web02 leaving and coming back replaces nothing.
+  server.from_child(uplink, {4, proto::Close{proto::Reason::normal}});
+  server.authenticate(7, {proto::Role::agent, proto::AuthMethod::cert, "web02.example.test"});
+  CHECK(children.sent[5].size() == before + 1);
+  CHECK(children.sent[7].back().type == proto::FrameType::hello_ok);
 }

@@ -32,6 +32,7 @@ enum class EventId : uint32_t {
   parent_connected = 30050,           // agent, gateway: a session with a parent is up
   gateway_not_approved = 30051,       // gateway: the parent refused its uplink (not approved)
   new_agents_throttled = 30060,       // server: a gateway uplink brought new agents faster than allowed
+  agent_session_replaced = 30061,     // server: an agent's new session replaced its older one
   invariant_broken = 30090,           // a bug: an internal invariant failed; the process aborts
   log_lines_dropped = 30091,          // the log buffer was full: lines lost (how many)
 };

@@ -1,6 +1,6 @@
 // The server role's sessions: agents directly and gateways' uplinks (each
 // agent a channel) arrive authenticated from the gate; approvals come from the
-// registry; DATA goes to the event store in one batch per shard per loop turn,
+// registry; each agent has one session, the newest; DATA goes to the event store in one batch per shard per loop turn,
 // and ACK + CREDIT go back once the store has it on disk.
 #pragma once
 
@@ -8,6 +8,7 @@
 #include <string>
 
 #include "gatehouse/net/gate.h"
+#include "gatehouse/server/agent_sessions.h"
 #include "gatehouse/server/registry.h"
 #include "gatehouse/store/store.h"
 
@@ -27,6 +28,7 @@ struct ServerContext {
   config::AgentApproval approval;
   std::string name;  // ours, in HELLO_OK
   ServerLimits limits;
+  AgentSessions agent_sessions = {};  // one session per agent, across the shards
 };
 
 class ServerSessions final : public net::SessionHandler, private runtime::Mailbox {
@@ -46,7 +48,17 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   bool idle() const override { return batches_out_ == 0 && batch_->entries.empty(); }
 
  private:
+  // A replaced session's shard gets this: the request names the session.
+  struct Replaced final : runtime::Mailbox {
+    explicit Replaced(ServerSessions& owner_in) : owner(owner_in) {}
+    void on_message(runtime::Shard& shard, uint64_t value, void* request) override;
+    ServerSessions& owner;
+  };
+
   bool agent_approved(const std::string& agent) const;
+  void admit_agent(runtime::Shard& shard, net::Conn& conn, uint32_t channel, const std::string& agent);
+  void release_agent(runtime::Shard& shard, const net::Conn& conn, uint32_t channel);
+  void close_replaced(runtime::Shard& shard, const SessionPlace& place, const std::string& agent);
   bool new_agent_allowed(runtime::Shard& shard, net::RoleContext& link);
   void on_open(net::Children& gate, runtime::Shard& shard, net::Conn& link, uint32_t channel, const proto::Open& open);
   void on_data(net::Children& gate, runtime::Shard& shard, net::Conn& link, uint32_t channel, const proto::Data& data);
@@ -55,6 +67,7 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
 
   ServerContext& context_;
   net::Children* gate_ = nullptr;
+  Replaced replaced_{*this};
   std::unique_ptr<store::Batch> batch_;   // this turn's DATA
   uint32_t batches_out_ = 0;              // in the store
 };
