@@ -110,7 +110,6 @@ bool ChildLink::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t cont
   child.parent_name = parent().name;
   session_ = std::make_unique<ChildSession>(child, spill_pool_);
   session_->set_sink(send_to_socket, this);
-  blocked_ = false;
   session_->start();
   flush(shard);
   shard.set_deadline(id, options_.welcome_timeout_ms);
@@ -180,7 +179,6 @@ bool ChildLink::on_close(runtime::Shard& shard, runtime::ConnId id) {
   if (!connected_ || id != conn_) return false;
   const bool was_up = welcomed();
   session_.reset();
-  blocked_ = false;
   connected_ = false;
   if (!was_up && !failure_heard_ && !stopping_) {
     failed(shard, log::Level::warning, {proto::Reason::normal, log::EventId::parent_connect_failed,
@@ -218,7 +216,7 @@ bool ChildLink::send(const proto::Frame& frame) { return welcomed() && session_-
 bool ChildLink::send_encoded(std::span<const std::byte> frames) { return welcomed() && session_->send_encoded(frames); }
 
 void ChildLink::flush(runtime::Shard& shard) {
-  if (session_ != nullptr) blocked_ = !flush_ciphertext(shard, conn_, *session_);
+  if (session_ != nullptr) flush_ciphertext(shard, conn_, *session_);
 }
 
 void ChildLink::close(runtime::Shard& shard) {

@@ -102,9 +102,9 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
 
   bool welcomed() const { return session_ != nullptr && session_->welcomed(); }
   bool connected() const { return connected_; }
-  // Sealed bytes the socket's send queue refused: send nothing more until
-  // on_link_writable.
-  bool blocked() const { return blocked_; }
+  // Sealed bytes the socket's send queue refused (the sink puts the rest
+  // there as it is made): send nothing more until on_link_writable.
+  bool blocked() const { return waiting_bytes() > 0; }
   runtime::ConnId conn() const { return conn_; }
   // Bytes sealed, not yet in the socket's send queue.
   uint64_t waiting_bytes() const;
@@ -133,7 +133,6 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   bool failure_heard_ = false;     // this session's failure was reported: its close is no second one
   bool reconnect_at_once_ = false;
   std::unique_ptr<ChildSession> session_;
-  bool blocked_ = false;  // the send queue refused sealed bytes: they wait in the session
 };
 
 }  // namespace gatehouse::net
