@@ -92,7 +92,7 @@ class UringEcho final : public runtime::Service {
 // client's decoder sees the same stream either way).
 class TlsEcho final : public net::PlainHandler {
  public:
-  void on_established(net::TlsServer&, runtime::Shard&, net::Conn&, const std::string&) override {}
+  void on_established(net::TlsServer&, runtime::Shard&, net::Conn&, const tls::PeerIdentity&) override {}
   void on_plaintext(net::TlsServer& tls, runtime::Shard& shard, net::Conn& conn,
                     std::span<const std::byte> bytes) override {
     if (!tls.send(shard, conn, bytes)) shard.abort(conn.id);

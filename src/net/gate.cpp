@@ -97,9 +97,10 @@ void Gate::deny(runtime::Shard& shard, Conn& conn, proto::Reason reason, log::Ev
   tls_->close(shard, conn);  // after the DENY is sent; nothing more is read
 }
 
-void Gate::on_established(TlsServer&, runtime::Shard& shard, Conn& conn, const std::string& peer_identity) {
+void Gate::on_established(TlsServer&, runtime::Shard& shard, Conn& conn, const tls::PeerIdentity& peer) {
   conn.gate = {};
-  conn.gate.certificate_identity = peer_identity;
+  conn.gate.certificate_identity = peer.name;
+  conn.gate.certificate_gateway_eku = peer.gateway_eku;
   conn.gate.decoder = std::make_unique<proto::FrameDecoder>(&spill_pool_);
   conn.gate.clock.start(shard.now_ms(), options_.hello_timeout_ms);
   shard.set_deadline(conn.id, options_.hello_timeout_ms);
@@ -180,6 +181,12 @@ void Gate::on_hello(runtime::Shard& shard, Conn& conn, const proto::Hello& hello
     deny(shard, conn, proto::Reason::name_mismatch, log::EventId::mutual_auth_failed,
          "HELLO name " + conn.gate.identity.name + " is not the certificate's identity " +
              conn.gate.certificate_identity);
+  } else if (hello.role == proto::Role::gateway && !conn.gate.certificate_gateway_eku) {
+    // An agent's certificate (clientAuth only) must not speak for other agents.
+    deny(shard, conn, proto::Reason::auth_failed, log::EventId::mutual_auth_failed,
+         "HELLO says role = gateway but the certificate of " + conn.gate.certificate_identity +
+             " lacks a gateway's extended key usage (serverAuth + clientAuth; or it came through a relay)",
+         "issue it with: gatehouse certs issue --role gateway; check it with: gatehouse certs check --role gateway");
   } else {
     authenticated(shard, conn);
   }

@@ -26,7 +26,7 @@ struct HandshakeStep {
   std::vector<std::byte> input;
   std::vector<std::byte> output;
   tls::HandshakeState state = tls::HandshakeState::in_progress;
-  std::string peer_identity;
+  tls::PeerIdentity peer;
   std::unique_ptr<tls::Session> orphan;
 
   static void run(void* argument) {
@@ -35,7 +35,7 @@ struct HandshakeStep {
     step->state = step->session->handshake();
     step->output.resize(step->session->pending_ciphertext_bytes());
     step->output.resize(step->session->pull_ciphertext(step->output));
-    if (step->state == tls::HandshakeState::established) step->peer_identity = step->session->peer_identity();
+    if (step->state == tls::HandshakeState::established) step->peer = step->session->peer();
   }
 };
 
@@ -187,8 +187,10 @@ void TlsServer::finish_step(runtime::Shard& shard, HandshakeStep* step) {
       shard.clear_deadline(conn.id);
       // Through a trusted relay that verified the client's certificate, the
       // client is who the relay says; the relay's own certificate is not it.
+      // The relay's header names the client but not its EKUs: it speaks for agents only.
       handler_.on_established(*this, shard, conn,
-                              conn.tls.relayed_identity.empty() ? step->peer_identity : conn.tls.relayed_identity);
+                              conn.tls.relayed_identity.empty() ? step->peer
+                                                                : tls::PeerIdentity{conn.tls.relayed_identity, false});
       // Records may have come with the client's Finished (already inside the
       // session) or while the step ran (pending): open both now.
       std::vector<std::byte> early = std::move(conn.tls.pending);

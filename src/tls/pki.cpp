@@ -138,6 +138,11 @@ uint32_t needed_eku(CertRole role) {
   return role == CertRole::agent ? XKU_SSL_CLIENT : XKU_SSL_SERVER | XKU_SSL_CLIENT;
 }
 
+uint32_t eku_of(X509* cert, bool& has_eku) {
+  has_eku = X509_get_ext_by_NID(cert, NID_ext_key_usage, -1) >= 0;
+  return has_eku ? X509_get_extended_key_usage(cert) & (XKU_SSL_SERVER | XKU_SSL_CLIENT) : 0;
+}
+
 // Expiry is reported by check() itself, with dates; the chain walk must not
 // stop there and hide a broken chain behind it.
 int ignore_validity_period(int ok, X509_STORE_CTX* context) {
@@ -214,6 +219,11 @@ std::string load_ca(const std::string& dir, bssl::UniquePtr<X509>& cert, bssl::U
 }
 
 }  // namespace
+
+bool has_role_eku(X509* cert, CertRole role) {
+  bool has_eku = false;
+  return (eku_of(cert, has_eku) & needed_eku(role)) == needed_eku(role);
+}
 
 const char* to_string(CertRole role) {
   switch (role) {
@@ -399,8 +409,8 @@ CheckReport check(const CheckRequest& request) {
     ERR_clear_error();
     problems.push_back("key mismatch: " + request.key_path + " is not the private key of " + request.cert_path);
   }
-  const bool has_eku = X509_get_ext_by_NID(cert, NID_ext_key_usage, -1) >= 0;
-  const uint32_t eku = has_eku ? X509_get_extended_key_usage(cert) & (XKU_SSL_SERVER | XKU_SSL_CLIENT) : 0;
+  bool has_eku = false;
+  const uint32_t eku = eku_of(cert, has_eku);
   if (request.role && (eku & needed_eku(*request.role)) != needed_eku(*request.role)) {
     problems.push_back(std::string("wrong EKU: role ") + to_string(*request.role) + " needs " +
                        eku_text(needed_eku(*request.role)) + "; this certificate has " +

@@ -70,6 +70,10 @@ struct CheckReport {
 
 CheckReport check(const CheckRequest& request);
 
+// The certificate carries an extendedKeyUsage extension with every EKU the
+// role needs (a certificate without the extension has none).
+bool has_role_eku(X509* cert, CertRole role);
+
 struct Minted {
   bssl::UniquePtr<X509> cert;
   bssl::UniquePtr<EVP_PKEY> key;

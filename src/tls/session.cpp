@@ -1,5 +1,7 @@
 #include "tls/session.h"
 
+#include "tls/pki.h"
+
 #include <openssl/err.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
@@ -473,6 +475,12 @@ std::string Session::peer_identity() const {
   char common_name[256] = "";
   X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, common_name, sizeof common_name);
   return common_name;
+}
+
+PeerIdentity Session::peer() const {
+  bssl::UniquePtr<X509> cert(SSL_get_peer_certificate(ssl_.get()));
+  if (!cert) return {};
+  return {peer_identity(), has_role_eku(cert.get(), CertRole::gateway)};
 }
 
 bool Session::channel_binding(std::array<uint8_t, 32>& out) const {

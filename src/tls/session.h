@@ -122,6 +122,8 @@ class Session {
 
   // The peer certificate's first SAN DNS name, else its CN; "" without one.
   std::string peer_identity() const;
+  // The identity with what the certificate allows it to act as.
+  PeerIdentity peer() const;
 
   // Why the handshake or session failed, precise enough to act on.
   const std::string& failure() const { return failure_; }

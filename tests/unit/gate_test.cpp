@@ -159,6 +159,17 @@ TEST_CASE("gate: a cert agent whose HELLO names its certificate is admitted") {
   CHECK(listener.role.admitted[0].auth == proto::AuthMethod::cert);
 }
 
+TEST_CASE("gate: a certificate with a gateway's EKUs may act as a gateway") {
+  GatedListener listener(false);
+  BlockingClient child(tls::pki().client("gw1b.example.test"), "gw1.example.test", listener.port);
+  REQUIRE(child.handshake());
+  child.send_frame({0, hello("gw1b.example.test", proto::AuthMethod::cert, proto::Role::gateway)});
+  CHECK(welcomed(child));
+  std::lock_guard lock(listener.role.mutex);
+  REQUIRE(listener.role.admitted.size() == 1);
+  CHECK(listener.role.admitted[0].role == proto::Role::gateway);
+}
+
 TEST_CASE("gate: a session the role itself denies still ends with on_closed (its state must go)") {
   GatedListener listener(false);
   BlockingClient agent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
@@ -190,6 +201,15 @@ TEST_CASE("gate: refusals say why, log an event, and leave other sessions alone"
       const auto [reason, text] = denial(agent);
       CHECK(reason == proto::Reason::name_mismatch);
       CHECK(text == "HELLO name web02.example.test is not the certificate's identity web01.example.test");
+    }
+    SUBCASE("an agent's certificate claiming role = gateway (it would speak for any agent)") {
+      BlockingClient agent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+      REQUIRE(agent.handshake());
+      agent.send_frame({0, hello("web01.example.test", proto::AuthMethod::cert, proto::Role::gateway)});
+      const auto [reason, text] = denial(agent);
+      CHECK(reason == proto::Reason::auth_failed);
+      CHECK(text.starts_with("HELLO says role = gateway but the certificate of web01.example.test lacks a gateway's "
+                             "extended key usage"));
     }
     SUBCASE("auth = cert without a certificate") {
       BlockingClient agent(kerberos_agent(), "gw1.example.test", listener.port);
@@ -343,6 +363,14 @@ TEST_CASE("gate: a trusted relay's PROXY v2 header names the client and, verifie
       std::lock_guard lock(listener.role.mutex);
       REQUIRE(listener.role.admitted.size() == 1);
       CHECK(listener.role.admitted[0].name == "web01.example.test");
+    }
+    SUBCASE("a relayed client is an agent: the header does not carry its EKUs") {
+      BlockingClient relay(tls::pki().client("gw1b.example.test"), "gw1.example.test", listener.port);
+      relay.send_raw(proxy_header("gw1b.example.test", 0));
+      REQUIRE(relay.handshake());
+      relay.send_frame({0, hello("gw1b.example.test", proto::AuthMethod::cert, proto::Role::gateway)});
+      CHECK(denial(relay).first == proto::Reason::auth_failed);
+      expected_in_log = "lacks a gateway's extended key usage";
     }
     SUBCASE("an unverified one does not: the relay's own certificate is who is talking") {
       BlockingClient relay(tls::pki().client("gw1b.example.test"), "gw1.example.test", listener.port);

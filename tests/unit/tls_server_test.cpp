@@ -24,8 +24,8 @@ namespace {
 
 class EchoPlain final : public net::PlainHandler {
  public:
-  void on_established(net::TlsServer&, Shard&, net::Conn&, const std::string& peer) override {
-    if (peer == "web01.example.test") established.fetch_add(1);
+  void on_established(net::TlsServer&, Shard&, net::Conn&, const tls::PeerIdentity& peer) override {
+    if (peer.name == "web01.example.test" && !peer.gateway_eku) established.fetch_add(1);
   }
   void on_plaintext(net::TlsServer& tls, Shard& shard, net::Conn& conn, std::span<const std::byte> bytes) override {
     tls.send(shard, conn, bytes);

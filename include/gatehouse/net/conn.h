@@ -97,6 +97,7 @@ struct TlsContext {
 // The gate's part (Gate): who the child claims and proves to be.
 struct GateContext {
   std::string certificate_identity;  // "" without a client certificate
+  bool certificate_gateway_eku = false;  // it may act as a gateway (serverAuth + clientAuth)
   Identity identity;
   std::unique_ptr<proto::FrameDecoder> decoder;
   std::unique_ptr<krb::Acceptor> acceptor;  // Kerberos exchange in progress

@@ -83,7 +83,7 @@ class Gate final : public PlainHandler, public Children, private runtime::Mailbo
   void for_each(const std::function<void(Conn&)>& visit) override;
   const GateOptions& options() const { return options_; }
 
-  void on_established(TlsServer& tls, runtime::Shard& shard, Conn& conn, const std::string& peer_identity) override;
+  void on_established(TlsServer& tls, runtime::Shard& shard, Conn& conn, const tls::PeerIdentity& peer) override;
   void on_plaintext(TlsServer& tls, runtime::Shard& shard, Conn& conn, std::span<const std::byte> bytes) override;
   void on_closed(TlsServer& tls, runtime::Shard& shard, Conn& conn) override;
   void on_deadline(TlsServer& tls, runtime::Shard& shard, Conn& conn) override;

@@ -22,7 +22,7 @@ class TlsServer;
 class PlainHandler {
  public:
   virtual ~PlainHandler() = default;
-  virtual void on_established(TlsServer& tls, runtime::Shard& shard, Conn& conn, const std::string& peer_identity) = 0;
+  virtual void on_established(TlsServer& tls, runtime::Shard& shard, Conn& conn, const tls::PeerIdentity& peer) = 0;
   virtual void on_plaintext(TlsServer& tls, runtime::Shard& shard, Conn& conn, std::span<const std::byte> bytes) = 0;
   virtual void on_closed(TlsServer& tls, runtime::Shard& shard, Conn& conn) = 0;
   // A deadline the handler set on an established session.

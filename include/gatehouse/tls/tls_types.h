@@ -35,6 +35,14 @@ struct ContextOptions {
   bool resume_across_servers = false;
 };
 
+// Who the peer's certificate says it is ("" without one), and whether it
+// carries a gateway's EKUs (serverAuth + clientAuth): only such a certificate
+// may act as a gateway.
+struct PeerIdentity {
+  std::string name;
+  bool gateway_eku = false;
+};
+
 enum class HandshakeState : uint8_t { in_progress, established, failed };
 
 class Context;
