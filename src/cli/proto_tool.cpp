@@ -76,6 +76,7 @@ std::string describe(const proto::Frame& frame, uint64_t offset) {
           append_field(out, "event_id", f.event_id);
           append_field(out, "text", f.text);
         } else if constexpr (std::is_same_v<T, Open>) {
+          append_field(out, "role", f.role == Role::agent ? "agent" : "gateway");
           append_field(out, "auth", f.auth == AuthMethod::cert ? "cert" : "kerberos");
           append_field(out, "name", f.name);
           out += ",\"hops\":[";
@@ -159,9 +160,9 @@ std::vector<proto::Frame> sample_frames() {
   using namespace proto;
   static constexpr unsigned char kGssToken[] = {0x60, 0x82, 0x02, 0x10, 0x06, 0x09, 0x2a, 0x86,
                                                 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x01};
-  Open open{AuthMethod::kerberos, "web01.example.test", 1, {}};
+  Open open{Role::agent, AuthMethod::kerberos, "web01.example.test", 1, {}};
   open.hops[0] = "gw1.example.test";
-  Open denied_open{AuthMethod::cert, "db02.example.test", 1, {}};
+  Open denied_open{Role::agent, AuthMethod::cert, "db02.example.test", 1, {}};
   denied_open.hops[0] = "gw1.example.test";
   return {
       {0, Hello{kVersion, kVersion, Role::gateway, AuthMethod::cert, "gw1.example.test"}},

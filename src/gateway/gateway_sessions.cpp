@@ -19,29 +19,17 @@ void GatewaySessions::on_authenticated(net::Children&, runtime::Shard& shard, ne
   child.role = {};
   child.role.open = true;
   child.role.uplink = static_cast<uint32_t>(uplink);
-  if (identity.role == proto::Role::gateway) {  // a chained gateway: its agents arrive as OPENs
-    child.role.gateway = true;
-    gate_->send(shard, child, {0, proto::HelloOk{proto::kVersion, heartbeat_interval_s_, 0, 0, name_}});
-    return;
-  }
-  open_channel(shard, child, 0, identity.auth, identity.name, nullptr);
+  // An agent's session, or a chained gateway's admission: the management
+  // group says yes first (OPEN_OK comes back as the child's HELLO_OK).
+  child.role.gateway = identity.role == proto::Role::gateway;
+  open_channel(shard, child, 0, {identity.role, identity.auth, identity.name, 0, {}});
 }
 
-// Opens an uplink channel for one agent: OPEN goes up with the hops so far
-// plus this gateway. False when refused here (the caller was told).
-bool GatewaySessions::open_channel(runtime::Shard& shard, net::Conn& child, uint32_t child_channel,
-                                   proto::AuthMethod auth, std::string_view agent, const proto::Open* relayed) {
-  proto::Open open{auth, agent, 0, {}};
-  if (relayed != nullptr) {
-    open = *relayed;
-    bool loop = open.hop_count >= proto::kHopsMax;
-    for (uint8_t i = 0; i < open.hop_count; ++i) loop = loop || open.hops[i] == name_;
-    if (loop) {
-      gate_->send(shard, child,
-                  {child_channel, proto::OpenDeny{{proto::Reason::loop_detected, 0, "gateway loop or too many hops"}}});
-      return false;
-    }
-  }
+// Opens an uplink channel for one agent (or a chained gateway's admission):
+// OPEN goes up with the hops so far plus this gateway. False when refused
+// here (the caller was told).
+bool GatewaySessions::open_channel(runtime::Shard& shard, net::Conn& child, uint32_t child_channel, proto::Open open) {
+  GH_INVARIANT(open.hop_count < proto::kHopsMax);
   open.hops[open.hop_count++] = name_;
   const uint32_t uplink = child.role.uplink;
   uint32_t channel = next_channel_++;
@@ -58,8 +46,46 @@ bool GatewaySessions::open_channel(runtime::Shard& shard, net::Conn& child, uint
   routes_[route_key(uplink, channel)] = {child.id, child_channel};
   net::RoleChannel& state = child.role.channels[child_channel];
   state.uplink_channel = channel;
-  state.agent = std::string(agent);
+  state.agent = std::string(open.name);
   return true;
+}
+
+// A chained gateway's OPEN (an agent behind it, or a gateway chained below
+// it): it may speak only once admitted, and only for paths that end with
+// itself (each hop vouches for the one below; the server checks them all).
+void GatewaySessions::on_child_open(runtime::Shard& shard, net::Conn& child, uint32_t child_channel,
+                                    const proto::Open& open) {
+  const std::string& child_name = child.gate.identity.name;
+  if (!child.role.welcomed) {
+    refuse_open(shard, child, child_channel, proto::Reason::protocol_error, log::EventId::chain_hop_refused,
+                "gateway " + child_name + " sent OPEN before the management group admitted it");
+    return;
+  }
+  if (open.hop_count == 0 || !proto::same_name(open.hops[open.hop_count - 1], child_name)) {
+    const std::string claimed = open.hop_count == 0 ? "no hop" : "last hop " + std::string(open.hops[open.hop_count - 1]);
+    refuse_open(shard, child, child_channel, proto::Reason::not_approved, log::EventId::chain_hop_refused,
+                "gateway " + child_name + " opened " + std::string(open.name) + " with a forged path (" + claimed +
+                    ", not itself)");
+    return;
+  }
+  bool loop = open.hop_count >= proto::kHopsMax;
+  for (uint8_t i = 0; i < open.hop_count; ++i) loop = loop || proto::same_name(open.hops[i], name_);
+  if (loop) {
+    gate_->send(shard, child,
+                {child_channel, proto::OpenDeny{{proto::Reason::loop_detected, 0, "gateway loop or too many hops"}}});
+    return;
+  }
+  open_channel(shard, child, child_channel, open);
+}
+
+void GatewaySessions::refuse_open(runtime::Shard& shard, net::Conn& child, uint32_t child_channel,
+                                  proto::Reason reason, log::EventId event, const std::string& why) {
+  log::emit(log::Level::warning, event, why,
+            {{"via", child.gate.identity.name}, {"peer", shard.peer(child.id).to_string()},
+             {"reason", proto::to_string(reason)}});
+  gate_->send(shard, child,
+              {child_channel, proto::OpenDeny{{reason, static_cast<uint32_t>(event),
+                                               std::string_view(why).substr(0, proto::kTextMaxBytes)}}});
 }
 
 void GatewaySessions::close_channel(net::Conn& child, uint32_t child_channel, bool tell_parent) {
@@ -74,6 +100,11 @@ void GatewaySessions::close_channel(net::Conn& child, uint32_t child_channel, bo
 void GatewaySessions::on_frame(net::Children&, runtime::Shard& shard, net::Conn& child, const proto::Frame& frame) {
   if (!child.role.open) return;
   if (const auto* data = std::get_if<proto::Data>(&frame.body)) {
+    if (child.role.gateway && frame.channel == 0) {
+      gate_->deny(shard, child, proto::Reason::protocol_error, log::EventId::protocol_violation,
+                  "DATA on channel 0 from a gateway (its agents use their channels)");
+      return;
+    }
     auto found = child.role.channels.find(frame.channel);
     if (found == child.role.channels.end()) {
       if (child.role.gateway) gate_->send(shard, child, {frame.channel, proto::Close{proto::Reason::channel_unknown}});
@@ -92,7 +123,7 @@ void GatewaySessions::on_frame(net::Children&, runtime::Shard& shard, net::Conn&
                   "OPEN comes from gateways, once per channel above 0");
       return;
     }
-    open_channel(shard, child, frame.channel, open->auth, open->name, open);
+    on_child_open(shard, child, frame.channel, *open);
   } else if (std::holds_alternative<proto::Close>(frame.body)) {
     close_channel(child, frame.channel, true);
   } else if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) {
@@ -139,13 +170,16 @@ void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint
   GH_INVARIANT(found != nullptr && found->role.open);
   net::Conn& child = *found;
   const uint32_t channel = route.child_channel;
-  const bool agent = channel == 0;
+  const bool session = channel == 0;  // the child's own: an agent's session, or a chained gateway's admission
   // The parent's grants, counted as they pass: the child may send no more.
   if (const auto* open_ok = std::get_if<proto::OpenOk>(&frame.body)) {
     child.role.channels.at(channel).credit_bytes = open_ok->credit_bytes;
-    if (agent) {
-      gate_->send(shard, child, {0, proto::HelloOk{proto::kVersion, heartbeat_interval_s_, open_ok->credit_bytes,
-                                                   open_ok->last_durable_seq, name_}});
+    if (session) {
+      child.role.welcomed = true;
+      gate_->send(shard, child, {0, child.role.gateway ? proto::HelloOk{proto::kVersion, heartbeat_interval_s_, 0, 0, name_}
+                                                       : proto::HelloOk{proto::kVersion, heartbeat_interval_s_,
+                                                                        open_ok->credit_bytes, open_ok->last_durable_seq,
+                                                                        name_}});
       return;
     }
   } else if (const auto* credit = std::get_if<proto::Credit>(&frame.body)) {
@@ -154,7 +188,7 @@ void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint
   if (const auto* deny = std::get_if<proto::OpenDeny>(&frame.body)) {
     routes_.erase(key);
     GH_INVARIANT(child.role.channels.erase(channel) == 1);
-    if (agent) {
+    if (session) {
       gate_->deny(shard, child, deny->reason, static_cast<log::EventId>(deny->event_id), std::string(deny->text));
     } else {
       gate_->send(shard, child, {channel, *deny});
@@ -164,7 +198,7 @@ void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint
   if (std::holds_alternative<proto::Close>(frame.body)) {
     routes_.erase(key);
     GH_INVARIANT(child.role.channels.erase(channel) == 1);
-    if (agent) {
+    if (session) {
       gate_->send(shard, child, {0, proto::GoAway{proto::Reason::parent_unavailable, "the parent closed the session"}});
       gate_->close(shard, child);
       return;

@@ -212,6 +212,7 @@ const char* event_name(EventId id) {
     case EventId::gateway_not_approved: return "gateway_not_approved";
     case EventId::new_agents_throttled: return "new_agents_throttled";
     case EventId::agent_session_replaced: return "agent_session_replaced";
+    case EventId::chain_hop_refused: return "chain_hop_refused";
     case EventId::invariant_broken: return "invariant_broken";
     case EventId::log_lines_dropped: return "log_lines_dropped";
   }

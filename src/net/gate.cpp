@@ -16,11 +16,6 @@ namespace {
 // reuses the hottest). One per connection up to this bound, per shard.
 constexpr uint32_t kSpillBuffersMax = 8'192;
 
-bool same_name(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                    [](char x, char y) { return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y)); });
-}
-
 }  // namespace
 
 std::string agent_name_of_principal(std::string_view principal) {
@@ -177,7 +172,7 @@ void Gate::on_hello(runtime::Shard& shard, Conn& conn, const proto::Hello& hello
   if (conn.gate.certificate_identity.empty()) {
     deny(shard, conn, proto::Reason::auth_failed, log::EventId::mutual_auth_failed,
          "HELLO says auth = cert but the client presented no certificate");
-  } else if (!same_name(conn.gate.certificate_identity, hello.name)) {
+  } else if (!proto::same_name(conn.gate.certificate_identity, hello.name)) {
     deny(shard, conn, proto::Reason::name_mismatch, log::EventId::mutual_auth_failed,
          "HELLO name " + conn.gate.identity.name + " is not the certificate's identity " +
              conn.gate.certificate_identity);
@@ -251,7 +246,7 @@ void Gate::finish_accept(runtime::Shard& shard, AcceptStep* step) {
   }
   conn.gate.acceptor.reset();
   const std::string name = agent_name_of_principal(step->principal);
-  if (!same_name(name, conn.gate.identity.name)) {
+  if (!proto::same_name(name, conn.gate.identity.name)) {
     deny(shard, conn, proto::Reason::name_mismatch, log::EventId::mutual_auth_failed,
          "HELLO name " + conn.gate.identity.name + " is not the Kerberos principal " + step->principal +
              " (host/NAME@REALM or NAME@REALM)");

@@ -123,7 +123,7 @@ void fields(IO& io, F& f) {
   } else if constexpr (std::is_same_v<T, Deny> || std::is_same_v<T, OpenDeny>) {
     io.enumeration(f.reason); io.uint(f.event_id); io.str8(f.text);
   } else if constexpr (std::is_same_v<T, Open>) {
-    io.enumeration(f.auth); io.str8(f.name); io.uint(f.hop_count);
+    io.enumeration(f.role); io.enumeration(f.auth); io.str8(f.name); io.uint(f.hop_count);
     const uint8_t hops_present = std::min<uint8_t>(f.hop_count, kHopsMax);
     for (uint8_t i = 0; i < hops_present; ++i) io.str8(f.hops[i]);
   } else if constexpr (std::is_same_v<T, OpenOk>) {
@@ -157,9 +157,13 @@ ProtoError check_auth_method(AuthMethod auth) {
                                                                   : ProtoError::bad_auth_method;
 }
 
+ProtoError check_role(Role role) {
+  return role == Role::agent || role == Role::gateway ? ProtoError::none : ProtoError::bad_role;
+}
+
 ProtoError check(const Hello& f) {
   if (f.version_min == 0 || f.version_min > f.version_max) return ProtoError::bad_version_range;
-  if (f.role != Role::agent && f.role != Role::gateway) return ProtoError::bad_role;
+  if (ProtoError e = check_role(f.role); e != ProtoError::none) return e;
   if (ProtoError e = check_auth_method(f.auth); e != ProtoError::none) return e;
   return check_name(f.name);
 }
@@ -180,6 +184,7 @@ ProtoError check(const Deny& f) {
   return check_text(f.text);
 }
 ProtoError check(const Open& f) {
+  if (ProtoError e = check_role(f.role); e != ProtoError::none) return e;
   if (ProtoError e = check_auth_method(f.auth); e != ProtoError::none) return e;
   if (ProtoError e = check_name(f.name); e != ProtoError::none) return e;
   if (f.hop_count > kHopsMax) return ProtoError::too_many_hops;
@@ -265,6 +270,11 @@ ProtoError check_name(std::string_view name) {
     if (!ok) return ProtoError::name_invalid_char;
   }
   return ProtoError::none;
+}
+
+bool same_name(std::string_view a, std::string_view b) {
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [&](char x, char y) { return lower(x) == lower(y); });
 }
 
 ProtoError parse_header(std::span<const std::byte, kFrameHeaderBytes> bytes, FrameHeader& header) {

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <map>
 
+#include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 
 namespace gatehouse::server {
@@ -99,10 +100,7 @@ void ServerSessions::on_frame(net::Children& gate, runtime::Shard& shard, net::C
         } else if constexpr (std::is_same_v<Body, proto::Open>) {
           on_open(gate, shard, conn, frame.channel, body);
         } else if constexpr (std::is_same_v<Body, proto::Close>) {
-          if (conn.role.gateway) {  // the agent left the gateway
-            release_agent(shard, conn, frame.channel);
-            conn.role.channels.erase(frame.channel);
-          }
+          if (conn.role.gateway) forget_channel(shard, conn, frame.channel);  // the agent (or chained gateway) left
         } else if constexpr (std::is_same_v<Body, proto::Ping>) {
           gate.send(shard, conn, {frame.channel, proto::Pong{body.nonce}});
         } else if constexpr (std::is_same_v<Body, proto::Pong> || std::is_same_v<Body, proto::GoAway>) {
@@ -136,6 +134,17 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
     refuse(proto::Reason::channel_limit, log::EventId::protocol_violation, "too many agents on this uplink");
     return;
   }
+  if (const std::string why = path_refusal(link, open); !why.empty()) {
+    log::emit(log::Level::warning, log::EventId::peer_not_approved,
+              (open.role == proto::Role::gateway ? "chained gateway " : "agent ") + agent + " refused: " + why,
+              {{"name", agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
+    refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, why);
+    return;
+  }
+  if (open.role == proto::Role::gateway) {
+    admit_gateway(gate, shard, conn, channel, open);
+    return;
+  }
   const bool known = context_.registry.approvals()->agents.contains(agent);
   if (!known && !new_agent_allowed(shard, link)) {
     const std::string text = "gateway " + link.name + " brings new agents faster than " +
@@ -159,6 +168,50 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
             {channel, proto::OpenOk{context_.store.durable_seq(agent), context_.limits.channel_window_bytes}});
 }
 
+// Every gateway on an OPEN's path is approved; the last is the uplink's own
+// (authenticated) gateway, and each one before it was admitted through this
+// uplink. "" or why not, naming the hop.
+std::string ServerSessions::path_refusal(const net::RoleContext& link, const proto::Open& open) const {
+  if (open.hop_count == 0 || !proto::same_name(open.hops[open.hop_count - 1], link.name)) {
+    return "its path does not end with the uplink's gateway " + link.name;
+  }
+  const auto approvals = context_.registry.approvals();
+  for (uint8_t i = 0; i < open.hop_count; ++i) {
+    const std::string hop = lower(open.hops[i]);
+    if (!approvals->gateways.contains(hop)) {
+      return "gateway " + hop + " on its path is not approved by this management server (gatehouse approve gateway " +
+             hop + " --action create)";
+    }
+    if (i + 1 < open.hop_count && !link.admitted_gateways.contains(hop)) {
+      return "gateway " + hop + " on its path was not admitted through " + link.name;
+    }
+  }
+  return "";
+}
+
+// A chained gateway below the uplink's gateway, for as long as it stays
+// connected there: approved by name here, certificate-authenticated there.
+void ServerSessions::admit_gateway(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
+                                   const proto::Open& open) {
+  net::RoleContext& link = conn.role;
+  const std::string name = lower(open.name);
+  if (open.auth != proto::AuthMethod::cert || !context_.registry.approvals()->gateways.contains(name)) {
+    const std::string text = "gateway " + name + " (chained below " + link.name + ") is not approved by this management server";
+    log::emit(log::Level::warning, log::EventId::peer_not_approved,
+              text + ": approve it with: gatehouse approve gateway " + name + " --action create",
+              {{"name", name}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
+    gate.send(shard, conn, {channel, proto::OpenDeny{{proto::Reason::not_approved,
+                                                      static_cast<uint32_t>(log::EventId::peer_not_approved),
+                                                      std::string_view(text).substr(0, proto::kTextMaxBytes)}}});
+    return;
+  }
+  net::RoleChannel& state = link.channels[channel];
+  state.agent = name;
+  state.admission = true;
+  ++link.admitted_gateways[name];
+  gate.send(shard, conn, {channel, proto::OpenOk{0, 0}});
+}
+
 void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
                              const proto::Data& data) {
   net::RoleContext& link = conn.role;
@@ -172,6 +225,14 @@ void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Co
     return;
   }
   net::RoleChannel& state = found->second;
+  if (state.admission) {  // a gateway's admission carries no events: that channel goes (and the gateway with it)
+    log::emit(log::Level::warning, log::EventId::protocol_violation,
+              "DATA on the admission channel of gateway " + state.agent + "; it is closed",
+              {{"name", state.agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
+    gate.send(shard, conn, {channel, proto::Close{proto::Reason::protocol_error}});
+    forget_channel(shard, conn, channel);
+    return;
+  }
   const uint32_t frame_bytes = proto::kDataPrefixBytes + static_cast<uint32_t>(data.payload.size());
   if (state.unacked_bytes + frame_bytes > context_.limits.channel_window_bytes) {
     const std::string why =
@@ -186,8 +247,7 @@ void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Co
               {{"agent", state.agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()},
                {"reason", proto::to_string(proto::Reason::flow_control_violation)}});
     gate.send(shard, conn, {channel, proto::Close{proto::Reason::flow_control_violation}});
-    release_agent(shard, conn, channel);
-    link.channels.erase(found);
+    forget_channel(shard, conn, channel);
     return;
   }
   state.unacked_bytes += frame_bytes;
@@ -251,7 +311,9 @@ void ServerSessions::on_message(runtime::Shard& shard, uint64_t, void* done) {
 }
 
 void ServerSessions::on_closed(net::Children&, runtime::Shard& shard, net::Conn& conn) {
-  for (const auto& [channel, state] : conn.role.channels) release_agent(shard, conn, channel);
+  for (const auto& [channel, state] : conn.role.channels) {
+    if (!state.admission) release_agent(shard, conn, channel);
+  }
   conn.role = {};
 }
 
@@ -280,6 +342,20 @@ void ServerSessions::admit_agent(runtime::Shard& shard, net::Conn& conn, uint32_
             {{"agent", agent}});
 }
 
+// A channel ends: the agent's session (or the gateway's admission) with it.
+void ServerSessions::forget_channel(runtime::Shard& shard, net::Conn& conn, uint32_t channel) {
+  const auto found = conn.role.channels.find(channel);
+  if (found == conn.role.channels.end()) return;
+  if (found->second.admission) {
+    const auto admitted = conn.role.admitted_gateways.find(found->second.agent);
+    GH_INVARIANT(admitted != conn.role.admitted_gateways.end() && admitted->second > 0);
+    if (--admitted->second == 0) conn.role.admitted_gateways.erase(admitted);
+  } else {
+    release_agent(shard, conn, channel);
+  }
+  conn.role.channels.erase(found);
+}
+
 void ServerSessions::release_agent(runtime::Shard& shard, const net::Conn& conn, uint32_t channel) {
   const auto found = conn.role.channels.find(channel);
   if (found == conn.role.channels.end() || found->second.agent.empty()) return;
@@ -297,7 +373,9 @@ void ServerSessions::close_replaced(runtime::Shard& shard, const SessionPlace& p
   net::Conn* conn = gate_->find(place.conn);
   if (conn == nullptr || !conn->role.open) return;
   const auto channel = conn->role.channels.find(place.channel);
-  if (channel == conn->role.channels.end() || channel->second.agent != agent) return;  // a newer use of the channel
+  if (channel == conn->role.channels.end() || channel->second.admission || channel->second.agent != agent) {
+    return;  // a newer use of the channel
+  }
   if (!conn->role.gateway) {
     gate_->send(shard, *conn, {0, proto::GoAway{proto::Reason::normal, "a newer session of this agent replaced this one"}});
     gate_->close(shard, *conn);

@@ -19,6 +19,13 @@
 using namespace gatehouse;
 using namespace gatehouse::testing;
 
+namespace {
+
+proto::Data data_of(uint64_t seq, const std::string& payload) {
+  return {seq, proto::DataKind::event, std::as_bytes(std::span(payload))};
+}
+
+}  // namespace
 
 TEST_CASE("gateway role: an agent's OPEN goes up with this hop; OPEN_OK comes back as its HELLO_OK") {
   GatewayUnderTest gw;
@@ -64,24 +71,72 @@ TEST_CASE("gateway role: OPEN_DENY reaches the agent as its DENY; no parent at a
   CHECK(gw.children.denied[4] == proto::Reason::parent_unavailable);
 }
 
-TEST_CASE("gateway role: a chained gateway's OPEN that already crossed this gateway is a loop") {
+TEST_CASE("gateway role: a chained gateway is admitted by the parent first (its OPEN goes up); then its agents' OPENs go up with this hop") {
+  GatewayUnderTest gw;
+  gw.authenticate(7, {proto::Role::gateway, proto::AuthMethod::cert, "gw2.example.test"});
+  CHECK(gw.children.sent[7].empty());  // no HELLO_OK before the management group said yes
+  REQUIRE(gw.uplinks.queued[0].size() == 1);
+  const Recorded admission = gw.uplinks.queued[0][0];
+  CHECK(admission.type == proto::FrameType::open);
+  CHECK(admission.name == "gw2.example.test");
+  CHECK(admission.hops == std::vector<std::string>{"gw1.example.test"});
+  proto::Open early{proto::Role::agent, proto::AuthMethod::cert, "web09.example.test", 1, {}};
+  early.hops[0] = "gw2.example.test";
+  gw.from_child(7, {3, early});  // before its admission came back: refused here
+  REQUIRE(gw.children.sent[7].size() == 1);
+  CHECK(gw.children.sent[7][0].type == proto::FrameType::open_deny);
+  CHECK(gw.uplinks.queued[0].size() == 1);
+  gw.from_uplink(0, {admission.channel, proto::OpenOk{0, 0}});
+  REQUIRE(gw.children.sent[7].size() == 2);
+  CHECK(gw.children.sent[7][1].type == proto::FrameType::hello_ok);
+  CHECK(gw.children.sent[7][1].credit == 0);
+  gw.from_child(7, {3, early});
+  REQUIRE(gw.uplinks.queued[0].size() == 2);
+  CHECK(gw.uplinks.queued[0][1].hops == std::vector<std::string>{"gw2.example.test", "gw1.example.test"});
+  // The parent withdraws the admission (the approval was deleted): the child gateway goes.
+  gw.from_uplink(0, {admission.channel, proto::Close{proto::Reason::not_approved}});
+  CHECK(gw.children.sent[7].back().type == proto::FrameType::goaway);
+  CHECK(gw.children.closed == std::vector<uint32_t>{7});
+}
+
+TEST_CASE("gateway role: a refused admission is the chained gateway's DENY; DATA on its channel 0 is a protocol error") {
+  GatewayUnderTest gw;
+  gw.authenticate(7, {proto::Role::gateway, proto::AuthMethod::cert, "gw2.example.test"});
+  gw.from_uplink(0, {gw.uplinks.queued[0][0].channel, proto::OpenDeny{{proto::Reason::not_approved, 20'000, "no"}}});
+  CHECK(gw.children.denied[7] == proto::Reason::not_approved);
+  gw.child_gateway(8, "gw3.example.test");
+  gw.from_child(8, {0, data_of(1, "x")});
+  CHECK(gw.children.denied[8] == proto::Reason::protocol_error);
+}
+
+TEST_CASE("gateway role: a chained gateway may only claim paths that end with itself; a path through this gateway is a loop") {
   GatewayUnderTest gw;
   gw.child_gateway(7, "gw2.example.test");
   REQUIRE(gw.children.sent[7].size() == 1);  // its HELLO_OK
-  proto::Open looped{proto::AuthMethod::cert, "web09.example.test", 2, {}};
-  looped.hops[0] = "gw2.example.test";
-  looped.hops[1] = "gw1.example.test";
-  gw.from_child(7, {3, looped});
-  REQUIRE(gw.children.sent[7].size() == 2);
-  CHECK(gw.children.sent[7][1].type == proto::FrameType::open_deny);
-  CHECK(gw.children.sent[7][1].channel == 3);
-  CHECK(gw.children.sent[7][1].reason == proto::Reason::loop_detected);
-  proto::Open too_far{proto::AuthMethod::cert, "web10.example.test", proto::kHopsMax, {}};
+  auto refused = [&](uint32_t channel, const proto::Open& open) {
+    const size_t before = gw.children.sent[7].size();
+    gw.from_child(7, {channel, open});
+    REQUIRE(gw.children.sent[7].size() == before + 1);
+    CHECK(gw.children.sent[7].back().type == proto::FrameType::open_deny);
+    CHECK(gw.children.sent[7].back().channel == channel);
+    return gw.children.sent[7].back().reason;
+  };
+  // Forged: an agent "behind" another gateway, or straight from gw2 with no hop, or naming this gateway as the child.
+  proto::Open forged{proto::Role::agent, proto::AuthMethod::cert, "direct01.example.test", 1, {}};
+  forged.hops[0] = "gw9.example.test";
+  CHECK(refused(2, forged) == proto::Reason::not_approved);
+  forged.hop_count = 0;
+  CHECK(refused(2, forged) == proto::Reason::not_approved);
+  proto::Open looped{proto::Role::agent, proto::AuthMethod::cert, "web09.example.test", 2, {}};
+  looped.hops[0] = "gw1.example.test";
+  looped.hops[1] = "gw2.example.test";
+  CHECK(refused(3, looped) == proto::Reason::loop_detected);
+  proto::Open too_far{proto::Role::agent, proto::AuthMethod::cert, "web10.example.test", proto::kHopsMax, {}};
   for (auto& hop : too_far.hops) hop = "gw9.example.test";
-  gw.from_child(7, {4, too_far});
-  CHECK(gw.children.sent[7].back().reason == proto::Reason::loop_detected);
-  CHECK(gw.uplinks.queued[0].empty());  // neither went up
-  proto::Open fine{proto::AuthMethod::kerberos, "web11.example.test", 1, {}};
+  too_far.hops[proto::kHopsMax - 1] = "GW2.example.test";  // names compare without case
+  CHECK(refused(4, too_far) == proto::Reason::loop_detected);
+  CHECK(gw.uplinks.queued[0].empty());  // none went up
+  proto::Open fine{proto::Role::agent, proto::AuthMethod::kerberos, "web11.example.test", 1, {}};
   fine.hops[0] = "gw2.example.test";
   gw.from_child(7, {5, fine});
   REQUIRE(gw.uplinks.queued[0].size() == 1);
@@ -111,10 +166,6 @@ TEST_CASE("gateway role: an uplink lost sends its agents away (GOAWAY, close); o
 }
 
 namespace {
-
-proto::Data data_of(uint64_t seq, const std::string& payload) {
-  return {seq, proto::DataKind::event, std::as_bytes(std::span(payload))};
-}
 
 // ServerSessions between the fake children, over a real store and registry in
 // a temp folder; `approve` runs before the registry is opened (it reads the
@@ -191,7 +242,7 @@ TEST_CASE("gateway role: a chained gateway's agent beyond its window loses its c
   GatewayUnderTest gw;
   gw.child_gateway(7, "gw2.example.test");
   for (uint32_t child_channel : {3u, 4u}) {
-    proto::Open open{proto::AuthMethod::cert, child_channel == 3 ? "web09.example.test" : "web10.example.test", 1, {}};
+    proto::Open open{proto::Role::agent, proto::AuthMethod::cert, child_channel == 3 ? "web09.example.test" : "web10.example.test", 1, {}};
     open.hops[0] = "gw2.example.test";
     gw.from_child(7, {child_channel, open});
   }
@@ -244,7 +295,7 @@ TEST_CASE("server role: one agent beyond its window on a gateway's uplink loses 
   net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
   REQUIRE_FALSE(children.denied.contains(5));
   for (uint32_t channel : {1u, 2u}) {
-    proto::Open open{proto::AuthMethod::cert, channel == 1 ? "web01.example.test" : "web02.example.test", 1, {}};
+    proto::Open open{proto::Role::agent, proto::AuthMethod::cert, channel == 1 ? "web01.example.test" : "web02.example.test", 1, {}};
     open.hops[0] = "gw1.example.test";
     server.from_child(uplink, {channel, open});
   }
@@ -274,7 +325,7 @@ TEST_CASE("server role: a gateway uplink bringing new agents past its allowance 
   FakeChildren& children = server.children;
   net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
   auto open = [&](uint32_t channel, const std::string& name) {
-    proto::Open frame{proto::AuthMethod::cert, name, 1, {}};
+    proto::Open frame{proto::Role::agent, proto::AuthMethod::cert, name, 1, {}};
     frame.hops[0] = "gw1.example.test";
     server.from_child(uplink, {channel, frame});
     return children.sent[5].back();
@@ -305,7 +356,7 @@ TEST_CASE("server role: one session per agent: a new one replaces the older, dir
   // Now through a gateway: the direct session goes.
   net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
   auto open = [&](uint32_t channel, const char* name) {
-    proto::Open frame{proto::AuthMethod::cert, name, 1, {}};
+    proto::Open frame{proto::Role::agent, proto::AuthMethod::cert, name, 1, {}};
     frame.hops[0] = "gw1.example.test";
     server.from_child(uplink, {channel, frame});
   };
@@ -330,4 +381,38 @@ TEST_CASE("server role: one session per agent: a new one replaces the older, dir
   server.authenticate(7, {proto::Role::agent, proto::AuthMethod::cert, "web02.example.test"});
   CHECK(children.sent[5].size() == before + 1);
   CHECK(children.sent[7].back().type == proto::FrameType::hello_ok);
+}
+
+TEST_CASE("server role: every gateway on a path is approved, the last is the uplink's own, the others were admitted through it") {
+  ServerUnderTest server("server-role-chain-test", {}, [](server::Registry& r) {
+    REQUIRE(r.set_gateway("gw1.example.test", true).empty());
+    REQUIRE(r.set_gateway("gw2.example.test", true).empty());
+    REQUIRE(r.set_gateway("gw1b.example.test", true).empty());
+  });
+  FakeChildren& children = server.children;
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  auto open = [&](uint32_t channel, proto::Role role, const char* name, std::vector<const char*> hops) {
+    proto::Open frame{role, proto::AuthMethod::cert, name, static_cast<uint8_t>(hops.size()), {}};
+    for (size_t i = 0; i < hops.size(); ++i) frame.hops[i] = hops[i];
+    server.from_child(uplink, {channel, frame});
+    return children.sent[5].back();
+  };
+  using proto::Role;
+  const char* gw1 = "gw1.example.test";
+  const char* gw2 = "gw2.example.test";
+  // An agent "behind" gw2 before gw2 was admitted through this uplink, or behind an unapproved gateway,
+  // or on a path that does not end with gw1 (gw1 forging another approved gateway's traffic).
+  CHECK(open(1, Role::agent, "web09.example.test", {gw2, gw1}).reason == proto::Reason::not_approved);
+  CHECK(open(2, Role::agent, "web09.example.test", {"gw3.example.test", gw1}).reason == proto::Reason::not_approved);
+  CHECK(open(3, Role::agent, "web09.example.test", {"gw1b.example.test"}).reason == proto::Reason::not_approved);
+  CHECK(open(4, Role::gateway, "gw3.example.test", {gw1}).reason == proto::Reason::not_approved);  // unapproved chained gateway
+  const Recorded admitted = open(5, Role::gateway, gw2, {gw1});
+  CHECK(admitted.type == proto::FrameType::open_ok);
+  CHECK(open(6, Role::agent, "web09.example.test", {gw2, gw1}).type == proto::FrameType::open_ok);
+  // The admission carries no events: DATA on it closes it, and gw2's paths are refused again.
+  server.from_child(uplink, {5, data_of(1, "x")});
+  CHECK(children.sent[5].back().type == proto::FrameType::close);
+  CHECK(children.sent[5].back().channel == 5);
+  CHECK(open(7, Role::agent, "web10.example.test", {gw2, gw1}).reason == proto::Reason::not_approved);
+  CHECK_FALSE(children.denied.contains(5));
 }

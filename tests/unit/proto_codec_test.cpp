@@ -70,7 +70,7 @@ class FrameFactory {
       case FrameType::deny:
         return {0, Deny{reason(), static_cast<uint32_t>(number(UINT32_MAX)), text()}};
       case FrameType::open: {
-        Open open{auth(), name(), static_cast<uint8_t>(number(kHopsMax)), {}};
+        Open open{number(1) ? Role::agent : Role::gateway, auth(), name(), static_cast<uint8_t>(number(kHopsMax)), {}};
         for (uint8_t i = 0; i < open.hop_count; ++i) open.hops[i] = name();
         return {channel(), open};
       }
@@ -173,7 +173,7 @@ TEST_CASE("every frame type round-trips with randomized fields") {
 
 TEST_CASE("decoded fields equal the encoded ones") {
   const unsigned char payload[] = {0, 1, 2, 255};
-  Open open{AuthMethod::kerberos, "web01.example.test", 2, {}};
+  Open open{Role::gateway, AuthMethod::kerberos, "web01.example.test", 2, {}};
   open.hops[0] = "gw2.dmz.example.test";
   open.hops[1] = "gw1.example.test";
   const Bytes hello = encode_bytes({0, Hello{1, 3, Role::gateway, AuthMethod::kerberos, "gw1.example.test"}});
@@ -197,6 +197,7 @@ TEST_CASE("decoded fields equal the encoded ones") {
   REQUIRE(result.status == DecodeStatus::frame);
   CHECK(result.frame.channel == 7);
   const auto& o = std::get<Open>(result.frame.body);
+  CHECK(o.role == Role::gateway);
   CHECK(o.name == "web01.example.test");
   REQUIRE(o.hop_count == 2);
   CHECK(o.hops[0] == "gw2.dmz.example.test");
@@ -369,13 +370,15 @@ TEST_CASE("body bounds: each violation gives its own error") {
     CHECK(decode_error(raw_frame(FrameType::auth, 0, empty_token)) == ProtoError::token_empty);
   }
   SUBCASE("hops, credit, heartbeat interval") {
-    Bytes open = body_of(encode_bytes({1, Open{AuthMethod::cert, "a", 0, {}}}));
+    Bytes open = body_of(encode_bytes({1, Open{Role::agent, AuthMethod::cert, "a", 0, {}}}));
     open.back() = std::byte{kHopsMax + 1};
     for (uint32_t i = 0; i <= kHopsMax; ++i) {
       open.push_back(std::byte{1});
       open.push_back(std::byte{'h'});
     }
     CHECK(decode_error(raw_frame(FrameType::open, 1, open)) == ProtoError::too_many_hops);
+    open[0] = std::byte{3};  // neither agent nor gateway
+    CHECK(decode_error(raw_frame(FrameType::open, 1, open)) == ProtoError::bad_role);
     CHECK(decode_error(raw_frame(FrameType::credit, 1, Bytes(4))) == ProtoError::zero_credit);
     Bytes hello_ok = body_of(encode_bytes({0, HelloOk{kVersion, 60, 0, 0, "ms1"}}));
     hello_ok[1] = hello_ok[2] = std::byte{0};
@@ -454,7 +457,7 @@ TEST_CASE("the encoder refuses what the decoder would refuse") {
         ProtoError::name_invalid_char);
   CHECK(encode({0, GoAway{Reason::normal, long_text}}, out).error == ProtoError::text_too_long);
   CHECK(encode({5, Ping{1}}, out).error == ProtoError::channel_must_be_zero);
-  CHECK(encode({0, Open{AuthMethod::cert, "a", 0, {}}}, out).error == ProtoError::channel_must_be_nonzero);
+  CHECK(encode({0, Open{Role::agent, AuthMethod::cert, "a", 0, {}}}, out).error == ProtoError::channel_must_be_nonzero);
   CHECK(encode({0, Credit{0}}, out).error == ProtoError::zero_credit);
   CHECK(encode({0, Ping{1}}, std::span(out).first(kFrameHeaderBytes + 7)).error == ProtoError::buffer_too_small);
   CHECK(encoded_size_bytes({0, Hello{1, 1, Role::agent, AuthMethod::cert, long_name}}) == 0);

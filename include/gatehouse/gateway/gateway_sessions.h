@@ -1,7 +1,10 @@
 // The gateway role on one shard: every authenticated child (an agent, or a
 // chained gateway's channels) becomes a channel on one of the shard's
 // uplinks. OPEN carries the agent's identity up; OPEN_OK / OPEN_DENY come
-// back as the agent's HELLO_OK / DENY; DATA goes up, ACK and CREDIT come
+// back as the agent's HELLO_OK / DENY. A chained gateway is admitted the same
+// way (an OPEN with role = gateway, for as long as it is connected): the
+// management group approves every gateway of a chain, and each hop checks
+// that the path a child claims ends with the child itself; DATA goes up, ACK and CREDIT come
 // down, each with its channel rewritten; the parent's credit grants are
 // counted as they pass, and an agent that sends beyond them loses its own
 // channel here, not the shared uplink. The gateway keeps no durable state:
@@ -42,8 +45,10 @@ class GatewaySessions final : public net::SessionHandler {
   };
 
   static uint64_t route_key(uint32_t uplink, uint32_t channel) { return uint64_t{uplink} << 32 | channel; }
-  bool open_channel(runtime::Shard& shard, net::Conn& child, uint32_t child_channel, proto::AuthMethod auth,
-                    std::string_view agent, const proto::Open* relayed);
+  bool open_channel(runtime::Shard& shard, net::Conn& child, uint32_t child_channel, proto::Open open);
+  void on_child_open(runtime::Shard& shard, net::Conn& child, uint32_t child_channel, const proto::Open& open);
+  void refuse_open(runtime::Shard& shard, net::Conn& child, uint32_t child_channel, proto::Reason reason,
+                   log::EventId event, const std::string& why);
   void close_channel(net::Conn& child, uint32_t child_channel, bool tell_parent);
   void over_credit(runtime::Shard& shard, net::Conn& child, uint32_t child_channel, const net::RoleChannel& channel);
   void relay_down(runtime::Shard& shard, const Route& route, uint64_t key, const proto::Frame& frame);

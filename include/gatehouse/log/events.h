@@ -33,6 +33,7 @@ enum class EventId : uint32_t {
   gateway_not_approved = 30051,       // gateway: the parent refused its uplink (not approved)
   new_agents_throttled = 30060,       // server: a gateway uplink brought new agents faster than allowed
   agent_session_replaced = 30061,     // server: an agent's new session replaced its older one
+  chain_hop_refused = 30062,          // gateway: a chained gateway's OPEN named a path it is not on
   invariant_broken = 30090,           // a bug: an internal invariant failed; the process aborts
   log_lines_dropped = 30091,          // the log buffer was full: lines lost (how many)
 };

@@ -111,13 +111,15 @@ struct RoleChannel {
   uint32_t uplink_channel = 0;  // a gateway: the channel on the uplink it rides
   uint64_t credit_bytes = 0;    // a gateway: DATA bytes the parent still allows (its grants, relayed)
   uint64_t unacked_bytes = 0;   // a server: DATA bytes received and not yet credited back
-  std::string agent;            // the agent's name (a server: lower-case)
+  std::string agent;            // the agent's name (a server: lower-case); a gateway admission: the gateway's
+  bool admission = false;       // a server: a chained gateway's admission, not an agent (no DATA)
 };
 
 // The role's part (GatewaySessions, ServerSessions).
 struct RoleContext {
   bool open = false;     // the role admitted the session
   bool gateway = false;  // a chained gateway: its agents arrive as OPENs
+  bool welcomed = false; // a gateway's child: the management group admitted it (HELLO_OK sent)
   uint32_t uplink = 0;   // a gateway's sessions: the uplink they ride
   std::string name;      // a server: the peer's lower-case name
   std::unordered_map<uint32_t, RoleChannel> channels;
@@ -125,6 +127,9 @@ struct RoleContext {
   // (a token bucket, refilled at [approval] new_agents_per_minute).
   double new_agent_tokens = 0;
   uint64_t tokens_at_ms = 0;
+  // A server's gateway uplink: the chained gateways admitted through it (a
+  // gateway with several uplinks is admitted once per uplink), by name.
+  std::unordered_map<std::string, uint32_t> admitted_gateways;
 };
 
 struct Conn {

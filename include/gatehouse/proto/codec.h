@@ -19,6 +19,8 @@ inline FrameType frame_type(const FrameBody& body) {
 
 // A peer or agent name: 1..kNameMaxBytes of [A-Za-z0-9._-] (DNS-name alphabet).
 ProtoError check_name(std::string_view name);
+// Names are DNS names: they compare without case.
+bool same_name(std::string_view a, std::string_view b);
 
 // Exact encoded size of a frame (header included), or 0 if a field is out of
 // bounds (encode() then says which).

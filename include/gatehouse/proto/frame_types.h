@@ -134,8 +134,9 @@ struct Deny {
   std::string_view text;
 };
 struct Open {
+  Role role = Role::agent;  // gateway: the admission of a chained gateway, for as long as it is connected
   AuthMethod auth = AuthMethod::cert;
-  std::string_view name;  // the agent's identity
+  std::string_view name;  // the agent's (or chained gateway's) identity
   uint8_t hop_count = 0;
   std::array<std::string_view, kHopsMax> hops{};  // nearest gateway first
 };

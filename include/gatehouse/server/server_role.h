@@ -58,6 +58,10 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   bool agent_approved(const std::string& agent) const;
   void admit_agent(runtime::Shard& shard, net::Conn& conn, uint32_t channel, const std::string& agent);
   void release_agent(runtime::Shard& shard, const net::Conn& conn, uint32_t channel);
+  void forget_channel(runtime::Shard& shard, net::Conn& conn, uint32_t channel);
+  std::string path_refusal(const net::RoleContext& link, const proto::Open& open) const;
+  void admit_gateway(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
+                     const proto::Open& open);
   void close_replaced(runtime::Shard& shard, const SessionPlace& place, const std::string& agent);
   bool new_agent_allowed(runtime::Shard& shard, net::RoleContext& link);
   void on_open(net::Children& gate, runtime::Shard& shard, net::Conn& link, uint32_t channel, const proto::Open& open);
