@@ -53,8 +53,9 @@ void AgentService::on_link_up(runtime::Shard& shard, net::ChildLink&, const prot
   window_bytes_ = hello_ok.credit_bytes;
   heartbeat_interval_s_ = hello_ok.heartbeat_interval_s;
   queue_.acknowledge(hello_ok.last_durable_seq);
-  sent_through_ = std::max(hello_ok.last_durable_seq, queue_.acked_seq());
-  counters_.acked_seq = sent_through_;
+  // From the server's durable seq: what the queue dropped after it is declared (pump).
+  sent_through_ = hello_ok.last_durable_seq;
+  counters_.acked_seq = queue_.acked_seq();
   counters_.sessions.fetch_add(1);
   counters_.connected = true;
   shard.set_timer(heartbeat_, heartbeat_interval_s_ * 1'000u);
@@ -88,6 +89,14 @@ void AgentService::pump(runtime::Shard& shard) {
   QueuedEvent event;
   // Nothing more is sealed while the socket's send queue refuses what was.
   while (link_.waiting_bytes() < runtime::kSendChunkBytes && queue_.next_after(sent_through_, event)) {
+    if (event.seq > sent_through_ + 1) {
+      // The queue dropped its oldest (drop-oldest) before they were sent:
+      // the server is told which, so a loss is never a silent jump.
+      if (proto::kDataPrefixBytes > window_bytes_) break;
+      link_.send({0, proto::Data{event.seq - 1, proto::DataKind::gap, {}}});
+      window_bytes_ -= proto::kDataPrefixBytes;
+      sent_through_ = event.seq - 1;
+    }
     const uint64_t frame_bytes = proto::kDataPrefixBytes + event.payload.size();
     if (frame_bytes > window_bytes_) break;
     link_.send({0, proto::Data{event.seq, proto::DataKind::event, std::as_bytes(std::span(event.payload))}});

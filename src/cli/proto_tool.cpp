@@ -92,7 +92,7 @@ std::string describe(const proto::Frame& frame, uint64_t offset) {
           append_field(out, "reason", to_string(f.reason));
         } else if constexpr (std::is_same_v<T, Data>) {
           append_field(out, "seq", f.seq);
-          append_field(out, "kind", f.kind == DataKind::event ? "event" : "heartbeat");
+          append_field(out, "kind", f.kind == DataKind::event ? "event" : f.kind == DataKind::heartbeat ? "heartbeat" : "gap");
           append_bytes(out, "payload", f.payload);
         } else if constexpr (std::is_same_v<T, Ack>) {
           append_field(out, "durable_seq", f.durable_seq);

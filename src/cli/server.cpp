@@ -141,6 +141,8 @@ int run_store(int argc, char** argv, int first) {
                                                        {"events", stats.events},
                                                        {"bytes", stats.bytes},
                                                        {"duplicates_dropped", stats.duplicates_dropped},
+                                                       {"gaps", stats.gaps},
+                                                       {"events_lost", stats.events_lost},
                                                        {"segments", stats.segments}};
     const bool json = args.has("--json");
     for (size_t i = 0; i < std::size(fields); ++i) {
@@ -155,6 +157,11 @@ int run_store(int argc, char** argv, int first) {
   const auto agent = args.value("--agent");
   if (!agent) return usage_error("gatehouse store", "dump needs --agent NAME", kUsage);
   const bool ok = store::EventStore::dump(server::events_dir(config), *agent, [](const store::StoredEvent& event) {
+    if (event.gap_first_seq != 0) {  // the agent declared these dropped (its queue was full)
+      std::printf("{\"gap\":{\"first_seq\":%llu,\"last_seq\":%llu}}\n",
+                  static_cast<unsigned long long>(event.gap_first_seq), static_cast<unsigned long long>(event.seq));
+      return;
+    }
     std::printf("{\"seq\":%llu,\"payload\":", static_cast<unsigned long long>(event.seq));
     print_json_string({reinterpret_cast<const char*>(event.payload.data()), event.payload.size()});
     std::printf("}\n");

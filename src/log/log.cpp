@@ -213,6 +213,7 @@ const char* event_name(EventId id) {
     case EventId::new_agents_throttled: return "new_agents_throttled";
     case EventId::agent_session_replaced: return "agent_session_replaced";
     case EventId::chain_hop_refused: return "chain_hop_refused";
+    case EventId::data_out_of_order: return "data_out_of_order";
     case EventId::invariant_broken: return "invariant_broken";
     case EventId::log_lines_dropped: return "log_lines_dropped";
   }

@@ -196,8 +196,9 @@ ProtoError check(const Open& f) {
 ProtoError check(const OpenOk&) { return ProtoError::none; }
 ProtoError check(const Close& f) { return check_reason(f.reason); }
 ProtoError check_data(uint64_t seq, DataKind kind, size_t payload_size_bytes) {
-  if (kind == DataKind::event) {
+  if (kind == DataKind::event || kind == DataKind::gap) {
     if (seq == 0) return ProtoError::bad_seq;
+    if (kind == DataKind::gap && payload_size_bytes > 0) return ProtoError::gap_not_empty;
   } else if (kind == DataKind::heartbeat) {
     if (seq != 0) return ProtoError::bad_seq;
   } else {
@@ -466,6 +467,7 @@ const char* to_string(ProtoError error) {
     case ProtoError::bad_heartbeat_interval: return "bad_heartbeat_interval";
     case ProtoError::too_many_hops: return "too_many_hops";
     case ProtoError::zero_credit: return "zero_credit";
+    case ProtoError::gap_not_empty: return "gap_not_empty";
     case ProtoError::buffer_too_small: return "buffer_too_small";
     case ProtoError::spill_exhausted: return "spill_exhausted";
   }

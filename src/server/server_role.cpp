@@ -83,11 +83,10 @@ void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard
     return;
   }
   link.open = true;
-  link.channels[0].agent = link.name;
+  const uint64_t durable_seq = open_channel(conn, 0, link.name);
   admit_agent(shard, conn, 0, link.name);
   gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s,
-                                          context_.limits.channel_window_bytes, context_.store.durable_seq(link.name),
-                                          context_.name}});
+                                          context_.limits.channel_window_bytes, durable_seq, context_.name}});
 }
 
 void ServerSessions::on_frame(net::Children& gate, runtime::Shard& shard, net::Conn& conn, const proto::Frame& frame) {
@@ -162,10 +161,9 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
     refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, text);
     return;
   }
-  link.channels[channel].agent = agent;
+  const uint64_t durable_seq = open_channel(conn, channel, agent);
   admit_agent(shard, conn, channel, agent);
-  gate.send(shard, conn,
-            {channel, proto::OpenOk{context_.store.durable_seq(agent), context_.limits.channel_window_bytes}});
+  gate.send(shard, conn, {channel, proto::OpenOk{durable_seq, context_.limits.channel_window_bytes}});
 }
 
 // Every gateway on an OPEN's path is approved; the last is the uplink's own
@@ -225,41 +223,81 @@ void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Co
     return;
   }
   net::RoleChannel& state = found->second;
-  if (state.admission) {  // a gateway's admission carries no events: that channel goes (and the gateway with it)
-    log::emit(log::Level::warning, log::EventId::protocol_violation,
-              "DATA on the admission channel of gateway " + state.agent + "; it is closed",
-              {{"name", state.agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
-    gate.send(shard, conn, {channel, proto::Close{proto::Reason::protocol_error}});
-    forget_channel(shard, conn, channel);
+  if (state.admission) {  // a gateway's admission carries no events: it closes (and the gateway with it)
+    refuse_channel(gate, shard, conn, channel, proto::Reason::protocol_error, log::EventId::protocol_violation,
+                   "DATA on a chained gateway's admission");
     return;
   }
   const uint32_t frame_bytes = proto::kDataPrefixBytes + static_cast<uint32_t>(data.payload.size());
   if (state.unacked_bytes + frame_bytes > context_.limits.channel_window_bytes) {
-    const std::string why =
-        "DATA beyond the granted window of " + std::to_string(context_.limits.channel_window_bytes) + " bytes";
-    if (!link.gateway) {
-      gate.deny(shard, conn, proto::Reason::flow_control_violation, log::EventId::protocol_violation, why);
-      return;
-    }
-    // One agent's fault: its channel goes, the gateway's other agents stay.
-    log::emit(log::Level::warning, log::EventId::protocol_violation,
-              "agent " + state.agent + ": " + why + "; its channel is closed, the uplink stays",
-              {{"agent", state.agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()},
-               {"reason", proto::to_string(proto::Reason::flow_control_violation)}});
-    gate.send(shard, conn, {channel, proto::Close{proto::Reason::flow_control_violation}});
-    forget_channel(shard, conn, channel);
+    refuse_channel(gate, shard, conn, channel, proto::Reason::flow_control_violation, log::EventId::protocol_violation,
+                   "DATA beyond the granted window of " + std::to_string(context_.limits.channel_window_bytes) + " bytes");
     return;
   }
-  state.unacked_bytes += frame_bytes;
   if (data.kind == proto::DataKind::heartbeat) {  // liveness only: nothing to store
-    state.unacked_bytes -= frame_bytes;
     gate.send(shard, conn, {channel, proto::Credit{frame_bytes}});
     return;
   }
+  if (!in_order(gate, shard, conn, channel, data)) return;
+  state.unacked_bytes += frame_bytes;
   store::Batch& batch = *batch_;
-  batch.entries.push_back({session_key(conn.id), channel, state.agent, data.seq,
+  const uint64_t gap_first_seq = data.kind == proto::DataKind::gap ? state.next_seq : 0;
+  state.next_seq = data.seq + 1;
+  batch.entries.push_back({session_key(conn.id), channel, state.agent, data.seq, gap_first_seq,
                            static_cast<uint32_t>(batch.payloads.size()), static_cast<uint32_t>(data.payload.size()), 0});
   batch.payloads.insert(batch.payloads.end(), data.payload.begin(), data.payload.end());
+}
+
+// The agent's channel from now on: it resumes after its durable seq (returned).
+uint64_t ServerSessions::open_channel(net::Conn& conn, uint32_t channel, const std::string& agent) {
+  const uint64_t durable_seq = context_.store.durable_seq(agent);
+  net::RoleChannel& state = conn.role.channels[channel];
+  state.agent = agent;
+  state.next_seq = durable_seq + 1;
+  return durable_seq;
+}
+
+// Events come in order: each is the next seq, or a declared gap starts at it
+// (the agent's queue dropped its oldest). A jump would hide a loss, a rewind
+// would be taken as duplicates; either closes the channel.
+bool ServerSessions::in_order(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
+                              const proto::Data& data) {
+  net::RoleChannel& state = conn.role.channels.at(channel);
+  const bool gap = data.kind == proto::DataKind::gap;
+  if (gap ? data.seq < state.next_seq : data.seq != state.next_seq) {
+    refuse_channel(gate, shard, conn, channel, proto::Reason::protocol_error, log::EventId::data_out_of_order,
+                   std::string(gap ? "a gap ending at seq " : "DATA seq ") + std::to_string(data.seq) + " where seq " +
+                       std::to_string(state.next_seq) + " comes next (" +
+                       (data.seq < state.next_seq ? "a rewind" : "a jump: a loss must be declared") + ")");
+    return false;
+  }
+  if (gap) {
+    const uint64_t lost = data.seq - state.next_seq + 1;
+    log::emit(log::Level::warning, log::EventId::queue_overflow_dropped,
+              "agent " + state.agent + " dropped " + std::to_string(lost) +
+                  " events its queue could not hold (drop-oldest); the gap is recorded in the store",
+              {{"agent", state.agent}, {"via", conn.role.gateway ? conn.role.name : std::string("direct")},
+               {"first_seq", state.next_seq}, {"last_seq", data.seq}, {"dropped", lost}});
+  }
+  return true;
+}
+
+// Something one agent did wrong: a direct agent is sent away; on a
+// gateway's uplink only its channel closes, the gateway's other agents stay.
+void ServerSessions::refuse_channel(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
+                                    proto::Reason reason, log::EventId event, const std::string& why) {
+  if (!conn.role.gateway) {
+    gate.deny(shard, conn, reason, event, why);
+    return;
+  }
+  const net::RoleChannel& state = conn.role.channels.at(channel);
+  const std::string agent = state.agent;
+  log::emit(log::Level::warning, event,
+            (state.admission ? "gateway " : "agent ") + agent + ": " + why + "; its channel is closed, the uplink stays",
+            {{"agent", agent}, {"via", conn.role.name}, {"peer", shard.peer(conn.id).to_string()},
+             {"reason", proto::to_string(reason)}});
+  gate.send(shard, conn, {channel, proto::Close{reason}});
+  forget_channel(shard, conn, channel);
 }
 
 void ServerSessions::on_turn_end(net::Children&, runtime::Shard& shard) {

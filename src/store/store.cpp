@@ -18,6 +18,7 @@ namespace {
 constexpr uint32_t kRecordBodyMaxBytes = 1 + 1 + 255 + 8 + (1u << 20);
 constexpr uint8_t kRecordEvent = 1;       // u8 name size, name, u64 seq, payload
 constexpr uint8_t kRecordDuplicates = 2;  // u64 duplicates dropped since the previous such record
+constexpr uint8_t kRecordGap = 3;         // u8 name size, name, u64 last seq, u64 first seq: declared dropped
 
 constexpr SegmentNames kSegments{"events", ".seg"};
 
@@ -25,9 +26,21 @@ struct Record {
   uint8_t type = 0;
   std::string_view agent;
   uint64_t seq = 0;
+  uint64_t gap_first_seq = 0;
   uint64_t duplicates = 0;
   std::span<const std::byte> payload;
 };
+
+// An event's or a gap's count in the stats.
+void count(const Record& record, StoreStats& stats) {
+  if (record.type == kRecordGap) {
+    ++stats.gaps;
+    stats.events_lost += record.seq - record.gap_first_seq + 1;
+    return;
+  }
+  ++stats.events;
+  stats.bytes += record.payload.size();
+}
 
 bool parse_record(std::span<const std::byte> body, Record& record) {
   if (body.empty()) return false;
@@ -37,11 +50,16 @@ bool parse_record(std::span<const std::byte> body, Record& record) {
     record.duplicates = get_u64(body.data() + 1);
     return true;
   }
-  if (record.type != kRecordEvent || body.size() < 2) return false;
+  if ((record.type != kRecordEvent && record.type != kRecordGap) || body.size() < 2) return false;
   const size_t name_size = static_cast<uint8_t>(body[1]);
   if (name_size == 0 || body.size() < 2 + name_size + 8) return false;
   record.agent = {reinterpret_cast<const char*>(body.data() + 2), name_size};
   record.seq = get_u64(body.data() + 2 + name_size);
+  if (record.type == kRecordGap) {
+    if (body.size() != 2 + name_size + 16) return false;
+    record.gap_first_seq = get_u64(body.data() + 2 + name_size + 8);
+    return record.gap_first_seq >= 1 && record.gap_first_seq <= record.seq;
+  }
   record.payload = body.subspan(2 + name_size + 8);
   return true;
 }
@@ -82,8 +100,7 @@ std::unique_ptr<EventStore> EventStore::open(const std::string& dir, const Store
     }
     auto [it, inserted] = store->agents_.try_emplace(std::string(record.agent));
     it->second.appended_seq = it->second.durable_seq = std::max(it->second.durable_seq, record.seq);
-    ++stats.events;
-    stats.bytes += record.payload.size();
+    count(record, stats);
     return true;
   };
   SegmentLogRecovery recovery;
@@ -183,9 +200,23 @@ void EventStore::append(Batch& batch) {
       ++pending_duplicates_;
       continue;
     }
+    const auto name_size = static_cast<uint32_t>(entry.agent.size());
+    if (entry.gap_first_seq != 0) {  // a gap: what the agent dropped, never sent (part of it may be stored)
+      const uint64_t first_seq = std::max(entry.gap_first_seq, agent.appended_seq + 1);
+      agent.appended_seq = entry.seq;
+      append_record(pending_, 1 + 1 + name_size + 16, [&](std::byte* body) {
+        body[0] = std::byte{kRecordGap};
+        body[1] = static_cast<std::byte>(name_size);
+        std::memcpy(body + 2, entry.agent.data(), name_size);
+        put_u64(body + 2 + name_size, entry.seq);
+        put_u64(body + 2 + name_size + 8, first_seq);
+      });
+      ++stats_.gaps;
+      stats_.events_lost += entry.seq - first_seq + 1;
+      continue;
+    }
     agent.appended_seq = entry.seq;
     const std::byte* payload = batch.payloads.data() + entry.payload_offset;
-    const auto name_size = static_cast<uint32_t>(entry.agent.size());
     append_record(pending_, 1 + 1 + name_size + 8 + entry.payload_size_bytes, [&](std::byte* body) {
       body[0] = std::byte{kRecordEvent};
       body[1] = static_cast<std::byte>(name_size);
@@ -241,8 +272,7 @@ bool EventStore::read_stats(const std::string& dir, StoreStats& stats, std::stri
       return;
     }
     agents.try_emplace(std::string(record.agent), 0);
-    ++stats.events;
-    stats.bytes += record.payload.size();
+    count(record, stats);
   };
   if (!scan(dir, on_record, stats, why)) return false;
   stats.agents = agents.size();
@@ -254,9 +284,10 @@ bool EventStore::dump(const std::string& dir, std::string_view agent,
   StoreStats stats;
   StoredEvent event;
   auto on_record = [&](const Record& record) {
-    if (record.type != kRecordEvent || record.agent != agent) return;
+    if (record.type == kRecordDuplicates || record.agent != agent) return;
     event.agent = record.agent;
     event.seq = record.seq;
+    event.gap_first_seq = record.gap_first_seq;
     event.payload.assign(record.payload.begin(), record.payload.end());
     on_event(event);
   };

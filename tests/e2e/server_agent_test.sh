@@ -8,7 +8,8 @@ root=$2
 work=$(mktemp -d /tmp/gatehouse-e2e-XXXXXX)
 . "$root/tests/e2e/lib.sh"
 
-pki "$work/pki" server:ms1.example.test agent:web01.example.test agent:web02.example.test agent:web03.example.test
+pki "$work/pki" server:ms1.example.test agent:web01.example.test agent:web02.example.test agent:web03.example.test \
+  agent:web04.example.test
 write_server_config() {  # write_server_config PORT APPROVAL
   server_config "$1" "$2" "recv_buffers = 64" >"$work/server.toml"
 }
@@ -90,7 +91,34 @@ stored=$("$gatehouse" store --config "$work/server.toml" dump --agent web03.exam
 ok
 echo "agent kill -9: $queued events were in its queue; all stored once"
 
-# 4. A Kerberos agent (no certificate, no CA) against a real KDC; the server
+# 4. An agent whose queue overflows while the server is down (drop-oldest):
+#    what it dropped is declared (a gap, 4506 at the agent and at the server),
+#    counted in the store, never a silent jump; stored + declared lost = sent.
+expect "approve web04" quiet "$gatehouse" approve --config "$work/server.toml" agent web04.example.test --action create
+agent_config web04.example.test "$port"
+printf 'queue_max_bytes = 65536\nqueue_full = "drop-oldest"\n' | cat - "$work/web04.example.test.toml" >"$work/web04.toml"
+kill -TERM "$server_pid"
+wait_exit "$server_pid" 10
+seq 1 3000 | sed 's/^/web04 event padded to about one hundred bytes so that the queue overflows: /' >"$work/input-web04"
+start agent "$work/web04.toml" "$work/web04.log" --file "$work/input-web04"
+web04_pid=$started_pid
+expect "web04 drops its oldest (4506)" wait_for 20 grep -q '"event":4506' "$work/web04.log"
+write_server_config "$port" reject
+start server "$work/server.toml" "$work/server.log" || exit 1
+server_pid=$started_pid
+expect "web04 finishes once the server is back" wait_exit "$web04_pid" 60
+[ "$rc" = 0 ] || fail "web04 exit $rc"
+s=$(stats "$work/server.toml")
+web04_stored=$("$gatehouse" store --config "$work/server.toml" dump --agent web04.example.test | grep -c '"seq"')
+lost=$(json_field "$s" events_lost)
+[ "$(json_field "$s" gaps)" -ge 1 ] && [ $((web04_stored + lost)) = 3000 ] ||
+  fail "web04: want stored + declared lost = 3000, have $web04_stored stored, $lost lost ($s)"
+ok
+expect "the server logs the declared gap (4506 with the count)" grep -q '"event":4506.*web04.example.test.*"dropped":'"$lost" "$work/server.log"
+expect "no DATA out of order" bash -c "! grep -q '\"event\":30063' '$work/server.log'"
+echo "drop-oldest: web04 sent 3000, $web04_stored stored, $lost declared dropped"
+
+# 5. A Kerberos agent (no certificate, no CA) against a real KDC; the server
 #    takes cert and Kerberos agents on one port.
 if command -v krb5kdc >/dev/null; then
   "$root/tests/krb/kdc" start "$work/kdc" gatehouse/ms1.example.test host/web05.example.test >/dev/null

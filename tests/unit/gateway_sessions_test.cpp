@@ -416,3 +416,39 @@ TEST_CASE("server role: every gateway on a path is approved, the last is the upl
   CHECK(open(7, Role::agent, "web10.example.test", {gw2, gw1}).reason == proto::Reason::not_approved);
   CHECK_FALSE(children.denied.contains(5));
 }
+
+TEST_CASE("server role: DATA only in order: a jump or a rewind closes that agent's channel (a direct agent: DENY); a declared gap is taken and counted") {
+  ServerUnderTest server("server-role-order-test", {},
+                         [](server::Registry& r) { REQUIRE(r.set_gateway("gw1.example.test", true).empty()); });
+  FakeChildren& children = server.children;
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  for (uint32_t channel : {1u, 2u, 3u}) {
+    proto::Open open{proto::Role::agent, proto::AuthMethod::cert, "", 1, {}};
+    const std::string name = "web0" + std::to_string(channel) + ".example.test";
+    open.name = name;
+    open.hops[0] = "gw1.example.test";
+    server.from_child(uplink, {channel, open});
+  }
+  const std::string payload = "x";
+  server.from_child(uplink, {1, data_of(1, payload)});
+  server.from_child(uplink, {1, data_of(1'000'000'000'000, payload)});  // seq poisoning: a jump
+  CHECK(children.sent[5].back().type == proto::FrameType::close);
+  CHECK(children.sent[5].back().channel == 1);
+  CHECK(children.sent[5].back().reason == proto::Reason::protocol_error);
+  server.from_child(uplink, {2, data_of(1, payload)});
+  server.from_child(uplink, {2, data_of(2, payload)});
+  server.from_child(uplink, {2, data_of(1, payload)});  // a rewind
+  CHECK(children.sent[5].back().channel == 2);
+  CHECK(children.sent[5].back().type == proto::FrameType::close);
+  const size_t before = children.sent[5].size();
+  server.from_child(uplink, {3, proto::Data{5, proto::DataKind::gap, {}}});  // 1..5 dropped by its queue
+  server.from_child(uplink, {3, data_of(6, payload)});
+  server.from_child(uplink, {3, proto::Data{4, proto::DataKind::gap, {}}});  // a gap behind what was sent: a rewind
+  CHECK(children.sent[5].size() == before + 1);
+  CHECK(children.sent[5].back().channel == 3);
+  CHECK_FALSE(children.denied.contains(5));
+  // A direct agent's jump is its own session's end.
+  net::Conn& direct = server.authenticate(9, {proto::Role::agent, proto::AuthMethod::cert, "web09.example.test"});
+  server.from_child(direct, {0, data_of(2, payload)});
+  CHECK(children.denied[9] == proto::Reason::protocol_error);
+}

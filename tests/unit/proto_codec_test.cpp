@@ -81,6 +81,7 @@ class FrameFactory {
       case FrameType::close: return {channel(), Close{reason()}};
       case FrameType::data:
         if (number(3) == 0) return {channel_or_zero(), Data{0, DataKind::heartbeat, bytes(0)}};
+        if (number(3) == 0) return {channel_or_zero(), Data{1 + number(UINT64_MAX - 1), DataKind::gap, {}}};
         return {channel_or_zero(), Data{1 + number(UINT64_MAX - 1), DataKind::event, bytes(0)}};
       case FrameType::ack: return {channel_or_zero(), Ack{number(UINT64_MAX)}};
       case FrameType::credit:
@@ -350,8 +351,11 @@ TEST_CASE("body bounds: each violation gives its own error") {
     CHECK(decode_error(raw_frame(FrameType::close, 1, close)) == ProtoError::bad_reason);
 
     Bytes data = body_of(encode_bytes({1, Data{5, DataKind::event, {}}}));
-    data[9] = std::byte{3};
+    data[9] = std::byte{4};
     CHECK(decode_error(raw_frame(FrameType::data, 1, data)) == ProtoError::bad_kind);
+    data[9] = std::byte{3};  // a gap declaration: no payload
+    data.push_back(std::byte{'x'});
+    CHECK(decode_error(raw_frame(FrameType::data, 1, data)) == ProtoError::gap_not_empty);
   }
   SUBCASE("sequence numbers") {
     Bytes data = body_of(encode_bytes({1, Data{5, DataKind::event, {}}}));

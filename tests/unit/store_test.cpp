@@ -27,7 +27,7 @@ Batch* batch_of(const std::string& agent, uint64_t first_seq, uint64_t count) {
   auto* batch = new Batch;
   for (uint64_t seq = first_seq; seq < first_seq + count; ++seq) {
     const std::string payload = agent + " event " + std::to_string(seq);
-    batch->entries.push_back({seq, 0, agent, seq, static_cast<uint32_t>(batch->payloads.size()),
+    batch->entries.push_back({seq, 0, agent, seq, 0, static_cast<uint32_t>(batch->payloads.size()),
                               static_cast<uint32_t>(payload.size()), 0});
     const auto* bytes = reinterpret_cast<const std::byte*>(payload.data());
     batch->payloads.insert(batch->payloads.end(), bytes, bytes + payload.size());
@@ -132,6 +132,34 @@ TEST_CASE("store: group commit acknowledges durable seqs; duplicates are dropped
   for (uint64_t seq = 1; seq <= 504; ++seq) payload_bytes += ("web01 event " + std::to_string(seq)).size();
   for (uint64_t seq = 1; seq <= 1'000; ++seq) payload_bytes += ("web02 event " + std::to_string(seq)).size();
   CHECK(stats.bytes == payload_bytes);
+}
+
+TEST_CASE("store: a declared gap is durable like an event: the agent's durable seq passes it, the stats count it, dump shows it") {
+  TempDir dir;
+  {
+    Writer writer(dir.path);
+    writer.submit(batch_of("web01", 1, 5));
+    Batch* gap = batch_of("web01", 11, 1);  // the gap 6..10 first, then event 11
+    gap->entries.insert(gap->entries.begin(), {10, 0, "web01", 10, 6, 0, 0, 0});
+    writer.submit(gap);
+    writer.wait();
+    CHECK(writer.acked["web01"] == 11);
+    CHECK(writer.store->stats().gaps == 1);
+    CHECK(writer.store->stats().events_lost == 5);
+    CHECK(writer.store->stats().events == 6);
+  }
+  Writer reopened(dir.path);
+  CHECK(reopened.store->durable_seq("web01") == 11);
+  StoreStats stats;
+  std::string why;
+  REQUIRE(EventStore::read_stats(dir.path, stats, why));
+  CHECK(stats.gaps == 1);
+  CHECK(stats.events_lost == 5);
+  std::vector<std::pair<uint64_t, uint64_t>> dumped;  // (gap first seq or 0, seq)
+  REQUIRE(EventStore::dump(dir.path, "web01", [&](const StoredEvent& event) {
+    dumped.emplace_back(event.gap_first_seq, event.seq);
+  }, why));
+  CHECK(dumped == std::vector<std::pair<uint64_t, uint64_t>>{{0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}, {6, 10}, {0, 11}});
 }
 
 TEST_CASE("store: a torn tail is truncated at open; nothing acknowledged is lost") {

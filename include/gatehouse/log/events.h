@@ -8,7 +8,7 @@
 namespace gatehouse::log {
 
 enum class EventId : uint32_t {
-  queue_overflow_dropped = 4506,      // agent: send queue full, oldest events dropped
+  queue_overflow_dropped = 4506,      // agent: send queue full, oldest events dropped (server: the declared gap)
   peer_not_approved = 20000,          // server: unapproved gateway or agent refused
   certificate_invalid = 20051,        // certificate unusable (why in the message)
   certificate_loaded = 20053,         // certificate loaded (subject, expiry)
@@ -34,6 +34,7 @@ enum class EventId : uint32_t {
   new_agents_throttled = 30060,       // server: a gateway uplink brought new agents faster than allowed
   agent_session_replaced = 30061,     // server: an agent's new session replaced its older one
   chain_hop_refused = 30062,          // gateway: a chained gateway's OPEN named a path it is not on
+  data_out_of_order = 30063,          // server: an agent's DATA was not the next seq (a jump or a rewind)
   invariant_broken = 30090,           // a bug: an internal invariant failed; the process aborts
   log_lines_dropped = 30091,          // the log buffer was full: lines lost (how many)
 };

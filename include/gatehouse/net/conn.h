@@ -111,6 +111,7 @@ struct RoleChannel {
   uint32_t uplink_channel = 0;  // a gateway: the channel on the uplink it rides
   uint64_t credit_bytes = 0;    // a gateway: DATA bytes the parent still allows (its grants, relayed)
   uint64_t unacked_bytes = 0;   // a server: DATA bytes received and not yet credited back
+  uint64_t next_seq = 0;        // a server: the seq the agent's next event (or declared gap) must start at
   std::string agent;            // the agent's name (a server: lower-case); a gateway admission: the gateway's
   bool admission = false;       // a server: a chained gateway's admission, not an agent (no DATA)
 };

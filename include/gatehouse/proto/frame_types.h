@@ -44,7 +44,9 @@ inline constexpr uint8_t kFrameTypeMax = 0x0E;
 enum class Role : uint8_t { agent = 1, gateway = 2 };
 enum class AuthMethod : uint8_t { cert = 1, kerberos = 2 };
 enum class AuthMechanism : uint8_t { gssapi_krb5 = 1 };
-enum class DataKind : uint16_t { event = 1, heartbeat = 2 };
+// gap: the sender dropped events it never sent (its queue was full); seq is
+// the last dropped one, and the receiver's next expected seq the first.
+enum class DataKind : uint16_t { event = 1, heartbeat = 2, gap = 3 };
 
 // Why a session, channel or connection was refused or closed (DENY,
 // OPEN_DENY, CLOSE, GOAWAY). Values are part of the wire contract.
@@ -96,6 +98,7 @@ enum class ProtoError : uint8_t {
   bad_heartbeat_interval,
   too_many_hops,
   zero_credit,
+  gap_not_empty,      // a DATA gap declaration carries no payload
   buffer_too_small,   // encoder: the output span cannot hold the frame
   spill_exhausted,    // decoder: no reassembly buffer free for a split frame
 };

@@ -66,6 +66,10 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   bool new_agent_allowed(runtime::Shard& shard, net::RoleContext& link);
   void on_open(net::Children& gate, runtime::Shard& shard, net::Conn& link, uint32_t channel, const proto::Open& open);
   void on_data(net::Children& gate, runtime::Shard& shard, net::Conn& link, uint32_t channel, const proto::Data& data);
+  bool in_order(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel, const proto::Data& data);
+  void refuse_channel(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
+                      proto::Reason reason, log::EventId event, const std::string& why);
+  uint64_t open_channel(net::Conn& conn, uint32_t channel, const std::string& agent);
   void on_message(runtime::Shard& shard, uint64_t value, void* batch) override;  // a batch is durable
   std::string approval_hint(const std::string& agent) const;
 

@@ -31,6 +31,7 @@ struct Batch {
     uint32_t channel = 0;        // ... and which channel on it
     std::string agent;
     uint64_t seq = 0;
+    uint64_t gap_first_seq = 0;  // not 0: a declared gap, the agent dropped gap_first_seq..seq (no payload)
     uint32_t payload_offset = 0;
     uint32_t payload_size_bytes = 0;
     uint64_t durable_seq = 0;    // filled by the writer: the agent's durable seq after the commit
@@ -48,6 +49,8 @@ struct StoreStats {
   uint64_t events = 0;
   uint64_t bytes = 0;               // event payload bytes
   uint64_t duplicates_dropped = 0;  // (agent, seq) already stored: dropped, across restarts
+  uint64_t gaps = 0;                // gaps agents declared (their queue was full: drop-oldest)
+  uint64_t events_lost = 0;         // ... the events in them
   uint64_t segments = 0;
   uint64_t torn_bytes_truncated = 0;  // at the last open: a torn tail cut off after a crash
 };
@@ -55,6 +58,7 @@ struct StoreStats {
 struct StoredEvent {
   std::string agent;
   uint64_t seq = 0;
+  uint64_t gap_first_seq = 0;  // not 0: the agent declared gap_first_seq..seq dropped (no payload)
   std::vector<std::byte> payload;
 };
 
