@@ -195,11 +195,12 @@ void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint
     }
     return;
   }
-  if (std::holds_alternative<proto::Close>(frame.body)) {
+  if (const auto* close = std::get_if<proto::Close>(&frame.body)) {
     routes_.erase(key);
     GH_INVARIANT(child.role.channels.erase(channel) == 1);
-    if (session) {
-      gate_->send(shard, child, {0, proto::GoAway{proto::Reason::parent_unavailable, "the parent closed the session"}});
+    if (session) {  // why it was closed (its approval was deleted, say), else: go elsewhere
+      const proto::Reason reason = close->reason == proto::Reason::normal ? proto::Reason::parent_unavailable : close->reason;
+      gate_->send(shard, child, {0, proto::GoAway{reason, "the parent closed the session"}});
       gate_->close(shard, child);
       return;
     }

@@ -138,6 +138,7 @@ bool Registry::refresh() {
   Statement agents(db_, "SELECT name FROM agents WHERE state = 'approved'");
   while (sqlite3_step(agents.handle) == SQLITE_ROW) approvals->agents.insert(agents.text(0));
   approvals_.store(std::move(approvals));
+  approvals_version_.fetch_add(1, std::memory_order_release);
   return true;
 }
 

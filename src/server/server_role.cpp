@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <map>
+#include <vector>
 
 #include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
@@ -248,6 +249,49 @@ void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Co
   batch.payloads.insert(batch.payloads.end(), data.payload.begin(), data.payload.end());
 }
 
+// Approvals changed (within the registry's poll interval, a tick later
+// here): sessions whose approval was deleted end now, not when they next
+// reconnect. A gateway's uplink goes whole (its agents with it); a chained
+// gateway's admission or one agent's channel closes alone.
+void ServerSessions::enforce_approvals(net::Children& gate, runtime::Shard& shard) {
+  const auto approvals = context_.registry.approvals();
+  std::vector<uint32_t> revoked;
+  gate.for_each([&](net::Conn& conn) {
+    net::RoleContext& link = conn.role;
+    if (!link.open || conn.stage != net::Stage::authenticated) return;
+    if (!link.gateway) {
+      if (!agent_approved(link.name)) {
+        gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::peer_not_approved,
+                  "agent " + link.name + " is no longer approved by this management server; its session is closed");
+      }
+      return;
+    }
+    if (!approvals->gateways.contains(link.name)) {
+      gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::peer_not_approved,
+                "gateway " + link.name + " is no longer approved by this management server; its uplink and every "
+                "agent through it are closed");
+      return;
+    }
+    revoked.clear();
+    for (const auto& [channel, state] : link.channels) {
+      if (state.admission ? !approvals->gateways.contains(state.agent) : !agent_approved(state.agent)) {
+        revoked.push_back(channel);
+      }
+    }
+    for (const uint32_t channel : revoked) revoke_channel(gate, shard, conn, channel);
+  });
+}
+
+void ServerSessions::revoke_channel(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel) {
+  const net::RoleChannel& state = conn.role.channels.at(channel);
+  log::emit(log::Level::warning, log::EventId::peer_not_approved,
+            (state.admission ? "chained gateway " : "agent ") + state.agent +
+                " is no longer approved by this management server; its channel is closed",
+            {{"name", state.agent}, {"via", conn.role.name}, {"peer", shard.peer(conn.id).to_string()}});
+  gate.send(shard, conn, {channel, proto::Close{proto::Reason::not_approved}});
+  forget_channel(shard, conn, channel);
+}
+
 // The agent's channel from now on: it resumes after its durable seq (returned).
 uint64_t ServerSessions::open_channel(net::Conn& conn, uint32_t channel, const std::string& agent) {
   const uint64_t durable_seq = context_.store.durable_seq(agent);
@@ -300,7 +344,11 @@ void ServerSessions::refuse_channel(net::Children& gate, runtime::Shard& shard, 
   forget_channel(shard, conn, channel);
 }
 
-void ServerSessions::on_turn_end(net::Children&, runtime::Shard& shard) {
+void ServerSessions::on_turn_end(net::Children& gate, runtime::Shard& shard) {
+  if (const uint64_t version = context_.registry.approvals_version(); version != approvals_version_) {
+    approvals_version_ = version;
+    enforce_approvals(gate, shard);
+  }
   if (batch_->entries.empty()) return;
   // A full store queue (or inbox) keeps the batch here and tries again next
   // turn; the agents' windows bound how much can pile up meanwhile.

@@ -452,3 +452,52 @@ TEST_CASE("server role: DATA only in order: a jump or a rewind closes that agent
   server.from_child(direct, {0, data_of(2, payload)});
   CHECK(children.denied[9] == proto::Reason::protocol_error);
 }
+
+TEST_CASE("server role: a deleted approval ends the live sessions it covered at the next turn: an agent's channel, a chained gateway's admission, a direct agent, a gateway's whole uplink") {
+  ServerUnderTest server("server-role-revocation-test", {}, [](server::Registry& r) {
+    for (const char* gateway : {"gw1.example.test", "gw2.example.test"}) REQUIRE(r.set_gateway(gateway, true).empty());
+    for (const char* agent : {"web01.example.test", "web02.example.test", "web03.example.test"}) {
+      REQUIRE(r.set_agent(agent, true).empty());
+    }
+  });
+  server.context->approval = config::AgentApproval::review;
+  FakeChildren& children = server.children;
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  auto open = [&](uint32_t channel, proto::Role role, const char* name) {
+    proto::Open frame{role, proto::AuthMethod::cert, name, 1, {}};
+    frame.hops[0] = "gw1.example.test";
+    server.from_child(uplink, {channel, frame});
+    REQUIRE(children.sent[5].back().type == proto::FrameType::open_ok);
+  };
+  open(1, proto::Role::gateway, "gw2.example.test");
+  open(2, proto::Role::agent, "web01.example.test");
+  open(3, proto::Role::agent, "web02.example.test");
+  server.authenticate(9, {proto::Role::agent, proto::AuthMethod::cert, "web03.example.test"});
+  REQUIRE_FALSE(children.denied.contains(9));
+
+  std::string why;
+  auto operator_cli = server::Registry::open(server.dir.path, why);  // `gatehouse approve` in another process
+  REQUIRE_MESSAGE(operator_cli != nullptr, why);
+  server.registry->watch(10);
+  auto after_delete = [&](const std::function<void()>& edit) {
+    const uint64_t version = server.registry->approvals_version();
+    edit();
+    REQUIRE(wait_until([&] { return server.registry->approvals_version() != version; }, std::chrono::seconds(5)));
+    server.sessions->on_turn_end(children, server.shard);
+  };
+  after_delete([&] { REQUIRE(operator_cli->set_agent("web01.example.test", false).empty()); });
+  CHECK(children.sent[5].back().type == proto::FrameType::close);
+  CHECK(children.sent[5].back().channel == 2);
+  CHECK(children.sent[5].back().reason == proto::Reason::not_approved);
+  const size_t before = children.sent[5].size();
+  server.from_child(uplink, {3, data_of(1, "x")});  // web02 still flows
+  CHECK(children.sent[5].size() == before);
+  after_delete([&] { REQUIRE(operator_cli->set_gateway("gw2.example.test", false).empty()); });
+  CHECK(children.sent[5].back().channel == 1);
+  CHECK(children.sent[5].back().reason == proto::Reason::not_approved);
+  after_delete([&] { REQUIRE(operator_cli->set_agent("web03.example.test", false).empty()); });
+  CHECK(children.denied[9] == proto::Reason::not_approved);
+  CHECK_FALSE(children.denied.contains(5));
+  after_delete([&] { REQUIRE(operator_cli->set_gateway("gw1.example.test", false).empty()); });
+  CHECK(children.denied[5] == proto::Reason::not_approved);
+}

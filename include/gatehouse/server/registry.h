@@ -53,6 +53,9 @@ class Registry {
 
   // Server: the approvals in force, refreshed by watch() within poll_ms of a change.
   std::shared_ptr<const Approvals> approvals() const { return approvals_.load(); }
+  // Changes with every new Approvals: a shard compares it each turn (cheap)
+  // and re-checks its sessions when it moved.
+  uint64_t approvals_version() const { return approvals_version_.load(std::memory_order_acquire); }
   // Starts the server's registry thread: polls for approval changes and writes
   // the inventory noted by note_seen().
   void watch(uint32_t poll_ms);
@@ -68,6 +71,7 @@ class Registry {
 
   sqlite3* db_;
   std::atomic<std::shared_ptr<const Approvals>> approvals_;
+  std::atomic<uint64_t> approvals_version_{0};
   int64_t data_version_ = -1;
   static constexpr size_t kSeenMax = 65'536;  // inventory notes waiting for the registry thread
   struct Seen {

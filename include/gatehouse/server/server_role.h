@@ -56,6 +56,8 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   };
 
   bool agent_approved(const std::string& agent) const;
+  void enforce_approvals(net::Children& gate, runtime::Shard& shard);
+  void revoke_channel(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel);
   void admit_agent(runtime::Shard& shard, net::Conn& conn, uint32_t channel, const std::string& agent);
   void release_agent(runtime::Shard& shard, const net::Conn& conn, uint32_t channel);
   void forget_channel(runtime::Shard& shard, net::Conn& conn, uint32_t channel);
@@ -78,6 +80,7 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   Replaced replaced_{*this};
   std::unique_ptr<store::Batch> batch_;   // this turn's DATA
   uint32_t batches_out_ = 0;              // in the store
+  uint64_t approvals_version_ = 0;        // the registry's, when this shard last checked its sessions
 };
 
 }  // namespace gatehouse::server
