@@ -183,6 +183,7 @@ void TlsServer::finish_step(runtime::Shard& shard, HandshakeStep* step) {
       conn.tls.established = true;
       conn.tls.shard = &shard;  // no step runs on the pool any more: the shard's thread alone writes
       conn.tls.session->set_sink(send_to_socket, &conn);
+      conn.tls.peer_serial = conn.tls.relayed_identity.empty() ? step->peer.serial : "";
       conn.stage = Stage::hello;
       shard.clear_deadline(conn.id);
       // Through a trusted relay that verified the client's certificate, the
@@ -262,7 +263,24 @@ void TlsServer::close(runtime::Shard& shard, Conn& conn) {
   shard.close(conn.id);
 }
 
+// A reload brought a new CRL: sessions whose certificate it revokes end now
+// (their handshake was checked against the old one).
+void TlsServer::close_revoked(runtime::Shard& shard) {
+  const std::shared_ptr<const tls::Context> context = context_.current();
+  for_each([&](Conn& conn) {
+    if (conn.stage == Stage::closing || !context->revokes(conn.tls.peer_serial)) return;
+    log::emit(log::Level::error, log::EventId::mutual_auth_failed,
+              "the reloaded CRL revokes this peer's certificate: its session is closed",
+              {{"peer", peer_text(shard, conn)}, {"name", conn.gate.certificate_identity}});
+    close(shard, conn);
+  });
+}
+
 void TlsServer::on_turn_end(runtime::Shard& shard) {
+  if (const uint64_t generation = context_.generation(); generation != context_generation_) {
+    context_generation_ = generation;
+    close_revoked(shard);
+  }
   handler_.on_turn_end(*this, shard);  // the handler's own batches may add to ours
   if (connected_ != nullptr) connected_->on_turn_end(shard);
   for (const runtime::ConnId id : to_seal_) {

@@ -22,6 +22,7 @@ std::string ReloadableContext::reload() {
     return why;
   }
   current_.store(loaded);
+  generation_.fetch_add(1, std::memory_order_release);
   log::emit(log::Level::info, log::EventId::certificate_loaded, "certificate loaded for new connections",
             {{"cert", options_.cert_path},
              {"subject", loaded->certificate_subject()},

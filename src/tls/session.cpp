@@ -122,6 +122,10 @@ const BIO_METHOD* byte_queue_method() {
   return method;
 }
 
+std::string serial_bytes(const ASN1_INTEGER* serial) {
+  return {reinterpret_cast<const char*>(ASN1_STRING_get0_data(serial)), static_cast<size_t>(ASN1_STRING_length(serial))};
+}
+
 int verify_peer(int ok, X509_STORE_CTX* store) {
   if (ok) return 1;
   SSL* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
@@ -130,7 +134,9 @@ int verify_peer(int ok, X509_STORE_CTX* store) {
   return 0;
 }
 
-bool add_crls(X509_STORE* store, const std::string& path, std::string& why) {
+// Also collects the serials the CRLs revoke, to check live and resumed sessions.
+bool add_crls(X509_STORE* store, const std::string& path, std::set<std::string, std::less<>>& revoked,
+              std::string& why) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream text;
   text << in.rdbuf();
@@ -142,6 +148,10 @@ bool add_crls(X509_STORE* store, const std::string& path, std::string& why) {
   bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   int count = 0;
   while (X509_CRL* crl = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr)) {
+    STACK_OF(X509_REVOKED)* entries = X509_CRL_get_REVOKED(crl);
+    for (size_t i = 0; i < sk_X509_REVOKED_num(entries); ++i) {
+      revoked.insert(serial_bytes(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(entries, i))));
+    }
     X509_STORE_add_crl(store, crl);
     X509_CRL_free(crl);
     ++count;
@@ -269,7 +279,7 @@ std::shared_ptr<const Context> Context::load(const Options& options, std::string
       why = options.ca_path + ": not a usable PEM CA file (" + openssl_error() + ")";
       return nullptr;
     }
-    if (!options.crl_path.empty() && !add_crls(SSL_CTX_get_cert_store(ctx), options.crl_path, why)) return nullptr;
+    if (!options.crl_path.empty() && !add_crls(SSL_CTX_get_cert_store(ctx), options.crl_path, context->revoked_serials_, why)) return nullptr;
   }
   int mode = SSL_VERIFY_NONE;
   if (options.peer_certificate == PeerCertificate::required) {
@@ -428,6 +438,14 @@ HandshakeState Session::handshake() {
       fail_from_error_queue();
       return HandshakeState::failed;
     }
+    // A ticket skips certificate verification: its certificate is checked
+    // against the CRL in force now, not the one of the session it resumes.
+    if (resumed() && context_->revokes(peer().serial)) {
+      failed_ = true;
+      failure_ = "the peer's certificate (" + peer_identity() + ") is revoked (" + context_->options().crl_path +
+                 "): its resumed session is refused";
+      return HandshakeState::failed;
+    }
     return HandshakeState::established;
   }
   const int error = SSL_get_error(ssl_.get(), result);
@@ -480,7 +498,8 @@ std::string Session::peer_identity() const {
 PeerIdentity Session::peer() const {
   bssl::UniquePtr<X509> cert(SSL_get_peer_certificate(ssl_.get()));
   if (!cert) return {};
-  return {peer_identity(), has_role_eku(cert.get(), CertRole::gateway)};
+  return {peer_identity(), has_role_eku(cert.get(), CertRole::gateway),
+          serial_bytes(X509_get_serialNumber(cert.get()))};
 }
 
 bool Session::channel_binding(std::array<uint8_t, 32>& out) const {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <set>
 #include <string>
 
 #include "gatehouse/tls/ticket_keys.h"
@@ -32,6 +33,8 @@ class Context {
   // Our certificate's subject and expiry ("" without a certificate).
   std::string certificate_subject() const;
   std::string certificate_not_after() const;
+  // The CRL this context was loaded with lists this certificate serial.
+  bool revokes(std::string_view serial) const { return !serial.empty() && revoked_serials_.contains(serial); }
 
   // Server: the keys sealing and opening tickets (first one seals).
   const std::vector<TicketKey>& ticket_keys() const { return ticket_keys_; }
@@ -52,6 +55,7 @@ class Context {
   bssl::UniquePtr<SSL_CTX> context_;
   Options options_;
   std::vector<TicketKey> ticket_keys_;
+  std::set<std::string, std::less<>> revoked_serials_;  // from the CRL file
   mutable std::mutex tickets_mutex_;
   // Bounded by kTicketServersMax names × kTicketsPerServerMax tickets, newest last.
   mutable std::map<std::string, std::vector<bssl::UniquePtr<SSL_SESSION>>> tickets_;

@@ -320,3 +320,28 @@ TEST_CASE("tickets: a session with its own identity never resumes (nor leaves) a
   CHECK_FALSE(server_side.resumed());
   CHECK(server_side.peer_identity() == "minted.example.test");
 }
+
+TEST_CASE("tickets: a resumed session is checked against the CRL in force now, not the one it was issued under") {
+  const std::string keys = pki().path("crl-ticket.keys");
+  std::string summary;
+  REQUIRE(rotate_ticket_keys(keys, 1, summary) == "");
+  // The CA's next CRL, in a copy of its folder: it revokes web01 as well.
+  const fs::path later = pki().dir / "crl-later";
+  fs::create_directories(later);
+  for (const char* file : {"ca.crt", "ca.key", "ca.crl"}) fs::copy_file(pki().dir / file, later / file);
+  REQUIRE(revoke({.ca_dir = later.string(), .cert_path = pki().path("web01.example.test.crt")}, summary) == "");
+  auto server_with = [&](const std::string& crl) {
+    return Pki::load({.side = Side::server, .cert_path = pki().path("gw1.example.test.crt"),
+                      .key_path = pki().path("gw1.example.test.key"), .ca_path = pki().path("ca.crt"),
+                      .crl_path = crl, .ticket_keys_path = keys});
+  };
+  const auto client = pki().client("web01.example.test");
+  CHECK_FALSE(connect(client, server_with(pki().path("ca.crl")), "gw1.example.test"));  // full handshake: not revoked yet
+  const auto reloaded = server_with((later / "ca.crl").string());
+  Session client_side(client, "gw1.example.test");
+  Session server_side(reloaded);
+  pump(client_side, server_side);
+  CHECK(server_side.handshake() == HandshakeState::failed);
+  CHECK(server_side.failure() == "the peer's certificate (web01.example.test) is revoked (" + (later / "ca.crl").string() +
+                                     "): its resumed session is refused");
+}

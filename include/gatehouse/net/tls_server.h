@@ -94,6 +94,7 @@ class TlsServer final : public runtime::Service, private runtime::Mailbox {
  private:
   void seal(runtime::Shard& shard, Conn& conn);
   void timed_out(runtime::Shard& shard, Conn& conn);  // 30031, closed
+  void close_revoked(runtime::Shard& shard);
   bool read_proxy_header(runtime::Shard& shard, Conn& conn);
   void submit_step(runtime::Shard& shard, Conn& conn);
   void on_message(runtime::Shard& shard, uint64_t value, void* step) override;  // a step is back
@@ -112,6 +113,7 @@ class TlsServer final : public runtime::Service, private runtime::Mailbox {
   std::vector<std::byte> plaintext_;     // one record's worth, opened, reused
   std::vector<runtime::ConnId> to_seal_; // connections with outgoing plaintext this turn
   uint32_t steps_out_ = 0;               // handshake steps on the pool
+  uint64_t context_generation_ = 0;      // the context's, when this shard last checked its sessions' serials
 };
 
 }  // namespace gatehouse::net

@@ -24,12 +24,15 @@ class ReloadableContext {
   std::string reload();
   // What a new handshake should use; nullptr before the first good load.
   std::shared_ptr<const Context> current() const { return current_.load(); }
+  // Moves at every good load: listeners re-check live sessions against the new CRL.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   // The files whose change should trigger reload().
   std::vector<std::string> paths() const;
 
  private:
   const ContextOptions options_;
   std::atomic<std::shared_ptr<const Context>> current_;
+  std::atomic<uint64_t> generation_{0};
 };
 
 // Watches files through their folders (so editors' and cert tools' atomic

@@ -41,6 +41,7 @@ struct ContextOptions {
 struct PeerIdentity {
   std::string name;
   bool gateway_eku = false;
+  std::string serial;  // the certificate's serial number (bytes): a CRL reload re-checks it
 };
 
 enum class HandshakeState : uint8_t { in_progress, established, failed };
