@@ -21,8 +21,9 @@ std::string g_instance;
 Level g_min_level = Level::info;
 int g_output_fd = STDERR_FILENO;
 
-// Lines of one event ID in the current window; past kRepeatLinesMax they are
-// only counted, and the count is said once the window is over.
+// Lines of one event ID from one peer host in the current window; past
+// kRepeatLinesMax they are only counted, and the count is said once the
+// window is over.
 struct Repeats {
   uint64_t window_start_ms = 0;
   uint32_t lines = 0;
@@ -30,12 +31,21 @@ struct Repeats {
   Level level = Level::info;
 };
 
+// One event ID's windows: one per peer host (an attacker's flood of refusals
+// does not hide another peer's), up to kRepeatPeersMax; lines without a peer,
+// and peers beyond that, share `others`.
+struct EventRepeats {
+  Repeats others;
+  std::unordered_map<std::string, Repeats> by_peer;  // at most kRepeatPeersMax
+};
+constexpr size_t kRepeatPeersMax = 16;
+
 struct Writer {
   std::mutex mutex;
   std::condition_variable wake;
   std::string buffer;  // at most kBufferBytesMax (plus the writer's own lines)
   uint64_t dropped_lines = 0;
-  std::unordered_map<uint32_t, Repeats> repeats;  // by event ID
+  std::unordered_map<uint32_t, EventRepeats> repeats;  // by event ID
   std::thread thread;
   bool running = false;
   bool stopping = false;
@@ -85,19 +95,32 @@ void write_all(std::string_view text) {
   }
 }
 
-std::string coalesced_line(EventId id, const Repeats& repeats) {
-  return format(repeats.level, id,
-                std::to_string(repeats.suppressed) + " more lines of this event in the last " +
-                    std::to_string(kRepeatWindowMs / 1'000) + " s, not written one by one",
-                {{"coalesced", repeats.suppressed}});
+std::string coalesced_line(EventId id, std::string_view peer, const Repeats& repeats) {
+  const std::string message = std::to_string(repeats.suppressed) + " more lines of this event" +
+                              (peer.empty() ? std::string() : " from " + std::string(peer)) + " in the last " +
+                              std::to_string(kRepeatWindowMs / 1'000) + " s, not written one by one";
+  if (peer.empty()) return format(repeats.level, id, message, {{"coalesced", repeats.suppressed}});
+  return format(repeats.level, id, message, {{"coalesced", repeats.suppressed}, {"peer", peer}});
 }
 
-// Under the writer's mutex: whether this line is written, and in `summary`
-// the coalesced count of the window it closes, if any.
-bool admit(Writer& w, EventId id, Level level, uint64_t now_ms, std::string& summary) {
-  Repeats& r = w.repeats[static_cast<uint32_t>(id)];
+// The host of a line's "peer" field (the port changes with every connection;
+// through a relay, the relayed client), or "".
+std::string_view peer_host(std::initializer_list<Field> fields) {
+  for (const Field& field : fields) {
+    if (field.key != "peer" || !field.is_text) continue;
+    std::string_view text = field.text;
+    if (const size_t via = text.find(" via "); via != std::string_view::npos) text = text.substr(0, via);
+    if (const size_t colon = text.rfind(':'); colon != std::string_view::npos) text = text.substr(0, colon);
+    return text;
+  }
+  return {};
+}
+
+// Under the writer's mutex: whether a line with this window is written; a
+// window that is over adds its coalesced count to `summary` and starts again.
+bool admit_to(Repeats& r, EventId id, std::string_view peer, Level level, uint64_t now_ms, std::string& summary) {
   if (now_ms - r.window_start_ms >= kRepeatWindowMs) {
-    if (r.suppressed > 0) summary = coalesced_line(id, r);
+    if (r.suppressed > 0) summary += coalesced_line(id, peer, r);
     r = Repeats{now_ms, 0, 0, level};
   }
   if (r.lines < kRepeatLinesMax) {
@@ -109,12 +132,35 @@ bool admit(Writer& w, EventId id, Level level, uint64_t now_ms, std::string& sum
   return false;
 }
 
+// Under the writer's mutex: the window of this event and peer host (a new
+// peer takes a free or ended slot, else shares `others`).
+bool admit(Writer& w, EventId id, std::string_view peer, Level level, uint64_t now_ms, std::string& summary) {
+  EventRepeats& event = w.repeats[static_cast<uint32_t>(id)];
+  if (peer.empty()) return admit_to(event.others, id, peer, level, now_ms, summary);
+  auto found = event.by_peer.find(std::string(peer));
+  if (found == event.by_peer.end() && event.by_peer.size() >= kRepeatPeersMax) {
+    std::erase_if(event.by_peer, [&](const auto& entry) {
+      const Repeats& r = entry.second;
+      if (now_ms - r.window_start_ms < kRepeatWindowMs) return false;
+      if (r.suppressed > 0) summary += coalesced_line(id, entry.first, r);
+      return true;
+    });
+    if (event.by_peer.size() >= kRepeatPeersMax) return admit_to(event.others, id, {}, level, now_ms, summary);
+  }
+  if (found == event.by_peer.end()) found = event.by_peer.try_emplace(std::string(peer), Repeats{now_ms, 0, 0, level}).first;
+  return admit_to(found->second, id, peer, level, now_ms, summary);
+}
+
 // Under the mutex: the counts of windows that are over (all of them at stop).
 void append_ended_windows(Writer& w, uint64_t now_ms, bool all) {
-  for (auto& [id, r] : w.repeats) {
-    if (r.suppressed == 0 || (!all && now_ms - r.window_start_ms < kRepeatWindowMs)) continue;
-    w.buffer += coalesced_line(static_cast<EventId>(id), r);
+  auto say = [&](EventId id, std::string_view peer, Repeats& r) {
+    if (r.suppressed == 0 || (!all && now_ms - r.window_start_ms < kRepeatWindowMs)) return;
+    w.buffer += coalesced_line(id, peer, r);
     r.suppressed = 0;
+  };
+  for (auto& [id, event] : w.repeats) {
+    say(static_cast<EventId>(id), {}, event.others);
+    for (auto& [peer, r] : event.by_peer) say(static_cast<EventId>(id), peer, r);
   }
   if (w.dropped_lines > 0) {
     w.buffer += format(Level::error, EventId::log_lines_dropped,
@@ -214,6 +260,7 @@ const char* event_name(EventId id) {
     case EventId::agent_session_replaced: return "agent_session_replaced";
     case EventId::chain_hop_refused: return "chain_hop_refused";
     case EventId::data_out_of_order: return "data_out_of_order";
+    case EventId::approval_revoked: return "approval_revoked";
     case EventId::invariant_broken: return "invariant_broken";
     case EventId::log_lines_dropped: return "log_lines_dropped";
   }
@@ -299,7 +346,7 @@ void emit(Level level, EventId id, std::string_view message, std::initializer_li
   std::string summary;
   {
     std::lock_guard lock(w.mutex);
-    if (!admit(w, id, level, monotonic_ms(), summary)) return;
+    if (!admit(w, id, peer_host(fields), level, monotonic_ms(), summary)) return;
   }
   // The first line of a new window says first what the last one coalesced.
   std::string line = summary + format(level, id, message, fields);

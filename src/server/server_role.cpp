@@ -261,13 +261,13 @@ void ServerSessions::enforce_approvals(net::Children& gate, runtime::Shard& shar
     if (!link.open || conn.stage != net::Stage::authenticated) return;
     if (!link.gateway) {
       if (!agent_approved(link.name)) {
-        gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::peer_not_approved,
+        gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::approval_revoked,
                   "agent " + link.name + " is no longer approved by this management server; its session is closed");
       }
       return;
     }
     if (!approvals->gateways.contains(link.name)) {
-      gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::peer_not_approved,
+      gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::approval_revoked,
                 "gateway " + link.name + " is no longer approved by this management server; its uplink and every "
                 "agent through it are closed");
       return;
@@ -284,7 +284,7 @@ void ServerSessions::enforce_approvals(net::Children& gate, runtime::Shard& shar
 
 void ServerSessions::revoke_channel(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel) {
   const net::RoleChannel& state = conn.role.channels.at(channel);
-  log::emit(log::Level::warning, log::EventId::peer_not_approved,
+  log::emit(log::Level::warning, log::EventId::approval_revoked,
             (state.admission ? "chained gateway " : "agent ") + state.agent +
                 " is no longer approved by this management server; its channel is closed",
             {{"name", state.agent}, {"via", conn.role.name}, {"peer", shard.peer(conn.id).to_string()}});

@@ -87,3 +87,31 @@ TEST_CASE("the logging thread writes every line of four threads whole; a flood o
     line_start = end + 1;
   }
 }
+
+TEST_CASE("refusals coalesce per event and peer host: one peer's flood does not hide another's lines") {
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  std::string out;
+  std::thread reader([&] {
+    char chunk[65'536];
+    ssize_t n;
+    while ((n = ::read(pipe_fds[0], chunk, sizeof chunk)) > 0) out.append(chunk, static_cast<size_t>(n));
+  });
+  set_output_fd(pipe_fds[1]);
+  start_writer();
+  // An attacker from one host, a new port each time, then a bystander from another (TEST-NET addresses no other test uses).
+  for (int i = 0; i < 150; ++i) {
+    const std::string peer = "198.51.100.7:" + std::to_string(40'000 + i);
+    emit(Level::warning, EventId::mutual_auth_failed, "refused", {{"peer", peer}});
+  }
+  for (int i = 0; i < 5; ++i) emit(Level::warning, EventId::mutual_auth_failed, "refused", {{"peer", "203.0.113.9:443 via 127.0.0.1:1"}});
+  stop_writer();
+  set_output_fd(STDERR_FILENO);
+  ::close(pipe_fds[1]);
+  reader.join();
+  ::close(pipe_fds[0]);
+  CHECK(count_of(out, R"("peer":"198.51.100.7:)") == kRepeatLinesMax);
+  CHECK(count_of(out, R"("peer":"203.0.113.9:443 via)") == 5);
+  CHECK(count_of(out, R"(50 more lines of this event from 198.51.100.7 in the last 10 s)") == 1);
+  CHECK(count_of(out, R"("coalesced":50,"peer":"198.51.100.7"})") == 1);
+}

@@ -35,6 +35,7 @@ enum class EventId : uint32_t {
   agent_session_replaced = 30061,     // server: an agent's new session replaced its older one
   chain_hop_refused = 30062,          // gateway: a chained gateway's OPEN named a path it is not on
   data_out_of_order = 30063,          // server: an agent's DATA was not the next seq (a jump or a rewind)
+  approval_revoked = 30064,           // server: a live session ended because its approval was deleted
   invariant_broken = 30090,           // a bug: an internal invariant failed; the process aborts
   log_lines_dropped = 30091,          // the log buffer was full: lines lost (how many)
 };
