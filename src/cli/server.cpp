@@ -51,9 +51,11 @@ int run_server(int argc, char** argv, int first) {
 
 int run_approve(int argc, char** argv, int first) {
   static constexpr std::string_view kUsage =
-      "gatehouse approve --config FILE gateway|agent NAME --action create|delete\n"
+      "gatehouse approve --config FILE gateway NAME --action create|delete [--tier T]\n"
+      "       gatehouse approve --config FILE agent NAME --action create|delete [--tier T | --direct] [--auth cert|kerberos]\n"
       "       gatehouse approve --config FILE list [--pending] [--json]";
-  static constexpr FlagSpec kFlags[] = {{"--config", true}, {"--action", true}, {"--pending", false}, {"--json", false}};
+  static constexpr FlagSpec kFlags[] = {{"--config", true}, {"--action", true}, {"--pending", false}, {"--json", false},
+                                        {"--tier", true},   {"--direct", false}, {"--auth", true}};
   Args args;
   std::string why;
   if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse approve", why, kUsage);
@@ -71,6 +73,22 @@ int run_approve(int argc, char** argv, int first) {
   if (editing && proto::check_name(words[1]) != proto::ProtoError::none) {
     return usage_error("gatehouse approve", "'" + std::string(words[1]) + "' is not a valid name", kUsage);
   }
+  // Trust scopes: a gateway's tier; an agent's tier or direct connection, and its auth method.
+  const std::string tier(args.value("--tier").value_or(""));
+  const std::string auth(args.value("--auth").value_or(""));
+  if (!tier.empty() && proto::check_name(tier) != proto::ProtoError::none) {
+    return usage_error("gatehouse approve", "--tier '" + tier + "' is not a valid name (letters, digits, . - _)", kUsage);
+  }
+  if (!editing && (!tier.empty() || !auth.empty() || args.has("--direct"))) {
+    return usage_error("gatehouse approve", "--tier, --direct and --auth go with gateway or agent NAME", kUsage);
+  }
+  if (editing && words[0] == "gateway" && (!auth.empty() || args.has("--direct"))) {
+    return usage_error("gatehouse approve", "--direct and --auth are for agents (a gateway is in a tier)", kUsage);
+  }
+  if (!tier.empty() && args.has("--direct")) return usage_error("gatehouse approve", "say --tier or --direct, not both", kUsage);
+  if (!auth.empty() && auth != "cert" && auth != "kerberos") {
+    return usage_error("gatehouse approve", "--auth must be cert or kerberos", kUsage);
+  }
   auto registry = server::Registry::open(config.data_dir, why);
   if (registry == nullptr) {
     std::fprintf(stderr, "gatehouse approve: %s\n", why.c_str());
@@ -79,7 +97,8 @@ int run_approve(int argc, char** argv, int first) {
   if (editing) {
     const bool create = *action == "create";
     const std::string name(words[1]);
-    why = words[0] == "gateway" ? registry->set_gateway(name, create) : registry->set_agent(name, create);
+    const server::AgentBinding binding{args.has("--direct") ? std::string(server::kDirectScope) : tier, auth};
+    why = words[0] == "gateway" ? registry->set_gateway(name, create, tier) : registry->set_agent(name, create, binding);
     if (!why.empty()) {
       std::fprintf(stderr, "gatehouse approve: %s\n", why.c_str());
       return kExitFailure;
@@ -89,13 +108,22 @@ int run_approve(int argc, char** argv, int first) {
     return kExitOk;
   }
   const bool pending_only = args.has("--pending");
-  const std::vector<std::string> gateways = pending_only ? std::vector<std::string>{} : registry->gateways();
+  const std::vector<server::GatewayRecord> gateways =
+      pending_only ? std::vector<server::GatewayRecord>{} : registry->gateways();
   const std::vector<server::AgentRecord> agents = registry->agents(pending_only);
+  // A gateway's tier is its own name unless set; an agent's scope and auth are "" until bound.
+  auto tier_of = [](const server::GatewayRecord& gateway) { return gateway.tier.empty() ? gateway.name : gateway.tier; };
+  auto scope_of = [](const server::AgentBinding& binding) {
+    return binding.scope.empty() ? std::string("unbound") : binding.scope == server::kDirectScope ? std::string("direct") : "tier " + binding.scope;
+  };
   if (args.has("--json")) {
     std::printf("{\"gateways\":[");
     for (size_t i = 0; i < gateways.size(); ++i) {
-      std::printf(i ? "," : "");
-      print_json_string(gateways[i]);
+      std::printf("%s{\"name\":", i ? "," : "");
+      print_json_string(gateways[i].name);
+      std::printf(",\"tier\":");
+      print_json_string(tier_of(gateways[i]));
+      std::printf("}");
     }
     std::printf("],\"agents\":[");
     for (size_t i = 0; i < agents.size(); ++i) {
@@ -105,15 +133,22 @@ int run_approve(int argc, char** argv, int first) {
                   server::to_string(agents[i].state), static_cast<long long>(agents[i].first_seen_unix_s),
                   static_cast<long long>(agents[i].last_seen_unix_s));
       print_json_string(agents[i].via);
+      std::printf(",\"scope\":");
+      print_json_string(agents[i].binding.scope == server::kDirectScope ? "direct" : agents[i].binding.scope);
+      std::printf(",\"auth\":");
+      print_json_string(agents[i].binding.auth);
       std::printf("}");
     }
     std::printf("]}\n");
     return kExitOk;
   }
-  for (const std::string& name : gateways) std::printf("gateway %s approved\n", name.c_str());
+  for (const server::GatewayRecord& gateway : gateways) {
+    std::printf("gateway %s approved tier %s\n", gateway.name.c_str(), tier_of(gateway).c_str());
+  }
   for (const server::AgentRecord& agent : agents) {
-    std::printf("agent %s %s%s%s\n", agent.name.c_str(), server::to_string(agent.state),
-                agent.via.empty() ? "" : " via ", agent.via.c_str());
+    std::printf("agent %s %s%s%s, %s, auth %s\n", agent.name.c_str(), server::to_string(agent.state),
+                agent.via.empty() ? "" : " via ", agent.via.c_str(), scope_of(agent.binding).c_str(),
+                agent.binding.auth.empty() ? "unbound" : agent.binding.auth.c_str());
   }
   return kExitOk;
 }

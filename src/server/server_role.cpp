@@ -77,14 +77,19 @@ void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard
     gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s, 0, 0, context_.name}});
     return;
   }
-  context_.registry.note_seen(link.name, "", context_.approval);
+  const AgentBinding came{std::string(kDirectScope), auth_name(identity.auth)};
+  if (const std::string why = binding_refusal(link.name, came); !why.empty()) {
+    gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::peer_not_approved, why);
+    return;
+  }
+  context_.registry.note_seen(link.name, "", came, context_.approval);
   if (!agent_approved(link.name)) {
     gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::peer_not_approved,
               "agent " + link.name + " is not approved by this management server", approval_hint(link.name));
     return;
   }
   link.open = true;
-  const uint64_t durable_seq = open_channel(conn, 0, link.name);
+  const uint64_t durable_seq = open_channel(conn, 0, link.name, came);
   admit_agent(shard, conn, 0, link.name);
   gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s,
                                           context_.limits.channel_window_bytes, durable_seq, context_.name}});
@@ -134,7 +139,8 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
     refuse(proto::Reason::channel_limit, log::EventId::protocol_violation, "too many agents on this uplink");
     return;
   }
-  if (const std::string why = path_refusal(link, open); !why.empty()) {
+  std::string tier;
+  if (const std::string why = path_refusal(link, open, tier); !why.empty()) {
     log::emit(log::Level::warning, log::EventId::peer_not_approved,
               (open.role == proto::Role::gateway ? "chained gateway " : "agent ") + agent + " refused: " + why,
               {{"name", agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
@@ -142,7 +148,14 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
     return;
   }
   if (open.role == proto::Role::gateway) {
-    admit_gateway(gate, shard, conn, channel, open);
+    admit_gateway(gate, shard, conn, channel, open, tier);
+    return;
+  }
+  const AgentBinding came{tier, auth_name(open.auth)};
+  if (const std::string why = binding_refusal(agent, came); !why.empty()) {
+    log::emit(log::Level::warning, log::EventId::peer_not_approved, why,
+              {{"agent", agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
+    refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, why);
     return;
   }
   const bool known = context_.registry.approvals()->agents.contains(agent);
@@ -154,7 +167,7 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
     refuse(proto::Reason::overloaded, log::EventId::new_agents_throttled, text);
     return;
   }
-  context_.registry.note_seen(agent, link.name, context_.approval);
+  context_.registry.note_seen(agent, link.name, came, context_.approval);
   if (!agent_approved(agent)) {
     const std::string text = "agent " + agent + " is not approved by this management server";
     log::emit(log::Level::warning, log::EventId::peer_not_approved, text + ": " + approval_hint(agent),
@@ -162,24 +175,31 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
     refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, text);
     return;
   }
-  const uint64_t durable_seq = open_channel(conn, channel, agent);
+  const uint64_t durable_seq = open_channel(conn, channel, agent, came);
   admit_agent(shard, conn, channel, agent);
   gate.send(shard, conn, {channel, proto::OpenOk{durable_seq, context_.limits.channel_window_bytes}});
 }
 
-// Every gateway on an OPEN's path is approved; the last is the uplink's own
-// (authenticated) gateway, and each one before it was admitted through this
-// uplink. "" or why not, naming the hop.
-std::string ServerSessions::path_refusal(const net::RoleContext& link, const proto::Open& open) const {
+// Every gateway on an OPEN's path is approved and in one tier (returned in
+// `tier`); the last is the uplink's own (authenticated) gateway, and each one
+// before it was admitted through this uplink. "" or why not, naming the hop.
+std::string ServerSessions::path_refusal(const net::RoleContext& link, const proto::Open& open,
+                                         std::string& tier) const {
   if (open.hop_count == 0 || !proto::same_name(open.hops[open.hop_count - 1], link.name)) {
     return "its path does not end with the uplink's gateway " + link.name;
   }
   const auto approvals = context_.registry.approvals();
   for (uint8_t i = 0; i < open.hop_count; ++i) {
     const std::string hop = lower(open.hops[i]);
-    if (!approvals->gateways.contains(hop)) {
+    const auto approved = approvals->gateways.find(hop);
+    if (approved == approvals->gateways.end()) {
       return "gateway " + hop + " on its path is not approved by this management server (gatehouse approve gateway " +
              hop + " --action create)";
+    }
+    if (i == 0) tier = approved->second;
+    if (approved->second != tier) {
+      return "gateway " + hop + " on its path is in tier " + approved->second + ", the path began in tier " + tier +
+             " (a path stays in one tier: gatehouse approve gateway " + hop + " --action create --tier " + tier + ")";
     }
     if (i + 1 < open.hop_count && !link.admitted_gateways.contains(hop)) {
       return "gateway " + hop + " on its path was not admitted through " + link.name;
@@ -188,16 +208,46 @@ std::string ServerSessions::path_refusal(const net::RoleContext& link, const pro
   return "";
 }
 
+namespace {
+std::string scope_text(std::string_view scope) {
+  return scope == kDirectScope ? "direct connection" : "tier " + std::string(scope);
+}
+}  // namespace
+
+// An approved agent comes only through the scope and with the auth method it
+// is bound to (unbound fields bind at its first session). "" or why not.
+std::string ServerSessions::binding_refusal(const std::string& agent, const AgentBinding& came) const {
+  const auto approvals = context_.registry.approvals();
+  const auto found = approvals->agents.find(agent);
+  if (found == approvals->agents.end()) return "";
+  const AgentBinding& bound = found->second;
+  if (!bound.scope.empty() && bound.scope != came.scope) {
+    return "agent " + agent + " is bound to " + scope_text(bound.scope) + "; it came through " + scope_text(came.scope);
+  }
+  if (!bound.auth.empty() && bound.auth != came.auth) {
+    return "agent " + agent + " was approved with auth " + bound.auth + "; it came with " + came.auth;
+  }
+  return "";
+}
+
 // A chained gateway below the uplink's gateway, for as long as it stays
 // connected there: approved by name here, certificate-authenticated there.
 void ServerSessions::admit_gateway(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
-                                   const proto::Open& open) {
+                                   const proto::Open& open, const std::string& tier) {
   net::RoleContext& link = conn.role;
   const std::string name = lower(open.name);
-  if (open.auth != proto::AuthMethod::cert || !context_.registry.approvals()->gateways.contains(name)) {
-    const std::string text = "gateway " + name + " (chained below " + link.name + ") is not approved by this management server";
-    log::emit(log::Level::warning, log::EventId::peer_not_approved,
-              text + ": approve it with: gatehouse approve gateway " + name + " --action create",
+  const auto approvals = context_.registry.approvals();
+  const auto approved = approvals->gateways.find(name);
+  std::string text;
+  if (open.auth != proto::AuthMethod::cert || approved == approvals->gateways.end()) {
+    text = "gateway " + name + " (chained below " + link.name + ") is not approved by this management server: "
+           "approve it with: gatehouse approve gateway " + name + " --action create --tier " + tier;
+  } else if (approved->second != tier) {
+    text = "gateway " + name + " is in tier " + approved->second + "; it may not chain below " + link.name + " (tier " +
+           tier + "): a chain is one tier";
+  }
+  if (!text.empty()) {
+    log::emit(log::Level::warning, log::EventId::peer_not_approved, text,
               {{"name", name}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
     gate.send(shard, conn, {channel, proto::OpenDeny{{proto::Reason::not_approved,
                                                       static_cast<uint32_t>(log::EventId::peer_not_approved),
@@ -255,14 +305,16 @@ void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Co
 // gateway's admission or one agent's channel closes alone.
 void ServerSessions::enforce_approvals(net::Children& gate, runtime::Shard& shard) {
   const auto approvals = context_.registry.approvals();
-  std::vector<uint32_t> revoked;
+  std::vector<std::pair<uint32_t, std::string>> revoked;
   gate.for_each([&](net::Conn& conn) {
     net::RoleContext& link = conn.role;
     if (!link.open || conn.stage != net::Stage::authenticated) return;
     if (!link.gateway) {
-      if (!agent_approved(link.name)) {
+      const auto channel = link.channels.find(0);
+      if (channel == link.channels.end()) return;
+      if (const std::string why = still_allowed(*approvals, channel->second); !why.empty()) {
         gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::approval_revoked,
-                  "agent " + link.name + " is no longer approved by this management server; its session is closed");
+                  why + "; its session is closed");
       }
       return;
     }
@@ -274,29 +326,40 @@ void ServerSessions::enforce_approvals(net::Children& gate, runtime::Shard& shar
     }
     revoked.clear();
     for (const auto& [channel, state] : link.channels) {
-      if (state.admission ? !approvals->gateways.contains(state.agent) : !agent_approved(state.agent)) {
-        revoked.push_back(channel);
-      }
+      if (std::string why = still_allowed(*approvals, state); !why.empty()) revoked.emplace_back(channel, std::move(why));
     }
-    for (const uint32_t channel : revoked) revoke_channel(gate, shard, conn, channel);
+    for (const auto& [channel, why] : revoked) revoke_channel(gate, shard, conn, channel, why);
   });
 }
 
-void ServerSessions::revoke_channel(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel) {
+// "" while a channel's agent (or admitted gateway) may stay, else why not.
+std::string ServerSessions::still_allowed(const Approvals& approvals, const net::RoleChannel& channel) const {
+  if (channel.admission) {
+    return approvals.gateways.contains(channel.agent)
+               ? ""
+               : "chained gateway " + channel.agent + " is no longer approved by this management server";
+  }
+  if (!agent_approved(channel.agent)) return "agent " + channel.agent + " is no longer approved by this management server";
+  return binding_refusal(channel.agent, {channel.scope, auth_name(channel.auth)});
+}
+
+void ServerSessions::revoke_channel(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
+                                    const std::string& why) {
   const net::RoleChannel& state = conn.role.channels.at(channel);
-  log::emit(log::Level::warning, log::EventId::approval_revoked,
-            (state.admission ? "chained gateway " : "agent ") + state.agent +
-                " is no longer approved by this management server; its channel is closed",
+  log::emit(log::Level::warning, log::EventId::approval_revoked, why + "; its channel is closed",
             {{"name", state.agent}, {"via", conn.role.name}, {"peer", shard.peer(conn.id).to_string()}});
   gate.send(shard, conn, {channel, proto::Close{proto::Reason::not_approved}});
   forget_channel(shard, conn, channel);
 }
 
 // The agent's channel from now on: it resumes after its durable seq (returned).
-uint64_t ServerSessions::open_channel(net::Conn& conn, uint32_t channel, const std::string& agent) {
+uint64_t ServerSessions::open_channel(net::Conn& conn, uint32_t channel, const std::string& agent,
+                                      const AgentBinding& came) {
   const uint64_t durable_seq = context_.store.durable_seq(agent);
   net::RoleChannel& state = conn.role.channels[channel];
   state.agent = agent;
+  state.scope = came.scope;
+  state.auth = came.auth == "kerberos" ? proto::AuthMethod::kerberos : proto::AuthMethod::cert;
   state.next_seq = durable_seq + 1;
   return durable_seq;
 }

@@ -26,7 +26,7 @@ export KRB5_CONFIG="$work/kdc/krb5.conf" KRB5RCACHEDIR="$work/kdc"
 server_config "0" "auto" >"$work/server.toml"
 start server "$work/server.toml" "$work/server.log" || exit 1
 server_port=$port
-expect "approve the gateway" quiet "$gatehouse" approve --config "$work/server.toml" gateway gw1.example.test --action create
+expect "approve the gateway" quiet "$gatehouse" approve --config "$work/server.toml" gateway gw1.example.test --action create --tier dmz
 cat >"$work/gateway.toml" <<CONF
 name = "gw1.example.test"
 listen = "127.0.0.1:0"
@@ -80,7 +80,7 @@ echo "storm: $report"
 # Failover: 200 agents list gw1 then gw2, 5,000 events each; gw1 is killed -9
 # once a fifth is acknowledged (loadgen reports progress once a second).
 sed -e 's/gw1\.example\.test/gw2.example.test/g' "$work/gateway.toml" >"$work/gateway2.toml"
-expect "approve the second gateway" quiet "$gatehouse" approve --config "$work/server.toml" gateway gw2.example.test --action create
+expect "approve the second gateway" quiet "$gatehouse" approve --config "$work/server.toml" gateway gw2.example.test --action create --tier dmz
 sleep 1
 start gateway "$work/gateway2.toml" "$work/gateway2.log" || exit 1
 gateway2_port=$port

@@ -21,7 +21,7 @@ log_ms() {  # log_ms LOG PATTERN: the time of the first line matching, in epoch 
 pki "$work/pki" server:ms1.example.test gateway:gw1.example.test gateway:gw2.example.test gateway:gw3.example.test \
   agent:web01.example.test agent:web02.example.test agent:web03.example.test agent:web04.example.test \
   agent:web05.example.test agent:web20.example.test agent:direct01.example.test agent:hold01.example.test \
-  agent:hold02.example.test agent:retired.example.test
+  agent:hold02.example.test agent:retired.example.test agent:krb01.example.test
 quiet "$gatehouse" certs revoke --ca-dir "$work/pki" --cert "$work/pki/retired.example.test.crt"  # the CRL in force
 as() { echo "$work/pki/$1.crt" "$work/pki/$1.key" "$work/pki/ca.crt"; }  # as NAME: a wire client's certificate
 
@@ -67,8 +67,11 @@ ca = "$work/pki/ca.crt"
 CONF
 }
 approve() { quiet "$gatehouse" approve --config "$work/server.toml" "$@"; }
-approve gateway gw1.example.test --action create
-for name in web01 web02 web03 web04 web05 web20 direct01 hold01 hold02; do approve agent $name.example.test --action create; done
+approve gateway gw1.example.test --action create --tier dmz
+approve gateway gw3.example.test --action create  # approved, a tier of its own: may speak for no agent of dmz
+for name in web01 web02 web03 web04 web05 web20 hold01 hold02; do approve agent $name.example.test --action create; done
+approve agent direct01.example.test --action create --direct
+approve agent krb01.example.test --action create --tier dmz --auth kerberos
 
 start server "$work/server.toml" "$work/server.log" || exit 1
 server_pid=$started_pid
@@ -108,16 +111,26 @@ start gateway "$work/gw2.toml" "$work/gw2.log" || exit 1
 gw2_pid=$started_pid
 logged "1b: the server logs 20000 for the chained gw2" "$work/server.log" '"event":20000.*gateway gw2.example.test (chained below gw1.example.test) is not approved'
 logged "1b: gw2 logs its refusal (30051)" "$work/gw2.log" '"event":30051'
-approve gateway gw2.example.test --action create
+approve gateway gw2.example.test --action create --tier dmz
 expect "1b: approved live, gw2's uplinks come up" wait_for 20 grep -q '"event":30050' "$work/gw2.log"
 agent_config web05.example.test "$gw2_port" gw2.example.test
 start agent "$work/web05.example.test.toml" "$work/web05.log" --synthetic 500 --count 2000
 web05_pid=$started_pid
 
-# 1c. A certificate of a real CA-signed gateway that is not approved, straight at gw1.
+# 1c. A real CA-signed gateway certificate, approved but in another tier, chained below gw1.
 answer=$(wire 127.0.0.1 "$gw1_port" gw1.example.test $(as gw3.example.test) hello gateway gw3.example.test | tail -1)
-refused "1c: an unapproved gateway at gw1" "$answer" DENY not_approved
-logged "1c: the server names the refused gateway" "$work/server.log" '"event":20000.*gateway gw3.example.test (chained below gw1.example.test)'
+refused "1c: a gateway of another tier below gw1" "$answer" DENY not_approved
+logged "1c: the server names the refused gateway" "$work/server.log" '"event":20000.*gateway gw3.example.test is in tier gw3.example.test; it may not chain below gw1.example.test (tier dmz)'
+
+# 4. An approved gateway speaks only for the agents of its tier, with the auth they were approved with.
+answer=$(wire 127.0.0.1 "$server_port" ms1.example.test $(as gw3.example.test) open gw3.example.test agent web02.example.test gw3.example.test | tail -1)
+refused "4: gw3 (its own tier) opens web02 (tier dmz)" "$answer" OPEN_DENY not_approved
+answer=$(wire 127.0.0.1 "$server_port" ms1.example.test $(as gw1.example.test) open gw1.example.test agent direct01.example.test gw1.example.test | tail -1)
+refused "4: gw1 opens direct01 (bound to direct connection)" "$answer" OPEN_DENY not_approved
+answer=$(wire 127.0.0.1 "$server_port" ms1.example.test $(as gw1.example.test) open gw1.example.test agent krb01.example.test gw1.example.test | tail -1)
+refused "4: gw1 opens krb01 (Kerberos) claiming cert" "$answer" OPEN_DENY not_approved
+logged "4: the server names the binding" "$work/server.log" '"event":20000.*agent krb01.example.test was approved with auth kerberos; it came with cert'
+echo "4: another tier's gateway, a direct agent, a Kerberos agent: refused ($answer)"
 
 # 1d. An approved chained gateway claims a path it is not on (an agent "behind gw9").
 answer=$(wire 127.0.0.1 "$gw1_port" gw1.example.test $(as gw2.example.test) open gw2.example.test agent direct01.example.test gw9.example.test | tail -1)
@@ -183,7 +196,7 @@ took=$((closed_at - deleted_at))
 ok
 echo "5: gateway approval deleted: gw2's admission closed after $took ms"
 expect "5: gw2 is refused again" wait_for 10 bash -c "[ \$(grep -c '\"event\":30051' '$work/gw2.log') -ge 2 ]"
-approve gateway gw2.example.test --action create
+approve gateway gw2.example.test --action create --tier dmz
 
 # 10. A CRL that revokes a live session's certificate ends it on reload.
 wire 127.0.0.1 "$gw1_port" gw1.example.test $(as hold02.example.test) hold hold02.example.test >"$work/hold02.out" &
@@ -198,6 +211,16 @@ logged "10: gw1 logs the revocation" "$work/gw1.log" '"event":21007.*the reloade
 answer=$(wire 127.0.0.1 "$gw1_port" gw1.example.test $(as hold02.example.test) hello agent hold02.example.test 2>&1 | tail -1)
 [[ "$answer" != *HELLO_OK* ]] || fail "10: a revoked certificate was welcomed again: $answer"
 ok
+
+# approve list shows the tiers and each agent's binding (set, or taken at its first session).
+list=$("$gatehouse" approve --config "$work/server.toml" list)
+for line in "gateway gw1.example.test approved tier dmz" "gateway gw3.example.test approved tier gw3.example.test" \
+            "agent direct01.example.test approved, direct, auth cert" "agent krb01.example.test approved, tier dmz, auth kerberos" \
+            "agent web01.example.test approved via gw1.example.test, tier dmz, auth cert"; do
+  grep -qxF "$line" <<<"$list" || fail "approve list lacks '$line': $list"
+  ok
+done
+expect "approve refuses --direct for a gateway" bash -c "! '$gatehouse' approve --config '$work/server.toml' gateway gw9.example.test --action create --direct 2>/dev/null"
 
 # The bystanders and web05 (sent away with gw2, then back) lost nothing.
 for pid in "${bystander_pids[@]}" "$web05_pid"; do

@@ -385,9 +385,9 @@ TEST_CASE("server role: one session per agent: a new one replaces the older, dir
 
 TEST_CASE("server role: every gateway on a path is approved, the last is the uplink's own, the others were admitted through it") {
   ServerUnderTest server("server-role-chain-test", {}, [](server::Registry& r) {
-    REQUIRE(r.set_gateway("gw1.example.test", true).empty());
-    REQUIRE(r.set_gateway("gw2.example.test", true).empty());
-    REQUIRE(r.set_gateway("gw1b.example.test", true).empty());
+    REQUIRE(r.set_gateway("gw1.example.test", true, "dmz").empty());
+    REQUIRE(r.set_gateway("gw2.example.test", true, "dmz").empty());
+    REQUIRE(r.set_gateway("gw1b.example.test", true, "dmz").empty());
   });
   FakeChildren& children = server.children;
   net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
@@ -455,7 +455,7 @@ TEST_CASE("server role: DATA only in order: a jump or a rewind closes that agent
 
 TEST_CASE("server role: a deleted approval ends the live sessions it covered at the next turn: an agent's channel, a chained gateway's admission, a direct agent, a gateway's whole uplink") {
   ServerUnderTest server("server-role-revocation-test", {}, [](server::Registry& r) {
-    for (const char* gateway : {"gw1.example.test", "gw2.example.test"}) REQUIRE(r.set_gateway(gateway, true).empty());
+    for (const char* gateway : {"gw1.example.test", "gw2.example.test"}) REQUIRE(r.set_gateway(gateway, true, "dmz").empty());
     for (const char* agent : {"web01.example.test", "web02.example.test", "web03.example.test"}) {
       REQUIRE(r.set_agent(agent, true).empty());
     }
@@ -500,4 +500,56 @@ TEST_CASE("server role: a deleted approval ends the live sessions it covered at 
   CHECK_FALSE(children.denied.contains(5));
   after_delete([&] { REQUIRE(operator_cli->set_gateway("gw1.example.test", false).empty()); });
   CHECK(children.denied[5] == proto::Reason::not_approved);
+}
+
+TEST_CASE("server role: trust scopes: an agent comes only through its tier (or directly) with its auth method; a chain is one tier; unbound agents bind at their first session") {
+  ServerUnderTest server("server-role-tiers-test", {}, [](server::Registry& r) {
+    REQUIRE(r.set_gateway("gw1.example.test", true, "dmz").empty());
+    REQUIRE(r.set_gateway("gw2.example.test", true, "dmz").empty());
+    REQUIRE(r.set_gateway("gw3.example.test", true).empty());  // a tier of its own
+    REQUIRE(r.set_agent("web01.example.test", true, {"dmz", "cert"}).empty());
+    REQUIRE(r.set_agent("direct01.example.test", true, {std::string(server::kDirectScope), ""}).empty());
+    REQUIRE(r.set_agent("krb01.example.test", true, {"", "kerberos"}).empty());
+    REQUIRE(r.set_agent("new01.example.test", true).empty());  // unbound
+  });
+  server.context->approval = config::AgentApproval::review;
+  FakeChildren& children = server.children;
+  net::Conn& gw1 = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  net::Conn& gw3 = server.authenticate(6, {proto::Role::gateway, proto::AuthMethod::cert, "gw3.example.test"});
+  auto open = [&](net::Conn& uplink, uint32_t channel, proto::Role role, proto::AuthMethod auth, const char* name,
+                  std::vector<const char*> hops) {
+    proto::Open frame{role, auth, name, static_cast<uint8_t>(hops.size()), {}};
+    for (size_t i = 0; i < hops.size(); ++i) frame.hops[i] = hops[i];
+    server.from_child(uplink, {channel, frame});
+    return children.sent[uplink.id.index].back();
+  };
+  using proto::AuthMethod;
+  using proto::Role;
+  const char* gw1_name = "gw1.example.test";
+  const char* gw3_name = "gw3.example.test";
+  CHECK(open(gw1, 1, Role::agent, AuthMethod::cert, "web01.example.test", {gw1_name}).type == proto::FrameType::open_ok);
+  // gw3 is approved, but not web01's tier: it cannot speak for web01, nor for a direct agent.
+  CHECK(open(gw3, 1, Role::agent, AuthMethod::cert, "web01.example.test", {gw3_name}).reason == proto::Reason::not_approved);
+  CHECK(open(gw3, 2, Role::agent, AuthMethod::cert, "direct01.example.test", {gw3_name}).reason == proto::Reason::not_approved);
+  CHECK(open(gw1, 2, Role::agent, AuthMethod::kerberos, "direct01.example.test", {gw1_name}).reason == proto::Reason::not_approved);
+  // Approved with Kerberos: an OPEN claiming cert is refused, Kerberos taken (its tier binds now).
+  CHECK(open(gw1, 3, Role::agent, AuthMethod::cert, "krb01.example.test", {gw1_name}).reason == proto::Reason::not_approved);
+  CHECK(open(gw1, 4, Role::agent, AuthMethod::kerberos, "krb01.example.test", {gw1_name}).type == proto::FrameType::open_ok);
+  // A chain is one tier: gw3 may not chain below gw1.
+  CHECK(open(gw1, 5, Role::gateway, AuthMethod::cert, gw3_name, {gw1_name}).reason == proto::Reason::not_approved);
+  CHECK(open(gw1, 6, Role::gateway, AuthMethod::cert, "gw2.example.test", {gw1_name}).type == proto::FrameType::open_ok);
+  // A direct agent bound to direct connection: its own session is taken.
+  server.authenticate(9, {Role::agent, AuthMethod::cert, "direct01.example.test"});
+  CHECK_FALSE(children.denied.contains(9));
+  // An unbound agent binds to how its first session came (written by the registry thread).
+  server.registry->watch(10);
+  CHECK(open(gw3, 3, Role::agent, AuthMethod::cert, "new01.example.test", {gw3_name}).type == proto::FrameType::open_ok);
+  REQUIRE(wait_until([&] { return server.registry->approvals()->agents.at("new01.example.test").scope == "gw3.example.test"; },
+                     std::chrono::seconds(5)));
+  server.sessions->on_turn_end(children, server.shard);
+  CHECK(open(gw1, 7, Role::agent, AuthMethod::cert, "new01.example.test", {gw1_name}).reason == proto::Reason::not_approved);
+  std::vector<server::AgentRecord> records = server.registry->agents(false);
+  const auto krb01 = std::find_if(records.begin(), records.end(), [](const auto& r) { return r.name == "krb01.example.test"; });
+  REQUIRE(krb01 != records.end());
+  CHECK(krb01->binding == server::AgentBinding{"dmz", "kerberos"});
 }

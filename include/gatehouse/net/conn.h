@@ -115,6 +115,8 @@ struct RoleChannel {
   uint64_t next_seq = 0;        // a server: the seq the agent's next event (or declared gap) must start at
   std::string agent;            // the agent's name (a server: lower-case); a gateway admission: the gateway's
   bool admission = false;       // a server: a chained gateway's admission, not an agent (no DATA)
+  std::string scope;            // a server: the tier the agent came through, or "@direct"
+  proto::AuthMethod auth = proto::AuthMethod::cert;  // a server: how the agent proved itself at the first hop
 };
 
 // The role's part (GatewaySessions, ServerSessions).

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gatehouse/config/config_types.h"
+#include "gatehouse/proto/frame_types.h"
 
 struct sqlite3;
 
@@ -23,10 +24,26 @@ namespace gatehouse::server {
 enum class AgentState : uint8_t { approved, pending, rejected };
 const char* to_string(AgentState state);
 
+// Where an agent may come from (its trust scope) and how it proves itself.
+// Empty fields are unbound: the first session the server accepts binds them.
+inline constexpr std::string_view kDirectScope = "@direct";  // not a tier name (names have no '@')
+struct AgentBinding {
+  std::string scope;  // a tier, kDirectScope, or "" (unbound)
+  std::string auth;   // "cert", "kerberos", or "" (unbound)
+  bool operator==(const AgentBinding&) const = default;
+};
+const char* auth_name(proto::AuthMethod auth);
+
 // Names are stored lower-case: DNS names compare without case.
 struct Approvals {
-  std::set<std::string, std::less<>> gateways;
-  std::set<std::string, std::less<>> agents;  // approved only
+  std::map<std::string, std::string, std::less<>> gateways;   // name → tier (its own name by default)
+  std::map<std::string, AgentBinding, std::less<>> agents;    // approved only
+  bool operator==(const Approvals&) const = default;
+};
+
+struct GatewayRecord {
+  std::string name;
+  std::string tier;  // "" in the table: a tier of its own (shown as its name)
 };
 
 struct AgentRecord {
@@ -35,6 +52,7 @@ struct AgentRecord {
   int64_t first_seen_unix_s = 0;
   int64_t last_seen_unix_s = 0;
   std::string via;  // the gateway it last came through; "" when direct
+  AgentBinding binding;
 };
 
 class Registry {
@@ -45,10 +63,11 @@ class Registry {
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
 
-  // `gatehouse approve`: "" or why.
-  std::string set_gateway(const std::string& name, bool approved);
-  std::string set_agent(const std::string& name, bool approved);
-  std::vector<std::string> gateways();
+  // `gatehouse approve`: "" or why. An empty tier: a tier of its own; an
+  // empty binding field keeps what the agent is bound to (or leaves it unbound).
+  std::string set_gateway(const std::string& name, bool approved, const std::string& tier = "");
+  std::string set_agent(const std::string& name, bool approved, const AgentBinding& binding = {});
+  std::vector<GatewayRecord> gateways();
   std::vector<AgentRecord> agents(bool pending_only);
 
   // Server: the approvals in force, refreshed by watch() within poll_ms of a change.
@@ -60,14 +79,18 @@ class Registry {
   // the inventory noted by note_seen().
   void watch(uint32_t poll_ms);
   // Any thread: records that an agent was seen (coalesced, written by the
-  // registry thread). In `review` mode an unknown agent becomes pending.
-  void note_seen(const std::string& agent, const std::string& via, config::AgentApproval mode);
+  // registry thread). In `review` mode an unknown agent becomes pending, in
+  // `auto` mode approved, bound to `binding` (how it came); an approved agent
+  // still unbound is bound to it. Call it only for sessions the server takes
+  // (or would take once approved): the binding is trust on first use.
+  void note_seen(const std::string& agent, const std::string& via, const AgentBinding& binding,
+                 config::AgentApproval mode);
 
  private:
   explicit Registry(sqlite3* db) : db_(db) {}
   std::string execute(const char* sql, const std::vector<std::string>& parameters);
-  bool refresh();
-  void write_inventory();
+  bool refresh(bool forced = false);
+  bool write_inventory();
 
   sqlite3* db_;
   std::atomic<std::shared_ptr<const Approvals>> approvals_;
@@ -76,6 +99,7 @@ class Registry {
   static constexpr size_t kSeenMax = 65'536;  // inventory notes waiting for the registry thread
   struct Seen {
     std::string via;
+    AgentBinding binding;
     config::AgentApproval mode;
   };
   std::mutex seen_mutex_;

@@ -57,13 +57,16 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
 
   bool agent_approved(const std::string& agent) const;
   void enforce_approvals(net::Children& gate, runtime::Shard& shard);
-  void revoke_channel(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel);
+  std::string still_allowed(const Approvals& approvals, const net::RoleChannel& channel) const;
+  void revoke_channel(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
+                      const std::string& why);
   void admit_agent(runtime::Shard& shard, net::Conn& conn, uint32_t channel, const std::string& agent);
   void release_agent(runtime::Shard& shard, const net::Conn& conn, uint32_t channel);
   void forget_channel(runtime::Shard& shard, net::Conn& conn, uint32_t channel);
-  std::string path_refusal(const net::RoleContext& link, const proto::Open& open) const;
+  std::string path_refusal(const net::RoleContext& link, const proto::Open& open, std::string& tier) const;
+  std::string binding_refusal(const std::string& agent, const AgentBinding& came) const;
   void admit_gateway(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
-                     const proto::Open& open);
+                     const proto::Open& open, const std::string& tier);
   void close_replaced(runtime::Shard& shard, const SessionPlace& place, const std::string& agent);
   bool new_agent_allowed(runtime::Shard& shard, net::RoleContext& link);
   void on_open(net::Children& gate, runtime::Shard& shard, net::Conn& link, uint32_t channel, const proto::Open& open);
@@ -71,7 +74,7 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   bool in_order(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel, const proto::Data& data);
   void refuse_channel(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
                       proto::Reason reason, log::EventId event, const std::string& why);
-  uint64_t open_channel(net::Conn& conn, uint32_t channel, const std::string& agent);
+  uint64_t open_channel(net::Conn& conn, uint32_t channel, const std::string& agent, const AgentBinding& came);
   void on_message(runtime::Shard& shard, uint64_t value, void* batch) override;  // a batch is durable
   std::string approval_hint(const std::string& agent) const;
 
