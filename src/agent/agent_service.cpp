@@ -51,14 +51,12 @@ void AgentService::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<
 
 void AgentService::on_link_up(runtime::Shard& shard, net::ChildLink&, const proto::HelloOk& hello_ok) {
   window_bytes_ = hello_ok.credit_bytes;
-  heartbeat_interval_s_ = hello_ok.heartbeat_interval_s;
   queue_.acknowledge(hello_ok.last_durable_seq);
   // From the server's durable seq: what the queue dropped after it is declared (pump).
   sent_through_ = hello_ok.last_durable_seq;
   counters_.acked_seq = queue_.acked_seq();
   counters_.sessions.fetch_add(1);
   counters_.connected = true;
-  shard.set_timer(heartbeat_, heartbeat_interval_s_ * 1'000u);
 }
 
 void AgentService::on_link_frame(runtime::Shard&, net::ChildLink&, const proto::Frame& frame) {
@@ -70,19 +68,9 @@ void AgentService::on_link_frame(runtime::Shard&, net::ChildLink&, const proto::
   }
 }
 
-void AgentService::on_link_down(runtime::Shard& shard, net::ChildLink&, bool) {
-  counters_.connected = false;
-  shard.cancel_timer(heartbeat_);
-}
+void AgentService::on_link_down(runtime::Shard&, net::ChildLink&, bool) { counters_.connected = false; }
 
 void AgentService::on_link_writable(runtime::Shard& shard, net::ChildLink&) { pump(shard); }
-
-void AgentService::on_timer(runtime::Shard& shard, runtime::Timer&) {
-  if (!link_.welcomed()) return;
-  link_.send({0, proto::Ping{shard.now_ms()}});
-  link_.flush(shard);
-  shard.set_timer(heartbeat_, heartbeat_interval_s_ * 1'000u);
-}
 
 void AgentService::pump(runtime::Shard& shard) {
   if (!link_.welcomed()) return;
@@ -109,7 +97,6 @@ void AgentService::pump(runtime::Shard& shard) {
 }
 
 void AgentService::on_stop(runtime::Shard& shard) {
-  shard.cancel_timer(heartbeat_);
   link_.stop(shard);
 }
 

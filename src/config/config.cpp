@@ -389,6 +389,7 @@ void read_health(TableReader& root, Config& config) {
   if (table == nullptr) return;
   TableReader health(*table, "health.", root.context());
   health.integer("heartbeat_interval_s", config.timeouts.heartbeat_interval_s, 1, 3'600);
+  health.integer("missed_heartbeats", config.timeouts.missed_heartbeats, 1, 100);
   health.finish();
 }
 

@@ -88,7 +88,16 @@ void ChildLink::next_parent(runtime::Shard& shard) {
   shard.set_timer(reconnect_, delay_ms);
 }
 
-void ChildLink::on_timer(runtime::Shard& shard, runtime::Timer&) { connect(shard); }
+void ChildLink::on_timer(runtime::Shard& shard, runtime::Timer& timer) {
+  if (&timer == &reconnect_) {
+    connect(shard);
+    return;
+  }
+  if (!welcomed()) return;
+  session_->send({0, proto::Ping{shard.now_ms()}});
+  flush(shard);
+  shard.set_timer(heartbeat_, heartbeat_interval_ms_);
+}
 
 bool ChildLink::on_connect_failed(runtime::Shard& shard, uint64_t context, int error) {
   if (context != options_.connect_context) return false;
@@ -130,6 +139,8 @@ bool ChildLink::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<con
 
 void ChildLink::on_welcome(const proto::HelloOk& hello_ok) {
   shard_->clear_deadline(conn_);
+  heartbeat_interval_ms_ = hello_ok.heartbeat_interval_s * 1'000u;
+  shard_->set_timer(heartbeat_, heartbeat_interval_ms_);
   failover_.succeeded();
   if (options_.log_events) {
     log::emit(log::Level::info, log::EventId::parent_connected, "connected to the parent",
@@ -178,6 +189,7 @@ bool ChildLink::on_deadline(runtime::Shard& shard, runtime::ConnId id) {
 bool ChildLink::on_close(runtime::Shard& shard, runtime::ConnId id) {
   if (!connected_ || id != conn_) return false;
   const bool was_up = welcomed();
+  shard.cancel_timer(heartbeat_);
   session_.reset();
   connected_ = false;
   if (!was_up && !failure_heard_ && !stopping_) {
@@ -236,6 +248,7 @@ uint64_t ChildLink::waiting_bytes() const {
 void ChildLink::stop(runtime::Shard& shard) {
   stopping_ = true;
   shard.cancel_timer(reconnect_);
+  shard.cancel_timer(heartbeat_);
   close(shard);
 }
 

@@ -102,6 +102,7 @@ void Gate::on_established(TlsServer&, runtime::Shard& shard, Conn& conn, const t
 }
 
 void Gate::on_plaintext(TlsServer&, runtime::Shard& shard, Conn& conn, std::span<const std::byte> bytes) {
+  conn.gate.heard_at_ms = shard.now_ms();
   while (!bytes.empty() && conn.stage != Stage::closing) {
     const proto::DecodeResult result = conn.gate.decoder->next(bytes);
     if (result.status == proto::DecodeStatus::need_more) return;
@@ -258,7 +259,7 @@ void Gate::finish_accept(runtime::Shard& shard, AcceptStep* step) {
 void Gate::authenticated(runtime::Shard& shard, Conn& conn) {
   conn.stage = Stage::authenticated;
   conn.gate.role_knows = true;
-  shard.clear_deadline(conn.id);
+  shard.set_deadline(conn.id, options_.idle_timeout_ms);  // checked when it fires, not moved per read
   handler_.on_authenticated(*this, shard, conn);
 }
 
@@ -269,7 +270,11 @@ void Gate::on_closed(TlsServer&, runtime::Shard& shard, Conn& conn) {
 }
 
 void Gate::on_deadline(TlsServer&, runtime::Shard& shard, Conn& conn) {
-  if (conn.stage == Stage::authenticated || conn.stage == Stage::closing) return;
+  if (conn.stage == Stage::closing) return;
+  if (conn.stage == Stage::authenticated) {
+    idle_check(shard, conn);
+    return;
+  }
   if (conn.gate.step != nullptr) {
     // Our auth queue holds the Kerberos accept (a reconnect storm): not the
     // client's time; its clock is paused, look again later.
@@ -277,6 +282,20 @@ void Gate::on_deadline(TlsServer&, runtime::Shard& shard, Conn& conn) {
     return;
   }
   timed_out(shard, conn);
+}
+
+// An authenticated child pings at least every heartbeat: one silent for
+// missed_heartbeats intervals is gone (a frozen host, a half-open socket, a
+// peer holding a slot), and its slot is freed.
+void Gate::idle_check(runtime::Shard& shard, Conn& conn) {
+  const uint64_t idle_ms = shard.now_ms() - conn.gate.heard_at_ms;
+  if (idle_ms < options_.idle_timeout_ms) {
+    shard.set_deadline(conn.id, static_cast<uint32_t>(options_.idle_timeout_ms - idle_ms));
+    return;
+  }
+  deny(shard, conn, proto::Reason::timeout, log::EventId::session_idle_timeout,
+       "nothing heard from the child for " + std::to_string(idle_ms) + " ms (it pings every heartbeat; the limit is " +
+           std::to_string(options_.idle_timeout_ms) + " ms, [health] missed_heartbeats × heartbeat_interval_s)");
 }
 
 void Gate::timed_out(runtime::Shard& shard, Conn& conn) {

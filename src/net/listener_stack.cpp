@@ -76,7 +76,9 @@ std::string ListenerStack::start(const HandlerFactory& make_handler) {
     handlers_[shard] = std::move(role.handler);
     connected_[shard] = std::move(role.connected);
     gates_[shard] = std::make_unique<Gate>(kerberos_, pool_, *handlers_[shard], limits.connections_per_shard,
-                                           GateOptions{config_.timeouts.hello_timeout_ms, config_.name});
+                                           GateOptions{config_.timeouts.hello_timeout_ms, config_.name,
+                                                       config_.timeouts.heartbeat_interval_s *
+                                                           config_.timeouts.missed_heartbeats * 1'000});
     auto tls = std::make_unique<TlsServer>(tls_, pool_, *gates_[shard], limits.connections_per_shard,
                                            TlsServerLimits{config_.timeouts.handshake_timeout_ms, config_.trusted_relays},
                                            connected_[shard].get());

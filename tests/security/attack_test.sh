@@ -46,6 +46,9 @@ crl = "$work/pki/ca.crl"
 shards = 2
 connections_per_shard = 512
 handshake_timeout_ms = 2000
+[health]
+heartbeat_interval_s = 1
+missed_heartbeats = 2
 CONF
 }
 gateway_config gw1.example.test "$gw1_port" "$server_port" ms1.example.test >"$work/gw1.toml"
@@ -172,6 +175,16 @@ ok
 logged "7: gw1 logs 30031" "$work/gw1.log" '"event":30031'
 echo "7: drip: closed after $after ms"
 
+# 8. A session that sends half a frame and then nothing is closed at its idle
+#    timeout (2 missed 1 s heartbeats); the bystanders, pinging, stay connected.
+answer=$(wire 127.0.0.1 "$gw1_port" gw1.example.test $(as web20.example.test) truncate web20.example.test | tail -1)
+refused "8: a truncated frame, then silence" "$answer" DENY timeout
+after=$(field "$answer" after_ms)
+[ "$after" -le 4000 ] || fail "8: the silent session lasted $after ms (idle timeout 2,000)"
+ok
+logged "8: gw1 logs 30032" "$work/gw1.log" '"event":30032'
+echo "8: truncated frame: closed after $after ms"
+
 # 5. Approval deletes act on live sessions within 1 s: an agent's, then a
 #    chained gateway's (its agent is sent away, and flows again once re-approved).
 wire 127.0.0.1 "$gw1_port" gw1.example.test $(as hold01.example.test) hold hold01.example.test >"$work/hold01.out" &
@@ -222,7 +235,12 @@ for line in "gateway gw1.example.test approved tier dmz" "gateway gw3.example.te
 done
 expect "approve refuses --direct for a gateway" bash -c "! '$gatehouse' approve --config '$work/server.toml' gateway gw9.example.test --action create --direct 2>/dev/null"
 
-# The bystanders and web05 (sent away with gw2, then back) lost nothing.
+# The bystanders and web05 (sent away with gw2, then back) lost nothing; web02-04
+# (not replaced by an attack) kept their one session through 1 s heartbeats.
+for name in web02 web03 web04; do
+  [ "$(grep -c '"event":30050' "$work/$name.log")" = 1 ] || fail "$name reconnected: $(grep '"event":300[35]' "$work/$name.log" | head -3)"
+  ok
+done
 for pid in "${bystander_pids[@]}" "$web05_pid"; do
   wait_exit "$pid" 120
   [ "$rc" = 0 ] || fail "agent $pid exit $rc"

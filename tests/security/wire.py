@@ -16,6 +16,8 @@ usage: wire.py HOST PORT SERVER_NAME CERT KEY CA ATTACK [ARG...]
   flood-data NAME              HELLO as agent NAME, then DATA in order past its credit
   hold NAME                    HELLO as agent NAME; wait until the parent ends the
                                session; print when (epoch ms) and how
+  truncate NAME                HELLO as agent NAME, then half a DATA frame and
+                               silence; print how long until the parent ends it
 usage: wire.py HOST PORT drip BYTES_PER_S   a ClientHello, one byte at a time;
                                             print how long until the server closes
 """
@@ -187,6 +189,12 @@ def main(argv):
             seq = welcome["last_durable_seq"]
             peer.send(b"".join(data(0, seq + i, payload) for i in range(1, frames + 1)))
             emit(answer_on(peer, 0))
+    elif attack == "truncate":
+        if welcomed(peer, "agent", args[0]):
+            peer.send(data(0, 1)[:7])
+            start = time.monotonic()
+            answer = peer.next(timeout_s=120)
+            emit({**(answer or {"type": "closed"}), "after_ms": int((time.monotonic() - start) * 1000)})
     elif attack == "hold":
         if welcomed(peer, "agent", args[0]):
             while True:

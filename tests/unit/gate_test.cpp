@@ -52,7 +52,7 @@ class WelcomingRole final : public net::SessionHandler {
 
 struct GatedListener {
   explicit GatedListener(bool with_kerberos, uint32_t hello_timeout_ms = 5'000,
-                         std::vector<config::Subnet> trusted_relays = {})
+                         std::vector<config::Subnet> trusted_relays = {}, uint32_t idle_timeout_ms = 180'000)
       : context({.side = tls::Side::server, .cert_path = tls::pki().path("gw1.example.test.crt"),
                  .key_path = tls::pki().path("gw1.example.test.key"), .ca_path = tls::pki().path("ca.crt"),
                  .peer_certificate = tls::PeerCertificate::optional}),
@@ -67,9 +67,9 @@ struct GatedListener {
     runtime::PeerAddress address;
     REQUIRE(runtime::make_address("127.0.0.1", 0, address, why));
     REQUIRE(runtime.listen(address, 0, port, why));
-    REQUIRE_MESSAGE(runtime.start([&, hello_timeout_ms, trusted_relays](uint32_t) {
+    REQUIRE_MESSAGE(runtime.start([&, hello_timeout_ms, trusted_relays, idle_timeout_ms](uint32_t) {
       gate = std::make_unique<net::Gate>(kerberos, pool, role, limits().connections_per_shard,
-                                         net::GateOptions{hello_timeout_ms, "gw1.example.test"});
+                                         net::GateOptions{hello_timeout_ms, "gw1.example.test", idle_timeout_ms});
       auto tls = std::make_unique<net::TlsServer>(context, pool, *gate, limits().connections_per_shard,
                                                   net::TlsServerLimits{5'000, trusted_relays});
       gate->attach(*tls);
@@ -168,6 +168,27 @@ TEST_CASE("gate: a certificate with a gateway's EKUs may act as a gateway") {
   std::lock_guard lock(listener.role.mutex);
   REQUIRE(listener.role.admitted.size() == 1);
   CHECK(listener.role.admitted[0].role == proto::Role::gateway);
+}
+
+TEST_CASE("gate: an authenticated child silent for its idle timeout is closed (DENY timeout, 30032); one that pings stays") {
+  GatedListener listener(false, 5'000, {}, 400);
+  BlockingClient silent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+  BlockingClient pinging(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+  for (BlockingClient* client : {&silent, &pinging}) {
+    REQUIRE(client->handshake());
+    client->send_frame({0, hello("web01.example.test")});
+    REQUIRE(welcomed(*client));
+  }
+  proto::Frame frame;
+  for (int i = 0; i < 8; ++i) {  // 1.2 s: three idle timeouts
+    pinging.send_frame({0, proto::Ping{static_cast<uint64_t>(i)}});
+    REQUIRE(pinging.next_frame(frame));
+    REQUIRE(std::holds_alternative<proto::Pong>(frame.body));
+    std::this_thread::sleep_for(150ms);
+  }
+  const auto [reason, text] = denial(silent);
+  CHECK(reason == proto::Reason::timeout);
+  CHECK(text.starts_with("nothing heard from the child for "));
 }
 
 TEST_CASE("gate: a session the role itself denies still ends with on_closed (its state must go)") {

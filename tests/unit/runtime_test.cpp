@@ -2,7 +2,12 @@
 // client runtime in one process, framed traffic with every byte verified.
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -608,4 +613,42 @@ TEST_CASE("stop under load: stops accepting, drains, every connection closed, bo
   client.stop();
   client.join();
   CHECK(client.total(Stat::connections_open) == 0);
+}
+
+TEST_CASE("a full connection table closes a new connection before any byte (none hangs in the backlog); a freed slot takes the next") {
+  RuntimeLimits limits;
+  limits.shards = 1;
+  limits.connections_per_shard = 4;
+  Counters counters;
+  Runtime server(limits);
+  const uint16_t port = listen_loopback(server);
+  start(server, [&](uint32_t) { return std::make_unique<EchoServer>(limits.connections_per_shard, counters); });
+  auto dial = [&] {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    return fd;
+  };
+  auto closed_by_server = [](int fd) {
+    pollfd p{fd, POLLIN, 0};
+    char byte;
+    return ::poll(&p, 1, 3'000) == 1 && ::recv(fd, &byte, 1, 0) <= 0;
+  };
+  std::vector<int> held;
+  for (uint32_t i = 0; i < limits.connections_per_shard; ++i) held.push_back(dial());
+  REQUIRE(wait_until([&] { return counters.opened.load() == limits.connections_per_shard; }, 5s));
+  const int refused = dial();  // the kernel's handshake completes; the full table closes it at accept
+  CHECK(closed_by_server(refused));
+  CHECK(wait_until([&] { return server.total(Stat::table_full_total) >= 1; }, 5s));
+  ::close(refused);
+  ::close(held[0]);
+  REQUIRE(wait_until([&] { return counters.closed.load() == 1; }, 5s));
+  held[0] = dial();
+  CHECK(wait_until([&] { return counters.opened.load() == limits.connections_per_shard + 1; }, 5s));
+  for (int fd : held) ::close(fd);
+  server.stop();
+  server.join();
 }

@@ -36,7 +36,6 @@ struct AgentCounters {
 
 class AgentService final : public runtime::Service,
                            public runtime::Mailbox,
-                           private runtime::TimerHandler,
                            private net::ChildLinkEvents {
  public:
   AgentService(const AgentOptions& options, DiskQueue& queue, AgentCounters& counters);
@@ -55,7 +54,6 @@ class AgentService final : public runtime::Service,
   void on_stop(runtime::Shard& shard) override;
 
  private:
-  void on_timer(runtime::Shard& shard, runtime::Timer& timer) override;  // heartbeat
   void on_link_up(runtime::Shard& shard, net::ChildLink& link, const proto::HelloOk& hello_ok) override;
   void on_link_frame(runtime::Shard& shard, net::ChildLink& link, const proto::Frame& frame) override;
   void on_link_down(runtime::Shard& shard, net::ChildLink& link, bool was_up) override;
@@ -71,8 +69,6 @@ class AgentService final : public runtime::Service,
   bool started_ = false;
   uint64_t window_bytes_ = 0;      // DATA bytes we may still send
   uint64_t sent_through_ = 0;      // highest seq sent on this session
-  uint16_t heartbeat_interval_s_ = 60;
-  runtime::Timer heartbeat_{*this};
 };
 
 }  // namespace gatehouse::agent

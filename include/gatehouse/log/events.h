@@ -26,6 +26,7 @@ enum class EventId : uint32_t {
   shard_priority_refused = 30022,     // [runtime] shard_nice could not be applied (no CAP_SYS_NICE)
   handshake_queue_full = 30030,       // a new connection was shed: the auth queue is full
   handshake_timeout = 30031,          // a client did not finish its handshake in time
+  session_idle_timeout = 30032,       // an authenticated child sent nothing (not even heartbeats) for too long
   store_tail_truncated = 30040,       // server: a torn last record (crash mid-write) was cut off at start
   store_write_failed = 30041,         // server: the store cannot write or fsync; it stops without acknowledging
   queue_write_failed = 30042,         // agent: the disk queue cannot write or fsync; input stops

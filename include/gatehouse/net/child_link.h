@@ -125,6 +125,8 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   ChildLinkEvents& events_;
   Failover failover_;
   runtime::Timer reconnect_{*this};
+  runtime::Timer heartbeat_{*this};   // welcomed: a PING every interval the parent asked for (its idle timeout counts on it)
+  uint32_t heartbeat_interval_ms_ = 60'000;
   runtime::Shard* shard_ = nullptr;  // while a session runs: the handler calls have no shard
   runtime::ConnId conn_{};
   bool connected_ = false;

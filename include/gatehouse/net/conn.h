@@ -105,6 +105,7 @@ struct GateContext {
   AcceptStep* step = nullptr;               // the accept step on the pool, if any
   ClientClock clock;                        // HELLO and AUTH's time, from TLS up
   bool role_knows = false;                  // the role heard on_authenticated: it hears on_closed too
+  uint64_t heard_at_ms = 0;                 // the last bytes from the child (its idle time runs from here)
 };
 
 // One agent's channel on a session (channel 0: the agent itself).

@@ -60,6 +60,7 @@ class SessionHandler {
 struct GateOptions {
   uint32_t hello_timeout_ms = 5'000;  // TLS up, HELLO (and AUTH) not done: closed after this
   std::string parent_name;            // ours, sent in HELLO_OK by the role
+  uint32_t idle_timeout_ms = 180'000; // authenticated, nothing heard (children ping each heartbeat): closed
 };
 
 // One per shard, above its TlsServer (attach() before the shard starts).
@@ -99,7 +100,8 @@ class Gate final : public PlainHandler, public Children, private runtime::Mailbo
   void finish_accept(runtime::Shard& shard, AcceptStep* step);
   void on_message(runtime::Shard& shard, uint64_t value, void* step) override;  // an accept step is back
   void authenticated(runtime::Shard& shard, Conn& conn);
-  void timed_out(runtime::Shard& shard, Conn& conn);  // DENY timeout, 30031
+  void timed_out(runtime::Shard& shard, Conn& conn);
+  void idle_check(runtime::Shard& shard, Conn& conn);  // DENY timeout, 30031
 
   const std::atomic<std::shared_ptr<const krb::AcceptorCredential>>& kerberos_;
   runtime::WorkerPool& pool_;

@@ -218,7 +218,6 @@ class Shard {
   std::vector<uint32_t> send_list_;          // connections with bytes to send
   std::vector<uint32_t> rearm_list_;         // connections whose multishot recv ended
   std::vector<ConnId> chunk_waiters_;        // refused for want of shard send memory
-  std::vector<uint32_t> parked_accepts_;     // accept slots waiting for a free table slot
   std::vector<Notice> notices_;
   SendChunk* free_chunks_ = nullptr;
   uint32_t chunks_allocated_ = 0;           // bounded by chunks_max_
@@ -229,6 +228,7 @@ class Shard {
   std::array<std::atomic<uint64_t>, static_cast<size_t>(Stat::count)> stats_{};
   uint64_t now_ms_ = 0;
   uint64_t table_full_logged_ms_ = 0;
+  uint64_t table_full_unlogged_ = 0;         // connections closed at a full table since the last 30020 line
   uint64_t stop_deadline_ms_ = 0;
   uint32_t accepts_in_flight_ = 0;
   uint32_t connections_busy_ = 0;  // slots not free
