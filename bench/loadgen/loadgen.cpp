@@ -151,8 +151,9 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
   static constexpr uint64_t kStart = 0;  // message values
   static constexpr uint64_t kStorm = 1;
 
-  Agents(const Options& options, const std::vector<Identity*>& identities, std::shared_ptr<net::AddressBook> addresses, std::shared_ptr<const tls::Context> cert_tls,
-         std::shared_ptr<const tls::Context> kerberos_tls, uint32_t connections_max, Totals& totals)
+  Agents(const Options& options, const std::vector<Identity*>& identities, std::shared_ptr<net::AddressBook> addresses,
+         std::shared_ptr<const tls::ReloadableContext> cert_tls, std::shared_ptr<const tls::ReloadableContext> kerberos_tls,
+         uint32_t connections_max, Totals& totals)
       : options_(options), totals_(totals), by_conn_(connections_max, UINT32_MAX) {
     for (uint32_t i = 0; i < identities.size(); ++i) {
       const Identity& identity = *identities[i];
@@ -490,18 +491,23 @@ int main(int argc, char** argv) {
   // Identities: a certificate minted per cert agent, a TGT per Kerberos agent.
   const auto setup_started = Clock::now();
   std::unique_ptr<tls::CertificateAuthority> ca;
-  std::shared_ptr<const tls::Context> cert_tls;
-  std::shared_ptr<const tls::Context> kerberos_tls;
+  std::shared_ptr<const tls::ReloadableContext> cert_tls;
+  std::shared_ptr<const tls::ReloadableContext> kerberos_tls;
+  auto load = [&why](const tls::ContextOptions& tls_options) -> std::shared_ptr<const tls::ReloadableContext> {
+    auto context = std::make_shared<tls::ReloadableContext>(tls_options);
+    why = context->reload();
+    return why.empty() ? context : nullptr;
+  };
   if (options.auth != "kerberos") {
     ca = tls::CertificateAuthority::load(options.certs_dir, why);
-    cert_tls = ca ? tls::Context::load({.side = tls::Side::client, .ca_path = options.certs_dir + "/ca.crt"}, why) : nullptr;
+    cert_tls = ca ? load({.side = tls::Side::client, .ca_path = options.certs_dir + "/ca.crt"}) : nullptr;
     if (cert_tls == nullptr) {
       std::fprintf(stderr, "loadgen: %s\n", why.c_str());
       return 1;
     }
   }
   if (options.auth != "cert") {
-    kerberos_tls = tls::Context::load({.side = tls::Side::client, .peer_certificate = tls::PeerCertificate::none}, why);
+    kerberos_tls = load({.side = tls::Side::client, .peer_certificate = tls::PeerCertificate::none});
   }
   std::vector<Identity> identities(options.agents);
   for (uint32_t i = 0; i < options.agents; ++i) {

@@ -23,6 +23,7 @@ namespace {
 
 constexpr size_t kInputBatchMax = 512;           // lines appended (and fsynced) together
 constexpr size_t kLineMaxBytes = DiskQueue::kEventMaxBytes;
+constexpr uint64_t kTicksPerHour = 72'000;          // the signal wait ticks every 50 ms
 
 struct Input {
   DiskQueue& queue;
@@ -120,17 +121,20 @@ bool run(const config::Config& config, const InputSource& source) {
   options.child.name = config.name;
   options.child.kerberos_service = config.kerberos.service;
   // A Kerberos agent needs no certificate and no CA: GSSAPI with channel binding proves the gateway.
-  options.child.tls = tls::Context::load(
-      {.side = tls::Side::client, .cert_path = kerberos ? "" : config.tls.cert_path,
-       .key_path = kerberos ? "" : config.tls.key_path, .ca_path = kerberos ? "" : config.tls.ca_path,
-       .crl_path = kerberos ? "" : config.tls.crl_path,
-       .peer_certificate = kerberos ? tls::PeerCertificate::none : tls::PeerCertificate::required,
-       .resume_across_servers = true},
-      why);
-  if (options.child.tls == nullptr) {
-    log::emit(log::Level::error, log::EventId::certificate_invalid, "cannot load the agent's TLS material: " + why);
+  auto agent_tls = std::make_shared<tls::ReloadableContext>(tls::ContextOptions{
+      .side = tls::Side::client, .cert_path = kerberos ? "" : config.tls.cert_path,
+      .key_path = kerberos ? "" : config.tls.key_path, .ca_path = kerberos ? "" : config.tls.ca_path,
+      .crl_path = kerberos ? "" : config.tls.crl_path,
+      .peer_certificate = kerberos ? tls::PeerCertificate::none : tls::PeerCertificate::required,
+      .resume_across_servers = true, .own_name = config.name, .own_role = tls::CertRole::agent,
+      .crl_expired_allowed = config.tls.crl_expired_allowed});
+  if (const std::string problem = agent_tls->reload(); !problem.empty()) {
+    log::emit(log::Level::error, log::EventId::certificate_invalid, "cannot load the agent's TLS material: " + problem);
     return false;
   }
+  options.child.tls = agent_tls;
+  // A renewed certificate (file change or SIGHUP) is taken by the next session.
+  tls::FileWatcher watcher(agent_tls->paths(), config.timeouts.reload_debounce_ms, [&] { agent_tls->reload(); });
   if (kerberos) {
     options.child.kerberos = krb::InitiatorCredential::load(config.kerberos.keytab_path, "host/" + config.name, why);
     if (options.child.kerberos == nullptr) {
@@ -182,10 +186,13 @@ bool run(const config::Config& config, const InputSource& source) {
   sigset_t signals;
   sigemptyset(&signals);
   for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, signal);
+  uint64_t ticks = 0;
   for (;;) {
     const timespec tick{0, 50'000'000};
     const int signal = sigtimedwait(&signals, nullptr, &tick);
     if (signal == SIGINT || signal == SIGTERM) break;
+    if (signal == SIGHUP) agent_tls->reload();
+    if (++ticks % kTicksPerHour == 0) agent_tls->warn_if_crl_expiring();
     if (input.ended && !source.follow && queue->queued_events() == 0) break;
   }
   input.stop = true;

@@ -16,6 +16,7 @@ constexpr std::string_view kUsage =
     "       gatehouse certs issue --role server|gateway|agent --name FQDN [--ca-dir DIR] [--out DIR]\n"
     "                             [--days N] [--valid-from YYYY-MM-DD] [--key-type ec|rsa] [--force]\n"
     "       gatehouse certs revoke --cert F [--ca-dir DIR] [--days N]\n"
+    "       gatehouse certs crl [--ca-dir DIR] [--days N] [--valid-from YYYY-MM-DD]\n"
     "       gatehouse certs check --cert F --key F --ca F [--crl F] [--name FQDN] [--role server|gateway|agent]\n"
     "       gatehouse certs ticket-keys --file F [--keep N]";
 
@@ -114,6 +115,24 @@ int run_revoke(const Args& args) {
   return finish("revoke", error, summary);
 }
 
+// Signs the CRL again with a new nextUpdate (cron it well inside --days:
+// running gateways and servers warn 7 days before it, event 30052).
+int run_crl(const Args& args) {
+  tls::CrlRequest request;
+  request.ca_dir = std::string(args.value("--ca-dir").value_or("."));
+  if (auto days = args.value("--days"); days && !parse_days(*days, request.days)) {
+    return usage_error("gatehouse certs", "--days must be 1 to 36500", kUsage);
+  }
+  if (auto from = args.value("--valid-from")) {
+    time_t when = 0;
+    if (!parse_date(*from, when)) return usage_error("gatehouse certs", "--valid-from must be YYYY-MM-DD", kUsage);
+    request.this_update = when;
+  }
+  std::string summary;
+  const std::string error = tls::renew_crl(request, summary);
+  return finish("crl", error, summary);
+}
+
 int run_check(const Args& args) {
   tls::CheckRequest request;
   const auto cert = args.value("--cert");
@@ -168,11 +187,14 @@ int run_certs(int argc, char** argv, int first) {
   Args args;
   std::string why;
   if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse certs", why, kUsage);
-  if (args.positionals.size() != 1) return usage_error("gatehouse certs", "one action: init-ca, issue, revoke, check or ticket-keys", kUsage);
+  if (args.positionals.size() != 1) {
+    return usage_error("gatehouse certs", "one action: init-ca, issue, revoke, crl, check or ticket-keys", kUsage);
+  }
   const std::string_view action = args.positionals[0];
   if (action == "init-ca") return run_init_ca(args);
   if (action == "issue") return run_issue(args);
   if (action == "revoke") return run_revoke(args);
+  if (action == "crl") return run_crl(args);
   if (action == "check") return run_check(args);
   if (action == "ticket-keys") return run_ticket_keys(args);
   return usage_error("gatehouse certs", "unknown action '" + std::string(action) + "'", kUsage);

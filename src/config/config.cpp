@@ -308,10 +308,11 @@ void read_tls(TableReader& root, Config& config, bool required) {
   tls.file("key", config.tls.key_path, required);
   tls.file("ca", config.tls.ca_path, required);
   tls.file("crl", config.tls.crl_path, false);
+  tls.choice<bool>("crl_expired", config.tls.crl_expired_allowed, {{"refuse", false}, {"allow", true}});
+  tls.integer("reload_debounce_ms", config.timeouts.reload_debounce_ms, 0, 60'000);
   if (config.role != Role::agent) {
     tls.file("ticket_keys", config.tls.ticket_keys_path, false);
     tls.integer("ticket_lifetime_s", config.tls.ticket_lifetime_s, 60, 7 * 24 * 3600);
-    tls.integer("reload_debounce_ms", config.timeouts.reload_debounce_ms, 0, 60'000);
   }
   tls.finish();
 }

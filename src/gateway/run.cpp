@@ -25,15 +25,18 @@ bool run(const config::Config& config) {
   options.child.auth = proto::AuthMethod::cert;
   options.child.name = config.name;
   // Parents are one tier: a ticket from one resumes with its siblings.
-  options.child.tls = tls::Context::load({.side = tls::Side::client, .cert_path = config.tls.cert_path,
-                                          .key_path = config.tls.key_path, .ca_path = config.tls.ca_path,
-                                          .crl_path = config.tls.crl_path, .resume_across_servers = true},
-                                         why);
-  if (options.child.tls == nullptr) {
-    log::emit(log::Level::error, log::EventId::certificate_invalid, "cannot load the uplinks' TLS material: " + why);
+  auto uplink_tls = std::make_shared<tls::ReloadableContext>(tls::ContextOptions{
+      .side = tls::Side::client, .cert_path = config.tls.cert_path, .key_path = config.tls.key_path,
+      .ca_path = config.tls.ca_path, .crl_path = config.tls.crl_path, .resume_across_servers = true,
+      .own_name = config.name, .own_role = tls::CertRole::gateway,
+      .crl_expired_allowed = config.tls.crl_expired_allowed});
+  if (const std::string problem = uplink_tls->reload(); !problem.empty()) {
+    log::emit(log::Level::error, log::EventId::certificate_invalid, "cannot load the uplinks' TLS material: " + problem);
     return false;
   }
+  options.child.tls = uplink_tls;
   net::ListenerStack stack(config);
+  stack.reload_also(uplink_tls);  // renewed with the listeners' (new uplinks take it)
   std::vector<uplink::UplinkPool*> pools;  // by shard
   if (std::string problem = stack.start([&](uint32_t) {
         auto sessions = std::make_unique<gateway::GatewaySessions>(config.name, static_cast<uint16_t>(config.timeouts.heartbeat_interval_s));

@@ -8,7 +8,7 @@
 namespace gatehouse::net {
 
 ChildSession::ChildSession(const ChildOptions& options, proto::SpillPool& spill_pool)
-    : options_(options), tls_(std::make_unique<tls::Session>(options.tls, options.parent_name)), decoder_(&spill_pool) {
+    : options_(options), tls_(std::make_unique<tls::Session>(options.tls->current(), options.parent_name)), decoder_(&spill_pool) {
   if (options.certificate != nullptr) tls_->use_identity(options.certificate, options.key);
   tls_->keep_buffers();  // a child has few links, each with steady traffic
 }

@@ -25,7 +25,10 @@ ListenerStack::ListenerStack(const config::Config& config)
             .ca_path = config.tls.ca_path, .crl_path = config.tls.crl_path,
             // Kerberos agents come without a certificate; the gate decides per HELLO.
             .peer_certificate = config.kerberos.enabled ? tls::PeerCertificate::optional : tls::PeerCertificate::required,
-            .ticket_keys_path = config.tls.ticket_keys_path, .ticket_lifetime_s = config.tls.ticket_lifetime_s}),
+            .ticket_keys_path = config.tls.ticket_keys_path, .ticket_lifetime_s = config.tls.ticket_lifetime_s,
+            .own_name = config.name,
+            .own_role = config.role == config::Role::server ? tls::CertRole::server : tls::CertRole::gateway,
+            .crl_expired_allowed = config.tls.crl_expired_allowed}),
       pool_(config.auth_threads, auth_queue_max(config.runtime)) {}
 
 ListenerStack::~ListenerStack() {
@@ -37,6 +40,7 @@ ListenerStack::~ListenerStack() {
 
 void ListenerStack::reload() {
   tls_.reload();
+  for (const auto& tls : also_reloaded_) tls->reload();
   if (!config_.kerberos.enabled) return;
   std::string why;
   if (auto credential = krb::AcceptorCredential::load(config_.kerberos.keytab_path, why)) {
@@ -55,6 +59,9 @@ std::string ListenerStack::start(const HandlerFactory& make_handler) {
     if (kerberos_.load() == nullptr) return "[kerberos] keytab: " + why;
   }
   std::vector<std::string> paths = tls_.paths();
+  for (const auto& tls : also_reloaded_) {
+    for (std::string& path : tls->paths()) paths.push_back(std::move(path));
+  }
   if (config_.kerberos.enabled) paths.push_back(config_.kerberos.keytab_path);
   watcher_ = std::make_unique<tls::FileWatcher>(paths, config_.timeouts.reload_debounce_ms, [this] { reload(); });
 
@@ -91,7 +98,10 @@ std::string ListenerStack::start(const HandlerFactory& make_handler) {
 
 void ListenerStack::run_until_stopped() {
   runtime::sd_notify("READY=1");
-  runtime::wait_for_stop_signal([this] { reload(); });
+  runtime::wait_for_stop_signal([this] { reload(); }, [this] {
+    tls_.warn_if_crl_expiring();
+    for (const auto& tls : also_reloaded_) tls->warn_if_crl_expiring();
+  });
   log::emit(log::Level::info, log::EventId::process_stopping, "stopping: draining sessions");
   runtime::sd_notify("STOPPING=1");
   runtime_->stop();

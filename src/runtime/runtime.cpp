@@ -229,11 +229,15 @@ void block_stop_signals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-int wait_for_stop_signal(const std::function<void()>& on_reload) {
+int wait_for_stop_signal(const std::function<void()>& on_reload, const std::function<void()>& on_hour) {
   const sigset_t set = handled_signals();
+  const timespec hour{3'600, 0};
   for (;;) {
-    int signal_number = 0;
-    if (sigwait(&set, &signal_number) != 0) continue;
+    const int signal_number = sigtimedwait(&set, nullptr, &hour);
+    if (signal_number < 0) {
+      if (errno == EAGAIN && on_hour) on_hour();
+      continue;
+    }
     if (signal_number != SIGHUP) return signal_number;
     if (on_reload) on_reload();
   }

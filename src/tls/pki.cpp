@@ -147,7 +147,10 @@ uint32_t eku_of(X509* cert, bool& has_eku) {
 // stop there and hide a broken chain behind it.
 int ignore_validity_period(int ok, X509_STORE_CTX* context) {
   const int error = X509_STORE_CTX_get_error(context);
-  if (!ok && (error == X509_V_ERR_CERT_HAS_EXPIRED || error == X509_V_ERR_CERT_NOT_YET_VALID)) return 1;
+  if (!ok && (error == X509_V_ERR_CERT_HAS_EXPIRED || error == X509_V_ERR_CERT_NOT_YET_VALID ||
+              error == X509_V_ERR_CRL_HAS_EXPIRED)) {
+    return 1;
+  }
   return ok;
 }
 
@@ -181,6 +184,11 @@ void check_chain(X509* cert, const std::vector<bssl::UniquePtr<X509>>& cas, cons
     }
     X509_STORE_add_crl(store.get(), crl.get());
     X509_STORE_set_flags(store.get(), X509_V_FLAG_CRL_CHECK);
+    const ASN1_TIME* next_update = X509_CRL_get0_nextUpdate(crl.get());
+    if (!request.crl_expired_allowed && next_update != nullptr && X509_cmp_current_time(next_update) < 0) {
+      problems.push_back("CRL expired: " + request.crl_path + " has nextUpdate " + time_text(next_update) +
+                         " (renew it: gatehouse certs crl --ca-dir DIR)");
+    }
   }
   X509_STORE_set_verify_cb(store.get(), ignore_validity_period);
   bssl::UniquePtr<X509_STORE_CTX> context(X509_STORE_CTX_new());
@@ -328,6 +336,55 @@ std::string CertificateAuthority::mint(const IssueRequest& request, Minted& out)
   return sign_leaf(cert_.get(), key_.get(), out.key.get(), request, out.cert);
 }
 
+namespace {
+
+// The CA's CRL written again: its earlier entries, plus `revoked` (unless
+// nullptr), lastUpdate `this_update` and nextUpdate `days` later, signed by
+// the CA. "" or why; `crl` holds what was written.
+std::string write_crl(const std::string& ca_dir, X509* ca, EVP_PKEY* ca_key, X509* revoked, time_t this_update,
+                      uint32_t days, bssl::UniquePtr<X509_CRL>& crl, bssl::UniquePtr<ASN1_TIME>& next) {
+  crl.reset(X509_CRL_new());
+  const std::string crl_path = ca_dir + "/ca.crl";
+  std::string old_text;
+  std::string why;
+  if (read_file(crl_path, old_text, why)) {
+    bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(old_text.data(), static_cast<int>(old_text.size())));
+    bssl::UniquePtr<X509_CRL> old(PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr));
+    if (!old) return crl_path + " is not a PEM CRL: " + openssl_error();
+    X509_REVOKED* existing = nullptr;
+    if (revoked != nullptr && X509_CRL_get0_by_serial(old.get(), &existing, X509_get_serialNumber(revoked)) == 1) {
+      return name_text(X509_get_subject_name(revoked)) + " is already revoked in " + crl_path;
+    }
+    STACK_OF(X509_REVOKED)* entries = X509_CRL_get_REVOKED(old.get());
+    for (size_t i = 0; i < sk_X509_REVOKED_num(entries); ++i) {
+      X509_CRL_add0_revoked(crl.get(), X509_REVOKED_dup(sk_X509_REVOKED_value(entries, i)));
+    }
+  }
+  bssl::UniquePtr<ASN1_TIME> now(ASN1_TIME_set(nullptr, this_update));
+  next.reset(ASN1_TIME_adj(nullptr, this_update, static_cast<int>(days), 0));
+  if (revoked != nullptr) {
+    bssl::UniquePtr<X509_REVOKED> entry(X509_REVOKED_new());
+    if (!X509_REVOKED_set_serialNumber(entry.get(), X509_get_serialNumber(revoked)) ||
+        !X509_REVOKED_set_revocationDate(entry.get(), now.get()) || !X509_CRL_add0_revoked(crl.get(), entry.release())) {
+      return "cannot build the CRL: " + openssl_error();
+    }
+  }
+  if (!X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2) ||
+      !X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca)) ||
+      !X509_CRL_set1_lastUpdate(crl.get(), now.get()) || !X509_CRL_set1_nextUpdate(crl.get(), next.get()) ||
+      !X509_CRL_sort(crl.get()) || !X509_CRL_sign(crl.get(), ca_key, EVP_sha256())) {
+    return "cannot build the CRL: " + openssl_error();
+  }
+  return write_file(crl_path, pem([&](BIO* bio) { return PEM_write_bio_X509_CRL(bio, crl.get()); }), 0644, true);
+}
+
+std::string crl_summary(const std::string& ca_dir, X509_CRL* crl, const ASN1_TIME* next) {
+  return ca_dir + "/ca.crl (" + std::to_string(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl))) +
+         " revoked, next update " + time_text(next) + ")";
+}
+
+}  // namespace
+
 std::string revoke(const RevokeRequest& request, std::string& summary) {
   bssl::UniquePtr<X509> ca;
   bssl::UniquePtr<EVP_PKEY> ca_key;
@@ -341,43 +398,28 @@ std::string revoke(const RevokeRequest& request, std::string& summary) {
   if (X509_NAME_cmp(X509_get_issuer_name(cert), X509_get_subject_name(ca.get())) != 0) {
     return request.cert_path + " was issued by " + name_text(X509_get_issuer_name(cert)) + ", not by this CA";
   }
-
-  // Rebuild the CRL: earlier entries, then this one.
-  bssl::UniquePtr<X509_CRL> crl(X509_CRL_new());
-  const std::string crl_path = request.ca_dir + "/ca.crl";
-  std::string old_text;
-  if (read_file(crl_path, old_text, why)) {
-    bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(old_text.data(), static_cast<int>(old_text.size())));
-    bssl::UniquePtr<X509_CRL> old(PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr));
-    if (!old) return crl_path + " is not a PEM CRL: " + openssl_error();
-    X509_REVOKED* existing = nullptr;
-    if (X509_CRL_get0_by_serial(old.get(), &existing, X509_get_serialNumber(cert)) == 1) {
-      return request.cert_path + " is already revoked in " + crl_path;
-    }
-    STACK_OF(X509_REVOKED)* entries = X509_CRL_get_REVOKED(old.get());
-    for (size_t i = 0; i < sk_X509_REVOKED_num(entries); ++i) {
-      X509_CRL_add0_revoked(crl.get(), X509_REVOKED_dup(sk_X509_REVOKED_value(entries, i)));
-    }
-  }
-  bssl::UniquePtr<X509_REVOKED> entry(X509_REVOKED_new());
-  bssl::UniquePtr<ASN1_TIME> now(ASN1_TIME_set(nullptr, time(nullptr)));
-  bssl::UniquePtr<ASN1_TIME> next(ASN1_TIME_adj(nullptr, time(nullptr), static_cast<int>(request.days), 0));
-  if (!X509_REVOKED_set_serialNumber(entry.get(), X509_get_serialNumber(cert)) ||
-      !X509_REVOKED_set_revocationDate(entry.get(), now.get()) || !X509_CRL_add0_revoked(crl.get(), entry.release()) ||
-      !X509_CRL_set_version(crl.get(), X509_CRL_VERSION_2) ||
-      !X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca.get())) ||
-      !X509_CRL_set1_lastUpdate(crl.get(), now.get()) || !X509_CRL_set1_nextUpdate(crl.get(), next.get()) ||
-      !X509_CRL_sort(crl.get()) || !X509_CRL_sign(crl.get(), ca_key.get(), EVP_sha256())) {
-    return "cannot build the CRL: " + openssl_error();
-  }
-  if (std::string error = write_file(crl_path, pem([&](BIO* bio) { return PEM_write_bio_X509_CRL(bio, crl.get()); }),
-                                     0644, true);
+  bssl::UniquePtr<X509_CRL> crl;
+  bssl::UniquePtr<ASN1_TIME> next;
+  if (std::string error = write_crl(request.ca_dir, ca.get(), ca_key.get(), cert, time(nullptr), request.days, crl, next);
       !error.empty()) {
     return error;
   }
-  summary = "revoked " + name_text(X509_get_subject_name(cert)) + " in " + crl_path + " (" +
-            std::to_string(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl.get()))) + " revoked, next update " +
-            time_text(next.get()) + ")";
+  summary = "revoked " + name_text(X509_get_subject_name(cert)) + " in " + crl_summary(request.ca_dir, crl.get(), next.get());
+  return "";
+}
+
+std::string renew_crl(const CrlRequest& request, std::string& summary) {
+  bssl::UniquePtr<X509> ca;
+  bssl::UniquePtr<EVP_PKEY> ca_key;
+  if (std::string error = load_ca(request.ca_dir, ca, ca_key); !error.empty()) return error;
+  bssl::UniquePtr<X509_CRL> crl;
+  bssl::UniquePtr<ASN1_TIME> next;
+  if (std::string error = write_crl(request.ca_dir, ca.get(), ca_key.get(), nullptr,
+                                    request.this_update.value_or(time(nullptr)), request.days, crl, next);
+      !error.empty()) {
+    return error;
+  }
+  summary = "renewed " + crl_summary(request.ca_dir, crl.get(), next.get());
   return "";
 }
 

@@ -8,16 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "gatehouse/tls/tls_types.h"
 #include "tls/boringssl.h"
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
 namespace gatehouse::tls {
 
-// Which EKUs a role needs: server and gateway both accept (serverAuth) and
-// dial (clientAuth: parent links, server-initiated connections, chains);
-// agents only dial.
-enum class CertRole : uint8_t { server, gateway, agent };
 enum class KeyType : uint8_t { ec_p256, rsa_2048 };
 
 const char* to_string(CertRole role);
@@ -48,11 +45,20 @@ struct RevokeRequest {
   uint32_t days = 30;                     // nextUpdate of the new CRL
 };
 
+struct CrlRequest {
+  std::string ca_dir;                     // holds ca.crt and ca.key; ca.crl is (re)written there
+  uint32_t days = 30;                     // nextUpdate of the new CRL
+  std::optional<time_t> this_update{};    // default: now
+};
+
 // On success returns "" and fills `summary`; otherwise the reason.
 std::string init_ca(const CaRequest& request, std::string& summary);
 std::string issue(const IssueRequest& request, std::string& summary);
 // Adds the certificate to ca_dir/ca.crl (keeping earlier entries) and re-signs it.
 std::string revoke(const RevokeRequest& request, std::string& summary);
+// Signs ca_dir/ca.crl again with the same entries and a new nextUpdate (or
+// creates an empty one): a CRL kept fresh before it expires.
+std::string renew_crl(const CrlRequest& request, std::string& summary);
 
 struct CheckRequest {
   std::string cert_path;
@@ -61,6 +67,7 @@ struct CheckRequest {
   std::string crl_path;                   // optional
   std::string name;                       // optional: the identity the peer expects
   std::optional<CertRole> role;           // optional: checks the EKUs it needs
+  bool crl_expired_allowed = false;       // a CRL past its nextUpdate is not a problem
 };
 
 struct CheckReport {

@@ -9,13 +9,33 @@
 #include <climits>
 
 #include "gatehouse/log/log.h"
+#include "tls/pki.h"
 #include "tls/session.h"
 
 namespace gatehouse::tls {
 
+namespace {
+
+constexpr time_t kCrlWarningLeadS = 7 * 86'400;  // warn this long before a CRL's nextUpdate...
+constexpr time_t kCrlWarningEveryS = 86'400;     // ...once a day
+
+// What `gatehouse certs check` finds wrong with our own certificate: expired or
+// not yet valid, another name or role, not its key, a broken chain, revoked,
+// an expired CRL. "" when usable.
+std::string own_certificate_problems(const ContextOptions& options) {
+  if (options.cert_path.empty() || options.ca_path.empty()) return "";
+  const CheckReport report = check({options.cert_path, options.key_path, options.ca_path, options.crl_path,
+                                    options.own_name, options.own_role, options.crl_expired_allowed});
+  std::string problems;
+  for (const std::string& problem : report.problems) problems += (problems.empty() ? "" : "; ") + problem;
+  return problems;
+}
+
+}  // namespace
+
 std::string ReloadableContext::reload() {
-  std::string why;
-  std::shared_ptr<const Context> loaded = Context::load(options_, why);
+  std::string why = own_certificate_problems(options_);
+  std::shared_ptr<const Context> loaded = why.empty() ? Context::load(options_, why) : nullptr;
   if (loaded == nullptr) {
     log::emit(log::Level::error, log::EventId::certificate_invalid,
               "certificate not loaded, the one in use stays: " + why, {{"cert", options_.cert_path}});
@@ -27,7 +47,27 @@ std::string ReloadableContext::reload() {
             {{"cert", options_.cert_path},
              {"subject", loaded->certificate_subject()},
              {"not_after", loaded->certificate_not_after()}});
+  crl_warned_at_.store(0);  // a new CRL: say at once if it too is close to its end
+  warn_if_crl_expiring();
   return "";
+}
+
+void ReloadableContext::warn_if_crl_expiring() {
+  const std::shared_ptr<const Context> context = current();
+  if (context == nullptr || context->crl_next_update() == 0) return;
+  const time_t now = std::time(nullptr);
+  const time_t left_s = context->crl_next_update() - now;
+  time_t warned_at = crl_warned_at_.load();
+  if (left_s > kCrlWarningLeadS || now - warned_at < kCrlWarningEveryS) return;
+  if (!crl_warned_at_.compare_exchange_strong(warned_at, now)) return;  // the other thread says it
+  const std::string when = left_s <= 0 ? "expired " + std::to_string(-left_s / 3'600) + " h ago"
+                                       : "expires in " + std::to_string(left_s / 3'600) + " h";
+  log::emit(left_s <= 0 ? log::Level::error : log::Level::warning, log::EventId::crl_expiring,
+            "the CRL " + when + (left_s <= 0 && !options_.crl_expired_allowed
+                                     ? ": no peer certificate can be checked, handshakes are refused (fail closed)"
+                                     : "") +
+                "; renew it (gatehouse certs crl --ca-dir DIR) and it is reloaded live",
+            {{"crl", options_.crl_path}});
 }
 
 std::vector<std::string> ReloadableContext::paths() const {

@@ -129,14 +129,17 @@ std::string serial_bytes(const ASN1_INTEGER* serial) {
 int verify_peer(int ok, X509_STORE_CTX* store) {
   if (ok) return 1;
   SSL* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
-  static_cast<Session*>(SSL_get_ex_data(ssl, session_index()))
-      ->on_verify_failure(X509_STORE_CTX_get_error(store), X509_STORE_CTX_get_current_cert(store));
+  auto* session = static_cast<Session*>(SSL_get_ex_data(ssl, session_index()));
+  const int error = X509_STORE_CTX_get_error(store);
+  // Past its nextUpdate, the CRL's revocations still hold; `crl_expired_allowed` keeps handshakes going.
+  if (error == X509_V_ERR_CRL_HAS_EXPIRED && session->context().options().crl_expired_allowed) return 1;
+  session->on_verify_failure(error, X509_STORE_CTX_get_current_cert(store));
   return 0;
 }
 
 // Also collects the serials the CRLs revoke, to check live and resumed sessions.
 bool add_crls(X509_STORE* store, const std::string& path, std::set<std::string, std::less<>>& revoked,
-              std::string& why) {
+              time_t& next_update, std::string& why) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream text;
   text << in.rdbuf();
@@ -148,6 +151,14 @@ bool add_crls(X509_STORE* store, const std::string& path, std::set<std::string, 
   bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   int count = 0;
   while (X509_CRL* crl = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr)) {
+    if (const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl); next != nullptr) {
+      int days = 0;
+      int seconds = 0;  // from now (nullptr) to nextUpdate
+      if (ASN1_TIME_diff(&days, &seconds, nullptr, next) == 1) {
+        const time_t at = std::time(nullptr) + time_t{days} * 86'400 + seconds;
+        if (next_update == 0 || at < next_update) next_update = at;
+      }
+    }
     STACK_OF(X509_REVOKED)* entries = X509_CRL_get_REVOKED(crl);
     for (size_t i = 0; i < sk_X509_REVOKED_num(entries); ++i) {
       revoked.insert(serial_bytes(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(entries, i))));
@@ -279,7 +290,7 @@ std::shared_ptr<const Context> Context::load(const Options& options, std::string
       why = options.ca_path + ": not a usable PEM CA file (" + openssl_error() + ")";
       return nullptr;
     }
-    if (!options.crl_path.empty() && !add_crls(SSL_CTX_get_cert_store(ctx), options.crl_path, context->revoked_serials_, why)) return nullptr;
+    if (!options.crl_path.empty() && !add_crls(SSL_CTX_get_cert_store(ctx), options.crl_path, context->revoked_serials_, context->crl_next_update_, why)) return nullptr;
   }
   int mode = SSL_VERIFY_NONE;
   if (options.peer_certificate == PeerCertificate::required) {
@@ -358,6 +369,10 @@ void Session::on_verify_failure(int error, X509* cert) {
       break;
     case X509_V_ERR_CERT_REVOKED:
       verify_failure_ = peer + subject + " is revoked (" + options.crl_path + ")";
+      break;
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+      verify_failure_ = "the CRL " + options.crl_path + " has expired: certificates cannot be checked, so none is "
+                        "taken (fail closed; renew it with gatehouse certs crl, or set [tls] crl_expired = \"allow\")";
       break;
     case X509_V_ERR_INVALID_PURPOSE:
       verify_failure_ = peer + subject + " lacks the EKU " + (options.side == Side::client ? "serverAuth" : "clientAuth");

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -35,6 +36,8 @@ class Context {
   std::string certificate_not_after() const;
   // The CRL this context was loaded with lists this certificate serial.
   bool revokes(std::string_view serial) const { return !serial.empty() && revoked_serials_.contains(serial); }
+  // The earliest nextUpdate of its CRLs (0: no CRL, or none says).
+  time_t crl_next_update() const { return crl_next_update_; }
 
   // Server: the keys sealing and opening tickets (first one seals).
   const std::vector<TicketKey>& ticket_keys() const { return ticket_keys_; }
@@ -56,6 +59,7 @@ class Context {
   Options options_;
   std::vector<TicketKey> ticket_keys_;
   std::set<std::string, std::less<>> revoked_serials_;  // from the CRL file
+  time_t crl_next_update_ = 0;
   mutable std::mutex tickets_mutex_;
   // Bounded by kTicketServersMax names × kTicketsPerServerMax tickets, newest last.
   mutable std::map<std::string, std::vector<bssl::UniquePtr<SSL_SESSION>>> tickets_;

@@ -131,6 +131,14 @@ if command -v openssl >/dev/null; then
   expect_exit 2 "openssl sees the revocation too" -- openssl verify -crl_check -CAfile "$pki/ca.crt" -CRLfile "$pki/ca.crl" "$pki/lost.example.test.crt"
   expect_output "certificate revoked" "openssl's verdict"
 fi
+# certs crl: the same entries signed again with a new nextUpdate; one already past it is refused by check.
+expect_exit 0 "crl renewal in the past" -- "$gatehouse" certs crl --ca-dir "$pki" --days 10 --valid-from 2020-01-01
+expect_output "renewed .*ca.crl \(2 revoked, next update Jan 11 00:00:00 2020 GMT\)" "crl renewal summary"
+expect_exit 1 "check with an expired CRL" -- check_cert $(c web01) --crl "$pki/ca.crl"
+expect_output "CRL expired: .*ca.crl has nextUpdate" "expired CRL line"
+expect_exit 0 "crl renewal" -- "$gatehouse" certs crl --ca-dir "$pki" --days 30
+expect_output "renewed .*ca.crl \(2 revoked" "crl renewal keeps the entries"
+expect_exit 0 "a fresh CRL passes the check again" -- check_cert $(c web01) --crl "$pki/ca.crl"
 expect_exit 2 "issue without --role" -- "$gatehouse" certs issue --name a.example.test
 expect_exit 1 "issue without a CA" -- "$gatehouse" certs issue --role agent --name a.example.test --ca-dir "$work/none" --out "$work"
 expect_output "create a CA with: gatehouse certs init-ca" "missing CA hint"

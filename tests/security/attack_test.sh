@@ -92,6 +92,11 @@ for name in web01 web02 web03 web04; do
 done
 expect "the bystanders flow" wait_for 20 bash -c "[ \$(grep -l '\"event\":30050' $work/web0[1-4].log 2>/dev/null | wc -l) = 4 ]"
 
+# 11 (agent side): an agent reloads its certificate on SIGHUP (its next session takes it).
+loaded_before=$(grep -c '"event":20053' "$work/web02.log")
+kill -HUP "${bystander_pids[1]}"
+expect "11: the agent reloads its certificate on SIGHUP" wait_for 5 bash -c "[ \$(grep -c '\"event\":20053' '$work/web02.log') -gt $loaded_before ]"
+
 # refused WHAT JSON TYPE REASON: the wire client's answer was TYPE with REASON.
 refused() {
   checks=$((checks + 1))
@@ -224,6 +229,25 @@ logged "10: gw1 logs the revocation" "$work/gw1.log" '"event":21007.*the reloade
 answer=$(wire 127.0.0.1 "$gw1_port" gw1.example.test $(as hold02.example.test) hello agent hold02.example.test 2>&1 | tail -1)
 [[ "$answer" != *HELLO_OK* ]] || fail "10: a revoked certificate was welcomed again: $answer"
 ok
+
+# 11. A CRL close to its nextUpdate is said (30052); `certs crl` renews it live.
+quiet "$gatehouse" certs crl --ca-dir "$work/pki" --days 3
+logged "11: gw1 warns that its CRL expires within 7 days (30052)" "$work/gw1.log" '"event":30052.*the CRL expires in 7[0-9] h'
+quiet "$gatehouse" certs crl --ca-dir "$work/pki" --days 30
+
+# 11. A certificate reload refuses another host's pair (20051, the one in use
+#     stays); an agent reloads its own certificate on SIGHUP.
+cp "$work/pki/gw1.example.test.crt" "$work/gw1.crt.good"
+cp "$work/pki/gw1.example.test.key" "$work/gw1.key.good"
+cp "$work/pki/gw2.example.test.key" "$work/pki/gw1.example.test.key"
+cp "$work/pki/gw2.example.test.crt" "$work/pki/gw1.example.test.crt"
+kill -HUP "$gw1_pid"
+logged "11: gw1 refuses another host's certificate (20051)" "$work/gw1.log" '"event":20051.*name mismatch: expected gw1.example.test, the certificate names gw2.example.test'
+answer=$(wire 127.0.0.1 "$gw1_port" gw1.example.test $(as web20.example.test) hello agent web20.example.test | tail -1)
+[ "$(field "$answer" type)" = HELLO_OK ] || fail "11: after a refused reload gw1 must still serve its own certificate: $answer"
+ok
+cp "$work/gw1.key.good" "$work/pki/gw1.example.test.key"
+cp "$work/gw1.crt.good" "$work/pki/gw1.example.test.crt"
 
 # approve list shows the tiers and each agent's binding (set, or taken at its first session).
 list=$("$gatehouse" approve --config "$work/server.toml" list)

@@ -345,3 +345,54 @@ TEST_CASE("tickets: a resumed session is checked against the CRL in force now, n
   CHECK(server_side.failure() == "the peer's certificate (web01.example.test) is revoked (" + (later / "ca.crl").string() +
                                      "): its resumed session is refused");
 }
+
+TEST_CASE("a reload refuses what this instance must not serve, and keeps what it has: expired, not yet valid, another name, the wrong role, another key, an expired CRL") {
+  const fs::path live = pki().dir / "own";
+  fs::create_directories(live);
+  auto install = [&](const std::string& cert, const std::string& key) {
+    fs::copy_file(pki().path(cert + ".crt"), live / "cert.pem", fs::copy_options::overwrite_existing);
+    fs::copy_file(pki().path(key + ".key"), live / "key.pem", fs::copy_options::overwrite_existing);
+  };
+  install("gw1.example.test", "gw1.example.test");
+  ContextOptions options{.side = Side::server, .cert_path = (live / "cert.pem").string(),
+                         .key_path = (live / "key.pem").string(), .ca_path = pki().path("ca.crt"),
+                         .own_name = "gw1.example.test", .own_role = CertRole::gateway};
+  ReloadableContext context(options);
+  REQUIRE(context.reload() == "");
+  const std::shared_ptr<const Context> good = context.current();
+  auto refused = [&](const std::string& cert, const std::string& key) {
+    install(cert, key);
+    const std::string why = context.reload();
+    CHECK(context.current() == good);
+    return why;
+  };
+  CHECK(refused("old.example.test", "old.example.test").find("certificate expired: notAfter") != std::string::npos);
+  CHECK(refused("future.example.test", "future.example.test").find("not yet valid") != std::string::npos);
+  CHECK(refused("gw1b.example.test", "gw1b.example.test").find("name mismatch: expected gw1.example.test") != std::string::npos);
+  CHECK(refused("web01.example.test", "web01.example.test").find("wrong EKU: role gateway") != std::string::npos);
+  CHECK(refused("gw1.example.test", "gw1b.example.test").find("key mismatch") != std::string::npos);
+
+  // A CRL whose nextUpdate passed: refused (fail closed), unless the instance allows it.
+  const fs::path ca_copy = pki().dir / "crl-expired";
+  fs::create_directories(ca_copy);
+  for (const char* file : {"ca.crt", "ca.key"}) fs::copy_file(pki().dir / file, ca_copy / file);
+  std::string summary;
+  REQUIRE(renew_crl({.ca_dir = ca_copy.string(), .days = 30, .this_update = std::time(nullptr) - 40 * 86'400}, summary) == "");
+  install("gw1.example.test", "gw1.example.test");
+  options.crl_path = (ca_copy / "ca.crl").string();
+  ReloadableContext strict(options);
+  CHECK(strict.reload().find("CRL expired: " + options.crl_path) != std::string::npos);
+  CHECK(strict.current() == nullptr);
+  // Past nextUpdate while running (loaded before, no check): fail closed refuses the handshake and says why.
+  const auto running = Pki::load(options);
+  CHECK(handshake_failure(pki().client("web01.example.test"), running, "gw1.example.test", false).starts_with(
+      "the CRL " + options.crl_path + " has expired: certificates cannot be checked, so none is taken"));
+  options.crl_expired_allowed = true;
+  ReloadableContext lenient(options);
+  CHECK(lenient.reload() == "");
+  CHECK(handshake_ok(lenient.current(), "gw1.example.test"));
+  REQUIRE(renew_crl({.ca_dir = ca_copy.string(), .days = 30}, summary) == "");  // `gatehouse certs crl`: fresh again
+  options.crl_expired_allowed = false;
+  ReloadableContext renewed(options);
+  CHECK(renewed.reload() == "");
+}

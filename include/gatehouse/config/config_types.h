@@ -34,6 +34,7 @@ struct TlsConfig {
   std::string key_path;
   std::string ca_path;
   std::string crl_path;   // empty: no CRL
+  bool crl_expired_allowed = false;  // crl_expired = "allow": a CRL past nextUpdate still applies, handshakes go on
   std::string ticket_keys_path;      // gateway, server: shared ticket keys; empty: per process
   uint32_t ticket_lifetime_s = 7'200;
 };

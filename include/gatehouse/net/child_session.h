@@ -11,6 +11,7 @@
 
 #include "gatehouse/log/events.h"
 #include "gatehouse/proto/codec.h"
+#include "gatehouse/tls/reload.h"
 #include "gatehouse/tls/tls_types.h"
 
 struct x509_st;     // BoringSSL's X509
@@ -24,7 +25,7 @@ class Initiator;
 namespace gatehouse::net {
 
 struct ChildOptions {
-  std::shared_ptr<const tls::Context> tls;
+  std::shared_ptr<const tls::ReloadableContext> tls;  // each new session takes the material in force
   std::string parent_name;  // the parent's certificate identity; the Kerberos service host
   proto::Role role = proto::Role::agent;
   proto::AuthMethod auth = proto::AuthMethod::cert;

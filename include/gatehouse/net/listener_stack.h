@@ -32,6 +32,9 @@ class ListenerStack {
 
   explicit ListenerStack(const config::Config& config);
   ~ListenerStack();
+  // Client-side TLS material reloaded with the listeners' (a gateway's
+  // uplinks): same files watched, same SIGHUP. Before start().
+  void reload_also(std::shared_ptr<tls::ReloadableContext> tls) { also_reloaded_.push_back(std::move(tls)); }
   // Loads the TLS material and keytab, binds, starts the shards. "" or why.
   std::string start(const HandlerFactory& make_handler);
   // Until SIGTERM/SIGINT (SIGHUP reloads); then stops the shards.
@@ -44,6 +47,7 @@ class ListenerStack {
 
   const config::Config& config_;
   tls::ReloadableContext tls_;
+  std::vector<std::shared_ptr<tls::ReloadableContext>> also_reloaded_;
   std::atomic<std::shared_ptr<const krb::AcceptorCredential>> kerberos_;
   runtime::WorkerPool pool_;
   std::vector<std::unique_ptr<SessionHandler>> handlers_;  // per shard

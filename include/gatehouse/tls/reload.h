@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <string>
@@ -28,11 +29,15 @@ class ReloadableContext {
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   // The files whose change should trigger reload().
   std::vector<std::string> paths() const;
+  // Event 30052, once a day from 7 days before the CRL's nextUpdate (and
+  // after it). Called at each load and by the process's hourly tick.
+  void warn_if_crl_expiring();
 
  private:
   const ContextOptions options_;
   std::atomic<std::shared_ptr<const Context>> current_;
   std::atomic<uint64_t> generation_{0};
+  std::atomic<time_t> crl_warned_at_{0};  // reload() runs on the file watcher and the signal waiter
 };
 
 // Watches files through their folders (so editors' and cert tools' atomic

@@ -3,11 +3,17 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace gatehouse::tls {
 
 enum class Side : uint8_t { server, client };
+
+// Which EKUs a role needs: server and gateway both accept (serverAuth) and
+// dial (clientAuth: parent links, server-initiated connections, chains);
+// agents only dial.
+enum class CertRole : uint8_t { server, gateway, agent };
 
 // What a side asks of its peer's certificate. A server that takes both cert
 // and Kerberos agents on one port uses `optional` and decides after HELLO; a
@@ -33,6 +39,14 @@ struct ContextOptions {
   // Client: one ticket for all servers instead of one per server name, for
   // a failover list of gateways that share ticket keys (a tier).
   bool resume_across_servers = false;
+  // What our own certificate must be, checked at every (re)load (`gatehouse
+  // certs check`): valid now, for this name and role, its key, not revoked.
+  std::string own_name = {};
+  std::optional<CertRole> own_role = {};
+  // The CRL's nextUpdate has passed: false (fail closed, the default) refuses
+  // handshakes it would check and refuses to load it; true keeps using its
+  // revocations and warns (event 30052).
+  bool crl_expired_allowed = false;
 };
 
 // Who the peer's certificate says it is ("" without one), and whether it
