@@ -156,6 +156,20 @@ answer=$(wire 127.0.0.1 "$server_port" ms1.example.test $(as direct01.example.te
 refused "2: a direct agent's seq jump" "$answer" DENY protocol_error
 echo "2: seq poisoning: $answer"
 
+# 8 (per identity). One agent certificate opening session after session holds
+#    one: each new session replaces the older (GOAWAY, 30061), so no identity
+#    can hold the table. Then the real direct01 is the only one left.
+for i in 1 2 3 4 5; do
+  wire 127.0.0.1 "$server_port" ms1.example.test $(as direct01.example.test) hold direct01.example.test >"$work/same-$i.out" &
+  pids+=($!)
+  expect "8: session $i of direct01 is in" wait_for 10 grep -q HELLO_OK "$work/same-$i.out"
+done
+expect "8: the 4 older sessions were sent away" wait_for 5 bash -c "[ \$(grep -l '\"ended\".*GOAWAY' $work/same-*.out | wc -l) = 4 ]"
+[ -z "$(grep -l ended "$work/same-5.out")" ] || fail "8: the newest session must stay: $(cat "$work/same-5.out")"
+ok
+logged "8: the server logs 30061 for direct01" "$work/server.log" '"event":30061.*direct01.example.test'
+logged "2: the forged session of web01 replaced the real one (30061), which came back" "$work/server.log" '"event":30061.*web01.example.test'
+
 # 3. Registry flood: 2,000 made-up agents from one approved gateway uplink.
 answer=$(wire 127.0.0.1 "$server_port" ms1.example.test $(as gw1.example.test) flood gw1.example.test 2000 | tail -1)
 throttled=$(field "$answer" OPEN_DENY/overloaded)
