@@ -294,6 +294,17 @@ ok
 s=$(stats "$work/server.toml")
 echo "bystanders: $s"
 
+# 5 (the top gateway). Deleting gw1's approval ends its uplinks within 1 s
+# (30064 at the server); gw1 is then refused (30051) while it retries.
+approve gateway gw1.example.test --action delete
+deleted_at=$(now_ms)
+logged "5: gw1's uplinks are closed (30064)" "$work/server.log" '"event":30064.*gateway gw1.example.test is no longer approved'
+took=$(( $(log_ms "$work/server.log" '"event":30064.*gateway gw1.example.test is no longer approved') - deleted_at ))
+[ "$took" -le 1000 ] || fail "5: gw1's uplinks closed $took ms after its approval was deleted"
+ok
+logged "5: gw1 is refused while it retries (30051)" "$work/gw1.log" '"event":30051'
+echo "5: top gateway approval deleted: its uplinks closed after $took ms"
+
 for pid in "$gw2_pid" "$gw1_pid" "$server_pid"; do
   kill -TERM "$pid"
   wait_exit "$pid" 10
