@@ -122,8 +122,12 @@ def answer_on(peer, channel):
     """The next frame for `channel` (others, ACK and CREDIT, are skipped)."""
     while True:
         answer = peer.next()
-        if answer is None or answer["channel"] == channel or answer["type"] in ("DENY", "GOAWAY"):
-            return answer or {"type": "closed"}
+        if answer is None:
+            return {"type": "closed"}
+        if answer["type"] in ("ACK", "CREDIT", "PONG"):
+            continue  # the flow of what was taken, not the answer
+        if answer["channel"] == channel or answer["type"] in ("DENY", "GOAWAY"):
+            return answer
 
 
 def drip(host, port, bytes_per_s):
