@@ -1,7 +1,6 @@
 #include "gatehouse/net/gate.h"
 
 #include <algorithm>
-#include <cctype>
 
 #include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
