@@ -16,6 +16,7 @@ net::ChildLinkOptions link_options(const AgentOptions& options) {
           .backoff_max_ms = options.backoff_max_ms,
           .welcome_timeout_ms = options.welcome_timeout_ms,
           .retry_after_loss_ms = options.retry_after_loss_ms,
+          .parent_silence_max_ms = options.parent_silence_max_ms,
           .not_approved_event = log::EventId::agent_not_approved,
           .not_approved_hint = {}};
 }

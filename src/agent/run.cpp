@@ -116,6 +116,7 @@ bool run(const config::Config& config, const InputSource& source) {
   options.backoff_max_ms = config.timeouts.backoff_max_ms;
   options.welcome_timeout_ms = config.timeouts.welcome_timeout_ms;
   options.retry_after_loss_ms = config.timeouts.retry_after_loss_ms;
+  options.parent_silence_max_ms = config.timeouts.parent_silence_ms;
   options.child.role = proto::Role::agent;
   options.child.auth = kerberos ? proto::AuthMethod::kerberos : proto::AuthMethod::cert;
   options.child.name = config.name;

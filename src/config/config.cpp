@@ -371,6 +371,8 @@ void read_failover(TableReader& root, Config& config) {
   Timeouts& t = config.timeouts;
   // One process's few uplinks, not thousands of agents: retry often (an approval comes back fast).
   if (config.role == Role::gateway) t.backoff_max_ms = 5'000;
+  // Uplinks find a dead parent in seconds; agents, thousands to a gateway, ping less often.
+  t.parent_silence_ms = config.role == Role::gateway ? 6'000 : 45'000;
   const toml::table* table = root.table("failover");
   if (table == nullptr) return;
   TableReader failover(*table, "failover.", root.context());
@@ -378,6 +380,7 @@ void read_failover(TableReader& root, Config& config) {
   failover.integer("backoff_max_ms", t.backoff_max_ms, 10, 3'600'000);
   failover.integer("welcome_timeout_ms", t.welcome_timeout_ms, 100, 600'000);
   failover.integer("retry_after_loss_ms", t.retry_after_loss_ms, 0, 600'000);
+  failover.integer("parent_silence_ms", t.parent_silence_ms, 1'000, 600'000);
   failover.integer("resolve_interval_s", t.resolve_interval_s, 1, 86'400);
   failover.finish();
   if (t.backoff_max_ms < t.backoff_initial_ms) {

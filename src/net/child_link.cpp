@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -94,6 +95,17 @@ void ChildLink::on_timer(runtime::Shard& shard, runtime::Timer& timer) {
     return;
   }
   if (!welcomed()) return;
+  const uint64_t silent_ms = shard.now_ms() - heard_at_ms_;
+  if (options_.parent_silence_max_ms != 0 && silent_ms >= options_.parent_silence_max_ms) {
+    failed(shard, log::Level::warning,
+           {proto::Reason::timeout, log::EventId::parent_connect_failed,
+            "no answer from the parent for " + std::to_string(silent_ms) +
+                " ms (frozen or black-holed; [failover] parent_silence_ms): trying the next"},
+           {{"parent", parent().name}, {"address", parent().address.text}});
+    parent_silent_ = true;
+    shard.abort(conn_);
+    return;
+  }
   session_->send({0, proto::Ping{shard.now_ms()}});
   flush(shard);
   shard.set_timer(heartbeat_, heartbeat_interval_ms_);
@@ -132,6 +144,7 @@ void ChildLink::adopt(runtime::Shard& shard, runtime::ConnId id) {
 
 bool ChildLink::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) {
   if (!connected_ || id != conn_ || session_ == nullptr) return false;
+  heard_at_ms_ = shard.now_ms();
   session_->receive(bytes, *this);
   if (session_ != nullptr && shard.alive(id)) flush(shard);
   return true;
@@ -140,6 +153,9 @@ bool ChildLink::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<con
 void ChildLink::on_welcome(const proto::HelloOk& hello_ok) {
   shard_->clear_deadline(conn_);
   heartbeat_interval_ms_ = hello_ok.heartbeat_interval_s * 1'000u;
+  if (options_.parent_silence_max_ms != 0) {
+    heartbeat_interval_ms_ = std::min(heartbeat_interval_ms_, std::max(options_.parent_silence_max_ms / 3, 1u));
+  }
   shard_->set_timer(heartbeat_, heartbeat_interval_ms_);
   failover_.succeeded();
   if (options_.log_events) {
@@ -202,6 +218,11 @@ bool ChildLink::on_close(runtime::Shard& shard, runtime::ConnId id) {
   if (reconnect_at_once_) {
     reconnect_at_once_ = false;
     connect(shard);
+    return true;
+  }
+  if (was_up && parent_silent_) {
+    parent_silent_ = false;
+    next_parent(shard);
     return true;
   }
   if (was_up) {

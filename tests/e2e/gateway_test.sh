@@ -11,7 +11,7 @@ work=$(mktemp -d /tmp/gatehouse-e2e-gw-XXXXXX)
 . "$root/tests/e2e/lib.sh"
 
 agents=12
-specs=(server:ms1.example.test gateway:gw1.example.test)
+specs=(server:ms1.example.test gateway:gw1.example.test gateway:gw2.example.test)
 for i in $(seq -w 1 $agents); do specs+=("agent:web$i.example.test"); done
 pki "$work/pki" "${specs[@]}"
 
@@ -85,7 +85,7 @@ start gateway "$work/gateway.toml" "$work/gateway.log" || exit 1
 gateway_pid=$started_pid
 expect "server logs 20000 for the unapproved gateway" wait_for 10 grep -q '"event":20000.*gw1.example.test' "$work/server.log"
 expect "gateway logs 30051" wait_for 10 grep -q '"event":30051' "$work/gateway.log"
-expect "approve the gateway" quiet "$gatehouse" approve --config "$work/server.toml" gateway gw1.example.test --action create
+expect "approve the gateway" quiet "$gatehouse" approve --config "$work/server.toml" gateway gw1.example.test --action create --tier dmz
 start_agents 2000 2000
 expect "an agent through the gateway logs 20070" wait_for 20 grep -q '"event":20070' "$work/web01.log"
 expect "the server logs 20000 for it, via the gateway" \
@@ -149,10 +149,36 @@ bound_kb=$((rss_before + 4 * 2 * 1024 + 16 * 1024))
 ok
 echo "parent stalled 10 s: gateway RSS ${rss_before} KiB before, peak ${peak} KiB (bound ${bound_kb} KiB)"
 
+# 6. A frozen gateway (SIGSTOP): agents that list a second gateway of its tier
+#    find it silent within [failover] parent_silence_ms (3 s here), log 21006,
+#    and finish through gw2 with exact counts.
+gw2_port=$(free_port)
+sed -e "s/gw1\.example\.test/gw2.example.test/g" -e "s/127.0.0.1:$gateway_port/127.0.0.1:$gw2_port/" \
+  "$work/gateway.toml" >"$work/gateway2.toml"
+expect "approve gw2 in gw1's tier" quiet "$gatehouse" approve --config "$work/server.toml" gateway gw2.example.test --action create --tier dmz
+start gateway "$work/gateway2.toml" "$work/gateway2.log" || exit 1
+gw2_pid=$started_pid
+for i in $(seq -w 1 $agents); do
+  printf '[[gateways]]\naddress = "127.0.0.1:%s"\nname = "gw2.example.test"\n[failover]\nparent_silence_ms = 3000\n' "$gw2_port" \
+    >>"$work/web$i.toml"
+done
+start_agents 12000 2000
+sleep 2
+kill -STOP "$gateway_pid"
+frozen_at=$(date +%s%3N)
+expect "the agents finish through gw2 while gw1 is frozen" wait_agents 90
+check_exact $((24000 + 12 * 132000)) "after gw1 froze"
+left=$(grep -l '"event":21006.*no answer from the parent for' "$work"/web*.log | wc -l)
+[ "$left" = "$agents" ] || fail "want all $agents agents to find gw1 silent (21006), $left did"
+ok
+echo "gateway frozen: all $agents agents left it for gw2 and finished $(( $(date +%s%3N) - frozen_at )) ms after the freeze"
+kill -CONT "$gateway_pid"
+
 s=$(stats "$work/server.toml")
 echo "store: $s"
-kill -TERM "$gateway_pid" "$server_pid"
+kill -TERM "$gateway_pid" "$gw2_pid" "$server_pid"
 wait_exit "$gateway_pid" 10
+wait_exit "$gw2_pid" 10
 wait_exit "$server_pid" 10
 echo "gateway: $((checks - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]

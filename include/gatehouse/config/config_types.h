@@ -72,6 +72,7 @@ struct Timeouts {
   uint32_t backoff_max_ms = 30'000;       // ... up to this (gateway default: 5,000)
   uint32_t welcome_timeout_ms = 10'000;   // connect → HELLO_OK
   uint32_t retry_after_loss_ms = 100;     // a session that was up: the same parent again after ~this
+  uint32_t parent_silence_ms = 45'000;    // [failover] nothing heard from a parent this long: the next (gateway: 6,000)
   uint32_t resolve_interval_s = 30;       // parents' names are looked up again this often
 };
 

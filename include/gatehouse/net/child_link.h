@@ -36,6 +36,11 @@ struct ChildLinkOptions {
   uint32_t backoff_max_ms = 30'000;
   uint32_t welcome_timeout_ms = 10'000;  // connected → HELLO_OK
   uint32_t retry_after_loss_ms = 100;    // a session that was up: the same parent again after ~this
+  // Nothing heard from a welcomed parent for this long (not even a PONG; we
+  // ping a third of it, or each heartbeat if that is sooner): the parent is
+  // frozen or black-holed, the link is dead (21006) and the next parent is
+  // tried. 0: no such check (pings at the parent's heartbeat only).
+  uint32_t parent_silence_max_ms = 0;
   // A parent's refusal for want of approval: logged with this event (and hint).
   log::EventId not_approved_event = log::EventId::agent_not_approved;
   std::string not_approved_hint;
@@ -133,6 +138,8 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   bool adopted_ = false;   // the parent dialled: it reconnects, not us
   bool stopping_ = false;
   bool failure_heard_ = false;     // this session's failure was reported: its close is no second one
+  bool parent_silent_ = false;     // this session was dropped for silence: the next parent, not this one again
+  uint64_t heard_at_ms_ = 0;       // the parent's last bytes
   bool reconnect_at_once_ = false;
   std::unique_ptr<ChildSession> session_;
 };

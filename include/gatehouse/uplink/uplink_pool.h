@@ -30,6 +30,7 @@ struct UplinkOptions {
   uint32_t backoff_max_ms = 30'000;
   uint32_t welcome_timeout_ms = 10'000;
   uint32_t retry_after_loss_ms = 100;  // an uplink that was up: the same parent again soon
+  uint32_t parent_silence_max_ms = 6'000;  // nothing heard this long: the parent is dead, the next one
 };
 
 // What the gateway's sessions do with a shard's uplinks (UplinkPool; a fake
