@@ -33,6 +33,7 @@ struct Input {
   std::atomic<bool> ended{false};
   std::atomic<bool> failed{false};  // the queue could not write
   std::atomic<uint64_t> dropped{0};
+  std::atomic<uint64_t> refused{0};  // input lines longer than an event may be
 
   void taken(const std::vector<std::string>& lines) {
     uint64_t dropped_now = 0;
@@ -55,10 +56,30 @@ struct Input {
     runtime.shard(0).post({&service, 0, nullptr});
   }
 
+  // A line past the protocol's payload limit is refused whole, said and
+  // counted: never cut to fit (a cut event would look complete).
+  void refuse_line(uint64_t size_bytes) {
+    refused += 1;
+    log::emit(log::Level::warning, log::EventId::input_line_refused,
+              "an input line of " + std::to_string(size_bytes) + " bytes is longer than an event may be (" +
+                  std::to_string(kLineMaxBytes) + " bytes): refused, not cut",
+              {{"size_bytes", size_bytes}, {"refused_total", refused.load()}});
+  }
+
   // Lines from `fd` until EOF or stop.
   void read_lines(int fd) {
     std::string partial;
+    uint64_t line_bytes = 0;  // the line so far, past what `partial` keeps
     std::vector<std::string> lines;
+    auto end_line = [&] {
+      if (line_bytes > kLineMaxBytes) {
+        refuse_line(line_bytes);
+      } else {
+        lines.push_back(std::move(partial));
+      }
+      partial.clear();
+      line_bytes = 0;
+    };
     char buffer[64 * 1024];
     while (!stop) {
       pollfd ready{fd, POLLIN, 0};
@@ -67,11 +88,10 @@ struct Input {
       if (n < 0 && errno == EINTR) continue;
       for (ssize_t i = 0; i < n; ++i) {
         if (buffer[i] != '\n') {
-          if (partial.size() < kLineMaxBytes) partial.push_back(buffer[i]);
+          if (++line_bytes <= kLineMaxBytes) partial.push_back(buffer[i]);
           continue;
         }
-        lines.push_back(std::move(partial));
-        partial.clear();
+        end_line();
         if (lines.size() == kInputBatchMax) {
           taken(lines);
           lines.clear();
@@ -83,7 +103,7 @@ struct Input {
         lines.clear();
       }
     }
-    if (!partial.empty()) lines.push_back(std::move(partial));
+    if (line_bytes > 0) end_line();
     if (!lines.empty() && !stop) taken(lines);
   }
 
@@ -203,7 +223,8 @@ bool run(const config::Config& config, const InputSource& source) {
   runtime.join();
   log::emit(log::Level::info, log::EventId::process_stopping, "agent stopped",
             {{"last_seq", queue->last_seq()}, {"acked_seq", queue->acked_seq()}, {"queued", queue->queued_events()},
-             {"sent", counters.sent.load()}, {"sessions", counters.sessions.load()}, {"dropped", input.dropped.load()}});
+             {"sent", counters.sent.load()}, {"sessions", counters.sessions.load()}, {"dropped", input.dropped.load()},
+             {"refused", input.refused.load()}});
   return !input.failed;
 }
 

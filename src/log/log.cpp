@@ -259,6 +259,7 @@ const char* event_name(EventId id) {
     case EventId::new_agents_throttled: return "new_agents_throttled";
     case EventId::agent_session_replaced: return "agent_session_replaced";
     case EventId::chain_hop_refused: return "chain_hop_refused";
+    case EventId::input_line_refused: return "input_line_refused";
     case EventId::crl_expiring: return "crl_expiring";
     case EventId::session_idle_timeout: return "session_idle_timeout";
     case EventId::data_out_of_order: return "data_out_of_order";

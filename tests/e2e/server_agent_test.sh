@@ -33,7 +33,9 @@ write_server_config 0 reject
 start server "$work/server.toml" "$work/server.log" || exit 1
 server_pid=$started_pid
 agent_config web01.example.test "$port"
-seq 1 500 | sed 's/^/web01 event /' >"$work/input-web01"
+# Line 251 is longer than an event may be (65,536 bytes): refused whole (30043), never cut.
+{ seq 1 250 | sed 's/^/web01 event /'; head -c 70000 /dev/zero | tr '\0' x; echo; seq 251 500 | sed 's/^/web01 event /'; } \
+  >"$work/input-web01"
 start agent "$work/web01.example.test.toml" "$work/web01.log" --file "$work/input-web01"
 web01_pid=$started_pid
 expect "server logs 20000 for the unapproved agent" wait_for 10 grep -q '"event":20000.*web01.example.test' "$work/server.log"
@@ -44,6 +46,8 @@ expect "the agent finishes after the live approval" wait_exit "$web01_pid" 60
 s=$(stats "$work/server.toml")
 [ "$(json_field "$s" events)" = 500 ] || fail "after approval: want 500 events, have $s"
 ok
+expect "the oversized line is refused and said (30043)" grep -q '"event":30043.*"size_bytes":70000' "$work/web01.log"
+expect "the agent's last line counts it" grep -q '"event":30002.*"refused":1' "$work/web01.log"
 "$gatehouse" approve --config "$work/server.toml" list --json | grep -q '"name":"web01.example.test","state":"approved"' || fail "approve list: $("$gatehouse" approve --config "$work/server.toml" list --json)"
 ok
 

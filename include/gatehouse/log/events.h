@@ -30,6 +30,7 @@ enum class EventId : uint32_t {
   store_tail_truncated = 30040,       // server: a torn last record (crash mid-write) was cut off at start
   store_write_failed = 30041,         // server: the store cannot write or fsync; it stops without acknowledging
   queue_write_failed = 30042,         // agent: the disk queue cannot write or fsync; input stops
+  input_line_refused = 30043,         // agent: an input line longer than an event may be, refused (not cut)
   parent_connected = 30050,           // agent, gateway: a session with a parent is up
   gateway_not_approved = 30051,       // gateway: the parent refused its uplink (not approved)
   crl_expiring = 30052,               // a CRL in use reaches its nextUpdate within 7 days (or passed it)
