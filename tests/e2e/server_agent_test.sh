@@ -13,6 +13,11 @@ pki "$work/pki" server:ms1.example.test agent:web01.example.test agent:web02.exa
 write_server_config() {  # write_server_config PORT APPROVAL
   server_config "$1" "$2" "recv_buffers = 64" >"$work/server.toml"
 }
+restart_server() {  # the server again on the same port (reject mode); sets server_pid
+  write_server_config "$port" reject
+  start server "$work/server.toml" "$work/server.log" || exit 1
+  server_pid=$started_pid
+}
 agent_config() {  # agent_config NAME PORT
   cat >"$work/$1.toml" <<CONF
 name = "$1"
@@ -61,9 +66,7 @@ sleep 1
 kill -KILL "$server_pid"
 wait "$server_pid" 2>/dev/null
 before=$(json_field "$(stats "$work/server.toml")" events)
-write_server_config "$port" reject
-start server "$work/server.toml" "$work/server.log" || exit 1
-server_pid=$started_pid
+restart_server
 expect "web02 finishes after the server's restart" wait_exit "$web02_pid" 90
 [ "$rc" = 0 ] || fail "web02 exit $rc"
 s=$(stats "$work/server.toml")
@@ -107,9 +110,7 @@ seq 1 3000 | sed 's/^/web04 event padded to about one hundred bytes so that the 
 start agent "$work/web04.toml" "$work/web04.log" --file "$work/input-web04"
 web04_pid=$started_pid
 expect "web04 drops its oldest (4506)" wait_for 20 grep -q '"event":4506' "$work/web04.log"
-write_server_config "$port" reject
-start server "$work/server.toml" "$work/server.log" || exit 1
-server_pid=$started_pid
+restart_server
 expect "web04 finishes once the server is back" wait_exit "$web04_pid" 60
 [ "$rc" = 0 ] || fail "web04 exit $rc"
 s=$(stats "$work/server.toml")

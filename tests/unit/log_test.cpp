@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,9 +48,8 @@ size_t count_of(const std::string& text, const std::string& needle) {
   return n;
 }
 
-}  // namespace
-
-TEST_CASE("the logging thread writes every line of four threads whole; a flood of one event is coalesced") {
+// What the logging thread writes while `emit_lines` runs (started before, stopped after).
+std::string through_the_writer(const std::function<void()>& emit_lines) {
   int pipe_fds[2];
   REQUIRE(::pipe(pipe_fds) == 0);
   std::string out;
@@ -60,21 +60,30 @@ TEST_CASE("the logging thread writes every line of four threads whole; a flood o
   });
   set_output_fd(pipe_fds[1]);
   start_writer();
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([t] {
-      // 40 lines of one event per thread: 160 in all, 100 pass the window's
-      // budget. (An event no other test logs: the windows are per process.)
-      for (int i = 0; i < 40; ++i) emit(Level::error, EventId::invariant_broken, "a flood", {{"thread", t}, {"i", i}});
-      emit(Level::info, EventId::parent_connected, "another event is not held back", {{"thread", t}});
-    });
-  }
-  for (std::thread& thread : threads) thread.join();
+  emit_lines();
   stop_writer();
   set_output_fd(STDERR_FILENO);
   ::close(pipe_fds[1]);
   reader.join();
   ::close(pipe_fds[0]);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the logging thread writes every line of four threads whole; a flood of one event is coalesced") {
+  const std::string out = through_the_writer([] {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([t] {
+        // 40 lines of one event per thread: 160 in all, 100 pass the window's
+        // budget. (An event no other test logs: the windows are per process.)
+        for (int i = 0; i < 40; ++i) emit(Level::error, EventId::invariant_broken, "a flood", {{"thread", t}, {"i", i}});
+        emit(Level::info, EventId::parent_connected, "another event is not held back", {{"thread", t}});
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+  });
   CHECK(count_of(out, "\"event\":30090,") == kRepeatLinesMax + 1);  // the lines, then one count
   CHECK(count_of(out, "\"coalesced\":60}") == 1);
   CHECK(count_of(out, "\"event\":30050,") == 4);
@@ -89,27 +98,14 @@ TEST_CASE("the logging thread writes every line of four threads whole; a flood o
 }
 
 TEST_CASE("refusals coalesce per event and peer host: one peer's flood does not hide another's lines") {
-  int pipe_fds[2];
-  REQUIRE(::pipe(pipe_fds) == 0);
-  std::string out;
-  std::thread reader([&] {
-    char chunk[65'536];
-    ssize_t n;
-    while ((n = ::read(pipe_fds[0], chunk, sizeof chunk)) > 0) out.append(chunk, static_cast<size_t>(n));
+  const std::string out = through_the_writer([] {
+    // An attacker from one host, a new port each time, then a bystander from another (TEST-NET addresses no other test uses).
+    for (int i = 0; i < 150; ++i) {
+      const std::string peer = "198.51.100.7:" + std::to_string(40'000 + i);
+      emit(Level::warning, EventId::mutual_auth_failed, "refused", {{"peer", peer}});
+    }
+    for (int i = 0; i < 5; ++i) emit(Level::warning, EventId::mutual_auth_failed, "refused", {{"peer", "203.0.113.9:443 via 127.0.0.1:1"}});
   });
-  set_output_fd(pipe_fds[1]);
-  start_writer();
-  // An attacker from one host, a new port each time, then a bystander from another (TEST-NET addresses no other test uses).
-  for (int i = 0; i < 150; ++i) {
-    const std::string peer = "198.51.100.7:" + std::to_string(40'000 + i);
-    emit(Level::warning, EventId::mutual_auth_failed, "refused", {{"peer", peer}});
-  }
-  for (int i = 0; i < 5; ++i) emit(Level::warning, EventId::mutual_auth_failed, "refused", {{"peer", "203.0.113.9:443 via 127.0.0.1:1"}});
-  stop_writer();
-  set_output_fd(STDERR_FILENO);
-  ::close(pipe_fds[1]);
-  reader.join();
-  ::close(pipe_fds[0]);
   CHECK(count_of(out, R"("peer":"198.51.100.7:)") == kRepeatLinesMax);
   CHECK(count_of(out, R"("peer":"203.0.113.9:443 via)") == 5);
   CHECK(count_of(out, R"(50 more lines of this event from 198.51.100.7 in the last 10 s)") == 1);
