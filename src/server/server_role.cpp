@@ -127,9 +127,8 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
     return;
   }
   const std::string agent = lower(open.name);
-  auto refuse = [&](proto::Reason reason, log::EventId event, const std::string& text) {
-    gate.send(shard, conn,
-              {channel, proto::OpenDeny{{reason, static_cast<uint32_t>(event), std::string_view(text).substr(0, proto::kTextMaxBytes)}}});
+  auto refuse = [&](proto::Reason reason, log::EventId event, const std::string& text, const std::string& logged = "") {
+    refuse_open(gate, shard, conn, channel, agent, reason, event, text, logged);
   };
   if (link.channels.contains(channel)) {
     refuse(proto::Reason::channel_exists, log::EventId::protocol_violation, "channel already open");
@@ -141,10 +140,8 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
   }
   std::string tier;
   if (const std::string why = path_refusal(link, open, tier); !why.empty()) {
-    log::emit(log::Level::warning, log::EventId::peer_not_approved,
-              (open.role == proto::Role::gateway ? "chained gateway " : "agent ") + agent + " refused: " + why,
-              {{"name", agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
-    refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, why);
+    refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, why,
+           (open.role == proto::Role::gateway ? "chained gateway " : "agent ") + agent + " refused: " + why);
     return;
   }
   if (open.role == proto::Role::gateway) {
@@ -153,31 +150,38 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
   }
   const AgentBinding came{tier, auth_name(open.auth)};
   if (const std::string why = binding_refusal(agent, came); !why.empty()) {
-    log::emit(log::Level::warning, log::EventId::peer_not_approved, why,
-              {{"agent", agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
-    refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, why);
+    refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, why, why);
     return;
   }
   const bool known = context_.registry.approvals()->agents.contains(agent);
   if (!known && !new_agent_allowed(shard, link)) {
     const std::string text = "gateway " + link.name + " brings new agents faster than " +
                              std::to_string(context_.limits.new_agents_per_minute) + " a minute";
-    log::emit(log::Level::warning, log::EventId::new_agents_throttled, text + "; agent " + agent + " refused for now",
-              {{"agent", agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
-    refuse(proto::Reason::overloaded, log::EventId::new_agents_throttled, text);
+    refuse(proto::Reason::overloaded, log::EventId::new_agents_throttled, text, text + "; agent " + agent + " refused for now");
     return;
   }
   context_.registry.note_seen(agent, link.name, came, context_.approval);
   if (!agent_approved(agent)) {
     const std::string text = "agent " + agent + " is not approved by this management server";
-    log::emit(log::Level::warning, log::EventId::peer_not_approved, text + ": " + approval_hint(agent),
-              {{"agent", agent}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
-    refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, text);
+    refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, text, text + ": " + approval_hint(agent));
     return;
   }
   const uint64_t durable_seq = open_channel(conn, channel, agent, came);
   admit_agent(shard, conn, channel, agent);
   gate.send(shard, conn, {channel, proto::OpenOk{durable_seq, context_.limits.channel_window_bytes}});
+}
+
+// OPEN_DENY for `channel`; `logged`, when not empty, is the line logged with
+// the event (naming who, through which gateway, from where).
+void ServerSessions::refuse_open(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
+                                 const std::string& name, proto::Reason reason, log::EventId event,
+                                 const std::string& text, const std::string& logged) {
+  if (!logged.empty()) {
+    log::emit(log::Level::warning, event, logged,
+              {{"name", name}, {"via", conn.role.name}, {"peer", shard.peer(conn.id).to_string()}});
+  }
+  gate.send(shard, conn, {channel, proto::OpenDeny{{reason, static_cast<uint32_t>(event),
+                                                    std::string_view(text).substr(0, proto::kTextMaxBytes)}}});
 }
 
 // Every gateway on an OPEN's path is approved and in one tier (returned in
@@ -247,11 +251,7 @@ void ServerSessions::admit_gateway(net::Children& gate, runtime::Shard& shard, n
            tier + "): a chain is one tier";
   }
   if (!text.empty()) {
-    log::emit(log::Level::warning, log::EventId::peer_not_approved, text,
-              {{"name", name}, {"via", link.name}, {"peer", shard.peer(conn.id).to_string()}});
-    gate.send(shard, conn, {channel, proto::OpenDeny{{proto::Reason::not_approved,
-                                                      static_cast<uint32_t>(log::EventId::peer_not_approved),
-                                                      std::string_view(text).substr(0, proto::kTextMaxBytes)}}});
+    refuse_open(gate, shard, conn, channel, name, proto::Reason::not_approved, log::EventId::peer_not_approved, text, text);
     return;
   }
   net::RoleChannel& state = link.channels[channel];

@@ -63,6 +63,9 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   void admit_agent(runtime::Shard& shard, net::Conn& conn, uint32_t channel, const std::string& agent);
   void release_agent(runtime::Shard& shard, const net::Conn& conn, uint32_t channel);
   void forget_channel(runtime::Shard& shard, net::Conn& conn, uint32_t channel);
+  void refuse_open(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
+                   const std::string& name, proto::Reason reason, log::EventId event, const std::string& text,
+                   const std::string& logged);
   std::string path_refusal(const net::RoleContext& link, const proto::Open& open, std::string& tier) const;
   std::string binding_refusal(const std::string& agent, const AgentBinding& came) const;
   void admit_gateway(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
