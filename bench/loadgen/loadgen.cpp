@@ -30,6 +30,7 @@
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/address_book.h"
 #include "gatehouse/net/child_link.h"
+#include "gatehouse/proto/codec.h"
 #include "gatehouse/runtime/runtime.h"
 #include "tls/session.h"
 #include "krb/gss.h"
@@ -238,6 +239,8 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
   struct Agent final : net::ChildLinkEvents {
     Agent(Agents& owner_in, Identity* identity_in, const net::ChildLinkOptions& options, proto::SpillPool& spill_pool)
         : owner(owner_in), identity(identity_in), link(options, spill_pool, *this) {}
+    // Each run is a new queue: its own incarnation, from seq 1.
+    proto::Incarnation hello_incarnation(net::ChildLink&) override { return {incarnation_id, 0}; }
     void on_link_up(runtime::Shard&, net::ChildLink&, const proto::HelloOk& hello) override { owner.welcome(*this, hello); }
     void on_link_frame(runtime::Shard&, net::ChildLink&, const proto::Frame& frame) override { owner.frame(*this, frame); }
     void on_link_down(runtime::Shard&, net::ChildLink&, bool was_up) override { owner.down(*this, was_up); }
@@ -254,6 +257,7 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
     bool started = false;
     bool up = false;
     bool done = false;
+    uint64_t incarnation_id = proto::new_incarnation_id();
     bool storm_pending = false;  // dropped by the storm, not re-established yet
     bool lost = false;           // its session was lost, it does not flow again yet
     uint64_t produced = 0;     // events that exist so far (rate-paced)

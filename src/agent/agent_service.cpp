@@ -1,6 +1,9 @@
 #include "gatehouse/agent/agent_service.h"
 
+#include <algorithm>
+
 #include "gatehouse/log/log.h"
+#include "gatehouse/proto/codec.h"
 
 namespace gatehouse::agent {
 namespace {
@@ -50,11 +53,15 @@ void AgentService::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<
   if (link_.on_data(shard, id, bytes)) pump(shard);
 }
 
-void AgentService::on_link_up(runtime::Shard& shard, net::ChildLink&, const proto::HelloOk& hello_ok) {
+proto::Incarnation AgentService::hello_incarnation(net::ChildLink&) {
+  session_incarnation_ = queue_.session_incarnation();
+  return session_incarnation_;
+}
+
+void AgentService::on_link_up(runtime::Shard&, net::ChildLink&, const proto::HelloOk& hello_ok) {
   window_bytes_ = hello_ok.credit_bytes;
-  queue_.acknowledge(hello_ok.last_durable_seq);
   // From the server's durable seq: what the queue dropped after it is declared (pump).
-  sent_through_ = hello_ok.last_durable_seq;
+  sent_through_ = queue_.resume(session_incarnation_, hello_ok.last_durable_seq);
   counters_.acked_seq = queue_.acked_seq();
   counters_.sessions.fetch_add(1);
   counters_.connected = true;
@@ -62,7 +69,8 @@ void AgentService::on_link_up(runtime::Shard& shard, net::ChildLink&, const prot
 
 void AgentService::on_link_frame(runtime::Shard&, net::ChildLink&, const proto::Frame& frame) {
   if (const auto* ack = std::get_if<proto::Ack>(&frame.body)) {
-    queue_.acknowledge(ack->durable_seq);
+    // Never past what this session sent: an ACK is for the incarnation the server has.
+    queue_.acknowledge(std::min(ack->durable_seq, sent_through_));
     counters_.acked_seq = queue_.acked_seq();
   } else if (const auto* credit = std::get_if<proto::Credit>(&frame.body)) {
     window_bytes_ += credit->credit_bytes;
@@ -78,14 +86,13 @@ void AgentService::pump(runtime::Shard& shard) {
   QueuedEvent event;
   // Nothing more is sealed while the socket's send queue refuses what was.
   while (link_.waiting_bytes() < runtime::kSendChunkBytes && queue_.next_after(sent_through_, event)) {
-    if (event.seq > sent_through_ + 1) {
-      // The queue dropped its oldest (drop-oldest) before they were sent:
-      // the server is told which, so a loss is never a silent jump.
-      if (proto::kDataPrefixBytes > window_bytes_) break;
-      link_.send({0, proto::Data{event.seq - 1, proto::DataKind::gap, {}}});
-      window_bytes_ -= proto::kDataPrefixBytes;
-      sent_through_ = event.seq - 1;
+    if (proto::Incarnation next; queue_.next_incarnation(session_incarnation_, next) && event.seq > next.base_seq) {
+      if (!send_incarnation(next)) break;
+      continue;
     }
+    // The queue dropped its oldest (drop-oldest) before they were sent:
+    // the server is told which, so a loss is never a silent jump.
+    if (event.seq > sent_through_ + 1 && !send_gap(event.seq - 1)) break;
     const uint64_t frame_bytes = proto::kDataPrefixBytes + event.payload.size();
     if (frame_bytes > window_bytes_) break;
     link_.send({0, proto::Data{event.seq, proto::DataKind::event, std::as_bytes(std::span(event.payload))}});
@@ -95,6 +102,29 @@ void AgentService::pump(runtime::Shard& shard) {
     if (link_.waiting_bytes() >= runtime::kSendChunkBytes) link_.flush(shard);
   }
   link_.flush(shard);
+}
+
+// The events after `last_seq` that were dropped unsent, declared.
+bool AgentService::send_gap(uint64_t last_seq) {
+  if (proto::kDataPrefixBytes > window_bytes_) return false;
+  link_.send({0, proto::Data{last_seq, proto::DataKind::gap, {}}});
+  window_bytes_ -= proto::kDataPrefixBytes;
+  sent_through_ = last_seq;
+  return true;
+}
+
+// The events from here on belong to `next`; what the current incarnation
+// dropped at its end is declared first.
+bool AgentService::send_incarnation(const proto::Incarnation& next) {
+  if (sent_through_ < next.base_seq && !send_gap(next.base_seq)) return false;
+  const uint64_t frame_bytes = proto::kDataPrefixBytes + proto::kIncarnationPayloadBytes;
+  if (frame_bytes > window_bytes_) return false;
+  const auto payload = proto::incarnation_payload(next.id);
+  link_.send({0, proto::Data{next.base_seq, proto::DataKind::incarnation, payload}});
+  window_bytes_ -= frame_bytes;
+  session_incarnation_ = next;
+  sent_through_ = next.base_seq;
+  return true;
 }
 
 void AgentService::on_stop(runtime::Shard& shard) {

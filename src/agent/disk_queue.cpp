@@ -9,6 +9,8 @@
 #include <fstream>
 
 #include "gatehouse/log/invariant.h"
+#include "gatehouse/log/log.h"
+#include "gatehouse/proto/codec.h"
 #include "gatehouse/store/record_io.h"
 
 namespace gatehouse::agent {
@@ -41,6 +43,7 @@ DiskQueue::~DiskQueue() {
 // by the segment log: those events were never acknowledged to the input.
 bool DiskQueue::load(std::string& why) {
   if (std::ifstream acked(dir_ + "/acked"); acked) acked >> acked_seq_;
+  acked_written_ = acked_seq_;
   last_seq_ = acked_seq_;
   const auto on_record = [this](uint64_t segment, std::span<const std::byte> body) {
     if (body.size() < 8) return false;
@@ -59,6 +62,51 @@ bool DiskQueue::load(std::string& why) {
   if (segments_.empty() || segments_.back().number != log_->current_segment()) {
     segments_.push_back({log_->current_segment(), 0});
   }
+  return load_incarnations(why);
+}
+
+// The incarnations file; those whose events are all acknowledged are
+// forgotten (but the latest). Events from a queue older than the file get
+// an incarnation of their own.
+bool DiskQueue::load_incarnations(std::string& why) {
+  const std::string path = dir_ + "/incarnations";
+  std::ifstream in(path);
+  std::string id_hex;
+  uint64_t base_seq = 0;
+  while (in >> id_hex >> base_seq) {
+    const uint64_t id = std::strtoull(id_hex.c_str(), nullptr, 16);
+    if (id == 0 || (!incarnations_.empty() && base_seq < incarnations_.back().base_seq)) {
+      why = path + ": damaged (incarnation '" + id_hex + "' after seq " + std::to_string(base_seq) + ")";
+      return false;
+    }
+    incarnations_.push_back({id, base_seq});
+  }
+  const size_t loaded = incarnations_.size();
+  if (incarnations_.empty() && last_seq_ > acked_seq_) incarnations_.push_back({proto::new_incarnation_id(), acked_seq_});
+  while (incarnations_.size() > 1 && incarnations_[1].base_seq <= acked_seq_) incarnations_.erase(incarnations_.begin());
+  if (incarnations_.size() == loaded) return true;
+  return store::replace_file(path, incarnations_text(incarnations_), why);
+}
+
+std::string DiskQueue::incarnations_text(const std::vector<proto::Incarnation>& incarnations) {
+  std::string text;
+  for (const proto::Incarnation& incarnation : incarnations) {
+    text += proto::incarnation_hex(incarnation.id) + " " + std::to_string(incarnation.base_seq) + "\n";
+  }
+  return text;
+}
+
+bool DiskQueue::begin_incarnation(std::string& why) {
+  std::vector<proto::Incarnation> incarnations;
+  {
+    std::lock_guard lock(mutex_);
+    incarnations = incarnations_;
+    incarnations.push_back({proto::new_incarnation_id(), last_seq_});
+  }
+  if (!store::replace_file(dir_ + "/incarnations", incarnations_text(incarnations), why)) return false;
+  std::lock_guard lock(mutex_);
+  incarnations_.push_back(incarnations.back());
+  incarnation_begun_ = true;
   return true;
 }
 
@@ -70,18 +118,23 @@ bool DiskQueue::make_room(std::unique_lock<std::mutex>& lock, uint64_t size, std
     return !input_closed_;
   }
   // The oldest go first: durable ones, then this batch's own first events.
+  // Their seqs stay unacknowledged: the sender declares them as a gap.
   while (bytes_ + size > max_bytes_ && (!events_.empty() || !batch.empty())) {
     std::deque<QueuedEvent>& from = events_.empty() ? batch : events_;
     bytes_ -= from.front().payload.size();
-    acked_seq_ = from.front().seq;  // dropped: never sent again
     from.pop_front();
-    acked_dirty_ = true;
+    housekeeping_pending_ = true;
     ++dropped;
   }
   return true;
 }
 
 bool DiskQueue::append(const std::vector<std::string>& events, uint64_t& dropped) {
+  if (std::string why; !incarnation_begun_ && !begin_incarnation(why)) {
+    std::lock_guard lock(mutex_);
+    failure_ = why;
+    return false;
+  }
   std::deque<QueuedEvent> batch;  // numbered, counted in bytes_, not durable yet
   uint64_t seq = 0;
   {
@@ -150,10 +203,55 @@ void DiskQueue::acknowledge(uint64_t seq) {
       bytes_ -= events_.front().payload.size();
       events_.pop_front();
     }
-    acked_dirty_ = true;
+    housekeeping_pending_ = true;
   }
   room_.notify_all();
   housekeeping_due_.notify_one();
+}
+
+proto::Incarnation DiskQueue::session_incarnation() const {
+  std::lock_guard lock(mutex_);
+  if (incarnations_.empty()) return {};
+  if (last_seq_ <= acked_seq_) return incarnations_.back();
+  proto::Incarnation holding = incarnations_.front();
+  for (const proto::Incarnation& incarnation : incarnations_) {
+    if (incarnation.base_seq <= acked_seq_) holding = incarnation;
+  }
+  return holding;
+}
+
+uint64_t DiskQueue::end_of(const proto::Incarnation& incarnation) const {
+  proto::Incarnation next;
+  return next_incarnation_locked(incarnation, next) ? next.base_seq : UINT64_MAX;
+}
+
+bool DiskQueue::next_incarnation_locked(const proto::Incarnation& current, proto::Incarnation& next) const {
+  for (size_t i = 0; i < incarnations_.size(); ++i) {
+    if (incarnations_[i].id == current.id) {
+      if (i + 1 == incarnations_.size()) return false;
+      next = incarnations_[i + 1];
+      return true;
+    }
+  }
+  // None yet (id 0): the first one.
+  if (current.id != 0 || incarnations_.empty()) return false;
+  next = incarnations_.front();
+  return true;
+}
+
+bool DiskQueue::next_incarnation(const proto::Incarnation& current, proto::Incarnation& next) const {
+  std::lock_guard lock(mutex_);
+  return next_incarnation_locked(current, next);
+}
+
+uint64_t DiskQueue::resume(const proto::Incarnation& session, uint64_t durable_seq) {
+  uint64_t resume_after = 0;
+  {
+    std::lock_guard lock(mutex_);
+    resume_after = std::min({durable_seq, end_of(session), last_seq_});
+  }
+  acknowledge(resume_after);
+  return resume_after;
 }
 
 // The queue's own thread: records the acknowledged seq and deletes the
@@ -162,14 +260,16 @@ void DiskQueue::acknowledge(uint64_t seq) {
 void DiskQueue::housekeeping() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    housekeeping_due_.wait(lock, [this] { return acked_dirty_ || stopping_; });
-    if (!acked_dirty_ && stopping_) return;
-    acked_dirty_ = false;
+    housekeeping_due_.wait(lock, [this] { return housekeeping_pending_ || stopping_; });
+    if (!housekeeping_pending_ && stopping_) return;
+    housekeeping_pending_ = false;
     const uint64_t acked = acked_seq_;
-    while (segments_.size() > 1 && segments_.front().last_seq <= acked) segments_.pop_front();
+    // A segment goes once each of its events is acknowledged or dropped.
+    const uint64_t oldest_queued = events_.empty() ? last_seq_ + 1 : events_.front().seq;
+    while (segments_.size() > 1 && segments_.front().last_seq < oldest_queued) segments_.pop_front();
     const uint64_t keep_from = segments_.front().number;
     lock.unlock();
-    write_acked(acked);
+    if (acked != acked_written_) write_acked(acked);
     {
       std::lock_guard log_lock(log_mutex_);
       std::string ignored;  // a segment left behind is deleted on a later pass, or read again and skipped
@@ -179,15 +279,17 @@ void DiskQueue::housekeeping() {
   }
 }
 
-// Replaced atomically. Losing an update in a crash only causes resends, which
-// the server drops as duplicates.
+// Replaced atomically. A failed write is retried on the next pass; one lost
+// in a crash only causes resends, which the server drops as duplicates.
 void DiskQueue::write_acked(uint64_t acked_seq) {
-  const std::string path = dir_ + "/acked";
-  {
-    std::ofstream out(path + ".new", std::ios::trunc);
-    out << acked_seq << "\n";
+  std::string why;
+  if (store::replace_file(dir_ + "/acked", std::to_string(acked_seq) + "\n", why)) {
+    acked_written_ = acked_seq;
+    return;
   }
-  std::rename((path + ".new").c_str(), path.c_str());
+  log::emit(log::Level::warning, log::EventId::queue_write_failed,
+            "cannot record the acknowledged seq (retried; after a restart the server drops the resent as duplicates): " + why,
+            {{"acked_seq", acked_seq}});
 }
 
 bool DiskQueue::next_after(uint64_t after, QueuedEvent& event) const {

@@ -48,6 +48,11 @@ void append_field(std::string& out, std::string_view key, uint64_t number) {
   out += ",\"" + std::string(key) + "\":" + std::to_string(number);
 }
 
+void append_incarnation(std::string& out, const proto::Incarnation& incarnation) {
+  append_field(out, "incarnation", proto::incarnation_hex(incarnation.id));
+  append_field(out, "base_seq", incarnation.base_seq);
+}
+
 std::string describe(const proto::Frame& frame, uint64_t offset) {
   using namespace proto;
   std::string out = "{\"offset\":" + std::to_string(offset);
@@ -62,6 +67,7 @@ std::string describe(const proto::Frame& frame, uint64_t offset) {
           append_field(out, "role", f.role == Role::agent ? "agent" : "gateway");
           append_field(out, "auth", f.auth == AuthMethod::cert ? "cert" : "kerberos");
           append_field(out, "name", f.name);
+          append_incarnation(out, f.incarnation);
         } else if constexpr (std::is_same_v<T, Auth>) {
           append_field(out, "mechanism", "gssapi_krb5");
           append_bytes(out, "token", f.token);
@@ -85,6 +91,7 @@ std::string describe(const proto::Frame& frame, uint64_t offset) {
             log::append_json_string(out, f.hops[i]);
           }
           out += "]";
+          append_incarnation(out, f.incarnation);
         } else if constexpr (std::is_same_v<T, OpenOk>) {
           append_field(out, "last_durable_seq", f.last_durable_seq);
           append_field(out, "credit_bytes", f.credit_bytes);
@@ -92,8 +99,12 @@ std::string describe(const proto::Frame& frame, uint64_t offset) {
           append_field(out, "reason", to_string(f.reason));
         } else if constexpr (std::is_same_v<T, Data>) {
           append_field(out, "seq", f.seq);
-          append_field(out, "kind", f.kind == DataKind::event ? "event" : f.kind == DataKind::heartbeat ? "heartbeat" : "gap");
-          append_bytes(out, "payload", f.payload);
+          append_field(out, "kind", to_string(f.kind));
+          if (f.kind == DataKind::incarnation) {
+            append_field(out, "incarnation", incarnation_hex(incarnation_id(f)));
+          } else {
+            append_bytes(out, "payload", f.payload);
+          }
         } else if constexpr (std::is_same_v<T, Ack>) {
           append_field(out, "durable_seq", f.durable_seq);
         } else if constexpr (std::is_same_v<T, Credit>) {
@@ -160,18 +171,20 @@ std::vector<proto::Frame> sample_frames() {
   using namespace proto;
   static constexpr unsigned char kGssToken[] = {0x60, 0x82, 0x02, 0x10, 0x06, 0x09, 0x2a, 0x86,
                                                 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x01};
-  Open open{Role::agent, AuthMethod::kerberos, "web01.example.test", 1, {}};
+  Open open{Role::agent, AuthMethod::kerberos, "web01.example.test", 1, {}, {0x5eed'0001'cafe'f00d, 40}};
   open.hops[0] = "gw1.example.test";
-  Open denied_open{Role::agent, AuthMethod::cert, "db02.example.test", 1, {}};
+  static const auto kNextIncarnation = incarnation_payload(0x5eed'0002'cafe'f00d);
+  Open denied_open{Role::agent, AuthMethod::cert, "db02.example.test", 1, {}, {0x5eed'0003'cafe'f00d, 0}};
   denied_open.hops[0] = "gw1.example.test";
   return {
-      {0, Hello{kVersion, kVersion, Role::gateway, AuthMethod::cert, "gw1.example.test"}},
+      {0, Hello{kVersion, kVersion, Role::gateway, AuthMethod::cert, "gw1.example.test", {}}},
       {0, Auth{AuthMechanism::gssapi_krb5, std::as_bytes(std::span(kGssToken))}},
       {0, HelloOk{kVersion, 60, 1u << 20, 0, "ms1.example.test"}},
       {1, open},
       {1, OpenOk{41, 256 * 1024}},
       {1, Data{42, DataKind::event, bytes_of(R"({"level":"warning","msg":"disk /var 91% full"})")}},
       {1, Data{0, DataKind::heartbeat, {}}},
+      {1, Data{42, DataKind::incarnation, kNextIncarnation}},
       {1, Ack{42}},
       {1, Credit{4096}},
       {2, denied_open},

@@ -192,12 +192,14 @@ int run_store(int argc, char** argv, int first) {
   const auto agent = args.value("--agent");
   if (!agent) return usage_error("gatehouse store", "dump needs --agent NAME", kUsage);
   const bool ok = store::EventStore::dump(server::events_dir(config), *agent, [](const store::StoredEvent& event) {
+    const std::string incarnation = proto::incarnation_hex(event.incarnation);
     if (event.gap_first_seq != 0) {  // the agent declared these dropped (its queue was full)
-      std::printf("{\"gap\":{\"first_seq\":%llu,\"last_seq\":%llu}}\n",
+      std::printf("{\"incarnation\":\"%s\",\"gap\":{\"first_seq\":%llu,\"last_seq\":%llu}}\n", incarnation.c_str(),
                   static_cast<unsigned long long>(event.gap_first_seq), static_cast<unsigned long long>(event.seq));
       return;
     }
-    std::printf("{\"seq\":%llu,\"payload\":", static_cast<unsigned long long>(event.seq));
+    std::printf("{\"incarnation\":\"%s\",\"seq\":%llu,\"payload\":", incarnation.c_str(),
+                static_cast<unsigned long long>(event.seq));
     print_json_string({reinterpret_cast<const char*>(event.payload.data()), event.payload.size()});
     std::printf("}\n");
   }, why);

@@ -22,7 +22,7 @@ void GatewaySessions::on_authenticated(net::Children&, runtime::Shard& shard, ne
   // An agent's session, or a chained gateway's admission: the management
   // group says yes first (OPEN_OK comes back as the child's HELLO_OK).
   child.role.gateway = identity.role == proto::Role::gateway;
-  open_channel(shard, child, 0, {identity.role, identity.auth, identity.name, 0, {}});
+  open_channel(shard, child, 0, {identity.role, identity.auth, identity.name, 0, {}, identity.incarnation});
 }
 
 // Opens an uplink channel for one agent (or a chained gateway's admission):

@@ -263,6 +263,7 @@ const char* event_name(EventId id) {
     case EventId::crl_expiring: return "crl_expiring";
     case EventId::session_idle_timeout: return "session_idle_timeout";
     case EventId::data_out_of_order: return "data_out_of_order";
+    case EventId::agent_incarnation_new: return "agent_incarnation_new";
     case EventId::approval_revoked: return "approval_revoked";
     case EventId::invariant_broken: return "invariant_broken";
     case EventId::log_lines_dropped: return "log_lines_dropped";

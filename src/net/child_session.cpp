@@ -59,7 +59,8 @@ void ChildSession::receive(std::span<const std::byte> ciphertext, Handler& handl
 // TLS is up: HELLO, and for Kerberos the first AUTH token right behind it.
 void ChildSession::on_established(Handler& handler) {
   stage_ = Stage::hello_sent;
-  const proto::Hello hello{proto::kVersion, proto::kVersion, options_.role, options_.auth, options_.name};
+  const proto::Hello hello{proto::kVersion, proto::kVersion, options_.role, options_.auth, options_.name,
+                          handler.hello_incarnation()};
   send(proto::Frame{0, hello});
   if (options_.auth != proto::AuthMethod::kerberos) return;
   krb::ChannelBinding binding{};

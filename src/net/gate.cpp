@@ -150,7 +150,7 @@ bool Gate::on_frame(runtime::Shard& shard, Conn& conn, const proto::Frame& frame
 }
 
 void Gate::on_hello(runtime::Shard& shard, Conn& conn, const proto::Hello& hello) {
-  conn.gate.identity = {hello.role, hello.auth, std::string(hello.name)};
+  conn.gate.identity = {hello.role, hello.auth, std::string(hello.name), hello.incarnation};
   if (hello.version_min > proto::kVersion || hello.version_max < proto::kVersion) {
     deny(shard, conn, proto::Reason::version_unsupported, log::EventId::protocol_violation,
          "no common protocol version: the child speaks " + std::to_string(hello.version_min) + "-" +

@@ -191,7 +191,7 @@ void TlsServer::finish_step(runtime::Shard& shard, HandshakeStep* step) {
       // The relay's header names the client but not its EKUs: it speaks for agents only.
       handler_.on_established(*this, shard, conn,
                               conn.tls.relayed_identity.empty() ? step->peer
-                                                                : tls::PeerIdentity{conn.tls.relayed_identity, false});
+                                                                : tls::PeerIdentity{conn.tls.relayed_identity, false, {}});
       // Records may have come with the client's Finished (already inside the
       // session) or while the step ran (pending): open both now.
       std::vector<std::byte> early = std::move(conn.tls.pending);

@@ -3,6 +3,8 @@
 // so the three cannot drift apart. check() holds the bounds for both ways.
 #include "gatehouse/proto/codec.h"
 
+#include <sys/random.h>
+
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -115,6 +117,7 @@ void fields(IO& io, F& f) {
   if constexpr (std::is_same_v<T, Hello>) {
     io.uint(f.version_min); io.uint(f.version_max);
     io.enumeration(f.role); io.enumeration(f.auth); io.str8(f.name);
+    io.uint(f.incarnation.id); io.uint(f.incarnation.base_seq);
   } else if constexpr (std::is_same_v<T, Auth>) {
     io.enumeration(f.mechanism); io.rest(f.token);
   } else if constexpr (std::is_same_v<T, HelloOk>) {
@@ -126,6 +129,7 @@ void fields(IO& io, F& f) {
     io.enumeration(f.role); io.enumeration(f.auth); io.str8(f.name); io.uint(f.hop_count);
     const uint8_t hops_present = std::min<uint8_t>(f.hop_count, kHopsMax);
     for (uint8_t i = 0; i < hops_present; ++i) io.str8(f.hops[i]);
+    io.uint(f.incarnation.id); io.uint(f.incarnation.base_seq);
   } else if constexpr (std::is_same_v<T, OpenOk>) {
     io.uint(f.last_durable_seq); io.uint(f.credit_bytes);
   } else if constexpr (std::is_same_v<T, Close>) {
@@ -161,10 +165,17 @@ ProtoError check_role(Role role) {
   return role == Role::agent || role == Role::gateway ? ProtoError::none : ProtoError::bad_role;
 }
 
+// A gateway has no incarnation; "none yet" has no base.
+ProtoError check_incarnation(Role role, const Incarnation& incarnation) {
+  if (incarnation.id == 0 ? incarnation.base_seq != 0 : role != Role::agent) return ProtoError::bad_incarnation;
+  return ProtoError::none;
+}
+
 ProtoError check(const Hello& f) {
   if (f.version_min == 0 || f.version_min > f.version_max) return ProtoError::bad_version_range;
   if (ProtoError e = check_role(f.role); e != ProtoError::none) return e;
   if (ProtoError e = check_auth_method(f.auth); e != ProtoError::none) return e;
+  if (ProtoError e = check_incarnation(f.role, f.incarnation); e != ProtoError::none) return e;
   return check_name(f.name);
 }
 ProtoError check(const Auth& f) {
@@ -191,7 +202,7 @@ ProtoError check(const Open& f) {
   for (uint8_t i = 0; i < f.hop_count; ++i) {
     if (ProtoError e = check_name(f.hops[i]); e != ProtoError::none) return e;
   }
-  return ProtoError::none;
+  return check_incarnation(f.role, f.incarnation);
 }
 ProtoError check(const OpenOk&) { return ProtoError::none; }
 ProtoError check(const Close& f) { return check_reason(f.reason); }
@@ -201,12 +212,19 @@ ProtoError check_data(uint64_t seq, DataKind kind, size_t payload_size_bytes) {
     if (kind == DataKind::gap && payload_size_bytes > 0) return ProtoError::gap_not_empty;
   } else if (kind == DataKind::heartbeat) {
     if (seq != 0) return ProtoError::bad_seq;
+  } else if (kind == DataKind::incarnation) {
+    if (payload_size_bytes != kIncarnationPayloadBytes) return ProtoError::bad_incarnation;
   } else {
     return ProtoError::bad_kind;
   }
   return payload_size_bytes > kPayloadMaxBytes ? ProtoError::payload_too_large : ProtoError::none;
 }
-ProtoError check(const Data& f) { return check_data(f.seq, f.kind, f.payload.size()); }
+ProtoError check(const Data& f) {
+  if (f.kind == DataKind::incarnation && f.payload.size() == kIncarnationPayloadBytes && incarnation_id(f) == 0) {
+    return ProtoError::bad_incarnation;
+  }
+  return check_data(f.seq, f.kind, f.payload.size());
+}
 ProtoError check(const Ack&) { return ProtoError::none; }
 ProtoError check(const Credit& f) {
   return f.credit_bytes == 0 ? ProtoError::zero_credit : ProtoError::none;
@@ -339,6 +357,46 @@ EncodeResult encode(const Frame& frame, std::span<std::byte> out) {
       frame.body);
 }
 
+const char* to_string(DataKind kind) {
+  switch (kind) {
+    case DataKind::event: return "event";
+    case DataKind::heartbeat: return "heartbeat";
+    case DataKind::gap: return "gap";
+    case DataKind::incarnation: return "incarnation";
+  }
+  return "unknown";
+}
+
+std::string incarnation_hex(uint64_t id) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text(16, '0');
+  for (int i = 15; i >= 0; --i, id >>= 4) text[static_cast<size_t>(i)] = kHex[id & 15];
+  return text;
+}
+
+std::array<std::byte, kIncarnationPayloadBytes> incarnation_payload(uint64_t id) {
+  std::array<std::byte, kIncarnationPayloadBytes> payload{};
+  Writer writer(payload.data());
+  writer.uint(id);
+  return payload;
+}
+
+uint64_t new_incarnation_id() {
+  uint64_t id = 0;
+  while (id == 0) {
+    if (getrandom(&id, sizeof id, 0) != static_cast<ssize_t>(sizeof id)) id = 0;
+  }
+  return id;
+}
+
+uint64_t incarnation_id(const Data& data) {
+  if (data.payload.size() != kIncarnationPayloadBytes) return 0;
+  Reader reader(data.payload);
+  uint64_t id = 0;
+  reader.uint(id);
+  return id;
+}
+
 EncodeResult encode_data_prefix(uint32_t channel, uint64_t seq, DataKind kind,
                                 uint32_t payload_size_bytes, std::span<std::byte> out) {
   if (ProtoError e = check_data(seq, kind, payload_size_bytes); e != ProtoError::none) return {0, e};
@@ -468,6 +526,7 @@ const char* to_string(ProtoError error) {
     case ProtoError::too_many_hops: return "too_many_hops";
     case ProtoError::zero_credit: return "zero_credit";
     case ProtoError::gap_not_empty: return "gap_not_empty";
+    case ProtoError::bad_incarnation: return "bad_incarnation";
     case ProtoError::buffer_too_small: return "buffer_too_small";
     case ProtoError::spill_exhausted: return "spill_exhausted";
   }

@@ -88,8 +88,13 @@ void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard
               "agent " + link.name + " is not approved by this management server", approval_hint(link.name));
     return;
   }
+  if (const std::string why = incarnation_refusal(link.name, identity.incarnation.id, identity.incarnation.base_seq);
+      !why.empty()) {
+    gate.deny(shard, conn, proto::Reason::protocol_error, log::EventId::data_out_of_order, why);
+    return;
+  }
   link.open = true;
-  const uint64_t durable_seq = open_channel(conn, 0, link.name, came);
+  const uint64_t durable_seq = open_channel(conn, 0, link.name, came, identity.incarnation);
   admit_agent(shard, conn, 0, link.name);
   gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s,
                                           context_.limits.channel_window_bytes, durable_seq, context_.name}});
@@ -166,7 +171,11 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
     refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, text, text + ": " + approval_hint(agent));
     return;
   }
-  const uint64_t durable_seq = open_channel(conn, channel, agent, came);
+  if (const std::string why = incarnation_refusal(agent, open.incarnation.id, open.incarnation.base_seq); !why.empty()) {
+    refuse(proto::Reason::protocol_error, log::EventId::data_out_of_order, why, why);
+    return;
+  }
+  const uint64_t durable_seq = open_channel(conn, channel, agent, came, open.incarnation);
   admit_agent(shard, conn, channel, agent);
   gate.send(shard, conn, {channel, proto::OpenOk{durable_seq, context_.limits.channel_window_bytes}});
 }
@@ -290,11 +299,20 @@ void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Co
     return;
   }
   if (!in_order(gate, shard, conn, channel, data)) return;
+  if (data.kind == proto::DataKind::incarnation) {  // nothing to store: the next events' namespace
+    // The agent sends the new incarnation's events from its first: those the
+    // store already holds (their ACK was lost) are dropped as duplicates.
+    state.incarnation = proto::incarnation_id(data);
+    resume_seq(conn, state, {state.incarnation, data.seq});
+    state.next_seq = data.seq + 1;
+    gate.send(shard, conn, {channel, proto::Credit{frame_bytes}});
+    return;
+  }
   state.unacked_bytes += frame_bytes;
   store::Batch& batch = *batch_;
   const uint64_t gap_first_seq = data.kind == proto::DataKind::gap ? state.next_seq : 0;
   state.next_seq = data.seq + 1;
-  batch.entries.push_back({session_key(conn.id), channel, state.agent, data.seq, gap_first_seq,
+  batch.entries.push_back({session_key(conn.id), channel, state.agent, state.incarnation, data.seq, gap_first_seq,
                            static_cast<uint32_t>(batch.payloads.size()), static_cast<uint32_t>(data.payload.size()), 0});
   batch.payloads.insert(batch.payloads.end(), data.payload.begin(), data.payload.end());
 }
@@ -352,16 +370,53 @@ void ServerSessions::revoke_channel(net::Children& gate, runtime::Shard& shard, 
   forget_channel(shard, conn, channel);
 }
 
-// The agent's channel from now on: it resumes after its durable seq (returned).
+// The agent's channel from now on: it resumes after its incarnation's durable seq (returned).
 uint64_t ServerSessions::open_channel(net::Conn& conn, uint32_t channel, const std::string& agent,
-                                      const AgentBinding& came) {
-  const uint64_t durable_seq = context_.store.durable_seq(agent);
+                                      const AgentBinding& came, const proto::Incarnation& incarnation) {
   net::RoleChannel& state = conn.role.channels[channel];
   state.agent = agent;
   state.scope = came.scope;
   state.auth = came.auth == "kerberos" ? proto::AuthMethod::kerberos : proto::AuthMethod::cert;
+  state.incarnation = incarnation.id;
+  const uint64_t durable_seq = resume_seq(conn, state, incarnation);
   state.next_seq = durable_seq + 1;
   return durable_seq;
+}
+
+// "" when `id` may begin after `base_seq` for `agent`: an incarnation the
+// store holds begins only where it began, so no session can move one onto
+// seqs its agent has not reached (its later events would look like duplicates).
+std::string ServerSessions::incarnation_refusal(const std::string& agent, uint64_t id, uint64_t base_seq) const {
+  if (id == 0) return "";
+  const store::ResumePoint point = context_.store.resume_point(agent, id);
+  if (!point.known || point.base_seq == base_seq) return "";
+  return "agent " + agent + ": incarnation " + proto::incarnation_hex(id) + " begins after seq " +
+         std::to_string(point.base_seq) + ", not after seq " + std::to_string(base_seq);
+}
+
+// Where the agent's `incarnation` stands: its durable seq, or its base when
+// the store has none of it yet, which is logged (30065) with the agent's
+// previous incarnation: a queue that starts below what the server holds was
+// reset (a reinstall) or restored from an older copy, and its new events are
+// stored as new, not taken for duplicates.
+uint64_t ServerSessions::resume_seq(const net::Conn& conn, const net::RoleChannel& state,
+                                    const proto::Incarnation& incarnation) {
+  if (incarnation.id == 0) return 0;  // no event yet: an incarnation DATA comes first
+  const store::ResumePoint point = context_.store.resume_point(state.agent, incarnation.id);
+  if (point.known) return point.durable_seq;
+  const bool continues = point.latest_incarnation == 0 || point.latest_durable_seq == incarnation.base_seq;
+  log::emit(continues ? log::Level::info : log::Level::warning, log::EventId::agent_incarnation_new,
+            "agent " + state.agent + " begins incarnation " + proto::incarnation_hex(incarnation.id) + " after seq " +
+                std::to_string(incarnation.base_seq) +
+                (continues ? std::string()
+                           : "; its queue starts below seq " + std::to_string(point.latest_durable_seq) +
+                                 " stored from incarnation " + proto::incarnation_hex(point.latest_incarnation) +
+                                 " (reinstalled, or restored from an older copy): its new events are stored as new"),
+            {{"agent", state.agent}, {"via", conn.role.gateway ? conn.role.name : std::string("direct")},
+             {"incarnation", proto::incarnation_hex(incarnation.id)}, {"base_seq", incarnation.base_seq},
+             {"previous_incarnation", proto::incarnation_hex(point.latest_incarnation)},
+             {"previous_durable_seq", point.latest_durable_seq}});
+  return incarnation.base_seq;
 }
 
 // Events come in order: each is the next seq, or a declared gap starts at it
@@ -370,6 +425,28 @@ uint64_t ServerSessions::open_channel(net::Conn& conn, uint32_t channel, const s
 bool ServerSessions::in_order(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
                               const proto::Data& data) {
   net::RoleChannel& state = conn.role.channels.at(channel);
+  if (data.kind == proto::DataKind::incarnation) {
+    // It begins after the agent's last seq, or below it when the agent's
+    // queue ends below what the server holds of the old one (restored); one
+    // the store knows only where it began.
+    const uint64_t id = proto::incarnation_id(data);
+    std::string why = incarnation_refusal(state.agent, id, data.seq);
+    if (why.empty() && (data.seq >= state.next_seq || id == state.incarnation)) {
+      why = "incarnation " + proto::incarnation_hex(id) + " beginning after seq " + std::to_string(data.seq) +
+            " where seq " + std::to_string(state.next_seq) + " of incarnation " +
+            proto::incarnation_hex(state.incarnation) + " comes next";
+    }
+    if (!why.empty()) {
+      refuse_channel(gate, shard, conn, channel, proto::Reason::protocol_error, log::EventId::data_out_of_order, why);
+      return false;
+    }
+    return true;
+  }
+  if (state.incarnation == 0) {
+    refuse_channel(gate, shard, conn, channel, proto::Reason::protocol_error, log::EventId::data_out_of_order,
+                   "DATA seq " + std::to_string(data.seq) + " before any incarnation");
+    return false;
+  }
   const bool gap = data.kind == proto::DataKind::gap;
   if (gap ? data.seq < state.next_seq : data.seq != state.next_seq) {
     refuse_channel(gate, shard, conn, channel, proto::Reason::protocol_error, log::EventId::data_out_of_order,

@@ -86,6 +86,25 @@ bool sync_folder(const std::string& dir, std::string& why) {
   return true;
 }
 
+bool replace_file(const std::string& path, std::string_view text, std::string& why) {
+  const std::string temporary = path + ".new";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    why = error_text("cannot create", temporary);
+    return false;
+  }
+  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
+  if (!written) why = error_text("cannot write", temporary);
+  ::close(fd);
+  if (written && ::rename(temporary.c_str(), path.c_str()) != 0) {
+    why = error_text("cannot rename over", path);
+  } else if (written) {
+    return sync_folder(std::filesystem::path(path).parent_path().string(), why);
+  }
+  ::unlink(temporary.c_str());
+  return false;
+}
+
 bool SegmentLog::scan(const SegmentLogOptions& options, const OnRecord& on_record, SegmentLogRecovery& recovery,
                       std::string& why) {
   std::vector<uint64_t> numbers;

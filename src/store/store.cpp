@@ -15,16 +15,19 @@
 namespace gatehouse::store {
 namespace {
 
-constexpr uint32_t kRecordBodyMaxBytes = 1 + 1 + 255 + 8 + (1u << 20);
-constexpr uint8_t kRecordEvent = 1;       // u8 name size, name, u64 seq, payload
+constexpr uint32_t kRecordBodyMaxBytes = 1 + 1 + 255 + 16 + (1u << 20);
+// An agent's records carry (agent, incarnation, seq): seqs are unique per incarnation.
+constexpr uint8_t kRecordEvent = 4;       // u8 name size, name, u64 incarnation, u64 seq, payload
 constexpr uint8_t kRecordDuplicates = 2;  // u64 duplicates dropped since the previous such record
-constexpr uint8_t kRecordGap = 3;         // u8 name size, name, u64 last seq, u64 first seq: declared dropped
+constexpr uint8_t kRecordGap = 5;         // u8 name size, name, u64 incarnation, u64 last seq, u64 first seq: declared dropped
+constexpr uint32_t kKeyBytes = 16;        // u64 incarnation, u64 seq
 
 constexpr SegmentNames kSegments{"events", ".seg"};
 
 struct Record {
   uint8_t type = 0;
   std::string_view agent;
+  uint64_t incarnation = 0;
   uint64_t seq = 0;
   uint64_t gap_first_seq = 0;
   uint64_t duplicates = 0;
@@ -52,15 +55,17 @@ bool parse_record(std::span<const std::byte> body, Record& record) {
   }
   if ((record.type != kRecordEvent && record.type != kRecordGap) || body.size() < 2) return false;
   const size_t name_size = static_cast<uint8_t>(body[1]);
-  if (name_size == 0 || body.size() < 2 + name_size + 8) return false;
+  if (name_size == 0 || body.size() < 2 + name_size + kKeyBytes) return false;
   record.agent = {reinterpret_cast<const char*>(body.data() + 2), name_size};
-  record.seq = get_u64(body.data() + 2 + name_size);
+  record.incarnation = get_u64(body.data() + 2 + name_size);
+  record.seq = get_u64(body.data() + 2 + name_size + 8);
+  if (record.incarnation == 0 || record.seq == 0) return false;
   if (record.type == kRecordGap) {
-    if (body.size() != 2 + name_size + 16) return false;
-    record.gap_first_seq = get_u64(body.data() + 2 + name_size + 8);
+    if (body.size() != 2 + name_size + kKeyBytes + 8) return false;
+    record.gap_first_seq = get_u64(body.data() + 2 + name_size + kKeyBytes);
     return record.gap_first_seq >= 1 && record.gap_first_seq <= record.seq;
   }
-  record.payload = body.subspan(2 + name_size + 8);
+  record.payload = body.subspan(2 + name_size + kKeyBytes);
   return true;
 }
 
@@ -98,8 +103,11 @@ std::unique_ptr<EventStore> EventStore::open(const std::string& dir, const Store
       stats.duplicates_dropped += record.duplicates;
       return true;
     }
-    auto [it, inserted] = store->agents_.try_emplace(std::string(record.agent));
-    it->second.appended_seq = it->second.durable_seq = std::max(it->second.durable_seq, record.seq);
+    AgentState& agent = store->agents_[std::string(record.agent)];
+    SeqState& seqs = agent.incarnations[record.incarnation];
+    if (seqs.appended_seq == 0) seqs.base_seq = (record.gap_first_seq != 0 ? record.gap_first_seq : record.seq) - 1;
+    seqs.appended_seq = seqs.durable_seq = std::max(seqs.durable_seq, record.seq);
+    agent.latest_incarnation = record.incarnation;
     count(record, stats);
     return true;
   };
@@ -141,10 +149,20 @@ void EventStore::stop() {
   if (writer_.joinable()) writer_.join();
 }
 
-uint64_t EventStore::durable_seq(std::string_view agent) const {
+ResumePoint EventStore::resume_point(std::string_view agent, uint64_t incarnation) const {
   std::lock_guard lock(mutex_);
+  ResumePoint point;
   auto found = agents_.find(agent);
-  return found == agents_.end() ? 0 : found->second.durable_seq;
+  if (found == agents_.end()) return point;
+  const AgentState& state = found->second;
+  if (auto seqs = state.incarnations.find(incarnation); seqs != state.incarnations.end()) {
+    point.known = true;
+    point.base_seq = seqs->second.base_seq;
+    point.durable_seq = std::max(seqs->second.durable_seq, seqs->second.base_seq);
+  }
+  point.latest_incarnation = state.latest_incarnation;
+  point.latest_durable_seq = state.incarnations.at(state.latest_incarnation).durable_seq;
+  return point;
 }
 
 StoreStats EventStore::stats() const {
@@ -194,35 +212,38 @@ void EventStore::run() {
 void EventStore::append(Batch& batch) {
   std::lock_guard lock(mutex_);
   for (Batch::Entry& entry : batch.entries) {
-    GH_INVARIANT(!entry.agent.empty() && entry.agent.size() <= 255);
+    GH_INVARIANT(!entry.agent.empty() && entry.agent.size() <= 255 && entry.incarnation != 0);
     AgentState& agent = agents_[entry.agent];
-    if (entry.seq <= agent.appended_seq) {
+    SeqState& seqs = agent.incarnations[entry.incarnation];
+    if (entry.seq <= seqs.appended_seq) {
       ++pending_duplicates_;
       continue;
     }
+    if (seqs.appended_seq == 0) seqs.base_seq = (entry.gap_first_seq != 0 ? entry.gap_first_seq : entry.seq) - 1;
+    agent.latest_incarnation = entry.incarnation;
     const auto name_size = static_cast<uint32_t>(entry.agent.size());
+    const auto put_key = [&](std::byte* body, uint8_t type) {
+      body[0] = std::byte{type};
+      body[1] = static_cast<std::byte>(name_size);
+      std::memcpy(body + 2, entry.agent.data(), name_size);
+      put_u64(body + 2 + name_size, entry.incarnation);
+      put_u64(body + 2 + name_size + 8, entry.seq);
+      return body + 2 + name_size + kKeyBytes;
+    };
     if (entry.gap_first_seq != 0) {  // a gap: what the agent dropped, never sent (part of it may be stored)
-      const uint64_t first_seq = std::max(entry.gap_first_seq, agent.appended_seq + 1);
-      agent.appended_seq = entry.seq;
-      append_record(pending_, 1 + 1 + name_size + 16, [&](std::byte* body) {
-        body[0] = std::byte{kRecordGap};
-        body[1] = static_cast<std::byte>(name_size);
-        std::memcpy(body + 2, entry.agent.data(), name_size);
-        put_u64(body + 2 + name_size, entry.seq);
-        put_u64(body + 2 + name_size + 8, first_seq);
-      });
+      const uint64_t first_seq = std::max(entry.gap_first_seq, seqs.appended_seq + 1);
+      seqs.appended_seq = entry.seq;
+      append_record(pending_, 1 + 1 + name_size + kKeyBytes + 8,
+                    [&](std::byte* body) { put_u64(put_key(body, kRecordGap), first_seq); });
       ++stats_.gaps;
       stats_.events_lost += entry.seq - first_seq + 1;
       continue;
     }
-    agent.appended_seq = entry.seq;
+    seqs.appended_seq = entry.seq;
     const std::byte* payload = batch.payloads.data() + entry.payload_offset;
-    append_record(pending_, 1 + 1 + name_size + 8 + entry.payload_size_bytes, [&](std::byte* body) {
-      body[0] = std::byte{kRecordEvent};
-      body[1] = static_cast<std::byte>(name_size);
-      std::memcpy(body + 2, entry.agent.data(), name_size);
-      put_u64(body + 2 + name_size, entry.seq);
-      if (entry.payload_size_bytes > 0) std::memcpy(body + 2 + name_size + 8, payload, entry.payload_size_bytes);
+    append_record(pending_, 1 + 1 + name_size + kKeyBytes + entry.payload_size_bytes, [&](std::byte* body) {
+      std::byte* out = put_key(body, kRecordEvent);
+      if (entry.payload_size_bytes > 0) std::memcpy(out, payload, entry.payload_size_bytes);
     });
     ++stats_.events;
     stats_.bytes += entry.payload_size_bytes;
@@ -252,9 +273,9 @@ bool EventStore::commit(std::vector<Batch*>& batches) {
     pending_duplicates_ = 0;
     for (Batch* batch : batches) {
       for (Batch::Entry& entry : batch->entries) {
-        AgentState& agent = agents_[entry.agent];
-        agent.durable_seq = agent.appended_seq;
-        entry.durable_seq = agent.durable_seq;
+        SeqState& seqs = agents_[entry.agent].incarnations[entry.incarnation];
+        seqs.durable_seq = seqs.appended_seq;
+        entry.durable_seq = seqs.durable_seq;
       }
     }
     stats_.segments = log_->current_segment();
@@ -286,6 +307,7 @@ bool EventStore::dump(const std::string& dir, std::string_view agent,
   auto on_record = [&](const Record& record) {
     if (record.type == kRecordDuplicates || record.agent != agent) return;
     event.agent = record.agent;
+    event.incarnation = record.incarnation;
     event.seq = record.seq;
     event.gap_first_seq = record.gap_first_seq;
     event.payload.assign(record.payload.begin(), record.payload.end());

@@ -60,14 +60,14 @@ expect_exit 1 "check-config role conflict" -- "$gatehouse" check-config --config
 # proto: the sample stream decodes; a cut or corrupted stream is refused precisely.
 "$gatehouse" proto sample >"$work/sample.bin"
 expect_exit 0 "decode the sample stream" -- "$gatehouse" proto decode "$work/sample.bin"
-expect_output "16 frames, 585 bytes" "every sample frame decoded"
+expect_output "17 frames, 663 bytes" "every sample frame decoded"
 expect_output '"type":"OPEN_DENY","channel":2,"reason":"not_approved","event_id":20000' "OPEN_DENY decoded"
 head -c 300 "$work/sample.bin" >"$work/cut.bin"
 expect_exit 1 "decode a cut stream" -- "$gatehouse" proto decode "$work/cut.bin"
-expect_output "stream ends inside the frame at byte 291 \(truncated\)" "cut stream message"
-printf '\002' | dd of="$work/sample.bin" bs=1 seek=33 conv=notrunc status=none
+expect_output "stream ends inside the frame at byte 281 \(truncated\)" "cut stream message"
+printf '\002' | dd of="$work/sample.bin" bs=1 seek=49 conv=notrunc status=none
 expect_exit 1 "decode a corrupted stream" -- "$gatehouse" proto decode - <"$work/sample.bin"
-expect_output "frame at byte 33: bad_version" "corrupted stream message"
+expect_output "frame at byte 49: bad_version" "corrupted stream message"
 
 # certs: a dev PKI, checked by gatehouse and independently by the openssl CLI.
 pki="$work/pki"

@@ -123,6 +123,41 @@ expect "the server logs the declared gap (4506 with the count)" grep -q '"event"
 expect "no DATA out of order" bash -c "! grep -q '\"event\":30063' '$work/server.log'"
 echo "drop-oldest: web04 sent 3000, $web04_stored stored, $lost declared dropped"
 
+# 4b. A reinstalled agent: web01's queue folder wiped (the server holds its
+#     500), then `seq 1 300 | gatehouse agent`: its queue is a new incarnation,
+#     so its seqs 1..300 are stored as new (not taken for duplicates), and the
+#     server notes it (30065). Then web03's queue restored from an older copy
+#     after 200 more were stored: the 100 it then takes are stored too.
+rm -rf "$work/queue-web01.example.test"
+seq 1 300 | sed 's/^/web01 after the reinstall /' |
+  timeout 60 "$gatehouse" agent --config "$work/web01.example.test.toml" 2>>"$work/web01-reinstalled.log"
+rc=$?
+[ "$rc" = 0 ] || fail "reinstalled web01 exit $rc: $(tail -3 "$work/web01-reinstalled.log")"
+web01_dump=$("$gatehouse" store --config "$work/server.toml" dump --agent web01.example.test)
+[ "$(grep -c 'web01 after the reinstall' <<<"$web01_dump")" = 300 ] && [ "$(grep -c '"seq"' <<<"$web01_dump")" = 800 ] ||
+  fail "reinstalled web01: want its 300 new events stored beside its 500, have $(grep -c 'web01 after the reinstall' <<<"$web01_dump") new of $(grep -c '"seq"' <<<"$web01_dump")"
+ok
+expect "the server notes the reinstalled queue (30065, below seq 500)" \
+  grep -q '"event":30065.*web01.example.test.*after seq 0; its queue starts below seq 500 stored' "$work/server.log"
+cp -a "$work/queue-web03.example.test" "$work/queue-web03.example.test.backup"
+web03_before=$("$gatehouse" store --config "$work/server.toml" dump --agent web03.example.test | grep -c '"seq"')
+for batch in newer restored; do
+  [ "$batch" = restored ] && { rm -rf "$work/queue-web03.example.test"; mv "$work/queue-web03.example.test.backup" "$work/queue-web03.example.test"; }
+  count=$([ "$batch" = newer ] && echo 200 || echo 100)
+  seq 1 "$count" | sed "s/^/web03 $batch /" >"$work/input-web03-$batch"
+  start agent "$work/web03.example.test.toml" "$work/web03-$batch.log" --file "$work/input-web03-$batch"
+  expect "web03 ($batch) finishes" wait_exit "$started_pid" 60
+  [ "$rc" = 0 ] || fail "web03 ($batch) exit $rc"
+done
+web03_dump=$("$gatehouse" store --config "$work/server.toml" dump --agent web03.example.test)
+[ "$(grep -c 'web03 newer' <<<"$web03_dump")" = 200 ] && [ "$(grep -c 'web03 restored' <<<"$web03_dump")" = 100 ] &&
+  [ "$(grep -c '"seq"' <<<"$web03_dump")" = $((web03_before + 300)) ] ||
+  fail "web03 restored from an older copy: want 200 + 100 new beside $web03_before, have $(grep -c 'web03 newer' <<<"$web03_dump") + $(grep -c 'web03 restored' <<<"$web03_dump") of $(grep -c '"seq"' <<<"$web03_dump")"
+ok
+expect "the server notes the restored queue (30065)" \
+  grep -q '"event":30065.*web03.example.test.*after seq '"$web03_before"'; its queue starts below seq '"$((web03_before + 200))"' stored' "$work/server.log"
+echo "reinstall: web01 stored 300 more beside its 500; web03 restored from an older copy stored 200 + 100 beside $web03_before"
+
 # 5. A Kerberos agent (no certificate, no CA) against a real KDC; the server
 #    takes cert and Kerberos agents on one port.
 if command -v krb5kdc >/dev/null; then

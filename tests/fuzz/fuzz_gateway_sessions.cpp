@@ -39,7 +39,8 @@ struct Model {
 
 proto::Open open_of(Input& in) {
   const proto::Role role = in.next() % 4 == 0 ? proto::Role::gateway : proto::Role::agent;
-  proto::Open open{role, proto::AuthMethod::cert, kNames[2 + in.next() % 2], static_cast<uint8_t>(in.next() % (proto::kHopsMax + 1)), {}};
+  const proto::Incarnation incarnation{role == proto::Role::agent ? in.next() : 0u, 0};
+  proto::Open open{role, proto::AuthMethod::cert, kNames[2 + in.next() % 2], static_cast<uint8_t>(in.next() % (proto::kHopsMax + 1)), {}, incarnation};
   for (uint8_t i = 0; i < open.hop_count; ++i) open.hops[i] = kNames[in.next() % 4];
   return open;
 }

@@ -149,9 +149,21 @@ echo "1d: forged hop: $answer"
 # 2. Seq poisoning: a gateway opens a live agent's session and sends seq 10^12.
 #    The server closes that channel (30063); the real web01 is not poisoned
 #    (its count below is exact).
-answer=$(wire 127.0.0.1 "$gw1_port" gw1.example.test $(as gw2.example.test) forge gw2.example.test web01.example.test 1000000000000 | tail -1)
-refused "2: a seq jump" "$answer" CLOSE protocol_error
+#    It claims web01's real incarnation (the store names it), then also with a
+#    base seq of its own: an incarnation begins only where it began.
+web01_incarnation() {
+  "$gatehouse" store --config "$work/server.toml" dump --agent web01.example.test 2>/dev/null | head -1 |
+    grep -o '"incarnation":"[0-9a-f]*"' | cut -d'"' -f4
+}
+web01_stored() { [ -n "$(web01_incarnation)" ]; }
+expect "2: web01 has events stored" wait_for 20 web01_stored
+incarnation=$(web01_incarnation)
+answer=$(wire 127.0.0.1 "$gw1_port" gw1.example.test $(as gw2.example.test) forge gw2.example.test web01.example.test 1000000000000 "$incarnation" | tail -1)
+refused "2: a seq jump in web01's incarnation" "$answer" CLOSE protocol_error
 logged "2: the server logs 30063" "$work/server.log" '"event":30063.*web01.example.test.*DATA seq 1000000000000'
+answer=$(wire 127.0.0.1 "$gw1_port" gw1.example.test $(as gw2.example.test) forge gw2.example.test web01.example.test 1000000000001 "$incarnation@1000000000000" | tail -1)
+refused "2: web01's incarnation moved to a base seq of 10^12" "$answer" OPEN_DENY protocol_error
+logged "2: the server logs 30063 for the moved incarnation" "$work/server.log" '"event":30063.*incarnation '"$incarnation"' begins after seq 0, not after seq 1000000000000'
 answer=$(wire 127.0.0.1 "$server_port" ms1.example.test $(as direct01.example.test) jump direct01.example.test 1000000000000 | tail -1)
 refused "2: a direct agent's seq jump" "$answer" DENY protocol_error
 echo "2: seq poisoning: $answer"

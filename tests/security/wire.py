@@ -10,18 +10,21 @@ usage: wire.py HOST PORT SERVER_NAME CERT KEY CA ATTACK [ARG...]
                                comma-separated); print the answer
   flood NAME COUNT             HELLO as gateway NAME, then COUNT OPENs of made-up
                                agents; print how many OPEN_OK and OPEN_DENY by reason
-  forge NAME AGENT SEQ         HELLO as gateway NAME, OPEN AGENT through NAME, then
-                               DATA seq SEQ on it; print what came back
+  forge NAME AGENT SEQ [INC]   HELLO as gateway NAME, OPEN AGENT through NAME (in
+                               incarnation INC: hex id[@base seq], e.g. the real
+                               agent's), then DATA seq SEQ on it; print what came back
   jump NAME SEQ                HELLO as agent NAME, then DATA seq SEQ
   flood-data NAME              HELLO as agent NAME, then DATA in order past its credit
   hold NAME                    HELLO as agent NAME; wait until the parent ends the
                                session; print when (epoch ms) and how
   truncate NAME                HELLO as agent NAME, then half a DATA frame and
                                silence; print how long until the parent ends it
+An agent announces a new random incarnation from seq 1 unless one is given.
 usage: wire.py HOST PORT drip BYTES_PER_S   a ClientHello, one byte at a time;
                                             print how long until the server closes
 """
 import json
+import os
 import socket
 import ssl
 import struct
@@ -45,13 +48,23 @@ def frame(frame_type, channel, body):
     return struct.pack(">BBHII", 1, frame_type, 0, channel, len(body)) + body
 
 
+def incarnation(role, given=None):
+    """HELLO's and OPEN's last fields: an agent's incarnation id and base seq; a gateway's are 0."""
+    if role != "agent":
+        return struct.pack(">QQ", 0, 0)
+    if not given:
+        return struct.pack(">QQ", int.from_bytes(os.urandom(8), "big") | 1, 0)
+    agent_id, _, base_seq = given.partition("@")
+    return struct.pack(">QQ", int(agent_id, 16), int(base_seq or "0"))
+
+
 def hello(role, name):
-    return frame(1, 0, bytes([1, 1, ROLES[role], 1]) + str8(name))
+    return frame(1, 0, bytes([1, 1, ROLES[role], 1]) + str8(name) + incarnation(role))
 
 
-def open_frame(channel, role, agent, hops):
+def open_frame(channel, role, agent, hops, given_incarnation=None):
     body = bytes([ROLES[role], 1]) + str8(agent) + bytes([len(hops)]) + b"".join(str8(h) for h in hops)
-    return frame(5, channel, body)
+    return frame(5, channel, body + incarnation(role, given_incarnation))
 
 
 def data(channel, seq, payload=b"x"):
@@ -175,7 +188,7 @@ def main(argv):
             emit({"type": "tally", **tally})
     elif attack == "forge":
         if welcomed(peer, "gateway", args[0]):
-            peer.send(open_frame(1, "agent", args[1], [args[0]]))
+            peer.send(open_frame(1, "agent", args[1], [args[0]], args[3] if len(args) > 3 else None))
             answer = answer_on(peer, 1)
             emit(answer)
             if answer["type"] == "OPEN_OK":

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "gatehouse/agent/disk_queue.h"
+#include "gatehouse/proto/frame_types.h"
 #include "test_support.h"
 
 using namespace gatehouse::agent;
@@ -97,7 +98,7 @@ TEST_CASE("disk queue: full with drop-oldest drops and counts; full with block w
     REQUIRE(queue->append(events(1, 20), dropped));  // "event N" is 7-8 bytes: 100 holds about 13
     CHECK(dropped > 0);
     CHECK(queue->queued_bytes() <= 100);
-    CHECK(queue->acked_seq() == dropped);  // dropped events are never sent
+    CHECK(queue->acked_seq() == 0);  // dropped, not acknowledged: the sender declares them as a gap
     QueuedEvent event;
     REQUIRE(queue->next_after(0, event));
     CHECK(event.seq == dropped + 1);
@@ -118,4 +119,69 @@ TEST_CASE("disk queue: full with drop-oldest drops and counts; full with block w
     CHECK(dropped == 0);
     CHECK(queue->last_seq() == 17);
   }
+}
+
+TEST_CASE("disk queue: each run that numbers events begins a new incarnation, durable, after the last seq") {
+  QueueDir dir;
+  uint64_t dropped = 0;
+  {
+    auto queue = dir.open();
+    CHECK(queue->session_incarnation().id == 0);  // no event yet
+    REQUIRE(queue->append(events(1, 10), dropped));
+    REQUIRE(queue->append(events(11, 10), dropped));  // the same run: the same incarnation
+    const auto first = queue->session_incarnation();
+    CHECK(first.id != 0);
+    CHECK(first.base_seq == 0);
+    gatehouse::proto::Incarnation next;
+    CHECK_FALSE(queue->next_incarnation(first, next));
+    CHECK(queue->next_incarnation({}, next));  // from "none yet": the first
+    CHECK(next == first);
+  }
+  auto queue = dir.open();
+  const auto first = queue->session_incarnation();
+  CHECK(first.base_seq == 0);  // the oldest unacknowledged event's
+  REQUIRE(queue->append(events(21, 5), dropped));
+  gatehouse::proto::Incarnation second;
+  REQUIRE(queue->next_incarnation(first, second));
+  CHECK(second.id != first.id);
+  CHECK(second.base_seq == 20);
+  CHECK(queue->session_incarnation() == first);
+  // The server holds the first through 12: resumed there, acknowledged.
+  CHECK(queue->resume(first, 12) == 12);
+  CHECK(queue->acked_seq() == 12);
+  // A server ahead of the queue (it was restored from an older copy): never
+  // past the incarnation's end, so the second's events are still sent.
+  CHECK(queue->resume(first, 5'000) == 20);
+  CHECK(queue->acked_seq() == 20);
+  CHECK(queue->session_incarnation() == second);
+  QueuedEvent event;
+  REQUIRE(queue->next_after(20, event));
+  CHECK(event.seq == 21);
+  queue.reset();
+  // Reopened: the first is forgotten (all acknowledged), the second stays.
+  queue = dir.open();
+  CHECK(queue->session_incarnation() == second);
+  std::ifstream file(dir.path + "/incarnations");
+  std::string id_hex;
+  uint64_t base_seq = 0;
+  REQUIRE(static_cast<bool>(file >> id_hex >> base_seq));
+  CHECK(base_seq == 20);
+  CHECK_FALSE(static_cast<bool>(file >> id_hex >> base_seq));
+}
+
+TEST_CASE("disk queue: a wiped queue starts a new incarnation from seq 1; the copy restored over a newer one starts another") {
+  QueueDir dir;
+  uint64_t dropped = 0;
+  gatehouse::proto::Incarnation before;
+  {
+    auto queue = dir.open();
+    REQUIRE(queue->append(events(1, 3), dropped));
+    before = queue->session_incarnation();
+  }
+  fs::remove_all(dir.path);
+  auto queue = dir.open();
+  REQUIRE(queue->append(events(1, 3), dropped));
+  const auto after = queue->session_incarnation();
+  CHECK(after.base_seq == 0);
+  CHECK(after.id != before.id);  // the server stores its seqs 1..3 beside the old ones
 }

@@ -99,7 +99,7 @@ std::shared_ptr<const tls::Context> kerberos_agent() {
 
 proto::Hello hello(const std::string_view name, proto::AuthMethod auth = proto::AuthMethod::cert,
                    proto::Role role = proto::Role::agent) {
-  return {proto::kVersion, proto::kVersion, role, auth, name};
+  return {proto::kVersion, proto::kVersion, role, auth, name, {}};
 }
 
 // The DENY a refused child gets: reason and text.

@@ -21,6 +21,9 @@ using namespace gatehouse::testing;
 
 namespace {
 
+// The agents' queues here: one incarnation from seq 1.
+constexpr proto::Incarnation kAgentIncarnation{0xa11ce, 0};
+
 proto::Data data_of(uint64_t seq, const std::string& payload) {
   return {seq, proto::DataKind::event, std::as_bytes(std::span(payload))};
 }
@@ -73,14 +76,14 @@ TEST_CASE("gateway role: OPEN_DENY reaches the agent as its DENY; no parent at a
 
 TEST_CASE("gateway role: a chained gateway is admitted by the parent first (its OPEN goes up); then its agents' OPENs go up with this hop") {
   GatewayUnderTest gw;
-  gw.authenticate(7, {proto::Role::gateway, proto::AuthMethod::cert, "gw2.example.test"});
+  gw.authenticate(7, {proto::Role::gateway, proto::AuthMethod::cert, "gw2.example.test", {}});
   CHECK(gw.children.sent[7].empty());  // no HELLO_OK before the management group said yes
   REQUIRE(gw.uplinks.queued[0].size() == 1);
   const Recorded admission = gw.uplinks.queued[0][0];
   CHECK(admission.type == proto::FrameType::open);
   CHECK(admission.name == "gw2.example.test");
   CHECK(admission.hops == std::vector<std::string>{"gw1.example.test"});
-  proto::Open early{proto::Role::agent, proto::AuthMethod::cert, "web09.example.test", 1, {}};
+  proto::Open early{proto::Role::agent, proto::AuthMethod::cert, "web09.example.test", 1, {}, kAgentIncarnation};
   early.hops[0] = "gw2.example.test";
   gw.from_child(7, {3, early});  // before its admission came back: refused here
   REQUIRE(gw.children.sent[7].size() == 1);
@@ -101,7 +104,7 @@ TEST_CASE("gateway role: a chained gateway is admitted by the parent first (its 
 
 TEST_CASE("gateway role: a refused admission is the chained gateway's DENY; DATA on its channel 0 is a protocol error") {
   GatewayUnderTest gw;
-  gw.authenticate(7, {proto::Role::gateway, proto::AuthMethod::cert, "gw2.example.test"});
+  gw.authenticate(7, {proto::Role::gateway, proto::AuthMethod::cert, "gw2.example.test", {}});
   gw.from_uplink(0, {gw.uplinks.queued[0][0].channel, proto::OpenDeny{{proto::Reason::not_approved, 20'000, "no"}}});
   CHECK(gw.children.denied[7] == proto::Reason::not_approved);
   gw.child_gateway(8, "gw3.example.test");
@@ -122,21 +125,21 @@ TEST_CASE("gateway role: a chained gateway may only claim paths that end with it
     return gw.children.sent[7].back().reason;
   };
   // Forged: an agent "behind" another gateway, or straight from gw2 with no hop, or naming this gateway as the child.
-  proto::Open forged{proto::Role::agent, proto::AuthMethod::cert, "direct01.example.test", 1, {}};
+  proto::Open forged{proto::Role::agent, proto::AuthMethod::cert, "direct01.example.test", 1, {}, kAgentIncarnation};
   forged.hops[0] = "gw9.example.test";
   CHECK(refused(2, forged) == proto::Reason::not_approved);
   forged.hop_count = 0;
   CHECK(refused(2, forged) == proto::Reason::not_approved);
-  proto::Open looped{proto::Role::agent, proto::AuthMethod::cert, "web09.example.test", 2, {}};
+  proto::Open looped{proto::Role::agent, proto::AuthMethod::cert, "web09.example.test", 2, {}, kAgentIncarnation};
   looped.hops[0] = "gw1.example.test";
   looped.hops[1] = "gw2.example.test";
   CHECK(refused(3, looped) == proto::Reason::loop_detected);
-  proto::Open too_far{proto::Role::agent, proto::AuthMethod::cert, "web10.example.test", proto::kHopsMax, {}};
+  proto::Open too_far{proto::Role::agent, proto::AuthMethod::cert, "web10.example.test", proto::kHopsMax, {}, kAgentIncarnation};
   for (auto& hop : too_far.hops) hop = "gw9.example.test";
   too_far.hops[proto::kHopsMax - 1] = "GW2.example.test";  // names compare without case
   CHECK(refused(4, too_far) == proto::Reason::loop_detected);
   CHECK(gw.uplinks.queued[0].empty());  // none went up
-  proto::Open fine{proto::Role::agent, proto::AuthMethod::kerberos, "web11.example.test", 1, {}};
+  proto::Open fine{proto::Role::agent, proto::AuthMethod::kerberos, "web11.example.test", 1, {}, kAgentIncarnation};
   fine.hops[0] = "gw2.example.test";
   gw.from_child(7, {5, fine});
   REQUIRE(gw.uplinks.queued[0].size() == 1);
@@ -242,7 +245,7 @@ TEST_CASE("gateway role: a chained gateway's agent beyond its window loses its c
   GatewayUnderTest gw;
   gw.child_gateway(7, "gw2.example.test");
   for (uint32_t child_channel : {3u, 4u}) {
-    proto::Open open{proto::Role::agent, proto::AuthMethod::cert, child_channel == 3 ? "web09.example.test" : "web10.example.test", 1, {}};
+    proto::Open open{proto::Role::agent, proto::AuthMethod::cert, child_channel == 3 ? "web09.example.test" : "web10.example.test", 1, {}, kAgentIncarnation};
     open.hops[0] = "gw2.example.test";
     gw.from_child(7, {child_channel, open});
   }
@@ -274,7 +277,7 @@ TEST_CASE("server role: DATA beyond the granted window is refused (flow_control_
   limits.channel_window_bytes = 1'024;
   ServerUnderTest server("server-role-test", limits);
   FakeChildren& children = server.children;
-  net::Conn& conn = server.authenticate(9, {proto::Role::agent, proto::AuthMethod::cert, "web01.example.test"});
+  net::Conn& conn = server.authenticate(9, {proto::Role::agent, proto::AuthMethod::cert, "web01.example.test", kAgentIncarnation});
   REQUIRE(children.sent[9].size() == 1);
   CHECK(children.sent[9][0].type == proto::FrameType::hello_ok);
   CHECK(children.sent[9][0].credit == 1'024);
@@ -292,10 +295,10 @@ TEST_CASE("server role: one agent beyond its window on a gateway's uplink loses 
   ServerUnderTest server("server-role-isolation-test", limits,
                          [](server::Registry& r) { REQUIRE(r.set_gateway("gw1.example.test", true).empty()); });
   FakeChildren& children = server.children;
-  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test", {}});
   REQUIRE_FALSE(children.denied.contains(5));
   for (uint32_t channel : {1u, 2u}) {
-    proto::Open open{proto::Role::agent, proto::AuthMethod::cert, channel == 1 ? "web01.example.test" : "web02.example.test", 1, {}};
+    proto::Open open{proto::Role::agent, proto::AuthMethod::cert, channel == 1 ? "web01.example.test" : "web02.example.test", 1, {}, kAgentIncarnation};
     open.hops[0] = "gw1.example.test";
     server.from_child(uplink, {channel, open});
   }
@@ -323,9 +326,9 @@ TEST_CASE("server role: a gateway uplink bringing new agents past its allowance 
     REQUIRE(r.set_agent("web01.example.test", true).empty());
   });
   FakeChildren& children = server.children;
-  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test", {}});
   auto open = [&](uint32_t channel, const std::string& name) {
-    proto::Open frame{proto::Role::agent, proto::AuthMethod::cert, name, 1, {}};
+    proto::Open frame{proto::Role::agent, proto::AuthMethod::cert, name, 1, {}, kAgentIncarnation};
     frame.hops[0] = "gw1.example.test";
     server.from_child(uplink, {channel, frame});
     return children.sent[5].back();
@@ -344,7 +347,7 @@ TEST_CASE("server role: one session per agent: a new one replaces the older, dir
   ServerUnderTest server("server-role-one-session-test", {},
                          [](server::Registry& r) { REQUIRE(r.set_gateway("gw1.example.test", true).empty()); });
   FakeChildren& children = server.children;
-  const net::Identity web01{proto::Role::agent, proto::AuthMethod::cert, "web01.example.test"};
+  const net::Identity web01{proto::Role::agent, proto::AuthMethod::cert, "web01.example.test", kAgentIncarnation};
   server.authenticate(1, web01);
   server.authenticate(2, web01);  // the same agent again (a reinstalled host, or a stolen identity)
   REQUIRE(children.sent[1].size() == 2);  // HELLO_OK, then sent away
@@ -354,9 +357,9 @@ TEST_CASE("server role: one session per agent: a new one replaces the older, dir
   server.sessions->on_closed(children, server.shard, children.conns.at(1));  // the gate reports it gone
   children.forget(1);
   // Now through a gateway: the direct session goes.
-  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test", {}});
   auto open = [&](uint32_t channel, const char* name) {
-    proto::Open frame{proto::Role::agent, proto::AuthMethod::cert, name, 1, {}};
+    proto::Open frame{proto::Role::agent, proto::AuthMethod::cert, name, 1, {}, kAgentIncarnation};
     frame.hops[0] = "gw1.example.test";
     server.from_child(uplink, {channel, frame});
   };
@@ -378,7 +381,7 @@ TEST_CASE("server role: one session per agent: a new one replaces the older, dir
   CHECK(children.sent[5].size() == before + 1);
   // A session that ended is forgotten: web02 leaving and coming back replaces nothing.
   server.from_child(uplink, {4, proto::Close{proto::Reason::normal}});
-  server.authenticate(7, {proto::Role::agent, proto::AuthMethod::cert, "web02.example.test"});
+  server.authenticate(7, {proto::Role::agent, proto::AuthMethod::cert, "web02.example.test", kAgentIncarnation});
   CHECK(children.sent[5].size() == before + 1);
   CHECK(children.sent[7].back().type == proto::FrameType::hello_ok);
 }
@@ -390,9 +393,9 @@ TEST_CASE("server role: every gateway on a path is approved, the last is the upl
     REQUIRE(r.set_gateway("gw1b.example.test", true, "dmz").empty());
   });
   FakeChildren& children = server.children;
-  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test", {}});
   auto open = [&](uint32_t channel, proto::Role role, const char* name, std::vector<const char*> hops) {
-    proto::Open frame{role, proto::AuthMethod::cert, name, static_cast<uint8_t>(hops.size()), {}};
+    proto::Open frame{role, proto::AuthMethod::cert, name, static_cast<uint8_t>(hops.size()), {}, {}};
     for (size_t i = 0; i < hops.size(); ++i) frame.hops[i] = hops[i];
     server.from_child(uplink, {channel, frame});
     return children.sent[5].back();
@@ -417,13 +420,70 @@ TEST_CASE("server role: every gateway on a path is approved, the last is the upl
   CHECK_FALSE(children.denied.contains(5));
 }
 
+TEST_CASE("server role: incarnations: events come after one; a new one begins after the last seq (or below it: restored); never a rewind onto the same") {
+  ServerUnderTest server("server-role-incarnation-test", {},
+                         [](server::Registry& r) { REQUIRE(r.set_gateway("gw1.example.test", true).empty()); });
+  FakeChildren& children = server.children;
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test", {}});
+  const std::vector<proto::Incarnation> announced{{}, {}, kAgentIncarnation, {0xbee, 40}};
+  for (uint32_t channel = 1; channel <= announced.size(); ++channel) {
+    proto::Open open{proto::Role::agent, proto::AuthMethod::cert, "", 1, {}, announced[channel - 1]};
+    const std::string name = "web0" + std::to_string(channel) + ".example.test";
+    open.name = name;
+    open.hops[0] = "gw1.example.test";
+    server.from_child(uplink, {channel, open});
+  }
+  REQUIRE(children.sent[5].size() == 5);
+  CHECK(children.sent[5][4].type == proto::FrameType::open_ok);  // an incarnation the store has none of: its base
+  const auto first = proto::incarnation_payload(0xf1);
+  const auto second = proto::incarnation_payload(0xf2);
+  const std::string payload = "x";
+  // Channel 1 (no event yet): an event before any incarnation is refused.
+  server.from_child(uplink, {1, data_of(1, payload)});
+  CHECK(children.sent[5].back().type == proto::FrameType::close);
+  CHECK(children.sent[5].back().channel == 1);
+  CHECK(children.sent[5].back().reason == proto::Reason::protocol_error);
+  // Channel 2: begins 0xf1 after seq 0, sends 1..3, then 0xf2 after 3, then 4.
+  size_t before = children.sent[5].size();
+  server.from_child(uplink, {2, proto::Data{0, proto::DataKind::incarnation, first}});
+  for (uint64_t seq = 1; seq <= 3; ++seq) server.from_child(uplink, {2, data_of(seq, payload)});
+  server.from_child(uplink, {2, proto::Data{3, proto::DataKind::incarnation, second}});
+  server.from_child(uplink, {2, data_of(4, payload)});
+  CHECK_FALSE(server.sessions->idle());  // the four events wait for the store
+  for (const Recorded& sent : std::span(children.sent[5]).subspan(before)) {
+    CHECK(sent.type == proto::FrameType::credit);  // each incarnation DATA's window back at once; nothing closed
+  }
+  // ... and may not begin one after a seq it has not sent, nor the same one again.
+  server.from_child(uplink, {2, proto::Data{9, proto::DataKind::incarnation, first}});
+  CHECK(children.sent[5].back().type == proto::FrameType::close);
+  CHECK(children.sent[5].back().channel == 2);
+  // Channel 3 (announced 0xa11ce, at seq 2): a restored queue begins anew below what was sent.
+  server.from_child(uplink, {3, data_of(1, payload)});
+  server.from_child(uplink, {3, data_of(2, payload)});
+  before = children.sent[5].size();
+  server.from_child(uplink, {3, proto::Data{1, proto::DataKind::incarnation, first}});
+  server.from_child(uplink, {3, data_of(2, payload)});
+  CHECK(children.sent[5].size() == before + 1);  // the CREDIT only
+  server.from_child(uplink, {3, proto::Data{2, proto::DataKind::incarnation, first}});  // the same one again
+  CHECK(children.sent[5].back().type == proto::FrameType::close);
+  CHECK(children.sent[5].back().channel == 3);
+  // Channel 4 (announced 0xbee after 40): its events go on from 41.
+  before = children.sent[5].size();
+  server.from_child(uplink, {4, data_of(41, payload)});
+  CHECK(children.sent[5].size() == before);
+  server.from_child(uplink, {4, data_of(43, payload)});
+  CHECK(children.sent[5].back().type == proto::FrameType::close);
+  CHECK(children.sent[5].back().channel == 4);
+  CHECK_FALSE(children.denied.contains(5));
+}
+
 TEST_CASE("server role: DATA only in order: a jump or a rewind closes that agent's channel (a direct agent: DENY); a declared gap is taken and counted") {
   ServerUnderTest server("server-role-order-test", {},
                          [](server::Registry& r) { REQUIRE(r.set_gateway("gw1.example.test", true).empty()); });
   FakeChildren& children = server.children;
-  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test", {}});
   for (uint32_t channel : {1u, 2u, 3u}) {
-    proto::Open open{proto::Role::agent, proto::AuthMethod::cert, "", 1, {}};
+    proto::Open open{proto::Role::agent, proto::AuthMethod::cert, "", 1, {}, kAgentIncarnation};
     const std::string name = "web0" + std::to_string(channel) + ".example.test";
     open.name = name;
     open.hops[0] = "gw1.example.test";
@@ -448,7 +508,7 @@ TEST_CASE("server role: DATA only in order: a jump or a rewind closes that agent
   CHECK(children.sent[5].back().channel == 3);
   CHECK_FALSE(children.denied.contains(5));
   // A direct agent's jump is its own session's end.
-  net::Conn& direct = server.authenticate(9, {proto::Role::agent, proto::AuthMethod::cert, "web09.example.test"});
+  net::Conn& direct = server.authenticate(9, {proto::Role::agent, proto::AuthMethod::cert, "web09.example.test", kAgentIncarnation});
   server.from_child(direct, {0, data_of(2, payload)});
   CHECK(children.denied[9] == proto::Reason::protocol_error);
 }
@@ -462,9 +522,9 @@ TEST_CASE("server role: a deleted approval ends the live sessions it covered at 
   });
   server.context->approval = config::AgentApproval::review;
   FakeChildren& children = server.children;
-  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
+  net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test", {}});
   auto open = [&](uint32_t channel, proto::Role role, const char* name) {
-    proto::Open frame{role, proto::AuthMethod::cert, name, 1, {}};
+    proto::Open frame{role, proto::AuthMethod::cert, name, 1, {}, {}};
     frame.hops[0] = "gw1.example.test";
     server.from_child(uplink, {channel, frame});
     REQUIRE(children.sent[5].back().type == proto::FrameType::open_ok);
@@ -472,7 +532,7 @@ TEST_CASE("server role: a deleted approval ends the live sessions it covered at 
   open(1, proto::Role::gateway, "gw2.example.test");
   open(2, proto::Role::agent, "web01.example.test");
   open(3, proto::Role::agent, "web02.example.test");
-  server.authenticate(9, {proto::Role::agent, proto::AuthMethod::cert, "web03.example.test"});
+  server.authenticate(9, {proto::Role::agent, proto::AuthMethod::cert, "web03.example.test", kAgentIncarnation});
   REQUIRE_FALSE(children.denied.contains(9));
 
   std::string why;
@@ -512,11 +572,11 @@ TEST_CASE("server role: trust scopes: an agent comes only through its tier (or d
   });
   server.context->approval = config::AgentApproval::review;
   FakeChildren& children = server.children;
-  net::Conn& gw1 = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test"});
-  net::Conn& gw3 = server.authenticate(6, {proto::Role::gateway, proto::AuthMethod::cert, "gw3.example.test"});
+  net::Conn& gw1 = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test", {}});
+  net::Conn& gw3 = server.authenticate(6, {proto::Role::gateway, proto::AuthMethod::cert, "gw3.example.test", {}});
   auto open = [&](net::Conn& uplink, uint32_t channel, proto::Role role, proto::AuthMethod auth, const char* name,
                   std::vector<const char*> hops) {
-    proto::Open frame{role, auth, name, static_cast<uint8_t>(hops.size()), {}};
+    proto::Open frame{role, auth, name, static_cast<uint8_t>(hops.size()), {}, {}};
     for (size_t i = 0; i < hops.size(); ++i) frame.hops[i] = hops[i];
     server.from_child(uplink, {channel, frame});
     return children.sent[uplink.id.index].back();
@@ -537,7 +597,7 @@ TEST_CASE("server role: trust scopes: an agent comes only through its tier (or d
   CHECK(open(gw1, 5, Role::gateway, AuthMethod::cert, gw3_name, {gw1_name}).reason == proto::Reason::not_approved);
   CHECK(open(gw1, 6, Role::gateway, AuthMethod::cert, "gw2.example.test", {gw1_name}).type == proto::FrameType::open_ok);
   // A direct agent bound to direct connection: its own session is taken.
-  server.authenticate(9, {Role::agent, AuthMethod::cert, "direct01.example.test"});
+  server.authenticate(9, {Role::agent, AuthMethod::cert, "direct01.example.test", kAgentIncarnation});
   CHECK_FALSE(children.denied.contains(9));
   // An unbound agent binds to how its first session came (written by the registry thread).
   server.registry->watch(10);

@@ -52,6 +52,15 @@ class FrameFactory {
   }
 
   Reason reason() { return static_cast<Reason>(number(kReasonMax)); }
+  // What a role may announce: an agent none yet, or any id and base; a gateway none.
+  Incarnation incarnation(Role role) {
+    if (role == Role::gateway || number(3) == 0) return {};
+    return {1 + number(UINT64_MAX - 1), number(UINT64_MAX)};
+  }
+  std::span<const std::byte> incarnation_payload_bytes() {
+    const auto payload = incarnation_payload(1 + number(UINT64_MAX - 1));
+    return blobs_.emplace_back(payload.begin(), payload.end());
+  }
   AuthMethod auth() { return number(1) ? AuthMethod::cert : AuthMethod::kerberos; }
   uint32_t channel() { return 1 + static_cast<uint32_t>(number(UINT32_MAX - 1)); }
   uint32_t channel_or_zero() { return number(1) ? channel() : 0; }
@@ -60,8 +69,8 @@ class FrameFactory {
     switch (type) {
       case FrameType::hello: {
         const auto min = static_cast<uint8_t>(1 + number(254));
-        return {0, Hello{min, static_cast<uint8_t>(min + number(255 - min)),
-                         number(1) ? Role::agent : Role::gateway, auth(), name()}};
+        const Role role = number(1) ? Role::agent : Role::gateway;
+        return {0, Hello{min, static_cast<uint8_t>(min + number(255 - min)), role, auth(), name(), incarnation(role)}};
       }
       case FrameType::auth: return {0, Auth{AuthMechanism::gssapi_krb5, bytes(1)}};
       case FrameType::hello_ok:
@@ -70,7 +79,8 @@ class FrameFactory {
       case FrameType::deny:
         return {0, Deny{reason(), static_cast<uint32_t>(number(UINT32_MAX)), text()}};
       case FrameType::open: {
-        Open open{number(1) ? Role::agent : Role::gateway, auth(), name(), static_cast<uint8_t>(number(kHopsMax)), {}};
+        const Role role = number(1) ? Role::agent : Role::gateway;
+        Open open{role, auth(), name(), static_cast<uint8_t>(number(kHopsMax)), {}, incarnation(role)};
         for (uint8_t i = 0; i < open.hop_count; ++i) open.hops[i] = name();
         return {channel(), open};
       }
@@ -82,6 +92,7 @@ class FrameFactory {
       case FrameType::data:
         if (number(3) == 0) return {channel_or_zero(), Data{0, DataKind::heartbeat, bytes(0)}};
         if (number(3) == 0) return {channel_or_zero(), Data{1 + number(UINT64_MAX - 1), DataKind::gap, {}}};
+        if (number(3) == 0) return {channel_or_zero(), Data{number(UINT64_MAX), DataKind::incarnation, incarnation_payload_bytes()}};
         return {channel_or_zero(), Data{1 + number(UINT64_MAX - 1), DataKind::event, bytes(0)}};
       case FrameType::ack: return {channel_or_zero(), Ack{number(UINT64_MAX)}};
       case FrameType::credit:
@@ -154,6 +165,17 @@ Bytes raw_frame(FrameType type, uint32_t channel, const Bytes& body) {
 
 Bytes body_of(const Bytes& frame) { return Bytes(frame.begin() + kFrameHeaderBytes, frame.end()); }
 
+// A HELLO whose incarnation the encoder would refuse: a valid one, its last
+// 16 bytes overwritten.
+Bytes encode_unchecked_hello(Role role, const Incarnation& incarnation) {
+  Bytes frame = encode_bytes({0, Hello{1, 1, role, AuthMethod::cert, "host1", {}}});
+  for (int i = 0; i < 8; ++i) {
+    frame[frame.size() - 16 + i] = static_cast<std::byte>(incarnation.id >> (56 - 8 * i));
+    frame[frame.size() - 8 + i] = static_cast<std::byte>(incarnation.base_seq >> (56 - 8 * i));
+  }
+  return frame;
+}
+
 }  // namespace
 
 TEST_CASE("every frame type round-trips with randomized fields") {
@@ -174,10 +196,10 @@ TEST_CASE("every frame type round-trips with randomized fields") {
 
 TEST_CASE("decoded fields equal the encoded ones") {
   const unsigned char payload[] = {0, 1, 2, 255};
-  Open open{Role::gateway, AuthMethod::kerberos, "web01.example.test", 2, {}};
+  Open open{Role::gateway, AuthMethod::kerberos, "web01.example.test", 2, {}, {}};
   open.hops[0] = "gw2.dmz.example.test";
   open.hops[1] = "gw1.example.test";
-  const Bytes hello = encode_bytes({0, Hello{1, 3, Role::gateway, AuthMethod::kerberos, "gw1.example.test"}});
+  const Bytes hello = encode_bytes({0, Hello{1, 3, Role::gateway, AuthMethod::kerberos, "gw1.example.test", {}}});
   const Bytes open_bytes = encode_bytes({7, open});
   const Bytes data = encode_bytes({9, Data{123456789012345ull, DataKind::event, std::as_bytes(std::span(payload))}});
 
@@ -308,8 +330,9 @@ TEST_CASE("header bounds: each violation gives its own error") {
 }
 
 TEST_CASE("body bounds: each violation gives its own error") {
-  const Bytes hello = encode_bytes({0, Hello{1, 1, Role::agent, AuthMethod::cert, "agent1"}});
+  const Bytes hello = encode_bytes({0, Hello{1, 1, Role::agent, AuthMethod::cert, "agent1", {}}});
   const size_t name_len_at = 4;  // body offset of HELLO's name length
+  const size_t kIncarnationFieldsBytes = 16;  // HELLO's and OPEN's last fields: id, base seq
   SUBCASE("name length field beyond the body is truncation") {
     Bytes body = body_of(hello);
     body[name_len_at] = std::byte{200};
@@ -320,9 +343,11 @@ TEST_CASE("body bounds: each violation gives its own error") {
     body.resize(name_len_at);
     body.push_back(std::byte{254});
     body.insert(body.end(), 254, std::byte{'a'});
+    body.insert(body.end(), kIncarnationFieldsBytes, std::byte{0});
     CHECK(decode_error(raw_frame(FrameType::hello, 0, body)) == ProtoError::name_too_long);
     body.resize(name_len_at);
     body.push_back(std::byte{0});
+    body.insert(body.end(), kIncarnationFieldsBytes, std::byte{0});
     CHECK(decode_error(raw_frame(FrameType::hello, 0, body)) == ProtoError::name_empty);
     body = body_of(hello);
     body[name_len_at + 1] = std::byte{'/'};
@@ -351,11 +376,26 @@ TEST_CASE("body bounds: each violation gives its own error") {
     CHECK(decode_error(raw_frame(FrameType::close, 1, close)) == ProtoError::bad_reason);
 
     Bytes data = body_of(encode_bytes({1, Data{5, DataKind::event, {}}}));
-    data[9] = std::byte{4};
+    data[9] = std::byte{5};
     CHECK(decode_error(raw_frame(FrameType::data, 1, data)) == ProtoError::bad_kind);
     data[9] = std::byte{3};  // a gap declaration: no payload
     data.push_back(std::byte{'x'});
     CHECK(decode_error(raw_frame(FrameType::data, 1, data)) == ProtoError::gap_not_empty);
+  }
+  SUBCASE("incarnations: none for a gateway, no base without one, 8 bytes of a non-zero id") {
+    const Incarnation some{0x1234, 40};
+    CHECK(decode_error(encode_unchecked_hello(Role::gateway, some)) == ProtoError::bad_incarnation);
+    CHECK(decode_error(encode_unchecked_hello(Role::agent, {0, 40})) == ProtoError::bad_incarnation);
+    CHECK(decode_error(encode_unchecked_hello(Role::agent, some)) == ProtoError::none);
+    const auto payload = incarnation_payload(0x1234);
+    Bytes marker = body_of(encode_bytes({1, Data{40, DataKind::incarnation, payload}}));
+    CHECK(decode_error(raw_frame(FrameType::data, 1, marker)) == ProtoError::none);
+    std::fill(marker.begin() + 10, marker.end(), std::byte{0});
+    CHECK(decode_error(raw_frame(FrameType::data, 1, marker)) == ProtoError::bad_incarnation);
+    marker.pop_back();
+    CHECK(decode_error(raw_frame(FrameType::data, 1, marker)) == ProtoError::bad_incarnation);
+    Bytes out(64);
+    CHECK(encode({0, Hello{1, 1, Role::gateway, AuthMethod::cert, "gw1", some}}, out).error == ProtoError::bad_incarnation);
   }
   SUBCASE("sequence numbers") {
     Bytes data = body_of(encode_bytes({1, Data{5, DataKind::event, {}}}));
@@ -374,12 +414,14 @@ TEST_CASE("body bounds: each violation gives its own error") {
     CHECK(decode_error(raw_frame(FrameType::auth, 0, empty_token)) == ProtoError::token_empty);
   }
   SUBCASE("hops, credit, heartbeat interval") {
-    Bytes open = body_of(encode_bytes({1, Open{Role::agent, AuthMethod::cert, "a", 0, {}}}));
+    Bytes open = body_of(encode_bytes({1, Open{Role::agent, AuthMethod::cert, "a", 0, {}, {}}}));
+    open.resize(open.size() - kIncarnationFieldsBytes);
     open.back() = std::byte{kHopsMax + 1};
     for (uint32_t i = 0; i <= kHopsMax; ++i) {
       open.push_back(std::byte{1});
       open.push_back(std::byte{'h'});
     }
+    open.insert(open.end(), kIncarnationFieldsBytes, std::byte{0});
     CHECK(decode_error(raw_frame(FrameType::open, 1, open)) == ProtoError::too_many_hops);
     open[0] = std::byte{3};  // neither agent nor gateway
     CHECK(decode_error(raw_frame(FrameType::open, 1, open)) == ProtoError::bad_role);
@@ -456,15 +498,15 @@ TEST_CASE("the encoder refuses what the decoder would refuse") {
   Bytes out(kFrameMaxBytes);
   const std::string long_name(kNameMaxBytes + 1, 'a');
   const std::string long_text(kTextMaxBytes + 1, 'x');
-  CHECK(encode({0, Hello{1, 1, Role::agent, AuthMethod::cert, long_name}}, out).error == ProtoError::name_too_long);
-  CHECK(encode({0, Hello{1, 1, Role::agent, AuthMethod::cert, "bad name"}}, out).error ==
+  CHECK(encode({0, Hello{1, 1, Role::agent, AuthMethod::cert, long_name, {}}}, out).error == ProtoError::name_too_long);
+  CHECK(encode({0, Hello{1, 1, Role::agent, AuthMethod::cert, "bad name", {}}}, out).error ==
         ProtoError::name_invalid_char);
   CHECK(encode({0, GoAway{Reason::normal, long_text}}, out).error == ProtoError::text_too_long);
   CHECK(encode({5, Ping{1}}, out).error == ProtoError::channel_must_be_zero);
-  CHECK(encode({0, Open{Role::agent, AuthMethod::cert, "a", 0, {}}}, out).error == ProtoError::channel_must_be_nonzero);
+  CHECK(encode({0, Open{Role::agent, AuthMethod::cert, "a", 0, {}, {}}}, out).error == ProtoError::channel_must_be_nonzero);
   CHECK(encode({0, Credit{0}}, out).error == ProtoError::zero_credit);
   CHECK(encode({0, Ping{1}}, std::span(out).first(kFrameHeaderBytes + 7)).error == ProtoError::buffer_too_small);
-  CHECK(encoded_size_bytes({0, Hello{1, 1, Role::agent, AuthMethod::cert, long_name}}) == 0);
+  CHECK(encoded_size_bytes({0, Hello{1, 1, Role::agent, AuthMethod::cert, long_name, {}}}) == 0);
 }
 
 TEST_CASE("a DATA prefix plus its payload is the same frame as encode() writes") {

@@ -150,12 +150,12 @@ struct GatewayUnderTest {
     sessions.on_authenticated(children, shard, children.admit(slot, identity));
   }
   void agent(uint32_t slot, const std::string& name) {
-    authenticate(slot, {proto::Role::agent, proto::AuthMethod::cert, name});
+    authenticate(slot, {proto::Role::agent, proto::AuthMethod::cert, name, {}});
   }
   // A chained gateway whose admission the parent approved (its admission
   // OPEN is answered and taken off the uplink's record).
   void child_gateway(uint32_t slot, const std::string& name) {
-    authenticate(slot, {proto::Role::gateway, proto::AuthMethod::cert, name});
+    authenticate(slot, {proto::Role::gateway, proto::AuthMethod::cert, name, {}});
     const uint32_t uplink = children.conns.at(slot).role.uplink;
     const Recorded admission = uplinks.queued[uplink].back();
     uplinks.queued[uplink].pop_back();

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -23,11 +24,13 @@ struct TempDir : gatehouse::testing::TempDir {
   TempDir() : gatehouse::testing::TempDir("store-test") { REQUIRE(!path.empty()); }
 };
 
-Batch* batch_of(const std::string& agent, uint64_t first_seq, uint64_t count) {
+constexpr uint64_t kIncarnation = 0x1111'2222'3333'4444;
+
+Batch* batch_of(const std::string& agent, uint64_t first_seq, uint64_t count, uint64_t incarnation = kIncarnation) {
   auto* batch = new Batch;
   for (uint64_t seq = first_seq; seq < first_seq + count; ++seq) {
     const std::string payload = agent + " event " + std::to_string(seq);
-    batch->entries.push_back({seq, 0, agent, seq, 0, static_cast<uint32_t>(batch->payloads.size()),
+    batch->entries.push_back({seq, 0, agent, incarnation, seq, 0, static_cast<uint32_t>(batch->payloads.size()),
                               static_cast<uint32_t>(payload.size()), 0});
     const auto* bytes = reinterpret_cast<const std::byte*>(payload.data());
     batch->payloads.insert(batch->payloads.end(), bytes, bytes + payload.size());
@@ -113,9 +116,9 @@ TEST_CASE("store: group commit acknowledges durable seqs; duplicates are dropped
     CHECK(stats.duplicates_dropped == 6);
   }
   Writer reopened(dir.path);
-  CHECK(reopened.store->durable_seq("web01") == 504);
-  CHECK(reopened.store->durable_seq("web02") == 1'000);
-  CHECK(reopened.store->durable_seq("web03") == 0);
+  CHECK(reopened.store->resume_point("web01", kIncarnation).durable_seq == 504);
+  CHECK(reopened.store->resume_point("web02", kIncarnation).durable_seq == 1'000);
+  CHECK(reopened.store->resume_point("web03", kIncarnation).durable_seq == 0);
   reopened.submit(batch_of("web01", 1, 3));  // a resend after a restart: all duplicates
   reopened.wait();
   CHECK(reopened.acked["web01"] == 504);
@@ -140,7 +143,7 @@ TEST_CASE("store: a declared gap is durable like an event: the agent's durable s
     Writer writer(dir.path);
     writer.submit(batch_of("web01", 1, 5));
     Batch* gap = batch_of("web01", 11, 1);  // the gap 6..10 first, then event 11
-    gap->entries.insert(gap->entries.begin(), {10, 0, "web01", 10, 6, 0, 0, 0});
+    gap->entries.insert(gap->entries.begin(), {10, 0, "web01", kIncarnation, 10, 6, 0, 0, 0});
     writer.submit(gap);
     writer.wait();
     CHECK(writer.acked["web01"] == 11);
@@ -149,7 +152,7 @@ TEST_CASE("store: a declared gap is durable like an event: the agent's durable s
     CHECK(writer.store->stats().events == 6);
   }
   Writer reopened(dir.path);
-  CHECK(reopened.store->durable_seq("web01") == 11);
+  CHECK(reopened.store->resume_point("web01", kIncarnation).durable_seq == 11);
   StoreStats stats;
   std::string why;
   REQUIRE(EventStore::read_stats(dir.path, stats, why));
@@ -160,6 +163,37 @@ TEST_CASE("store: a declared gap is durable like an event: the agent's durable s
     dumped.emplace_back(event.gap_first_seq, event.seq);
   }, why));
   CHECK(dumped == std::vector<std::pair<uint64_t, uint64_t>>{{0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}, {6, 10}, {0, 11}});
+}
+
+TEST_CASE("store: seqs are unique per incarnation: a reinstalled agent's seq 1 is stored beside its old seq 1") {
+  TempDir dir;
+  constexpr uint64_t kReinstalled = 0x5555'6666'7777'8888;
+  {
+    Writer writer(dir.path);
+    writer.submit(batch_of("web01", 1, 50));
+    writer.submit(batch_of("web01", 1, 20, kReinstalled));  // its queue was wiped: seqs start again
+    writer.submit(batch_of("web01", 15, 10, kReinstalled));  // 15..20 resent, 21..24 new
+    writer.wait();
+    CHECK(writer.store->stats().events == 74);
+    CHECK(writer.store->stats().duplicates_dropped == 6);
+  }
+  Writer reopened(dir.path);
+  const ResumePoint old_one = reopened.store->resume_point("web01", kIncarnation);
+  CHECK(old_one.known);
+  CHECK(old_one.durable_seq == 50);
+  CHECK(old_one.latest_incarnation == kReinstalled);
+  CHECK(old_one.latest_durable_seq == 24);
+  const ResumePoint unknown = reopened.store->resume_point("web01", 0x9999);
+  CHECK_FALSE(unknown.known);
+  CHECK(unknown.durable_seq == 0);
+  CHECK(unknown.latest_incarnation == kReinstalled);
+  CHECK_FALSE(reopened.store->resume_point("web02", kIncarnation).known);
+  std::map<uint64_t, uint64_t> events_by_incarnation;
+  std::string why;
+  REQUIRE(EventStore::dump(dir.path, "web01", [&](const StoredEvent& event) {
+    ++events_by_incarnation[event.incarnation];
+  }, why));
+  CHECK(events_by_incarnation == std::map<uint64_t, uint64_t>{{kIncarnation, 50}, {kReinstalled, 24}});
 }
 
 TEST_CASE("store: a torn tail is truncated at open; nothing acknowledged is lost") {
@@ -178,7 +212,7 @@ TEST_CASE("store: a torn tail is truncated at open; nothing acknowledged is lost
   Writer reopened(dir.path);
   CHECK(reopened.store->stats().torn_bytes_truncated == 6);
   CHECK(fs::file_size(segment) == good_size);
-  CHECK(reopened.store->durable_seq("web01") == 100);
+  CHECK(reopened.store->resume_point("web01", kIncarnation).durable_seq == 100);
   reopened.submit(batch_of("web01", 101, 5));
   reopened.wait();
   CHECK(dumped_seqs(dir.path, "web01").size() == 105);

@@ -55,12 +55,15 @@ class AgentService final : public runtime::Service,
   void on_stop(runtime::Shard& shard) override;
 
  private:
+  proto::Incarnation hello_incarnation(net::ChildLink& link) override;
   void on_link_up(runtime::Shard& shard, net::ChildLink& link, const proto::HelloOk& hello_ok) override;
   void on_link_frame(runtime::Shard& shard, net::ChildLink& link, const proto::Frame& frame) override;
   void on_link_down(runtime::Shard& shard, net::ChildLink& link, bool was_up) override;
   void on_link_writable(runtime::Shard& shard, net::ChildLink& link) override;
   // Sends queued events after sent_through_ while the window allows.
   void pump(runtime::Shard& shard);
+  bool send_gap(uint64_t last_seq);
+  bool send_incarnation(const proto::Incarnation& next);
 
   const AgentOptions options_;
   DiskQueue& queue_;
@@ -69,7 +72,8 @@ class AgentService final : public runtime::Service,
   net::ChildLink link_;
   bool started_ = false;
   uint64_t window_bytes_ = 0;      // DATA bytes we may still send
-  uint64_t sent_through_ = 0;      // highest seq sent on this session
+  uint64_t sent_through_ = 0;      // highest seq sent on this session (or acknowledged at its start)
+  proto::Incarnation session_incarnation_;  // the one this session's events belong to now
 };
 
 }  // namespace gatehouse::agent

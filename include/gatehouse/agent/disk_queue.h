@@ -2,8 +2,11 @@
 // numbered and on disk before it is sent, and deleted only after the server's
 // durable ACK, so any crash or failover resends instead of losing it.
 // Files: queue-NNNNNNNN.log segments of checksummed records (a
-// store::SegmentLog, with the store's rules), and `acked` (the highest
-// acknowledged seq). docs/agent.md.
+// store::SegmentLog, with the store's rules), `acked` (the highest seq the
+// server acknowledged) and `incarnations` (one line per incarnation still
+// holding events: id in hex, base seq). Seqs go on across incarnations; each
+// process run that numbers events starts a new incarnation, written durably
+// before its first event (docs/protocol.md, "Incarnations"). docs/agent.md.
 #pragma once
 
 #include <condition_variable>
@@ -15,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "gatehouse/proto/frame_types.h"
 #include "gatehouse/store/segment_log.h"
 
 namespace gatehouse::agent {
@@ -39,8 +43,9 @@ class DiskQueue {
   // (fdatasync) on return; the sender sees them only then. `block`: waits for
   // room while the queue is full (false if close_input() was called
   // meanwhile). `drop_oldest`: drops the oldest unacked events to make room
-  // and adds their count to `dropped`. False when the queue cannot write
-  // (failure() says why; the segment log's rules: it never writes again).
+  // and adds their count to `dropped` (the sender declares them to the
+  // server as a gap). False when the queue cannot write (failure() says why;
+  // the segment log's rules: it never writes again).
   bool append(const std::vector<std::string>& events, uint64_t& dropped);
   // Wakes a blocked append() for shutdown.
   void close_input();
@@ -49,8 +54,20 @@ class DiskQueue {
   // Sender side (the shard): never waits on the disk. The `acked` file and
   // the deletion of acknowledged segments are done by the queue's own thread.
   void acknowledge(uint64_t seq);
-  // The first unacked event with seq > `after`; false when there is none.
+  // The first queued event with seq > `after`; false when there is none.
   bool next_after(uint64_t after, QueuedEvent& event) const;
+
+  // A session's start: the incarnation holding the first seq the server has
+  // not acknowledged (the latest one when there is none; id 0: no event yet).
+  proto::Incarnation session_incarnation() const;
+  // The server holds `session`'s events through `durable_seq`: what of it the
+  // queue has is acknowledged, and the seq the session resumes after is
+  // returned (never past the incarnation's end or the queue's last seq: a
+  // server ahead of the queue means it was restored from an older copy).
+  uint64_t resume(const proto::Incarnation& session, uint64_t durable_seq);
+  // The incarnation after `current` (id 0: none yet) if the queue has begun
+  // one, and then true.
+  bool next_incarnation(const proto::Incarnation& current, proto::Incarnation& next) const;
   uint64_t acked_seq() const;
   uint64_t last_seq() const;
   uint64_t queued_events() const;
@@ -65,6 +82,13 @@ class DiskQueue {
   DiskQueue(std::string dir, uint64_t max_bytes, FullPolicy policy)
       : dir_(std::move(dir)), max_bytes_(max_bytes), policy_(policy) {}
   bool load(std::string& why);
+  bool load_incarnations(std::string& why);
+  // The first append of this process: a new incarnation, durable before its events.
+  bool begin_incarnation(std::string& why);
+  static std::string incarnations_text(const std::vector<proto::Incarnation>& incarnations);
+  // Under mutex_: the seq `incarnation` ends at (UINT64_MAX: the latest).
+  uint64_t end_of(const proto::Incarnation& incarnation) const;
+  bool next_incarnation_locked(const proto::Incarnation& current, proto::Incarnation& next) const;
   // Under mutex_: room for `size` more bytes, by policy (drop-oldest may drop
   // from `batch`, the events being appended). False: input closed.
   bool make_room(std::unique_lock<std::mutex>& lock, uint64_t size, std::deque<QueuedEvent>& batch, uint64_t& dropped);
@@ -80,10 +104,12 @@ class DiskQueue {
   std::condition_variable housekeeping_due_;
   std::deque<QueuedEvent> events_;  // durable, unacked, in seq order
   uint64_t bytes_ = 0;              // of events_ plus the batch being appended; bounded by max_bytes_
-  uint64_t acked_seq_ = 0;
-  uint64_t last_seq_ = 0;           // of durable events
+  uint64_t acked_seq_ = 0;          // the server's: events through it are stored
+  uint64_t last_seq_ = 0;           // of durable events (dropped ones included)
+  std::vector<proto::Incarnation> incarnations_;  // oldest first; only the input thread adds
+  bool incarnation_begun_ = false;  // input thread: this process numbers its events in a new one
   bool input_closed_ = false;
-  bool acked_dirty_ = false;        // acked_seq_ moved: the housekeeping thread writes it
+  bool housekeeping_pending_ = false;  // acked_seq_ moved or events dropped: segments to delete, `acked` to write
   bool stopping_ = false;
   std::string failure_;
   std::deque<Segment> segments_;    // oldest first; the last is the log's current one
@@ -91,6 +117,7 @@ class DiskQueue {
   std::mutex log_mutex_;  // the segment log: appends (input) and removals (housekeeping)
   std::unique_ptr<store::SegmentLog> log_;
   std::thread housekeeper_;
+  uint64_t acked_written_ = 0;  // housekeeping thread: what the `acked` file holds
 };
 
 }  // namespace gatehouse::agent

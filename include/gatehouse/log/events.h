@@ -39,6 +39,7 @@ enum class EventId : uint32_t {
   chain_hop_refused = 30062,          // gateway: a chained gateway's OPEN named a path it is not on
   data_out_of_order = 30063,          // server: an agent's DATA was not the next seq (a jump or a rewind)
   approval_revoked = 30064,           // server: a live session ended because its approval was deleted
+  agent_incarnation_new = 30065,      // server: an agent's queue began a new incarnation (a restart, reinstall or restore)
   invariant_broken = 30090,           // a bug: an internal invariant failed; the process aborts
   log_lines_dropped = 30091,          // the log buffer was full: lines lost (how many)
 };

@@ -58,6 +58,8 @@ class ChildLink;
 class ChildLinkEvents {
  public:
   virtual ~ChildLinkEvents() = default;
+  // An agent's HELLO is being sent: the incarnation the session starts in.
+  virtual proto::Incarnation hello_incarnation(ChildLink&) { return {}; }
   // HELLO_OK came (the link logged 30050).
   virtual void on_link_up(runtime::Shard&, ChildLink&, const proto::HelloOk&) {}
   // Every frame after HELLO_OK but PING and a GOAWAY or CLOSE of the link
@@ -120,6 +122,7 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   void connect(runtime::Shard& shard);
   void next_parent(runtime::Shard& shard);
   void on_welcome(const proto::HelloOk& hello_ok) override;
+  proto::Incarnation hello_incarnation() override { return events_.hello_incarnation(*this); }
   void on_frame(const proto::Frame& frame) override;
   void on_failure(const ChildFailure& failure) override;
   void on_timer(runtime::Shard& shard, runtime::Timer& timer) override;

@@ -53,6 +53,8 @@ class ChildSession {
     // Every frame after HELLO_OK; views valid during the call only.
     virtual void on_frame(const proto::Frame& frame) = 0;
     virtual void on_failure(const ChildFailure& failure) = 0;
+    // An agent's HELLO: the incarnation its session starts in (docs/protocol.md).
+    virtual proto::Incarnation hello_incarnation() { return {}; }
   };
 
   ChildSession(const ChildOptions& options, proto::SpillPool& spill_pool);

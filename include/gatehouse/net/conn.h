@@ -36,6 +36,7 @@ struct Identity {
   proto::Role role = proto::Role::agent;
   proto::AuthMethod auth = proto::AuthMethod::cert;
   std::string name;
+  proto::Incarnation incarnation;  // an agent's, from its HELLO
 };
 
 enum class Stage : uint8_t {
@@ -114,6 +115,7 @@ struct RoleChannel {
   uint64_t credit_bytes = 0;    // a gateway: DATA bytes the parent still allows (its grants, relayed)
   uint64_t unacked_bytes = 0;   // a server: DATA bytes received and not yet credited back
   uint64_t next_seq = 0;        // a server: the seq the agent's next event (or declared gap) must start at
+  uint64_t incarnation = 0;     // a server: the agent's incarnation its events belong to now (0: none yet)
   std::string agent;            // the agent's name (a server: lower-case); a gateway admission: the gateway's
   bool admission = false;       // a server: a chained gateway's admission, not an agent (no DATA)
   std::string scope;            // a server: the tier the agent came through, or "@direct"

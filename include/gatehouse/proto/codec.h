@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "gatehouse/proto/frame_types.h"
@@ -12,6 +13,9 @@ namespace gatehouse::proto {
 const char* to_string(ProtoError error);
 const char* to_string(FrameType type);
 const char* to_string(Reason reason);
+const char* to_string(DataKind kind);
+// An incarnation id as logs, dumps and tools print it: 16 hex digits.
+std::string incarnation_hex(uint64_t id);
 
 inline FrameType frame_type(const FrameBody& body) {
   return static_cast<FrameType>(body.index() + 1);
@@ -38,6 +42,14 @@ inline constexpr uint32_t kDataPrefixBytes = kFrameHeaderBytes + 10;
 // sends separately (gathered write, no copy). `out` must hold kDataPrefixBytes.
 EncodeResult encode_data_prefix(uint32_t channel, uint64_t seq, DataKind kind,
                                 uint32_t payload_size_bytes, std::span<std::byte> out);
+
+// An incarnation DATA's payload: the id, big-endian; and back (0 when the
+// payload is not kIncarnationPayloadBytes long).
+std::array<std::byte, kIncarnationPayloadBytes> incarnation_payload(uint64_t id);
+// A new incarnation's id: random (getrandom), never 0, so no other queue and
+// no earlier copy of this one can have it.
+uint64_t new_incarnation_id();
+uint64_t incarnation_id(const Data& data);
 
 // Validates and parses one complete frame body.
 ProtoError parse_header(std::span<const std::byte, kFrameHeaderBytes> bytes, FrameHeader& header);

@@ -46,7 +46,10 @@ enum class AuthMethod : uint8_t { cert = 1, kerberos = 2 };
 enum class AuthMechanism : uint8_t { gssapi_krb5 = 1 };
 // gap: the sender dropped events it never sent (its queue was full); seq is
 // the last dropped one, and the receiver's next expected seq the first.
-enum class DataKind : uint16_t { event = 1, heartbeat = 2, gap = 3 };
+// incarnation: the events after it belong to the incarnation in its 8-byte
+// payload, which begins after seq (docs/protocol.md, "Incarnations").
+enum class DataKind : uint16_t { event = 1, heartbeat = 2, gap = 3, incarnation = 4 };
+inline constexpr uint32_t kIncarnationPayloadBytes = 8;
 
 // Why a session, channel or connection was refused or closed (DENY,
 // OPEN_DENY, CLOSE, GOAWAY). Values are part of the wire contract.
@@ -99,6 +102,7 @@ enum class ProtoError : uint8_t {
   too_many_hops,
   zero_credit,
   gap_not_empty,      // a DATA gap declaration carries no payload
+  bad_incarnation,    // an incarnation of 0 with a base seq, or on a gateway; an incarnation DATA not 8 bytes of a non-zero id
   buffer_too_small,   // encoder: the output span cannot hold the frame
   spill_exhausted,    // decoder: no reassembly buffer free for a split frame
 };
@@ -111,6 +115,18 @@ struct FrameHeader {
   uint32_t body_size_bytes = 0;
 };
 
+// An agent queue's lineage. Seqs are unique only within one incarnation: a
+// queue takes a new random id each time it starts numbering events in a new
+// process (and a new queue starts afresh), so a queue restored from an old
+// copy, or created anew after a reinstall, can never reuse a stored
+// (agent, incarnation, seq). base_seq: the incarnation's first event is
+// base_seq + 1. id 0: the agent has no event yet (base_seq 0).
+struct Incarnation {
+  uint64_t id = 0;
+  uint64_t base_seq = 0;
+  bool operator==(const Incarnation&) const = default;
+};
+
 // Frame bodies. Views (string_view, span) point into the decoder's input or
 // its spill buffer and are valid until the decoder's next call.
 struct Hello {
@@ -119,6 +135,7 @@ struct Hello {
   Role role = Role::agent;
   AuthMethod auth = AuthMethod::cert;
   std::string_view name;
+  Incarnation incarnation;  // an agent: the incarnation its session starts in; a gateway: none
 };
 struct Auth {
   AuthMechanism mechanism = AuthMechanism::gssapi_krb5;
@@ -142,6 +159,7 @@ struct Open {
   std::string_view name;  // the agent's (or chained gateway's) identity
   uint8_t hop_count = 0;
   std::array<std::string_view, kHopsMax> hops{};  // nearest gateway first
+  Incarnation incarnation;  // an agent's, from its HELLO; an admission: none
 };
 struct OpenOk {
   uint64_t last_durable_seq = 0;

@@ -77,7 +77,10 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   bool in_order(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel, const proto::Data& data);
   void refuse_channel(net::Children& gate, runtime::Shard& shard, net::Conn& conn, uint32_t channel,
                       proto::Reason reason, log::EventId event, const std::string& why);
-  uint64_t open_channel(net::Conn& conn, uint32_t channel, const std::string& agent, const AgentBinding& came);
+  uint64_t open_channel(net::Conn& conn, uint32_t channel, const std::string& agent, const AgentBinding& came,
+                        const proto::Incarnation& incarnation);
+  std::string incarnation_refusal(const std::string& agent, uint64_t id, uint64_t base_seq) const;
+  uint64_t resume_seq(const net::Conn& conn, const net::RoleChannel& state, const proto::Incarnation& incarnation);
   void on_message(runtime::Shard& shard, uint64_t value, void* batch) override;  // a batch is durable
   std::string approval_hint(const std::string& agent) const;
 

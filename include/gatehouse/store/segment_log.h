@@ -17,6 +17,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gatehouse/store/record_io.h"
@@ -78,5 +79,8 @@ class SegmentLog {
 
 // fsync of a folder: makes the names created or removed in it durable.
 bool sync_folder(const std::string& dir, std::string& why);
+// Replaces `path` with `text` durably: a temporary file written and fsynced,
+// renamed over it, the folder fsynced. False with why (the old file stays).
+bool replace_file(const std::string& path, std::string_view text, std::string& why);
 
 }  // namespace gatehouse::store

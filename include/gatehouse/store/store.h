@@ -1,8 +1,8 @@
 // Append-only event store with group commit: every shard hands its DATA to one
 // writer thread, which appends checksummed records to segment files, fsyncs
 // once per group, and hands each batch back with the durable seqs the ACKs
-// carry. Nothing is acknowledged before it is on disk; an (agent, seq) already
-// stored is dropped and counted, across restarts.
+// carry. Nothing is acknowledged before it is on disk; an (agent, incarnation,
+// seq) already stored is dropped and counted, across restarts.
 #pragma once
 
 #include <condition_variable>
@@ -38,8 +38,8 @@ class EventStore {
   // Commits and delivers everything submitted, then joins the writer.
   void stop();
 
-  // Any thread: the highest seq of `agent` that is on disk (0: none).
-  uint64_t durable_seq(std::string_view agent) const;
+  // Any thread: where `agent`'s `incarnation` stands on disk, and its latest.
+  ResumePoint resume_point(std::string_view agent, uint64_t incarnation) const;
   StoreStats stats() const;
 
   // Read-only scans for `gatehouse store` (safe while a server writes: an
@@ -49,9 +49,14 @@ class EventStore {
                    const std::function<void(const StoredEvent&)>& on_event, std::string& why);
 
  private:
-  struct AgentState {
+  struct SeqState {
+    uint64_t base_seq = 0;      // its first record's seq - 1: the incarnation begins after it
     uint64_t appended_seq = 0;  // writer only
     uint64_t durable_seq = 0;
+  };
+  struct AgentState {
+    std::map<uint64_t, SeqState> incarnations;  // by id; one per process run of the agent's queue that numbered events
+    uint64_t latest_incarnation = 0;            // of the last record appended
   };
 
   EventStore(std::string dir, const StoreLimits& limits) : dir_(std::move(dir)), limits_(limits) {}

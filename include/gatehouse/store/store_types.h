@@ -30,11 +30,12 @@ struct Batch {
     uint64_t session = 0;        // the shard's key for where the ACK goes (connection)
     uint32_t channel = 0;        // ... and which channel on it
     std::string agent;
+    uint64_t incarnation = 0;    // the agent's queue lineage: seqs are unique within it
     uint64_t seq = 0;
     uint64_t gap_first_seq = 0;  // not 0: a declared gap, the agent dropped gap_first_seq..seq (no payload)
     uint32_t payload_offset = 0;
     uint32_t payload_size_bytes = 0;
-    uint64_t durable_seq = 0;    // filled by the writer: the agent's durable seq after the commit
+    uint64_t durable_seq = 0;    // filled by the writer: the incarnation's durable seq after the commit
   };
   // Where the batch goes back once durable: a message to `reply_to` on
   // `reply_shard`, whose inbox slot was reserved before the batch was submitted.
@@ -48,15 +49,25 @@ struct StoreStats {
   uint64_t agents = 0;              // agents with at least one stored event
   uint64_t events = 0;
   uint64_t bytes = 0;               // event payload bytes
-  uint64_t duplicates_dropped = 0;  // (agent, seq) already stored: dropped, across restarts
+  uint64_t duplicates_dropped = 0;  // (agent, incarnation, seq) already stored: dropped, across restarts
   uint64_t gaps = 0;                // gaps agents declared (their queue was full: drop-oldest)
   uint64_t events_lost = 0;         // ... the events in them
   uint64_t segments = 0;
   uint64_t torn_bytes_truncated = 0;  // at the last open: a torn tail cut off after a crash
 };
 
+// Where an agent's incarnation stands in the store (HELLO_OK / OPEN_OK).
+struct ResumePoint {
+  bool known = false;            // the incarnation has records
+  uint64_t base_seq = 0;         // ... it begins after this seq
+  uint64_t durable_seq = 0;      // its highest seq on disk (its base while its first records are not)
+  uint64_t latest_incarnation = 0;  // the agent's incarnation with the last record (0: none)
+  uint64_t latest_durable_seq = 0;
+};
+
 struct StoredEvent {
   std::string agent;
+  uint64_t incarnation = 0;
   uint64_t seq = 0;
   uint64_t gap_first_seq = 0;  // not 0: the agent declared gap_first_seq..seq dropped (no payload)
   std::vector<std::byte> payload;
