@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <optional>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -18,9 +20,37 @@ namespace {
 
 constexpr uint32_t kRecordBodyMaxBytes = 8 + DiskQueue::kEventMaxBytes;  // u64 seq, payload
 
+// An event's bytes on disk: record header, u64 seq, payload.
+uint64_t record_bytes(uint64_t payload_size_bytes) { return store::kRecordHeaderBytes + 8 + payload_size_bytes; }
+
 constexpr store::SegmentNames kSegments{"queue", ".log"};
+constexpr auto kNoSpaceRetry = std::chrono::seconds(1);  // a full file system: the write is tried again after this
+
+// Input paused while it lives: one line when it begins (30044), one when it
+// ends (30045) with how long it lasted.
+class InputPause {
+ public:
+  explicit InputPause(const std::string& why) : since_(std::chrono::steady_clock::now()) {
+    log::emit(log::Level::warning, log::EventId::queue_input_paused,
+              "input paused: " + why + "; it resumes when acknowledgements free room (no line is dropped)");
+  }
+  ~InputPause() {
+    const auto paused_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since_);
+    log::emit(log::Level::info, log::EventId::queue_input_resumed, "input resumed",
+              {{"paused_ms", static_cast<uint64_t>(paused_ms.count())}});
+  }
+  InputPause(const InputPause&) = delete;
+  InputPause& operator=(const InputPause&) = delete;
+
+ private:
+  std::chrono::steady_clock::time_point since_;
+};
 
 }  // namespace
+
+uint64_t DiskQueue::segment_max_bytes(uint64_t queue_max_bytes) {
+  return std::clamp<uint64_t>(queue_max_bytes / 8, 16u << 10, 1u << 20);
+}
 
 std::unique_ptr<DiskQueue> DiskQueue::open(const std::string& dir, uint64_t max_bytes, FullPolicy policy,
                                            std::string& why) {
@@ -48,8 +78,10 @@ bool DiskQueue::load(std::string& why) {
   const auto on_record = [this](uint64_t segment, std::span<const std::byte> body) {
     if (body.size() < 8) return false;
     const uint64_t seq = store::get_u64(body.data());
-    if (segments_.empty() || segments_.back().number != segment) segments_.push_back({segment, 0});
+    if (segments_.empty() || segments_.back().number != segment) segments_.push_back({segment, 0, 0});
     segments_.back().last_seq = seq;
+    segments_.back().size_bytes += store::kRecordHeaderBytes + body.size();
+    disk_bytes_ += store::kRecordHeaderBytes + body.size();
     last_seq_ = std::max(last_seq_, seq);
     if (seq <= acked_seq_) return true;
     events_.push_back({seq, std::string(reinterpret_cast<const char*>(body.data() + 8), body.size() - 8)});
@@ -57,10 +89,11 @@ bool DiskQueue::load(std::string& why) {
     return true;
   };
   store::SegmentLogRecovery recovery;
-  log_ = store::SegmentLog::open({dir_, kSegments, kSegmentMaxBytes, kRecordBodyMaxBytes}, on_record, recovery, why);
+  log_ = store::SegmentLog::open({dir_, kSegments, segment_max_bytes(max_bytes_), kRecordBodyMaxBytes}, on_record,
+                                 recovery, why);
   if (log_ == nullptr) return false;
   if (segments_.empty() || segments_.back().number != log_->current_segment()) {
-    segments_.push_back({log_->current_segment(), 0});
+    segments_.push_back({log_->current_segment(), 0, 0});
   }
   return load_incarnations(why);
 }
@@ -111,20 +144,39 @@ bool DiskQueue::begin_incarnation(std::string& why) {
 }
 
 bool DiskQueue::make_room(std::unique_lock<std::mutex>& lock, uint64_t size, std::deque<QueuedEvent>& batch,
-                          uint64_t& dropped) {
+                          uint64_t& batch_disk_bytes, uint64_t& dropped, uint64_t& remove_below) {
   if (policy_ == FullPolicy::block) {
     // An event larger than the bound still enters an empty queue.
-    room_.wait(lock, [&] { return input_closed_ || bytes_ + size <= max_bytes_ || bytes_ == 0; });
+    const auto has_room = [&] { return input_closed_ || bytes_ + size <= max_bytes_ || bytes_ == 0; };
+    if (has_room()) return !input_closed_;
+    // Once paused, input waits for a quarter of the bound to be free, so a
+    // parent slower than the input pauses it now and then, not per line.
+    const InputPause pause("the queue holds queue_max_bytes = " + std::to_string(max_bytes_) + " bytes");
+    room_.wait(lock, [&] { return input_closed_ || bytes_ + size <= max_bytes_ / 4 * 3 || bytes_ == 0; });
     return !input_closed_;
   }
-  // The oldest go first: durable ones, then this batch's own first events.
-  // Their seqs stay unacknowledged: the sender declares them as a gap.
-  while (bytes_ + size > max_bytes_ && (!events_.empty() || !batch.empty())) {
-    std::deque<QueuedEvent>& from = events_.empty() ? batch : events_;
-    bytes_ -= from.front().payload.size();
-    from.pop_front();
-    housekeeping_pending_ = true;
-    ++dropped;
+  // The folder stays within the bound: the oldest segments go whole (the
+  // caller deletes their files before it writes), then, with only the
+  // current one left, this batch's own first events. Their seqs stay
+  // unacknowledged: the sender declares them as a gap.
+  while (disk_bytes_ + batch_disk_bytes + record_bytes(size) > max_bytes_) {
+    if (segments_.size() > 1) {
+      const Segment oldest = segments_.front();
+      segments_.pop_front();
+      disk_bytes_ -= oldest.size_bytes;
+      remove_below = segments_.front().number;
+      for (; !events_.empty() && events_.front().seq <= oldest.last_seq; ++dropped) {
+        bytes_ -= events_.front().payload.size();
+        events_.pop_front();
+      }
+    } else if (!batch.empty()) {
+      bytes_ -= batch.front().payload.size();
+      batch_disk_bytes -= record_bytes(batch.front().payload.size());
+      batch.pop_front();
+      ++dropped;
+    } else {
+      break;  // an event larger than the bound still enters
+    }
   }
   return true;
 }
@@ -137,20 +189,27 @@ bool DiskQueue::append(const std::vector<std::string>& events, uint64_t& dropped
   }
   std::deque<QueuedEvent> batch;  // numbered, counted in bytes_, not durable yet
   uint64_t seq = 0;
+  uint64_t batch_disk_bytes = 0;  // the batch's records
+  uint64_t remove_below = 0;      // drop-oldest: segment files to delete first
   {
     std::unique_lock lock(mutex_);
     if (!failure_.empty()) return false;
     seq = last_seq_;  // only this thread moves last_seq_
     for (const std::string& payload : events) {
-      if (!make_room(lock, payload.size(), batch, dropped)) {
+      if (!make_room(lock, payload.size(), batch, batch_disk_bytes, dropped, remove_below)) {
         for (const QueuedEvent& event : batch) bytes_ -= event.payload.size();
         return false;
       }
       bytes_ += payload.size();
+      batch_disk_bytes += record_bytes(payload.size());
       batch.push_back({++seq, payload});
     }
   }
-  if (dropped > 0) housekeeping_due_.notify_one();
+  if (remove_below != 0) {  // dropped segments go before anything more is written
+    std::lock_guard log_lock(log_mutex_);
+    std::string ignored;  // a file left behind is deleted on a later pass; the events in it are dropped already
+    log_->remove_segments_below(remove_below, ignored);
+  }
   std::vector<std::byte> records;
   for (const QueuedEvent& event : batch) {
     store::append_record(records, static_cast<uint32_t>(8 + event.payload.size()), [&](std::byte* body) {
@@ -162,10 +221,22 @@ bool DiskQueue::append(const std::vector<std::string>& events, uint64_t& dropped
   std::string why;
   uint64_t segment = 0;
   bool durable = false;
-  {
-    std::lock_guard log_lock(log_mutex_);
-    durable = log_->append(records, why);
-    segment = log_->current_segment();
+  std::optional<InputPause> pause;
+  for (;;) {
+    {
+      std::lock_guard log_lock(log_mutex_);
+      durable = log_->append(records, why);
+      segment = log_->current_segment();
+      if (durable || !log_->out_of_space()) break;
+    }
+    // A full file system is a full queue, never the end of input: the lines
+    // wait until ACKs delete segments, or the disk gets room otherwise.
+    if (!pause) pause.emplace("its file system is full (" + why + ")");
+    std::unique_lock lock(mutex_);
+    if (room_.wait_for(lock, kNoSpaceRetry, [this] { return input_closed_; })) {
+      for (const QueuedEvent& event : batch) bytes_ -= event.payload.size();
+      return false;
+    }
   }
   std::lock_guard lock(mutex_);
   if (!durable) {
@@ -176,8 +247,10 @@ bool DiskQueue::append(const std::vector<std::string>& events, uint64_t& dropped
   GH_INVARIANT(events_.empty() || batch.empty() || events_.back().seq < batch.front().seq);
   for (QueuedEvent& event : batch) events_.push_back(std::move(event));
   last_seq_ = seq;
-  if (segments_.back().number != segment) segments_.push_back({segment, 0});
+  if (segments_.back().number != segment) segments_.push_back({segment, 0, 0});
   segments_.back().last_seq = seq;
+  segments_.back().size_bytes += records.size();
+  disk_bytes_ += records.size();
   return true;
 }
 
@@ -266,7 +339,10 @@ void DiskQueue::housekeeping() {
     const uint64_t acked = acked_seq_;
     // A segment goes once each of its events is acknowledged or dropped.
     const uint64_t oldest_queued = events_.empty() ? last_seq_ + 1 : events_.front().seq;
-    while (segments_.size() > 1 && segments_.front().last_seq < oldest_queued) segments_.pop_front();
+    while (segments_.size() > 1 && segments_.front().last_seq < oldest_queued) {
+      disk_bytes_ -= segments_.front().size_bytes;
+      segments_.pop_front();
+    }
     const uint64_t keep_from = segments_.front().number;
     lock.unlock();
     if (acked != acked_written_) write_acked(acked);

@@ -24,6 +24,30 @@ namespace {
 constexpr size_t kInputBatchMax = 512;           // lines appended (and fsynced) together
 constexpr size_t kLineMaxBytes = DiskQueue::kEventMaxBytes;
 constexpr uint64_t kTicksPerHour = 72'000;          // the signal wait ticks every 50 ms
+constexpr uint64_t kTicksPerDropReport = 200;       // 10 s
+
+// drop-oldest losses, said at most once per report interval (4506 with the
+// count since the last line), not once per batch: a full queue drops on
+// every append.
+class DropReport {
+ public:
+  // Each tick; `force` at the end.
+  void report(uint64_t dropped_total, uint64_t tick, bool force) {
+    if (dropped_total == reported_ || (!force && reported_at_tick_ != 0 && tick - reported_at_tick_ < kTicksPerDropReport)) {
+      return;
+    }
+    reported_at_tick_ = tick;
+    log::emit(log::Level::warning, log::EventId::queue_overflow_dropped,
+              "the queue is full: dropped the oldest events (queue_full = \"drop-oldest\"); they are declared to "
+              "the server as a gap",
+              {{"dropped", dropped_total - reported_}, {"dropped_total", dropped_total}});
+    reported_ = dropped_total;
+  }
+
+ private:
+  uint64_t reported_ = 0;
+  uint64_t reported_at_tick_ = 0;  // 0: never yet (the first drop is said at once)
+};
 
 struct Input {
   DiskQueue& queue;
@@ -47,12 +71,7 @@ struct Input {
       stop = true;
       return;
     }
-    if (dropped_now > 0) {
-      dropped += dropped_now;
-      log::emit(log::Level::warning, log::EventId::queue_overflow_dropped,
-                "the queue is full: dropped the oldest events (queue_full = \"drop-oldest\")",
-                {{"dropped", dropped_now}, {"dropped_total", dropped.load()}});
-    }
+    dropped += dropped_now;  // said by DropReport
     runtime.shard(0).post({&service, 0, nullptr});
   }
 
@@ -208,17 +227,20 @@ bool run(const config::Config& config, const InputSource& source) {
   sigemptyset(&signals);
   for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, signal);
   uint64_t ticks = 0;
+  DropReport drops;
   for (;;) {
     const timespec tick{0, 50'000'000};
     const int signal = sigtimedwait(&signals, nullptr, &tick);
     if (signal == SIGINT || signal == SIGTERM) break;
     if (signal == SIGHUP) agent_tls->reload();
     if (++ticks % kTicksPerHour == 0) agent_tls->warn_if_crl_expiring();
+    drops.report(input.dropped.load(), ticks, false);
     if (input.ended && !source.follow && queue->queued_events() == 0) break;
   }
   input.stop = true;
   queue->close_input();
   reader.join();
+  drops.report(input.dropped.load(), ticks, true);
   runtime.stop();
   runtime.join();
   log::emit(log::Level::info, log::EventId::process_stopping, "agent stopped",

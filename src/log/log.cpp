@@ -262,6 +262,10 @@ const char* event_name(EventId id) {
     case EventId::input_line_refused: return "input_line_refused";
     case EventId::crl_expiring: return "crl_expiring";
     case EventId::session_idle_timeout: return "session_idle_timeout";
+    case EventId::queue_input_paused: return "queue_input_paused";
+    case EventId::queue_input_resumed: return "queue_input_resumed";
+    case EventId::store_disk_full: return "store_disk_full";
+    case EventId::store_disk_room: return "store_disk_room";
     case EventId::data_out_of_order: return "data_out_of_order";
     case EventId::agent_incarnation_new: return "agent_incarnation_new";
     case EventId::approval_revoked: return "approval_revoked";

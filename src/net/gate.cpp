@@ -72,6 +72,12 @@ bool Gate::send_encoded(runtime::Shard& shard, Conn& conn, std::span<const std::
 }
 
 void Gate::set_reading(runtime::Shard& shard, Conn& conn, bool reading) {
+  // While we do not read, the child's silence is ours: its idle time counts
+  // only while we read.
+  if (reading == !conn.gate.reading_paused) return;
+  conn.gate.reading_paused = !reading;
+  if (reading) conn.gate.heard_at_ms += shard.now_ms() - conn.gate.paused_at_ms;
+  conn.gate.paused_at_ms = shard.now_ms();
   if (reading) {
     shard.resume_reading(conn.id);
   } else {
@@ -287,6 +293,10 @@ void Gate::on_deadline(TlsServer&, runtime::Shard& shard, Conn& conn) {
 // missed_heartbeats intervals is gone (a frozen host, a half-open socket, a
 // peer holding a slot), and its slot is freed.
 void Gate::idle_check(runtime::Shard& shard, Conn& conn) {
+  if (conn.gate.reading_paused) {  // we hold its bytes back (backpressure): look again later
+    shard.set_deadline(conn.id, options_.idle_timeout_ms);
+    return;
+  }
   const uint64_t idle_ms = shard.now_ms() - conn.gate.heard_at_ms;
   if (idle_ms < options_.idle_timeout_ms) {
     shard.set_deadline(conn.id, static_cast<uint32_t>(options_.idle_timeout_ms - idle_ms));

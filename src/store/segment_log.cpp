@@ -173,20 +173,37 @@ bool SegmentLog::fail(std::string why_text, std::string& why) {
   return false;
 }
 
+// A full file system: what was written of these records is cut off again
+// (nothing of them is durable or acknowledged), and the log stays usable:
+// the owner waits for room and appends them again.
+bool SegmentLog::no_space(const std::string& path, std::string& why) {
+  why = error_text("no space left to write", path);
+  if (ftruncate(segment_fd_, static_cast<off_t>(segment_size_bytes_)) != 0) {
+    return fail(why + "; and a partial write cannot be cut off: " + std::strerror(errno), why);
+  }
+  out_of_space_ = true;
+  return false;
+}
+
 bool SegmentLog::append(std::span<const std::byte> records, std::string& why) {
+  out_of_space_ = false;
   if (failed()) return fail("", why);
   if (records.empty()) return true;
   const std::string path = options_.dir + "/" + options_.names.name(segment_number_);
   if (segment_size_bytes_ > 0 && segment_size_bytes_ + records.size() > options_.segment_max_bytes) {
     // What is in the full segment is durable already (every append syncs).
     std::string rotate_why;
-    if (!open_segment(segment_number_ + 1, rotate_why)) return fail("cannot start a new segment: " + rotate_why, why);
+    if (!open_segment(segment_number_ + 1, rotate_why)) {
+      if (errno == ENOSPC || errno == EDQUOT) return no_space(options_.dir, why);
+      return fail("cannot start a new segment: " + rotate_why, why);
+    }
     return append(records, why);
   }
   size_t written = 0;
   while (written < records.size()) {
     const ssize_t n = ::write(segment_fd_, records.data() + written, records.size() - written);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == ENOSPC || errno == EDQUOT)) return no_space(path, why);
     if (n < 0) return fail(error_text("cannot write", path), why);
     if (n == 0) return fail("cannot write " + path + ": no progress", why);
     written += static_cast<size_t>(n);

@@ -23,6 +23,7 @@ constexpr uint8_t kRecordGap = 5;         // u8 name size, name, u64 incarnation
 constexpr uint32_t kKeyBytes = 16;        // u64 incarnation, u64 seq
 
 constexpr SegmentNames kSegments{"events", ".seg"};
+constexpr auto kDiskFullRetry = std::chrono::seconds(1);  // a full disk: the commit is tried again after this
 
 struct Record {
   uint8_t type = 0;
@@ -258,14 +259,7 @@ bool EventStore::commit(std::vector<Batch*>& batches) {
       put_u64(body + 1, pending_duplicates_);
     });
   }
-  // A store that cannot write must not acknowledge: the process stops and
-  // the agents keep their events queued (they resend after the restart).
-  if (std::string why; !log_->append(pending_, why)) {
-    log::emit(log::Level::error, log::EventId::store_write_failed,
-              "the event store cannot write; stopping without acknowledging (agents keep their events): " + why);
-    log::stop_writer();
-    std::abort();
-  }
+  const bool durable = write_pending();
   pending_.clear();
   {
     std::lock_guard lock(mutex_);
@@ -274,13 +268,48 @@ bool EventStore::commit(std::vector<Batch*>& batches) {
     for (Batch* batch : batches) {
       for (Batch::Entry& entry : batch->entries) {
         SeqState& seqs = agents_[entry.agent].incarnations[entry.incarnation];
-        seqs.durable_seq = seqs.appended_seq;
+        if (durable) seqs.durable_seq = seqs.appended_seq;
         entry.durable_seq = seqs.durable_seq;
       }
     }
     stats_.segments = log_->current_segment();
   }
   for (Batch* batch : batches) deliver_(batch);
+  return durable;
+}
+
+// Writes and fsyncs what is pending. A full disk is waited out: nothing is
+// acknowledged meanwhile (the agents' windows close, they keep their events)
+// and the server goes on serving; a stop meanwhile gives up (false: nothing
+// of it was acknowledged, the agents resend after the restart). Any other
+// failure stops the process rather than acknowledge.
+bool EventStore::write_pending() {
+  using clock = std::chrono::steady_clock;
+  std::string why;
+  const clock::time_point since = clock::now();
+  bool waited = false;
+  while (!log_->append(pending_, why)) {
+    if (!log_->out_of_space()) {
+      log::emit(log::Level::error, log::EventId::store_write_failed,
+                "the event store cannot write; stopping without acknowledging (agents keep their events): " + why);
+      log::stop_writer();
+      std::abort();
+    }
+    if (!waited) {
+      log::emit(log::Level::error, log::EventId::store_disk_full,
+                "the event store's disk is full: nothing more is acknowledged until it has room (agents keep their "
+                "events; the server goes on serving); tried again every second: " + why,
+                {{"bytes_waiting", static_cast<uint64_t>(pending_.size())}});
+      waited = true;
+    }
+    std::unique_lock lock(mutex_);
+    if (work_ready_.wait_for(lock, kDiskFullRetry, [this] { return stopping_; })) return false;
+  }
+  if (waited) {
+    const auto full_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - since);
+    log::emit(log::Level::info, log::EventId::store_disk_room, "the event store writes again; acknowledgements resume",
+              {{"full_ms", static_cast<uint64_t>(full_ms.count())}});
+  }
   return true;
 }
 

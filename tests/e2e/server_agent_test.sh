@@ -106,22 +106,37 @@ agent_config web04.example.test "$port"
 printf 'queue_max_bytes = 65536\nqueue_full = "drop-oldest"\n' | cat - "$work/web04.example.test.toml" >"$work/web04.toml"
 kill -TERM "$server_pid"
 wait_exit "$server_pid" 10
-seq 1 3000 | sed 's/^/web04 event padded to about one hundred bytes so that the queue overflows: /' >"$work/input-web04"
+seq 1 200000 | sed 's/^/web04 event padded to about one hundred bytes so that the queue overflows: /' >"$work/input-web04"
 start agent "$work/web04.toml" "$work/web04.log" --file "$work/input-web04"
 web04_pid=$started_pid
+# The queue's folder, sampled while 20 MB go through a 64 KiB drop-oldest queue.
+(while kill -0 "$web04_pid" 2>/dev/null; do
+   find "$work/queue-web04.example.test" -name 'queue-*.log' -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'
+   sleep 0.02
+ done >"$work/web04-folder-sizes") &
+sampler_pid=$!
 expect "web04 drops its oldest (4506)" wait_for 20 grep -q '"event":4506' "$work/web04.log"
+sleep 3
 restart_server
 expect "web04 finishes once the server is back" wait_exit "$web04_pid" 60
 [ "$rc" = 0 ] || fail "web04 exit $rc"
 s=$(stats "$work/server.toml")
 web04_stored=$("$gatehouse" store --config "$work/server.toml" dump --agent web04.example.test | grep -c '"seq"')
 lost=$(json_field "$s" events_lost)
-[ "$(json_field "$s" gaps)" -ge 1 ] && [ $((web04_stored + lost)) = 3000 ] ||
-  fail "web04: want stored + declared lost = 3000, have $web04_stored stored, $lost lost ($s)"
+[ "$(json_field "$s" gaps)" -ge 1 ] && [ $((web04_stored + lost)) = 200000 ] ||
+  fail "web04: want stored + declared lost = 200000, have $web04_stored stored, $lost lost ($s)"
+ok
+wait "$sampler_pid"
+folder_max=$(sort -n "$work/web04-folder-sizes" | tail -1)
+[ "$(wc -l <"$work/web04-folder-sizes")" -ge 20 ] && [ "$folder_max" -le 65536 ] ||
+  fail "web04: the queue folder must stay within queue_max_bytes = 65536 bytes; it reached $folder_max ($(wc -l <"$work/web04-folder-sizes") samples)"
+ok
+drop_lines=$(grep -c '"event":4506' "$work/web04.log")
+[ "$drop_lines" -le 4 ] || fail "web04: 4506 is said once per 10 s with the count, not per batch: $drop_lines lines"
 ok
 expect "the server logs the declared gap (4506 with the count)" grep -q '"event":4506.*web04.example.test.*"dropped":'"$lost" "$work/server.log"
 expect "no DATA out of order" bash -c "! grep -q '\"event\":30063' '$work/server.log'"
-echo "drop-oldest: web04 sent 3000, $web04_stored stored, $lost declared dropped"
+echo "drop-oldest: web04 sent 200000, $web04_stored stored, $lost declared dropped; its folder peaked at $folder_max bytes (bound 65536, $(wc -l <"$work/web04-folder-sizes") samples); $drop_lines lines of 4506"
 
 # 4b. A reinstalled agent: web01's queue folder wiped (the server holds its
 #     500), then `seq 1 300 | gatehouse agent`: its queue is a new incarnation,
@@ -157,6 +172,34 @@ ok
 expect "the server notes the restored queue (30065)" \
   grep -q '"event":30065.*web03.example.test.*after seq '"$web03_before"'; its queue starts below seq '"$((web03_before + 200))"' stored' "$work/server.log"
 echo "reinstall: web01 stored 300 more beside its 500; web03 restored from an older copy stored 200 + 100 beside $web03_before"
+
+# 4c. The queue's file system fills (a 2 MiB tmpfs, in a mount namespace of
+#     the agent's own) while the server is down: input pauses (30044), the
+#     agent neither exits nor drops a line; when the server is back and ACKs
+#     free segments it resumes (30045) and all 40,000 lines are stored once.
+if unshare -m true 2>/dev/null; then
+  sed "s|queue_dir = .*|queue_dir = \"$work/small/queue\"|" "$work/web02.example.test.toml" >"$work/web02-small.toml"
+  mkdir -p "$work/small"
+  seq 1 40000 | sed 's/^/web02 on a small disk, a line of about a hundred bytes to fill two mebibytes quickly: /' \
+    >"$work/input-small"
+  kill -TERM "$server_pid"
+  wait_exit "$server_pid" 10
+  unshare -m bash -c "mount -t tmpfs -o size=2m tmpfs '$work/small' &&
+    exec '$gatehouse' agent --config '$work/web02-small.toml' --file '$work/input-small'" 2>"$work/small.log" &
+  small_pid=$!
+  expect "input pauses on the full file system (30044)" wait_for 30 grep -q '"event":30044.*file system is full' "$work/small.log"
+  kill -0 "$small_pid" 2>/dev/null || fail "the agent ended on a full file system: $(tail -2 "$work/small.log")"
+  restart_server
+  expect "the agent finishes once the server is back" wait_exit "$small_pid" 120
+  [ "$rc" = 0 ] || fail "small-disk agent exit $rc: $(tail -3 "$work/small.log")"
+  n=$("$gatehouse" store --config "$work/server.toml" dump --agent web02.example.test | grep -c 'web02 on a small disk')
+  [ "$n" = 40000 ] || fail "small disk: want 40000 lines stored, have $n"
+  ok
+  expect "input resumed (30045)" grep -q '"event":30045' "$work/small.log"
+  echo "full queue file system: $(grep -c '"event":30044' "$work/small.log") pause(s); 40000 of 40000 lines stored"
+else
+  echo "SKIP: no mount namespace here (unshare -m needs root): the full-file-system case"
+fi
 
 # 5. A Kerberos agent (no certificate, no CA) against a real KDC; the server
 #    takes cert and Kerberos agents on one port.

@@ -102,14 +102,17 @@ TEST_CASE("segment log: a torn tail of the last segment is cut at open; damage b
 
 TEST_CASE("segment log: a failed write fails the log for good, with the first reason") {
   LogDir dir;
-  fs::create_symlink("/dev/full", dir.path + "/" + kNames.name(1));  // every write: ENOSPC
+  // Every write: ENOSPC, and a device cannot be truncated: the partial write
+  // cannot be cut off, so the log cannot wait for room.
+  fs::create_symlink("/dev/full", dir.path + "/" + kNames.name(1));
   SegmentLogRecovery recovery;
   std::string why;
   auto log = SegmentLog::open(dir.options(), [](uint64_t, std::span<const std::byte>) { return true; }, recovery, why);
   REQUIRE_MESSAGE(log != nullptr, why);
   CHECK_FALSE(log->append(record_of(1), why));
-  CHECK(why.find("No space left on device") != std::string::npos);
+  CHECK(why.find("No space left on device; and a partial write cannot be cut off") != std::string::npos);
   CHECK(log->failed());
+  CHECK_FALSE(log->out_of_space());
   std::string again;
   CHECK_FALSE(log->append(record_of(2), again));
   CHECK(again == why);
@@ -123,7 +126,7 @@ TEST_CASE("disk queue on a full disk: append fails and says why; nothing is take
   REQUIRE_MESSAGE(queue != nullptr, why);
   uint64_t dropped = 0;
   CHECK_FALSE(queue->append({"one", "two"}, dropped));
-  CHECK(queue->failure().find("No space left on device") != std::string::npos);
+  CHECK(queue->failure().find("No space left on device; and a partial write cannot be cut off") != std::string::npos);
   CHECK(queue->queued_events() == 0);
   CHECK(queue->queued_bytes() == 0);
   CHECK(queue->last_seq() == 0);

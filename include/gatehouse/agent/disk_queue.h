@@ -32,7 +32,9 @@ struct QueuedEvent {
 
 class DiskQueue {
  public:
-  static constexpr uint64_t kSegmentMaxBytes = 1u << 20;
+  // An eighth of the bound (16 KiB to 1 MiB): drop-oldest deletes whole
+  // segments, so the folder stays within queue_max_bytes.
+  static uint64_t segment_max_bytes(uint64_t queue_max_bytes);
   static constexpr uint32_t kEventMaxBytes = 65'536;  // proto::kPayloadMaxBytes
 
   // Opens or creates the queue in `dir`; unacknowledged events come back. nullptr with `why`.
@@ -77,6 +79,7 @@ class DiskQueue {
   struct Segment {
     uint64_t number = 0;
     uint64_t last_seq = 0;  // the highest seq in it (0: none yet)
+    uint64_t size_bytes = 0;
   };
 
   DiskQueue(std::string dir, uint64_t max_bytes, FullPolicy policy)
@@ -89,9 +92,12 @@ class DiskQueue {
   // Under mutex_: the seq `incarnation` ends at (UINT64_MAX: the latest).
   uint64_t end_of(const proto::Incarnation& incarnation) const;
   bool next_incarnation_locked(const proto::Incarnation& current, proto::Incarnation& next) const;
-  // Under mutex_: room for `size` more bytes, by policy (drop-oldest may drop
-  // from `batch`, the events being appended). False: input closed.
-  bool make_room(std::unique_lock<std::mutex>& lock, uint64_t size, std::deque<QueuedEvent>& batch, uint64_t& dropped);
+  // Under mutex_: room for an event of `size` bytes, by policy. drop-oldest
+  // drops whole oldest segments (the caller deletes the files below
+  // `remove_below`), then from `batch` (the events being appended, taking
+  // `batch_disk_bytes` on disk). False: input closed.
+  bool make_room(std::unique_lock<std::mutex>& lock, uint64_t size, std::deque<QueuedEvent>& batch,
+                 uint64_t& batch_disk_bytes, uint64_t& dropped, uint64_t& remove_below);
   void housekeeping();
   void write_acked(uint64_t acked_seq);
 
@@ -113,6 +119,7 @@ class DiskQueue {
   bool stopping_ = false;
   std::string failure_;
   std::deque<Segment> segments_;    // oldest first; the last is the log's current one
+  uint64_t disk_bytes_ = 0;         // of segments_: drop-oldest keeps it within max_bytes_
 
   std::mutex log_mutex_;  // the segment log: appends (input) and removals (housekeeping)
   std::unique_ptr<store::SegmentLog> log_;

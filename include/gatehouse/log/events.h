@@ -29,8 +29,12 @@ enum class EventId : uint32_t {
   session_idle_timeout = 30032,       // an authenticated child sent nothing (not even heartbeats) for too long
   store_tail_truncated = 30040,       // server: a torn last record (crash mid-write) was cut off at start
   store_write_failed = 30041,         // server: the store cannot write or fsync; it stops without acknowledging
+  store_disk_full = 30046,            // server: the store's disk is full: no ACK until it has room (no stop)
+  store_disk_room = 30047,            // server: the store writes again after its disk was full
   queue_write_failed = 30042,         // agent: the disk queue cannot write or fsync; input stops
   input_line_refused = 30043,         // agent: an input line longer than an event may be, refused (not cut)
+  queue_input_paused = 30044,         // agent: input stops: the queue is full (block) or its file system is
+  queue_input_resumed = 30045,        // agent: input goes on after a pause (how long it lasted)
   parent_connected = 30050,           // agent, gateway: a session with a parent is up
   gateway_not_approved = 30051,       // gateway: the parent refused its uplink (not approved)
   crl_expiring = 30052,               // a CRL in use reaches its nextUpdate within 7 days (or passed it)

@@ -6,7 +6,8 @@
 //   damage anywhere else refuses to open, naming the file and byte;
 // - append() is durable on success: write, then fdatasync; a new segment's
 //   name is made durable by fsyncing the folder before anything is put in it;
-// - a failed write, fdatasync or rotation fails the log for good (after a
+// - a failed write (but for a full file system, which cuts the partial write
+//   off and leaves the log usable), fdatasync or rotation fails the log for good (after a
 //   failed fsync the kernel may have dropped the dirty pages: retrying could
 //   report durable what is not), and every later append() fails with the
 //   first reason. The owner stops without acknowledging.
@@ -54,7 +55,9 @@ class SegmentLog {
   SegmentLog& operator=(const SegmentLog&) = delete;
 
   // Appends whole records (built with append_record), in a new segment first
-  // when the current one would pass segment_max_bytes. True: durable.
+  // when the current one would pass segment_max_bytes. True: durable. False
+  // and out_of_space(): the file system is full, nothing of them was kept,
+  // the log stays usable (append them again later); false otherwise: failed.
   bool append(std::span<const std::byte> records, std::string& why);
   // Deletes the segments numbered below `number` (never the current one),
   // then fsyncs the folder. False with why; the log stays usable.
@@ -63,11 +66,13 @@ class SegmentLog {
   uint64_t current_segment() const { return segment_number_; }
   uint64_t oldest_segment() const;
   bool failed() const { return !failure_.empty(); }
+  bool out_of_space() const { return out_of_space_; }
 
  private:
   explicit SegmentLog(SegmentLogOptions options) : options_(std::move(options)) {}
   bool open_segment(uint64_t number, std::string& why);
   bool fail(std::string why_text, std::string& why);
+  bool no_space(const std::string& path, std::string& why);
 
   const SegmentLogOptions options_;
   int segment_fd_ = -1;
@@ -75,6 +80,7 @@ class SegmentLog {
   uint64_t segment_size_bytes_ = 0;
   std::vector<uint64_t> segments_;  // on disk, ascending; the last is current
   std::string failure_;             // set once, by the first failed write
+  bool out_of_space_ = false;       // the last append found the file system full
 };
 
 // fsync of a folder: makes the names created or removed in it durable.

@@ -63,6 +63,7 @@ class EventStore {
   void run();
   void append(Batch& batch);
   bool commit(std::vector<Batch*>& batches);
+  bool write_pending();
 
   const std::string dir_;
   const StoreLimits limits_;
