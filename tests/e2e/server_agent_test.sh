@@ -235,6 +235,52 @@ else
   echo "SKIP: no krb5kdc (tools/bootstrap installs it)"
 fi
 
+# 6. The store's disk fills (its events folder a 1 MiB tmpfs, in a mount
+#    namespace of the server's own): 30046, nothing more is acknowledged, the
+#    server keeps serving; the disk grows (remount) and it resumes by itself
+#    (30047): all 30,000 events stored once, no restart.
+if unshare -m true 2>/dev/null; then
+  kill -TERM "$server_pid"
+  wait_exit "$server_pid" 10
+  sed "s|^data_dir = .*|data_dir = \"$work/data-small\"|; s|^listen = .*|listen = \"127.0.0.1:0\"|" "$work/server.toml" \
+    >"$work/server-small.toml"
+  mkdir -p "$work/data-small/events"
+  cat >"$work/in-small-namespace" <<WRAP
+#!/usr/bin/env bash
+# gatehouse with its events folder on a 1 MiB tmpfs of its own
+exec unshare -m bash -c 'mount -t tmpfs -o size=1m tmpfs "$work/data-small/events" && exec "$gatehouse" "\$@"' gatehouse "\$@"
+WRAP
+  chmod +x "$work/in-small-namespace"
+  real_gatehouse=$gatehouse
+  gatehouse="$work/in-small-namespace"
+  start server "$work/server-small.toml" "$work/server-small.log"
+  gatehouse=$real_gatehouse
+  small_server=$started_pid
+  expect "the small-disk server runs" kill -0 "$small_server"
+  expect "approve web01 there" quiet "$gatehouse" approve --config "$work/server-small.toml" agent web01.example.test --action create
+  agent_config web01.example.test "$port"
+  seq 1 30000 | sed 's/^/web01 to a server whose disk fills, a line of about one hundred bytes: /' >"$work/input-disk-full"
+  start agent "$work/web01.example.test.toml" "$work/web01-disk-full.log" --file "$work/input-disk-full"
+  disk_full_agent=$started_pid
+  expect "the server says its disk is full (30046)" wait_for 30 grep -q '"event":30046' "$work/server-small.log"
+  sleep 2
+  expect "the server is still running" kill -0 "$small_server"
+  expect "the agent still runs, its events queued" kill -0 "$disk_full_agent"
+  nsenter -t "$small_server" -m mount -o remount,size=64m "$work/data-small/events" || fail "cannot grow the tmpfs"
+  expect "the server writes again by itself (30047)" wait_for 20 grep -q '"event":30047' "$work/server-small.log"
+  expect "the agent finishes" wait_exit "$disk_full_agent" 60
+  [ "$rc" = 0 ] || fail "disk-full agent exit $rc: $(tail -3 "$work/web01-disk-full.log")"
+  dump=$(nsenter -t "$small_server" -m "$gatehouse" store --config "$work/server-small.toml" dump --agent web01.example.test)
+  [ "$(grep -c 'whose disk fills' <<<"$dump")" = 30000 ] &&
+    [ "$(grep -o '"seq":[0-9]*' <<<"$dump" | sort -u | wc -l)" = 30000 ] ||
+    fail "disk full: want 30000 events once each, have $(grep -c 'whose disk fills' <<<"$dump")"
+  ok
+  echo "server disk full: $(grep -o '"full_ms":[0-9]*' "$work/server-small.log" | cut -d: -f2) ms without acknowledging; 30000 of 30000 stored once"
+  server_pid=$small_server
+else
+  echo "SKIP: no mount namespace here (unshare -m needs root): the server's full disk"
+fi
+
 kill -TERM "$server_pid"
 expect "server stops on SIGTERM" wait_exit "$server_pid" 10
 [ "$rc" = 0 ] || fail "server exit $rc"
