@@ -153,19 +153,59 @@ int run_approve(int argc, char** argv, int first) {
   return kExitOk;
 }
 
+// `store verify` (exit 0: no damage, 1: damage) and `store salvage --to DIR`:
+// every damaged stretch and the events it took, as JSON lines.
+int check_store(const config::Config& config, const Args& args, bool salvage, std::string_view usage) {
+  const auto to_dir = args.value("--to");
+  if (salvage && !to_dir) return usage_error("gatehouse store", "salvage needs --to DIR (a new, empty folder)", usage);
+  store::DamageReport report;
+  std::string why;
+  if (!store::EventStore::salvage(server::events_dir(config), salvage ? std::string(*to_dir) : "", report, why)) {
+    std::fprintf(stderr, "gatehouse store: %s\n", why.c_str());
+    return kExitFailure;
+  }
+  uint64_t events_lost = 0;
+  for (const store::DamageReport::Stretch& stretch : report.damaged) {
+    std::printf("{\"damaged\":{\"file\":");
+    print_json_string(stretch.file);
+    std::printf(",\"from_byte\":%llu,\"to_byte\":%llu}}\n", static_cast<unsigned long long>(stretch.from_byte),
+                static_cast<unsigned long long>(stretch.to_byte));
+  }
+  for (const store::DamageReport::Lost& lost : report.lost) {
+    std::printf("{\"lost\":{\"agent\":");
+    print_json_string(lost.agent);
+    std::printf(",\"incarnation\":\"%s\",\"first_seq\":%llu,\"last_seq\":%llu}}\n",
+                proto::incarnation_hex(lost.incarnation).c_str(), static_cast<unsigned long long>(lost.first_seq),
+                static_cast<unsigned long long>(lost.last_seq));
+    events_lost += lost.last_seq - lost.first_seq + 1;
+  }
+  std::printf("{\"records_kept\":%llu,\"damaged_stretches\":%zu,\"events_lost\":%llu",
+              static_cast<unsigned long long>(report.records_kept), report.damaged.size(),
+              static_cast<unsigned long long>(events_lost));
+  if (salvage) {
+    std::printf(",\"salvaged_to\":");
+    print_json_string(*to_dir);
+  }
+  std::printf("}\n");
+  return report.damaged.empty() ? kExitOk : kExitFailure;
+}
+
 int run_store(int argc, char** argv, int first) {
   static constexpr std::string_view kUsage =
       "gatehouse store --config FILE stats [--json]\n"
-      "       gatehouse store --config FILE dump --agent NAME";
-  static constexpr FlagSpec kFlags[] = {{"--config", true}, {"--json", false}, {"--agent", true}};
+      "       gatehouse store --config FILE dump --agent NAME\n"
+      "       gatehouse store --config FILE verify\n"
+      "       gatehouse store --config FILE salvage --to DIR";
+  static constexpr FlagSpec kFlags[] = {{"--config", true}, {"--json", false}, {"--agent", true}, {"--to", true}};
   Args args;
   std::string why;
   if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse store", why, kUsage);
   config::Config config;
   int exit_code = kExitOk;
   if (!load_server_config(args, "gatehouse store", kUsage, config, exit_code)) return exit_code;
-  if (args.positionals.size() != 1) return usage_error("gatehouse store", "say stats or dump", kUsage);
+  if (args.positionals.size() != 1) return usage_error("gatehouse store", "say stats, dump, verify or salvage", kUsage);
   const std::string_view action = args.positionals[0];
+  if (action == "verify" || action == "salvage") return check_store(config, args, action == "salvage", kUsage);
   if (action == "stats") {
     store::StoreStats stats;
     if (!store::EventStore::read_stats(server::events_dir(config), stats, why)) {

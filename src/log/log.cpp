@@ -266,6 +266,7 @@ const char* event_name(EventId id) {
     case EventId::queue_input_resumed: return "queue_input_resumed";
     case EventId::store_disk_full: return "store_disk_full";
     case EventId::store_disk_room: return "store_disk_room";
+    case EventId::store_damaged: return "store_damaged";
     case EventId::data_out_of_order: return "data_out_of_order";
     case EventId::agent_incarnation_new: return "agent_incarnation_new";
     case EventId::approval_revoked: return "approval_revoked";

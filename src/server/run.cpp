@@ -15,7 +15,12 @@ bool run(const config::Config& config) {
   store::StoreLimits store_limits = config.store;
   store_limits.writer_nice = config.runtime.shard_nice;  // the writer is on every ACK's path
   auto store = store::EventStore::open(events_dir(config), store_limits, why);
-  auto registry = store ? Registry::open(config.data_dir, why) : nullptr;
+  if (store == nullptr) {
+    log::emit(log::Level::error, log::EventId::store_damaged, "cannot open the event store; not starting: " + why,
+              {{"data_dir", config.data_dir}});
+    return false;
+  }
+  auto registry = Registry::open(config.data_dir, why);
   if (registry == nullptr) {
     log::emit(log::Level::error, log::EventId::config_invalid, "cannot open the server's data: " + why,
               {{"data_dir", config.data_dir}});

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -18,11 +19,38 @@ std::string error_text(const std::string& what, const std::string& path) {
   return what + " " + path + ": " + std::strerror(errno);
 }
 
-// The valid records of one segment, in order. `good_bytes` is where they
-// end; less than `file_bytes` means a damaged tail.
-bool scan_segment(const std::string& path, uint32_t body_max_bytes,
-                  const std::function<bool(std::span<const std::byte>)>& on_body, uint64_t& good_bytes,
-                  uint64_t& file_bytes, std::string& why) {
+// What a crash mid-append leaves after the last good record: a prefix of the
+// append (a header or a record cut short by the end of the file) or zeros
+// (the file grew, the data never came). A complete record that fails its
+// checksum, or anything after which the file goes on, is damage.
+bool torn_tail(std::span<const std::byte> bytes, uint64_t good, uint32_t body_max_bytes) {
+  if (bytes.size() - good < kRecordHeaderBytes) return true;
+  const uint32_t body_size = get_u32(bytes.data() + good);
+  if (body_size > 0 && body_size <= body_max_bytes && good + kRecordHeaderBytes + body_size > bytes.size()) return true;
+  return std::all_of(bytes.begin() + static_cast<ptrdiff_t>(good), bytes.end(), [](std::byte b) { return b == std::byte{0}; });
+}
+
+// The next offset after `from` where a valid record starts that is followed
+// by another valid record or by the end of the file (two in a row: a chance
+// match of size and checksum is not enough); bytes.size() when none.
+uint64_t resync(std::span<const std::byte> bytes, uint64_t from, uint32_t body_max_bytes) {
+  const auto valid_at = [&](uint64_t at) -> uint64_t {  // the record's length, 0: none
+    if (at + kRecordHeaderBytes > bytes.size()) return 0;
+    const uint32_t body_size = get_u32(bytes.data() + at);
+    if (body_size == 0 || body_size > body_max_bytes || at + kRecordHeaderBytes + body_size > bytes.size()) return 0;
+    const std::byte* body = bytes.data() + at + kRecordHeaderBytes;
+    return crc32c(body, body_size) == get_u32(bytes.data() + at + 4) ? kRecordHeaderBytes + body_size : 0;
+  };
+  for (uint64_t at = from + 1; at + kRecordHeaderBytes <= bytes.size(); ++at) {
+    const uint64_t length = valid_at(at);
+    if (length != 0 && (at + length == bytes.size() || valid_at(at + length) != 0)) return at;
+  }
+  return bytes.size();
+}
+
+// A segment file mapped read-only for `use(bytes)`; an empty file is empty bytes.
+bool with_segment(const std::string& path, const std::function<void(std::span<const std::byte>)>& use,
+                  std::string& why) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   struct stat info {};
   if (fd < 0 || fstat(fd, &info) != 0) {
@@ -30,10 +58,10 @@ bool scan_segment(const std::string& path, uint32_t body_max_bytes,
     if (fd >= 0) ::close(fd);
     return false;
   }
-  file_bytes = static_cast<uint64_t>(info.st_size);
-  good_bytes = 0;
+  const auto file_bytes = static_cast<uint64_t>(info.st_size);
   if (file_bytes == 0) {
     ::close(fd);
+    use({});
     return true;
   }
   void* mapped = mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -42,10 +70,22 @@ bool scan_segment(const std::string& path, uint32_t body_max_bytes,
     why = error_text("cannot map", path);
     return false;
   }
-  const std::span<const std::byte> bytes(static_cast<const std::byte*>(mapped), file_bytes);
-  good_bytes = scan_records(bytes, body_max_bytes, on_body);
+  use({static_cast<const std::byte*>(mapped), file_bytes});
   munmap(mapped, file_bytes);
   return true;
+}
+
+// The valid records of one segment, in order. `good_bytes` is where they
+// end; less than `file_bytes` means a damaged tail, `torn` when it is what
+// a crash leaves.
+bool scan_segment(const std::string& path, uint32_t body_max_bytes,
+                  const std::function<bool(std::span<const std::byte>)>& on_body, uint64_t& good_bytes,
+                  uint64_t& file_bytes, bool& torn, std::string& why) {
+  return with_segment(path, [&](std::span<const std::byte> bytes) {
+    file_bytes = bytes.size();
+    good_bytes = scan_records(bytes, body_max_bytes, on_body);
+    torn = good_bytes < file_bytes && torn_tail(bytes, good_bytes, body_max_bytes);
+  }, why);
 }
 
 // Every segment in order; damage only as the last one's tail. `last_good`
@@ -60,11 +100,13 @@ bool scan_all(const SegmentLogOptions& options, const SegmentLog::OnRecord& on_r
     const std::string path = options.dir + "/" + options.names.name(numbers[i]);
     uint64_t good = 0;
     uint64_t size = 0;
+    bool torn = false;
     const auto on_body = [&](std::span<const std::byte> body) { return on_record(numbers[i], body); };
-    if (!scan_segment(path, options.record_body_max_bytes, on_body, good, size, why)) return false;
-    if (good < size && i + 1 < numbers.size()) {
-      why = path + ": damaged record at byte " + std::to_string(good) +
-            " in a segment that is not the last (not a crash tail: restore it from a backup)";
+    if (!scan_segment(path, options.record_body_max_bytes, on_body, good, size, torn, why)) return false;
+    if (good < size && (i + 1 < numbers.size() || !torn)) {
+      why = path + ": damaged record at byte " + std::to_string(good) + ", with " + std::to_string(size - good) +
+            " bytes after it (not what a crash leaves; nothing was changed): `gatehouse store verify` lists the "
+            "damage, `gatehouse store salvage --to DIR` copies every valid record to a new store";
       return false;
     }
     last_good = good;
@@ -103,6 +145,26 @@ bool replace_file(const std::string& path, std::string_view text, std::string& w
   }
   ::unlink(temporary.c_str());
   return false;
+}
+
+bool SegmentLog::salvage_scan(const SegmentLogOptions& options, const OnRecord& on_record, const OnDamage& on_damage,
+                              std::string& why) {
+  for (const uint64_t number : options.names.numbers(options.dir)) {
+    const std::string path = options.dir + "/" + options.names.name(number);
+    const bool read = with_segment(path, [&](std::span<const std::byte> bytes) {
+      uint64_t offset = 0;
+      while (offset < bytes.size()) {
+        offset += scan_records(bytes.subspan(offset), options.record_body_max_bytes,
+                               [&](std::span<const std::byte> body) { return on_record(number, body); });
+        if (offset == bytes.size()) break;
+        const uint64_t next = resync(bytes, offset, options.record_body_max_bytes);
+        on_damage(number, offset, next);
+        offset = next;
+      }
+    }, why);
+    if (!read) return false;
+  }
+  return true;
 }
 
 bool SegmentLog::scan(const SegmentLogOptions& options, const OnRecord& on_record, SegmentLogRecovery& recovery,

@@ -345,4 +345,56 @@ bool EventStore::dump(const std::string& dir, std::string_view agent,
   return scan(dir, on_record, stats, why);
 }
 
+bool EventStore::salvage(const std::string& dir, const std::string& to_dir, DamageReport& report, std::string& why) {
+  report = {};
+  std::unique_ptr<SegmentLog> copy;
+  if (!to_dir.empty()) {
+    std::error_code error;
+    if (std::filesystem::exists(to_dir, error) && !std::filesystem::is_empty(to_dir, error)) {
+      why = to_dir + " exists and is not empty: salvage writes a new store";
+      return false;
+    }
+    SegmentLogRecovery recovery;
+    copy = SegmentLog::open(log_options(to_dir, StoreLimits{}.segment_max_bytes),
+                            [](uint64_t, std::span<const std::byte>) { return true; }, recovery, why);
+    if (copy == nullptr) return false;
+  }
+  struct Last {
+    uint64_t seq = 0;
+    uint64_t damage_seen = 0;  // damaged stretches met before its last record
+  };
+  std::map<std::pair<std::string, uint64_t>, Last, std::less<>> last;
+  std::vector<std::byte> pending;
+  bool copied = true;
+  const auto flush = [&] {
+    if (copy != nullptr && !pending.empty() && copied) copied = copy->append(pending, why);
+    pending.clear();
+  };
+  const auto on_record = [&](uint64_t, std::span<const std::byte> body) {
+    Record record;
+    if (!parse_record(body, record)) return false;
+    ++report.records_kept;
+    if (copy != nullptr) {
+      append_record(pending, static_cast<uint32_t>(body.size()),
+                    [&](std::byte* out) { std::memcpy(out, body.data(), body.size()); });
+      if (pending.size() >= StoreLimits{}.commit_bytes) flush();
+    }
+    if (record.type == kRecordDuplicates) return true;
+    Last& seen = last[{std::string(record.agent), record.incarnation}];
+    const uint64_t first = record.gap_first_seq != 0 ? record.gap_first_seq : record.seq;
+    if (seen.seq != 0 && first > seen.seq + 1 && seen.damage_seen < report.damaged.size()) {
+      report.lost.push_back({std::string(record.agent), record.incarnation, seen.seq + 1, first - 1});
+    }
+    seen.seq = std::max(seen.seq, record.seq);
+    seen.damage_seen = report.damaged.size();
+    return true;
+  };
+  const auto on_damage = [&](uint64_t segment, uint64_t from_byte, uint64_t to_byte) {
+    report.damaged.push_back({dir + "/" + kSegments.name(segment), from_byte, to_byte});
+  };
+  if (!SegmentLog::salvage_scan(log_options(dir, 0), on_record, on_damage, why)) return false;
+  flush();
+  return copied;
+}
+
 }  // namespace gatehouse::store

@@ -97,7 +97,40 @@ TEST_CASE("segment log: a torn tail of the last segment is cut at open; damage b
   }
   log = SegmentLog::open(dir.options(), [](uint64_t, std::span<const std::byte>) { return true; }, recovery, why);
   CHECK(log == nullptr);
-  CHECK(why.find("damaged record at byte 0 in a segment that is not the last") != std::string::npos);
+  CHECK(why.find("damaged record at byte 0, with ") != std::string::npos);
+}
+
+TEST_CASE("segment log: only what a crash leaves is a torn tail: a record cut short, or zeros; a bad checksum with bytes after it is damage") {
+  for (const char* tail : {"cut short", "zeros", "bad checksum"}) {
+    CAPTURE(tail);
+    LogDir dir;
+    SegmentLogRecovery recovery;
+    std::unique_ptr<SegmentLog> log;
+    read_all(dir.options(), recovery, log);
+    std::string why;
+    for (uint64_t i = 1; i <= 3; ++i) REQUIRE(log->append(record_of(i), why));
+    log.reset();
+    const std::string path = dir.path + "/" + kNames.name(1);
+    const auto size = fs::file_size(path);
+    if (std::string(tail) == "cut short") {
+      fs::resize_file(path, size - 5);  // the last record's end never reached the disk
+    } else if (std::string(tail) == "zeros") {
+      fs::resize_file(path, size + 4096);  // the file grew, its data never came
+    } else {
+      std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+      file.seekp(static_cast<std::streamoff>(size) - 3);  // the last record's body: complete, its checksum fails
+      file.put('\x77');
+    }
+    log = SegmentLog::open(dir.options(), [](uint64_t, std::span<const std::byte>) { return true; }, recovery, why);
+    if (std::string(tail) == "bad checksum") {
+      CHECK(log == nullptr);
+      CHECK(why.find(path + ": damaged record at byte ") == 0);
+      CHECK(fs::file_size(path) == size);  // nothing was changed
+    } else {
+      CHECK(log != nullptr);
+      CHECK(recovery.torn_bytes_truncated > 0);
+    }
+  }
 }
 
 TEST_CASE("segment log: a failed write fails the log for good, with the first reason") {

@@ -243,6 +243,39 @@ TEST_CASE("store: a damaged record that is not a crash tail refuses to open, nam
   }
   std::string why;
   CHECK(EventStore::open(dir.path, {}, why) == nullptr);
-  CHECK(why == first.string() + ": damaged record at byte 0 in a segment that is not the last (not a crash tail: "
-                                "restore it from a backup)");
+  CHECK(why.find(first.string() + ": damaged record at byte 0, with ") == 0);
+}
+
+TEST_CASE("store: one flipped byte in the middle of the last segment refuses to open (not a torn tail); salvage keeps every other record and names the lost seq") {
+  TempDir dir;
+  {
+    Writer writer(dir.path);
+    for (uint64_t i = 0; i < 10; ++i) writer.submit(batch_of("web01", 1 + i * 100, 100));
+    writer.wait();
+  }
+  const fs::path segment = fs::path(dir.path) / "events-00000001.seg";
+  const auto size = fs::file_size(segment);
+  {
+    std::fstream file(segment, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(size / 2));
+    const int byte = file.peek();
+    file.put(static_cast<char>(byte ^ 0x01));
+  }
+  std::string why;
+  CHECK(EventStore::open(dir.path, {}, why) == nullptr);
+  CHECK(why.find(segment.string() + ": damaged record at byte ") == 0);
+  CHECK(fs::file_size(segment) == size);  // nothing truncated: acknowledged events are not cut off
+  DamageReport report;
+  const std::string salvaged = dir.path + "/salvaged";
+  REQUIRE_MESSAGE(EventStore::salvage(dir.path, salvaged, report, why), why);
+  REQUIRE(report.damaged.size() == 1);
+  CHECK(report.damaged[0].file == segment.string());
+  REQUIRE(report.lost.size() == 1);
+  CHECK(report.lost[0].agent == "web01");
+  CHECK(report.lost[0].incarnation == kIncarnation);
+  CHECK(report.lost[0].first_seq == report.lost[0].last_seq);  // the one record the byte was in
+  CHECK(report.records_kept == 999);
+  Writer reopened(salvaged);
+  CHECK(reopened.store->stats().events == 999);
+  CHECK(reopened.store->resume_point("web01", kIncarnation).durable_seq == 1'000);
 }

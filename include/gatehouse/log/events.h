@@ -31,6 +31,7 @@ enum class EventId : uint32_t {
   store_write_failed = 30041,         // server: the store cannot write or fsync; it stops without acknowledging
   store_disk_full = 30046,            // server: the store's disk is full: no ACK until it has room (no stop)
   store_disk_room = 30047,            // server: the store writes again after its disk was full
+  store_damaged = 30048,              // server: the store cannot be opened (damage, not a crash tail): no start
   queue_write_failed = 30042,         // agent: the disk queue cannot write or fsync; input stops
   input_line_refused = 30043,         // agent: an input line longer than an event may be, refused (not cut)
   queue_input_paused = 30044,         // agent: input stops: the queue is full (block) or its file system is

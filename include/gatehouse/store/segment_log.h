@@ -2,7 +2,9 @@
 // record_io.h), shared by the server's event store and the agent's disk
 // queue, with one set of rules for both:
 // - open scans every segment in order; damage is allowed only as the tail of
-//   the last segment (a crash mid-append), which is cut off and made durable;
+//   the last segment that a crash mid-append leaves (a record cut short by
+//   the end of the file, or zeros), which is cut off and made durable; a
+//   complete record that fails its checksum is damage, wherever it is;
 //   damage anywhere else refuses to open, naming the file and byte;
 // - append() is durable on success: write, then fdatasync; a new segment's
 //   name is made durable by fsyncing the folder before anything is put in it;
@@ -46,6 +48,12 @@ class SegmentLog {
   // Opens (creating the folder) and recovers; nullptr with `why`.
   static std::unique_ptr<SegmentLog> open(const SegmentLogOptions& options, const OnRecord& on_record,
                                           SegmentLogRecovery& recovery, std::string& why);
+  // Read only, for `store verify` and `store salvage`: every valid record of
+  // every segment, and each damaged stretch [from, to) of bytes in between
+  // (to: where valid records start again, or the file's end).
+  using OnDamage = std::function<void(uint64_t segment, uint64_t from_byte, uint64_t to_byte)>;
+  static bool salvage_scan(const SegmentLogOptions& options, const OnRecord& on_record, const OnDamage& on_damage,
+                           std::string& why);
   // Read only, for tools while a writer runs: an incomplete last record is
   // not an error and nothing is changed.
   static bool scan(const SegmentLogOptions& options, const OnRecord& on_record, SegmentLogRecovery& recovery,

@@ -47,6 +47,9 @@ class EventStore {
   static bool read_stats(const std::string& dir, StoreStats& stats, std::string& why);
   static bool dump(const std::string& dir, std::string_view agent,
                    const std::function<void(const StoredEvent&)>& on_event, std::string& why);
+  // Every record checked, damage skipped (`store verify`); with `to_dir`,
+  // every valid record is copied to a new store there (`store salvage`).
+  static bool salvage(const std::string& dir, const std::string& to_dir, DamageReport& report, std::string& why);
 
  private:
   struct SeqState {

@@ -65,6 +65,25 @@ struct ResumePoint {
   uint64_t latest_durable_seq = 0;
 };
 
+// What `store verify` and `store salvage` found: damaged stretches of bytes,
+// and, from the seqs on either side, which events they took.
+struct DamageReport {
+  struct Stretch {
+    std::string file;
+    uint64_t from_byte = 0;
+    uint64_t to_byte = 0;  // where valid records start again (or the file's end)
+  };
+  struct Lost {
+    std::string agent;
+    uint64_t incarnation = 0;
+    uint64_t first_seq = 0;
+    uint64_t last_seq = 0;
+  };
+  std::vector<Stretch> damaged;
+  std::vector<Lost> lost;    // seqs missing between records on either side of damage
+  uint64_t records_kept = 0;
+};
+
 struct StoredEvent {
   std::string agent;
   uint64_t incarnation = 0;
