@@ -8,11 +8,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
 
 #include "gatehouse/agent/agent_service.h"
+#include "gatehouse/agent/input_file.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/runtime/runtime.h"
 #include "krb/gss.h"
@@ -25,6 +27,7 @@ constexpr size_t kInputBatchMax = 512;           // lines appended (and fsynced)
 constexpr size_t kLineMaxBytes = DiskQueue::kEventMaxBytes;
 constexpr uint64_t kTicksPerHour = 72'000;          // the signal wait ticks every 50 ms
 constexpr uint64_t kTicksPerDropReport = 200;       // 10 s
+constexpr auto kFollowPoll = std::chrono::milliseconds(200);  // --follow at the end of the file: look again after
 
 // drop-oldest losses, said at most once per report interval (4506 with the
 // count since the last line), not once per batch: a full queue drops on
@@ -59,7 +62,8 @@ struct Input {
   std::atomic<uint64_t> dropped{0};
   std::atomic<uint64_t> refused{0};  // input lines longer than an event may be
 
-  void taken(const std::vector<std::string>& lines) {
+  // True: the lines are in the queue.
+  bool taken(const std::vector<std::string>& lines) {
     uint64_t dropped_now = 0;
     if (!queue.append(lines, dropped_now)) {
       if (const std::string why = queue.failure(); !why.empty()) {
@@ -69,10 +73,11 @@ struct Input {
         failed = true;
       }
       stop = true;
-      return;
+      return false;
     }
     dropped += dropped_now;  // said by DropReport
     runtime.shard(0).post({&service, 0, nullptr});
+    return true;
   }
 
   // A line past the protocol's payload limit is refused whole, said and
@@ -85,19 +90,37 @@ struct Input {
               {{"size_bytes", size_bytes}, {"refused_total", refused.load()}});
   }
 
-  // Lines from `fd` until EOF or stop.
-  void read_lines(int fd) {
+  // Lines from `fd` until EOF (with `follow`: until stop) or stop. With a
+  // `file`, its position is saved after each batch is in the queue, and the
+  // lines the queue already holds past the saved one are skipped.
+  void read_lines(int fd, InputFile* file, bool follow) {
     std::string partial;
     uint64_t line_bytes = 0;  // the line so far, past what `partial` keeps
+    uint64_t offset = 0;      // file: the byte after the last whole line read
+    uint64_t skip = file != nullptr ? file->lines_to_skip() : 0;
+    if (file != nullptr) offset = static_cast<uint64_t>(std::max<off_t>(lseek(fd, 0, SEEK_CUR), 0));
     std::vector<std::string> lines;
+    uint64_t lines_end = offset;  // the byte after the last line in `lines`
     auto end_line = [&] {
       if (line_bytes > kLineMaxBytes) {
         refuse_line(line_bytes);
+      } else if (skip > 0) {
+        --skip;  // queued by a run that stopped before it saved its position
       } else {
         lines.push_back(std::move(partial));
       }
       partial.clear();
       line_bytes = 0;
+    };
+    auto take = [&] {
+      if (lines.empty()) return;
+      const bool queued = taken(lines);
+      lines.clear();
+      std::string why;
+      if (queued && file != nullptr && !file->save(lines_end, queue.last_seq(), why)) {
+        log::emit(log::Level::warning, log::EventId::queue_write_failed,
+                  "cannot save the input position (a restart would skip what the queue holds): " + why);
+      }
     };
     char buffer[64 * 1024];
     while (!stop) {
@@ -111,19 +134,30 @@ struct Input {
           continue;
         }
         end_line();
-        if (lines.size() == kInputBatchMax) {
-          taken(lines);
-          lines.clear();
-        }
+        lines_end = offset + static_cast<uint64_t>(i) + 1;
+        if (lines.size() == kInputBatchMax) take();
       }
-      if (n <= 0) break;
-      if (!lines.empty()) {
-        taken(lines);
-        lines.clear();
+      if (n > 0) offset += static_cast<uint64_t>(n);
+      take();
+      if (n > 0) continue;
+      if (!follow || file == nullptr) break;
+      // tail -F: a partial last line waits for its newline; a rotated or
+      // truncated file is read from its start.
+      if (file->moved_on(lines_end, queue.last_seq())) {
+        fd = file->fd();
+        offset = lines_end = 0;
+        partial.clear();
+        line_bytes = 0;
+        skip = 0;
+        continue;
       }
+      std::this_thread::sleep_for(kFollowPoll);
     }
-    if (line_bytes > 0) end_line();
-    if (!lines.empty() && !stop) taken(lines);
+    if (line_bytes > 0 && !stop) {
+      end_line();
+      lines_end = offset;
+    }
+    if (!stop) take();
   }
 
   // `count` events (0: endless) at `rate` per second.
@@ -213,12 +247,22 @@ bool run(const config::Config& config, const InputSource& source) {
              {"acked_seq", queue->acked_seq()}});
   runtime.shard(0).post({service, AgentService::kStart, nullptr});
 
+  std::unique_ptr<InputFile> input_file;
+  if (!source.path.empty()) {
+    input_file = InputFile::open(source.path, config.queue_dir, queue->last_seq(), why);
+    if (input_file == nullptr) {
+      log::emit(log::Level::error, log::EventId::config_invalid, why);
+      runtime.stop();
+      runtime.join();
+      return false;
+    }
+  }
   Input input{*queue, runtime, *service};
   std::thread reader([&] {
     if (source.synthetic_rate > 0) {
       input.synthesize(config.name, source.synthetic_rate, source.synthetic_count);
     } else {
-      input.read_lines(source.fd);
+      input.read_lines(input_file != nullptr ? input_file->fd() : source.fd, input_file.get(), source.follow);
     }
     input.ended = true;
   });

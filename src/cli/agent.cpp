@@ -50,22 +50,18 @@ int run_agent(int argc, char** argv, int first) {
   int exit_code = kExitOk;
   if (!start_role(args, config::Role::agent, kUsage, config, exit_code)) return exit_code;
 
-  int input_fd = STDIN_FILENO;
+  agent::InputSource source;
   if (auto file = args.value("--file")) {
-    input_fd = ::open(std::string(*file).c_str(), O_RDONLY | O_CLOEXEC);
-    if (input_fd < 0) {
-      std::fprintf(stderr, "gatehouse agent: cannot read %s: %s\n", std::string(*file).c_str(), std::strerror(errno));
+    source.path = std::string(*file);
+    if (::access(source.path.c_str(), R_OK) != 0) {
+      std::fprintf(stderr, "gatehouse agent: cannot read %s: %s\n", source.path.c_str(), std::strerror(errno));
       return kExitFailure;
     }
   }
-  agent::InputSource source;
-  source.fd = input_fd;
   source.synthetic_rate = rate;
   source.synthetic_count = static_cast<uint64_t>(count);
   source.follow = args.has("--follow");
-  const bool ok = agent::run(config, source);
-  if (input_fd != STDIN_FILENO) ::close(input_fd);
-  return ok ? kExitOk : kExitFailure;
+  return agent::run(config, source) ? kExitOk : kExitFailure;
 }
 
 }  // namespace gatehouse::cli

@@ -264,6 +264,7 @@ const char* event_name(EventId id) {
     case EventId::session_idle_timeout: return "session_idle_timeout";
     case EventId::queue_input_paused: return "queue_input_paused";
     case EventId::queue_input_resumed: return "queue_input_resumed";
+    case EventId::input_position: return "input_position";
     case EventId::store_disk_full: return "store_disk_full";
     case EventId::store_disk_room: return "store_disk_room";
     case EventId::store_damaged: return "store_damaged";

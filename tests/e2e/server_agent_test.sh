@@ -201,6 +201,56 @@ else
   echo "SKIP: no mount namespace here (unshare -m needs root): the full-file-system case"
 fi
 
+# 4d. Resumable inputs. kill -9 of `--file` mid-way, then the same command:
+#     it goes on where it stopped, every line stored once. `--follow` follows
+#     appends, a rotation by rename (the old file read to its end first) and a
+#     truncation, like tail -F; a partial last line waits for its newline.
+seq 1 100000 | sed 's/^/web03 resumable line /' >"$work/input-resumable"
+# A small queue paces the reading by the ACKs, so the kill lands mid-file.
+printf 'queue_max_bytes = 262144\n' | cat - "$work/web03.example.test.toml" >"$work/web03-paced.toml"
+start agent "$work/web03-paced.toml" "$work/web03-resumable.log" --file "$work/input-resumable"
+resumable_pid=$started_pid
+resumable_stored() {
+  [ "$("$gatehouse" store --config "$work/server.toml" dump --agent web03.example.test | grep -c 'resumable line')" -ge "$1" ]
+}
+expect "the resumable input is under way" wait_for 30 resumable_stored 20000
+kill -KILL "$resumable_pid"
+wait "$resumable_pid" 2>/dev/null
+resumable_stored 100000 && fail "the kill came too late: every line was stored already"
+start agent "$work/web03-paced.toml" "$work/web03-resumable.log" --file "$work/input-resumable"
+expect "the same command finishes" wait_exit "$started_pid" 60
+[ "$rc" = 0 ] || fail "resumed --file exit $rc"
+resumed=$("$gatehouse" store --config "$work/server.toml" dump --agent web03.example.test | grep -o 'resumable line [0-9]*')
+[ "$(wc -l <<<"$resumed")" = 100000 ] && [ "$(sort -u <<<"$resumed" | wc -l)" = 100000 ] ||
+  fail "kill -9 during --file: want 100000 lines once each, have $(wc -l <<<"$resumed") ($(sort -u <<<"$resumed" | wc -l) distinct)"
+ok
+expect "the restart said where it resumed (30049)" grep -q '"event":30049.*resumes where the last run stopped' "$work/web03-resumable.log"
+follow="$work/input-follow"
+seq 1 1000 | sed 's/^/web03 follow first /' >"$follow"
+start agent "$work/web03.example.test.toml" "$work/web03-follow.log" --file "$follow" --follow
+follow_pid=$started_pid
+followed() { "$gatehouse" store --config "$work/server.toml" dump --agent web03.example.test | grep -c "web03 follow $1"; }
+stored_all() { [ "$(followed "$1")" = "$2" ]; }
+expect "--follow: the first 1000" wait_for 20 stored_all first 1000
+seq 1001 2000 | sed 's/^/web03 follow first /' >>"$follow"
+printf 'web03 follow first 2001' >>"$follow"
+expect "--follow: appends" wait_for 20 stored_all first 2000
+printf '\n' >>"$follow"
+seq 2002 2500 | sed 's/^/web03 follow first /' >>"$follow"
+mv "$follow" "$follow.1"
+seq 1 700 | sed 's/^/web03 follow rotated /' >"$follow"
+expect "--follow: the rotated file to its end, then the new one" wait_for 20 stored_all rotated 700
+: >"$follow"
+seq 1 300 | sed 's/^/web03 follow truncated /' >"$follow.new"
+cat "$follow.new" >>"$follow"
+expect "--follow: the truncated file from its start" wait_for 20 stored_all truncated 300
+kill -TERM "$follow_pid"
+expect "--follow stops on SIGTERM" wait_exit "$follow_pid" 10
+[ "$(followed first)" = 2500 ] && [ "$(followed rotated)" = 700 ] && [ "$(followed truncated)" = 300 ] ||
+  fail "--follow: want 2500 + 700 + 300 lines once each, have $(followed first) + $(followed rotated) + $(followed truncated)"
+ok
+echo "resumable inputs: kill -9 during --file, then the same command: 100000 of 100000 lines once; --follow: 2500 + 700 + 300 through appends, a rotation and a truncation"
+
 # 5. A Kerberos agent (no certificate, no CA) against a real KDC; the server
 #    takes cert and Kerberos agents on one port.
 if command -v krb5kdc >/dev/null; then

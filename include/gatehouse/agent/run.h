@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "gatehouse/config/config_types.h"
 
@@ -10,9 +11,10 @@ namespace gatehouse::agent {
 
 struct InputSource {
   int fd = 0;                    // lines from this descriptor (stdin) ...
+  std::string path;              // ... or this file (--file), resumed where the last run stopped
   double synthetic_rate = 0;     // ... or, above 0, synthetic events per second
   uint64_t synthetic_count = 0;  // how many synthetic events; 0: endless
-  bool follow = false;           // keep running once the input ended
+  bool follow = false;           // keep running once the input ended (a file: follow it like tail -F)
 };
 
 // False when it could not start, or the queue could not write (logged).

@@ -36,6 +36,7 @@ enum class EventId : uint32_t {
   input_line_refused = 30043,         // agent: an input line longer than an event may be, refused (not cut)
   queue_input_paused = 30044,         // agent: input stops: the queue is full (block) or its file system is
   queue_input_resumed = 30045,        // agent: input goes on after a pause (how long it lasted)
+  input_position = 30049,             // agent: where a file input resumes, or why it starts over (rotated, truncated, replaced)
   parent_connected = 30050,           // agent, gateway: a session with a parent is up
   gateway_not_approved = 30051,       // gateway: the parent refused its uplink (not approved)
   crl_expiring = 30052,               // a CRL in use reaches its nextUpdate within 7 days (or passed it)
