@@ -174,6 +174,56 @@ ok
 echo "gateway frozen: all $agents agents left it for gw2 and finished $(( $(date +%s%3N) - frozen_at )) ms after the freeze"
 kill -CONT "$gateway_pid"
 
+# 7. A black-holed gateway: the agents run in a network namespace of their
+#    own, gw1 and gw2 each behind a veth pair; gw1's link goes down on its
+#    side, so every packet to it vanishes (no RST, no ICMP). The agents find
+#    it silent within parent_silence_ms and finish through gw2, exact counts.
+ns=gh-bh-$$
+if ip netns add "$ns" 2>/dev/null; then
+  ip link add "gha$$" type veth peer name "ghA$$" && ip link add "ghb$$" type veth peer name "ghB$$" &&
+    ip link set "ghA$$" netns "$ns" && ip link set "ghB$$" netns "$ns" &&
+    ip addr add 10.213.0.1/30 dev "gha$$" && ip addr add 10.213.0.5/30 dev "ghb$$" &&
+    ip link set "gha$$" up && ip link set "ghb$$" up &&
+    ip netns exec "$ns" ip addr add 10.213.0.2/30 dev "ghA$$" &&
+    ip netns exec "$ns" ip addr add 10.213.0.6/30 dev "ghB$$" &&
+    ip netns exec "$ns" ip link set "ghA$$" up && ip netns exec "$ns" ip link set "ghB$$" up &&
+    ip netns exec "$ns" ip link set lo up || fail "cannot build the veth pairs"
+  kill -TERM "$gateway_pid" "$gw2_pid"
+  wait_exit "$gateway_pid" 10
+  wait_exit "$gw2_pid" 10
+  sed -i "s/^listen = .*/listen = \"10.213.0.1:$gateway_port\"/" "$work/gateway.toml"
+  sed -i "s/^listen = .*/listen = \"10.213.0.5:$gw2_port\"/" "$work/gateway2.toml"
+  start gateway "$work/gateway.toml" "$work/gateway.log" || exit 1
+  gateway_pid=$started_pid
+  start gateway "$work/gateway2.toml" "$work/gateway2.log" || exit 1
+  gw2_pid=$started_pid
+  for i in $(seq -w 1 $agents); do
+    sed -i -e "s/127.0.0.1:$gateway_port/10.213.0.1:$gateway_port/" -e "s/127.0.0.1:$gw2_port/10.213.0.5:$gw2_port/" \
+      "$work/web$i.toml"
+  done
+  printf '#!/usr/bin/env bash\nexec ip netns exec %s %q "$@"\n' "$ns" "$gatehouse" >"$work/in-agents-namespace"
+  chmod +x "$work/in-agents-namespace"
+  real_gatehouse=$gatehouse
+  gatehouse="$work/in-agents-namespace"
+  start_agents 8000 2000
+  gatehouse=$real_gatehouse
+  sleep 3  # the agents are on gw1 and flowing
+  ip link set "gha$$" down
+  holed_at=$(date +%s%3N)
+  expect "the agents finish through gw2 while gw1 is black-holed" wait_agents 90
+  finished_ms=$(( $(date +%s%3N) - holed_at ))
+  check_exact $((24000 + 12 * 132000 + 12 * 8000)) "after gw1 was black-holed"
+  left=$(grep -c '"event":21006.*no answer from the parent for' "$work"/web*.log | awk -F: '$2 >= 2' | wc -l)
+  [ "$left" = "$agents" ] || fail "want all $agents agents to find gw1 silent again (21006), $left did"
+  ok
+  echo "gateway black-holed: all $agents agents left it for gw2 and finished $finished_ms ms after the link went down"
+  ip netns del "$ns"
+  ip link del "ghb$$" 2>/dev/null
+  ip link del "gha$$" 2>/dev/null
+else
+  echo "SKIP: no network namespaces here (ip netns needs root): the black-holed gateway"
+fi
+
 s=$(stats "$work/server.toml")
 echo "store: $s"
 kill -TERM "$gateway_pid" "$gw2_pid" "$server_pid"
