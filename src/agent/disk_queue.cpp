@@ -8,6 +8,7 @@
 #include <optional>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "gatehouse/log/invariant.h"
@@ -53,8 +54,8 @@ uint64_t DiskQueue::segment_max_bytes(uint64_t queue_max_bytes) {
 }
 
 std::unique_ptr<DiskQueue> DiskQueue::open(const std::string& dir, uint64_t max_bytes, FullPolicy policy,
-                                           std::string& why) {
-  std::unique_ptr<DiskQueue> queue(new DiskQueue(dir, max_bytes, policy));
+                                           std::string& why, uint64_t window_max_bytes) {
+  std::unique_ptr<DiskQueue> queue(new DiskQueue(dir, max_bytes, policy, window_max_bytes));
   if (!queue->load(why)) return nullptr;
   queue->housekeeper_ = std::thread([queue = queue.get()] { queue->housekeeping(); });
   return queue;
@@ -75,17 +76,20 @@ bool DiskQueue::load(std::string& why) {
   if (std::ifstream acked(dir_ + "/acked"); acked) acked >> acked_seq_;
   acked_written_ = acked_seq_;
   last_seq_ = acked_seq_;
-  const auto on_record = [this](uint64_t segment, std::span<const std::byte> body) {
+  window_from_ = acked_seq_ + 1;
+  window_through_ = acked_seq_;
+  bool window_full = false;  // the rest is read ahead as the sender goes
+  const auto on_record = [&](uint64_t segment, std::span<const std::byte> body) {
     if (body.size() < 8) return false;
     const uint64_t seq = store::get_u64(body.data());
-    if (segments_.empty() || segments_.back().number != segment) segments_.push_back({segment, 0, 0});
+    if (segments_.empty() || segments_.back().number != segment) segments_.push_back({segment, seq, 0, 0});
     segments_.back().last_seq = seq;
     segments_.back().size_bytes += store::kRecordHeaderBytes + body.size();
     disk_bytes_ += store::kRecordHeaderBytes + body.size();
     last_seq_ = std::max(last_seq_, seq);
-    if (seq <= acked_seq_) return true;
-    events_.push_back({seq, std::string(reinterpret_cast<const char*>(body.data() + 8), body.size() - 8)});
-    bytes_ += body.size() - 8;
+    if (seq <= acked_seq_ || window_full) return true;
+    window_full = !window_.empty() && window_bytes_ + body.size() - 8 > window_max_bytes_;
+    if (!window_full) add_to_window({seq, std::string(reinterpret_cast<const char*>(body.data() + 8), body.size() - 8)});
     return true;
   };
   store::SegmentLogRecovery recovery;
@@ -93,7 +97,7 @@ bool DiskQueue::load(std::string& why) {
                                  recovery, why);
   if (log_ == nullptr) return false;
   if (segments_.empty() || segments_.back().number != log_->current_segment()) {
-    segments_.push_back({log_->current_segment(), 0, 0});
+    segments_.push_back({log_->current_segment(), 0, 0, 0});
   }
   return load_incarnations(why);
 }
@@ -145,32 +149,35 @@ bool DiskQueue::begin_incarnation(std::string& why) {
 
 bool DiskQueue::make_room(std::unique_lock<std::mutex>& lock, uint64_t size, std::deque<QueuedEvent>& batch,
                           uint64_t& batch_disk_bytes, uint64_t& dropped, uint64_t& remove_below) {
+  const auto fits = [&](uint64_t bound) {
+    return disk_bytes_ + batch_disk_bytes + record_bytes(size) <= bound;
+  };
   if (policy_ == FullPolicy::block) {
     // An event larger than the bound still enters an empty queue.
-    const auto has_room = [&] { return input_closed_ || bytes_ + size <= max_bytes_ || bytes_ == 0; };
-    if (has_room()) return !input_closed_;
+    const auto nothing_queued = [&] { return window_from_ > last_seq_ && batch.empty(); };
+    if (input_closed_ || fits(max_bytes_) || nothing_queued()) return !input_closed_;
     // Once paused, input waits for a quarter of the bound to be free, so a
     // parent slower than the input pauses it now and then, not per line.
     const InputPause pause("the queue holds queue_max_bytes = " + std::to_string(max_bytes_) + " bytes");
-    room_.wait(lock, [&] { return input_closed_ || bytes_ + size <= max_bytes_ / 4 * 3 || bytes_ == 0; });
+    room_.wait(lock, [&] { return input_closed_ || fits(max_bytes_ / 4 * 3) || nothing_queued(); });
     return !input_closed_;
   }
   // The folder stays within the bound: the oldest segments go whole (the
   // caller deletes their files before it writes), then, with only the
   // current one left, this batch's own first events. Their seqs stay
   // unacknowledged: the sender declares them as a gap.
-  while (disk_bytes_ + batch_disk_bytes + record_bytes(size) > max_bytes_) {
+  while (!fits(max_bytes_)) {
     if (segments_.size() > 1) {
       const Segment oldest = segments_.front();
       segments_.pop_front();
       disk_bytes_ -= oldest.size_bytes;
       remove_below = segments_.front().number;
-      for (; !events_.empty() && events_.front().seq <= oldest.last_seq; ++dropped) {
-        bytes_ -= events_.front().payload.size();
-        events_.pop_front();
+      if (oldest.last_seq >= window_from_) {
+        dropped += oldest.last_seq - std::max(oldest.first_seq, window_from_) + 1;
+        window_from_ = oldest.last_seq + 1;
+        trim_window();
       }
     } else if (!batch.empty()) {
-      bytes_ -= batch.front().payload.size();
       batch_disk_bytes -= record_bytes(batch.front().payload.size());
       batch.pop_front();
       ++dropped;
@@ -190,17 +197,20 @@ bool DiskQueue::append(const std::vector<std::string>& events, uint64_t& dropped
   std::deque<QueuedEvent> batch;  // numbered, counted in bytes_, not durable yet
   uint64_t seq = 0;
   uint64_t batch_disk_bytes = 0;  // the batch's records
+  size_t taken = 0;               // of `events`, numbered in this batch
   uint64_t remove_below = 0;      // drop-oldest: segment files to delete first
   {
     std::unique_lock lock(mutex_);
     if (!failure_.empty()) return false;
     seq = last_seq_;  // only this thread moves last_seq_
-    for (const std::string& payload : events) {
-      if (!make_room(lock, payload.size(), batch, batch_disk_bytes, dropped, remove_below)) {
-        for (const QueuedEvent& event : batch) bytes_ -= event.payload.size();
-        return false;
+    for (; taken < events.size(); ++taken) {
+      const std::string& payload = events[taken];
+      // block: what is numbered goes to disk before waiting for room.
+      if (policy_ == FullPolicy::block && !batch.empty() &&
+          disk_bytes_ + batch_disk_bytes + record_bytes(payload.size()) > max_bytes_) {
+        break;
       }
-      bytes_ += payload.size();
+      if (!make_room(lock, payload.size(), batch, batch_disk_bytes, dropped, remove_below)) return false;
       batch_disk_bytes += record_bytes(payload.size());
       batch.push_back({++seq, payload});
     }
@@ -233,25 +243,31 @@ bool DiskQueue::append(const std::vector<std::string>& events, uint64_t& dropped
     // wait until ACKs delete segments, or the disk gets room otherwise.
     if (!pause) pause.emplace("its file system is full (" + why + ")");
     std::unique_lock lock(mutex_);
-    if (room_.wait_for(lock, kNoSpaceRetry, [this] { return input_closed_; })) {
-      for (const QueuedEvent& event : batch) bytes_ -= event.payload.size();
-      return false;
-    }
+    if (room_.wait_for(lock, kNoSpaceRetry, [this] { return input_closed_; })) return false;
   }
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   if (!durable) {
-    for (const QueuedEvent& event : batch) bytes_ -= event.payload.size();
     failure_ = why;
     return false;
   }
-  GH_INVARIANT(events_.empty() || batch.empty() || events_.back().seq < batch.front().seq);
-  for (QueuedEvent& event : batch) events_.push_back(std::move(event));
-  last_seq_ = seq;
-  if (segments_.back().number != segment) segments_.push_back({segment, 0, 0});
+  if (segments_.back().number != segment) segments_.push_back({segment, 0, 0, 0});
+  if (segments_.back().first_seq == 0 && !batch.empty()) segments_.back().first_seq = batch.front().seq;
   segments_.back().last_seq = seq;
+  // Straight into the window while it reaches the end of the queue and has
+  // room; the rest is read ahead from disk when the sender gets there.
+  bool whole = window_through_ >= last_seq_;
+  for (QueuedEvent& event : batch) {
+    whole = whole && (window_.empty() || window_bytes_ + event.payload.size() <= window_max_bytes_);
+    if (!whole) break;
+    add_to_window(std::move(event));
+  }
+  if (whole) window_through_ = seq;  // also past the batch's own dropped seqs
+  last_seq_ = seq;
   segments_.back().size_bytes += records.size();
   disk_bytes_ += records.size();
-  return true;
+  if (taken == events.size()) return true;
+  lock.unlock();
+  return append({events.begin() + static_cast<ptrdiff_t>(taken), events.end()}, dropped);
 }
 
 void DiskQueue::close_input() {
@@ -272,14 +288,31 @@ void DiskQueue::acknowledge(uint64_t seq) {
     std::lock_guard lock(mutex_);
     if (seq <= acked_seq_) return;
     acked_seq_ = std::min(seq, last_seq_);
-    while (!events_.empty() && events_.front().seq <= acked_seq_) {
-      bytes_ -= events_.front().payload.size();
-      events_.pop_front();
-    }
+    window_from_ = std::max(window_from_, acked_seq_ + 1);
+    trim_window();
     housekeeping_pending_ = true;
   }
-  room_.notify_all();
   housekeeping_due_.notify_one();
+}
+
+void DiskQueue::trim_window() {
+  while (!window_.empty() && window_.front().seq < window_from_) {
+    window_bytes_ -= window_.front().payload.size();
+    window_.pop_front();
+  }
+  window_through_ = std::max(window_through_, window_from_ - 1);
+}
+
+void DiskQueue::add_to_window(QueuedEvent event) {
+  GH_INVARIANT(event.seq > window_through_);
+  window_bytes_ += event.payload.size();
+  window_through_ = event.seq;
+  window_.push_back(std::move(event));
+}
+
+void DiskQueue::set_on_loaded(std::function<void()> on_loaded) {
+  std::lock_guard lock(mutex_);
+  on_loaded_ = std::move(on_loaded);
 }
 
 proto::Incarnation DiskQueue::session_incarnation() const {
@@ -333,13 +366,14 @@ uint64_t DiskQueue::resume(const proto::Incarnation& session, uint64_t durable_s
 void DiskQueue::housekeeping() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    housekeeping_due_.wait(lock, [this] { return housekeeping_pending_ || stopping_; });
+    housekeeping_due_.wait(lock, [this] { return housekeeping_pending_ || read_ahead_due_ || stopping_; });
     if (!housekeeping_pending_ && stopping_) return;
+    if (read_ahead_due_ && !stopping_) read_ahead(lock);
+    if (!housekeeping_pending_) continue;
     housekeeping_pending_ = false;
     const uint64_t acked = acked_seq_;
     // A segment goes once each of its events is acknowledged or dropped.
-    const uint64_t oldest_queued = events_.empty() ? last_seq_ + 1 : events_.front().seq;
-    while (segments_.size() > 1 && segments_.front().last_seq < oldest_queued) {
+    while (segments_.size() > 1 && segments_.front().last_seq < window_from_) {
       disk_bytes_ -= segments_.front().size_bytes;
       segments_.pop_front();
     }
@@ -351,8 +385,59 @@ void DiskQueue::housekeeping() {
       std::string ignored;  // a segment left behind is deleted on a later pass, or read again and skipped
       log_->remove_segments_below(keep_from, ignored);
     }
+    room_.notify_all();
     lock.lock();
   }
+}
+
+// Segment by segment from the one holding window_through_ + 1, without the
+// lock (the sender and the input go on), then into the window if it did not
+// move meanwhile. A segment deleted meanwhile held only dropped events.
+void DiskQueue::read_ahead(std::unique_lock<std::mutex>& lock) {
+  read_ahead_due_ = false;
+  const uint64_t from = window_through_ + 1;
+  const uint64_t through = last_seq_;
+  uint64_t room_bytes = window_max_bytes_ > window_bytes_ ? window_max_bytes_ - window_bytes_ : 0;
+  std::vector<uint64_t> numbers;
+  for (const Segment& segment : segments_) {
+    if (segment.last_seq >= from && segment.first_seq <= through && segment.first_seq != 0) numbers.push_back(segment.number);
+  }
+  const bool window_empty = window_.empty();
+  lock.unlock();
+  std::vector<QueuedEvent> read;
+  uint64_t read_through = from - 1;  // every event on disk up to here is in `read`
+  bool complete = true;
+  const store::SegmentLogOptions options{dir_, kSegments, segment_max_bytes(max_bytes_), kRecordBodyMaxBytes};
+  for (const uint64_t number : numbers) {
+    std::string why;
+    const bool ok = store::SegmentLog::read_segment(options, number, [&](std::span<const std::byte> body) {
+      const uint64_t seq = store::get_u64(body.data());
+      if (seq < from) return true;
+      if (seq > through) return false;
+      const uint64_t size = body.size() - 8;
+      if (size > room_bytes && !(window_empty && read.empty())) {
+        complete = false;
+        return false;
+      }
+      room_bytes -= std::min(room_bytes, size);
+      read.push_back({seq, std::string(reinterpret_cast<const char*>(body.data() + 8), size)});
+      read_through = seq;
+      return true;
+    }, why);
+    if (!ok && std::filesystem::exists(dir_ + "/" + kSegments.name(number))) {
+      log::emit(log::Level::error, log::EventId::queue_write_failed, "cannot read the queue: " + why);
+      complete = false;
+    }
+    if (!complete) break;
+  }
+  if (complete) read_through = through;
+  lock.lock();
+  if (window_through_ + 1 != from) return;  // acknowledged or dropped past it meanwhile: read again when due
+  for (QueuedEvent& event : read) {
+    if (event.seq >= window_from_) add_to_window(std::move(event));
+  }
+  window_through_ = std::max(window_through_, read_through);
+  if (on_loaded_) on_loaded_();
 }
 
 // Replaced atomically. A failed write is retried on the next pass; one lost
@@ -368,13 +453,21 @@ void DiskQueue::write_acked(uint64_t acked_seq) {
             {{"acked_seq", acked_seq}});
 }
 
-bool DiskQueue::next_after(uint64_t after, QueuedEvent& event) const {
+bool DiskQueue::next_after(uint64_t after, QueuedEvent& event) {
   std::lock_guard lock(mutex_);
-  if (events_.empty() || events_.back().seq <= after) return false;
-  // Seqs in the deque are consecutive: index by offset from the front.
-  const uint64_t first = events_.front().seq;
-  const uint64_t wanted = std::max(after + 1, first);
-  event = events_[wanted - first];
+  const uint64_t wanted = std::max(after + 1, window_from_);
+  if (wanted > last_seq_) return false;
+  const auto found = std::lower_bound(window_.begin(), window_.end(), wanted,
+                                      [](const QueuedEvent& queued, uint64_t seq) { return queued.seq < seq; });
+  // Read ahead once the sender is past half the window (or beyond it).
+  const bool due = window_through_ < last_seq_ &&
+                   (found == window_.end() || static_cast<size_t>(window_.end() - found) * 2 < window_.size());
+  if (due && !read_ahead_due_) {
+    read_ahead_due_ = true;
+    housekeeping_due_.notify_one();
+  }
+  if (found == window_.end()) return false;
+  event = *found;
   return true;
 }
 
@@ -388,11 +481,11 @@ uint64_t DiskQueue::last_seq() const {
 }
 uint64_t DiskQueue::queued_events() const {
   std::lock_guard lock(mutex_);
-  return events_.size();
+  return last_seq_ >= window_from_ ? last_seq_ - window_from_ + 1 : 0;
 }
 uint64_t DiskQueue::queued_bytes() const {
   std::lock_guard lock(mutex_);
-  return bytes_;
+  return disk_bytes_;
 }
 
 }  // namespace gatehouse::agent

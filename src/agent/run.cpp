@@ -246,6 +246,8 @@ bool run(const config::Config& config, const InputSource& source) {
             {{"gateways", static_cast<uint64_t>(config.gateways.size())}, {"queued", queue->queued_events()},
              {"acked_seq", queue->acked_seq()}});
   runtime.shard(0).post({service, AgentService::kStart, nullptr});
+  // Events read ahead from disk: the sender goes on.
+  queue->set_on_loaded([&runtime, service] { runtime.shard(0).post({service, 0, nullptr}); });
 
   std::unique_ptr<InputFile> input_file;
   if (!source.path.empty()) {
@@ -285,6 +287,7 @@ bool run(const config::Config& config, const InputSource& source) {
   queue->close_input();
   reader.join();
   drops.report(input.dropped.load(), ticks, true);
+  queue->set_on_loaded({});
   runtime.stop();
   runtime.join();
   log::emit(log::Level::info, log::EventId::process_stopping, "agent stopped",

@@ -147,6 +147,13 @@ bool replace_file(const std::string& path, std::string_view text, std::string& w
   return false;
 }
 
+bool SegmentLog::read_segment(const SegmentLogOptions& options, uint64_t number,
+                              const std::function<bool(std::span<const std::byte>)>& on_body, std::string& why) {
+  return with_segment(options.dir + "/" + options.names.name(number), [&](std::span<const std::byte> bytes) {
+    scan_records(bytes, options.record_body_max_bytes, on_body);
+  }, why);
+}
+
 bool SegmentLog::salvage_scan(const SegmentLogOptions& options, const OnRecord& on_record, const OnDamage& on_damage,
                               std::string& why) {
   for (const uint64_t number : options.names.numbers(options.dir)) {

@@ -251,6 +251,46 @@ expect "--follow stops on SIGTERM" wait_exit "$follow_pid" 10
 ok
 echo "resumable inputs: kill -9 during --file, then the same command: 100000 of 100000 lines once; --follow: 2500 + 700 + 300 through appends, a rotation and a truncation"
 
+# 4e. Bounded memory: 100 MB queued while the server is down; the agent's
+#     peak RSS stays far below the queue (it holds a 4 MiB window and reads
+#     ahead from disk), also when it is restarted on the full queue and while
+#     it drains it; then every line is stored once.
+kill -TERM "$server_pid"
+wait_exit "$server_pid" 10
+python3 -c "
+import sys
+with open(sys.argv[1], 'w') as f:
+    for i in range(100000): f.write('web02 bounded %06d %s\\n' % (i, 'm' * 980))
+" "$work/input-bounded"
+{ printf 'queue_max_bytes = 209715200\n'; sed "s|queue_dir = .*|queue_dir = \"$work/queue-bounded\"|" "$work/web02.example.test.toml"; } \
+  >"$work/web02-bounded.toml"
+start agent "$work/web02-bounded.toml" "$work/bounded.log" --file "$work/input-bounded"
+bounded_pid=$started_pid
+queued_all() { [ "$(cut -d' ' -f4 "$work/queue-bounded/input-position" 2>/dev/null)" = 100000 ]; }
+expect "100 MB queued" wait_for 60 queued_all
+peak_kib() { grep VmHWM "/proc/$1/status" | awk '{print $2}'; }
+peak_queued=$(peak_kib "$bounded_pid")
+kill -TERM "$bounded_pid"
+wait_exit "$bounded_pid" 10
+restart_server
+start agent "$work/web02-bounded.toml" "$work/bounded.log" --file "$work/input-bounded"
+bounded_pid=$started_pid
+peak_drain=0
+while kill -0 "$bounded_pid" 2>/dev/null; do
+  now=$(peak_kib "$bounded_pid" 2>/dev/null)
+  [ -n "$now" ] && [ "$now" -gt "$peak_drain" ] && peak_drain=$now
+  sleep 0.1
+done
+wait_exit "$bounded_pid" 1
+[ "$rc" = 0 ] || fail "bounded agent exit $rc"
+n=$("$gatehouse" store --config "$work/server.toml" dump --agent web02.example.test | grep -c 'web02 bounded')
+[ "$n" = 100000 ] || fail "bounded memory: want 100000 lines stored, have $n"
+ok
+[ "$peak_queued" -lt 49152 ] && [ "$peak_drain" -lt 49152 ] ||
+  fail "the agent's RSS must stay bounded (< 48 MiB) with 100 MB queued: $peak_queued KiB queueing, $peak_drain KiB draining"
+ok
+echo "bounded memory: 100 MB queued; agent peak RSS $peak_queued KiB while queueing, $peak_drain KiB restarted on it and draining"
+
 # 5. A Kerberos agent (no certificate, no CA) against a real KDC; the server
 #    takes cert and Kerberos agents on one port.
 if command -v krb5kdc >/dev/null; then

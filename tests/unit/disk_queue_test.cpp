@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "gatehouse/agent/disk_queue.h"
@@ -104,7 +106,7 @@ TEST_CASE("disk queue: full with drop-oldest drops and counts; full with block w
     CHECK(event.seq == dropped + 1);
   }
   SUBCASE("block") {
-    auto queue = dir.open(100, FullPolicy::block);
+    auto queue = dir.open(300, FullPolicy::block);  // "event N" records are 23-24 bytes on disk: 12 fit
     REQUIRE(queue->append(events(1, 12), dropped));
     std::atomic<bool> appended{false};
     std::thread input([&] {
@@ -113,7 +115,12 @@ TEST_CASE("disk queue: full with drop-oldest drops and counts; full with block w
     });
     std::this_thread::sleep_for(100ms);
     CHECK_FALSE(appended.load());  // waiting for room
-    queue->acknowledge(12);
+    CHECK(queue->last_seq() == 12);
+    // The server acknowledges what is queued as it comes: the input goes on.
+    for (int i = 0; i < 400 && !appended.load(); ++i) {
+      queue->acknowledge(queue->last_seq());
+      std::this_thread::sleep_for(5ms);
+    }
     input.join();
     CHECK(appended.load());
     CHECK(dropped == 0);
@@ -184,4 +191,50 @@ TEST_CASE("disk queue: a wiped queue starts a new incarnation from seq 1; the co
   const auto after = queue->session_incarnation();
   CHECK(after.base_seq == 0);
   CHECK(after.id != before.id);  // the server stores its seqs 1..3 beside the old ones
+}
+
+TEST_CASE("disk queue: only a window is in memory; the rest is read ahead from disk as the sender acknowledges, in order") {
+  QueueDir dir;
+  uint64_t dropped = 0;
+  const std::string payload(1'000, 'p');
+  {
+    auto queue = dir.open(64u << 20);
+    std::vector<std::string> batch(100, payload);
+    for (int i = 0; i < 20; ++i) REQUIRE(queue->append(batch, dropped));  // 2,000 events, ~2 MB
+  }
+  std::string why;
+  auto queue = DiskQueue::open(dir.path, 64u << 20, FullPolicy::block, why, 64u << 10);  // a 64 KiB window
+  REQUIRE_MESSAGE(queue != nullptr, why);
+  std::mutex mutex;
+  std::condition_variable loaded;
+  uint64_t loads = 0;
+  queue->set_on_loaded([&] {
+    std::lock_guard lock(mutex);
+    ++loads;
+    loaded.notify_all();
+  });
+  uint64_t sent_through = 0;
+  QueuedEvent event;
+  while (sent_through < 2'000) {
+    std::unique_lock lock(mutex);
+    const uint64_t loads_before = loads;
+    lock.unlock();
+    if (!queue->next_after(sent_through, event)) {
+      lock.lock();
+      REQUIRE(loaded.wait_for(lock, 5s, [&] { return loads != loads_before; }));
+      continue;
+    }
+    REQUIRE(event.seq == sent_through + 1);
+    CHECK(event.payload == payload);
+    sent_through = event.seq;
+    if (sent_through % 50 == 0) {
+      // A reconnect resends from the last acknowledgement: still in the window.
+      REQUIRE(queue->next_after(sent_through - 50, event));
+      CHECK(event.seq == sent_through - 49);
+      queue->acknowledge(sent_through);
+    }
+  }
+  CHECK(loads >= 20);  // read from disk a window at a time, not held whole
+  queue->set_on_loaded({});
+  CHECK(queue->queued_events() == 0);
 }

@@ -1,6 +1,9 @@
 // The agent's durable send queue (SCOM's default bound: 15 MiB). An event is
 // numbered and on disk before it is sent, and deleted only after the server's
-// durable ACK, so any crash or failover resends instead of losing it.
+// durable ACK, so any crash or failover resends instead of losing it. Only a
+// window of the queue (window_max_bytes, 4 MiB) is held in memory: the
+// queue's own thread reads ahead from disk as the sender goes, so memory
+// stays bounded whatever the queue holds.
 // Files: queue-NNNNNNNN.log segments of checksummed records (a
 // store::SegmentLog, with the store's rules), `acked` (the highest seq the
 // server acknowledged) and `incarnations` (one line per incarnation still
@@ -12,6 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -36,9 +40,11 @@ class DiskQueue {
   // segments, so the folder stays within queue_max_bytes.
   static uint64_t segment_max_bytes(uint64_t queue_max_bytes);
   static constexpr uint32_t kEventMaxBytes = 65'536;  // proto::kPayloadMaxBytes
+  static constexpr uint64_t kWindowMaxBytes = 4u << 20;
 
   // Opens or creates the queue in `dir`; unacknowledged events come back. nullptr with `why`.
-  static std::unique_ptr<DiskQueue> open(const std::string& dir, uint64_t max_bytes, FullPolicy policy, std::string& why);
+  static std::unique_ptr<DiskQueue> open(const std::string& dir, uint64_t max_bytes, FullPolicy policy, std::string& why,
+                                         uint64_t window_max_bytes = kWindowMaxBytes);
   ~DiskQueue();  // writes what housekeeping is pending, then joins its thread
 
   // Input side (one thread): numbers and appends the events, durable
@@ -53,11 +59,16 @@ class DiskQueue {
   void close_input();
   std::string failure() const;
 
-  // Sender side (the shard): never waits on the disk. The `acked` file and
-  // the deletion of acknowledged segments are done by the queue's own thread.
+  // Sender side (the shard): never waits on the disk. The `acked` file, the
+  // deletion of acknowledged segments and reading ahead are done by the
+  // queue's own thread.
   void acknowledge(uint64_t seq);
-  // The first queued event with seq > `after`; false when there is none.
-  bool next_after(uint64_t after, QueuedEvent& event) const;
+  // The first queued event with seq > `after`; false when there is none, or
+  // when it is on disk only: then it is read, and `on_loaded` called.
+  bool next_after(uint64_t after, QueuedEvent& event);
+  // Called (on the queue's thread, under its lock: post, do not block) when
+  // events read from disk are ready. Cleared before the sender stops.
+  void set_on_loaded(std::function<void()> on_loaded);
 
   // A session's start: the incarnation holding the first seq the server has
   // not acknowledged (the latest one when there is none; id 0: no event yet).
@@ -78,12 +89,13 @@ class DiskQueue {
  private:
   struct Segment {
     uint64_t number = 0;
-    uint64_t last_seq = 0;  // the highest seq in it (0: none yet)
+    uint64_t first_seq = 0;  // the lowest seq in it (0: none yet)
+    uint64_t last_seq = 0;   // the highest
     uint64_t size_bytes = 0;
   };
 
-  DiskQueue(std::string dir, uint64_t max_bytes, FullPolicy policy)
-      : dir_(std::move(dir)), max_bytes_(max_bytes), policy_(policy) {}
+  DiskQueue(std::string dir, uint64_t max_bytes, FullPolicy policy, uint64_t window_max_bytes)
+      : dir_(std::move(dir)), max_bytes_(max_bytes), policy_(policy), window_max_bytes_(window_max_bytes) {}
   bool load(std::string& why);
   bool load_incarnations(std::string& why);
   // The first append of this process: a new incarnation, durable before its events.
@@ -100,16 +112,31 @@ class DiskQueue {
                  uint64_t& batch_disk_bytes, uint64_t& dropped, uint64_t& remove_below);
   void housekeeping();
   void write_acked(uint64_t acked_seq);
+  // Housekeeping thread: reads the events after window_through_ from disk
+  // into the window, as far as it has room.
+  void read_ahead(std::unique_lock<std::mutex>& lock);
+  // Under mutex_: the window starts at window_from_ again (events before it
+  // were acknowledged or dropped).
+  void trim_window();
+  // Under mutex_: one more event in the window.
+  void add_to_window(QueuedEvent event);
 
   const std::string dir_;
   const uint64_t max_bytes_;
   const FullPolicy policy_;
+  const uint64_t window_max_bytes_;
 
   mutable std::mutex mutex_;  // the state below; never held across disk I/O
   std::condition_variable room_;
   std::condition_variable housekeeping_due_;
-  std::deque<QueuedEvent> events_;  // durable, unacked, in seq order
-  uint64_t bytes_ = 0;              // of events_ plus the batch being appended; bounded by max_bytes_
+  // The window: every queued event with seq in [window_from_, window_through_],
+  // in seq order; window_from_ passes what is acknowledged or dropped.
+  std::deque<QueuedEvent> window_;
+  uint64_t window_bytes_ = 0;       // payloads in window_; bounded by window_max_bytes_ (or one event)
+  uint64_t window_from_ = 1;
+  uint64_t window_through_ = 0;
+  bool read_ahead_due_ = false;     // the sender wants events past window_through_
+  std::function<void()> on_loaded_;
   uint64_t acked_seq_ = 0;          // the server's: events through it are stored
   uint64_t last_seq_ = 0;           // of durable events (dropped ones included)
   std::vector<proto::Incarnation> incarnations_;  // oldest first; only the input thread adds
@@ -119,7 +146,7 @@ class DiskQueue {
   bool stopping_ = false;
   std::string failure_;
   std::deque<Segment> segments_;    // oldest first; the last is the log's current one
-  uint64_t disk_bytes_ = 0;         // of segments_: drop-oldest keeps it within max_bytes_
+  uint64_t disk_bytes_ = 0;         // of segments_: kept within max_bytes_ (block: waits; drop-oldest: drops)
 
   std::mutex log_mutex_;  // the segment log: appends (input) and removals (housekeeping)
   std::unique_ptr<store::SegmentLog> log_;

@@ -48,6 +48,11 @@ class SegmentLog {
   // Opens (creating the folder) and recovers; nullptr with `why`.
   static std::unique_ptr<SegmentLog> open(const SegmentLogOptions& options, const OnRecord& on_record,
                                           SegmentLogRecovery& recovery, std::string& why);
+  // Read only: the valid records of segment `number` in order, while a
+  // writer may append to it (an incomplete last record ends the walk), until
+  // on_body returns false. False with why (e.g. the segment was deleted).
+  static bool read_segment(const SegmentLogOptions& options, uint64_t number,
+                           const std::function<bool(std::span<const std::byte>)>& on_body, std::string& why);
   // Read only, for `store verify` and `store salvage`: every valid record of
   // every segment, and each damaged stretch [from, to) of bytes in between
   // (to: where valid records start again, or the file's end).
