@@ -291,6 +291,7 @@ void DiskQueue::acknowledge(uint64_t seq) {
     window_from_ = std::max(window_from_, acked_seq_ + 1);
     trim_window();
     housekeeping_pending_ = true;
+    read_ahead_due_ = read_ahead_due_ || window_through_ < last_seq_;  // room again
   }
   housekeeping_due_.notify_one();
 }
@@ -372,21 +373,29 @@ void DiskQueue::housekeeping() {
     if (!housekeeping_pending_) continue;
     housekeeping_pending_ = false;
     const uint64_t acked = acked_seq_;
-    // A segment goes once each of its events is acknowledged or dropped.
-    while (segments_.size() > 1 && segments_.front().last_seq < window_from_) {
-      disk_bytes_ -= segments_.front().size_bytes;
-      segments_.pop_front();
+    // A segment goes once each of its events is acknowledged or dropped; it
+    // counts against the bound until its file is gone.
+    uint64_t keep_from = segments_.back().number;
+    for (const Segment& segment : segments_) {
+      if (segment.last_seq >= window_from_) {
+        keep_from = segment.number;
+        break;
+      }
     }
-    const uint64_t keep_from = segments_.front().number;
     lock.unlock();
     if (acked != acked_written_) write_acked(acked);
+    bool removed = false;
     {
       std::lock_guard log_lock(log_mutex_);
       std::string ignored;  // a segment left behind is deleted on a later pass, or read again and skipped
-      log_->remove_segments_below(keep_from, ignored);
+      removed = log_->remove_segments_below(keep_from, ignored);
+    }
+    lock.lock();
+    while (removed && segments_.size() > 1 && segments_.front().number < keep_from) {
+      disk_bytes_ -= segments_.front().size_bytes;
+      segments_.pop_front();
     }
     room_.notify_all();
-    lock.lock();
   }
 }
 
@@ -398,6 +407,7 @@ void DiskQueue::read_ahead(std::unique_lock<std::mutex>& lock) {
   const uint64_t from = window_through_ + 1;
   const uint64_t through = last_seq_;
   uint64_t room_bytes = window_max_bytes_ > window_bytes_ ? window_max_bytes_ - window_bytes_ : 0;
+  if (room_bytes == 0 && !window_.empty()) return;  // full of events in flight: acknowledge() asks again
   std::vector<uint64_t> numbers;
   for (const Segment& segment : segments_) {
     if (segment.last_seq >= from && segment.first_seq <= through && segment.first_seq != 0) numbers.push_back(segment.number);
@@ -436,8 +446,9 @@ void DiskQueue::read_ahead(std::unique_lock<std::mutex>& lock) {
   for (QueuedEvent& event : read) {
     if (event.seq >= window_from_) add_to_window(std::move(event));
   }
+  const bool more = !read.empty() || read_through > window_through_;
   window_through_ = std::max(window_through_, read_through);
-  if (on_loaded_) on_loaded_();
+  if (more && on_loaded_) on_loaded_();
 }
 
 // Replaced atomically. A failed write is retried on the next pass; one lost

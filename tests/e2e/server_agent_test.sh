@@ -109,15 +109,16 @@ wait_exit "$server_pid" 10
 seq 1 200000 | sed 's/^/web04 event padded to about one hundred bytes so that the queue overflows: /' >"$work/input-web04"
 start agent "$work/web04.toml" "$work/web04.log" --file "$work/input-web04"
 web04_pid=$started_pid
-# The queue's folder, sampled while 20 MB go through a 64 KiB drop-oldest queue.
-(while kill -0 "$web04_pid" 2>/dev/null; do
+# The queue's folder, sampled while 20 MB go through a 64 KiB drop-oldest
+# queue; the agent is stopped during each sample, so it is one state of it.
+(while kill -STOP "$web04_pid" 2>/dev/null; do
    find "$work/queue-web04.example.test" -name 'queue-*.log' -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'
+   kill -CONT "$web04_pid"
    sleep 0.02
  done >"$work/web04-folder-sizes") &
 sampler_pid=$!
 expect "web04 drops its oldest (4506)" wait_for 20 grep -q '"event":4506' "$work/web04.log"
-sleep 3
-restart_server
+restart_server  # while the input still runs: acknowledgements and drops at once
 expect "web04 finishes once the server is back" wait_exit "$web04_pid" 60
 [ "$rc" = 0 ] || fail "web04 exit $rc"
 s=$(stats "$work/server.toml")
@@ -134,7 +135,7 @@ ok
 drop_lines=$(grep -c '"event":4506' "$work/web04.log")
 [ "$drop_lines" -le 4 ] || fail "web04: 4506 is said once per 10 s with the count, not per batch: $drop_lines lines"
 ok
-expect "the server logs the declared gap (4506 with the count)" grep -q '"event":4506.*web04.example.test.*"dropped":'"$lost" "$work/server.log"
+expect "the server logs the declared gaps (4506 with the count)" grep -q '"event":4506.*web04.example.test.*"dropped":' "$work/server.log"
 expect "no DATA out of order" bash -c "! grep -q '\"event\":30063' '$work/server.log'"
 echo "drop-oldest: web04 sent 200000, $web04_stored stored, $lost declared dropped; its folder peaked at $folder_max bytes (bound 65536, $(wc -l <"$work/web04-folder-sizes") samples); $drop_lines lines of 4506"
 
