@@ -113,7 +113,7 @@ web04_pid=$started_pid
 # queue; the agent is stopped during each sample, so it is one state of it.
 (while kill -STOP "$web04_pid" 2>/dev/null; do
    find "$work/queue-web04.example.test" -name 'queue-*.log' -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'
-   kill -CONT "$web04_pid"
+   kill -CONT "$web04_pid" 2>/dev/null  # (it may have ended: a zombie takes the STOP)
    sleep 0.02
  done >"$work/web04-folder-sizes") &
 sampler_pid=$!
@@ -287,10 +287,16 @@ wait_exit "$bounded_pid" 1
 n=$("$gatehouse" store --config "$work/server.toml" dump --agent web02.example.test | grep -c 'web02 bounded')
 [ "$n" = 100000 ] || fail "bounded memory: want 100000 lines stored, have $n"
 ok
-[ "$peak_queued" -lt 49152 ] && [ "$peak_drain" -lt 49152 ] ||
-  fail "the agent's RSS must stay bounded (< 48 MiB) with 100 MB queued: $peak_queued KiB queueing, $peak_drain KiB draining"
-ok
-echo "bounded memory: 100 MB queued; agent peak RSS $peak_queued KiB while queueing, $peak_drain KiB restarted on it and draining"
+# ASan keeps freed memory in quarantine (256 MB): the bound is checked in
+# the build without it (tools/test runs both).
+if ldd "$gatehouse" 2>/dev/null | grep -q libasan; then
+  echo "bounded memory: an ASan build ($peak_queued / $peak_drain KiB, quarantine included): the bound is checked in the optimized build"
+else
+  [ "$peak_queued" -lt 49152 ] && [ "$peak_drain" -lt 49152 ] ||
+    fail "the agent's RSS must stay bounded (< 48 MiB) with 100 MB queued: $peak_queued KiB queueing, $peak_drain KiB draining"
+  ok
+  echo "bounded memory: 100 MB queued; agent peak RSS $peak_queued KiB while queueing, $peak_drain KiB restarted on it and draining"
+fi
 
 # 5. A Kerberos agent (no certificate, no CA) against a real KDC; the server
 #    takes cert and Kerberos agents on one port.
