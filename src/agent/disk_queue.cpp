@@ -265,6 +265,9 @@ bool DiskQueue::append(const std::vector<std::string>& events, uint64_t& dropped
   last_seq_ = seq;
   segments_.back().size_bytes += records.size();
   disk_bytes_ += records.size();
+  // Each write, also the first part of a batch that waits for room: the
+  // sender must have it to earn the ACKs that make the room.
+  if (on_ready_) on_ready_();
   if (taken == events.size()) return true;
   lock.unlock();
   return append({events.begin() + static_cast<ptrdiff_t>(taken), events.end()}, dropped);
@@ -311,9 +314,9 @@ void DiskQueue::add_to_window(QueuedEvent event) {
   window_.push_back(std::move(event));
 }
 
-void DiskQueue::set_on_loaded(std::function<void()> on_loaded) {
+void DiskQueue::set_on_ready(std::function<void()> on_ready) {
   std::lock_guard lock(mutex_);
-  on_loaded_ = std::move(on_loaded);
+  on_ready_ = std::move(on_ready);
 }
 
 proto::Incarnation DiskQueue::session_incarnation() const {
@@ -448,7 +451,7 @@ void DiskQueue::read_ahead(std::unique_lock<std::mutex>& lock) {
   }
   const bool more = !read.empty() || read_through > window_through_;
   window_through_ = std::max(window_through_, read_through);
-  if (more && on_loaded_) on_loaded_();
+  if (more && on_ready_) on_ready_();
 }
 
 // Replaced atomically. A failed write is retried on the next pass; one lost

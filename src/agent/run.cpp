@@ -15,6 +15,7 @@
 
 #include "gatehouse/agent/agent_service.h"
 #include "gatehouse/agent/input_file.h"
+#include "gatehouse/agent/input_journal.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/runtime/runtime.h"
 #include "krb/gss.h"
@@ -54,8 +55,6 @@ class DropReport {
 
 struct Input {
   DiskQueue& queue;
-  runtime::Runtime& runtime;
-  AgentService& service;  // told when the queue has new events
   std::atomic<bool> stop{false};
   std::atomic<bool> ended{false};
   std::atomic<bool> failed{false};  // the queue could not write
@@ -76,7 +75,6 @@ struct Input {
       return false;
     }
     dropped += dropped_now;  // said by DropReport
-    runtime.shard(0).post({&service, 0, nullptr});
     return true;
   }
 
@@ -160,6 +158,29 @@ struct Input {
     if (!stop) take();
   }
 
+  // Journal entries until its end (with `follow`: until stop); the cursor is
+  // saved after each batch is in the queue.
+  void read_journal(InputJournal& journal, bool follow) {
+    InputJournal::Batch batch;
+    std::string why;
+    while (!stop) {
+      if (!journal.next(kInputBatchMax, kLineMaxBytes, batch, why)) {
+        log::emit(log::Level::error, log::EventId::input_position, why + "; no more input is taken");
+        failed = true;
+        return;
+      }
+      for (uint64_t size_bytes : batch.refused_bytes) refuse_line(size_bytes);
+      if (!batch.lines.empty() && !taken(batch.lines)) return;
+      if (!journal.save(queue.last_seq(), why)) {
+        log::emit(log::Level::warning, log::EventId::queue_write_failed,
+                  "cannot save the journal cursor (a restart would skip what the queue holds): " + why);
+      }
+      if (!batch.at_end) continue;
+      if (!follow) return;
+      journal.wait(kFollowPoll.count());
+    }
+  }
+
   // `count` events (0: endless) at `rate` per second.
   void synthesize(const std::string& name, double rate, uint64_t count) {
     const auto started = std::chrono::steady_clock::now();
@@ -223,6 +244,16 @@ bool run(const config::Config& config, const InputSource& source) {
     return false;
   }
 
+  // Where the input resumes, before anything runs.
+  std::unique_ptr<InputFile> input_file;
+  std::unique_ptr<InputJournal> input_journal;
+  if (!source.path.empty()) input_file = InputFile::open(source.path, config.queue_dir, queue->last_seq(), why);
+  if (source.journal) input_journal = InputJournal::open(source.journal_dir, config.queue_dir, queue->last_seq(), why);
+  if ((!source.path.empty() && input_file == nullptr) || (source.journal && input_journal == nullptr)) {
+    log::emit(log::Level::error, log::EventId::config_invalid, why);
+    return false;
+  }
+
   runtime::RuntimeLimits limits = config.runtime;
   limits.shards = 1;
   limits.connections_per_shard = 16;
@@ -246,23 +277,15 @@ bool run(const config::Config& config, const InputSource& source) {
             {{"gateways", static_cast<uint64_t>(config.gateways.size())}, {"queued", queue->queued_events()},
              {"acked_seq", queue->acked_seq()}});
   runtime.shard(0).post({service, AgentService::kStart, nullptr});
-  // Events read ahead from disk: the sender goes on.
-  queue->set_on_loaded([&runtime, service] { runtime.shard(0).post({service, 0, nullptr}); });
+  // Events written or read ahead from disk: the sender goes on.
+  queue->set_on_ready([&runtime, service] { runtime.shard(0).post({service, 0, nullptr}); });
 
-  std::unique_ptr<InputFile> input_file;
-  if (!source.path.empty()) {
-    input_file = InputFile::open(source.path, config.queue_dir, queue->last_seq(), why);
-    if (input_file == nullptr) {
-      log::emit(log::Level::error, log::EventId::config_invalid, why);
-      runtime.stop();
-      runtime.join();
-      return false;
-    }
-  }
-  Input input{*queue, runtime, *service};
+  Input input{*queue};
   std::thread reader([&] {
     if (source.synthetic_rate > 0) {
       input.synthesize(config.name, source.synthetic_rate, source.synthetic_count);
+    } else if (input_journal != nullptr) {
+      input.read_journal(*input_journal, source.follow);
     } else {
       input.read_lines(input_file != nullptr ? input_file->fd() : source.fd, input_file.get(), source.follow);
     }
@@ -287,7 +310,7 @@ bool run(const config::Config& config, const InputSource& source) {
   queue->close_input();
   reader.join();
   drops.report(input.dropped.load(), ticks, true);
-  queue->set_on_loaded({});
+  queue->set_on_ready({});
   runtime.stop();
   runtime.join();
   log::emit(log::Level::info, log::EventId::process_stopping, "agent stopped",

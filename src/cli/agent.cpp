@@ -1,6 +1,7 @@
-// `gatehouse agent`: events from stdin, a file or a synthetic source into the
-// durable queue, and from there to the gateways. With a finite input it exits
-// 0 once every event is durably acknowledged, so scripts can pipe into it.
+// `gatehouse agent`: events from stdin, a file, the systemd journal or a
+// synthetic source into the durable queue, and from there to the gateways.
+// With a finite input it exits 0 once every event is durably acknowledged, so
+// scripts can pipe into it.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -29,9 +30,11 @@ bool parse_number(std::string_view text, double& value) {
 
 int run_agent(int argc, char** argv, int first) {
   static constexpr std::string_view kUsage =
-      "gatehouse agent --config FILE [--file F | --synthetic RATE [--count N]] [--follow]";
-  static constexpr FlagSpec kFlags[] = {
-      {"--config", true}, {"--file", true}, {"--synthetic", true}, {"--count", true}, {"--follow", false}};
+      "gatehouse agent --config FILE [--file F | --journal | --journal-dir DIR | --synthetic RATE [--count N]] "
+      "[--follow]";
+  static constexpr FlagSpec kFlags[] = {{"--config", true},  {"--file", true},        {"--journal", false},
+                                        {"--journal-dir", true}, {"--synthetic", true}, {"--count", true},
+                                        {"--follow", false}};
   Args args;
   std::string why;
   if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse agent", why, kUsage);
@@ -43,8 +46,10 @@ int run_agent(int argc, char** argv, int first) {
   if (args.has("--count") && (!args.has("--synthetic") || !parse_number(*args.value("--count"), count))) {
     return usage_error("gatehouse agent", "--count N goes with --synthetic", kUsage);
   }
-  if (args.has("--file") && args.has("--synthetic")) {
-    return usage_error("gatehouse agent", "--file and --synthetic exclude each other", kUsage);
+  int inputs = 0;
+  for (const char* input : {"--file", "--journal", "--journal-dir", "--synthetic"}) inputs += args.has(input) ? 1 : 0;
+  if (inputs > 1) {
+    return usage_error("gatehouse agent", "one input: --file, --journal, --journal-dir or --synthetic", kUsage);
   }
   config::Config config;
   int exit_code = kExitOk;
@@ -58,6 +63,8 @@ int run_agent(int argc, char** argv, int first) {
       return kExitFailure;
     }
   }
+  source.journal = args.has("--journal") || args.has("--journal-dir");
+  if (auto directory = args.value("--journal-dir")) source.journal_dir = std::string(*directory);
   source.synthetic_rate = rate;
   source.synthetic_count = static_cast<uint64_t>(count);
   source.follow = args.has("--follow");

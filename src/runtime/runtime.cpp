@@ -147,13 +147,9 @@ bool Runtime::start(const ServiceFactory& factory, std::string& why) {
     services_.push_back(factory(i));
     shards_.push_back(std::make_unique<Shard>(i, limits_, *services_.back(), std::move(listeners_[i])));
   }
-  std::mutex mutex;
-  std::condition_variable ready;
-  uint32_t reported = 0;
-  std::string first_failure;
   const uint32_t cores = online_cores();
   for (uint32_t i = 0; i < shard_count_; ++i) {
-    threads_.emplace_back([&, i] {
+    threads_.emplace_back([this, i, cores] {
       Shard& shard = *shards_[i];
       const std::string name = "gh-shard-" + std::to_string(i);
       pthread_setname_np(pthread_self(), name.c_str());
@@ -167,18 +163,18 @@ bool Runtime::start(const ServiceFactory& factory, std::string& why) {
       std::string failure;
       const bool ok = shard.init(failure);
       {
-        std::lock_guard lock(mutex);
-        if (!ok && first_failure.empty()) first_failure = "shard " + std::to_string(i) + ": " + failure;
-        ++reported;
+        std::lock_guard lock(started_mutex_);
+        if (!ok && first_failure_.empty()) first_failure_ = "shard " + std::to_string(i) + ": " + failure;
+        ++shards_reported_;
       }
-      ready.notify_all();
+      started_.notify_all();
       if (ok) shard.run();
     });
   }
-  std::unique_lock lock(mutex);
-  ready.wait(lock, [&] { return reported == shard_count_; });
-  if (!first_failure.empty()) {
-    why = first_failure;
+  std::unique_lock lock(started_mutex_);
+  started_.wait(lock, [&] { return shards_reported_ == shard_count_; });
+  if (!first_failure_.empty()) {
+    why = first_failure_;
     lock.unlock();
     stop();
     join();

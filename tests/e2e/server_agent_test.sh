@@ -252,6 +252,65 @@ expect "--follow stops on SIGTERM" wait_exit "$follow_pid" 10
 ok
 echo "resumable inputs: kill -9 during --file, then the same command: 100000 of 100000 lines once; --follow: 2500 + 700 + 300 through appends, a rotation and a truncation"
 
+# 4f. The systemd journal as input: real journal files (systemd-journal-remote
+#     from export format; journald need not run). kill -9 mid-way, and the
+#     crash between the queue's write and the cursor's (an older cursor file
+#     put back): the same command goes on, every entry stored once, the
+#     oversized one refused (30043), never cut. --follow takes a new journal
+#     file in the folder.
+journal_remote=/lib/systemd/systemd-journal-remote
+journal="$work/journal"
+mkdir -p "$journal"
+python3 "$root/tests/e2e/journal_export.py" 1 30000 web04 | "$journal_remote" -o "$journal/first.journal" - 2>/dev/null ||
+  fail "systemd-journal-remote could not write the test journal (tools/bootstrap installs it)"
+printf 'queue_max_bytes = 262144\n' | cat - "$work/web04.example.test.toml" >"$work/web04-paced.toml"
+journal_stored() { "$gatehouse" store --config "$work/server.toml" dump --agent web04.example.test | grep -o "web04 entry [0-9]*"; }
+journal_count_at_least() { [ "$(journal_stored | wc -l)" -ge "$1" ]; }
+# How far the agent has queued: the journal's seqnum (hex) in its saved cursor.
+journal_queued_at_least() {
+  local i
+  i=$(sed -n 's/.*;i=\([0-9a-f]*\);.*/\1/p' "$work/queue-web04.example.test/journal-cursor" 2>/dev/null)
+  [ -n "$i" ] && [ $((16#$i)) -ge "$1" ]
+}
+start agent "$work/web04-paced.toml" "$work/web04-journal.log" --journal-dir "$journal"
+journal_pid=$started_pid
+expect "the journal input is under way" wait_for 30 journal_queued_at_least 5000
+kill -STOP "$journal_pid"
+cp "$work/queue-web04.example.test/journal-cursor" "$work/journal-cursor.older"
+kill -CONT "$journal_pid"
+expect "more of the journal queued after the cursor was copied" wait_for 30 journal_queued_at_least 12000
+kill -KILL "$journal_pid"
+wait "$journal_pid" 2>/dev/null
+journal_queued_at_least 30000 && fail "the kill came too late: every entry was queued already"
+cp "$work/journal-cursor.older" "$work/queue-web04.example.test/journal-cursor"
+start agent "$work/web04-paced.toml" "$work/web04-journal.log" --journal-dir "$journal"
+expect "the same --journal-dir command finishes" wait_exit "$started_pid" 90
+[ "$rc" = 0 ] || fail "resumed --journal-dir exit $rc"
+entries=$(journal_stored)
+[ "$(wc -l <<<"$entries")" = 30000 ] && [ "$(sort -u <<<"$entries" | wc -l)" = 30000 ] ||
+  fail "kill -9 during --journal-dir: want 30000 entries once each, have $(wc -l <<<"$entries") ($(sort -u <<<"$entries" | wc -l) distinct)"
+ok
+skipped=$(grep '"event":30049.*resumes after the saved cursor' "$work/web04-journal.log" | grep -o '"entries_already_queued":[0-9]*' | cut -d: -f2)
+[ "${skipped:-0}" -gt 0 ] || fail "the restart on an older cursor must skip what the queue held (30049), saw '${skipped:-}'"
+ok
+expect "the oversized entry refused whole (30043)" grep -q '"event":30043.*refused, not cut' "$work/web04-journal.log"
+# (The dump prints each payload as a JSON string: its quotes escaped.)
+first=$("$gatehouse" store --config "$work/server.toml" dump --agent web04.example.test | grep -m1 -F 'web04 entry 1\"')
+grep -qF '\"BLOB\":[255,254,0,98,105,110]' <<<"$first" && grep -qF '\"TWICE\":[\"one\",\"two\"]' <<<"$first" &&
+  grep -qF '\"__CURSOR\":\"s=' <<<"$first" || fail "entry 1 as JSON (binary field as bytes, a repeated field as an array): $first"
+ok
+start agent "$work/web04.example.test.toml" "$work/web04-follow.log" --journal-dir "$journal" --follow
+journal_follow_pid=$started_pid
+python3 "$root/tests/e2e/journal_export.py" 30001 30500 web04 | "$journal_remote" -o "$journal/second.journal" - 2>/dev/null
+expect "--journal-dir --follow takes a new journal file" wait_for 30 journal_count_at_least 30500
+kill -TERM "$journal_follow_pid"
+expect "--journal-dir --follow stops on SIGTERM" wait_exit "$journal_follow_pid" 10
+entries=$(journal_stored)
+[ "$(wc -l <<<"$entries")" = 30500 ] && [ "$(sort -u <<<"$entries" | wc -l)" = 30500 ] ||
+  fail "--follow: want 30500 entries once each, have $(wc -l <<<"$entries")"
+ok
+echo "journal input: kill -9 and an older cursor put back: 30000 of 30000 entries once ($skipped skipped as already queued), 1 oversized refused; --follow: 500 more from a new file"
+
 # 4e. Bounded memory: 100 MB queued while the server is down; the agent's
 #     peak RSS stays far below the queue (it holds a 4 MiB window and reads
 #     ahead from disk), also when it is restarted on the full queue and while

@@ -208,7 +208,7 @@ TEST_CASE("disk queue: only a window is in memory; the rest is read ahead from d
   std::mutex mutex;
   std::condition_variable loaded;
   uint64_t loads = 0;
-  queue->set_on_loaded([&] {
+  queue->set_on_ready([&] {
     std::lock_guard lock(mutex);
     ++loads;
     loaded.notify_all();
@@ -235,6 +235,51 @@ TEST_CASE("disk queue: only a window is in memory; the rest is read ahead from d
     }
   }
   CHECK(loads >= 20);  // read from disk a window at a time, not held whole
-  queue->set_on_loaded({});
+  queue->set_on_ready({});
   CHECK(queue->queued_events() == 0);
+}
+
+// A batch larger than a block queue's room is written in parts: the sender
+// hears of each part (on_ready), since only its ACKs make room for the rest.
+// (It once heard of the batch only when all of it was in: the input waited
+// for room, the sender for events, until a heartbeat woke it.)
+TEST_CASE("disk queue: block with a batch past the bound: the sender is told of each part written") {
+  QueueDir dir;
+  auto queue = dir.open(300, FullPolicy::block);  // 12 "event N" records fit
+  std::mutex mutex;
+  std::condition_variable ready;
+  uint64_t readies = 0;
+  queue->set_on_ready([&] {
+    std::lock_guard lock(mutex);
+    ++readies;
+    ready.notify_all();
+  });
+  std::atomic<bool> appended{false};
+  std::thread input([&] {
+    uint64_t ignored = 0;
+    appended = queue->append(events(1, 100), ignored);
+  });
+  // The sender: takes what there is; the server acknowledges it once the
+  // sender has run dry (so the room comes only from ACKs of all it had).
+  uint64_t sent_through = 0;
+  QueuedEvent event;
+  while (sent_through < 100) {
+    if (queue->next_after(sent_through, event)) {
+      REQUIRE(event.seq == sent_through + 1);
+      sent_through = event.seq;
+      continue;
+    }
+    std::unique_lock lock(mutex);
+    const uint64_t readies_before = readies;
+    lock.unlock();
+    queue->acknowledge(sent_through);
+    if (queue->next_after(sent_through, event)) continue;  // written meanwhile (and told)
+    lock.lock();
+    REQUIRE_MESSAGE(ready.wait_for(lock, 5s, [&] { return readies != readies_before; }),
+                    "the sender was not told of events written (sent through " << sent_through << ")");
+  }
+  input.join();
+  queue->set_on_ready({});
+  CHECK(appended.load());
+  CHECK(queue->last_seq() == 100);
 }

@@ -64,11 +64,12 @@ class DiskQueue {
   // queue's own thread.
   void acknowledge(uint64_t seq);
   // The first queued event with seq > `after`; false when there is none, or
-  // when it is on disk only: then it is read, and `on_loaded` called.
+  // when it is on disk only: then it is read, and `on_ready` called.
   bool next_after(uint64_t after, QueuedEvent& event);
-  // Called (on the queue's thread, under its lock: post, do not block) when
-  // events read from disk are ready. Cleared before the sender stops.
-  void set_on_loaded(std::function<void()> on_loaded);
+  // Called (under the queue's lock: post, do not block) when the sender has
+  // new events: on the input's thread after each write, on the queue's own
+  // after reading ahead from disk. Cleared before the sender stops.
+  void set_on_ready(std::function<void()> on_ready);
 
   // A session's start: the incarnation holding the first seq the server has
   // not acknowledged (the latest one when there is none; id 0: no event yet).
@@ -136,7 +137,7 @@ class DiskQueue {
   uint64_t window_from_ = 1;
   uint64_t window_through_ = 0;
   bool read_ahead_due_ = false;     // the sender wants events past window_through_
-  std::function<void()> on_loaded_;
+  std::function<void()> on_ready_;
   uint64_t acked_seq_ = 0;          // the server's: events through it are stored
   uint64_t last_seq_ = 0;           // of durable events (dropped ones included)
   std::vector<proto::Incarnation> incarnations_;  // oldest first; only the input thread adds

@@ -12,9 +12,11 @@ namespace gatehouse::agent {
 struct InputSource {
   int fd = 0;                    // lines from this descriptor (stdin) ...
   std::string path;              // ... or this file (--file), resumed where the last run stopped
+  bool journal = false;          // ... or the systemd journal (--journal), resumed at its saved cursor:
+  std::string journal_dir;       //     of this machine, or the journal files in this folder (--journal-dir)
   double synthetic_rate = 0;     // ... or, above 0, synthetic events per second
   uint64_t synthetic_count = 0;  // how many synthetic events; 0: endless
-  bool follow = false;           // keep running once the input ended (a file: follow it like tail -F)
+  bool follow = false;           // keep running once the input ended (a file: follow it like tail -F; the journal: its new entries)
 };
 
 // False when it could not start, or the queue could not write (logged).

@@ -2,8 +2,10 @@
 // once per shard with SO_REUSEPORT so the kernel spreads connections.
 #pragma once
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +44,13 @@ class Runtime {
   std::vector<std::unique_ptr<Service>> services_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::vector<std::thread> threads_;
+  // Shards report their ring setup here. Members, not start()'s locals: a
+  // shard still notifying must not touch a condition variable start() has
+  // already returned past (it hung a shard in pthread_cond_broadcast).
+  std::mutex started_mutex_;
+  std::condition_variable started_;
+  uint32_t shards_reported_ = 0;
+  std::string first_failure_;
 };
 
 // An IP literal and a port (as config::Endpoint holds them) as a socket address.
