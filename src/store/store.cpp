@@ -293,7 +293,7 @@ bool EventStore::write_pending() {
       log::emit(log::Level::error, log::EventId::store_write_failed,
                 "the event store cannot write; stopping without acknowledging (agents keep their events): " + why);
       log::stop_writer();
-      std::abort();
+      std::_Exit(EXIT_FAILURE);  // now: no other thread may acknowledge meanwhile
     }
     if (!waited) {
       log::emit(log::Level::error, log::EventId::store_disk_full,

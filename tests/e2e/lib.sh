@@ -2,11 +2,15 @@
 # dev PKI per run, every process stopped by pid on exit.
 # Needs: $gatehouse (the binary), $work (a scratch folder).
 pids=()
+mounts=()  # file systems a test mounted (unmounted at exit, before the folder goes)
+loops=()   # loop devices a test attached
 failures=0
 checks=0
 cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
   wait 2>/dev/null
+  for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null; done
+  for m in "${mounts[@]}"; do umount -l "$m" 2>/dev/null; done
   [ "${KEEP_WORK:-}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT

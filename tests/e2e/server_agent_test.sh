@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Agents straight to a server, as real processes: approvals granted live,
 # exactly-once through kill -9 of the server and of an agent, Kerberos agents
-# against a real KDC. usage: server_agent_test.sh GATEHOUSE SOURCE_ROOT
+# against a real KDC, full and failing disks. usage: server_agent_test.sh GATEHOUSE SOURCE_ROOT
 set -u
 gatehouse=$1
 root=$2
@@ -475,5 +475,63 @@ start server "$work/server.toml" "$work/server.log" || exit 1
 kill -TERM "$started_pid"
 expect "the salvaged store's server stops on SIGTERM" wait_exit "$started_pid" 10
 echo "store damage: one flipped byte at $offset of $size; refused to start; salvage kept $kept records, named $lost event(s) lost ($before -> $after)"
+
+# 8. The store's disk fails under it: fdatasync returns EIO (its events folder
+#    an ext4 on a loop device whose backing file sits on a 3 MiB tmpfs; the
+#    file system outgrows it). The server stops (exit 1) with 30041 naming the
+#    segment file, and acknowledges nothing it could not sync: every event the
+#    agent saw acknowledged is in the store (read back from the image), every
+#    other one is still in the agent's queue.
+eio_ready() {
+  mkdir -p "$work/eio-backing" "$work/data-eio/events" &&
+    mount -t tmpfs -o size=3m tmpfs "$work/eio-backing" 2>/dev/null && mounts+=("$work/eio-backing") &&
+    truncate -s 64M "$work/eio-backing/disk.img" && mkfs.ext4 -q -F "$work/eio-backing/disk.img" &&
+    eio_dev=$(losetup -f --show "$work/eio-backing/disk.img" 2>/dev/null) && loops+=("$eio_dev")
+}
+if unshare -m true 2>/dev/null && eio_ready; then
+  sed "s|^data_dir = .*|data_dir = \"$work/data-eio\"|; s|^listen = .*|listen = \"127.0.0.1:0\"|" "$work/server.toml" \
+    >"$work/server-eio.toml"
+  cat >"$work/in-eio-namespace" <<WRAP
+#!/usr/bin/env bash
+# gatehouse with its events folder on the failing disk, mounted in a namespace of its own
+exec unshare -m bash -c 'mount "$eio_dev" "$work/data-eio/events" && exec "$gatehouse" "\$@"' gatehouse "\$@"
+WRAP
+  chmod +x "$work/in-eio-namespace"
+  real_gatehouse=$gatehouse
+  gatehouse="$work/in-eio-namespace"
+  start server "$work/server-eio.toml" "$work/server-eio.log"
+  gatehouse=$real_gatehouse
+  eio_server=$started_pid
+  expect "approve web02 at the failing-disk server" quiet "$gatehouse" approve --config "$work/server-eio.toml" agent web02.example.test --action create
+  agent_config web02.example.test "$port"
+  sed -i "s|queue_dir = .*|queue_dir = \"$work/queue-eio\"|" "$work/web02.example.test.toml"
+  seq 1 60000 | sed 's/^/web02 to a server whose disk fails, a line of about one hundred bytes: /' >"$work/input-eio"
+  start agent "$work/web02.example.test.toml" "$work/web02-eio.log" --file "$work/input-eio"
+  eio_agent=$started_pid
+  expect "the failing-disk server stops" wait_exit "$eio_server" 60
+  [ "$rc" = 1 ] || fail "a failed fdatasync stops the server with exit 1, not $rc"
+  grep '"event":30041' "$work/server-eio.log" | grep -q "$work/data-eio/events/events-.*Input/output error" ||
+    fail "30041 must name the segment file and the error: $(grep '"event":30041' "$work/server-eio.log")"
+  ok
+  expect "the agent keeps its events (still running)" kill -0 "$eio_agent"
+  kill -TERM "$eio_agent"
+  wait_exit "$eio_agent" 10
+  acked=$(cat "$work/queue-eio/acked")
+  last=$(grep '"event":30002' "$work/web02-eio.log" | grep -o '"last_seq":[0-9]*' | cut -d: -f2)
+  queued=$(grep '"event":30002' "$work/web02-eio.log" | grep -o '"queued":[0-9]*' | cut -d: -f2)
+  # Read back as after a reboot: a copy of the image (on a disk with room),
+  # its journal replayed by the mount.
+  cp --sparse=always "$work/eio-backing/disk.img" "$work/eio-copy.img"
+  eio_dump=$(unshare -m bash -c 'mount -o loop "$1" "$2/data-eio/events" && "$3" store --config "$2/server-eio.toml" dump --agent web02.example.test' \
+    _ "$work/eio-copy.img" "$work" "$gatehouse" | grep -o '"seq":[0-9]*' | cut -d: -f2 | sort -n -u)
+  in_store=$(awk -v a="$acked" '$1 <= a' <<<"$eio_dump" | grep -c .)
+  [ "$acked" -ge 1 ] && [ "$in_store" = "$acked" ] && [ $((last - acked)) = "$queued" ] && [ "$queued" -ge 1 ] ||
+    fail "EIO: $acked acknowledged, $in_store of them in the store; the agent holds $queued (last seq $last)"
+  ok
+  echo "store disk EIO: the server stopped (30041, exit 1); $acked acknowledged events all in the store, $queued still in the agent's queue"
+else
+  echo "SKIP: no mount namespace or loop device here: the store's failing disk (EIO)"
+fi
+
 echo "server-agent: $((checks - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]
