@@ -217,6 +217,31 @@ if ip netns add "$ns" 2>/dev/null; then
   [ "$left" = "$agents" ] || fail "want all $agents agents to find gw1 silent again (21006), $left did"
   ok
   echo "gateway black-holed: all $agents agents left it for gw2 and finished $finished_ms ms after the link went down"
+
+  # 8. A slow link is not a dead one: gw1's link back, limited to 2 Mbit/s
+  #    each way (tc tbf), 12 agents offering ~3 MB/s through it. Their DATA
+  #    queues behind the limit, yet traffic still comes back (ACKs, CREDITs,
+  #    PONGs), so no agent declares gw1 silent or leaves it; exact counts.
+  ip link set "gha$$" up
+  tc qdisc add dev "gha$$" root tbf rate 2mbit burst 16kb latency 300ms &&
+    ip netns exec "$ns" tc qdisc add dev "ghA$$" root tbf rate 2mbit burst 16kb latency 300ms ||
+    fail "cannot rate-limit gw1's link with tc tbf"
+  silent_before=$(cat "$work"/web*.log | grep -c '"event":21006.*no answer from the parent for')
+  gw2_opens_before=$(grep -c '"event":30050.*gw2.example.test' "$work"/web*.log | awk -F: '{s += $2} END {print s}')
+  gatehouse="$work/in-agents-namespace"
+  start_agents 4000 4000
+  gatehouse=$real_gatehouse
+  slow_from=$(date +%s%3N)
+  expect "the agents finish through the rate-limited gw1" wait_agents 120
+  slow_ms=$(( $(date +%s%3N) - slow_from ))
+  check_exact $((24000 + 12 * 132000 + 12 * 8000 + 12 * 4000)) "through the rate-limited link"
+  silent_after=$(cat "$work"/web*.log | grep -c '"event":21006.*no answer from the parent for')
+  gw2_opens_after=$(grep -c '"event":30050.*gw2.example.test' "$work"/web*.log | awk -F: '{s += $2} END {print s}')
+  [ "$silent_after" = "$silent_before" ] && [ "$gw2_opens_after" = "$gw2_opens_before" ] ||
+    fail "a slow link was taken for a dead one: $((silent_after - silent_before)) 21006, $((gw2_opens_after - gw2_opens_before)) sessions on gw2"
+  ok
+  sent_bytes=$(ip netns exec "$ns" tc -s qdisc show dev "ghA$$" 2>/dev/null | grep -o 'Sent [0-9]* bytes' | head -1 | cut -d' ' -f2)
+  echo "rate-limited gw1 (tc tbf 2 Mbit/s): 12 x 4000 events in $slow_ms ms, ${sent_bytes:-?} bytes up the link, no agent left it"
   ip netns del "$ns"
   ip link del "ghb$$" 2>/dev/null
   ip link del "gha$$" 2>/dev/null
