@@ -249,11 +249,15 @@ bool ChildLink::send(const proto::Frame& frame) { return welcomed() && session_-
 bool ChildLink::send_encoded(std::span<const std::byte> frames) { return welcomed() && session_->send_encoded(frames); }
 
 void ChildLink::flush(runtime::Shard& shard) {
-  if (session_ != nullptr) flush_ciphertext(shard, conn_, *session_);
+  if (session_ == nullptr) return;
+  session_->seal();
+  flush_ciphertext(shard, conn_, *session_);
 }
 
 void ChildLink::close(runtime::Shard& shard) {
-  if (connected_) shard.close(conn_);
+  if (!connected_) return;
+  flush(shard);  // what was sent goes before the close
+  shard.close(conn_);
 }
 
 void ChildLink::reconnect_now(runtime::Shard& shard) {

@@ -6,6 +6,12 @@
 #include "tls/session.h"
 
 namespace gatehouse::net {
+namespace {
+
+constexpr size_t kRecordPlaintextMaxBytes = 16'384;  // TLS's limit for one record
+constexpr size_t kPlaintextKeepBytes = 1'024;        // what a sealed, quiet session keeps
+
+}  // namespace
 
 ChildSession::ChildSession(const ChildOptions& options, proto::SpillPool& spill_pool)
     : options_(options), tls_(std::make_unique<tls::Session>(options.tls->current(), options.parent_name)), decoder_(&spill_pool) {
@@ -136,14 +142,26 @@ bool ChildSession::on_pre_welcome_frame(const proto::Frame& frame, Handler& hand
 }
 
 bool ChildSession::send(const proto::Frame& frame) {
-  // One per thread, not per session: the frame is sealed into the TLS stream at
-  // once, and a load generator holds tens of thousands of sessions.
+  // One per thread, not per session: a load generator holds tens of thousands.
   thread_local std::vector<std::byte> frame_buffer(proto::kFrameMaxBytes);
   const proto::EncodeResult encoded = proto::encode(frame, frame_buffer);
   if (encoded.error != proto::ProtoError::none) return false;
-  return tls_->write(std::span(frame_buffer).first(encoded.size_bytes));
+  const std::span<const std::byte> bytes = std::span(frame_buffer).first(encoded.size_bytes);
+  if (plaintext_.size() + bytes.size() > kRecordPlaintextMaxBytes && !seal()) return false;
+  if (bytes.size() > kRecordPlaintextMaxBytes) return tls_->write(bytes);
+  plaintext_.insert(plaintext_.end(), bytes.begin(), bytes.end());
+  return true;
 }
 
-bool ChildSession::send_encoded(std::span<const std::byte> frames) { return tls_->write(frames); }
+bool ChildSession::send_encoded(std::span<const std::byte> frames) { return seal() && tls_->write(frames); }
+
+bool ChildSession::seal() {
+  if (plaintext_.empty()) return true;
+  const bool sealed = tls_->write(plaintext_);
+  plaintext_.clear();
+  // A quiet session (one event now and then) keeps no record-sized buffer.
+  if (plaintext_.capacity() > kPlaintextKeepBytes) std::vector<std::byte>().swap(plaintext_);
+  return sealed;
+}
 
 }  // namespace gatehouse::net

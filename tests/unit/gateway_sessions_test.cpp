@@ -539,24 +539,31 @@ TEST_CASE("server role: a deleted approval ends the live sessions it covered at 
   auto operator_cli = server::Registry::open(server.dir.path, why);  // `gatehouse approve` in another process
   REQUIRE_MESSAGE(operator_cli != nullptr, why);
   server.registry->watch(10);
-  auto after_delete = [&](const std::function<void()>& edit) {
-    const uint64_t version = server.registry->approvals_version();
+  // Waits for the deletion itself to be in force (`name` gone), not for any
+  // new version: the watcher's first inventory write (bindings on first use)
+  // makes one too, and once made the shard saw the old approvals.
+  auto after_delete = [&](const std::function<void()>& edit, const std::string& name) {
     edit();
-    REQUIRE(wait_until([&] { return server.registry->approvals_version() != version; }, std::chrono::seconds(5)));
+    REQUIRE(wait_until(
+        [&] {
+          const auto approvals = server.registry->approvals();
+          return !approvals->agents.contains(name) && !approvals->gateways.contains(name);
+        },
+        std::chrono::seconds(5)));
     server.sessions->on_turn_end(children, server.shard);
   };
-  after_delete([&] { REQUIRE(operator_cli->set_agent("web01.example.test", false).empty()); });
+  after_delete([&] { REQUIRE(operator_cli->set_agent("web01.example.test", false).empty()); }, "web01.example.test");
   CHECK(children.sent[5].back().type == proto::FrameType::close);
   CHECK(children.sent[5].back().channel == 2);
   CHECK(children.sent[5].back().reason == proto::Reason::not_approved);
   CHECK(uplink.role.channels.contains(3));  // web02's channel stays
-  after_delete([&] { REQUIRE(operator_cli->set_gateway("gw2.example.test", false).empty()); });
+  after_delete([&] { REQUIRE(operator_cli->set_gateway("gw2.example.test", false).empty()); }, "gw2.example.test");
   CHECK(children.sent[5].back().channel == 1);
   CHECK(children.sent[5].back().reason == proto::Reason::not_approved);
-  after_delete([&] { REQUIRE(operator_cli->set_agent("web03.example.test", false).empty()); });
+  after_delete([&] { REQUIRE(operator_cli->set_agent("web03.example.test", false).empty()); }, "web03.example.test");
   CHECK(children.denied[9] == proto::Reason::not_approved);
   CHECK_FALSE(children.denied.contains(5));
-  after_delete([&] { REQUIRE(operator_cli->set_gateway("gw1.example.test", false).empty()); });
+  after_delete([&] { REQUIRE(operator_cli->set_gateway("gw1.example.test", false).empty()); }, "gw1.example.test");
   CHECK(children.denied[5] == proto::Reason::not_approved);
 }
 

@@ -96,10 +96,11 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   bool on_deadline(runtime::Shard& shard, runtime::ConnId id);
   bool on_send_space(runtime::Shard& shard, runtime::ConnId id);
 
-  // After on_link_up: encodes and seals a frame (queued until flush()).
+  // After on_link_up: encodes a frame into the record being filled (sealed
+  // and queued by flush(), or once a record is full).
   bool send(const proto::Frame& frame);
   bool send_encoded(std::span<const std::byte> frames);
-  // Sealed bytes to the socket, as far as its send queue takes them.
+  // Seals what was sent; sealed bytes to the socket, as far as its send queue takes them.
   void flush(runtime::Shard& shard);
   // Closes the connection once flushed; the usual reconnect follows.
   void close(runtime::Shard& shard);

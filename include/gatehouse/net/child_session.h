@@ -66,10 +66,16 @@ class ChildSession {
   void start();
   // Received ciphertext; calls the handler for what it completes.
   void receive(std::span<const std::byte> ciphertext, Handler& handler);
-  // After on_welcome: encodes, encrypts, and queues one frame.
+  // After on_welcome: encodes one frame into the record being filled; it is
+  // sealed when full (16 KiB) or on seal(). One record for a burst of
+  // events, not one each: the parent opens records, and a record costs it
+  // more than the few hundred bytes of an event in it.
   bool send(const proto::Frame& frame);
-  // Pre-encoded frames (a relay passes them through).
+  // Pre-encoded frames (a relay passes them through): sealed at once, after
+  // what send() has gathered.
   bool send_encoded(std::span<const std::byte> frames);
+  // Seals what send() has gathered (the owner's flush, before ciphertext()).
+  bool seal();
 
   size_t pending_ciphertext_bytes() const;
   // Where sealed bytes go as they are made (tls::Session::set_sink); what
@@ -94,6 +100,8 @@ class ChildSession {
   std::unique_ptr<krb::Initiator> initiator_;
   Stage stage_ = Stage::tls;
   bool kerberos_complete_ = false;
+  // Encoded frames not sealed yet: at most one record's worth (kRecordPlaintextMaxBytes).
+  std::vector<std::byte> plaintext_;
 };
 
 }  // namespace gatehouse::net
