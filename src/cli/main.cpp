@@ -39,7 +39,7 @@ constexpr Command kCommands[] = {
      "dev PKI (init-ca, issue, revoke) and a checker that says why a cert/key/CA set is unusable", run_certs, true},
     {"status", "gatehouse status --config FILE [--json]",
      "health of a running instance: sessions, uplinks, queues, auth failures", run_pending, false},
-    {"store", "gatehouse store --config FILE stats [--json] | dump --agent NAME",
+    {"store", "gatehouse store --config FILE stats [--json] | dump [--agent NAME]",
      "read the server's event store", run_store, true},
     {"check-config", "gatehouse check-config --config FILE [--role gateway|server|agent]",
      "validate a config file; exit 1 with file:line: key: reason for every problem", run_check_config,

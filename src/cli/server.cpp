@@ -1,6 +1,10 @@
 // `gatehouse server`, and the tools that read and edit its state:
 // `gatehouse approve` (registry) and `gatehouse store` (event store).
+#include <algorithm>
 #include <cstdio>
+#include <map>
+#include <set>
+#include <span>
 
 #include "gatehouse/cli/args.h"
 #include "gatehouse/log/log.h"
@@ -32,6 +36,42 @@ void print_json_string(std::string_view text) {
   std::string out;
   log::append_json_string(out, text);
   std::fputs(out.c_str(), stdout);
+}
+
+std::string base64(std::span<const std::byte> bytes) {
+  static constexpr char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    const size_t n = std::min<size_t>(3, bytes.size() - i);
+    uint32_t group = 0;
+    for (size_t k = 0; k < 3; ++k) group = (group << 8) | (k < n ? std::to_integer<uint32_t>(bytes[i + k]) : 0);
+    for (size_t k = 0; k < 4; ++k) out.push_back(k <= n ? kDigits[(group >> (18 - 6 * k)) & 0x3F] : '=');
+  }
+  return out;
+}
+
+// One stored event (or declared gap) as one JSON line. A payload that is not
+// UTF-8 goes as `payload_base64`, so every line is valid JSON and nothing is
+// changed on the way out.
+void print_event(const store::StoredEvent& event) {
+  std::printf("{\"agent\":");
+  print_json_string(event.agent);
+  std::printf(",\"incarnation\":\"%s\"", proto::incarnation_hex(event.incarnation).c_str());
+  if (event.gap_first_seq != 0) {  // the agent declared these dropped (its queue was full)
+    std::printf(",\"gap\":{\"first_seq\":%llu,\"last_seq\":%llu}}\n",
+                static_cast<unsigned long long>(event.gap_first_seq), static_cast<unsigned long long>(event.seq));
+    return;
+  }
+  std::printf(",\"seq\":%llu", static_cast<unsigned long long>(event.seq));
+  const std::string_view payload(reinterpret_cast<const char*>(event.payload.data()), event.payload.size());
+  if (log::valid_utf8(payload)) {
+    std::printf(",\"payload\":");
+    print_json_string(payload);
+  } else {
+    std::printf(",\"payload_base64\":\"%s\"", base64(event.payload).c_str());
+  }
+  std::printf("}\n");
 }
 
 }  // namespace
@@ -190,10 +230,48 @@ int check_store(const config::Config& config, const Args& args, bool salvage, st
   return report.damaged.empty() ? kExitOk : kExitFailure;
 }
 
+namespace {
+
+// Each agent the store holds events of, a JSON line each: how many events,
+// the seqs declared dropped, its incarnations and the last seq stored.
+int list_store_agents(const config::Config& config) {
+  struct Summary {
+    uint64_t events = 0;
+    uint64_t declared_dropped = 0;
+    uint64_t last_seq = 0;
+    std::set<uint64_t> incarnations;
+  };
+  std::map<std::string, Summary> agents;
+  std::string why;
+  const bool ok = store::EventStore::dump(server::events_dir(config), "", [&](const store::StoredEvent& event) {
+    Summary& summary = agents[event.agent];
+    summary.incarnations.insert(event.incarnation);
+    summary.last_seq = std::max(summary.last_seq, event.seq);
+    if (event.gap_first_seq != 0) summary.declared_dropped += event.seq - event.gap_first_seq + 1;
+    else summary.events += 1;
+  }, why);
+  if (!ok) {
+    std::fprintf(stderr, "gatehouse store: %s\n", why.c_str());
+    return kExitFailure;
+  }
+  for (const auto& [name, summary] : agents) {
+    std::printf("{\"agent\":");
+    print_json_string(name);
+    std::printf(",\"events\":%llu,\"declared_dropped\":%llu,\"incarnations\":%zu,\"last_seq\":%llu}\n",
+                static_cast<unsigned long long>(summary.events),
+                static_cast<unsigned long long>(summary.declared_dropped), summary.incarnations.size(),
+                static_cast<unsigned long long>(summary.last_seq));
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
 int run_store(int argc, char** argv, int first) {
   static constexpr std::string_view kUsage =
       "gatehouse store --config FILE stats [--json]\n"
-      "       gatehouse store --config FILE dump --agent NAME\n"
+      "       gatehouse store --config FILE dump [--agent NAME]\n"
+      "       gatehouse store --config FILE agents\n"
       "       gatehouse store --config FILE verify\n"
       "       gatehouse store --config FILE salvage --to DIR";
   static constexpr FlagSpec kFlags[] = {{"--config", true}, {"--json", false}, {"--agent", true}, {"--to", true}};
@@ -203,7 +281,9 @@ int run_store(int argc, char** argv, int first) {
   config::Config config;
   int exit_code = kExitOk;
   if (!load_server_config(args, "gatehouse store", kUsage, config, exit_code)) return exit_code;
-  if (args.positionals.size() != 1) return usage_error("gatehouse store", "say stats, dump, verify or salvage", kUsage);
+  if (args.positionals.size() != 1) {
+    return usage_error("gatehouse store", "say stats, dump, agents, verify or salvage", kUsage);
+  }
   const std::string_view action = args.positionals[0];
   if (action == "verify" || action == "salvage") return check_store(config, args, action == "salvage", kUsage);
   if (action == "stats") {
@@ -228,21 +308,9 @@ int run_store(int argc, char** argv, int first) {
     if (json) std::printf("}\n");
     return kExitOk;
   }
+  if (action == "agents") return list_store_agents(config);
   if (action != "dump") return usage_error("gatehouse store", "unknown action '" + std::string(action) + "'", kUsage);
-  const auto agent = args.value("--agent");
-  if (!agent) return usage_error("gatehouse store", "dump needs --agent NAME", kUsage);
-  const bool ok = store::EventStore::dump(server::events_dir(config), *agent, [](const store::StoredEvent& event) {
-    const std::string incarnation = proto::incarnation_hex(event.incarnation);
-    if (event.gap_first_seq != 0) {  // the agent declared these dropped (its queue was full)
-      std::printf("{\"incarnation\":\"%s\",\"gap\":{\"first_seq\":%llu,\"last_seq\":%llu}}\n", incarnation.c_str(),
-                  static_cast<unsigned long long>(event.gap_first_seq), static_cast<unsigned long long>(event.seq));
-      return;
-    }
-    std::printf("{\"incarnation\":\"%s\",\"seq\":%llu,\"payload\":", incarnation.c_str(),
-                static_cast<unsigned long long>(event.seq));
-    print_json_string({reinterpret_cast<const char*>(event.payload.data()), event.payload.size()});
-    std::printf("}\n");
-  }, why);
+  const bool ok = store::EventStore::dump(server::events_dir(config), args.value("--agent").value_or(""), print_event, why);
   if (!ok) std::fprintf(stderr, "gatehouse store: %s\n", why.c_str());
   return ok ? kExitOk : kExitFailure;
 }

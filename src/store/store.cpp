@@ -334,7 +334,7 @@ bool EventStore::dump(const std::string& dir, std::string_view agent,
   StoreStats stats;
   StoredEvent event;
   auto on_record = [&](const Record& record) {
-    if (record.type == kRecordDuplicates || record.agent != agent) return;
+    if (record.type == kRecordDuplicates || (!agent.empty() && record.agent != agent)) return;
     event.agent = record.agent;
     event.incarnation = record.incarnation;
     event.seq = record.seq;

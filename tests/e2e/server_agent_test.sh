@@ -533,5 +533,36 @@ else
   echo "SKIP: no mount namespace or loop device here: the store's failing disk (EIO)"
 fi
 
+# 9. Events out of the store: `store dump` of every agent is valid JSON line
+#    by line, with the agent on each; a payload that is not UTF-8 (a raw
+#    latin-1 byte) comes out unchanged as payload_base64. `store agents`
+#    lists every agent with its counts, which add up to `store stats`.
+start server "$work/server.toml" "$work/server.log" || exit 1
+server_pid=$started_pid
+agent_config web02.example.test "$port"
+printf 'caf\xe9 latin-1\nweb02 plain utf-8 caf\xc3\xa9\n' >"$work/input-encodings"
+start agent "$work/web02.example.test.toml" "$work/web02-encodings.log" --file "$work/input-encodings"
+expect "web02 sends a latin-1 and a UTF-8 line" wait_exit "$started_pid" 30
+"$gatehouse" store --config "$work/server.toml" dump >"$work/dump-all.jsonl"
+python3 - "$work/dump-all.jsonl" <<'PY' || fail "store dump: not valid JSON line by line, or a payload changed"
+import base64, json, sys
+lines = [json.loads(line) for line in open(sys.argv[1], encoding="utf-8")]
+assert all("agent" in line for line in lines)
+raw = [l for l in lines if l["agent"] == "web02.example.test" and "payload_base64" in l]
+assert [base64.b64decode(l["payload_base64"]) for l in raw] == [b"caf\xe9 latin-1"], raw
+assert any(l.get("payload") == "web02 plain utf-8 caf\u00e9" for l in lines)
+PY
+ok
+s=$(stats "$work/server.toml")
+"$gatehouse" store --config "$work/server.toml" agents >"$work/agents.jsonl"
+listed=$(wc -l <"$work/agents.jsonl")
+listed_events=$(grep -o '"events":[0-9]*' "$work/agents.jsonl" | cut -d: -f2 | awk '{s += $1} END {print s}')
+[ "$listed" = "$(json_field "$s" agents)" ] && [ "$listed_events" = "$(json_field "$s" events)" ] ||
+  fail "store agents: $listed agents, $listed_events events; stats: $s"
+ok
+kill -TERM "$server_pid"
+expect "server stops on SIGTERM" wait_exit "$server_pid" 10
+echo "store out: $(wc -l <"$work/dump-all.jsonl") lines of valid JSON from dump, a latin-1 payload as base64; $listed agents listed, $listed_events events"
+
 echo "server-agent: $((checks - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]

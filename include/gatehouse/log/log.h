@@ -57,5 +57,7 @@ void start_writer();
 void stop_writer();
 
 void append_json_string(std::string& out, std::string_view text);
+// Well-formed UTF-8: a JSON string can hold it as it is.
+bool valid_utf8(std::string_view text);
 
 }  // namespace gatehouse::log

@@ -45,6 +45,7 @@ class EventStore {
   // Read-only scans for `gatehouse store` (safe while a server writes: an
   // incomplete last record is not an error here).
   static bool read_stats(const std::string& dir, StoreStats& stats, std::string& why);
+  // `agent` empty: every agent's, in store order.
   static bool dump(const std::string& dir, std::string_view agent,
                    const std::function<void(const StoredEvent&)>& on_event, std::string& why);
   // Every record checked, damage skipped (`store verify`); with `to_dir`,
