@@ -76,6 +76,13 @@ std::unique_ptr<InputJournal> InputJournal::open(const std::string& directory, c
     why = journal_error("cannot read whole journal fields", r);
     return nullptr;
   }
+  // An empty journal reads like a quiet one: say why it may be empty.
+  if (sd_journal_has_runtime_files(journal) <= 0 && sd_journal_has_persistent_files(journal) <= 0) {
+    log::emit(log::Level::warning, log::EventId::input_position,
+              "no journal files are readable " + (directory.empty() ? std::string("on this machine") : "in " + directory) +
+                  " (journald not running, or no permission: root or the systemd-journal group); with --follow, files "
+                  "are taken as they appear");
+  }
   if (!input->resume(queue_last_seq, why)) return nullptr;
   return input;
 }

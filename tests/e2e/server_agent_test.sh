@@ -272,6 +272,11 @@ journal_queued_at_least() {
   i=$(sed -n 's/.*;i=\([0-9a-f]*\);.*/\1/p' "$work/queue-web04.example.test/journal-cursor" 2>/dev/null)
   [ -n "$i" ] && [ $((16#$i)) -ge "$1" ]
 }
+mkdir -p "$work/journal-empty"
+"$gatehouse" agent --config "$work/web04-paced.toml" --journal-dir "$work/journal-empty" 2>"$work/journal-empty.log"
+[ $? = 0 ] && grep -q '"event":30049.*no journal files are readable' "$work/journal-empty.log" ||
+  fail "an empty journal folder must be said (30049), not read as a quiet journal: $(tail -2 "$work/journal-empty.log")"
+ok
 start agent "$work/web04-paced.toml" "$work/web04-journal.log" --journal-dir "$journal"
 journal_pid=$started_pid
 expect "the journal input is under way" wait_for 30 journal_queued_at_least 5000
@@ -537,7 +542,8 @@ fi
 #    by line, with the agent on each; a payload that is not UTF-8 (a raw
 #    latin-1 byte) comes out unchanged as payload_base64. `store agents`
 #    lists every agent with its counts, which add up to `store stats`.
-start server "$work/server.toml" "$work/server.log" || exit 1
+write_server_config 0 reject
+start server "$work/server.toml" "$work/server-out.log" || exit 1  # a log of its own: its port
 server_pid=$started_pid
 agent_config web02.example.test "$port"
 printf 'caf\xe9 latin-1\nweb02 plain utf-8 caf\xc3\xa9\n' >"$work/input-encodings"
