@@ -62,6 +62,12 @@ void Gate::for_each(const std::function<void(Conn&)>& visit) {
 }
 
 bool Gate::send(runtime::Shard& shard, Conn& conn, const proto::Frame& frame) {
+  // The child learns its heartbeat from HELLO_OK: its idle time starts here,
+  // not at its HELLO (a parent slow to answer the OPEN is not its silence).
+  if (std::holds_alternative<proto::HelloOk>(frame.body)) {
+    conn.gate.welcomed = true;
+    conn.gate.heard_at_ms = shard.now_ms();
+  }
   const proto::EncodeResult encoded = proto::encode(frame, frame_buffer_);
   GH_INVARIANT(encoded.error == proto::ProtoError::none);
   return send_encoded(shard, conn, std::span(frame_buffer_).first(encoded.size_bytes));
@@ -293,7 +299,9 @@ void Gate::on_deadline(TlsServer&, runtime::Shard& shard, Conn& conn) {
 // missed_heartbeats intervals is gone (a frozen host, a half-open socket, a
 // peer holding a slot), and its slot is freed.
 void Gate::idle_check(runtime::Shard& shard, Conn& conn) {
-  if (conn.gate.reading_paused) {  // we hold its bytes back (backpressure): look again later
+  // We hold its bytes back (backpressure), or its welcome waits on the
+  // parent (the uplink's own liveness bounds that): look again later.
+  if (conn.gate.reading_paused || !conn.gate.welcomed) {
     shard.set_deadline(conn.id, options_.idle_timeout_ms);
     return;
   }

@@ -4,6 +4,8 @@
 // with a DENY that says why and an event, without disturbing other sessions.
 #include <doctest/doctest.h>
 
+#include <optional>
+
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -26,7 +28,9 @@ using testing::BlockingClient;
 namespace {
 
 // A parent that welcomes whoever the gate lets through, answers PING, and
-// refuses DATA (so a test can make the role deny an admitted session).
+// refuses DATA (so a test can make the role deny an admitted session). With
+// `defer_next_welcome`, the next session waits for its HELLO_OK until another
+// session sends PING kWelcomeNonce (a parent slow to answer its OPEN).
 class WelcomingRole final : public net::SessionHandler {
  public:
   void on_authenticated(net::Children& gate, runtime::Shard& shard, net::Conn& conn) override {
@@ -34,9 +38,22 @@ class WelcomingRole final : public net::SessionHandler {
       std::lock_guard lock(mutex);
       admitted.push_back(conn.gate.identity);
     }
+    if (defer_next_welcome.exchange(false)) {
+      deferred = conn.id;
+      return;
+    }
+    welcome(gate, shard, conn);
+  }
+  static void welcome(net::Children& gate, runtime::Shard& shard, net::Conn& conn) {
     gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, 60, 65'536, 0, "gw1.example.test"}});
   }
   void on_frame(net::Children& gate, runtime::Shard& shard, net::Conn& conn, const proto::Frame& frame) override {
+    const auto* trigger = std::get_if<proto::Ping>(&frame.body);
+    if (net::Conn* waiting = deferred ? gate.find(*deferred) : nullptr;
+        waiting != nullptr && trigger != nullptr && trigger->nonce == kWelcomeNonce) {
+      welcome(gate, shard, *waiting);
+      deferred.reset();
+    }
     if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) gate.send(shard, conn, {0, proto::Pong{ping->nonce}});
     if (std::holds_alternative<proto::Data>(frame.body)) {
       gate.deny(shard, conn, proto::Reason::protocol_error, log::EventId::protocol_violation, "no DATA here");
@@ -45,6 +62,9 @@ class WelcomingRole final : public net::SessionHandler {
   void on_closed(net::Children&, runtime::Shard&, net::Conn&) override { closed.fetch_add(1); }
 
   std::atomic<uint32_t> closed{0};
+  static constexpr uint64_t kWelcomeNonce = 7'777;
+  std::atomic<bool> defer_next_welcome{false};
+  std::optional<runtime::ConnId> deferred;  // the shard's only
 
   std::mutex mutex;
   std::vector<net::Identity> admitted;
@@ -189,6 +209,37 @@ TEST_CASE("gate: an authenticated child silent for its idle timeout is closed (D
   const auto [reason, text] = denial(silent);
   CHECK(reason == proto::Reason::timeout);
   CHECK(text.starts_with("nothing heard from the child for "));
+}
+
+// Its heartbeat comes with HELLO_OK: a child waiting for its welcome (the
+// parent slow to answer) is not silent, however long that takes; once
+// welcomed, its idle time counts.
+TEST_CASE("gate: a child's idle time starts at its HELLO_OK, not at its HELLO") {
+  GatedListener listener(false, 5'000, {}, 400);
+  BlockingClient other(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+  REQUIRE(other.handshake());
+  other.send_frame({0, hello("web01.example.test")});
+  REQUIRE(welcomed(other));
+  listener.role.defer_next_welcome = true;
+  BlockingClient waiting(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+  REQUIRE(waiting.handshake());
+  waiting.send_frame({0, hello("web01.example.test")});
+  proto::Frame frame;
+  for (uint64_t i = 0; i < 7; ++i) {  // ~1 s, 2.5 idle timeouts, without a welcome (the other one pings)
+    other.send_frame({0, proto::Ping{i}});
+    REQUIRE(other.next_frame(frame));
+    std::this_thread::sleep_for(150ms);
+  }
+  other.send_frame({0, proto::Ping{WelcomingRole::kWelcomeNonce}});  // the role welcomes the waiting one now
+  REQUIRE(other.next_frame(frame));
+  REQUIRE(waiting.next_frame(frame));
+  CHECK_MESSAGE(std::holds_alternative<proto::HelloOk>(frame.body), proto::to_string(proto::frame_type(frame.body)));
+  const auto started = std::chrono::steady_clock::now();
+  const auto [reason, text] = denial(waiting);  // silent after its welcome: the idle timeout applies
+  const auto after_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  CHECK(reason == proto::Reason::timeout);
+  CHECK(text.starts_with("nothing heard from the child for "));
+  CHECK(after_ms.count() >= 300);
 }
 
 TEST_CASE("gate: a session the role itself denies still ends with on_closed (its state must go)") {

@@ -107,6 +107,7 @@ struct GateContext {
   ClientClock clock;                        // HELLO and AUTH's time, from TLS up
   bool role_knows = false;                  // the role heard on_authenticated: it hears on_closed too
   uint64_t heard_at_ms = 0;                 // the last bytes from the child (its idle time runs from here)
+  bool welcomed = false;                    // HELLO_OK went out: only now can the child keep its heartbeat
   bool reading_paused = false;              // the role holds its bytes back (backpressure): not idle
   uint64_t paused_at_ms = 0;                // ... since
 };
