@@ -77,7 +77,7 @@ std::unique_ptr<InputJournal> InputJournal::open(const std::string& directory, c
     return nullptr;
   }
   // An empty journal reads like a quiet one: say why it may be empty.
-  if (sd_journal_has_runtime_files(journal) <= 0 && sd_journal_has_persistent_files(journal) <= 0) {
+  if (uint64_t files_bytes = 0; sd_journal_get_usage(journal, &files_bytes) < 0 || files_bytes == 0) {
     log::emit(log::Level::warning, log::EventId::input_position,
               "no journal files are readable " + (directory.empty() ? std::string("on this machine") : "in " + directory) +
                   " (journald not running, or no permission: root or the systemd-journal group); with --follow, files "
@@ -175,6 +175,16 @@ bool InputJournal::next(size_t max_lines, size_t line_max_bytes, Batch& batch, s
         return false;
       }
       if (moved == 0) {
+        if (entries_to_skip_ > 0) {
+          // The queue took entries the journal no longer holds after the
+          // cursor (a file removed meanwhile): skipping on would skip new
+          // entries, which are not queued. Read them all (nothing lost).
+          log::emit(log::Level::warning, log::EventId::input_position,
+                    "the journal ends before the entries the queue already took after the saved cursor (a journal "
+                    "file was removed?): the entries from here on are all read",
+                    {{"entries_not_found", entries_to_skip_}});
+          entries_to_skip_ = 0;
+        }
         batch.at_end = true;
         return true;
       }

@@ -314,6 +314,25 @@ entries=$(journal_stored)
 [ "$(wc -l <<<"$entries")" = 30500 ] && [ "$(sort -u <<<"$entries" | wc -l)" = 30500 ] ||
   fail "--follow: want 30500 entries once each, have $(wc -l <<<"$entries")"
 ok
+# A cursor file that says the queue took more after it than the journal
+# holds (a journal file removed): the agent says so and reads every entry
+# after the journal's end, not skip new ones.
+# (The cursor of entry 30,000: 500 entries follow it; the file says 600.)
+last=$(grep '"event":30002' "$work/web04-follow.log" | tail -1 | grep -o '"last_seq":[0-9]*' | cut -d: -f2)
+cursor_30000=$("$gatehouse" store --config "$work/server.toml" dump --agent web04.example.test |
+  grep -m1 -F 'web04 entry 30000\"' | grep -o '__CURSOR\\":\\"[^\\]*' | sed 's/.*"//')
+printf '%s %s\n' "$((last - 600))" "$cursor_30000" >"$work/queue-web04.example.test/journal-cursor"
+start agent "$work/web04.example.test.toml" "$work/web04-gone.log" --journal-dir "$journal" --follow
+journal_gone_pid=$started_pid
+expect "the missing entries are said (30049)" wait_for 30 grep -q '"event":30049.*the journal ends before' "$work/web04-gone.log"
+python3 "$root/tests/e2e/journal_export.py" 30501 30600 web04 | "$journal_remote" -o "$journal/third.journal" - 2>/dev/null
+expect "entries after the journal's end are read, not skipped" wait_for 30 journal_count_at_least 30600
+kill -TERM "$journal_gone_pid"
+wait_exit "$journal_gone_pid" 10
+entries=$(journal_stored)
+[ "$(wc -l <<<"$entries")" = 30600 ] && [ "$(sort -u <<<"$entries" | wc -l)" = 30600 ] ||
+  fail "after the missing entries: want 30600 entries once each, have $(wc -l <<<"$entries")"
+ok
 echo "journal input: kill -9 and an older cursor put back: 30000 of 30000 entries once ($skipped skipped as already queued), 1 oversized refused; --follow: 500 more from a new file"
 
 # 4e. Bounded memory: 100 MB queued while the server is down; the agent's
