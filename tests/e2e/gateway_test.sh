@@ -228,6 +228,9 @@ if ip netns add "$ns" 2>/dev/null; then
   #    nothing lost, nothing twice, but a needless failover.)
   for i in $(seq -w 1 $agents); do sed -i '/^parent_silence_ms = /d' "$work/web$i.toml"; done
   ip link set "gha$$" up
+  # The link (and its route) is back when a TCP connect from the agents' side gets through.
+  gw1_reachable() { ip netns exec "$ns" timeout 1 bash -c "exec 3<>/dev/tcp/10.213.0.1/$gateway_port" 2>/dev/null; }
+  expect "gw1 reachable again from the agents' namespace" wait_for 10 gw1_reachable
   tc qdisc add dev "gha$$" root tbf rate 2mbit burst 16kb latency 300ms &&
     ip netns exec "$ns" tc qdisc add dev "ghA$$" root tbf rate 2mbit burst 16kb latency 300ms ||
     fail "cannot rate-limit gw1's link with tc tbf"
