@@ -299,15 +299,24 @@ void Gate::on_deadline(TlsServer&, runtime::Shard& shard, Conn& conn) {
 // missed_heartbeats intervals is gone (a frozen host, a half-open socket, a
 // peer holding a slot), and its slot is freed.
 void Gate::idle_check(runtime::Shard& shard, Conn& conn) {
-  // We hold its bytes back (backpressure), or its welcome waits on the
-  // parent (the uplink's own liveness bounds that): look again later.
-  if (conn.gate.reading_paused || !conn.gate.welcomed) {
+  if (conn.gate.reading_paused) {  // we hold its bytes back (backpressure): look again later
     shard.set_deadline(conn.id, options_.idle_timeout_ms);
     return;
   }
+  // Before its HELLO_OK the child cannot keep a heartbeat: its wait for the
+  // parent's answer gets hello_timeout_ms more, so a slow parent is not its
+  // silence, and a parent that never answers (a rogue one upstream) cannot
+  // hold the slot for ever.
+  const uint64_t limit_ms = options_.idle_timeout_ms + (conn.gate.welcomed ? 0 : options_.hello_timeout_ms);
   const uint64_t idle_ms = shard.now_ms() - conn.gate.heard_at_ms;
-  if (idle_ms < options_.idle_timeout_ms) {
-    shard.set_deadline(conn.id, static_cast<uint32_t>(options_.idle_timeout_ms - idle_ms));
+  if (idle_ms < limit_ms) {
+    shard.set_deadline(conn.id, static_cast<uint32_t>(limit_ms - idle_ms));
+    return;
+  }
+  if (!conn.gate.welcomed) {
+    deny(shard, conn, proto::Reason::timeout, log::EventId::session_idle_timeout,
+         "its parent did not welcome it within " + std::to_string(idle_ms) +
+             " ms of its HELLO (the OPEN went unanswered upstream); it may try again");
     return;
   }
   deny(shard, conn, proto::Reason::timeout, log::EventId::session_idle_timeout,

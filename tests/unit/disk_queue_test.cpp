@@ -35,6 +35,34 @@ std::vector<std::string> events(int first, int count) {
   return out;
 }
 
+// Counts the queue's on_ready calls: a sender with nothing to take waits for
+// the next one.
+class ReadySignal {
+ public:
+  explicit ReadySignal(DiskQueue& queue) : queue_(queue) {
+    queue_.set_on_ready([this] {
+      std::lock_guard lock(mutex_);
+      ++count_;
+      changed_.notify_all();
+    });
+  }
+  ~ReadySignal() { queue_.set_on_ready({}); }
+  uint64_t count() {
+    std::lock_guard lock(mutex_);
+    return count_;
+  }
+  bool wait_past(uint64_t seen) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, 5s, [&] { return count_ != seen; });
+  }
+
+ private:
+  DiskQueue& queue_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  uint64_t count_ = 0;
+};
+
 }  // namespace
 
 TEST_CASE("disk queue: unacknowledged events survive a restart, acknowledged ones are gone") {
@@ -205,23 +233,13 @@ TEST_CASE("disk queue: only a window is in memory; the rest is read ahead from d
   std::string why;
   auto queue = DiskQueue::open(dir.path, 64u << 20, FullPolicy::block, why, 64u << 10);  // a 64 KiB window
   REQUIRE_MESSAGE(queue != nullptr, why);
-  std::mutex mutex;
-  std::condition_variable loaded;
-  uint64_t loads = 0;
-  queue->set_on_ready([&] {
-    std::lock_guard lock(mutex);
-    ++loads;
-    loaded.notify_all();
-  });
+  ReadySignal loaded(*queue);
   uint64_t sent_through = 0;
   QueuedEvent event;
   while (sent_through < 2'000) {
-    std::unique_lock lock(mutex);
-    const uint64_t loads_before = loads;
-    lock.unlock();
+    const uint64_t loads_before = loaded.count();
     if (!queue->next_after(sent_through, event)) {
-      lock.lock();
-      REQUIRE(loaded.wait_for(lock, 5s, [&] { return loads != loads_before; }));
+      REQUIRE(loaded.wait_past(loads_before));
       continue;
     }
     REQUIRE(event.seq == sent_through + 1);
@@ -234,8 +252,7 @@ TEST_CASE("disk queue: only a window is in memory; the rest is read ahead from d
       queue->acknowledge(sent_through);
     }
   }
-  CHECK(loads >= 20);  // read from disk a window at a time, not held whole
-  queue->set_on_ready({});
+  CHECK(loaded.count() >= 20);  // read from disk a window at a time, not held whole
   CHECK(queue->queued_events() == 0);
 }
 
@@ -246,14 +263,7 @@ TEST_CASE("disk queue: only a window is in memory; the rest is read ahead from d
 TEST_CASE("disk queue: block with a batch past the bound: the sender is told of each part written") {
   QueueDir dir;
   auto queue = dir.open(300, FullPolicy::block);  // 12 "event N" records fit
-  std::mutex mutex;
-  std::condition_variable ready;
-  uint64_t readies = 0;
-  queue->set_on_ready([&] {
-    std::lock_guard lock(mutex);
-    ++readies;
-    ready.notify_all();
-  });
+  ReadySignal ready(*queue);
   std::atomic<bool> appended{false};
   std::thread input([&] {
     uint64_t ignored = 0;
@@ -269,17 +279,13 @@ TEST_CASE("disk queue: block with a batch past the bound: the sender is told of 
       sent_through = event.seq;
       continue;
     }
-    std::unique_lock lock(mutex);
-    const uint64_t readies_before = readies;
-    lock.unlock();
+    const uint64_t readies_before = ready.count();
     queue->acknowledge(sent_through);
     if (queue->next_after(sent_through, event)) continue;  // written meanwhile (and told)
-    lock.lock();
-    REQUIRE_MESSAGE(ready.wait_for(lock, 5s, [&] { return readies != readies_before; }),
+    REQUIRE_MESSAGE(ready.wait_past(readies_before),
                     "the sender was not told of events written (sent through " << sent_through << ")");
   }
   input.join();
-  queue->set_on_ready({});
   CHECK(appended.load());
   CHECK(queue->last_seq() == 100);
 }

@@ -242,6 +242,22 @@ TEST_CASE("gate: a child's idle time starts at its HELLO_OK, not at its HELLO") 
   CHECK(after_ms.count() >= 300);
 }
 
+// A parent that never answers the OPEN (a rogue one upstream) does not hold
+// the child's slot for ever: idle limit + hello_timeout_ms from its HELLO.
+TEST_CASE("gate: a child never welcomed is closed once its wait passes the idle limit plus the HELLO timeout") {
+  GatedListener listener(false, 300, {}, 400);
+  listener.role.defer_next_welcome = true;
+  BlockingClient waiting(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
+  REQUIRE(waiting.handshake());
+  const auto sent = std::chrono::steady_clock::now();
+  waiting.send_frame({0, hello("web01.example.test")});
+  const auto [reason, text] = denial(waiting);
+  const auto after_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - sent);
+  CHECK(reason == proto::Reason::timeout);
+  CHECK_MESSAGE(text.starts_with("its parent did not welcome it within "), text);
+  CHECK(after_ms.count() >= 650);
+}
+
 TEST_CASE("gate: a session the role itself denies still ends with on_closed (its state must go)") {
   GatedListener listener(false);
   BlockingClient agent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
