@@ -66,7 +66,7 @@ bool Gate::send(runtime::Shard& shard, Conn& conn, const proto::Frame& frame) {
   // not at its HELLO (a parent slow to answer the OPEN is not its silence).
   if (std::holds_alternative<proto::HelloOk>(frame.body)) {
     conn.gate.welcomed = true;
-    conn.gate.heard_at_ms = shard.now_ms();
+    conn.gate.idle.heard(shard.now_ms());
   }
   const proto::EncodeResult encoded = proto::encode(frame, frame_buffer_);
   GH_INVARIANT(encoded.error == proto::ProtoError::none);
@@ -80,13 +80,12 @@ bool Gate::send_encoded(runtime::Shard& shard, Conn& conn, std::span<const std::
 void Gate::set_reading(runtime::Shard& shard, Conn& conn, bool reading) {
   // While we do not read, the child's silence is ours: its idle time counts
   // only while we read.
-  if (reading == !conn.gate.reading_paused) return;
-  conn.gate.reading_paused = !reading;
-  if (reading) conn.gate.heard_at_ms += shard.now_ms() - conn.gate.paused_at_ms;
-  conn.gate.paused_at_ms = shard.now_ms();
+  if (reading == !conn.gate.idle.paused) return;
   if (reading) {
+    conn.gate.idle.resume(shard.now_ms());
     shard.resume_reading(conn.id);
   } else {
+    conn.gate.idle.pause(shard.now_ms());
     shard.pause_reading(conn.id);
   }
 }
@@ -113,7 +112,7 @@ void Gate::on_established(TlsServer&, runtime::Shard& shard, Conn& conn, const t
 }
 
 void Gate::on_plaintext(TlsServer&, runtime::Shard& shard, Conn& conn, std::span<const std::byte> bytes) {
-  conn.gate.heard_at_ms = shard.now_ms();
+  conn.gate.idle.heard(shard.now_ms());
   while (!bytes.empty() && conn.stage != Stage::closing) {
     const proto::DecodeResult result = conn.gate.decoder->next(bytes);
     if (result.status == proto::DecodeStatus::need_more) return;
@@ -299,7 +298,7 @@ void Gate::on_deadline(TlsServer&, runtime::Shard& shard, Conn& conn) {
 // missed_heartbeats intervals is gone (a frozen host, a half-open socket, a
 // peer holding a slot), and its slot is freed.
 void Gate::idle_check(runtime::Shard& shard, Conn& conn) {
-  if (conn.gate.reading_paused) {  // we hold its bytes back (backpressure): look again later
+  if (conn.gate.idle.paused) {  // we hold its bytes back (backpressure): look again later
     shard.set_deadline(conn.id, options_.idle_timeout_ms);
     return;
   }
@@ -308,7 +307,7 @@ void Gate::idle_check(runtime::Shard& shard, Conn& conn) {
   // silence, and a parent that never answers (a rogue one upstream) cannot
   // hold the slot for ever.
   const uint64_t limit_ms = options_.idle_timeout_ms + (conn.gate.welcomed ? 0 : options_.hello_timeout_ms);
-  const uint64_t idle_ms = shard.now_ms() - conn.gate.heard_at_ms;
+  const uint64_t idle_ms = conn.gate.idle.idle_ms(shard.now_ms());
   if (idle_ms < limit_ms) {
     shard.set_deadline(conn.id, static_cast<uint32_t>(limit_ms - idle_ms));
     return;

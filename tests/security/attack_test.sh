@@ -193,9 +193,12 @@ pending=$("$gatehouse" approve --config "$work/server.toml" list --pending | gre
 ok
 echo "3: registry flood: $answer; $pending made-up agents pending"
 
-# 6. One agent past its credit: only its own session goes (gw1 polices it).
-answer=$(wire 127.0.0.1 "$gw1_port" gw1.example.test $(as web20.example.test) flood-data web20.example.test | tail -1)
+# 6. One agent past its credit while the server (frozen) grants none: gw1
+#    polices the window itself, so a slow parent never lets a child make gw1
+#    hold more than it was granted; only that session goes.
+answer=$(wire 127.0.0.1 "$gw1_port" gw1.example.test $(as web20.example.test) flood-data web20.example.test "$server_pid" | tail -1)
 refused "6: DATA beyond the credit" "$answer" DENY flow_control_violation
+logged "6: gw1 logs 30010 for web20's window" "$work/gw1.log" '"event":30010.*DATA beyond the window its parent granted'
 echo "6: over credit: $answer"
 
 # 7. A ClientHello dripped a byte every 300 ms runs out like a silent one.

@@ -14,7 +14,10 @@ usage: wire.py HOST PORT SERVER_NAME CERT KEY CA ATTACK [ARG...]
                                incarnation INC: hex id[@base seq], e.g. the real
                                agent's), then DATA seq SEQ on it; print what came back
   jump NAME SEQ                HELLO as agent NAME, then DATA seq SEQ
-  flood-data NAME              HELLO as agent NAME, then DATA in order past its credit
+  flood-data NAME PARENT_PID   HELLO as agent NAME, freeze the parent's process
+                               (SIGSTOP: no credit can come back), send DATA in
+                               order one frame past the window, print the answer,
+                               thaw the parent
   hold NAME                    HELLO as agent NAME; wait until the parent ends the
                                session; print when (epoch ms) and how
   truncate NAME                HELLO as agent NAME, then half a DATA frame and
@@ -25,6 +28,7 @@ usage: wire.py HOST PORT drip BYTES_PER_S   a ClientHello, one byte at a time;
 """
 import json
 import os
+import signal
 import socket
 import ssl
 import struct
@@ -201,11 +205,19 @@ def main(argv):
     elif attack == "flood-data":
         welcome = welcomed(peer, "agent", args[0])
         if welcome:
+            # A parent that answered could grant more credit before the last
+            # frame is read, and the frame would be within it: frozen, the
+            # window is all there is, and the last frame passes it.
             payload = b"x" * 4000
-            frames = welcome["credit"] // (22 + len(payload)) + 4
+            frames = welcome["credit"] // (22 + len(payload)) + 1
             seq = welcome["last_durable_seq"]
-            peer.send(b"".join(data(0, seq + i, payload) for i in range(1, frames + 1)))
-            emit(answer_on(peer, 0))
+            parent_pid = int(args[1])
+            os.kill(parent_pid, signal.SIGSTOP)
+            try:
+                peer.send(b"".join(data(0, seq + i, payload) for i in range(1, frames + 1)))
+                emit(answer_on(peer, 0))
+            finally:
+                os.kill(parent_pid, signal.SIGCONT)
     elif attack == "truncate":
         if welcomed(peer, "agent", args[0]):
             peer.send(data(0, 1)[:7])

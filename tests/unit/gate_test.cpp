@@ -258,6 +258,24 @@ TEST_CASE("gate: a child never welcomed is closed once its wait passes the idle 
   CHECK(after_ms.count() >= 650);
 }
 
+// Backpressure is ours, not the child's silence; bytes that still come in after
+// the pause (reads already done) must not push its last word into the future.
+TEST_CASE("gate: a child's idle clock stops while we hold its bytes back") {
+  net::IdleClock clock;
+  clock.heard(1'000);
+  clock.pause(1'300);
+  CHECK(clock.idle_ms(9'000) == 300);  // paused: frozen at its silence before
+  clock.resume(9'000);
+  CHECK(clock.idle_ms(9'100) == 400);
+  clock.pause(9'100);
+  clock.heard(9'150);  // a read already in flight when we paused
+  clock.resume(12'000);
+  CHECK(clock.idle_ms(12'000) == 0);
+  CHECK(clock.idle_ms(12'250) == 250);
+  clock.heard(12'500);
+  CHECK(clock.idle_ms(12'400) == 0);  // never negative (an earlier clock)
+}
+
 TEST_CASE("gate: a session the role itself denies still ends with on_closed (its state must go)") {
   GatedListener listener(false);
   BlockingClient agent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);

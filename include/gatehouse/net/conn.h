@@ -77,6 +77,32 @@ struct ClientClock {
   }
 };
 
+// How long a welcomed child has been silent while we read it. Its bytes reset
+// it; time we hold its bytes back (backpressure) is not its silence, and bytes
+// that still arrive while paused leave nothing of its silence before.
+struct IdleClock {
+  uint64_t heard_at_ms = 0;   // its last bytes (or its welcome)
+  uint64_t paused_at_ms = 0;  // we stopped reading it at
+  bool paused = false;
+
+  void heard(uint64_t now_ms) { heard_at_ms = now_ms; }
+  void pause(uint64_t now_ms) {
+    paused = true;
+    paused_at_ms = now_ms;
+  }
+  void resume(uint64_t now_ms) {
+    heard_at_ms = now_ms - silent_before_pause_ms();
+    paused = false;
+  }
+  uint64_t idle_ms(uint64_t now_ms) const {
+    if (paused) return silent_before_pause_ms();
+    return now_ms > heard_at_ms ? now_ms - heard_at_ms : 0;
+  }
+
+ private:
+  uint64_t silent_before_pause_ms() const { return paused_at_ms > heard_at_ms ? paused_at_ms - heard_at_ms : 0; }
+};
+
 struct HandshakeStep;  // a TLS step on the auth pool (tls_server.cpp)
 struct AcceptStep;     // a GSSAPI accept step on the auth pool (gate.cpp)
 
@@ -106,10 +132,8 @@ struct GateContext {
   AcceptStep* step = nullptr;               // the accept step on the pool, if any
   ClientClock clock;                        // HELLO and AUTH's time, from TLS up
   bool role_knows = false;                  // the role heard on_authenticated: it hears on_closed too
-  uint64_t heard_at_ms = 0;                 // the last bytes from the child (its idle time runs from here)
+  IdleClock idle;                           // from its HELLO_OK; paused while the role holds its bytes back
   bool welcomed = false;                    // HELLO_OK went out: only now can the child keep its heartbeat
-  bool reading_paused = false;              // the role holds its bytes back (backpressure): not idle
-  uint64_t paused_at_ms = 0;                // ... since
 };
 
 // One agent's channel on a session (channel 0: the agent itself).
