@@ -431,6 +431,17 @@ void read_role_keys(TableReader& root, Config& config) {
         store.integer("commit_interval_ms", config.store.commit_interval_ms, 0, 1'000);
         store.integer("commit_bytes", config.store.commit_bytes, 4 * 1024, uint64_t{1} << 30);
         store.integer("segment_max_bytes", config.store.segment_max_bytes, 1u << 20, uint64_t{1} << 40);
+        store.choice<StoreBackend>("backend", config.store_backend,
+                                   {{"local", StoreBackend::local}, {"postgresql", StoreBackend::postgresql}});
+        const bool has_dsn = store.string("dsn", config.store_dsn, false);
+        if (config.store_backend == StoreBackend::postgresql && (!has_dsn || config.store_dsn.empty())) {
+          store.error(store.line(), "dsn",
+                      "missing: backend = \"postgresql\" needs a libpq connection string, e.g. "
+                      "\"host=db1,db2 dbname=gatehouse user=gatehouse target_session_attrs=read-write\"");
+        }
+        if (config.store_backend == StoreBackend::local && has_dsn) {
+          store.error(store.line(), "dsn", "only with backend = \"postgresql\" (the local store keeps data_dir)");
+        }
         store.finish();
       }
       break;

@@ -268,6 +268,9 @@ const char* event_name(EventId id) {
     case EventId::store_disk_full: return "store_disk_full";
     case EventId::store_disk_room: return "store_disk_room";
     case EventId::store_damaged: return "store_damaged";
+    case EventId::database_unavailable: return "database_unavailable";
+    case EventId::database_available: return "database_available";
+    case EventId::database_migrated: return "database_migrated";
     case EventId::data_out_of_order: return "data_out_of_order";
     case EventId::agent_incarnation_new: return "agent_incarnation_new";
     case EventId::approval_revoked: return "approval_revoked";

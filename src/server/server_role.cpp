@@ -176,6 +176,9 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
     return;
   }
   const uint64_t durable_seq = open_channel(conn, channel, agent, came, open.incarnation);
+  for (uint8_t hop = 0; hop < open.hop_count; ++hop) {
+    conn.role.channels.at(channel).path += (hop > 0 ? ">" : "") + lower(open.hops[hop]);
+  }
   admit_agent(shard, conn, channel, agent);
   gate.send(shard, conn, {channel, proto::OpenOk{durable_seq, context_.limits.channel_window_bytes}});
 }
@@ -313,7 +316,8 @@ void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Co
   const uint64_t gap_first_seq = data.kind == proto::DataKind::gap ? state.next_seq : 0;
   state.next_seq = data.seq + 1;
   batch.entries.push_back({session_key(conn.id), channel, state.agent, state.incarnation, data.seq, gap_first_seq,
-                           static_cast<uint32_t>(batch.payloads.size()), static_cast<uint32_t>(data.payload.size()), 0});
+                           static_cast<uint32_t>(batch.payloads.size()), static_cast<uint32_t>(data.payload.size()), 0,
+                           state.path});
   batch.payloads.insert(batch.payloads.end(), data.payload.begin(), data.payload.end());
 }
 

@@ -123,33 +123,6 @@ std::unique_ptr<EventStore> EventStore::open(const std::string& dir, const Store
 
 EventStore::~EventStore() { stop(); }
 
-void EventStore::start(std::function<void(Batch*)> deliver) {
-  deliver_ = std::move(deliver);
-  writer_ = std::thread([this] {
-    if (limits_.writer_nice != 0) runtime::set_thread_nice(limits_.writer_nice);  // the shards warn if refused
-    run();
-  });
-}
-
-bool EventStore::submit(Batch* batch) {
-  {
-    std::lock_guard lock(mutex_);
-    if (waiting_.size() >= limits_.batches_waiting_max || stopping_) return false;
-    waiting_.push_back(batch);
-  }
-  work_ready_.notify_one();
-  return true;
-}
-
-void EventStore::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  work_ready_.notify_one();
-  if (writer_.joinable()) writer_.join();
-}
-
 ResumePoint EventStore::resume_point(std::string_view agent, uint64_t incarnation) const {
   std::lock_guard lock(mutex_);
   ResumePoint point;
@@ -171,46 +144,8 @@ StoreStats EventStore::stats() const {
   return stats_;
 }
 
-// Group commit: take what waits, keep taking until commit_interval_ms has
-// passed since the first or commit_bytes wait, then one write and one fsync.
-void EventStore::run() {
-  using clock = std::chrono::steady_clock;
-  std::vector<Batch*> group;
-  std::vector<Batch*> taken;
-  for (;;) {
-    clock::time_point first{};
-    {
-      std::unique_lock lock(mutex_);
-      for (;;) {
-        taken.swap(waiting_);
-        if (!taken.empty() && group.empty()) first = clock::now();
-        lock.unlock();
-        for (Batch* batch : taken) append(*batch);
-        group.insert(group.end(), taken.begin(), taken.end());
-        taken.clear();
-        lock.lock();
-        if (stopping_ && waiting_.empty()) break;
-        if (!group.empty() && (pending_.size() >= limits_.commit_bytes ||
-                               clock::now() - first >= std::chrono::milliseconds(limits_.commit_interval_ms))) {
-          break;
-        }
-        if (group.empty()) {
-          work_ready_.wait(lock, [this] { return stopping_ || !waiting_.empty(); });
-        } else {
-          work_ready_.wait_until(lock, first + std::chrono::milliseconds(limits_.commit_interval_ms),
-                                 [this] { return stopping_ || !waiting_.empty(); });
-        }
-      }
-    }
-    if (!group.empty() || pending_duplicates_ > 0) commit(group);
-    group.clear();
-    std::lock_guard lock(mutex_);
-    if (stopping_ && waiting_.empty()) return;
-  }
-}
-
 // Writer: appends the batch's new events as records; earlier seqs are duplicates.
-void EventStore::append(Batch& batch) {
+void EventStore::take(Batch& batch) {
   std::lock_guard lock(mutex_);
   for (Batch::Entry& entry : batch.entries) {
     GH_INVARIANT(!entry.agent.empty() && entry.agent.size() <= 255 && entry.incarnation != 0);
@@ -252,7 +187,7 @@ void EventStore::append(Batch& batch) {
   stats_.agents = agents_.size();
 }
 
-bool EventStore::commit(std::vector<Batch*>& batches) {
+void EventStore::commit(std::vector<Batch*>& batches) {
   if (pending_duplicates_ > 0) {
     append_record(pending_, 9, [&](std::byte* body) {
       body[0] = std::byte{kRecordDuplicates};
@@ -275,7 +210,6 @@ bool EventStore::commit(std::vector<Batch*>& batches) {
     stats_.segments = log_->current_segment();
   }
   for (Batch* batch : batches) deliver_(batch);
-  return durable;
 }
 
 // Writes and fsyncs what is pending. A full disk is waited out: nothing is
@@ -302,8 +236,7 @@ bool EventStore::write_pending() {
                 {{"bytes_waiting", static_cast<uint64_t>(pending_.size())}});
       waited = true;
     }
-    std::unique_lock lock(mutex_);
-    if (work_ready_.wait_for(lock, kDiskFullRetry, [this] { return stopping_; })) return false;
+    if (wait_unless_stopping(kDiskFullRetry)) return false;
   }
   if (waited) {
     const auto full_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - since);

@@ -13,6 +13,7 @@
 
 #include "gatehouse/gateway/gateway_sessions.h"
 #include "gatehouse/server/server_role.h"
+#include "gatehouse/store/store.h"
 #include "role_fakes.h"
 #include "test_support.h"
 

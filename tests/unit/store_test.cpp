@@ -12,11 +12,14 @@
 
 #include "gatehouse/store/crc32c.h"
 #include "gatehouse/store/store.h"
+#include "store_support.h"
 #include "test_support.h"
 
 using namespace gatehouse::store;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using gatehouse::testing::batch_of;
+using gatehouse::testing::kIncarnation;
 
 namespace {
 
@@ -24,46 +27,16 @@ struct TempDir : gatehouse::testing::TempDir {
   TempDir() : gatehouse::testing::TempDir("store-test") { REQUIRE(!path.empty()); }
 };
 
-constexpr uint64_t kIncarnation = 0x1111'2222'3333'4444;
-
-Batch* batch_of(const std::string& agent, uint64_t first_seq, uint64_t count, uint64_t incarnation = kIncarnation) {
-  auto* batch = new Batch;
-  for (uint64_t seq = first_seq; seq < first_seq + count; ++seq) {
-    const std::string payload = agent + " event " + std::to_string(seq);
-    batch->entries.push_back({seq, 0, agent, incarnation, seq, 0, static_cast<uint32_t>(batch->payloads.size()),
-                              static_cast<uint32_t>(payload.size()), 0});
-    const auto* bytes = reinterpret_cast<const std::byte*>(payload.data());
-    batch->payloads.insert(batch->payloads.end(), bytes, bytes + payload.size());
-  }
-  return batch;
-}
-
-// Runs a store, submits the batches from two threads, and returns the highest
-// durable seq each delivered batch reported, per agent.
-struct Writer {
+// Runs a local store (the shared Writer of store_support.h).
+struct Writer : gatehouse::testing::StoreWriter {
   explicit Writer(const std::string& dir) {
     std::string why;
-    store = EventStore::open(dir, {}, why);
-    REQUIRE_MESSAGE(store != nullptr, why);
-    store->start([this](Batch* batch) {
-      std::lock_guard lock(mutex);
-      for (const Batch::Entry& entry : batch->entries) acked[entry.agent] = std::max(acked[entry.agent], entry.durable_seq);
-      delete batch;
-      delivered.fetch_add(1);
-    });
+    auto local = EventStore::open(dir, {}, why);
+    REQUIRE_MESSAGE(local != nullptr, why);
+    store = local.get();
+    start(std::move(local));
   }
-  void submit(Batch* batch) {
-    while (!store->submit(batch)) std::this_thread::sleep_for(1ms);
-    submitted.fetch_add(1);
-  }
-  void wait() {
-    REQUIRE(gatehouse::testing::wait_until([&] { return delivered.load() == submitted.load(); }, 10s));
-  }
-  std::unique_ptr<EventStore> store;
-  std::mutex mutex;
-  std::map<std::string, uint64_t> acked;
-  std::atomic<uint64_t> submitted{0};
-  std::atomic<uint64_t> delivered{0};
+  EventStore* store = nullptr;
 };
 
 std::vector<uint64_t> dumped_seqs(const std::string& dir, const std::string& agent) {
@@ -143,7 +116,7 @@ TEST_CASE("store: a declared gap is durable like an event: the agent's durable s
     Writer writer(dir.path);
     writer.submit(batch_of("web01", 1, 5));
     Batch* gap = batch_of("web01", 11, 1);  // the gap 6..10 first, then event 11
-    gap->entries.insert(gap->entries.begin(), {10, 0, "web01", kIncarnation, 10, 6, 0, 0, 0});
+    gap->entries.insert(gap->entries.begin(), {10, 0, "web01", kIncarnation, 10, 6, 0, 0, 0, ""});
     writer.submit(gap);
     writer.wait();
     CHECK(writer.acked["web01"] == 11);

@@ -15,6 +15,9 @@ namespace gatehouse::config {
 enum class Role : uint8_t { gateway, server, agent };
 enum class AgentAuth : uint8_t { cert, kerberos };
 enum class AgentApproval : uint8_t { reject, review, automatic };
+// [store] backend: where a server keeps its events (and, with PostgreSQL, what
+// a management group shares).
+enum class StoreBackend : uint8_t { local, postgresql };
 
 inline constexpr uint16_t kDefaultPort = 5723;
 inline constexpr uint32_t kAuthThreadsMax = 64;
@@ -101,6 +104,8 @@ struct Config {
   // overloaded (30060): a gateway cannot flood the registry with made-up names.
   uint32_t new_agents_per_minute = 600;
   store::StoreLimits store;  // [store]: group commit and segments
+  StoreBackend store_backend = StoreBackend::local;
+  std::string store_dsn;     // [store] dsn: libpq connection string (backend = "postgresql")
   // agent
   std::vector<Peer> gateways;
   AgentAuth auth = AgentAuth::cert;

@@ -46,6 +46,9 @@ enum class EventId : uint32_t {
   data_out_of_order = 30063,          // server: an agent's DATA was not the next seq (a jump or a rewind)
   approval_revoked = 30064,           // server: a live session ended because its approval was deleted
   agent_incarnation_new = 30065,      // server: an agent's queue began a new incarnation (a restart, reinstall or restore)
+  database_unavailable = 30070,       // server: the group's PostgreSQL cannot be reached or failed a commit: no ACK meanwhile
+  database_available = 30071,         // server: PostgreSQL commits again; acknowledgements resume
+  database_migrated = 30072,          // server: the group's schema was created or upgraded (to which version)
   invariant_broken = 30090,           // a bug: an internal invariant failed; the process aborts
   log_lines_dropped = 30091,          // the log buffer was full: lines lost (how many)
 };

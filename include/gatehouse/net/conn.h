@@ -146,6 +146,7 @@ struct RoleChannel {
   std::string agent;            // the agent's name (a server: lower-case); a gateway admission: the gateway's
   bool admission = false;       // a server: a chained gateway's admission, not an agent (no DATA)
   std::string scope;            // a server: the tier the agent came through, or "@direct"
+  std::string path;             // a server: the gateways its OPEN crossed, nearest it first, ">"-joined ("" direct)
   proto::AuthMethod auth = proto::AuthMethod::cert;  // a server: how the agent proved itself at the first hop
 };
 

@@ -10,7 +10,7 @@
 #include "gatehouse/net/gate.h"
 #include "gatehouse/server/agent_sessions.h"
 #include "gatehouse/server/registry.h"
-#include "gatehouse/store/store.h"
+#include "gatehouse/store/backend.h"
 
 namespace gatehouse::server {
 
@@ -23,7 +23,7 @@ struct ServerLimits {
 
 // What every shard's sessions share.
 struct ServerContext {
-  store::EventStore& store;
+  store::Backend& store;
   Registry& registry;
   config::AgentApproval approval;
   std::string name;  // ours, in HELLO_OK

@@ -5,42 +5,31 @@
 // seq) already stored is dropped and counted, across restarts.
 #pragma once
 
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
+#include "gatehouse/store/backend.h"
 #include "gatehouse/store/segment_log.h"
 #include "gatehouse/store/store_types.h"
 
 namespace gatehouse::store {
 
-class EventStore {
+class EventStore final : public Backend {
  public:
   // Opens (or creates) the store in `dir`, recovering after a crash: a torn or
   // corrupt tail of the last segment is truncated (counted in stats); damage
   // anywhere else refuses to open. nullptr with `why`.
   static std::unique_ptr<EventStore> open(const std::string& dir, const StoreLimits& limits, std::string& why);
-  ~EventStore();  // stop()s
-  EventStore(const EventStore&) = delete;
-  EventStore& operator=(const EventStore&) = delete;
+  ~EventStore() override;  // stop()s
 
-  // Starts the writer; `deliver` gets every batch back after its commit (on
-  // the writer thread) and must not block.
-  void start(std::function<void(Batch*)> deliver);
-  // Any thread. False when batches_waiting_max batches already wait.
-  bool submit(Batch* batch);
-  // Commits and delivers everything submitted, then joins the writer.
-  void stop();
-
-  // Any thread: where `agent`'s `incarnation` stands on disk, and its latest.
-  ResumePoint resume_point(std::string_view agent, uint64_t incarnation) const;
-  StoreStats stats() const;
+  // Where `agent`'s `incarnation` stands on disk, and its latest.
+  ResumePoint resume_point(std::string_view agent, uint64_t incarnation) const override;
+  StoreStats stats() const override;
 
   // Read-only scans for `gatehouse store` (safe while a server writes: an
   // incomplete last record is not an error here).
@@ -63,23 +52,18 @@ class EventStore {
     uint64_t latest_incarnation = 0;            // of the last record appended
   };
 
-  EventStore(std::string dir, const StoreLimits& limits) : dir_(std::move(dir)), limits_(limits) {}
-  void run();
-  void append(Batch& batch);
-  bool commit(std::vector<Batch*>& batches);
+  EventStore(std::string dir, const StoreLimits& limits) : Backend(limits), dir_(std::move(dir)) {}
+  void take(Batch& batch) override;
+  uint64_t group_bytes() const override { return pending_.size(); }
+  void commit(std::vector<Batch*>& batches) override;
+  bool has_pending() const override { return pending_duplicates_ > 0; }
   bool write_pending();
 
   const std::string dir_;
-  const StoreLimits limits_;
-  std::function<void(Batch*)> deliver_;
 
-  mutable std::mutex mutex_;           // guards everything below up to the thread
-  std::condition_variable work_ready_;
-  std::vector<Batch*> waiting_;        // bounded by batches_waiting_max
-  bool stopping_ = false;
+  mutable std::mutex mutex_;  // guards agents_ and stats_
   std::map<std::string, AgentState, std::less<>> agents_;
   StoreStats stats_;
-  std::thread writer_;
 
   // Writer thread only.
   std::unique_ptr<SegmentLog> log_;

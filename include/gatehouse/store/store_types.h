@@ -36,6 +36,7 @@ struct Batch {
     uint32_t payload_offset = 0;
     uint32_t payload_size_bytes = 0;
     uint64_t durable_seq = 0;    // filled by the writer: the incarnation's durable seq after the commit
+    std::string path;            // the gateways it crossed, nearest the agent first, ">"-joined ("" direct)
   };
   // Where the batch goes back once durable: a message to `reply_to` on
   // `reply_shard`, whose inbox slot was reserved before the batch was submitted.
@@ -43,6 +44,7 @@ struct Batch {
   runtime::Mailbox* reply_to = nullptr;
   std::vector<Entry> entries;
   std::vector<std::byte> payloads;
+  int64_t taken_unix_us = 0;  // the writer took it (PostgreSQL: the events' received_at)
 };
 
 struct StoreStats {

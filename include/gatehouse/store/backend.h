@@ -1,0 +1,75 @@
+// Where a server's events go: the local store (segments, EventStore) or a
+// management group's PostgreSQL (PgStore). Shards submit batches; one writer
+// thread forms groups (commit_interval_ms or commit_bytes), commits each group
+// at once and hands every batch back after its commit, with the durable seqs
+// the ACKs carry. Nothing is acknowledged before it is durable. This class is
+// the bounded queue and the writer's loop; a backend says how a batch joins a
+// group and how a group commits.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "gatehouse/store/store_types.h"
+
+namespace gatehouse::store {
+
+class Backend {
+ public:
+  virtual ~Backend();
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  // Starts the writer; `deliver` gets every batch back after its commit (on
+  // the writer thread) and must not block.
+  void start(std::function<void(Batch*)> deliver);
+  // Any thread. False when batches_waiting_max batches already wait.
+  bool submit(Batch* batch);
+  // Commits and delivers everything submitted, then joins the writer. A
+  // backend's destructor calls it before its own members go.
+  void stop();
+
+  // Any thread, never blocks: where `agent`'s `incarnation` stands, and its latest.
+  virtual ResumePoint resume_point(std::string_view agent, uint64_t incarnation) const = 0;
+  virtual StoreStats stats() const = 0;
+
+ protected:
+  explicit Backend(const StoreLimits& limits) : limits_(limits) {}
+
+  // Writer thread: a batch joins the group being formed.
+  virtual void take(Batch& batch) = 0;
+  // Writer thread: what the group holds so far (against commit_bytes).
+  virtual uint64_t group_bytes() const = 0;
+  // Writer thread: commits the group (which may be empty when has_pending())
+  // and delivers every batch of it.
+  virtual void commit(std::vector<Batch*>& group) = 0;
+  virtual bool has_pending() const { return false; }
+  // Writer thread, while no batch waits: called every idle_interval_ms (0: never).
+  virtual void on_idle() {}
+  virtual uint32_t idle_interval_ms() const { return 0; }
+
+  // Writer thread: waits up to `timeout` unless a stop comes first (true: stopping).
+  bool wait_unless_stopping(std::chrono::milliseconds timeout);
+  bool stopping() const;
+
+  const StoreLimits limits_;
+  std::function<void(Batch*)> deliver_;
+
+ private:
+  void run();
+  void wait_for_work(std::unique_lock<std::mutex>& lock, bool group_empty,
+                     std::chrono::steady_clock::time_point first);
+
+  mutable std::mutex queue_mutex_;     // guards waiting_ and stopping_
+  std::condition_variable work_ready_;
+  std::vector<Batch*> waiting_;        // bounded by batches_waiting_max
+  bool stopping_ = false;
+  std::thread writer_;
+};
+
+}  // namespace gatehouse::store

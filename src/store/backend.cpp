@@ -1,0 +1,98 @@
+#include "gatehouse/store/backend.h"
+
+#include "gatehouse/runtime/runtime.h"
+
+namespace gatehouse::store {
+
+Backend::~Backend() { stop(); }
+
+void Backend::start(std::function<void(Batch*)> deliver) {
+  deliver_ = std::move(deliver);
+  writer_ = std::thread([this] {
+    if (limits_.writer_nice != 0) runtime::set_thread_nice(limits_.writer_nice);  // the shards warn if refused
+    run();
+  });
+}
+
+bool Backend::submit(Batch* batch) {
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (waiting_.size() >= limits_.batches_waiting_max || stopping_) return false;
+    waiting_.push_back(batch);
+  }
+  work_ready_.notify_one();
+  return true;
+}
+
+void Backend::stop() {
+  {
+    std::lock_guard lock(queue_mutex_);
+    stopping_ = true;
+  }
+  work_ready_.notify_one();
+  if (writer_.joinable()) writer_.join();
+}
+
+bool Backend::stopping() const {
+  std::lock_guard lock(queue_mutex_);
+  return stopping_;
+}
+
+bool Backend::wait_unless_stopping(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(queue_mutex_);
+  return work_ready_.wait_for(lock, timeout, [this] { return stopping_; });
+}
+
+// Group commit: take what waits, keep taking until commit_interval_ms has
+// passed since the first or commit_bytes wait, then one commit.
+void Backend::run() {
+  using clock = std::chrono::steady_clock;
+  std::vector<Batch*> group;
+  std::vector<Batch*> taken;
+  for (;;) {
+    clock::time_point first{};
+    {
+      std::unique_lock lock(queue_mutex_);
+      for (;;) {
+        taken.swap(waiting_);
+        if (!taken.empty() && group.empty()) first = clock::now();
+        lock.unlock();
+        for (Batch* batch : taken) take(*batch);
+        group.insert(group.end(), taken.begin(), taken.end());
+        taken.clear();
+        lock.lock();
+        if (stopping_ && waiting_.empty()) break;
+        if (!group.empty() && (group_bytes() >= limits_.commit_bytes ||
+                               clock::now() - first >= std::chrono::milliseconds(limits_.commit_interval_ms))) {
+          break;
+        }
+        wait_for_work(lock, group.empty(), first);
+      }
+    }
+    if (!group.empty() || has_pending()) commit(group);
+    group.clear();
+    std::lock_guard lock(queue_mutex_);
+    if (stopping_ && waiting_.empty()) return;
+  }
+}
+
+// Until a batch comes (or the group's time is up); an idle backend's chores
+// run every idle_interval_ms meanwhile.
+void Backend::wait_for_work(std::unique_lock<std::mutex>& lock, bool group_empty,
+                            std::chrono::steady_clock::time_point first) {
+  const auto ready = [this] { return stopping_ || !waiting_.empty(); };
+  if (!group_empty) {
+    work_ready_.wait_until(lock, first + std::chrono::milliseconds(limits_.commit_interval_ms), ready);
+    return;
+  }
+  if (idle_interval_ms() == 0) {
+    work_ready_.wait(lock, ready);
+    return;
+  }
+  if (work_ready_.wait_for(lock, std::chrono::milliseconds(idle_interval_ms()), ready)) return;
+  lock.unlock();
+  on_idle();
+  lock.lock();
+}
+
+}  // namespace gatehouse::store

@@ -1,0 +1,351 @@
+#include "gatehouse/store/pg_store.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+
+#include "gatehouse/log/invariant.h"
+#include "gatehouse/log/log.h"
+#include "store/pg.h"
+
+namespace gatehouse::store {
+namespace {
+
+constexpr int64_t kUsPerDay = 86'400'000'000;
+constexpr int64_t kPgEpochUnixUs = 946'684'800'000'000;  // 2000-01-01, where timestamptz counts from
+constexpr uint32_t kRefreshOverlapS = 2;  // a commit that began before the last refresh is seen by the next
+
+int64_t unix_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+int64_t steady_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Binary COPY (PostgreSQL's "PGCOPY" format): big-endian fields, each with
+// its length, -1 for NULL.
+class CopyWriter {
+ public:
+  CopyWriter() {
+    static constexpr char kSignature[] = "PGCOPY\n\377\r\n";
+    bytes_.append(kSignature, 11);  // with its terminating NUL
+    put32(0);                       // flags
+    put32(0);                       // header extension length
+  }
+  void row(int16_t fields) { put16(fields); }
+  void int8(int64_t value) {
+    put32(8);
+    put64(value);
+  }
+  void text(std::string_view value) {
+    put32(static_cast<int32_t>(value.size()));
+    bytes_.append(value);
+  }
+  void bytes(const std::byte* data, uint32_t size) {
+    put32(static_cast<int32_t>(size));
+    bytes_.append(reinterpret_cast<const char*>(data), size);
+  }
+  void null() { put32(-1); }
+  const std::string& finish() {
+    put16(-1);
+    return bytes_;
+  }
+
+ private:
+  void put16(int16_t value) { put(static_cast<uint64_t>(static_cast<uint16_t>(value)), 2); }
+  void put32(int32_t value) { put(static_cast<uint64_t>(static_cast<uint32_t>(value)), 4); }
+  void put64(int64_t value) { put(static_cast<uint64_t>(value), 8); }
+  void put(uint64_t value, int size) {
+    for (int i = size - 1; i >= 0; --i) bytes_.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+  }
+  std::string bytes_;
+};
+
+std::string day_text(int64_t unix_us) {
+  const std::time_t seconds = static_cast<std::time_t>(unix_us / 1'000'000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[16];
+  std::strftime(text, sizeof text, "%Y-%m-%d", &utc);
+  return text;
+}
+
+}  // namespace
+
+// One (agent, incarnation) of a group: where it stood before, and after.
+struct PgStore::Progress {
+  uint64_t first_seq = 0;  // the group's lowest (its base, if the row is new, is first_seq - 1)
+  uint64_t base_seq = 0;
+  uint64_t durable_before = 0;
+  uint64_t appended_seq = 0;
+};
+
+PgStore::PgStore(std::string dsn, std::string server_name, const StoreLimits& limits)
+    : Backend(limits), dsn_(std::move(dsn)), server_name_(std::move(server_name)) {}
+
+PgStore::~PgStore() { stop(); }
+
+std::unique_ptr<PgStore> PgStore::open(const std::string& dsn, const std::string& server_name,
+                                       const StoreLimits& limits, std::string& why) {
+  std::unique_ptr<PgStore> store(new PgStore(dsn, server_name, limits));
+  if (!store->ensure_connected(why)) return nullptr;
+  std::vector<int> applied;
+  if (!pg::migrate(*store->conn_, applied, why)) return nullptr;
+  if (!applied.empty()) {
+    log::emit(log::Level::info, log::EventId::database_migrated,
+              "the group's schema is now version " + std::to_string(applied.back()),
+              {{"version", applied.back()}, {"from", applied.front() - 1}});
+  }
+  if (!store->refresh(why)) return nullptr;
+  return store;
+}
+
+bool PgStore::ensure_connected(std::string& why) {
+  if (conn_ != nullptr && conn_->usable()) return true;
+  conn_ = pg::Connection::connect(dsn_, why);
+  if (conn_ == nullptr) return false;
+  partitions_until_unix_us_ = 0;  // the database may be another (a promoted standby): look again
+  return true;
+}
+
+ResumePoint PgStore::resume_point(std::string_view agent, uint64_t incarnation) const {
+  std::lock_guard lock(mutex_);
+  ResumePoint point;
+  auto found = agents_.find(agent);
+  if (found == agents_.end()) return point;
+  const AgentState& state = found->second;
+  if (auto seqs = state.incarnations.find(incarnation); seqs != state.incarnations.end()) {
+    point.known = true;
+    point.base_seq = seqs->second.base_seq;
+    point.durable_seq = std::max(seqs->second.durable_seq, seqs->second.base_seq);
+  }
+  point.latest_incarnation = state.latest_incarnation;
+  point.latest_durable_seq = state.incarnations.at(state.latest_incarnation).durable_seq;
+  return point;
+}
+
+StoreStats PgStore::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void PgStore::learn(const std::string& agent, uint64_t incarnation, uint64_t base_seq, uint64_t durable_seq) {
+  AgentState& state = agents_[agent];
+  SeqState& seqs = state.incarnations[incarnation];
+  seqs.base_seq = base_seq;
+  seqs.durable_seq = std::max(seqs.durable_seq, durable_seq);
+  state.latest_incarnation = incarnation;
+  stats_.agents = agents_.size();
+}
+
+// The group's progress since the last look (every row at open): what other
+// servers stored, so a session failing over here resumes where the group is.
+bool PgStore::refresh(std::string& why) {
+  pg::Result now;
+  pg::Result rows;
+  if (!conn_->exec("SELECT now()::text", {}, now, why)) return false;
+  if (!conn_->exec("SELECT agent, incarnation, base_seq, durable_seq FROM gatehouse.incarnations "
+                   "WHERE $1 = '' OR updated_at >= $1::timestamptz - interval '" + std::to_string(kRefreshOverlapS) +
+                       " seconds' ORDER BY updated_at",
+                   {refreshed_at_}, rows, why)) {
+    return false;
+  }
+  std::lock_guard lock(mutex_);
+  for (size_t row = 0; row < rows.rows.size(); ++row) {
+    learn(rows.text(row, 0), rows.u64(row, 1), rows.u64(row, 2), rows.u64(row, 3));
+  }
+  refreshed_at_ = now.text(0, 0);
+  return true;
+}
+
+void PgStore::on_idle() {
+  std::string why;
+  if (!down_ && (!ensure_connected(why) || !refresh(why))) conn_.reset();  // the next commit says it, and retries
+}
+
+void PgStore::take(Batch& batch) {
+  batch.taken_unix_us = unix_now_us();
+  group_bytes_ += batch.payloads.size();
+}
+
+// Daily partitions of gatehouse.events, today's and tomorrow's, made before
+// they are needed (servers take turns under a lock; rows of a day without one,
+// a clock set back, land in the default partition).
+bool PgStore::ensure_partition(int64_t unix_us, std::string& why) {
+  if (unix_us < partitions_until_unix_us_) return true;
+  const int64_t day_us = unix_us - unix_us % kUsPerDay;
+  std::string sql = "SELECT pg_advisory_xact_lock(hashtext('gatehouse.partitions')); "
+                    "CREATE TABLE IF NOT EXISTS gatehouse.events_default PARTITION OF gatehouse.events DEFAULT; ";
+  for (int64_t day = day_us; day <= day_us + kUsPerDay; day += kUsPerDay) {
+    std::string name = day_text(day);
+    const std::string from = name;
+    std::erase(name, '-');
+    sql += "CREATE TABLE IF NOT EXISTS gatehouse.events_p" + name + " PARTITION OF gatehouse.events FOR VALUES FROM ('" +
+           from + " 00:00:00+00') TO ('" + day_text(day + kUsPerDay) + " 00:00:00+00'); ";
+  }
+  if (!conn_->exec(sql, why)) {  // one implicit transaction
+    why = "cannot create the events' partitions: " + why;
+    return false;
+  }
+  partitions_until_unix_us_ = day_us + 2 * kUsPerDay;
+  return true;
+}
+
+// One transaction for the group. Each (agent, incarnation) row is locked in
+// name order (two servers cannot deadlock on a pair), events at or below its
+// durable seq are duplicates, the rest go in by binary COPY, the rows move to
+// the new durable seqs, and only a COMMIT that succeeded lets them be acknowledged.
+bool PgStore::try_commit(std::vector<Batch*>& group, std::string& why) {
+  if (!ensure_connected(why)) return false;
+  std::map<std::pair<std::string, uint64_t>, Progress> progress;
+  int64_t latest_us = 0;
+  for (const Batch* batch : group) {
+    latest_us = std::max(latest_us, batch->taken_unix_us);
+    for (const Batch::Entry& entry : batch->entries) {
+      Progress& p = progress[{entry.agent, entry.incarnation}];
+      const uint64_t first = entry.gap_first_seq != 0 ? entry.gap_first_seq : entry.seq;
+      p.first_seq = p.first_seq == 0 ? first : std::min(p.first_seq, first);
+    }
+  }
+  if (!ensure_partition(latest_us, why)) return false;
+  if (!conn_->exec("BEGIN", why)) return false;
+  std::vector<std::string> agents;
+  std::vector<int64_t> incarnations;
+  std::vector<int64_t> values;
+  for (const auto& [key, p] : progress) {
+    agents.push_back(key.first);
+    incarnations.push_back(static_cast<int64_t>(key.second));
+    values.push_back(static_cast<int64_t>(p.first_seq - 1));
+  }
+  pg::Result locked;
+  if (!conn_->exec(
+      "INSERT INTO gatehouse.incarnations AS i (agent, incarnation, base_seq, durable_seq) "
+      "SELECT a, n, b, b FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(a, n, b) ORDER BY a, n "
+      "ON CONFLICT (agent, incarnation) DO UPDATE SET durable_seq = i.durable_seq "
+      "RETURNING agent, incarnation, base_seq, durable_seq",
+      {pg::text_array(agents), pg::int8_array(incarnations), pg::int8_array(values)}, locked, why)) {
+    return false;
+  }
+  for (size_t row = 0; row < locked.rows.size(); ++row) {
+    Progress& p = progress.at({locked.text(row, 0), locked.u64(row, 1)});
+    p.base_seq = locked.u64(row, 2);
+    p.durable_before = p.appended_seq = locked.u64(row, 3);
+  }
+  StoreStats added;
+  CopyWriter copy;
+  for (const Batch* batch : group) {
+    for (const Batch::Entry& entry : batch->entries) {
+      Progress& p = progress.at({entry.agent, entry.incarnation});
+      if (entry.seq <= p.appended_seq) {
+        ++added.duplicates_dropped;
+        continue;
+      }
+      copy.row(8);
+      copy.int8(batch->taken_unix_us - kPgEpochUnixUs);
+      copy.text(entry.agent);
+      copy.int8(static_cast<int64_t>(entry.incarnation));
+      copy.int8(static_cast<int64_t>(entry.seq));
+      if (entry.gap_first_seq != 0) {  // what the agent dropped; part of it may be stored already
+        const uint64_t first_seq = std::max(entry.gap_first_seq, p.appended_seq + 1);
+        copy.int8(static_cast<int64_t>(first_seq));
+        ++added.gaps;
+        added.events_lost += entry.seq - first_seq + 1;
+      } else {
+        copy.null();
+        ++added.events;
+        added.bytes += entry.payload_size_bytes;
+      }
+      copy.text(entry.path);
+      copy.text(server_name_);
+      if (entry.gap_first_seq != 0) {
+        copy.null();
+      } else {
+        copy.bytes(batch->payloads.data() + entry.payload_offset, entry.payload_size_bytes);
+      }
+      p.appended_seq = entry.seq;
+    }
+  }
+  if (added.events + added.gaps > 0 &&
+      !conn_->copy_in("COPY gatehouse.events (received_at, agent, incarnation, seq, gap_first_seq, path, server, "
+                      "payload) FROM STDIN (FORMAT binary)",
+                      copy.finish(), why)) {
+    return false;
+  }
+  agents.clear();
+  incarnations.clear();
+  values.clear();
+  for (const auto& [key, p] : progress) {
+    if (p.appended_seq == p.durable_before) continue;
+    agents.push_back(key.first);
+    incarnations.push_back(static_cast<int64_t>(key.second));
+    values.push_back(static_cast<int64_t>(p.appended_seq));
+  }
+  pg::Result ignored;
+  if (!agents.empty() &&
+      !conn_->exec("UPDATE gatehouse.incarnations AS i SET durable_seq = u.d, updated_at = now() "
+               "FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(a, n, d) WHERE i.agent = u.a AND i.incarnation = u.n",
+               {pg::text_array(agents), pg::int8_array(incarnations), pg::int8_array(values)}, ignored, why)) {
+    return false;
+  }
+  if (added.duplicates_dropped > 0 &&
+      !conn_->exec("INSERT INTO gatehouse.server_counters AS c (server, duplicates_dropped) VALUES ($1, $2) "
+               "ON CONFLICT (server) DO UPDATE SET duplicates_dropped = c.duplicates_dropped + EXCLUDED.duplicates_dropped",
+               {server_name_, std::to_string(added.duplicates_dropped)}, ignored, why)) {
+    return false;
+  }
+  if (!conn_->exec("COMMIT", why)) return false;
+  std::lock_guard lock(mutex_);
+  for (const auto& [key, p] : progress) learn(key.first, key.second, p.base_seq, p.appended_seq);
+  for (Batch* batch : group) {
+    for (Batch::Entry& entry : batch->entries) entry.durable_seq = progress.at({entry.agent, entry.incarnation}).appended_seq;
+  }
+  stats_.events += added.events;
+  stats_.bytes += added.bytes;
+  stats_.gaps += added.gaps;
+  stats_.events_lost += added.events_lost;
+  stats_.duplicates_dropped += added.duplicates_dropped;
+  return true;
+}
+
+// A database that fails is waited out: nothing is acknowledged meanwhile (the
+// agents' windows close, they keep their events); the same group is tried
+// again on a new connection, with backoff. A commit whose answer was lost is
+// found committed the next time (its events are then duplicates). A stop
+// meanwhile gives the batches back unacknowledged.
+void PgStore::commit(std::vector<Batch*>& group) {
+  uint32_t retry_ms = kRetryFirstMs;
+  for (;;) {
+    std::string why;
+    if (try_commit(group, why)) break;
+    conn_.reset();  // whatever the transaction did is rolled back with it
+    if (!down_) {
+      log::emit(log::Level::error, log::EventId::database_unavailable,
+                "PostgreSQL failed a commit: nothing is acknowledged until it commits again (agents keep their "
+                "events); retrying with backoff: " + why,
+                {{"batches", static_cast<uint64_t>(group.size())}});
+      down_ = true;
+      down_since_ms_ = steady_now_ms();
+    }
+    if (wait_unless_stopping(std::chrono::milliseconds(retry_ms))) {
+      for (Batch* batch : group) {  // their ACKs carry what was durable before: nothing moves
+        for (Batch::Entry& entry : batch->entries) entry.durable_seq = resume_point(entry.agent, entry.incarnation).durable_seq;
+      }
+      break;
+    }
+    retry_ms = std::min(retry_ms * 2, kRetryMaxMs);
+  }
+  if (down_ && conn_ != nullptr) {
+    log::emit(log::Level::info, log::EventId::database_available, "PostgreSQL commits again; acknowledgements resume",
+              {{"down_ms", static_cast<uint64_t>(steady_now_ms() - down_since_ms_)}});
+    down_ = false;
+  }
+  group_bytes_ = 0;
+  for (Batch* batch : group) deliver_(batch);
+}
+
+}  // namespace gatehouse::store

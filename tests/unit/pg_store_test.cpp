@@ -1,0 +1,166 @@
+// The group's store on a real PostgreSQL 15 (tests/pg/postgres): two servers
+// on one database store each event once, whoever gets it and however often;
+// acknowledgements wait for COMMIT; a database that goes away is waited out.
+#include <doctest/doctest.h>
+
+#include <thread>
+
+#include "gatehouse/store/pg_store.h"
+#include "store/pg.h"
+#include "store_support.h"
+#include "test_pg.h"
+
+using namespace gatehouse;
+using namespace std::chrono_literals;
+using testing::batch_of;
+using testing::kIncarnation;
+
+namespace {
+
+testing::Postgres& postgres() {
+  static testing::Postgres instance;
+  return instance;
+}
+
+struct Server : testing::StoreWriter {
+  Server(const std::string& dsn, const std::string& name) {
+    std::string why;
+    auto opened = store::PgStore::open(dsn, name, {}, why);
+    REQUIRE_MESSAGE(opened != nullptr, why);
+    pg = opened.get();
+    start(std::move(opened));
+  }
+  store::PgStore* pg = nullptr;
+};
+
+// One value of a query as text.
+std::string query(const std::string& dsn, const std::string& sql) {
+  std::string why;
+  auto conn = pg::Connection::connect(dsn, why);
+  REQUIRE_MESSAGE(conn != nullptr, why);
+  pg::Result result;
+  REQUIRE_MESSAGE(conn->exec(sql, why, &result), why);
+  REQUIRE(result.rows.size() == 1);
+  return result.rows[0][0].value_or("NULL");
+}
+
+// A login role with a password (TCP connections ask SCRAM-SHA-256).
+std::string writer_dsn_tcp() {
+  static const bool created = postgres().psql("CREATE ROLE writer LOGIN PASSWORD 's3cret pass'") == 0;
+  REQUIRE(created);
+  return "host=127.0.0.1 port=" + postgres().port() + " dbname=gatehouse user=writer";
+}
+
+}  // namespace
+
+TEST_CASE("pg store: two servers on one database store each event once; the second resumes where the group is") {
+  const std::string dsn = postgres().fresh_database();
+  Server ms1(dsn, "ms1.example.test");
+  Server ms2(dsn, "ms2.example.test");
+  ms1.submit(batch_of("web01", 1, 100, kIncarnation, "gw1.example.test"));
+  ms1.wait();
+  CHECK(ms1.acked_of("web01") == 100);
+  // ms2 learns the group's progress within its refresh interval.
+  REQUIRE(testing::wait_until([&] { return ms2.pg->resume_point("web01", kIncarnation).durable_seq == 100; }, 5s));
+  // A failover that resends 50..150 (the ACK of 50..100 was lost on the way).
+  ms2.submit(batch_of("web01", 50, 101, kIncarnation, "gw1.example.test"));
+  ms2.wait();
+  CHECK(ms2.acked_of("web01") == 150);
+  CHECK(ms2.pg->stats().duplicates_dropped == 51);
+  CHECK(query(dsn, "SELECT count(*) FROM gatehouse.events") == "150");
+  CHECK(query(dsn, "SELECT count(*) FROM (SELECT agent, incarnation, seq FROM gatehouse.events "
+                   "GROUP BY 1, 2, 3 HAVING count(*) > 1) twice") == "0");
+  CHECK(query(dsn, "SELECT count(*) FROM gatehouse.events WHERE server = 'ms2.example.test'") == "50");
+  CHECK(query(dsn, "SELECT string_agg(DISTINCT path, ',') FROM gatehouse.events") == "gw1.example.test");
+  CHECK(query(dsn, "SELECT convert_from(payload, 'UTF8') FROM gatehouse.events WHERE seq = 42") == "web01 event 42");
+  CHECK(query(dsn, "SELECT duplicates_dropped FROM gatehouse.server_counters WHERE server = 'ms2.example.test'") == "51");
+  CHECK(query(dsn, "SELECT count(*) FROM gatehouse.events WHERE received_at > now() - interval '1 minute'") == "150");
+}
+
+TEST_CASE("pg store: two servers given the same events at once store them once (the database decides)") {
+  const std::string dsn = postgres().fresh_database();
+  Server ms1(dsn, "ms1.example.test");
+  Server ms2(dsn, "ms2.example.test");
+  std::thread other([&] {
+    for (uint64_t i = 0; i < 40; ++i) ms2.submit(batch_of("web0" + std::to_string(i % 4), 1 + (i / 4) * 25, 25));
+  });
+  for (uint64_t i = 0; i < 40; ++i) ms1.submit(batch_of("web0" + std::to_string(i % 4), 1 + (i / 4) * 25, 25));
+  other.join();
+  ms1.wait(30s);
+  ms2.wait(30s);
+  for (const char* agent : {"web00", "web01", "web02", "web03"}) {
+    CHECK(std::max(ms1.acked_of(agent), ms2.acked_of(agent)) == 250);
+  }
+  CHECK(query(dsn, "SELECT count(*) FROM gatehouse.events") == "1000");
+  CHECK(query(dsn, "SELECT count(DISTINCT (agent, seq)) FROM gatehouse.events") == "1000");
+  CHECK(ms1.pg->stats().duplicates_dropped + ms2.pg->stats().duplicates_dropped == 1000);
+}
+
+TEST_CASE("pg store: a declared gap is stored as one row; a gap the group already holds is a duplicate") {
+  const std::string dsn = postgres().fresh_database();
+  Server ms1(dsn, "ms1.example.test");
+  ms1.submit(batch_of("web01", 1, 5));
+  store::Batch* gap = batch_of("web01", 11, 1);
+  gap->entries.insert(gap->entries.begin(), {10, 0, "web01", kIncarnation, 10, 6, 0, 0, 0, ""});
+  ms1.submit(gap);
+  ms1.wait();
+  ms1.submit(batch_of("web01", 11, 1));  // resent: a duplicate
+  store::Batch* old_gap = batch_of("web01", 1, 0);
+  old_gap->entries.push_back({10, 0, "web01", kIncarnation, 10, 6, 0, 0, 0, ""});
+  ms1.submit(old_gap);  // a stale view's gap over stored seqs: a duplicate too
+  ms1.wait();
+  CHECK(ms1.acked_of("web01") == 11);
+  CHECK(query(dsn, "SELECT count(*) FROM gatehouse.events") == "7");
+  CHECK(query(dsn, "SELECT gap_first_seq || '-' || seq FROM gatehouse.events WHERE payload IS NULL") == "6-10");
+  CHECK(ms1.pg->stats().duplicates_dropped == 2);
+}
+
+TEST_CASE("pg store: nothing is acknowledged while the database is down; all of it after, once") {
+  testing::Postgres own;  // this test stops its database
+  const std::string dsn = own.fresh_database();
+  Server ms1(dsn, "ms1.example.test");
+  ms1.submit(batch_of("web01", 1, 10));
+  ms1.wait();
+  REQUIRE(own.stop() == 0);
+  ms1.submit(batch_of("web01", 11, 10));
+  std::this_thread::sleep_for(1500ms);
+  CHECK(ms1.delivered.load() == 1);  // not acknowledged: not committed
+  REQUIRE(own.restart() == 0);
+  ms1.wait(30s);
+  CHECK(ms1.acked_of("web01") == 20);
+  CHECK(query(dsn, "SELECT count(*) FROM gatehouse.events") == "20");
+}
+
+TEST_CASE("pg store: the schema is made once and recorded; a newer one than we know is refused") {
+  const std::string dsn = postgres().fresh_database();
+  { Server first(dsn, "ms1.example.test"); }
+  { Server second(dsn, "ms2.example.test"); }
+  CHECK(query(dsn, "SELECT count(*) FROM gatehouse.schema_migrations") == std::to_string(pg::schema_version_latest()));
+  REQUIRE(postgres().psql("INSERT INTO gatehouse.schema_migrations (version, description) VALUES (999, 'future')",
+                          dsn.substr(dsn.rfind('=') + 1)) == 0);
+  std::string why;
+  CHECK(store::PgStore::open(dsn, "ms1.example.test", {}, why) == nullptr);
+  CHECK_MESSAGE(why.find("newer than this gatehouse knows") != std::string::npos, why);
+}
+
+TEST_CASE("pg client: SCRAM-SHA-256 over TCP with the right password, refused with a wrong one or none") {
+  const std::string tcp = writer_dsn_tcp();
+  std::string why;
+  CHECK_MESSAGE(pg::Connection::connect(tcp + " password='s3cret pass'", why) != nullptr, why);
+  CHECK(pg::Connection::connect(tcp + " password=wrong", why) == nullptr);
+  CHECK_MESSAGE(why.find("28P01") != std::string::npos, why);  // invalid_password
+  CHECK(pg::Connection::connect(tcp, why) == nullptr);
+  CHECK_MESSAGE(why.find("has none") != std::string::npos, why);
+  CHECK(pg::Connection::connect(tcp + " sslmode=require", why) == nullptr);
+  CHECK_MESSAGE(why.find("not supported yet") != std::string::npos, why);
+}
+
+TEST_CASE("pg client: target_session_attrs=read-write skips a host that is down and says why for each") {
+  writer_dsn_tcp();
+  const std::string both = "host=127.0.0.1,127.0.0.1 port=1," + postgres().port() +
+                           " dbname=gatehouse user=writer password='s3cret pass' target_session_attrs=read-write";
+  std::string why;
+  CHECK_MESSAGE(pg::Connection::connect(both, why) != nullptr, why);
+  CHECK(pg::Connection::connect("host=127.0.0.1 port=1 user=x", why) == nullptr);
+  CHECK_MESSAGE(why.find("127.0.0.1:1") != std::string::npos, why);
+}
