@@ -129,7 +129,7 @@ int run_approve(int argc, char** argv, int first) {
   if (!auth.empty() && auth != "cert" && auth != "kerberos") {
     return usage_error("gatehouse approve", "--auth must be cert or kerberos", kUsage);
   }
-  auto registry = server::Registry::open(config.data_dir, why);
+  auto registry = server::Registry::open(config, why);
   if (registry == nullptr) {
     std::fprintf(stderr, "gatehouse approve: %s\n", why.c_str());
     return kExitFailure;

@@ -8,6 +8,10 @@
 #include <ctime>
 #include <filesystem>
 
+#include "gatehouse/config/config_types.h"
+#include "gatehouse/log/log.h"
+#include "store/pg.h"
+
 namespace gatehouse::server {
 namespace {
 
@@ -35,16 +39,17 @@ std::string lower(std::string text) {
 
 int64_t now_unix_s() { return static_cast<int64_t>(std::time(nullptr)); }
 
-// A prepared statement, finalized on scope exit.
-struct Statement {
-  Statement(sqlite3* db, const char* sql) { sqlite3_prepare_v2(db, sql, -1, &handle, nullptr); }
-  ~Statement() { sqlite3_finalize(handle); }
-  std::string text(int column) const {
-    const auto* value = reinterpret_cast<const char*>(sqlite3_column_text(handle, column));
-    return value != nullptr ? value : "";
+// SQLite's ?N parameters as PostgreSQL's $N.
+std::string dollar_parameters(const std::string& sql) {
+  std::string out = sql;
+  for (size_t at = 0; (at = out.find('?', at)) != std::string::npos; ++at) {
+    if (at + 1 < out.size() && std::isdigit(static_cast<unsigned char>(out[at + 1]))) out[at] = '$';
   }
-  sqlite3_stmt* handle = nullptr;
-};
+  return out;
+}
+
+constexpr uint32_t kReconnectLogIntervalS = 60;
+constexpr uint32_t kWatchSliceMs = 100;  // a group registry's watcher waits for NOTIFY this long at a time (stop, inventory)  // a group registry without its database says so this often
 
 }  // namespace
 
@@ -79,23 +84,76 @@ std::unique_ptr<Registry> Registry::open(const std::string& data_dir, std::strin
     return nullptr;
   }
   for (const char* upgrade : kUpgrades) sqlite3_exec(db, upgrade, nullptr, nullptr, nullptr);
-  std::unique_ptr<Registry> registry(new Registry(db));
+  std::unique_ptr<Registry> registry(new Registry());
+  registry->db_ = db;
   registry->refresh();
   return registry;
+}
+
+std::unique_ptr<Registry> Registry::open_postgresql(const std::string& dsn, std::string& why) {
+  std::unique_ptr<Registry> registry(new Registry());
+  registry->dsn_ = dsn;
+  if (!registry->reconnect_postgresql(why)) return nullptr;
+  if (!registry->refresh(true) && registry->approvals_.load() == nullptr) {
+    why = "cannot read the group's approvals";
+    return nullptr;
+  }
+  return registry;
+}
+
+std::unique_ptr<Registry> Registry::open(const config::Config& config, std::string& why) {
+  if (config.store_backend == config::StoreBackend::postgresql) return open_postgresql(config.store_dsn, why);
+  return open(config.data_dir, why);
+}
+
+// The group's tables are made by the store's migrations (pg::migrate); this
+// connection LISTENs for approval changes.
+bool Registry::reconnect_postgresql(std::string& why) {
+  pg_ = pg::Connection::connect(dsn_, why);
+  if (pg_ == nullptr) return false;
+  std::vector<int> applied;
+  if (!pg::migrate(*pg_, applied, why) || !pg_->exec("SET search_path = gatehouse; LISTEN gatehouse_approvals", why)) {
+    pg_.reset();
+    return false;
+  }
+  return true;
 }
 
 Registry::~Registry() {
   stopping_ = true;
   if (watcher_.joinable()) watcher_.join();
-  sqlite3_close(db_);
+  if (db_ != nullptr) sqlite3_close(db_);
 }
 
-std::string Registry::execute(const char* sql, const std::vector<std::string>& parameters) {
-  Statement statement(db_, sql);
-  for (size_t i = 0; i < parameters.size(); ++i) {
-    sqlite3_bind_text(statement.handle, static_cast<int>(i + 1), parameters[i].c_str(), -1, SQLITE_TRANSIENT);
+std::string Registry::execute(const std::string& sql, const std::vector<std::string>& parameters, Rows* rows) {
+  if (db_ == nullptr) {
+    std::lock_guard lock(db_mutex_);
+    std::string why;
+    if (pg_ == nullptr || !pg_->usable()) return "the group's database is not connected";
+    pg::Result result;
+    if (!pg_->exec(dollar_parameters(sql), parameters, result, why)) return why;
+    if (rows != nullptr) {
+      for (auto& row : result.rows) {
+        auto& out = rows->emplace_back();
+        for (auto& value : row) out.push_back(value.value_or(""));
+      }
+    }
+    return "";
   }
-  const int result = sqlite3_step(statement.handle);
+  sqlite3_stmt* statement = nullptr;
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &statement, nullptr) != SQLITE_OK) return sqlite3_errmsg(db_);
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    sqlite3_bind_text(statement, static_cast<int>(i + 1), parameters[i].c_str(), -1, SQLITE_TRANSIENT);
+  }
+  int result = SQLITE_ROW;
+  while ((result = sqlite3_step(statement)) == SQLITE_ROW && rows != nullptr) {
+    auto& row = rows->emplace_back();
+    for (int column = 0; column < sqlite3_column_count(statement); ++column) {
+      const auto* value = reinterpret_cast<const char*>(sqlite3_column_text(statement, column));
+      row.push_back(value != nullptr ? value : "");
+    }
+  }
+  sqlite3_finalize(statement);
   return result == SQLITE_DONE || result == SQLITE_ROW ? "" : sqlite3_errmsg(db_);
 }
 
@@ -109,56 +167,62 @@ std::string Registry::set_gateway(const std::string& name, bool approved, const 
 std::string Registry::set_agent(const std::string& name, bool approved, const AgentBinding& binding) {
   return approved ? execute("INSERT INTO agents(name, state, scope, auth) VALUES(?1, 'approved', ?2, ?3)"
                             " ON CONFLICT(name) DO UPDATE SET state = 'approved',"
-                            " scope = CASE ?2 WHEN '' THEN scope ELSE ?2 END,"
-                            " auth = CASE ?3 WHEN '' THEN auth ELSE ?3 END",
+                            " scope = CASE ?2 WHEN '' THEN agents.scope ELSE ?2 END,"
+                            " auth = CASE ?3 WHEN '' THEN agents.auth ELSE ?3 END",
                             {lower(name), lower(binding.scope), binding.auth})
                   : execute("DELETE FROM agents WHERE name = ?1", {lower(name)});
 }
 
 std::vector<GatewayRecord> Registry::gateways() {
   std::vector<GatewayRecord> records;
-  Statement statement(db_, "SELECT name, tier FROM gateways ORDER BY name");
-  while (sqlite3_step(statement.handle) == SQLITE_ROW) records.push_back({statement.text(0), statement.text(1)});
+  Rows rows;
+  execute("SELECT name, tier FROM gateways ORDER BY name", {}, &rows);
+  for (auto& row : rows) records.push_back({std::move(row[0]), std::move(row[1])});
   return records;
 }
 
 std::vector<AgentRecord> Registry::agents(bool pending_only) {
   std::vector<AgentRecord> records;
-  Statement statement(db_, pending_only ? "SELECT name, state, first_seen_unix_s, last_seen_unix_s, via, scope, auth"
-                                          " FROM agents WHERE state = 'pending' ORDER BY name"
-                                        : "SELECT name, state, first_seen_unix_s, last_seen_unix_s, via, scope, auth"
-                                          " FROM agents ORDER BY name");
-  while (sqlite3_step(statement.handle) == SQLITE_ROW) {
+  Rows rows;
+  execute(std::string("SELECT name, state, first_seen_unix_s, last_seen_unix_s, via, scope, auth FROM agents") +
+              (pending_only ? " WHERE state = 'pending'" : "") + " ORDER BY name",
+          {}, &rows);
+  for (auto& row : rows) {
     AgentRecord record;
-    record.name = statement.text(0);
-    const std::string state = statement.text(1);
-    record.state = state == "approved" ? AgentState::approved : state == "pending" ? AgentState::pending : AgentState::rejected;
-    record.first_seen_unix_s = sqlite3_column_int64(statement.handle, 2);
-    record.last_seen_unix_s = sqlite3_column_int64(statement.handle, 3);
-    record.via = statement.text(4);
-    record.binding = {statement.text(5), statement.text(6)};
+    record.name = row[0];
+    record.state = row[1] == "approved" ? AgentState::approved : row[1] == "pending" ? AgentState::pending : AgentState::rejected;
+    record.first_seen_unix_s = std::stoll(row[2]);
+    record.last_seen_unix_s = std::stoll(row[3]);
+    record.via = row[4];
+    record.binding = {row[5], row[6]};
     records.push_back(std::move(record));
   }
   return records;
 }
 
-// Reloads the approvals when another connection (the CLI) changed the file,
-// or when we did (`forced`: data_version counts only other connections' writes).
+// Reloads the approvals: locally when another connection (the CLI) changed
+// the file, or when we did (`forced`: data_version counts only other
+// connections' writes); in a group when told (NOTIFY) or forced.
 bool Registry::refresh(bool forced) {
-  Statement version(db_, "PRAGMA data_version");
-  if (sqlite3_step(version.handle) != SQLITE_ROW) return false;
-  const int64_t current = sqlite3_column_int64(version.handle, 0);
-  if (!forced && current == data_version_ && approvals_.load() != nullptr) return false;
-  data_version_ = current;
+  if (db_ != nullptr) {
+    Rows version;
+    if (!execute("PRAGMA data_version", {}, &version).empty() || version.empty()) return false;
+    const int64_t current = std::stoll(version[0][0]);
+    if (!forced && current == data_version_ && approvals_.load() != nullptr) return false;
+    data_version_ = current;
+  }
+  Rows gateways;
+  Rows agents;
+  if (!execute("SELECT name, tier FROM gateways", {}, &gateways).empty() ||
+      !execute("SELECT name, scope, auth FROM agents WHERE state = 'approved'", {}, &agents).empty()) {
+    return false;  // the group's database is away: the approvals in force stay
+  }
   auto approvals = std::make_shared<Approvals>();
-  for (GatewayRecord& gateway : gateways()) {
-    std::string tier = gateway.tier.empty() ? gateway.name : std::move(gateway.tier);
-    approvals->gateways.emplace(std::move(gateway.name), std::move(tier));
+  for (auto& row : gateways) {
+    std::string tier = row[1].empty() ? row[0] : std::move(row[1]);
+    approvals->gateways.emplace(std::move(row[0]), std::move(tier));
   }
-  Statement agents(db_, "SELECT name, scope, auth FROM agents WHERE state = 'approved'");
-  while (sqlite3_step(agents.handle) == SQLITE_ROW) {
-    approvals->agents.emplace(agents.text(0), AgentBinding{agents.text(1), agents.text(2)});
-  }
+  for (auto& row : agents) approvals->agents.emplace(std::move(row[0]), AgentBinding{row[1], row[2]});
   // Unchanged (our own inventory writes, mostly): the shards need not look again.
   if (const auto previous = approvals_.load(); previous != nullptr && *previous == *approvals) return false;
   approvals_.store(std::move(approvals));
@@ -205,6 +269,10 @@ bool Registry::write_inventory() {
 }
 
 void Registry::watch(uint32_t poll_ms) {
+  if (db_ == nullptr) {
+    watch_postgresql(poll_ms);
+    return;
+  }
   // The server writes only the inventory (last seen, via): without an fsync per
   // commit, a reconnect storm's thousands of updates stay off the disk queue
   // the event store's fdatasync waits in. WAL keeps the file whole on a crash;
@@ -213,6 +281,44 @@ void Registry::watch(uint32_t poll_ms) {
   watcher_ = std::thread([this, poll_ms] {
     while (!stopping_.load()) {
       refresh(write_inventory());
+      std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+    }
+    write_inventory();
+  });
+}
+
+// A group's: a NOTIFY from any server's change (a trigger on the tables)
+// wakes the watcher at once; after a reconnect it looks anyway (poll_ms
+// paces only the reconnects). A lost database
+// keeps the approvals in force (said once a minute) until it is back.
+void Registry::watch_postgresql(uint32_t poll_ms) {
+  watcher_ = std::thread([this, poll_ms] {
+    int64_t said_at_s = 0;
+    while (!stopping_.load()) {
+      std::string why;
+      bool notified = false;
+      bool ok = false;
+      {
+        std::lock_guard lock(db_mutex_);
+        ok = pg_ != nullptr && pg_->usable();
+        if (!ok) notified = ok = reconnect_postgresql(why);  // changes while away were not told: look
+      }
+      if (ok) {
+        const bool wrote = write_inventory();
+        std::lock_guard lock(db_mutex_);
+        bool told = false;
+        ok = pg_ != nullptr && pg_->wait_notification(std::min(poll_ms, kWatchSliceMs), told, why);
+        notified = notified || told || wrote;
+      }
+      if (ok) {
+        if (notified) refresh(true);
+        continue;
+      }
+      if (now_unix_s() - said_at_s >= kReconnectLogIntervalS) {
+        said_at_s = now_unix_s();
+        log::emit(log::Level::error, log::EventId::database_unavailable,
+                  "the group's registry cannot reach PostgreSQL; the approvals in force stay until it is back: " + why);
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
     }
     write_inventory();

@@ -49,7 +49,7 @@ bool run(const config::Config& config) {
   std::string why;
   std::unique_ptr<store::Backend> store = open_store(config);
   if (store == nullptr) return false;
-  auto registry = Registry::open(config.data_dir, why);
+  auto registry = Registry::open(config, why);
   if (registry == nullptr) {
     log::emit(log::Level::error, log::EventId::config_invalid, "cannot open the server's data: " + why,
               {{"data_dir", config.data_dir}});

@@ -3,6 +3,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -63,6 +64,33 @@ CREATE TABLE gatehouse.server_counters (
   server text PRIMARY KEY,
   duplicates_dropped bigint NOT NULL DEFAULT 0
 );
+)sql"},
+    Migration{2, "approvals and inventory, told to every server",
+              R"sql(
+CREATE TABLE gatehouse.gateways (
+  name text PRIMARY KEY,                -- lower-case
+  approved_unix_s bigint NOT NULL,
+  tier text NOT NULL DEFAULT ''         -- '': a tier of its own
+);
+CREATE TABLE gatehouse.agents (
+  name text PRIMARY KEY,
+  state text NOT NULL CHECK (state IN ('approved', 'pending', 'rejected')),
+  first_seen_unix_s bigint NOT NULL DEFAULT 0,
+  last_seen_unix_s bigint NOT NULL DEFAULT 0,
+  via text NOT NULL DEFAULT '',         -- the gateway it last came through ('' direct)
+  scope text NOT NULL DEFAULT '',       -- its bound tier or '@direct' ('' unbound)
+  auth text NOT NULL DEFAULT ''         -- 'cert', 'kerberos' ('' unbound)
+);
+CREATE FUNCTION gatehouse.approvals_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('gatehouse_approvals', TG_TABLE_NAME);
+  RETURN NULL;
+END
+$$;
+CREATE TRIGGER gateways_changed AFTER INSERT OR UPDATE OR DELETE ON gatehouse.gateways
+  FOR EACH STATEMENT EXECUTE FUNCTION gatehouse.approvals_changed();
+CREATE TRIGGER agents_changed AFTER INSERT OR DELETE OR UPDATE OF state, scope, auth ON gatehouse.agents
+  FOR EACH STATEMENT EXECUTE FUNCTION gatehouse.approvals_changed();
 )sql"},
 };
 
@@ -465,27 +493,19 @@ bool Connection::flush(std::string& why) {
   return true;
 }
 
-bool Connection::receive(char& type, std::string& body, std::string& why) {
+bool Connection::message_ready() const {
+  if (in_.size() < 5) return false;
+  const int32_t size = get32(in_.data() + 1);
+  return size < 4 || static_cast<uint32_t>(size) > kMessageMaxBytes || in_.size() >= static_cast<size_t>(size) + 1;
+}
+
+bool Connection::read_more(std::string& why) {
+  if (fd_ < 0) {
+    why = "the connection is gone";
+    return false;
+  }
+  char chunk[65'536];
   for (;;) {
-    if (in_.size() >= 5) {
-      const int32_t size = get32(in_.data() + 1);
-      if (size < 4 || static_cast<uint32_t>(size) > kMessageMaxBytes) {
-        why = "a malformed message from the server";
-        fail();
-        return false;
-      }
-      if (in_.size() >= static_cast<size_t>(size) + 1) {
-        type = in_[0];
-        body.assign(in_, 5, static_cast<size_t>(size) - 4);
-        in_.erase(0, static_cast<size_t>(size) + 1);
-        return true;
-      }
-    }
-    if (fd_ < 0) {
-      why = "the connection is gone";
-      return false;
-    }
-    char chunk[65'536];
     const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
@@ -494,7 +514,51 @@ bool Connection::receive(char& type, std::string& body, std::string& why) {
       return false;
     }
     in_.append(chunk, static_cast<size_t>(n));
+    return true;
   }
+}
+
+bool Connection::receive(char& type, std::string& body, std::string& why) {
+  while (!message_ready()) {
+    if (!read_more(why)) return false;
+  }
+  const int32_t size = get32(in_.data() + 1);
+  if (size < 4 || static_cast<uint32_t>(size) > kMessageMaxBytes) {
+    why = "a malformed message from the server";
+    fail();
+    return false;
+  }
+  type = in_[0];
+  body.assign(in_, 5, static_cast<size_t>(size) - 4);
+  in_.erase(0, static_cast<size_t>(size) + 1);
+  return true;
+}
+
+bool Connection::wait_notification(uint32_t timeout_ms, bool& notified, std::string& why) {
+  if (!notified_ && !message_ready()) {
+    pollfd ready{fd_, POLLIN, 0};
+    const int n = ::poll(&ready, 1, static_cast<int>(timeout_ms));
+    if (n < 0 && errno != EINTR) {
+      why = std::string("poll: ") + std::strerror(errno);
+      fail();
+      return false;
+    }
+    if (n > 0 && !read_more(why)) return false;
+  }
+  while (message_ready()) {
+    char type = 0;
+    std::string body;
+    if (!receive(type, body, why)) return false;
+    if (type == 'A') notified_ = true;
+    if (type == 'E') {  // the server ends the session (an admin's terminate, a shutdown)
+      why = error_fields(body);
+      fail();
+      return false;
+    }
+  }
+  notified = notified_;
+  notified_ = false;
+  return true;
 }
 
 bool Connection::finish(Result* result, std::string& why) {
@@ -532,6 +596,9 @@ bool Connection::finish(Result* result, std::string& why) {
       case 'G':  // COPY FROM STDIN in a simple query: not asked for, refuse it
         send('f', "unexpected COPY\0", why);
         flush(why);
+        break;
+      case 'A':  // a NOTIFY while a statement ran: kept for wait_notification
+        notified_ = true;
         break;
       case 'Z':
         if (!error.empty()) {

@@ -4,7 +4,7 @@
 // for the store's writer thread and the CLI, never a shard. What it speaks:
 // a libpq-style dsn (host lists, unix sockets, target_session_attrs), trust,
 // password, md5 and SCRAM-SHA-256 authentication, simple queries, one
-// statement with text parameters, COPY FROM STDIN. Not yet: TLS to the
+// statement with text parameters, COPY FROM STDIN, LISTEN/NOTIFY. Not yet: TLS to the
 // database (sslmode other than disable/allow/prefer is refused).
 #pragma once
 
@@ -57,6 +57,9 @@ class Connection {
   bool exec(const std::string& sql, const std::vector<std::string>& parameters, Result& result, std::string& why);
   // COPY ... FROM STDIN with `data` in the statement's format.
   bool copy_in(const std::string& sql, std::string_view data, std::string& why);
+  // After LISTEN: waits up to `timeout_ms` for a NOTIFY (true: one came, or
+  // came during an earlier statement). False with `why` when the connection failed.
+  bool wait_notification(uint32_t timeout_ms, bool& notified, std::string& why);
   // False once the connection failed (its socket is gone): make a new one.
   bool usable() const { return fd_ >= 0; }
   const std::string& host() const { return host_; }
@@ -73,7 +76,11 @@ class Connection {
   bool finish(Result* result, std::string& why);
   void fail();
 
+  bool read_more(std::string& why);
+  bool message_ready() const;
+
   int fd_ = -1;
+  bool notified_ = false;  // a NotificationResponse arrived, not yet taken
   std::string host_;
   std::string out_;  // messages not yet written
   std::string in_;   // bytes read, not yet parsed

@@ -5,6 +5,8 @@
 
 #include <thread>
 
+#include "gatehouse/config/config_types.h"
+#include "gatehouse/server/registry.h"
 #include "gatehouse/store/pg_store.h"
 #include "store/pg.h"
 #include "store_support.h"
@@ -163,4 +165,34 @@ TEST_CASE("pg client: target_session_attrs=read-write skips a host that is down 
   CHECK_MESSAGE(pg::Connection::connect(both, why) != nullptr, why);
   CHECK(pg::Connection::connect("host=127.0.0.1 port=1 user=x", why) == nullptr);
   CHECK_MESSAGE(why.find("127.0.0.1:1") != std::string::npos, why);
+}
+
+TEST_CASE("pg registry: an approval made through one server is in force on the other within a second, and its deletion") {
+  const std::string dsn = postgres().fresh_database();
+  std::string why;
+  auto ms1 = server::Registry::open_postgresql(dsn, why);
+  REQUIRE_MESSAGE(ms1 != nullptr, why);
+  auto ms2 = server::Registry::open_postgresql(dsn, why);
+  REQUIRE_MESSAGE(ms2 != nullptr, why);
+  ms2->watch(60'000);  // a poll that never comes: only the NOTIFY can tell it in time
+  auto operator_cli = server::Registry::open_postgresql(dsn, why);  // `gatehouse approve` against ms1's config
+  REQUIRE_MESSAGE(operator_cli != nullptr, why);
+  const auto approved = std::chrono::steady_clock::now();
+  REQUIRE(operator_cli->set_gateway("GW1.example.test", true, "dmz") == "");
+  REQUIRE(operator_cli->set_agent("web01.example.test", true) == "");
+  REQUIRE(testing::wait_until([&] {
+    const auto approvals = ms2->approvals();
+    return approvals->gateways.contains("gw1.example.test") && approvals->agents.contains("web01.example.test");
+  }, 5s));
+  CHECK(std::chrono::steady_clock::now() - approved < 1s);
+  CHECK(ms2->approvals()->gateways.at("gw1.example.test") == "dmz");
+  const uint64_t version = ms2->approvals_version();
+  REQUIRE(operator_cli->set_agent("web01.example.test", false) == "");
+  REQUIRE(testing::wait_until([&] { return !ms2->approvals()->agents.contains("web01.example.test"); }, 5s));
+  CHECK(ms2->approvals_version() > version);
+  // The inventory a server notes is the group's: listed from any server's config.
+  ms1->watch(250);
+  ms1->note_seen("web02.example.test", "gw1.example.test", {"dmz", "cert"}, config::AgentApproval::review);
+  REQUIRE(testing::wait_until([&] { return operator_cli->agents(true).size() == 1; }, 5s));
+  CHECK(operator_cli->agents(true)[0].via == "gw1.example.test");
 }

@@ -1,7 +1,10 @@
-// The server's registry in SQLite (data_dir/registry.db): which gateways and
-// agents are approved, the pending list, and the inventory (first and last
-// seen, via which gateway). `gatehouse approve` edits it; a running server
-// sees a change within a second (it polls SQLite's data_version).
+// The server's registry: which gateways and agents are approved, the pending
+// list, and the inventory (first and last seen, via which gateway). Local:
+// SQLite in data_dir/registry.db, a change seen within poll_ms (SQLite's
+// data_version). A management group ([store] backend = "postgresql"): the
+// tables gatehouse.gateways and gatehouse.agents shared by every server, a
+// change through any of them seen by all at once (LISTEN/NOTIFY), at the
+// latest within poll_ms. `gatehouse approve` edits it.
 #pragma once
 
 #include <atomic>
@@ -18,6 +21,13 @@
 #include "gatehouse/proto/frame_types.h"
 
 struct sqlite3;
+
+namespace gatehouse::config {
+struct Config;
+}
+namespace gatehouse::pg {
+class Connection;
+}
 
 namespace gatehouse::server {
 
@@ -59,6 +69,10 @@ class Registry {
  public:
   // nullptr with `why`. Creates the database and its tables when missing.
   static std::unique_ptr<Registry> open(const std::string& data_dir, std::string& why);
+  // The group's, in PostgreSQL (its schema is made by the store's migrations).
+  static std::unique_ptr<Registry> open_postgresql(const std::string& dsn, std::string& why);
+  // The one `config` says ([store] backend).
+  static std::unique_ptr<Registry> open(const config::Config& config, std::string& why);
   ~Registry();
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
@@ -87,12 +101,19 @@ class Registry {
                  config::AgentApproval mode);
 
  private:
-  explicit Registry(sqlite3* db) : db_(db) {}
-  std::string execute(const char* sql, const std::vector<std::string>& parameters);
+  using Rows = std::vector<std::vector<std::string>>;
+  Registry() = default;
+  // ?1.. parameters in either database. "" or why.
+  std::string execute(const std::string& sql, const std::vector<std::string>& parameters, Rows* rows = nullptr);
   bool refresh(bool forced = false);
   bool write_inventory();
+  void watch_postgresql(uint32_t poll_ms);
+  bool reconnect_postgresql(std::string& why);
 
-  sqlite3* db_;
+  sqlite3* db_ = nullptr;                  // local
+  std::unique_ptr<pg::Connection> pg_;     // a group's (its own connection, LISTENing)
+  std::string dsn_;
+  std::mutex db_mutex_;                    // the PostgreSQL connection: one statement at a time
   std::atomic<std::shared_ptr<const Approvals>> approvals_;
   std::atomic<uint64_t> approvals_version_{0};
   int64_t data_version_ = -1;
