@@ -11,6 +11,7 @@
 #include "gatehouse/proto/codec.h"
 #include "gatehouse/server/run.h"
 #include "gatehouse/server/registry.h"
+#include "gatehouse/store/pg_store.h"
 #include "gatehouse/store/store.h"
 #include "commands.h"
 #include "role_start.h"
@@ -58,6 +59,12 @@ void print_event(const store::StoredEvent& event) {
   std::printf("{\"agent\":");
   print_json_string(event.agent);
   std::printf(",\"incarnation\":\"%s\"", proto::incarnation_hex(event.incarnation).c_str());
+  if (event.received_unix_us != 0) {  // the group's store keeps when, how and where
+    std::printf(",\"received_at\":\"%s\",\"path\":", log::iso8601_utc_us(event.received_unix_us).c_str());
+    print_json_string(event.path);
+    std::printf(",\"server\":");
+    print_json_string(event.server);
+  }
   if (event.gap_first_seq != 0) {  // the agent declared these dropped (its queue was full)
     std::printf(",\"gap\":{\"first_seq\":%llu,\"last_seq\":%llu}}\n",
                 static_cast<unsigned long long>(event.gap_first_seq), static_cast<unsigned long long>(event.seq));
@@ -235,31 +242,22 @@ namespace {
 // Each agent the store holds events of, a JSON line each: how many events,
 // the seqs declared dropped, its incarnations and the last seq stored.
 int list_store_agents(const config::Config& config) {
-  struct Summary {
-    uint64_t events = 0;
-    uint64_t declared_dropped = 0;
-    uint64_t last_seq = 0;
-    std::set<uint64_t> incarnations;
-  };
-  std::map<std::string, Summary> agents;
+  std::vector<store::AgentSummary> summaries;
   std::string why;
-  const bool ok = store::EventStore::dump(server::events_dir(config), "", [&](const store::StoredEvent& event) {
-    Summary& summary = agents[event.agent];
-    summary.incarnations.insert(event.incarnation);
-    summary.last_seq = std::max(summary.last_seq, event.seq);
-    if (event.gap_first_seq != 0) summary.declared_dropped += event.seq - event.gap_first_seq + 1;
-    else summary.events += 1;
-  }, why);
+  const bool ok = config.store_backend == config::StoreBackend::postgresql
+                      ? store::PgStore::agent_summaries(config.store_dsn, summaries, why)
+                      : store::EventStore::agent_summaries(server::events_dir(config), summaries, why);
   if (!ok) {
     std::fprintf(stderr, "gatehouse store: %s\n", why.c_str());
     return kExitFailure;
   }
-  for (const auto& [name, summary] : agents) {
+  for (const store::AgentSummary& summary : summaries) {
     std::printf("{\"agent\":");
-    print_json_string(name);
-    std::printf(",\"events\":%llu,\"declared_dropped\":%llu,\"incarnations\":%zu,\"last_seq\":%llu}\n",
+    print_json_string(summary.agent);
+    std::printf(",\"events\":%llu,\"declared_dropped\":%llu,\"incarnations\":%llu,\"last_seq\":%llu}\n",
                 static_cast<unsigned long long>(summary.events),
-                static_cast<unsigned long long>(summary.declared_dropped), summary.incarnations.size(),
+                static_cast<unsigned long long>(summary.declared_dropped),
+                static_cast<unsigned long long>(summary.incarnations),
                 static_cast<unsigned long long>(summary.last_seq));
   }
   return kExitOk;
@@ -285,10 +283,19 @@ int run_store(int argc, char** argv, int first) {
     return usage_error("gatehouse store", "say stats, dump, agents, verify or salvage", kUsage);
   }
   const std::string_view action = args.positionals[0];
-  if (action == "verify" || action == "salvage") return check_store(config, args, action == "salvage", kUsage);
+  const bool group = config.store_backend == config::StoreBackend::postgresql;
+  if (action == "verify" || action == "salvage") {
+    if (group) {
+      std::fprintf(stderr, "gatehouse store: %s is for the local store; PostgreSQL checks its own pages "
+                           "(pg_amcheck) and restores from its backups\n", std::string(action).c_str());
+      return kExitFailure;
+    }
+    return check_store(config, args, action == "salvage", kUsage);
+  }
   if (action == "stats") {
     store::StoreStats stats;
-    if (!store::EventStore::read_stats(server::events_dir(config), stats, why)) {
+    if (!(group ? store::PgStore::read_stats(config.store_dsn, stats, why)
+                : store::EventStore::read_stats(server::events_dir(config), stats, why))) {
       std::fprintf(stderr, "gatehouse store: %s\n", why.c_str());
       return kExitFailure;
     }
@@ -310,7 +317,9 @@ int run_store(int argc, char** argv, int first) {
   }
   if (action == "agents") return list_store_agents(config);
   if (action != "dump") return usage_error("gatehouse store", "unknown action '" + std::string(action) + "'", kUsage);
-  const bool ok = store::EventStore::dump(server::events_dir(config), args.value("--agent").value_or(""), print_event, why);
+  const std::string agent(args.value("--agent").value_or(""));
+  const bool ok = group ? store::PgStore::dump(config.store_dsn, agent, print_event, why)
+                        : store::EventStore::dump(server::events_dir(config), agent, print_event, why);
   if (!ok) std::fprintf(stderr, "gatehouse store: %s\n", why.c_str());
   return ok ? kExitOk : kExitFailure;
 }

@@ -70,13 +70,7 @@ const char* level_name(Level level) {
 void append_timestamp(std::string& out) {
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
-  tm utc{};
-  gmtime_r(&now.tv_sec, &utc);
-  char text[40];
-  const int size = std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ",
-                                 utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour,
-                                 utc.tm_min, utc.tm_sec, now.tv_nsec / 1'000'000);
-  out.append(text, static_cast<size_t>(size));
+  out += iso8601_utc(now.tv_sec, now.tv_nsec / 1'000, 3);
 }
 
 uint64_t monotonic_ms() {
@@ -411,6 +405,17 @@ void emit(Level level, EventId id, std::string_view message, std::initializer_li
   w.buffer += line;
   lock.unlock();
   w.wake.notify_one();
+}
+
+std::string iso8601_utc(int64_t unix_s, int64_t micros, int digits) {
+  const auto seconds = static_cast<time_t>(unix_s);
+  tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[48];
+  const long fraction = digits == 6 ? static_cast<long>(micros) : static_cast<long>(micros / 1'000);
+  const int size = std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%0*ldZ", utc.tm_year + 1900,
+                                 utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, digits, fraction);
+  return std::string(text, static_cast<size_t>(size));
 }
 
 }  // namespace gatehouse::log

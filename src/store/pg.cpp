@@ -60,8 +60,12 @@ CREATE TABLE gatehouse.events (
   payload bytea
 ) PARTITION BY RANGE (received_at);
 CREATE INDEX events_agent_seq ON gatehouse.events (agent, incarnation, seq);
-CREATE TABLE gatehouse.server_counters (
+CREATE TABLE gatehouse.server_counters (  -- what each server committed: `gatehouse store stats` without a scan
   server text PRIMARY KEY,
+  events bigint NOT NULL DEFAULT 0,
+  bytes bigint NOT NULL DEFAULT 0,
+  gaps bigint NOT NULL DEFAULT 0,
+  events_lost bigint NOT NULL DEFAULT 0,
   duplicates_dropped bigint NOT NULL DEFAULT 0
 );
 )sql"},

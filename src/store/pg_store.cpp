@@ -66,6 +66,16 @@ class CopyWriter {
   std::string bytes_;
 };
 
+// bytea in text form: "\\x" and two hex digits a byte.
+bool unhex_bytea(const std::string& text, std::vector<std::byte>& out) {
+  if (!text.starts_with("\\x") || text.size() % 2 != 0) return false;
+  out.clear();
+  out.reserve((text.size() - 2) / 2);
+  const auto digit = [](char c) { return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10; };
+  for (size_t at = 2; at < text.size(); at += 2) out.push_back(static_cast<std::byte>(digit(text[at]) * 16 + digit(text[at + 1])));
+  return true;
+}
+
 std::string day_text(int64_t unix_us) {
   const std::time_t seconds = static_cast<std::time_t>(unix_us / 1'000'000);
   std::tm utc{};
@@ -132,6 +142,81 @@ ResumePoint PgStore::resume_point(std::string_view agent, uint64_t incarnation) 
 StoreStats PgStore::stats() const {
   std::lock_guard lock(mutex_);
   return stats_;
+}
+
+bool PgStore::read_stats(const std::string& dsn, StoreStats& stats, std::string& why) {
+  auto conn = pg::Connection::connect(dsn, why);
+  if (conn == nullptr) return false;
+  pg::Result totals;
+  if (!conn->exec("SELECT coalesce(sum(events), 0), coalesce(sum(bytes), 0), coalesce(sum(duplicates_dropped), 0), "
+                  "coalesce(sum(gaps), 0), coalesce(sum(events_lost), 0), "
+                  "(SELECT count(DISTINCT agent) FROM gatehouse.incarnations), "
+                  "(SELECT count(*) FROM pg_inherits WHERE inhparent = 'gatehouse.events'::regclass) "
+                  "FROM gatehouse.server_counters",
+                  {}, totals, why)) {
+    return false;
+  }
+  stats = {};
+  stats.events = totals.u64(0, 0);
+  stats.bytes = totals.u64(0, 1);
+  stats.duplicates_dropped = totals.u64(0, 2);
+  stats.gaps = totals.u64(0, 3);
+  stats.events_lost = totals.u64(0, 4);
+  stats.agents = totals.u64(0, 5);
+  stats.segments = totals.u64(0, 6);  // the events' partitions
+  return true;
+}
+
+bool PgStore::dump(const std::string& dsn, std::string_view agent,
+                   const std::function<void(const StoredEvent&)>& on_event, std::string& why) {
+  constexpr int kFetchRows = 5'000;
+  auto conn = pg::Connection::connect(dsn, why);
+  if (conn == nullptr) return false;
+  pg::Result ignored;
+  if (!conn->exec("BEGIN", why) ||
+      !conn->exec("DECLARE events NO SCROLL CURSOR FOR SELECT agent, incarnation, seq, gap_first_seq, payload, "
+                  "(extract(epoch FROM received_at) * 1000000)::bigint, path, server FROM gatehouse.events "
+                  "WHERE $1 = '' OR agent = $1 ORDER BY received_at, agent, incarnation, seq",
+                  {std::string(agent)}, ignored, why)) {
+    return false;
+  }
+  for (;;) {
+    pg::Result rows;
+    if (!conn->exec("FETCH " + std::to_string(kFetchRows) + " FROM events", {}, rows, why)) return false;
+    for (const auto& row : rows.rows) {
+      StoredEvent event;
+      event.agent = *row[0];
+      event.incarnation = static_cast<uint64_t>(std::stoll(*row[1]));
+      event.seq = static_cast<uint64_t>(std::stoll(*row[2]));
+      event.gap_first_seq = row[3] ? static_cast<uint64_t>(std::stoll(*row[3])) : 0;
+      if (row[4] && !unhex_bytea(*row[4], event.payload)) {
+        why = "a payload that is not bytea hex";
+        return false;
+      }
+      event.received_unix_us = std::stoll(*row[5]);
+      event.path = *row[6];
+      event.server = *row[7];
+      on_event(event);
+    }
+    if (rows.rows.size() < kFetchRows) break;
+  }
+  return conn->exec("COMMIT", why);
+}
+
+bool PgStore::agent_summaries(const std::string& dsn, std::vector<AgentSummary>& summaries, std::string& why) {
+  auto conn = pg::Connection::connect(dsn, why);
+  if (conn == nullptr) return false;
+  pg::Result rows;
+  if (!conn->exec("SELECT agent, count(*) FILTER (WHERE gap_first_seq IS NULL), "
+                  "coalesce(sum(seq - gap_first_seq + 1) FILTER (WHERE gap_first_seq IS NOT NULL), 0), "
+                  "count(DISTINCT incarnation), max(seq) FROM gatehouse.events GROUP BY agent ORDER BY agent",
+                  {}, rows, why)) {
+    return false;
+  }
+  for (size_t row = 0; row < rows.rows.size(); ++row) {
+    summaries.push_back({rows.text(row, 0), rows.u64(row, 1), rows.u64(row, 2), rows.u64(row, 3), rows.u64(row, 4)});
+  }
+  return true;
 }
 
 void PgStore::learn(const std::string& agent, uint64_t incarnation, uint64_t base_seq, uint64_t durable_seq) {
@@ -292,10 +377,14 @@ bool PgStore::try_commit(std::vector<Batch*>& group, std::string& why) {
                {pg::text_array(agents), pg::int8_array(incarnations), pg::int8_array(values)}, ignored, why)) {
     return false;
   }
-  if (added.duplicates_dropped > 0 &&
-      !conn_->exec("INSERT INTO gatehouse.server_counters AS c (server, duplicates_dropped) VALUES ($1, $2) "
-               "ON CONFLICT (server) DO UPDATE SET duplicates_dropped = c.duplicates_dropped + EXCLUDED.duplicates_dropped",
-               {server_name_, std::to_string(added.duplicates_dropped)}, ignored, why)) {
+  if (!conn_->exec("INSERT INTO gatehouse.server_counters AS c (server, events, bytes, gaps, events_lost, "
+                   "duplicates_dropped) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (server) DO UPDATE SET "
+                   "events = c.events + EXCLUDED.events, bytes = c.bytes + EXCLUDED.bytes, gaps = c.gaps + EXCLUDED.gaps, "
+                   "events_lost = c.events_lost + EXCLUDED.events_lost, "
+                   "duplicates_dropped = c.duplicates_dropped + EXCLUDED.duplicates_dropped",
+                   {server_name_, std::to_string(added.events), std::to_string(added.bytes), std::to_string(added.gaps),
+                    std::to_string(added.events_lost), std::to_string(added.duplicates_dropped)},
+                   ignored, why)) {
     return false;
   }
   if (!conn_->exec("COMMIT", why)) return false;

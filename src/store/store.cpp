@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 #include <span>
 
 #include "gatehouse/log/invariant.h"
@@ -242,6 +243,24 @@ bool EventStore::write_pending() {
     const auto full_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - since);
     log::emit(log::Level::info, log::EventId::store_disk_room, "the event store writes again; acknowledgements resume",
               {{"full_ms", static_cast<uint64_t>(full_ms.count())}});
+  }
+  return true;
+}
+
+bool EventStore::agent_summaries(const std::string& dir, std::vector<AgentSummary>& summaries, std::string& why) {
+  std::map<std::string, std::pair<AgentSummary, std::set<uint64_t>>, std::less<>> agents;
+  const bool ok = dump(dir, "", [&](const StoredEvent& event) {
+    auto& [summary, incarnations] = agents[event.agent];
+    incarnations.insert(event.incarnation);
+    summary.last_seq = std::max(summary.last_seq, event.seq);
+    if (event.gap_first_seq != 0) summary.declared_dropped += event.seq - event.gap_first_seq + 1;
+    else summary.events += 1;
+  }, why);
+  if (!ok) return false;
+  for (auto& [name, entry] : agents) {
+    entry.first.agent = name;
+    entry.first.incarnations = entry.second.size();
+    summaries.push_back(std::move(entry.first));
   }
   return true;
 }

@@ -59,5 +59,10 @@ void stop_writer();
 void append_json_string(std::string& out, std::string_view text);
 // Well-formed UTF-8: a JSON string can hold it as it is.
 bool valid_utf8(std::string_view text);
+// "2026-12-02T02:40:00.123Z" (`digits` of the second's fraction: 3 or 6).
+std::string iso8601_utc(int64_t unix_s, int64_t micros, int digits);
+inline std::string iso8601_utc_us(int64_t unix_us) {
+  return iso8601_utc(unix_us / 1'000'000, unix_us % 1'000'000, 6);
+}
 
 }  // namespace gatehouse::log

@@ -8,10 +8,13 @@
 // notes: docs/server.md ("A management group on PostgreSQL").
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "gatehouse/store/backend.h"
 
@@ -34,6 +37,14 @@ class PgStore final : public Backend {
   // declares dropped) events the group holds, and the commit drops them.
   ResumePoint resume_point(std::string_view agent, uint64_t incarnation) const override;
   StoreStats stats() const override;
+
+  // `gatehouse store` from any server's config: the group's totals (kept per
+  // server at each commit, no scan), its events in order of arrival (a cursor:
+  // memory stays bounded), and each agent's summary.
+  static bool read_stats(const std::string& dsn, StoreStats& stats, std::string& why);
+  static bool dump(const std::string& dsn, std::string_view agent,
+                   const std::function<void(const StoredEvent&)>& on_event, std::string& why);
+  static bool agent_summaries(const std::string& dsn, std::vector<AgentSummary>& summaries, std::string& why);
 
   static constexpr uint32_t kRefreshIntervalMs = 250;
   static constexpr uint32_t kRetryFirstMs = 100;   // a failed commit is retried after this, doubling ...

@@ -37,6 +37,8 @@ class EventStore final : public Backend {
   // `agent` empty: every agent's, in store order.
   static bool dump(const std::string& dir, std::string_view agent,
                    const std::function<void(const StoredEvent&)>& on_event, std::string& why);
+  // Each agent's events, by name (a scan, like dump).
+  static bool agent_summaries(const std::string& dir, std::vector<AgentSummary>& summaries, std::string& why);
   // Every record checked, damage skipped (`store verify`); with `to_dir`,
   // every valid record is copied to a new store there (`store salvage`).
   static bool salvage(const std::string& dir, const std::string& to_dir, DamageReport& report, std::string& why);

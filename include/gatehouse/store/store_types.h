@@ -92,6 +92,18 @@ struct StoredEvent {
   uint64_t seq = 0;
   uint64_t gap_first_seq = 0;  // not 0: the agent declared gap_first_seq..seq dropped (no payload)
   std::vector<std::byte> payload;
+  int64_t received_unix_us = 0;  // PostgreSQL: when a server took it (0: the local store keeps no time)
+  std::string path;              // ... the gateways it crossed ("" direct)
+  std::string server;            // ... the server that stored it
+};
+
+// One agent's events in a store (`gatehouse store agents`).
+struct AgentSummary {
+  std::string agent;
+  uint64_t events = 0;
+  uint64_t declared_dropped = 0;  // seqs its gaps declared
+  uint64_t incarnations = 0;
+  uint64_t last_seq = 0;
 };
 
 }  // namespace gatehouse::store
