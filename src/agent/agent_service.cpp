@@ -20,6 +20,7 @@ net::ChildLinkOptions link_options(const AgentOptions& options) {
           .welcome_timeout_ms = options.welcome_timeout_ms,
           .retry_after_loss_ms = options.retry_after_loss_ms,
           .parent_silence_max_ms = options.parent_silence_max_ms,
+          .failback_after_ms = options.failback_after_ms,
           .not_approved_event = log::EventId::agent_not_approved,
           .not_approved_hint = {}};
 }

@@ -211,6 +211,7 @@ bool run(const config::Config& config, const InputSource& source) {
   options.welcome_timeout_ms = config.timeouts.welcome_timeout_ms;
   options.retry_after_loss_ms = config.timeouts.retry_after_loss_ms;
   options.parent_silence_max_ms = config.timeouts.parent_silence_ms;
+  options.failback_after_ms = config.timeouts.failback_s * 1'000;
   options.child.role = proto::Role::agent;
   options.child.auth = kerberos ? proto::AuthMethod::kerberos : proto::AuthMethod::cert;
   options.child.name = config.name;

@@ -382,6 +382,7 @@ void read_failover(TableReader& root, Config& config) {
   failover.integer("retry_after_loss_ms", t.retry_after_loss_ms, 0, 600'000);
   failover.integer("parent_silence_ms", t.parent_silence_ms, 1'000, 600'000);
   failover.integer("resolve_interval_s", t.resolve_interval_s, 1, 86'400);
+  failover.integer("failback_s", t.failback_s, 0, 86'400);
   failover.finish();
   if (t.backoff_max_ms < t.backoff_initial_ms) {
     root.error(0, "failover.backoff_max_ms", "must be at least backoff_initial_ms");

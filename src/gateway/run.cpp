@@ -21,6 +21,7 @@ bool run(const config::Config& config) {
   options.backoff_max_ms = config.timeouts.backoff_max_ms;
   options.welcome_timeout_ms = config.timeouts.welcome_timeout_ms;
   options.retry_after_loss_ms = config.timeouts.retry_after_loss_ms;
+  options.failback_after_ms = config.timeouts.failback_s * 1'000;
   options.parent_silence_max_ms = config.timeouts.parent_silence_ms;
   options.child.role = proto::Role::gateway;
   options.child.auth = proto::AuthMethod::cert;

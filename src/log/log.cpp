@@ -263,6 +263,7 @@ const char* event_name(EventId id) {
     case EventId::store_disk_room: return "store_disk_room";
     case EventId::store_damaged: return "store_damaged";
     case EventId::database_unavailable: return "database_unavailable";
+    case EventId::parent_failback: return "parent_failback";
     case EventId::database_available: return "database_available";
     case EventId::database_migrated: return "database_migrated";
     case EventId::data_out_of_order: return "data_out_of_order";

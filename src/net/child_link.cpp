@@ -94,6 +94,10 @@ void ChildLink::on_timer(runtime::Shard& shard, runtime::Timer& timer) {
     connect(shard);
     return;
   }
+  if (&timer == &failback_) {
+    failback_check(shard);
+    return;
+  }
   if (!welcomed()) return;
   const uint64_t silent_ms = shard.now_ms() - heard_at_ms_;
   if (options_.parent_silence_max_ms != 0 && silent_ms >= options_.parent_silence_max_ms) {
@@ -109,6 +113,34 @@ void ChildLink::on_timer(runtime::Shard& shard, runtime::Timer& timer) {
   session_->send({0, proto::Ping{shard.now_ms()}});
   flush(shard);
   shard.set_timer(heartbeat_, heartbeat_interval_ms_);
+}
+
+// On a later parent: ask for a probe of the first; at the next look, if it
+// took a connection, close this session (flushed) and reconnect to the first.
+// A first parent that takes TCP but not us sends the link on down the list
+// again, and the next look is failback_after_ms later.
+void ChildLink::failback_check(runtime::Shard& shard) {
+  if (!welcomed() || failover_.current() == 0) return;
+  if (!failback_probing_) {
+    failback_probing_ = true;
+    failback_probe_base_ = options_.addresses->reachable_count(0);
+    options_.addresses->probe_soon(0);
+    shard.set_timer(failback_, kFailbackProbeWaitMs);
+    return;
+  }
+  failback_probing_ = false;
+  if (options_.addresses->reachable_count(0) == failback_probe_base_) {
+    shard.set_timer(failback_, options_.failback_after_ms);
+    return;
+  }
+  if (options_.log_events) {
+    log::emit(log::Level::info, log::EventId::parent_failback,
+              "the first parent takes connections again: going back to it",
+              {{"from", parent().name}, {"to", options_.parents[0].name}});
+  }
+  failover_.reset_to_first();
+  failing_back_ = true;
+  close(shard);
 }
 
 bool ChildLink::on_connect_failed(runtime::Shard& shard, uint64_t context, int error) {
@@ -157,6 +189,10 @@ void ChildLink::on_welcome(const proto::HelloOk& hello_ok) {
     heartbeat_interval_ms_ = std::min(heartbeat_interval_ms_, std::max(options_.parent_silence_max_ms / 3, 1u));
   }
   shard_->set_timer(heartbeat_, heartbeat_interval_ms_);
+  if (options_.failback_after_ms != 0 && failover_.current() != 0) {
+    failback_probing_ = false;
+    shard_->set_timer(failback_, options_.failback_after_ms);
+  }
   failover_.succeeded();
   if (options_.log_events) {
     log::emit(log::Level::info, log::EventId::parent_connected, "connected to the parent",
@@ -206,6 +242,7 @@ bool ChildLink::on_close(runtime::Shard& shard, runtime::ConnId id) {
   if (!connected_ || id != conn_) return false;
   const bool was_up = welcomed();
   shard.cancel_timer(heartbeat_);
+  shard.cancel_timer(failback_);
   session_.reset();
   connected_ = false;
   if (!was_up && !failure_heard_ && !stopping_) {
@@ -223,6 +260,11 @@ bool ChildLink::on_close(runtime::Shard& shard, runtime::ConnId id) {
   if (was_up && parent_silent_) {
     parent_silent_ = false;
     next_parent(shard);
+    return true;
+  }
+  if (was_up && failing_back_) {
+    failing_back_ = false;
+    shard.set_timer(reconnect_, failover_.jitter_ms(options_.retry_after_loss_ms));
     return true;
   }
   if (was_up) {
@@ -274,6 +316,7 @@ void ChildLink::stop(runtime::Shard& shard) {
   stopping_ = true;
   shard.cancel_timer(reconnect_);
   shard.cancel_timer(heartbeat_);
+  shard.cancel_timer(failback_);
   close(shard);
 }
 

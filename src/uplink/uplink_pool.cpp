@@ -29,6 +29,7 @@ UplinkPool::UplinkPool(const UplinkOptions& options, net::SessionHandler& role) 
                                .welcome_timeout_ms = options.welcome_timeout_ms,
                                .retry_after_loss_ms = options.retry_after_loss_ms,
                                .parent_silence_max_ms = options.parent_silence_max_ms,
+                               .failback_after_ms = options.failback_after_ms,
                                .not_approved_event = log::EventId::gateway_not_approved,
                                .not_approved_hint = "on the server: gatehouse approve gateway " + options.child.name +
                                                     " --action create"};

@@ -4,11 +4,13 @@
 pids=()
 mounts=()  # file systems a test mounted (unmounted at exit, before the folder goes)
 loops=()   # loop devices a test attached
+exit_hooks=()  # commands run at exit before the folder goes (e.g. stopping a PostgreSQL)
 failures=0
 checks=0
 cleanup() {
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
   wait 2>/dev/null
+  for hook in "${exit_hooks[@]}"; do eval "$hook"; done
   for l in "${loops[@]}"; do losetup -d "$l" 2>/dev/null; done
   for m in "${mounts[@]}"; do umount -l "$m" 2>/dev/null; done
   [ "${KEEP_WORK:-}" = 1 ] || rm -rf "$work"

@@ -77,6 +77,7 @@ struct Timeouts {
   uint32_t retry_after_loss_ms = 100;     // a session that was up: the same parent again after ~this
   uint32_t parent_silence_ms = 45'000;    // [failover] nothing heard from a parent this long: the next (gateway: 6,000)
   uint32_t resolve_interval_s = 30;       // parents' names are looked up again this often
+  uint32_t failback_s = 60;               // [failover] on a later parent this long: back to the first once it takes TCP (0: never)
 };
 
 struct Config {

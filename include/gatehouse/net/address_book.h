@@ -34,6 +34,11 @@ class AddressBook {
   // Any thread, never blocks: resolve peers[peer] again soon (its address
   // may have moved). Numeric addresses never change and are not looked up.
   void refresh_soon(size_t peer);
+  // Any thread, never blocks: try a TCP connect to peers[peer] soon (off the
+  // shards; failback asks whether the first parent is back). Each success
+  // bumps reachable_count(peer).
+  void probe_soon(size_t peer);
+  uint64_t reachable_count(size_t peer) const { return reachable_[peer].load(std::memory_order_acquire); }
 
  private:
   struct Answer {
@@ -42,6 +47,7 @@ class AddressBook {
     std::string why;
   };
   void resolve(size_t peer);
+  void probe(size_t peer);
   void run();
 
   const std::vector<config::Endpoint> endpoints_;
@@ -51,8 +57,10 @@ class AddressBook {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<bool> wanted_;  // refresh_soon() requests, under mutex_
+  std::vector<bool> probe_wanted_;  // probe_soon() requests, under mutex_
+  std::vector<std::atomic<uint64_t>> reachable_;  // successful probes, by peer
   bool stopping_ = false;
-  std::thread thread_;  // only when a peer is named
+  std::thread thread_;  // only when a peer is named or there is a later parent to fail back from
 };
 
 }  // namespace gatehouse::net

@@ -41,6 +41,10 @@ struct ChildLinkOptions {
   // frozen or black-holed, the link is dead (21006) and the next parent is
   // tried. 0: no such check (pings at the parent's heartbeat only).
   uint32_t parent_silence_max_ms = 0;
+  // Welcomed by a later parent for this long: probe the first (a TCP connect
+  // off the shard) and, once it takes connections, close this session and go
+  // back to it (30053), so load returns where the operator put it. 0: never.
+  uint32_t failback_after_ms = 0;
   // A parent's refusal for want of approval: logged with this event (and hint).
   log::EventId not_approved_event = log::EventId::agent_not_approved;
   std::string not_approved_hint;
@@ -122,6 +126,7 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   static bool send_to_socket(void* link, std::span<const std::byte> bytes);
   void connect(runtime::Shard& shard);
   void next_parent(runtime::Shard& shard);
+  void failback_check(runtime::Shard& shard);
   void on_welcome(const proto::HelloOk& hello_ok) override;
   proto::Incarnation hello_incarnation() override { return events_.hello_incarnation(*this); }
   void on_frame(const proto::Frame& frame) override;
@@ -134,7 +139,12 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   ChildLinkEvents& events_;
   Failover failover_;
   runtime::Timer reconnect_{*this};
-  runtime::Timer heartbeat_{*this};   // welcomed: a PING every interval the parent asked for (its idle timeout counts on it)
+  runtime::Timer heartbeat_{*this};
+  runtime::Timer failback_{*this};    // on a later parent: time to look at the first again
+  static constexpr uint32_t kFailbackProbeWaitMs = 3'000;  // a probe's answer is looked at after this
+  uint64_t failback_probe_base_ = 0;  // the first parent's reachable_count when the probe was asked for
+  bool failback_probing_ = false;
+  bool failing_back_ = false;         // this session closes for a failback: no "lost" warning   // welcomed: a PING every interval the parent asked for (its idle timeout counts on it)
   uint32_t heartbeat_interval_ms_ = 60'000;
   runtime::Shard* shard_ = nullptr;  // while a session runs: the handler calls have no shard
   runtime::ConnId conn_{};

@@ -34,6 +34,11 @@ class Failover {
     failures_in_round_ = 0;
     backoff_ms_ = initial_ms_;
   }
+  // Back to the first parent (failback): its next connect goes there.
+  void reset_to_first() {
+    current_ = 0;
+    failures_in_round_ = 0;
+  }
   // A short random pause (reconnecting after a session that was up).
   uint32_t jitter_ms(uint32_t base_ms) { return base_ms == 0 ? 0 : base_ms + jitter_() % base_ms; }
 
