@@ -435,6 +435,11 @@ void read_role_keys(TableReader& root, Config& config) {
         store.choice<StoreBackend>("backend", config.store_backend,
                                    {{"local", StoreBackend::local}, {"postgresql", StoreBackend::postgresql}});
         const bool has_dsn = store.string("dsn", config.store_dsn, false);
+        store.integer("retention_days", config.store.retention_days, 0, 36'500);
+        if (config.store_backend == StoreBackend::local && config.store.retention_days != 0) {
+          store.error(store.line(), "retention_days",
+                      "only with backend = \"postgresql\" for now (the local store keeps every segment)");
+        }
         if (config.store_backend == StoreBackend::postgresql && (!has_dsn || config.store_dsn.empty())) {
           store.error(store.line(), "dsn",
                       "missing: backend = \"postgresql\" needs a libpq connection string, e.g. "

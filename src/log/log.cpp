@@ -266,6 +266,7 @@ const char* event_name(EventId id) {
     case EventId::parent_failback: return "parent_failback";
     case EventId::database_available: return "database_available";
     case EventId::database_migrated: return "database_migrated";
+    case EventId::database_retention: return "database_retention";
     case EventId::data_out_of_order: return "data_out_of_order";
     case EventId::agent_incarnation_new: return "agent_incarnation_new";
     case EventId::approval_revoked: return "approval_revoked";

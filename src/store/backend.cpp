@@ -71,6 +71,7 @@ void Backend::run() {
     }
     if (!group.empty() || has_pending()) commit(group);
     group.clear();
+    chores_if_due();
     std::lock_guard lock(queue_mutex_);
     if (stopping_ && waiting_.empty()) return;
   }
@@ -91,8 +92,16 @@ void Backend::wait_for_work(std::unique_lock<std::mutex>& lock, bool group_empty
   }
   if (work_ready_.wait_for(lock, std::chrono::milliseconds(idle_interval_ms()), ready)) return;
   lock.unlock();
-  on_idle();
+  chores_if_due();
   lock.lock();
+}
+
+void Backend::chores_if_due() {
+  if (idle_interval_ms() == 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - chores_at_ < std::chrono::milliseconds(idle_interval_ms())) return;
+  chores_at_ = now;
+  on_idle();
 }
 
 }  // namespace gatehouse::store

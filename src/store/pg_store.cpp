@@ -250,7 +250,44 @@ bool PgStore::refresh(std::string& why) {
 
 void PgStore::on_idle() {
   std::string why;
-  if (!down_ && (!ensure_connected(why) || !refresh(why))) conn_.reset();  // the next commit says it, and retries
+  if (down_ || !ensure_connected(why) || !refresh(why)) {
+    conn_.reset();  // the next commit says it, and retries
+    return;
+  }
+  if (limits_.retention_days == 0 ||
+      (retention_checked_ms_ != 0 && steady_now_ms() - retention_checked_ms_ < kRetentionCheckMs)) {
+    return;
+  }
+  retention_checked_ms_ = steady_now_ms();
+  if (!drop_expired(why)) {
+    log::emit(log::Level::warning, log::EventId::database_retention,
+              "cannot drop the days past [store] retention_days (tried again in an hour): " + why);
+  }
+}
+
+// Whole days past retention_days go at once (DROP of their partition: no
+// row-by-row delete, no bloat). Servers take turns under the partitions' lock.
+bool PgStore::drop_expired(std::string& why) {
+  pg::Result expired;
+  if (!conn_->exec("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                   "WHERE i.inhparent = 'gatehouse.events'::regclass AND c.relname ~ '^events_p[0-9]{8}$' "
+                   "AND to_date(substr(c.relname, 9), 'YYYYMMDD') + 1 <= (now() AT TIME ZONE 'UTC')::date - $1::int "
+                   "ORDER BY 1",
+                   {std::to_string(limits_.retention_days)}, expired, why)) {
+    return false;
+  }
+  for (size_t row = 0; row < expired.rows.size(); ++row) {
+    const std::string& name = expired.text(row, 0);
+    if (!conn_->exec("SELECT pg_advisory_xact_lock(hashtext('gatehouse.partitions')); "
+                     "DROP TABLE IF EXISTS gatehouse." + name,
+                     why)) {
+      return false;
+    }
+    log::emit(log::Level::info, log::EventId::database_retention,
+              "dropped the events of " + name.substr(8) + " (older than [store] retention_days)",
+              {{"partition", name}, {"retention_days", limits_.retention_days}});
+  }
+  return true;
 }
 
 void PgStore::take(Batch& batch) {

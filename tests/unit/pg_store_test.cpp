@@ -196,3 +196,27 @@ TEST_CASE("pg registry: an approval made through one server is in force on the o
   REQUIRE(testing::wait_until([&] { return operator_cli->agents(true).size() == 1; }, 5s));
   CHECK(operator_cli->agents(true)[0].via == "gw1.example.test");
 }
+
+TEST_CASE("pg store: days past retention_days are dropped whole, today's stay") {
+  const std::string dsn = postgres().fresh_database();
+  const std::string database = dsn.substr(dsn.rfind('=') + 1);
+  {
+    Server first(dsn, "ms1.example.test");  // makes the schema
+  }
+  REQUIRE(postgres().psql("CREATE TABLE gatehouse.events_p20200101 PARTITION OF gatehouse.events FOR VALUES FROM "
+                          "('2020-01-01 00:00:00+00') TO ('2020-01-02 00:00:00+00'); INSERT INTO gatehouse.events "
+                          "(received_at, agent, incarnation, seq, path, server, payload) VALUES ('2020-01-01 12:00+00', "
+                          "'old01', 1, 1, '', 'ms1.example.test', 'x')",
+                          database) == 0);
+  std::string why;
+  auto opened = store::PgStore::open(dsn, "ms1.example.test", {.retention_days = 30}, why);
+  REQUIRE_MESSAGE(opened != nullptr, why);
+  testing::StoreWriter server;
+  server.start(std::move(opened));
+  server.submit(batch_of("web01", 1, 10));
+  server.wait();
+  REQUIRE(testing::wait_until(
+      [&] { return query(dsn, "SELECT count(*) FROM pg_class WHERE relname = 'events_p20200101'") == "0"; }, 5s));
+  CHECK(query(dsn, "SELECT count(*) FROM gatehouse.events") == "10");
+  CHECK(query(dsn, "SELECT count(*) FROM gatehouse.events WHERE agent = 'old01'") == "0");
+}

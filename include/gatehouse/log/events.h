@@ -50,6 +50,7 @@ enum class EventId : uint32_t {
   database_unavailable = 30070,       // server: the group's PostgreSQL cannot be reached or failed a commit: no ACK meanwhile
   database_available = 30071,         // server: PostgreSQL commits again; acknowledgements resume
   database_migrated = 30072,          // server: the group's schema was created or upgraded (to which version)
+  database_retention = 30073,         // server: a day of events older than [store] retention_days was dropped
   invariant_broken = 30090,           // a bug: an internal invariant failed; the process aborts
   log_lines_dropped = 30091,          // the log buffer was full: lines lost (how many)
 };

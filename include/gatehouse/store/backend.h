@@ -49,7 +49,8 @@ class Backend {
   // and delivers every batch of it.
   virtual void commit(std::vector<Batch*>& group) = 0;
   virtual bool has_pending() const { return false; }
-  // Writer thread, while no batch waits: called every idle_interval_ms (0: never).
+  // Writer thread, between commits or while none is due: called about every
+  // idle_interval_ms (0: never), busy or not.
   virtual void on_idle() {}
   virtual uint32_t idle_interval_ms() const { return 0; }
 
@@ -62,6 +63,7 @@ class Backend {
 
  private:
   void run();
+  void chores_if_due();
   void wait_for_work(std::unique_lock<std::mutex>& lock, bool group_empty,
                      std::chrono::steady_clock::time_point first);
 
@@ -70,6 +72,7 @@ class Backend {
   std::vector<Batch*> waiting_;        // bounded by batches_waiting_max
   bool stopping_ = false;
   std::thread writer_;
+  std::chrono::steady_clock::time_point chores_at_{};  // writer thread: the last on_idle
 };
 
 }  // namespace gatehouse::store

@@ -49,6 +49,7 @@ class PgStore final : public Backend {
   static constexpr uint32_t kRefreshIntervalMs = 250;
   static constexpr uint32_t kRetryFirstMs = 100;   // a failed commit is retried after this, doubling ...
   static constexpr uint32_t kRetryMaxMs = 5'000;   // ... up to this
+  static constexpr int64_t kRetentionCheckMs = 3'600'000;  // expired days are looked for at start and this often
 
  private:
   struct SeqState {
@@ -72,6 +73,7 @@ class PgStore final : public Backend {
   bool ensure_connected(std::string& why);
   bool ensure_partition(int64_t unix_us, std::string& why);
   bool refresh(std::string& why);
+  bool drop_expired(std::string& why);
   void learn(const std::string& agent, uint64_t incarnation, uint64_t base_seq, uint64_t durable_seq);
 
   const std::string dsn_;
@@ -82,6 +84,7 @@ class PgStore final : public Backend {
   uint64_t group_bytes_ = 0;
   int64_t partitions_until_unix_us_ = 0;   // daily partitions exist up to here
   std::string refreshed_at_;               // the database's now() at the last refresh
+  int64_t retention_checked_ms_ = 0;       // steady ms of the last look for expired days (0: none yet)
   bool down_ = false;                      // 30070 said, 30071 not yet
   int64_t down_since_ms_ = 0;
 

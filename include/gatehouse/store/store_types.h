@@ -20,6 +20,7 @@ struct StoreLimits {
   uint64_t segment_max_bytes = 64u << 20;     // a new segment file after this
   uint32_t batches_waiting_max = 1'024;       // submitted batches not yet taken by the writer
   int32_t writer_nice = 0;                    // every ACK waits for the writer: the shards' priority
+  uint32_t retention_days = 0;                // PostgreSQL: whole days of events kept (older partitions dropped); 0: all
 };
 
 // One shard's DATA frames from one turn of its loop, sent to the writer as a
