@@ -4,8 +4,9 @@
 # either server are in force on both; kill -9 of the server the gateway uses,
 # mid-stream: it fails over to the other, and the database holds every event
 # once (counted with SQL); restarted, the gateway fails back to it, still
-# exactly once; an approval deleted through one server ends the agent's
-# session on the other.
+# exactly once. The database's primary is killed under load and its
+# synchronous standby promoted: every acknowledged event is there, none twice.
+# An approval deleted through one server ends the agent's session on the other.
 # usage: group_test.sh GATEHOUSE SOURCE_ROOT
 set -u
 gatehouse=$1
@@ -20,8 +21,12 @@ specs=(server:ms1.example.test server:ms2.example.test gateway:gw1.example.test)
 for i in $(seq -w 1 $agents); do specs+=("agent:web$i.example.test"); done
 pki "$work/pki" "${specs[@]}"
 
-dsn=$("$root/tests/pg/postgres" start "$work/pg" | tail -1) || { fail "PostgreSQL did not start"; exit 1; }
+"$root/tests/pg/postgres" start "$work/pg" >/dev/null || { fail "PostgreSQL did not start"; exit 1; }
 exit_hooks+=("'$root/tests/pg/postgres' stop '$work/pg'")
+"$root/tests/pg/postgres" standby "$work/pg-standby" "$work/pg" >/dev/null || { fail "the standby did not start"; exit 1; }
+exit_hooks+=("'$root/tests/pg/postgres' stop '$work/pg-standby'")
+# Both hosts: the servers (and psql) take whichever is the read-write primary.
+dsn="host=$work/pg,$work/pg-standby port=$(cat "$work/pg/port"),$(cat "$work/pg-standby/port") user=gatehouse dbname=gatehouse target_session_attrs=read-write"
 sql() { /usr/lib/postgresql/15/bin/psql -qAt -v ON_ERROR_STOP=1 "$dsn" -c "$1"; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -166,7 +171,29 @@ ok
 echo "kill -9 of ms1: $at_kill events stored at the kill, $at_failback at the failback, $by_ms2 by ms2;" \
   "$(stored) of $total, none twice; duplicates dropped: $(json_field "$s" duplicates_dropped)"
 
-# 3. An approval deleted through ms2 ends web01's session on ms1.
+# 3. kill -9 of the database's primary under load, its synchronous standby
+#    promoted: the servers stop acknowledging (30070), find the new primary
+#    in their dsn (30071), and every event is there once.
+start_agents "$events" 2000
+more_stored() { [ "$(stored)" -gt $((total + 20000)) ]; }
+expect "events flow again" wait_for 30 more_stored
+"$root/tests/pg/postgres" kill "$work/pg"
+killed_at=$(date +%s%3N)
+sleep 1
+expect "promote the standby" "$root/tests/pg/postgres" promote "$work/pg-standby"
+expect "the agents finish on the promoted standby" wait_agents 180
+total=$((2 * agents * events))
+[ "$(stored)" = "$total" ] || fail "after the promotion: want $total events, have $(stored)"
+ok
+twice=$(sql "SELECT count(*) FROM (SELECT agent, incarnation, seq FROM gatehouse.events GROUP BY 1, 2, 3 HAVING count(*) > 1) t")
+[ "$twice" = 0 ] || fail "after the promotion: $twice (agent, incarnation, seq) stored twice"
+ok
+expect "a server said the database failed (30070)" grep -q '"event":30070' "$work/ms1.log"
+expect "and that it commits again (30071)" grep -q '"event":30071' "$work/ms1.log"
+down_ms=$(grep -m1 '"event":30071' "$work/ms1.log" | grep -o '"down_ms":[0-9]*' | cut -d: -f2)
+echo "primary killed, standby promoted: $(stored) of $total events, none twice; ms1 acknowledged nothing for $down_ms ms"
+
+# 4. An approval deleted through ms2 ends web01's session on ms1.
 start agent "$work/web01.toml" "$work/web01-long.log" --synthetic 10 --count 100000
 long_pid=$started_pid
 expect "web01 is back" wait_for 20 grep -q '"event":30050' "$work/web01-long.log"
