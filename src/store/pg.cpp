@@ -45,10 +45,9 @@ CREATE TABLE gatehouse.incarnations (
   incarnation bigint NOT NULL,          -- the agent's u64 id, as a two's-complement bigint
   base_seq bigint NOT NULL,             -- the incarnation begins after this seq
   durable_seq bigint NOT NULL,          -- the highest seq committed (events or a declared gap)
-  updated_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),  -- not indexed: each commit's update stays HOT
   PRIMARY KEY (agent, incarnation)
-);
-CREATE INDEX incarnations_updated_at ON gatehouse.incarnations (updated_at);
+) WITH (fillfactor = 50);                          -- room on the page for those HOT versions
 CREATE TABLE gatehouse.events (
   received_at timestamptz NOT NULL,     -- server time the event was taken
   agent text NOT NULL,
@@ -566,6 +565,11 @@ bool Connection::wait_notification(uint32_t timeout_ms, bool& notified, std::str
 }
 
 bool Connection::finish(Result* result, std::string& why) {
+  if (!out_.empty() && !flush(why)) return false;
+  return read_answer(result, why);
+}
+
+bool Connection::read_answer(Result* result, std::string& why) {
   std::string error;
   for (;;) {
     char type = 0;
@@ -616,14 +620,23 @@ bool Connection::finish(Result* result, std::string& why) {
   }
 }
 
-bool Connection::exec(const std::string& sql, std::string& why, Result* last) {
+bool Connection::queue(const std::string& sql, std::string& why) {
   std::string body;
   put_cstring(body, sql);
-  return send('Q', body, why) && flush(why) && finish(last, why);
+  return send('Q', body, why);
+}
+
+bool Connection::exec(const std::string& sql, std::string& why, Result* last) {
+  return queue(sql, why) && finish(last, why);
 }
 
 bool Connection::exec(const std::string& sql, const std::vector<std::string>& parameters, Result& result,
                       std::string& why) {
+  result = {};
+  return queue(sql, parameters, why) && finish(&result, why);
+}
+
+bool Connection::queue(const std::string& sql, const std::vector<std::string>& parameters, std::string& why) {
   std::string parse;
   put_cstring(parse, "");
   put_cstring(parse, sql);
@@ -643,9 +656,8 @@ bool Connection::exec(const std::string& sql, const std::vector<std::string>& pa
   std::string execute;
   put_cstring(execute, "");
   put32(execute, 0);
-  result = {};
   return send('P', parse, why) && send('B', bind, why) && send('D', describe, why) && send('E', execute, why) &&
-         send('S', "", why) && flush(why) && finish(&result, why);
+         send('S', "", why);
 }
 
 bool Connection::copy_in(const std::string& sql, std::string_view data, std::string& why) {
@@ -659,14 +671,16 @@ bool Connection::copy_in(const std::string& sql, std::string_view data, std::str
     if (type == 'G') break;
     if (type == 'E') {
       why = error_fields(answer);
-      return finish(nullptr, why) && false;
+      std::string ignored;
+      read_answer(nullptr, ignored);  // its ReadyForQuery
+      return false;
     }
   }
   constexpr size_t kChunkBytes = 1u << 20;
   for (size_t at = 0; at < data.size(); at += kChunkBytes) {
     if (!send('d', data.substr(at, kChunkBytes), why) || !flush(why)) return false;
   }
-  return send('c', "", why) && flush(why) && finish(nullptr, why);
+  return send('c', "", why) && flush(why) && read_answer(nullptr, why);
 }
 
 std::string text_array(const std::vector<std::string>& items) {

@@ -55,6 +55,13 @@ class Connection {
   bool exec(const std::string& sql, std::string& why, Result* last = nullptr);
   // One statement with text parameters ($1...).
   bool exec(const std::string& sql, const std::vector<std::string>& parameters, Result& result, std::string& why);
+  // Pipelining: statements queued (simple, or one with parameters) go in one
+  // write; each one's answer is then read in order with finish(). Fewer
+  // round trips per transaction.
+  bool queue(const std::string& sql, std::string& why);
+  bool queue(const std::string& sql, const std::vector<std::string>& parameters, std::string& why);
+  // The next queued statement's answer (writes what is queued first).
+  bool finish(Result* result, std::string& why);
   // COPY ... FROM STDIN with `data` in the statement's format.
   bool copy_in(const std::string& sql, std::string_view data, std::string& why);
   // After LISTEN: waits up to `timeout_ms` for a NOTIFY (true: one came, or
@@ -73,7 +80,7 @@ class Connection {
   bool flush(std::string& why);
   bool receive(char& type, std::string& body, std::string& why);
   // Until ReadyForQuery: rows, the command tag, and the first error.
-  bool finish(Result* result, std::string& why);
+  bool read_answer(Result* result, std::string& why);
   void fail();
 
   bool read_more(std::string& why);

@@ -335,7 +335,6 @@ bool PgStore::try_commit(std::vector<Batch*>& group, std::string& why) {
     }
   }
   if (!ensure_partition(latest_us, why)) return false;
-  if (!conn_->exec("BEGIN", why)) return false;
   std::vector<std::string> agents;
   std::vector<int64_t> incarnations;
   std::vector<int64_t> values;
@@ -344,13 +343,15 @@ bool PgStore::try_commit(std::vector<Batch*>& group, std::string& why) {
     incarnations.push_back(static_cast<int64_t>(key.second));
     values.push_back(static_cast<int64_t>(p.first_seq - 1));
   }
+  // BEGIN and the locks in one round trip (pipelined).
   pg::Result locked;
-  if (!conn_->exec(
-      "INSERT INTO gatehouse.incarnations AS i (agent, incarnation, base_seq, durable_seq) "
-      "SELECT a, n, b, b FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(a, n, b) ORDER BY a, n "
-      "ON CONFLICT (agent, incarnation) DO UPDATE SET durable_seq = i.durable_seq "
-      "RETURNING agent, incarnation, base_seq, durable_seq",
-      {pg::text_array(agents), pg::int8_array(incarnations), pg::int8_array(values)}, locked, why)) {
+  if (!conn_->queue("BEGIN", why) ||
+      !conn_->queue("INSERT INTO gatehouse.incarnations AS i (agent, incarnation, base_seq, durable_seq) "
+                    "SELECT a, n, b, b FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(a, n, b) ORDER BY a, n "
+                    "ON CONFLICT (agent, incarnation) DO UPDATE SET durable_seq = i.durable_seq "
+                    "RETURNING agent, incarnation, base_seq, durable_seq",
+                    {pg::text_array(agents), pg::int8_array(incarnations), pg::int8_array(values)}, why) ||
+      !conn_->finish(nullptr, why) || !conn_->finish(&locked, why)) {
     return false;
   }
   for (size_t row = 0; row < locked.rows.size(); ++row) {
@@ -407,24 +408,36 @@ bool PgStore::try_commit(std::vector<Batch*>& group, std::string& why) {
     incarnations.push_back(static_cast<int64_t>(key.second));
     values.push_back(static_cast<int64_t>(p.appended_seq));
   }
-  pg::Result ignored;
+  // The new durable seqs, the counters and COMMIT in one round trip; only a
+  // COMMIT that answered OK lets the group be acknowledged.
   if (!agents.empty() &&
-      !conn_->exec("UPDATE gatehouse.incarnations AS i SET durable_seq = u.d, updated_at = now() "
-               "FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(a, n, d) WHERE i.agent = u.a AND i.incarnation = u.n",
-               {pg::text_array(agents), pg::int8_array(incarnations), pg::int8_array(values)}, ignored, why)) {
+      !conn_->queue("UPDATE gatehouse.incarnations AS i SET durable_seq = u.d, updated_at = now() "
+                    "FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(a, n, d) WHERE i.agent = u.a AND i.incarnation = u.n",
+                    {pg::text_array(agents), pg::int8_array(incarnations), pg::int8_array(values)}, why)) {
     return false;
   }
-  if (!conn_->exec("INSERT INTO gatehouse.server_counters AS c (server, events, bytes, gaps, events_lost, "
-                   "duplicates_dropped) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (server) DO UPDATE SET "
-                   "events = c.events + EXCLUDED.events, bytes = c.bytes + EXCLUDED.bytes, gaps = c.gaps + EXCLUDED.gaps, "
-                   "events_lost = c.events_lost + EXCLUDED.events_lost, "
-                   "duplicates_dropped = c.duplicates_dropped + EXCLUDED.duplicates_dropped",
-                   {server_name_, std::to_string(added.events), std::to_string(added.bytes), std::to_string(added.gaps),
-                    std::to_string(added.events_lost), std::to_string(added.duplicates_dropped)},
-                   ignored, why)) {
+  if (!conn_->queue("INSERT INTO gatehouse.server_counters AS c (server, events, bytes, gaps, events_lost, "
+                    "duplicates_dropped) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (server) DO UPDATE SET "
+                    "events = c.events + EXCLUDED.events, bytes = c.bytes + EXCLUDED.bytes, gaps = c.gaps + EXCLUDED.gaps, "
+                    "events_lost = c.events_lost + EXCLUDED.events_lost, "
+                    "duplicates_dropped = c.duplicates_dropped + EXCLUDED.duplicates_dropped",
+                    {server_name_, std::to_string(added.events), std::to_string(added.bytes), std::to_string(added.gaps),
+                     std::to_string(added.events_lost), std::to_string(added.duplicates_dropped)},
+                    why) ||
+      !conn_->queue("COMMIT", why)) {
     return false;
   }
-  if (!conn_->exec("COMMIT", why)) return false;
+  const int answers = agents.empty() ? 2 : 3;
+  bool committed = true;
+  for (int answer = 0; answer < answers; ++answer) {
+    std::string failed;
+    if (!conn_->finish(nullptr, failed) && committed) {
+      committed = false;
+      why = failed;
+    }
+    if (!conn_->usable()) return false;
+  }
+  if (!committed) return false;
   std::lock_guard lock(mutex_);
   for (const auto& [key, p] : progress) learn(key.first, key.second, p.base_seq, p.appended_seq);
   for (Batch* batch : group) {
