@@ -52,6 +52,34 @@ std::string base64(std::span<const std::byte> bytes) {
   return out;
 }
 
+// "2026-12-02T03:00:00Z", with a fraction of up to 6 digits, or "@1796180400" (unix seconds).
+bool parse_time(std::string_view text, int64_t& unix_us) {
+  if (text.starts_with('@')) {
+    const std::string seconds(text.substr(1));
+    char* end = nullptr;
+    const long long value = std::strtoll(seconds.c_str(), &end, 10);
+    if (seconds.empty() || *end != '\0' || value < 0) return false;
+    unix_us = value * 1'000'000;
+    return true;
+  }
+  std::tm utc{};
+  const std::string copy(text);
+  const char* rest = strptime(copy.c_str(), "%Y-%m-%dT%H:%M:%S", &utc);
+  if (rest == nullptr) return false;
+  int64_t micros = 0;
+  if (*rest == '.') {
+    int digits = 0;
+    for (++rest; *rest >= '0' && *rest <= '9'; ++rest, ++digits) {
+      if (digits < 6) micros = micros * 10 + (*rest - '0');
+    }
+    if (digits == 0) return false;
+    for (; digits < 6; ++digits) micros *= 10;
+  }
+  if (std::string_view(rest) != "Z") return false;
+  unix_us = static_cast<int64_t>(timegm(&utc)) * 1'000'000 + micros;
+  return true;
+}
+
 // One stored event (or declared gap) as one JSON line. A payload that is not
 // UTF-8 goes as `payload_base64`, so every line is valid JSON and nothing is
 // changed on the way out.
@@ -59,9 +87,11 @@ void print_event(const store::StoredEvent& event) {
   std::printf("{\"agent\":");
   print_json_string(event.agent);
   std::printf(",\"incarnation\":\"%s\"", proto::incarnation_hex(event.incarnation).c_str());
-  if (event.received_unix_us != 0) {  // the group's store keeps when, how and where
+  if (event.received_unix_us != 0) {  // when it came and through which gateways (records since received times)
     std::printf(",\"received_at\":\"%s\",\"path\":", log::iso8601_utc_us(event.received_unix_us).c_str());
     print_json_string(event.path);
+  }
+  if (!event.server.empty()) {  // a group's: which server stored it
     std::printf(",\"server\":");
     print_json_string(event.server);
   }
@@ -268,11 +298,12 @@ int list_store_agents(const config::Config& config) {
 int run_store(int argc, char** argv, int first) {
   static constexpr std::string_view kUsage =
       "gatehouse store --config FILE stats [--json]\n"
-      "       gatehouse store --config FILE dump [--agent NAME]\n"
+      "       gatehouse store --config FILE dump [--agent NAME] [--since TIME]\n"
       "       gatehouse store --config FILE agents\n"
       "       gatehouse store --config FILE verify\n"
       "       gatehouse store --config FILE salvage --to DIR";
-  static constexpr FlagSpec kFlags[] = {{"--config", true}, {"--json", false}, {"--agent", true}, {"--to", true}};
+  static constexpr FlagSpec kFlags[] = {{"--config", true}, {"--json", false}, {"--agent", true}, {"--to", true},
+                                        {"--since", true}};
   Args args;
   std::string why;
   if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse store", why, kUsage);
@@ -318,8 +349,18 @@ int run_store(int argc, char** argv, int first) {
   if (action == "agents") return list_store_agents(config);
   if (action != "dump") return usage_error("gatehouse store", "unknown action '" + std::string(action) + "'", kUsage);
   const std::string agent(args.value("--agent").value_or(""));
-  const bool ok = group ? store::PgStore::dump(config.store_dsn, agent, print_event, why)
-                        : store::EventStore::dump(server::events_dir(config), agent, print_event, why);
+  int64_t since_unix_us = 0;
+  if (const auto since = args.value("--since"); since && !parse_time(*since, since_unix_us)) {
+    return usage_error("gatehouse store", "--since " + std::string(*since) +
+                                              ": want UTC as 2026-12-02T03:00:00Z (fraction allowed) or @UNIX_SECONDS",
+                       kUsage);
+  }
+  // Records from before received times have none: --since leaves them out.
+  const auto print_since = [since_unix_us](const store::StoredEvent& event) {
+    if (since_unix_us == 0 || event.received_unix_us >= since_unix_us) print_event(event);
+  };
+  const bool ok = group ? store::PgStore::dump(config.store_dsn, agent, print_event, why, since_unix_us)
+                        : store::EventStore::dump(server::events_dir(config), agent, print_since, why);
   if (!ok) std::fprintf(stderr, "gatehouse store: %s\n", why.c_str());
   return ok ? kExitOk : kExitFailure;
 }

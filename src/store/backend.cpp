@@ -57,7 +57,13 @@ void Backend::run() {
         taken.swap(waiting_);
         if (!taken.empty() && group.empty()) first = clock::now();
         lock.unlock();
-        for (Batch* batch : taken) take(*batch);
+        const int64_t taken_unix_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch())
+                                          .count();
+        for (Batch* batch : taken) {
+          batch->taken_unix_us = taken_unix_us;  // the events' received time
+          take(*batch);
+        }
         group.insert(group.end(), taken.begin(), taken.end());
         taken.clear();
         lock.lock();

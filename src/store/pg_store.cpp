@@ -16,11 +16,6 @@ constexpr int64_t kUsPerDay = 86'400'000'000;
 constexpr int64_t kPgEpochUnixUs = 946'684'800'000'000;  // 2000-01-01, where timestamptz counts from
 constexpr uint32_t kRefreshOverlapS = 2;  // a commit that began before the last refresh is seen by the next
 
-int64_t unix_now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 int64_t steady_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -168,7 +163,7 @@ bool PgStore::read_stats(const std::string& dsn, StoreStats& stats, std::string&
 }
 
 bool PgStore::dump(const std::string& dsn, std::string_view agent,
-                   const std::function<void(const StoredEvent&)>& on_event, std::string& why) {
+                   const std::function<void(const StoredEvent&)>& on_event, std::string& why, int64_t since_unix_us) {
   constexpr int kFetchRows = 5'000;
   auto conn = pg::Connection::connect(dsn, why);
   if (conn == nullptr) return false;
@@ -176,8 +171,9 @@ bool PgStore::dump(const std::string& dsn, std::string_view agent,
   if (!conn->exec("BEGIN", why) ||
       !conn->exec("DECLARE events NO SCROLL CURSOR FOR SELECT agent, incarnation, seq, gap_first_seq, payload, "
                   "(extract(epoch FROM received_at) * 1000000)::bigint, path, server FROM gatehouse.events "
-                  "WHERE $1 = '' OR agent = $1 ORDER BY received_at, agent, incarnation, seq",
-                  {std::string(agent)}, ignored, why)) {
+                  "WHERE ($1 = '' OR agent = $1) AND received_at >= to_timestamp($2::bigint / 1000000.0) "
+                  "ORDER BY received_at, agent, incarnation, seq",
+                  {std::string(agent), std::to_string(since_unix_us)}, ignored, why)) {
     return false;
   }
   for (;;) {
@@ -290,10 +286,7 @@ bool PgStore::drop_expired(std::string& why) {
   return true;
 }
 
-void PgStore::take(Batch& batch) {
-  batch.taken_unix_us = unix_now_us();
-  group_bytes_ += batch.payloads.size();
-}
+void PgStore::take(Batch& batch) { group_bytes_ += batch.payloads.size(); }
 
 // Daily partitions of gatehouse.events, today's and tomorrow's, made before
 // they are needed (servers take turns under a lock; rows of a day without one,

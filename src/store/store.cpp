@@ -16,12 +16,18 @@
 namespace gatehouse::store {
 namespace {
 
-constexpr uint32_t kRecordBodyMaxBytes = 1 + 1 + 255 + 16 + (1u << 20);
+constexpr uint32_t kPathMaxBytes = 65'535;  // u16 size: the hops (at most 8 names) ">"-joined
+constexpr uint32_t kRecordBodyMaxBytes = 1 + 1 + 255 + 16 + 8 + 8 + 2 + kPathMaxBytes + (1u << 20);
 // An agent's records carry (agent, incarnation, seq): seqs are unique per incarnation.
 constexpr uint8_t kRecordEvent = 4;       // u8 name size, name, u64 incarnation, u64 seq, payload
 constexpr uint8_t kRecordDuplicates = 2;  // u64 duplicates dropped since the previous such record
 constexpr uint8_t kRecordGap = 5;         // u8 name size, name, u64 incarnation, u64 last seq, u64 first seq: declared dropped
+// Written since received times and paths: the same, then u64 received (unix µs), u16 path size, path
+// (an event's payload after them). Read as 4 and 5 with those two fields.
+constexpr uint8_t kRecordEventReceived = 6;
+constexpr uint8_t kRecordGapReceived = 7;
 constexpr uint32_t kKeyBytes = 16;        // u64 incarnation, u64 seq
+constexpr uint32_t kReceivedBytes = 8 + 2;  // u64 received, u16 path size
 
 constexpr SegmentNames kSegments{"events", ".seg"};
 constexpr auto kDiskFullRetry = std::chrono::seconds(1);  // a full disk: the commit is tried again after this
@@ -34,6 +40,8 @@ struct Record {
   uint64_t gap_first_seq = 0;
   uint64_t duplicates = 0;
   std::span<const std::byte> payload;
+  int64_t received_unix_us = 0;  // 0: a record from before received times
+  std::string_view path;
 };
 
 // An event's or a gap's count in the stats.
@@ -55,6 +63,9 @@ bool parse_record(std::span<const std::byte> body, Record& record) {
     record.duplicates = get_u64(body.data() + 1);
     return true;
   }
+  const bool received = record.type == kRecordEventReceived || record.type == kRecordGapReceived;
+  if (record.type == kRecordEventReceived) record.type = kRecordEvent;
+  if (record.type == kRecordGapReceived) record.type = kRecordGap;
   if ((record.type != kRecordEvent && record.type != kRecordGap) || body.size() < 2) return false;
   const size_t name_size = static_cast<uint8_t>(body[1]);
   if (name_size == 0 || body.size() < 2 + name_size + kKeyBytes) return false;
@@ -62,12 +73,24 @@ bool parse_record(std::span<const std::byte> body, Record& record) {
   record.incarnation = get_u64(body.data() + 2 + name_size);
   record.seq = get_u64(body.data() + 2 + name_size + 8);
   if (record.incarnation == 0 || record.seq == 0) return false;
+  size_t at = 2 + name_size + kKeyBytes;
   if (record.type == kRecordGap) {
-    if (body.size() != 2 + name_size + kKeyBytes + 8) return false;
-    record.gap_first_seq = get_u64(body.data() + 2 + name_size + kKeyBytes);
-    return record.gap_first_seq >= 1 && record.gap_first_seq <= record.seq;
+    if (body.size() < at + 8) return false;
+    record.gap_first_seq = get_u64(body.data() + at);
+    at += 8;
+    if (record.gap_first_seq < 1 || record.gap_first_seq > record.seq) return false;
   }
-  record.payload = body.subspan(2 + name_size + kKeyBytes);
+  if (received) {
+    if (body.size() < at + kReceivedBytes) return false;
+    record.received_unix_us = static_cast<int64_t>(get_u64(body.data() + at));
+    const size_t path_size = std::to_integer<size_t>(body[at + 8]) | (std::to_integer<size_t>(body[at + 9]) << 8);
+    at += kReceivedBytes;
+    if (body.size() < at + path_size) return false;
+    record.path = {reinterpret_cast<const char*>(body.data() + at), path_size};
+    at += path_size;
+  }
+  if (record.type == kRecordGap) return body.size() == at;
+  record.payload = body.subspan(at);
   return true;
 }
 
@@ -159,6 +182,7 @@ void EventStore::take(Batch& batch) {
     if (seqs.appended_seq == 0) seqs.base_seq = (entry.gap_first_seq != 0 ? entry.gap_first_seq : entry.seq) - 1;
     agent.latest_incarnation = entry.incarnation;
     const auto name_size = static_cast<uint32_t>(entry.agent.size());
+    const auto path_size = static_cast<uint32_t>(std::min<size_t>(entry.path.size(), kPathMaxBytes));
     const auto put_key = [&](std::byte* body, uint8_t type) {
       body[0] = std::byte{type};
       body[1] = static_cast<std::byte>(name_size);
@@ -167,21 +191,32 @@ void EventStore::take(Batch& batch) {
       put_u64(body + 2 + name_size + 8, entry.seq);
       return body + 2 + name_size + kKeyBytes;
     };
+    const auto put_received = [&](std::byte* out) {
+      put_u64(out, static_cast<uint64_t>(batch.taken_unix_us));
+      out[8] = static_cast<std::byte>(path_size & 0xff);
+      out[9] = static_cast<std::byte>(path_size >> 8);
+      if (path_size > 0) std::memcpy(out + kReceivedBytes, entry.path.data(), path_size);
+      return out + kReceivedBytes + path_size;
+    };
     if (entry.gap_first_seq != 0) {  // a gap: what the agent dropped, never sent (part of it may be stored)
       const uint64_t first_seq = std::max(entry.gap_first_seq, seqs.appended_seq + 1);
       seqs.appended_seq = entry.seq;
-      append_record(pending_, 1 + 1 + name_size + kKeyBytes + 8,
-                    [&](std::byte* body) { put_u64(put_key(body, kRecordGap), first_seq); });
+      append_record(pending_, 1 + 1 + name_size + kKeyBytes + 8 + kReceivedBytes + path_size, [&](std::byte* body) {
+        std::byte* out = put_key(body, kRecordGapReceived);
+        put_u64(out, first_seq);
+        put_received(out + 8);
+      });
       ++stats_.gaps;
       stats_.events_lost += entry.seq - first_seq + 1;
       continue;
     }
     seqs.appended_seq = entry.seq;
     const std::byte* payload = batch.payloads.data() + entry.payload_offset;
-    append_record(pending_, 1 + 1 + name_size + kKeyBytes + entry.payload_size_bytes, [&](std::byte* body) {
-      std::byte* out = put_key(body, kRecordEvent);
-      if (entry.payload_size_bytes > 0) std::memcpy(out, payload, entry.payload_size_bytes);
-    });
+    append_record(pending_, 1 + 1 + name_size + kKeyBytes + kReceivedBytes + path_size + entry.payload_size_bytes,
+                  [&](std::byte* body) {
+                    std::byte* out = put_received(put_key(body, kRecordEventReceived));
+                    if (entry.payload_size_bytes > 0) std::memcpy(out, payload, entry.payload_size_bytes);
+                  });
     ++stats_.events;
     stats_.bytes += entry.payload_size_bytes;
   }
@@ -292,6 +327,8 @@ bool EventStore::dump(const std::string& dir, std::string_view agent,
     event.seq = record.seq;
     event.gap_first_seq = record.gap_first_seq;
     event.payload.assign(record.payload.begin(), record.payload.end());
+    event.received_unix_us = record.received_unix_us;
+    event.path = record.path;
     on_event(event);
   };
   return scan(dir, on_record, stats, why);

@@ -168,6 +168,15 @@ ok
 [ "$("$gatehouse" store --config "$work/ms1.toml" agents | grep -c "\"events\":$events,")" = "$agents" ] ||
   fail "store agents from ms1's config: $("$gatehouse" store --config "$work/ms1.toml" agents | head -3)"
 ok
+group_dump() { "$gatehouse" store --config "$work/ms1.toml" dump --agent web03.example.test --since "$1"; }
+[ "$(group_dump "$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)" | grep -c '"seq"')" = "$events" ] ||
+  fail "dump --since an hour ago from ms1's config: want web03's $events events"
+ok
+[ "$(group_dump @4102444800 | grep -c '"seq"')" = 0 ] || fail "dump --since 2100: want none"
+ok
+group_dump @0 | head -1 | grep -q '"path":"gw1.example.test","server":"ms[12].example.test"' ||
+  fail "dump: no path/server in $(group_dump @0 | head -1 | cut -c1-200)"
+ok
 echo "kill -9 of ms1: $at_kill events stored at the kill, $at_failback at the failback, $by_ms2 by ms2;" \
   "$(stored) of $total, none twice; duplicates dropped: $(json_field "$s" duplicates_dropped)"
 

@@ -75,6 +75,17 @@ ok
 dumped=$("$gatehouse" store --config "$work/server.toml" dump --agent web02.example.test | grep -o '"seq":[0-9]*' | cut -d: -f2 | sort -n | uniq | wc -l)
 [ "$dumped" = 20000 ] || fail "web02: want seqs 1..20000 once each, have $dumped distinct"
 ok
+# Each record says when the server took it and through which gateways (none: direct).
+dump_since() { "$gatehouse" store --config "$work/server.toml" dump --agent web02.example.test --since "$1" | grep -c '"seq"'; }
+[ "$(dump_since "$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)")" = 20000 ] || fail "dump --since an hour ago: want all 20,000"
+ok
+[ "$(dump_since @4102444800)" = 0 ] || fail "dump --since 2100: want none"
+ok
+"$gatehouse" store --config "$work/server.toml" dump --agent web02.example.test | head -1 |
+  grep -qE '"received_at":"20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:.]{15}Z","path":""' || fail "dump: no received_at/path in $("$gatehouse" store --config "$work/server.toml" dump --agent web02.example.test | head -1 | cut -c1-200)"
+ok
+expect "dump --since refuses a time it cannot read" \
+  test "$("$gatehouse" store --config "$work/server.toml" dump --since yesterday 2>&1 >/dev/null; echo "rc=$?")" != rc=0
 echo "server kill -9: $before events stored at the kill; after restart $(json_field "$s" events) stored, $(json_field "$s" duplicates_dropped) duplicates dropped"
 
 # 3. kill -9 of an agent mid-stream; restarted on the same queue it resends what was not acknowledged.

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -11,6 +12,7 @@
 #include <thread>
 
 #include "gatehouse/store/crc32c.h"
+#include "gatehouse/store/record_io.h"
 #include "gatehouse/store/store.h"
 #include "store_support.h"
 #include "test_support.h"
@@ -167,6 +169,48 @@ TEST_CASE("store: seqs are unique per incarnation: a reinstalled agent's seq 1 i
     ++events_by_incarnation[event.incarnation];
   }, why));
   CHECK(events_by_incarnation == std::map<uint64_t, uint64_t>{{kIncarnation, 50}, {kReinstalled, 24}});
+}
+
+// Records carry when the server took each event and its gateway path; a
+// store written before (type 4 records, neither) still opens and dumps.
+TEST_CASE("store: events carry their received time and path; records of the earlier format still read") {
+  TempDir dir;
+  {
+    std::vector<std::byte> legacy;  // one type-4 event record: web00, incarnation 1, seq 1, payload "old"
+    const std::string name = "web00";
+    const std::string payload = "old";
+    append_record(legacy, static_cast<uint32_t>(1 + 1 + name.size() + 16 + payload.size()), [&](std::byte* body) {
+      body[0] = std::byte{4};
+      body[1] = static_cast<std::byte>(name.size());
+      std::memcpy(body + 2, name.data(), name.size());
+      put_u64(body + 2 + name.size(), 1);
+      put_u64(body + 2 + name.size() + 8, 1);
+      std::memcpy(body + 2 + name.size() + 16, payload.data(), payload.size());
+    });
+    std::ofstream segment(fs::path(dir.path) / "events-00000001.seg", std::ios::binary);
+    segment.write(reinterpret_cast<const char*>(legacy.data()), static_cast<std::streamsize>(legacy.size()));
+  }
+  const int64_t before_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::system_clock::now().time_since_epoch()).count();
+  {
+    Writer writer(dir.path);
+    CHECK(writer.store->resume_point("web00", 1).durable_seq == 1);
+    writer.submit(batch_of("web01", 1, 3, kIncarnation, "gw2.example.test>gw1.example.test"));
+    writer.wait();
+  }
+  std::vector<StoredEvent> events;
+  std::string why;
+  REQUIRE(EventStore::dump(dir.path, "", [&](const StoredEvent& event) { events.push_back(event); }, why));
+  REQUIRE(events.size() == 4);
+  CHECK(events[0].agent == "web00");
+  CHECK(events[0].received_unix_us == 0);  // the earlier format kept no time
+  CHECK(std::string(reinterpret_cast<const char*>(events[0].payload.data()), events[0].payload.size()) == "old");
+  for (size_t i = 1; i < 4; ++i) {
+    CHECK(events[i].path == "gw2.example.test>gw1.example.test");
+    CHECK(events[i].received_unix_us >= before_us);
+    CHECK(events[i].received_unix_us < before_us + 60'000'000);
+  }
+  CHECK(std::string(reinterpret_cast<const char*>(events[3].payload.data()), events[3].payload.size()) == "web01 event 3");
 }
 
 TEST_CASE("store: a torn tail is truncated at open; nothing acknowledged is lost") {

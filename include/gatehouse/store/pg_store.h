@@ -43,7 +43,8 @@ class PgStore final : public Backend {
   // memory stays bounded), and each agent's summary.
   static bool read_stats(const std::string& dsn, StoreStats& stats, std::string& why);
   static bool dump(const std::string& dsn, std::string_view agent,
-                   const std::function<void(const StoredEvent&)>& on_event, std::string& why);
+                   const std::function<void(const StoredEvent&)>& on_event, std::string& why,
+                   int64_t since_unix_us = 0);
   static bool agent_summaries(const std::string& dsn, std::vector<AgentSummary>& summaries, std::string& why);
 
   static constexpr uint32_t kRefreshIntervalMs = 250;

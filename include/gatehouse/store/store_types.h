@@ -45,7 +45,7 @@ struct Batch {
   runtime::Mailbox* reply_to = nullptr;
   std::vector<Entry> entries;
   std::vector<std::byte> payloads;
-  int64_t taken_unix_us = 0;  // the writer took it (PostgreSQL: the events' received_at)
+  int64_t taken_unix_us = 0;  // the writer took it: its events' received time
 };
 
 struct StoreStats {
@@ -93,9 +93,9 @@ struct StoredEvent {
   uint64_t seq = 0;
   uint64_t gap_first_seq = 0;  // not 0: the agent declared gap_first_seq..seq dropped (no payload)
   std::vector<std::byte> payload;
-  int64_t received_unix_us = 0;  // PostgreSQL: when a server took it (0: the local store keeps no time)
-  std::string path;              // ... the gateways it crossed ("" direct)
-  std::string server;            // ... the server that stored it
+  int64_t received_unix_us = 0;  // when a server took it (0: a local record from before received times)
+  std::string path;              // the gateways it crossed ("" direct)
+  std::string server;            // a group's: the server that stored it
 };
 
 // One agent's events in a store (`gatehouse store agents`).
