@@ -119,6 +119,33 @@ TEST_CASE("defaults a user would expect") {
   CHECK(config.data_dir == dir.path("data"));
 }
 
+TEST_CASE("a management group's store: backend, dsn and retention, each refused where it does not fit") {
+  ConfigDir dir;
+  const std::string server = "name = \"ms1\"\ndata_dir = \"data\"\n" + std::string(kTls);
+  Config config;
+  REQUIRE(load(dir.write(server), std::nullopt, config).empty());
+  CHECK(config.store_backend == StoreBackend::local);
+  CHECK(config.timeouts.failback_s == 60);
+  Config group;
+  const auto errors = load(dir.write(server + "[store]\nbackend = \"postgresql\"\ndsn = \"host=db1 dbname=g\"\n"
+                                     "retention_days = 30\n"),
+                           std::nullopt, group);
+  INFO(joined(errors));
+  REQUIRE(errors.empty());
+  CHECK(group.store_backend == StoreBackend::postgresql);
+  CHECK(group.store_dsn == "host=db1 dbname=g");
+  CHECK(group.store.retention_days == 30);
+  const size_t store_line = static_cast<size_t>(std::count(server.begin(), server.end(), '\n')) + 1;
+  expect_one_error(dir, server + "[store]\nbackend = \"postgresql\"\n", Role::server, store_line, "store.dsn",
+                   "needs a libpq connection string");
+  expect_one_error(dir, server + "[store]\ndsn = \"host=db1\"\n", Role::server, store_line, "store.dsn",
+                   "only with backend = \"postgresql\"");
+  expect_one_error(dir, server + "[store]\nretention_days = 7\n", Role::server, store_line, "store.retention_days",
+                   "only with backend = \"postgresql\"");
+  expect_one_error(dir, server + "[store]\nbackend = \"oracle\"\n", Role::server, store_line + 1, "store.backend",
+                   "one of local|postgresql");
+}
+
 TEST_CASE("agent configs: cert needs TLS files; Kerberos needs a keytab and no CA") {
   ConfigDir dir;
   Config config;
