@@ -1,8 +1,25 @@
 #include "gatehouse/store/backend.h"
 
+#include <algorithm>
+
 #include "gatehouse/runtime/runtime.h"
 
 namespace gatehouse::store {
+
+ResumePoint resume_point_of(const ProgressIndex& index, std::string_view agent, uint64_t incarnation) {
+  ResumePoint point;
+  auto found = index.find(agent);
+  if (found == index.end()) return point;
+  const AgentProgress& state = found->second;
+  if (auto seqs = state.incarnations.find(incarnation); seqs != state.incarnations.end()) {
+    point.known = true;
+    point.base_seq = seqs->second.base_seq;
+    point.durable_seq = std::max(seqs->second.durable_seq, seqs->second.base_seq);
+  }
+  point.latest_incarnation = state.latest_incarnation;
+  point.latest_durable_seq = state.incarnations.at(state.latest_incarnation).durable_seq;
+  return point;
+}
 
 Backend::~Backend() { stop(); }
 

@@ -120,18 +120,7 @@ bool PgStore::ensure_connected(std::string& why) {
 
 ResumePoint PgStore::resume_point(std::string_view agent, uint64_t incarnation) const {
   std::lock_guard lock(mutex_);
-  ResumePoint point;
-  auto found = agents_.find(agent);
-  if (found == agents_.end()) return point;
-  const AgentState& state = found->second;
-  if (auto seqs = state.incarnations.find(incarnation); seqs != state.incarnations.end()) {
-    point.known = true;
-    point.base_seq = seqs->second.base_seq;
-    point.durable_seq = std::max(seqs->second.durable_seq, seqs->second.base_seq);
-  }
-  point.latest_incarnation = state.latest_incarnation;
-  point.latest_durable_seq = state.incarnations.at(state.latest_incarnation).durable_seq;
-  return point;
+  return resume_point_of(agents_, agent, incarnation);
 }
 
 StoreStats PgStore::stats() const {
@@ -216,7 +205,7 @@ bool PgStore::agent_summaries(const std::string& dsn, std::vector<AgentSummary>&
 }
 
 void PgStore::learn(const std::string& agent, uint64_t incarnation, uint64_t base_seq, uint64_t durable_seq) {
-  AgentState& state = agents_[agent];
+  AgentProgress& state = agents_[agent];
   SeqState& seqs = state.incarnations[incarnation];
   seqs.base_seq = base_seq;
   seqs.durable_seq = std::max(seqs.durable_seq, durable_seq);

@@ -128,7 +128,7 @@ std::unique_ptr<EventStore> EventStore::open(const std::string& dir, const Store
       stats.duplicates_dropped += record.duplicates;
       return true;
     }
-    AgentState& agent = store->agents_[std::string(record.agent)];
+    AgentProgress& agent = store->agents_[std::string(record.agent)];
     SeqState& seqs = agent.incarnations[record.incarnation];
     if (seqs.appended_seq == 0) seqs.base_seq = (record.gap_first_seq != 0 ? record.gap_first_seq : record.seq) - 1;
     seqs.appended_seq = seqs.durable_seq = std::max(seqs.durable_seq, record.seq);
@@ -149,18 +149,7 @@ EventStore::~EventStore() { stop(); }
 
 ResumePoint EventStore::resume_point(std::string_view agent, uint64_t incarnation) const {
   std::lock_guard lock(mutex_);
-  ResumePoint point;
-  auto found = agents_.find(agent);
-  if (found == agents_.end()) return point;
-  const AgentState& state = found->second;
-  if (auto seqs = state.incarnations.find(incarnation); seqs != state.incarnations.end()) {
-    point.known = true;
-    point.base_seq = seqs->second.base_seq;
-    point.durable_seq = std::max(seqs->second.durable_seq, seqs->second.base_seq);
-  }
-  point.latest_incarnation = state.latest_incarnation;
-  point.latest_durable_seq = state.incarnations.at(state.latest_incarnation).durable_seq;
-  return point;
+  return resume_point_of(agents_, agent, incarnation);
 }
 
 StoreStats EventStore::stats() const {
@@ -173,7 +162,7 @@ void EventStore::take(Batch& batch) {
   std::lock_guard lock(mutex_);
   for (Batch::Entry& entry : batch.entries) {
     GH_INVARIANT(!entry.agent.empty() && entry.agent.size() <= 255 && entry.incarnation != 0);
-    AgentState& agent = agents_[entry.agent];
+    AgentProgress& agent = agents_[entry.agent];
     SeqState& seqs = agent.incarnations[entry.incarnation];
     if (entry.seq <= seqs.appended_seq) {
       ++pending_duplicates_;

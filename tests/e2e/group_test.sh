@@ -73,35 +73,8 @@ ca = "$work/pki/ca.crt"
 shards = 2
 connections_per_shard = 1024
 CONF
-for i in $(seq -w 1 $agents); do
-  cat >"$work/web$i.toml" <<CONF
-name = "web$i.example.test"
-queue_dir = "$work/queue-web$i"
-[[gateways]]
-address = "127.0.0.1:$gateway_port"
-name = "gw1.example.test"
-[tls]
-cert = "$work/pki/web$i.example.test.crt"
-key = "$work/pki/web$i.example.test.key"
-ca = "$work/pki/ca.crt"
-CONF
-done
+fleet_configs "$gateway_port"
 
-agent_pids=()
-start_agents() {  # start_agents COUNT RATE
-  agent_pids=()
-  for i in $(seq -w 1 $agents); do
-    start agent "$work/web$i.toml" "$work/web$i.log" --synthetic "$2" --count "$1"
-    agent_pids+=("$started_pid")
-  done
-}
-wait_agents() {
-  local all=0
-  for pid in "${agent_pids[@]}"; do
-    wait_exit "$pid" "$1" && [ "$rc" = 0 ] || { fail "agent $pid: exit $rc"; all=1; }
-  done
-  return $all
-}
 
 # 1. Both servers make (or find) the schema; the gateway, approved through
 #    ms2 while it is refused by ms1, is let in by ms1 at its next attempt.

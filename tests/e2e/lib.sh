@@ -95,3 +95,40 @@ connections_per_shard = 256
 CONF
   printf '%s\n' "$@"
 }
+
+# The fleet behind gw1.example.test (gateway_test, group_test): agents
+# web01..web$agents, certificates from $work/pki.
+# fleet_configs GATEWAY_PORT: writes $work/webNN.toml.
+fleet_configs() {
+  local i
+  for i in $(seq -w 1 "$agents"); do
+    cat >"$work/web$i.toml" <<CONF
+name = "web$i.example.test"
+queue_dir = "$work/queue-web$i"
+[[gateways]]
+address = "127.0.0.1:$1"
+name = "gw1.example.test"
+[tls]
+cert = "$work/pki/web$i.example.test.crt"
+key = "$work/pki/web$i.example.test.key"
+ca = "$work/pki/ca.crt"
+CONF
+  done
+}
+# start_agents COUNT RATE: every agent sends COUNT synthetic events at RATE/s (agent_pids).
+agent_pids=()
+start_agents() {
+  local i
+  agent_pids=()
+  for i in $(seq -w 1 "$agents"); do
+    start agent "$work/web$i.toml" "$work/web$i.log" --synthetic "$2" --count "$1"
+    agent_pids+=("$started_pid")
+  done
+}
+wait_agents() {  # wait_agents SECONDS: every agent exits 0
+  local all=0 pid
+  for pid in "${agent_pids[@]}"; do
+    wait_exit "$pid" "$1" && [ "$rc" = 0 ] || { fail "agent $pid: exit $rc"; all=1; }
+  done
+  return $all
+}

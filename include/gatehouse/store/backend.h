@@ -10,7 +10,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -18,6 +20,20 @@
 #include "gatehouse/store/store_types.h"
 
 namespace gatehouse::store {
+
+// Where each agent's incarnations stand, as a store knows it: both backends
+// answer HELLO/OPEN from it (resume_point_of).
+struct SeqState {
+  uint64_t base_seq = 0;      // its first record's seq - 1: the incarnation begins after it
+  uint64_t appended_seq = 0;  // the local store's writer only
+  uint64_t durable_seq = 0;
+};
+struct AgentProgress {
+  std::map<uint64_t, SeqState> incarnations;  // by id; one per process run of the agent's queue that numbered events
+  uint64_t latest_incarnation = 0;            // of the last record stored
+};
+using ProgressIndex = std::map<std::string, AgentProgress, std::less<>>;
+ResumePoint resume_point_of(const ProgressIndex& index, std::string_view agent, uint64_t incarnation);
 
 class Backend {
  public:

@@ -53,14 +53,6 @@ class PgStore final : public Backend {
   static constexpr int64_t kRetentionCheckMs = 3'600'000;  // expired days are looked for at start and this often
 
  private:
-  struct SeqState {
-    uint64_t base_seq = 0;
-    uint64_t durable_seq = 0;
-  };
-  struct AgentState {
-    std::map<uint64_t, SeqState> incarnations;
-    uint64_t latest_incarnation = 0;
-  };
   struct Progress;  // one (agent, incarnation) of a group: its seqs before and after
 
   PgStore(std::string dsn, std::string server_name, const StoreLimits& limits);
@@ -90,7 +82,7 @@ class PgStore final : public Backend {
   int64_t down_since_ms_ = 0;
 
   mutable std::mutex mutex_;  // guards agents_ and stats_
-  std::map<std::string, AgentState, std::less<>> agents_;
+  ProgressIndex agents_;
   StoreStats stats_;
 };
 

@@ -44,15 +44,6 @@ class EventStore final : public Backend {
   static bool salvage(const std::string& dir, const std::string& to_dir, DamageReport& report, std::string& why);
 
  private:
-  struct SeqState {
-    uint64_t base_seq = 0;      // its first record's seq - 1: the incarnation begins after it
-    uint64_t appended_seq = 0;  // writer only
-    uint64_t durable_seq = 0;
-  };
-  struct AgentState {
-    std::map<uint64_t, SeqState> incarnations;  // by id; one per process run of the agent's queue that numbered events
-    uint64_t latest_incarnation = 0;            // of the last record appended
-  };
 
   EventStore(std::string dir, const StoreLimits& limits) : Backend(limits), dir_(std::move(dir)) {}
   void take(Batch& batch) override;
@@ -64,7 +55,7 @@ class EventStore final : public Backend {
   const std::string dir_;
 
   mutable std::mutex mutex_;  // guards agents_ and stats_
-  std::map<std::string, AgentState, std::less<>> agents_;
+  ProgressIndex agents_;
   StoreStats stats_;
 
   // Writer thread only.
