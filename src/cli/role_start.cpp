@@ -55,4 +55,23 @@ bool start_role(const Args& args, config::Role role, std::string_view usage, con
   return true;
 }
 
+bool load_server_config(const Args& args, const std::string& command, std::string_view usage, config::Config& config,
+                        int& exit_code) {
+  const auto path = args.value("--config");
+  if (!path) {
+    exit_code = usage_error(command, "--config FILE (the server's) is required", usage);
+    return false;
+  }
+  const std::vector<config::ConfigError> errors = config::load(*path, config::Role::server, config);
+  for (const config::ConfigError& error : errors) std::fprintf(stderr, "%s\n", config::format(error).c_str());
+  exit_code = kExitFailure;
+  return errors.empty();
+}
+
+void print_json_string(std::string_view text) {
+  std::string out;
+  log::append_json_string(out, text);
+  std::fputs(out.c_str(), stdout);
+}
+
 }  // namespace gatehouse::cli

@@ -436,9 +436,15 @@ void read_role_keys(TableReader& root, Config& config) {
                                    {{"local", StoreBackend::local}, {"postgresql", StoreBackend::postgresql}});
         const bool has_dsn = store.string("dsn", config.store_dsn, false);
         store.integer("retention_days", config.store.retention_days, 0, 36'500);
-        if (config.store_backend == StoreBackend::local && config.store.retention_days != 0) {
-          store.error(store.line(), "retention_days",
-                      "only with backend = \"postgresql\" for now (the local store keeps every segment)");
+        store.integer("retention_max_bytes", config.store.retention_max_bytes, 0, uint64_t{1} << 50);
+        if (config.store_backend == StoreBackend::postgresql && config.store.retention_max_bytes != 0) {
+          store.error(store.line(), "retention_max_bytes",
+                      "only with backend = \"local\" (a group drops whole days: retention_days)");
+        }
+        if (config.store.retention_max_bytes != 0 && config.store.retention_max_bytes < 2 * config.store.segment_max_bytes) {
+          store.error(store.line(), "retention_max_bytes",
+                      "at least twice segment_max_bytes (" + std::to_string(config.store.segment_max_bytes) +
+                          "): retention removes whole segments and never the one being written");
         }
         if (config.store_backend == StoreBackend::postgresql && (!has_dsn || config.store_dsn.empty())) {
           store.error(store.line(), "dsn",

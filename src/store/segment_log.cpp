@@ -75,35 +75,66 @@ bool with_segment(const std::string& path, const std::function<void(std::span<co
   return true;
 }
 
-// The valid records of one segment, in order. `good_bytes` is where they
-// end; less than `file_bytes` means a damaged tail, `torn` when it is what
-// a crash leaves.
-bool scan_segment(const std::string& path, uint32_t body_max_bytes,
-                  const std::function<bool(std::span<const std::byte>)>& on_body, uint64_t& good_bytes,
-                  uint64_t& file_bytes, bool& torn, std::string& why) {
-  return with_segment(path, [&](std::span<const std::byte> bytes) {
-    file_bytes = bytes.size();
-    good_bytes = scan_records(bytes, body_max_bytes, on_body);
-    torn = good_bytes < file_bytes && torn_tail(bytes, good_bytes, body_max_bytes);
+// The valid records of one segment from byte `offset`, in order: where
+// they end, and whether what follows is damage rather than a torn tail.
+bool scan_segment(const std::string& path, uint64_t offset, uint32_t body_max_bytes,
+                  const std::function<bool(std::span<const std::byte>)>& on_body, SegmentRead& read,
+                  std::string& why) {
+  bool short_file = false;
+  const bool ok = with_segment(path, [&](std::span<const std::byte> bytes) {
+    read.file_bytes = bytes.size();
+    short_file = offset > bytes.size();
+    if (short_file) return;
+    read.end_bytes = offset + scan_records(bytes.subspan(offset), body_max_bytes, on_body);
+    read.damaged = read.end_bytes < read.file_bytes && !torn_tail(bytes, read.end_bytes, body_max_bytes);
   }, why);
+  if (ok && short_file) {
+    why = path + " is " + std::to_string(read.file_bytes) + " bytes, shorter than the " + std::to_string(offset) +
+          " to read from";
+  }
+  return ok && !short_file;
 }
 
-// Every segment in order; damage only as the last one's tail. `last_good`
-// is where the last segment's valid records end.
+// Every segment in order from options' start; damage only as the last
+// one's tail. `last_good` is where the last segment's valid records end.
 bool scan_all(const SegmentLogOptions& options, const SegmentLog::OnRecord& on_record,
               std::vector<uint64_t>& numbers, SegmentLogRecovery& recovery, uint64_t& last_good, std::string& why) {
   numbers = options.names.numbers(options.dir);
   recovery = {};
   recovery.segments = numbers.size();
   last_good = 0;
+  if (options.start_segment != 0 &&
+      std::find(numbers.begin(), numbers.end(), options.start_segment) == numbers.end()) {
+    why = options.dir + "/" + options.names.name(options.start_segment) + " is missing";
+    return false;
+  }
   for (size_t i = 0; i < numbers.size(); ++i) {
+    if (numbers[i] < options.start_segment) continue;  // summarized by the owner
     const std::string path = options.dir + "/" + options.names.name(numbers[i]);
-    uint64_t good = 0;
-    uint64_t size = 0;
-    bool torn = false;
-    const auto on_body = [&](std::span<const std::byte> body) { return on_record(numbers[i], body); };
-    if (!scan_segment(path, options.record_body_max_bytes, on_body, good, size, torn, why)) return false;
-    if (good < size && (i + 1 < numbers.size() || !torn)) {
+    const uint64_t handed_from = numbers[i] == options.start_segment ? options.start_offset_bytes : 0;
+    uint64_t at = 0;  // the record's start
+    SegmentRead read;
+    const auto on_body = [&](std::span<const std::byte> body) {
+      const uint64_t start = at;
+      at += kRecordHeaderBytes + body.size();
+      return start < handed_from || on_record(numbers[i], body);
+    };
+    if (!scan_segment(path, 0, options.record_body_max_bytes, on_body, read, why)) return false;
+    if (read.file_bytes < handed_from) {
+      why = path + " is " + std::to_string(read.file_bytes) + " bytes, shorter than the " +
+            std::to_string(handed_from) + " the store's index holds: acknowledged events would be gone (nothing was "
+            "changed)";
+      return false;
+    }
+    if (read.end_bytes < handed_from) {
+      why = path + ": damaged record at byte " + std::to_string(read.end_bytes) + ", before the " +
+            std::to_string(handed_from) + " bytes the store's index holds (nothing was changed): `gatehouse store "
+            "verify` lists the damage, `gatehouse store salvage --to DIR` copies every valid record to a new store";
+      return false;
+    }
+    const uint64_t good = read.end_bytes;
+    const uint64_t size = read.file_bytes;
+    if (good < size && (i + 1 < numbers.size() || read.damaged)) {
       why = path + ": damaged record at byte " + std::to_string(good) + ", with " + std::to_string(size - good) +
             " bytes after it (not what a crash leaves; nothing was changed): `gatehouse store verify` lists the "
             "damage, `gatehouse store salvage --to DIR` copies every valid record to a new store";
@@ -149,9 +180,16 @@ bool replace_file(const std::string& path, std::string_view text, std::string& w
 
 bool SegmentLog::read_segment(const SegmentLogOptions& options, uint64_t number,
                               const std::function<bool(std::span<const std::byte>)>& on_body, std::string& why) {
-  return with_segment(options.dir + "/" + options.names.name(number), [&](std::span<const std::byte> bytes) {
-    scan_records(bytes, options.record_body_max_bytes, on_body);
-  }, why);
+  SegmentRead read;
+  return read_segment_from(options, number, 0, on_body, read, why);
+}
+
+bool SegmentLog::read_segment_from(const SegmentLogOptions& options, uint64_t number, uint64_t offset,
+                                   const std::function<bool(std::span<const std::byte>)>& on_body, SegmentRead& read,
+                                   std::string& why) {
+  read = {};
+  return scan_segment(options.dir + "/" + options.names.name(number), offset, options.record_body_max_bytes, on_body,
+                      read, why);
 }
 
 bool SegmentLog::salvage_scan(const SegmentLogOptions& options, const OnRecord& on_record, const OnDamage& on_damage,

@@ -119,7 +119,7 @@ TEST_CASE("defaults a user would expect") {
   CHECK(config.data_dir == dir.path("data"));
 }
 
-TEST_CASE("a management group's store: backend, dsn and retention, each refused where it does not fit") {
+TEST_CASE("the store's backend, dsn and retention, each refused where it does not fit") {
   ConfigDir dir;
   const std::string server = "name = \"ms1\"\ndata_dir = \"data\"\n" + std::string(kTls);
   Config config;
@@ -140,8 +140,16 @@ TEST_CASE("a management group's store: backend, dsn and retention, each refused 
                    "needs a libpq connection string");
   expect_one_error(dir, server + "[store]\ndsn = \"host=db1\"\n", Role::server, store_line, "store.dsn",
                    "only with backend = \"postgresql\"");
-  expect_one_error(dir, server + "[store]\nretention_days = 7\n", Role::server, store_line, "store.retention_days",
-                   "only with backend = \"postgresql\"");
+  Config local;
+  REQUIRE(load(dir.write(server + "[store]\nretention_days = 7\nretention_max_bytes = 1073741824\n"), std::nullopt, local)
+              .empty());
+  CHECK(local.store.retention_days == 7);
+  CHECK(local.store.retention_max_bytes == 1073741824);
+  expect_one_error(dir, server + "[store]\nretention_max_bytes = 1048576\n", Role::server, store_line,
+                   "store.retention_max_bytes", "at least twice segment_max_bytes (67108864)");
+  expect_one_error(dir,
+                   server + "[store]\nbackend = \"postgresql\"\ndsn = \"host=db1\"\nretention_max_bytes = 1073741824\n",
+                   Role::server, store_line, "store.retention_max_bytes", "only with backend = \"local\"");
   expect_one_error(dir, server + "[store]\nbackend = \"oracle\"\n", Role::server, store_line + 1, "store.backend",
                    "one of local|postgresql");
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -41,10 +42,18 @@ struct Writer : gatehouse::testing::StoreWriter {
   EventStore* store = nullptr;
 };
 
+// Every record of `agent` (empty: all) from the oldest.
+bool dump_all(const std::string& dir, const std::string& agent, const std::function<void(const StoredEvent&)>& on_event,
+              std::string& why) {
+  LogPosition position;
+  DumpNotes notes;
+  return EventStore::dump(dir, {agent, 0}, position, on_event, notes, why);
+}
+
 std::vector<uint64_t> dumped_seqs(const std::string& dir, const std::string& agent) {
   std::vector<uint64_t> seqs;
   std::string why;
-  REQUIRE(EventStore::dump(dir, agent, [&](const StoredEvent& event) {
+  REQUIRE(dump_all(dir, agent, [&](const StoredEvent& event) {
     CHECK(std::string(reinterpret_cast<const char*>(event.payload.data()), event.payload.size()) ==
           agent + " event " + std::to_string(event.seq));
     seqs.push_back(event.seq);
@@ -134,7 +143,7 @@ TEST_CASE("store: a declared gap is durable like an event: the agent's durable s
   CHECK(stats.gaps == 1);
   CHECK(stats.events_lost == 5);
   std::vector<std::pair<uint64_t, uint64_t>> dumped;  // (gap first seq or 0, seq)
-  REQUIRE(EventStore::dump(dir.path, "web01", [&](const StoredEvent& event) {
+  REQUIRE(dump_all(dir.path, "web01", [&](const StoredEvent& event) {
     dumped.emplace_back(event.gap_first_seq, event.seq);
   }, why));
   CHECK(dumped == std::vector<std::pair<uint64_t, uint64_t>>{{0, 1}, {0, 2}, {0, 3}, {0, 4}, {0, 5}, {6, 10}, {0, 11}});
@@ -165,7 +174,7 @@ TEST_CASE("store: seqs are unique per incarnation: a reinstalled agent's seq 1 i
   CHECK_FALSE(reopened.store->resume_point("web02", kIncarnation).known);
   std::map<uint64_t, uint64_t> events_by_incarnation;
   std::string why;
-  REQUIRE(EventStore::dump(dir.path, "web01", [&](const StoredEvent& event) {
+  REQUIRE(dump_all(dir.path, "web01", [&](const StoredEvent& event) {
     ++events_by_incarnation[event.incarnation];
   }, why));
   CHECK(events_by_incarnation == std::map<uint64_t, uint64_t>{{kIncarnation, 50}, {kReinstalled, 24}});
@@ -200,7 +209,7 @@ TEST_CASE("store: events carry their received time and path; records of the earl
   }
   std::vector<StoredEvent> events;
   std::string why;
-  REQUIRE(EventStore::dump(dir.path, "", [&](const StoredEvent& event) { events.push_back(event); }, why));
+  REQUIRE(dump_all(dir.path, "", [&](const StoredEvent& event) { events.push_back(event); }, why));
   REQUIRE(events.size() == 4);
   CHECK(events[0].agent == "web00");
   CHECK(events[0].received_unix_us == 0);  // the earlier format kept no time
@@ -235,7 +244,7 @@ TEST_CASE("store: a torn tail is truncated at open; nothing acknowledged is lost
   CHECK(dumped_seqs(dir.path, "web01").size() == 105);
 }
 
-TEST_CASE("store: a damaged record that is not a crash tail refuses to open, naming the file") {
+TEST_CASE("store: damage in a sealed segment: dump and verify name it; without the index, open refuses") {
   TempDir dir;
   {
     std::string why;
@@ -259,6 +268,16 @@ TEST_CASE("store: a damaged record that is not a crash tail refuses to open, nam
     file.put('X');  // flips a payload byte: the checksum no longer matches
   }
   std::string why;
+  // Start-up reads the index and the last segment (like Kafka's recovery
+  // point): a sealed segment's damage is found by the readers and verify.
+  CHECK(EventStore::open(dir.path, {}, why) != nullptr);
+  CHECK(!dump_all(dir.path, "", [](const StoredEvent&) {}, why));
+  CHECK(why.find(first.string() + ": damaged record at byte 0") == 0);
+  DamageReport report;
+  REQUIRE(EventStore::salvage(dir.path, "", report, why));
+  REQUIRE(report.damaged.size() == 1);
+  CHECK(report.damaged[0].file == first.string());
+  fs::remove(fs::path(dir.path) / "index");  // rebuilt from every segment: the damage refuses
   CHECK(EventStore::open(dir.path, {}, why) == nullptr);
   CHECK(why.find(first.string() + ": damaged record at byte 0, with ") == 0);
 }

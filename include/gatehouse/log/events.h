@@ -51,6 +51,8 @@ enum class EventId : uint32_t {
   database_available = 30071,         // server: PostgreSQL commits again; acknowledgements resume
   database_migrated = 30072,          // server: the group's schema was created or upgraded (to which version)
   database_retention = 30073,         // server: a day of events older than [store] retention_days was dropped
+  store_index = 30074,                // server: the local store's index cannot be used (rebuilt) or written
+  store_retention = 30075,            // server: the local store removed old segments (retention_days / retention_max_bytes)
   invariant_broken = 30090,           // a bug: an internal invariant failed; the process aborts
   log_lines_dropped = 30091,          // the log buffer was full: lines lost (how many)
 };

@@ -28,9 +28,19 @@ struct SeqState {
   uint64_t appended_seq = 0;  // the local store's writer only
   uint64_t durable_seq = 0;
 };
+// The local store's: an agent's listing (`store agents`) and which segments
+// hold its records (`store dump --agent` reads only those).
+struct AgentTotals {
+  uint64_t events = 0;            // stored, retention's removals included
+  uint64_t declared_dropped = 0;  // seqs its gaps declared
+  uint64_t last_seq = 0;
+  uint64_t first_segment = 0;
+  uint64_t last_segment = 0;
+};
 struct AgentProgress {
   std::map<uint64_t, SeqState> incarnations;  // by id; one per process run of the agent's queue that numbered events
   uint64_t latest_incarnation = 0;            // of the last record stored
+  AgentTotals totals;
 };
 using ProgressIndex = std::map<std::string, AgentProgress, std::less<>>;
 ResumePoint resume_point_of(const ProgressIndex& index, std::string_view agent, uint64_t incarnation);

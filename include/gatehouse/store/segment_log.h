@@ -32,6 +32,19 @@ struct SegmentLogOptions {
   SegmentNames names;
   uint64_t segment_max_bytes = 64u << 20;  // rotate before a segment would pass this
   uint32_t record_body_max_bytes = 0;      // larger bodies are damage
+  // open() and scan() hand records to on_record from here: what comes before
+  // is summarized by the owner (the store's index). Segments below
+  // start_segment are only listed; start_segment's records before the offset
+  // are still read and checked (damage there refuses to open), not handed on.
+  uint64_t start_segment = 0;
+  uint64_t start_offset_bytes = 0;
+};
+
+// How far a read of one segment got (read_segment_from).
+struct SegmentRead {
+  uint64_t end_bytes = 0;   // where the records read end: the next one's start
+  uint64_t file_bytes = 0;  // the file's size when it was read
+  bool damaged = false;     // what follows end_bytes is not what an append in progress or a crash leaves
 };
 
 struct SegmentLogRecovery {
@@ -53,6 +66,10 @@ class SegmentLog {
   // on_body returns false. False with why (e.g. the segment was deleted).
   static bool read_segment(const SegmentLogOptions& options, uint64_t number,
                            const std::function<bool(std::span<const std::byte>)>& on_body, std::string& why);
+  // The same from byte `offset` (a record's start) of the segment.
+  static bool read_segment_from(const SegmentLogOptions& options, uint64_t number, uint64_t offset,
+                                const std::function<bool(std::span<const std::byte>)>& on_body, SegmentRead& read,
+                                std::string& why);
   // Read only, for `store verify` and `store salvage`: every valid record of
   // every segment, and each damaged stretch [from, to) of bytes in between
   // (to: where valid records start again, or the file's end).
@@ -77,6 +94,7 @@ class SegmentLog {
   bool remove_segments_below(uint64_t number, std::string& why);
 
   uint64_t current_segment() const { return segment_number_; }
+  uint64_t current_size_bytes() const { return segment_size_bytes_; }
   uint64_t oldest_segment() const;
   bool failed() const { return !failure_.empty(); }
   bool out_of_space() const { return out_of_space_; }

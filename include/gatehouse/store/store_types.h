@@ -20,7 +20,8 @@ struct StoreLimits {
   uint64_t segment_max_bytes = 64u << 20;     // a new segment file after this
   uint32_t batches_waiting_max = 1'024;       // submitted batches not yet taken by the writer
   int32_t writer_nice = 0;                    // every ACK waits for the writer: the shards' priority
-  uint32_t retention_days = 0;                // PostgreSQL: whole days of events kept (older partitions dropped); 0: all
+  uint32_t retention_days = 0;                // whole days of events kept (older partitions or segments go); 0: all
+  uint64_t retention_max_bytes = 0;           // local: the oldest segments go while the store holds more; 0: no bound
 };
 
 // One shard's DATA frames from one turn of its loop, sent to the writer as a
@@ -55,8 +56,10 @@ struct StoreStats {
   uint64_t duplicates_dropped = 0;  // (agent, incarnation, seq) already stored: dropped, across restarts
   uint64_t gaps = 0;                // gaps agents declared (their queue was full: drop-oldest)
   uint64_t events_lost = 0;         // ... the events in them
-  uint64_t segments = 0;
+  uint64_t segments = 0;            // held (local: segment files; a group: the events' partitions)
   uint64_t torn_bytes_truncated = 0;  // at the last open: a torn tail cut off after a crash
+  uint64_t events_expired = 0;        // local: removed by retention with their segments (not in `events`)
+  uint64_t segments_expired = 0;
 };
 
 // Where an agent's incarnation stands in the store (HELLO_OK / OPEN_OK).
