@@ -95,6 +95,13 @@ CREATE TRIGGER gateways_changed AFTER INSERT OR UPDATE OR DELETE ON gatehouse.ga
 CREATE TRIGGER agents_changed AFTER INSERT OR DELETE OR UPDATE OF state, scope, auth ON gatehouse.agents
   FOR EACH STATEMENT EXECUTE FUNCTION gatehouse.approvals_changed();
 )sql"},
+    Migration{3, "one upsert per commit moves an incarnation's durable seq",
+              R"sql(
+-- The durable seq before the last commit that moved it: that commit's
+-- upsert returns it (the events at or below it are duplicates), so the row
+-- moves once per commit, not locked and then updated.
+ALTER TABLE gatehouse.incarnations ADD COLUMN prev_durable_seq bigint NOT NULL DEFAULT 0;
+)sql"},
 };
 
 void put32(std::string& out, int32_t value) {
@@ -661,9 +668,11 @@ bool Connection::queue(const std::string& sql, const std::vector<std::string>& p
 }
 
 bool Connection::copy_in(const std::string& sql, std::string_view data, std::string& why) {
-  std::string body;
-  put_cstring(body, sql);
-  if (!send('Q', body, why) || !flush(why)) return false;
+  return queue(sql, why) && finish_copy(data, why);
+}
+
+bool Connection::finish_copy(std::string_view data, std::string& why) {
+  if (!out_.empty() && !flush(why)) return false;
   for (;;) {
     char type = 0;
     std::string answer;
@@ -734,9 +743,13 @@ bool migrate(Connection& conn, std::vector<int>& applied, std::string& why) {
   for (const Migration& migration : kMigrations) {
     if (migration.version <= version) continue;
     // One simple query: one implicit transaction, all of it or nothing.
+    std::string description(migration.description);
+    for (size_t at = description.find('\''); at != std::string::npos; at = description.find('\'', at + 2)) {
+      description.insert(at, 1, '\'');  // a quote in an SQL literal is doubled
+    }
     const std::string sql = std::string(migration.sql) +
                             "INSERT INTO gatehouse.schema_migrations (version, description) VALUES (" +
-                            std::to_string(migration.version) + ", '" + migration.description + "');";
+                            std::to_string(migration.version) + ", '" + description + "');";
     if (!conn.exec(sql, why)) {
       why = "schema migration " + std::to_string(migration.version) + " failed: " + why;
       return done(false);

@@ -62,8 +62,11 @@ class Connection {
   bool queue(const std::string& sql, const std::vector<std::string>& parameters, std::string& why);
   // The next queued statement's answer (writes what is queued first).
   bool finish(Result* result, std::string& why);
-  // COPY ... FROM STDIN with `data` in the statement's format.
+  // COPY ... FROM STDIN with `data` in the statement's format. Or queued
+  // (queue() the COPY statement) behind other statements, its data sent
+  // once their answers are read: finish_copy(data) completes it.
   bool copy_in(const std::string& sql, std::string_view data, std::string& why);
+  bool finish_copy(std::string_view data, std::string& why);
   // After LISTEN: waits up to `timeout_ms` for a NOTIFY (true: one came, or
   // came during an earlier statement). False with `why` when the connection failed.
   bool wait_notification(uint32_t timeout_ms, bool& notified, std::string& why);

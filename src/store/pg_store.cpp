@@ -85,6 +85,7 @@ std::string day_text(int64_t unix_us) {
 // One (agent, incarnation) of a group: where it stood before, and after.
 struct PgStore::Progress {
   uint64_t first_seq = 0;  // the group's lowest (its base, if the row is new, is first_seq - 1)
+  uint64_t last_seq = 0;   // the group's highest
   uint64_t base_seq = 0;
   uint64_t durable_before = 0;
   uint64_t appended_seq = 0;
@@ -300,10 +301,10 @@ bool PgStore::ensure_partition(int64_t unix_us, std::string& why) {
   return true;
 }
 
-// One transaction for the group. Each (agent, incarnation) row is locked in
-// name order (two servers cannot deadlock on a pair), events at or below its
-// durable seq are duplicates, the rest go in by binary COPY, the rows move to
-// the new durable seqs, and only a COMMIT that succeeded lets them be acknowledged.
+// One transaction for the group, in two round trips: each (agent,
+// incarnation) row moves to the group's highest seq and says where it was
+// (events at or below that are duplicates), the rest go in by binary COPY,
+// and only a COMMIT that succeeded lets them be acknowledged.
 bool PgStore::try_commit(std::vector<Batch*>& group, std::string& why) {
   if (!ensure_connected(why)) return false;
   std::map<std::pair<std::string, uint64_t>, Progress> progress;
@@ -314,25 +315,37 @@ bool PgStore::try_commit(std::vector<Batch*>& group, std::string& why) {
       Progress& p = progress[{entry.agent, entry.incarnation}];
       const uint64_t first = entry.gap_first_seq != 0 ? entry.gap_first_seq : entry.seq;
       p.first_seq = p.first_seq == 0 ? first : std::min(p.first_seq, first);
+      p.last_seq = std::max(p.last_seq, entry.seq);
     }
   }
   if (!ensure_partition(latest_us, why)) return false;
   std::vector<std::string> agents;
   std::vector<int64_t> incarnations;
-  std::vector<int64_t> values;
+  std::vector<int64_t> bases;
+  std::vector<int64_t> lasts;
   for (const auto& [key, p] : progress) {
     agents.push_back(key.first);
     incarnations.push_back(static_cast<int64_t>(key.second));
-    values.push_back(static_cast<int64_t>(p.first_seq - 1));
+    bases.push_back(static_cast<int64_t>(p.first_seq - 1));
+    lasts.push_back(static_cast<int64_t>(p.last_seq));
   }
-  // BEGIN and the locks in one round trip (pipelined).
+  // One round trip: BEGIN, each row moved to its new durable seq in name
+  // order (the upsert locks it: two servers cannot deadlock on a pair, and a
+  // second server waits, then sees the first's commit), returning the seq it
+  // had (at or below it: duplicates), and the COPY, whose rows follow.
   pg::Result locked;
   if (!conn_->queue("BEGIN", why) ||
-      !conn_->queue("INSERT INTO gatehouse.incarnations AS i (agent, incarnation, base_seq, durable_seq) "
-                    "SELECT a, n, b, b FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(a, n, b) ORDER BY a, n "
-                    "ON CONFLICT (agent, incarnation) DO UPDATE SET durable_seq = i.durable_seq "
-                    "RETURNING agent, incarnation, base_seq, durable_seq",
-                    {pg::text_array(agents), pg::int8_array(incarnations), pg::int8_array(values)}, why) ||
+      !conn_->queue("INSERT INTO gatehouse.incarnations AS i (agent, incarnation, base_seq, durable_seq, prev_durable_seq) "
+                    "SELECT a, n, b, d, b FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS u(a, n, b, d) "
+                    "ORDER BY a, n ON CONFLICT (agent, incarnation) DO UPDATE SET prev_durable_seq = i.durable_seq, "
+                    "durable_seq = greatest(i.durable_seq, EXCLUDED.durable_seq), updated_at = now() "
+                    "RETURNING agent, incarnation, base_seq, prev_durable_seq",
+                    {pg::text_array(agents), pg::int8_array(incarnations), pg::int8_array(bases),
+                     pg::int8_array(lasts)},
+                    why) ||
+      !conn_->queue("COPY gatehouse.events (received_at, agent, incarnation, seq, gap_first_seq, path, server, "
+                    "payload) FROM STDIN (FORMAT binary)",
+                    why) ||
       !conn_->finish(nullptr, why) || !conn_->finish(&locked, why)) {
     return false;
   }
@@ -375,29 +388,9 @@ bool PgStore::try_commit(std::vector<Batch*>& group, std::string& why) {
       p.appended_seq = entry.seq;
     }
   }
-  if (added.events + added.gaps > 0 &&
-      !conn_->copy_in("COPY gatehouse.events (received_at, agent, incarnation, seq, gap_first_seq, path, server, "
-                      "payload) FROM STDIN (FORMAT binary)",
-                      copy.finish(), why)) {
-    return false;
-  }
-  agents.clear();
-  incarnations.clear();
-  values.clear();
-  for (const auto& [key, p] : progress) {
-    if (p.appended_seq == p.durable_before) continue;
-    agents.push_back(key.first);
-    incarnations.push_back(static_cast<int64_t>(key.second));
-    values.push_back(static_cast<int64_t>(p.appended_seq));
-  }
-  // The new durable seqs, the counters and COMMIT in one round trip; only a
-  // COMMIT that answered OK lets the group be acknowledged.
-  if (!agents.empty() &&
-      !conn_->queue("UPDATE gatehouse.incarnations AS i SET durable_seq = u.d, updated_at = now() "
-                    "FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(a, n, d) WHERE i.agent = u.a AND i.incarnation = u.n",
-                    {pg::text_array(agents), pg::int8_array(incarnations), pg::int8_array(values)}, why)) {
-    return false;
-  }
+  if (!conn_->finish_copy(copy.finish(), why)) return false;
+  // The counters and COMMIT in one round trip; only a COMMIT that answered
+  // OK lets the group be acknowledged.
   if (!conn_->queue("INSERT INTO gatehouse.server_counters AS c (server, events, bytes, gaps, events_lost, "
                     "duplicates_dropped) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (server) DO UPDATE SET "
                     "events = c.events + EXCLUDED.events, bytes = c.bytes + EXCLUDED.bytes, gaps = c.gaps + EXCLUDED.gaps, "
@@ -409,7 +402,7 @@ bool PgStore::try_commit(std::vector<Batch*>& group, std::string& why) {
       !conn_->queue("COMMIT", why)) {
     return false;
   }
-  const int answers = agents.empty() ? 2 : 3;
+  const int answers = 2;
   bool committed = true;
   for (int answer = 0; answer < answers; ++answer) {
     std::string failed;
