@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -27,6 +28,7 @@ namespace gatehouse::pg {
 namespace {
 
 constexpr int32_t kProtocolVersion = 196'608;  // 3.0
+constexpr int32_t kSslRequestCode = 80'877'103;  // 1234 << 16 | 5679
 constexpr uint32_t kMessageMaxBytes = 1u << 30;
 constexpr uint32_t kReadTimeoutS = 60;  // a database that answers nothing for this long is treated as gone
 
@@ -254,15 +256,36 @@ bool parse_conninfo(const std::string& dsn, ConnInfo& info, std::string& why) {
       }
       info.read_write_only = value == "read-write";
     } else if (key == "sslmode") {
-      if (value != "disable" && value != "allow" && value != "prefer") {
-        why = "dsn: sslmode " + value + " is not supported yet (gatehouse speaks to PostgreSQL without TLS: use a "
-              "unix socket, loopback or a private network)";
+      using Mode = ConnInfo::SslMode;
+      static constexpr std::pair<std::string_view, Mode> kModes[] = {
+          {"disable", Mode::disable}, {"allow", Mode::allow},         {"prefer", Mode::prefer},
+          {"require", Mode::require}, {"verify-ca", Mode::verify_ca}, {"verify-full", Mode::verify_full}};
+      const auto* found = std::find_if(std::begin(kModes), std::end(kModes),
+                                       [&](const auto& mode) { return mode.first == value; });
+      if (found == std::end(kModes)) {
+        why = "dsn: sslmode " + value + " (want disable, allow, prefer, require, verify-ca or verify-full)";
         return false;
       }
+      info.ssl_mode = found->second;
+    } else if (key == "sslrootcert") {
+      info.ssl_root_cert = value;
+    } else if (key == "sslcert") {
+      info.ssl_cert = value;
+    } else if (key == "sslkey") {
+      info.ssl_key = value;
     } else {
       why = "dsn: unknown key " + key;
       return false;
     }
+  }
+  const bool verifies = info.ssl_mode == ConnInfo::SslMode::verify_ca || info.ssl_mode == ConnInfo::SslMode::verify_full;
+  if (verifies && info.ssl_root_cert.empty()) {
+    why = "dsn: sslmode verify-ca and verify-full need sslrootcert (the CA file that signed the server's certificate)";
+    return false;
+  }
+  if (info.ssl_cert.empty() != info.ssl_key.empty()) {
+    why = "dsn: sslcert and sslkey go together";
+    return false;
   }
   std::vector<std::string> port_list;
   for (size_t at = 0; at <= ports.size();) {
@@ -310,6 +333,7 @@ std::unique_ptr<Connection> Connection::connect(const std::string& dsn, std::str
 Connection::~Connection() { fail(); }
 
 void Connection::fail() {
+  tls_.reset();
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
 }
@@ -360,6 +384,7 @@ bool Connection::open(const ConnInfo& info, const ConnInfo::Host& host, std::str
     const int on = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
     setsockopt(fd_, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    if (!start_tls(info, host, why)) return false;
   }
   std::string startup;
   put32(startup, 0);
@@ -378,6 +403,49 @@ bool Connection::open(const ConnInfo& info, const ConnInfo::Host& host, std::str
   startup.replace(0, 4, size);
   out_ += startup;
   return flush(why);
+}
+
+// SSLRequest, then TLS if the server takes it ('S'); 'N' is fine unless
+// sslmode requires TLS. Exactly one byte is read before the handshake: bytes
+// after it would not be the server's (CVE-2021-23222).
+bool Connection::start_tls(const ConnInfo& info, const ConnInfo::Host& host, std::string& why) {
+  using Mode = ConnInfo::SslMode;
+  if (info.ssl_mode == Mode::disable || info.ssl_mode == Mode::allow) return true;
+  std::string request;
+  put32(request, 8);
+  put32(request, kSslRequestCode);
+  out_ = request;
+  if (!flush(why)) return false;
+  char answer = 0;
+  ssize_t n = 0;
+  do {
+    n = ::recv(fd_, &answer, 1, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1 || (answer != 'S' && answer != 'N')) {
+    why = n == 1 ? "the server answered the TLS request with neither yes nor no"
+                 : std::string("the server closed the connection at the TLS request: ") + std::strerror(errno);
+    fail();
+    return false;
+  }
+  if (answer == 'N') {
+    if (info.ssl_mode == Mode::prefer) return true;
+    why = "the server does not do TLS (sslmode " + std::string(info.ssl_mode == Mode::require ? "require" : "verify-*") +
+          " needs it)";
+    fail();
+    return false;
+  }
+  const TlsOptions options{.verify_chain = info.ssl_mode >= Mode::verify_ca ||
+                                           (info.ssl_mode == Mode::require && !info.ssl_root_cert.empty()),
+                           .verify_host = info.ssl_mode == Mode::verify_full,
+                           .root_cert = info.ssl_root_cert,
+                           .cert = info.ssl_cert,
+                           .key = info.ssl_key};
+  tls_ = TlsChannel::start(fd_, host.host, options, why);
+  if (tls_ == nullptr) {
+    fail();
+    return false;
+  }
+  return true;
 }
 
 bool Connection::authenticate(const ConnInfo& info, std::string& why) {
@@ -489,10 +557,12 @@ bool Connection::send(char type, std::string_view body, std::string& why) {
 bool Connection::flush(std::string& why) {
   size_t sent = 0;
   while (sent < out_.size()) {
-    const ssize_t n = ::send(fd_, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
+    std::string tls_why;
+    const ssize_t n = tls_ != nullptr ? tls_->write(out_.data() + sent, out_.size() - sent, tls_why)
+                                      : ::send(fd_, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && tls_ == nullptr && errno == EINTR) continue;
     if (n <= 0) {
-      why = std::string("write: ") + std::strerror(errno);
+      why = tls_ != nullptr ? tls_why : std::string("write: ") + std::strerror(errno);
       out_.clear();
       fail();
       return false;
@@ -516,10 +586,12 @@ bool Connection::read_more(std::string& why) {
   }
   char chunk[65'536];
   for (;;) {
-    const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n < 0 && errno == EINTR) continue;
+    std::string tls_why;
+    const ssize_t n = tls_ != nullptr ? tls_->read(chunk, sizeof chunk, tls_why) : ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n < 0 && tls_ == nullptr && errno == EINTR) continue;
     if (n <= 0) {
-      why = n == 0 ? "the server closed the connection" : std::string("read: ") + std::strerror(errno);
+      why = n == 0 ? "the server closed the connection"
+                   : tls_ != nullptr ? tls_why : std::string("read: ") + std::strerror(errno);
       fail();
       return false;
     }
@@ -547,7 +619,8 @@ bool Connection::receive(char& type, std::string& body, std::string& why) {
 bool Connection::wait_notification(uint32_t timeout_ms, bool& notified, std::string& why) {
   if (!notified_ && !message_ready()) {
     pollfd ready{fd_, POLLIN, 0};
-    const int n = ::poll(&ready, 1, static_cast<int>(timeout_ms));
+    // Bytes TLS already decrypted are not on the socket any more.
+    const int n = tls_ != nullptr && tls_->pending() ? 1 : ::poll(&ready, 1, static_cast<int>(timeout_ms));
     if (n < 0 && errno != EINTR) {
       why = std::string("poll: ") + std::strerror(errno);
       fail();

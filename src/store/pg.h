@@ -3,9 +3,9 @@
 // runs BoringSSL only (its library guard refuses both at once). Blocking,
 // for the store's writer thread and the CLI, never a shard. What it speaks:
 // a libpq-style dsn (host lists, unix sockets, target_session_attrs), trust,
-// password, md5 and SCRAM-SHA-256 authentication, simple queries, one
-// statement with text parameters, COPY FROM STDIN, LISTEN/NOTIFY. Not yet: TLS to the
-// database (sslmode other than disable/allow/prefer is refused).
+// password, md5 and SCRAM-SHA-256 authentication, TLS (sslmode, pg_tls.h),
+// simple queries, one statement with text parameters, COPY FROM STDIN,
+// LISTEN/NOTIFY.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "store/pg_tls.h"
 
 namespace gatehouse::pg {
 
@@ -30,6 +32,15 @@ struct ConnInfo {
   std::string application_name = "gatehouse";
   bool read_write_only = false;  // target_session_attrs=read-write: skip a standby
   uint32_t connect_timeout_s = 10;
+  // libpq's sslmode (over TCP; a unix socket never uses TLS): disable and
+  // allow: without TLS; prefer (the default): TLS if the server does it;
+  // require: TLS or no connection (the chain is checked when sslrootcert is
+  // given); verify-ca: the chain against sslrootcert; verify-full: and the host name.
+  enum class SslMode { disable, allow, prefer, require, verify_ca, verify_full };
+  SslMode ssl_mode = SslMode::prefer;
+  std::string ssl_root_cert;
+  std::string ssl_cert;
+  std::string ssl_key;
 };
 bool parse_conninfo(const std::string& dsn, ConnInfo& info, std::string& why);
 
@@ -89,8 +100,11 @@ class Connection {
   bool read_more(std::string& why);
   bool message_ready() const;
 
+  bool start_tls(const ConnInfo& info, const ConnInfo::Host& host, std::string& why);
+
   int fd_ = -1;
-  bool notified_ = false;  // a NotificationResponse arrived, not yet taken
+  std::unique_ptr<TlsChannel> tls_;  // after SSLRequest was taken: everything goes through it
+  bool notified_ = false;  // a NotificationResponse arrived, not yet taken  // a NotificationResponse arrived, not yet taken
   std::string host_;
   std::string out_;  // messages not yet written
   std::string in_;   // bytes read, not yet parsed

@@ -3,6 +3,7 @@
 // acknowledgements wait for COMMIT; a database that goes away is waited out.
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "gatehouse/config/config_types.h"
@@ -11,6 +12,7 @@
 #include "store/pg.h"
 #include "store_support.h"
 #include "test_pg.h"
+#include "test_pki.h"
 
 using namespace gatehouse;
 using namespace std::chrono_literals;
@@ -153,8 +155,49 @@ TEST_CASE("pg client: SCRAM-SHA-256 over TCP with the right password, refused wi
   CHECK_MESSAGE(why.find("28P01") != std::string::npos, why);  // invalid_password
   CHECK(pg::Connection::connect(tcp, why) == nullptr);
   CHECK_MESSAGE(why.find("has none") != std::string::npos, why);
-  CHECK(pg::Connection::connect(tcp + " sslmode=require", why) == nullptr);
-  CHECK_MESSAGE(why.find("not supported yet") != std::string::npos, why);
+  CHECK(pg::Connection::connect(tcp + " password='s3cret pass' sslmode=require", why) == nullptr);
+  CHECK_MESSAGE(why.find("the server does not do TLS (sslmode require needs it)") != std::string::npos, why);
+  CHECK(pg::Connection::connect(tcp + " sslmode=verify-full", why) == nullptr);
+  CHECK_MESSAGE(why.find("need sslrootcert") != std::string::npos, why);
+  CHECK(pg::Connection::connect(tcp + " sslmode=sometimes", why) == nullptr);
+  CHECK_MESSAGE(why.find("sslmode sometimes (want disable, allow, prefer") != std::string::npos, why);
+}
+
+TEST_CASE("pg client: TLS as sslmode asks; refused for another CA, another name, or a client that may not skip it") {
+  static testing::Postgres secured;
+  const tls::Pki& dev = tls::pki();
+  const std::string certs = dev.path("pg-server");
+  std::filesystem::create_directories(certs);
+  std::string summary;
+  REQUIRE(tls::issue({.ca_dir = dev.dir.string(), .out_dir = certs, .role = tls::CertRole::server, .name = "localhost"},
+                     summary) == "");
+  REQUIRE(secured.enable_tls(certs + "/localhost.crt", certs + "/localhost.key") == 0);
+  REQUIRE(secured.psql("CREATE ROLE writer LOGIN PASSWORD 's3cret pass'") == 0);
+  const std::string tcp = " port=" + secured.port() + " dbname=gatehouse user=writer password='s3cret pass'";
+  const std::string ca = " sslrootcert=" + dev.path("ca.crt");
+  std::string why;
+  auto conn = pg::Connection::connect("host=localhost sslmode=verify-full" + ca + tcp, why);
+  REQUIRE_MESSAGE(conn != nullptr, why);
+  pg::Result encrypted;
+  REQUIRE(conn->exec("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()", why, &encrypted));
+  CHECK(encrypted.text(0, 0) == "t");
+  CHECK(encrypted.text(0, 1).starts_with("TLSv1."));
+  // The group's store over it: a commit, acknowledged after COMMIT.
+  REQUIRE(secured.psql("GRANT ALL ON DATABASE gatehouse TO writer") == 0);
+  REQUIRE(secured.psql("GRANT ALL ON SCHEMA public TO writer") == 0);
+  {
+    Server ms1("host=localhost sslmode=verify-full" + ca + tcp, "ms1.example.test");
+    ms1.submit(batch_of("web01", 1, 50));
+    ms1.wait();
+    CHECK(ms1.acked_of("web01") == 50);
+  }
+  CHECK(pg::Connection::connect("host=localhost sslmode=verify-full sslrootcert=" + dev.path("partner/ca.crt") + tcp,
+                                why) == nullptr);
+  CHECK_MESSAGE(why.find("the server's certificate: unable to get local issuer certificate") != std::string::npos, why);
+  CHECK(pg::Connection::connect("host=127.0.0.1 sslmode=verify-full" + ca + tcp, why) == nullptr);  // named localhost
+  CHECK_MESSAGE(why.find("the server's certificate: ") != std::string::npos, why);
+  CHECK_MESSAGE(pg::Connection::connect("host=127.0.0.1 sslmode=verify-ca" + ca + tcp, why) != nullptr, why);
+  CHECK_MESSAGE(pg::Connection::connect("host=127.0.0.1 sslmode=require" + tcp, why) != nullptr, why);
 }
 
 TEST_CASE("pg client: target_session_attrs=read-write skips a host that is down and says why for each") {

@@ -49,11 +49,13 @@ class Postgres {
                            .c_str());
   }
   int stop() const { return run("stop"); }
+  // TLS on, with this certificate and key (PEM files).
+  int enable_tls(const std::string& cert, const std::string& key) const { return run("tls", " " + cert + " " + key); }
   int restart() const { return run("restart"); }
 
  private:
-  int run(const std::string& action) const {
-    return std::system((script_ + " " + action + " " + dir_ + " >>" + dir_ + "/harness.log 2>&1").c_str());
+  int run(const std::string& action, const std::string& arguments = "") const {
+    return std::system((script_ + " " + action + " " + dir_ + arguments + " >>" + dir_ + "/harness.log 2>&1").c_str());
   }
   std::string dir_;
   std::string script_;
