@@ -73,6 +73,7 @@ struct Options {
   double storm_at_s = 0;       // 0: no storm
   uint32_t steady = 0;         // agents 0..steady-1: streaming at steady_rate on shard 0, kept out of the storm
   double steady_rate = 10;
+  bool aligned = false;        // paced agents' events all fall due at once (a synchronized burst)
 };
 
 // Stores value in `extreme` if it beats what is there (earliest: std::less,
@@ -173,6 +174,9 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
       link.address_offset = i % options.spread;
       link.log_events = false;  // counted by reason in the report instead
       agents_.emplace_back(*this, identities[i], link, spill_pool_);
+      // Paced agents keep their own phase (a golden-ratio spread): a fleet's
+      // events come evenly, not every agent's next one at the same instant.
+      if (!options.aligned) agents_.back().phase = std::fmod(static_cast<double>(i) * 0.6180339887498949, 1.0);
     }
     payload_.assign(options.size_bytes, std::byte{'x'});
   }
@@ -261,6 +265,7 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
     bool storm_pending = false;  // dropped by the storm, not re-established yet
     bool lost = false;           // its session was lost, it does not flow again yet
     uint64_t produced = 0;     // events that exist so far (rate-paced)
+    double phase = 0;          // [0, 1): of a period, when its paced events fall due
     uint64_t sent_through = 0;
     uint64_t acked = 0;
     uint64_t window = 0;
@@ -355,7 +360,7 @@ class Agents final : public runtime::Service, public runtime::Mailbox, private r
   void produce(Agent& agent, double elapsed_s) {
     const uint64_t limit = options_.events > 0 ? options_.events : UINT64_MAX;
     const double rate = agent.identity->steady ? options_.steady_rate : options_.rate;
-    const uint64_t due = rate > 0 ? static_cast<uint64_t>(elapsed_s * rate) + 1 : limit;
+    const uint64_t due = rate > 0 ? static_cast<uint64_t>(elapsed_s * rate + agent.phase) + 1 : limit;
     agent.produced = std::min(limit, due);
   }
 
@@ -429,12 +434,13 @@ int main(int argc, char** argv) {
       "loadgen --target IP:PORT[,IP:PORT...] [--target-name NAME[,NAME...]] [--agents N] [--auth cert|kerberos|mixed]\n"
       "               [--certs DIR] [--keytab F] [--prefix P] [--rate EVENTS_PER_S_PER_AGENT|max] [--size BYTES]\n"
       "               [--events N | --duration S [--warmup S]] [--ramp S] [--shards N] [--spread N] [--gateway-pid PID]\n"
-      "               [--storm-at S] [--steady N [--steady-rate EVENTS_PER_S]] [--report FILE.json]";
+      "               [--storm-at S] [--steady N [--steady-rate EVENTS_PER_S]] [--aligned] [--report FILE.json]";
   static constexpr cli::FlagSpec kFlags[] = {
       {"--target", true}, {"--target-name", true}, {"--agents", true}, {"--auth", true}, {"--certs", true},
       {"--keytab", true}, {"--prefix", true},      {"--rate", true},   {"--size", true}, {"--events", true},
       {"--duration", true}, {"--ramp", true},      {"--shards", true}, {"--gateway-pid", true}, {"--report", true},
-      {"--spread", true}, {"--warmup", true}, {"--storm-at", true}, {"--steady", true}, {"--steady-rate", true}};
+      {"--spread", true}, {"--warmup", true}, {"--storm-at", true}, {"--steady", true}, {"--steady-rate", true},
+      {"--aligned", false}};
   cli::Args args;
   std::string why;
   if (!cli::parse_args(argc, argv, 1, kFlags, args, why) || !args.positionals.empty() || !args.has("--target")) {
@@ -458,6 +464,7 @@ int main(int argc, char** argv) {
     if (args.has("--report")) options.report_path = text("--report");
     if (args.has("--warmup")) options.warmup_s = std::stod(text("--warmup"));
     if (args.has("--spread")) options.spread = static_cast<uint32_t>(std::stoul(text("--spread")));
+    options.aligned = args.has("--aligned");
     if (args.has("--storm-at")) options.storm_at_s = std::stod(text("--storm-at"));
     if (args.has("--steady")) options.steady = static_cast<uint32_t>(std::stoul(text("--steady")));
     if (args.has("--steady-rate")) options.steady_rate = std::stod(text("--steady-rate"));
