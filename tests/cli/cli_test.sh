@@ -57,6 +57,14 @@ expect_output "bad.toml:[0-9]+: tls.key: missing \(required\)" "missing key repo
 expect_output "invalid \(3 problems\)" "problem count"
 expect_exit 1 "check-config role conflict" -- "$gatehouse" check-config --config "$work/gateway.toml" --role server
 
+# store dump: a cursor file that is not one is refused, not read from the start.
+for f in ms1.crt ms1.key; do echo x >"$work/$f"; done
+sed "s|^data_dir = .*|data_dir = \"$work/data\"|" "$source_root/examples/server.toml" >"$work/server.toml"
+mkdir -p "$work/data/events"
+echo "hello" >"$work/bad.cursor"
+expect_exit 1 "store dump with a bad cursor file" -- "$gatehouse" store --config "$work/server.toml" dump --cursor-file "$work/bad.cursor"
+expect_output "bad.cursor: not a store cursor" "bad cursor named"
+
 # proto: the sample stream decodes; a cut or corrupted stream is refused precisely.
 "$gatehouse" proto sample >"$work/sample.bin"
 expect_exit 0 "decode the sample stream" -- "$gatehouse" proto decode "$work/sample.bin"

@@ -228,6 +228,10 @@ TEST_CASE("store index: dump goes on from a position; an agent's dump skips segm
   REQUIRE(after.size() == 20);
   CHECK(after.front() == "web02 event 161");
   CHECK(dumped(dir.path, "", position, ok, why).empty());
+  LogPosition elsewhere{999, 0};  // a cursor from another store
+  CHECK(dumped(dir.path, "", elsewhere, ok, why).empty());
+  CHECK(!ok);
+  CHECK(why.find("is past the store's last segment") != std::string::npos);
   // Damage in the first segment (web01's only): web02's dump never reads it.
   flip_byte(fs::path(dir.path) / "events-00000001.seg", 40);
   LogPosition from_start;
