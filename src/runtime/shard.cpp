@@ -60,6 +60,7 @@ struct Shard::Connection {
   bool send_listed = false;
   bool rearm_listed = false;
   bool want_send_space = false;
+  bool chunk_listed = false;  // in chunk_waiters_ (once, however often refused)
   bool close_submitted = false;
   uint16_t ops_in_flight = 0;
   int close_error = 0;
@@ -364,7 +365,10 @@ bool Shard::send(ConnId id, std::span<const std::byte> bytes) {
   if (chunks_needed > chunks_max_ - chunks_allocated_ + chunks_free_) {
     bump(Stat::send_refused_total);
     c->want_send_space = true;
-    chunk_waiters_.push_back(id);
+    if (!c->chunk_listed) {
+      c->chunk_listed = true;
+      chunk_waiters_.push_back(id);
+    }
     return false;
   }
   while (!bytes.empty()) {
@@ -722,13 +726,18 @@ void Shard::drain_inbox() {
   if (!stopping_ && stop_requested_.load(std::memory_order_acquire)) begin_stop();
 }
 
+// In the order they were refused, while there is send memory: each may take
+// some and the rest wait their turn. (Waking every waiter whenever one chunk
+// was free made each turn cost all of them: 17,500 sessions refused at once
+// stalled a shard for good.) A waiter refused again goes to the back.
 void Shard::notify_send_waiters() {
-  if (chunk_waiters_.empty() || chunks_free_ + (chunks_max_ - chunks_allocated_) == 0) return;
-  std::vector<ConnId> waiters;
-  waiters.swap(chunk_waiters_);
-  for (ConnId id : waiters) {
+  for (size_t turns = chunk_waiters_.size(); turns > 0 && chunks_free_ + (chunks_max_ - chunks_allocated_) > 0; --turns) {
+    const ConnId id = chunk_waiters_.front();
+    chunk_waiters_.pop_front();
     Connection* c = live(id);
-    if (c == nullptr || !c->want_send_space) continue;
+    if (c == nullptr) continue;
+    c->chunk_listed = false;
+    if (!c->want_send_space) continue;
     c->want_send_space = false;
     service_.on_send_space(*this, id);
   }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <deque>
 #include <vector>
 
 #include "gatehouse/runtime/mpsc_queue.h"
@@ -217,7 +218,7 @@ class Shard {
   std::vector<uint32_t> free_connects_;
   std::vector<uint32_t> send_list_;          // connections with bytes to send
   std::vector<uint32_t> rearm_list_;         // connections whose multishot recv ended
-  std::vector<ConnId> chunk_waiters_;        // refused for want of shard send memory
+  std::deque<ConnId> chunk_waiters_;         // refused for want of shard send memory, oldest first (one entry each)
   std::vector<Notice> notices_;
   SendChunk* free_chunks_ = nullptr;
   uint32_t chunks_allocated_ = 0;           // bounded by chunks_max_
