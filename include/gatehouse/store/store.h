@@ -66,15 +66,6 @@ class EventStore final : public Backend {
   static bool salvage(const std::string& dir, const std::string& to_dir, DamageReport& report, std::string& why);
 
  private:
-  // The forming group's counts, added to its segment once it is on disk.
-  struct GroupCounts {
-    uint64_t events = 0;
-    uint64_t payload_bytes = 0;
-    uint64_t gaps = 0;
-    uint64_t events_lost = 0;
-    int64_t last_received_unix_us = 0;
-  };
-
   EventStore(std::string dir, const StoreLimits& limits) : Backend(limits), dir_(std::move(dir)) {}
   bool adopt_index(StoreIndex& index, std::string& why);
   bool absorb(uint64_t segment, std::span<const std::byte> body);
@@ -100,7 +91,7 @@ class EventStore final : public Backend {
   std::unique_ptr<SegmentLog> log_;
   std::vector<std::byte> pending_;     // records not yet written
   uint64_t pending_duplicates_ = 0;
-  GroupCounts group_;
+  SegmentSummary group_;                 // the forming group's counts (number, size unused), added to its segment once on disk
   std::vector<SegmentSummary> segments_;  // held, ascending; the last is the current one
   LogPosition indexed_;                   // the index on disk covers the log up to here
   std::chrono::steady_clock::time_point indexed_at_{};
