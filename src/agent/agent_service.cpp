@@ -22,7 +22,8 @@ net::ChildLinkOptions link_options(const AgentOptions& options) {
           .parent_silence_max_ms = options.parent_silence_max_ms,
           .failback_after_ms = options.failback_after_ms,
           .not_approved_event = log::EventId::agent_not_approved,
-          .not_approved_hint = {}};
+          .not_approved_hint = {},
+          .report = options.report};
 }
 
 }  // namespace

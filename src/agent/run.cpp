@@ -13,6 +13,7 @@
 #include <chrono>
 #include <thread>
 
+#include "gatehouse/admin/endpoint.h"
 #include "gatehouse/agent/agent_service.h"
 #include "gatehouse/agent/input_file.h"
 #include "gatehouse/agent/input_journal.h"
@@ -198,6 +199,28 @@ struct Input {
   }
 };
 
+void expose_agent(admin::Exposition& out, const DiskQueue& queue, const AgentCounters& counters) {
+  const struct {
+    std::string_view name;
+    admin::MetricType type;
+    std::string_view help;
+    uint64_t value;
+  } exposed[] = {
+      {"gatehouse_queue_events", admin::MetricType::gauge, "Events in the disk queue not yet acknowledged durable.",
+       queue.queued_events()},
+      {"gatehouse_queue_bytes", admin::MetricType::gauge, "Bytes those events take on disk.", queue.queued_bytes()},
+      {"gatehouse_queue_acked_seq", admin::MetricType::gauge, "The highest seq the server acknowledged durable.",
+       counters.acked_seq.load()},
+      {"gatehouse_queue_last_seq", admin::MetricType::gauge, "The seq of the newest queued event.", queue.last_seq()},
+      {"gatehouse_agent_data_frames_sent_total", admin::MetricType::counter,
+       "Events sent (resends after a reconnect included).", counters.sent.load()},
+  };
+  for (const auto& metric : exposed) {
+    out.family(metric.name, metric.type, metric.help);
+    out.sample(metric.name, "", static_cast<int64_t>(metric.value));
+  }
+}
+
 }  // namespace
 
 bool run(const config::Config& config, const InputSource& source) {
@@ -212,6 +235,8 @@ bool run(const config::Config& config, const InputSource& source) {
   options.retry_after_loss_ms = config.timeouts.retry_after_loss_ms;
   options.parent_silence_max_ms = config.timeouts.parent_silence_ms;
   options.failback_after_ms = config.timeouts.failback_s * 1'000;
+  admin::LinkReport link_report;
+  options.report = &link_report;
   options.child.role = proto::Role::agent;
   options.child.auth = kerberos ? proto::AuthMethod::kerberos : proto::AuthMethod::cert;
   options.child.name = config.name;
@@ -274,9 +299,37 @@ bool run(const config::Config& config, const InputSource& source) {
     log::emit(log::Level::error, log::EventId::runtime_unavailable, why);
     return false;
   }
+  std::unique_ptr<admin::Endpoint> admin_endpoint;  // [admin] listen: opt-in for an agent
+  if (!config.admin_listen.host.empty()) {
+    const std::span<const admin::LinkReport> links(&link_report, 1);
+    admin_endpoint = std::make_unique<admin::Endpoint>(admin::RoleReport{
+        .role = "agent",
+        .name = config.name,
+        .metrics = [&](admin::Exposition& out) {
+          admin::expose_runtime(out, runtime);
+          admin::expose_links(out, links, config.gateways);
+          expose_agent(out, *queue, counters);
+        },
+        .not_ready = [links] { return admin::links_not_ready(links); },
+        .status_members = [&, links] {
+          return "\"parents\":" + admin::links_status(links, config.gateways) +
+                 ",\"queue\":{\"events\":" + std::to_string(queue->queued_events()) +
+                 ",\"bytes\":" + std::to_string(queue->queued_bytes()) +
+                 ",\"acked_seq\":" + std::to_string(counters.acked_seq.load()) + "}";
+        },
+        .certificate_expires_at = [&agent_tls] { return agent_tls->certificate_expires_at(); },
+        .crl_next_update = [&agent_tls] { return agent_tls->crl_next_update(); }});
+    if (const std::string problem = admin_endpoint->start(config.admin_listen); !problem.empty()) {
+      log::emit(log::Level::error, log::EventId::admin_unavailable, "cannot start: " + problem);
+      runtime.stop();
+      runtime.join();
+      return false;
+    }
+  }
   log::emit(log::Level::info, log::EventId::process_started, "agent started",
             {{"gateways", static_cast<uint64_t>(config.gateways.size())}, {"queued", queue->queued_events()},
-             {"acked_seq", queue->acked_seq()}});
+             {"acked_seq", queue->acked_seq()},
+             {"admin_port", admin_endpoint != nullptr ? admin_endpoint->port() : 0}});
   runtime.shard(0).post({service, AgentService::kStart, nullptr});
   // Events written or read ahead from disk: the sender goes on.
   queue->set_on_ready([&runtime, service] { runtime.shard(0).post({service, 0, nullptr}); });

@@ -13,5 +13,6 @@ int run_approve(int argc, char** argv, int first);
 int run_store(int argc, char** argv, int first);
 int run_agent(int argc, char** argv, int first);
 int run_gateway(int argc, char** argv, int first);
+int run_status(int argc, char** argv, int first);
 
 }  // namespace gatehouse::cli

@@ -12,42 +12,36 @@
 namespace gatehouse::cli {
 namespace {
 
-int run_pending(int argc, char** argv, int first);
-
 struct Command {
   std::string_view name;
   std::string_view usage;
   std::string_view summary;
   int (*run)(int argc, char** argv, int first);
-  bool available;
 };
 
-// Roles and tools that later releases bring are listed (the CLI is the
-// contract) but say plainly that this build does not have them yet.
 constexpr Command kCommands[] = {
     {"gateway", "gatehouse gateway --config FILE",
      "run the gateway: accept agents and child gateways, multiplex them onto uplinks to parents",
-     run_gateway, true},
+     run_gateway},
     {"server", "gatehouse server --config FILE",
-     "run the management-server endpoint: approvals, durable exactly-once store", run_server, true},
+     "run the management-server endpoint: approvals, durable exactly-once store", run_server},
     {"agent", "gatehouse agent --config FILE [--file F | --synthetic RATE [--count N]] [--follow]",
      "run an agent: gateway failover list, durable disk queue, events from stdin or a file",
-     run_agent, true},
+     run_agent},
     {"approve", "gatehouse approve --config FILE gateway|agent NAME --action create|delete | list [--pending]",
-     "approve or remove gateways and agents on a running server", run_approve, true},
+     "approve or remove gateways and agents on a running server", run_approve},
     {"certs", "gatehouse certs init-ca | issue --role ROLE --name FQDN | revoke --cert F | check --cert F --key F --ca F",
-     "dev PKI (init-ca, issue, revoke) and a checker that says why a cert/key/CA set is unusable", run_certs, true},
-    {"status", "gatehouse status --config FILE [--json]",
-     "health of a running instance: sessions, uplinks, queues, auth failures", run_pending, false},
+     "dev PKI (init-ca, issue, revoke) and a checker that says why a cert/key/CA set is unusable", run_certs},
+    {"status", "gatehouse status --config FILE [--json] [--timeout-ms N]",
+     "health of a running instance through its admin endpoint; exit 0 ready, 1 not ready, 69 cannot ask it",
+     run_status},
     {"store", "gatehouse store --config FILE stats [--json] | dump [--agent NAME]",
-     "read the server's event store", run_store, true},
+     "read the server's event store", run_store},
     {"check-config", "gatehouse check-config --config FILE [--role gateway|server|agent]",
-     "validate a config file; exit 1 with file:line: key: reason for every problem", run_check_config,
-     true},
+     "validate a config file; exit 1 with file:line: key: reason for every problem", run_check_config},
     {"proto", "gatehouse proto decode [FILE] | proto sample",
-     "decode a wire-protocol v1 byte stream to JSON lines; write a sample stream", run_proto, true},
-    {"version", "gatehouse version", "versions of gatehouse and the libraries it runs on", run_version,
-     true},
+     "decode a wire-protocol v1 byte stream to JSON lines; write a sample stream", run_proto},
+    {"version", "gatehouse version", "versions of gatehouse and the libraries it runs on", run_version},
 };
 
 const Command* find_command(std::string_view name) {
@@ -63,20 +57,12 @@ void print_help(FILE* out) {
                "usage: gatehouse <subcommand> [options]   (gatehouse <subcommand> --help)\n\n"
                "subcommands:\n");
   for (const Command& command : kCommands) {
-    std::fprintf(out, "  %-13.*s %.*s%s\n", static_cast<int>(command.name.size()), command.name.data(),
-                 static_cast<int>(command.summary.size()), command.summary.data(),
-                 command.available ? "" : " [not in this build yet]");
+    std::fprintf(out, "  %-13.*s %.*s\n", static_cast<int>(command.name.size()), command.name.data(),
+                 static_cast<int>(command.summary.size()), command.summary.data());
   }
-  std::fprintf(out, "\nexit codes: 0 ok, 1 failure, 2 usage error, 69 not in this build\n");
+  std::fprintf(out, "\nexit codes: 0 ok, 1 failure, 2 usage error, 69 unavailable (status: cannot ask the instance), 78 invalid config (status)\n");
 }
 
-int run_pending(int argc, char** argv, int first) {
-  const Command& command = *find_command(argv[first - 1]);
-  std::fprintf(stderr, "gatehouse %.*s: not in this build yet (this release has: gateway, server, agent, approve, store, certs, check-config, proto, version)\n",
-               static_cast<int>(command.name.size()), command.name.data());
-  (void)argc;
-  return kExitUnavailable;
-}
 
 }  // namespace
 }  // namespace gatehouse::cli

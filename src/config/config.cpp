@@ -335,7 +335,12 @@ void read_kerberos(TableReader& root, Config& config, bool required) {
 void read_operations(TableReader& root, Config& config) {
   if (const toml::table* table = root.table("admin")) {
     TableReader admin(*table, "admin.", root.context());
-    admin.endpoint("listen", config.admin_listen, true, false);
+    std::string listen;
+    if (admin.string("listen", listen, false) && listen.empty()) {
+      config.admin_listen = {};  // "": no admin endpoint
+    } else {
+      admin.endpoint("listen", config.admin_listen, true, false);
+    }
     admin.finish();
   }
   if (const toml::table* table = root.table("runtime")) {
@@ -630,6 +635,9 @@ std::vector<ConfigError> load(std::string_view path_view, std::optional<Role> ro
   // A gateway or server host exists for its traffic; an agent shares its host
   // with the workload it watches, so it keeps the host's priority by default.
   if (config.role == Role::agent) config.runtime.shard_nice = 0;
+  // Many agents may share a host (and the default port): an agent's endpoint
+  // is opt-in.
+  if (config.role == Role::agent) config.admin_listen = {};
   read_operations(top, config);
   mark_foreign_keys_known(top);
   top.finish();

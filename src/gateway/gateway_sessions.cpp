@@ -1,5 +1,6 @@
 #include "gatehouse/gateway/gateway_sessions.h"
 
+#include "gatehouse/admin/metrics.h"
 #include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 
@@ -117,6 +118,15 @@ void GatewaySessions::on_frame(net::Children&, runtime::Shard& shard, net::Conn&
     }
     found->second.credit_bytes -= frame_bytes;
     uplinks_->queue_data(child.role.uplink, found->second.uplink_channel, *data);
+    if (data->kind == proto::DataKind::event) {
+      const auto bytes = static_cast<int64_t>(data->payload.size());
+      admin::shard_add(shard.index(), admin::ShardMetric::events_in);
+      admin::shard_add(shard.index(), admin::ShardMetric::event_bytes_in, bytes);
+      admin::shard_add(shard.index(), admin::ShardMetric::events_out);
+      admin::shard_add(shard.index(), admin::ShardMetric::event_bytes_out, bytes);
+    } else if (data->kind == proto::DataKind::heartbeat) {
+      admin::shard_add(shard.index(), admin::ShardMetric::heartbeats_in);
+    }
   } else if (const auto* open = std::get_if<proto::Open>(&frame.body)) {
     if (!child.role.gateway || frame.channel == 0 || child.role.channels.contains(frame.channel)) {
       gate_->deny(shard, child, proto::Reason::protocol_error, log::EventId::protocol_violation,
@@ -127,8 +137,13 @@ void GatewaySessions::on_frame(net::Children&, runtime::Shard& shard, net::Conn&
   } else if (std::holds_alternative<proto::Close>(frame.body)) {
     close_channel(child, frame.channel, true);
   } else if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) {
+    admin::shard_add(shard.index(), admin::ShardMetric::heartbeats_in);
     gate_->send(shard, child, {frame.channel, proto::Pong{ping->nonce}});
   }
+}
+
+void GatewaySessions::on_turn_end(net::Children&, runtime::Shard& shard) {
+  admin::shard_set(shard.index(), admin::ShardMetric::channels, static_cast<int64_t>(routes_.size()));
 }
 
 // DATA beyond what the parent granted: that agent's channel goes here, before
@@ -184,6 +199,8 @@ void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint
     }
   } else if (const auto* credit = std::get_if<proto::Credit>(&frame.body)) {
     child.role.channels.at(channel).credit_bytes += credit->credit_bytes;
+  } else if (std::holds_alternative<proto::Ack>(frame.body)) {
+    admin::shard_add(shard.index(), admin::ShardMetric::acks_relayed);
   }
   if (const auto* deny = std::get_if<proto::OpenDeny>(&frame.body)) {
     routes_.erase(key);

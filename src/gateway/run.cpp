@@ -37,10 +37,14 @@ bool run(const config::Config& config) {
     return false;
   }
   options.child.tls = uplink_tls;
+  // Each uplink's state for the admin endpoint: shards × uplinks, by shard.
+  const uint32_t shards = runtime::shard_count_for(config.runtime);
+  const auto link_reports = std::make_unique<admin::LinkReport[]>(size_t{shards} * config.uplinks_per_shard);
   net::ListenerStack stack(config);
   stack.reload_also(uplink_tls);  // renewed with the listeners' (new uplinks take it)
   std::vector<uplink::UplinkPool*> pools;  // by shard
-  if (std::string problem = stack.start([&](uint32_t) {
+  if (std::string problem = stack.start([&](uint32_t shard) {
+        options.reports = &link_reports[size_t{shard} * config.uplinks_per_shard];
         auto sessions = std::make_unique<gateway::GatewaySessions>(config.name, static_cast<uint16_t>(config.timeouts.heartbeat_interval_s));
         auto uplinks = std::make_unique<uplink::UplinkPool>(options, *sessions);
         gateway::GatewaySessions* handler = sessions.get();
@@ -53,10 +57,20 @@ bool run(const config::Config& config) {
     log::emit(log::Level::error, log::EventId::runtime_unavailable, "cannot start: " + problem);
     return false;
   }
+  const std::span<const admin::LinkReport> links(link_reports.get(), size_t{shards} * config.uplinks_per_shard);
+  if (std::string problem = stack.start_admin({.role = "gateway",
+                                               .name = config.name,
+                                               .metrics = [&](admin::Exposition& out) { admin::expose_links(out, links, config.parents); },
+                                               .not_ready = [links] { return admin::links_not_ready(links); },
+                                               .status_members = [&] { return "\"parents\":" + admin::links_status(links, config.parents); }});
+      !problem.empty()) {
+    log::emit(log::Level::error, log::EventId::admin_unavailable, "cannot start: " + problem);
+    return false;
+  }
   runtime::Runtime& runtime = stack.runtime();
   for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({pools[shard], 0, nullptr});
   log::emit(log::Level::info, log::EventId::process_started, "gateway started",
-            {{"listen", config.listen.host}, {"port", stack.port()}, {"shards", runtime.shard_count()},
+            {{"listen", config.listen.host}, {"port", stack.port()}, {"admin_port", stack.admin_port()}, {"shards", runtime.shard_count()},
              {"uplinks", runtime.shard_count() * config.uplinks_per_shard}});
   stack.run_until_stopped();
   return true;

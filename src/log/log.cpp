@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <ctime>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -46,6 +47,7 @@ struct Writer {
   std::string buffer;  // at most kBufferBytesMax (plus the writer's own lines)
   uint64_t dropped_lines = 0;
   std::unordered_map<uint32_t, EventRepeats> repeats;  // by event ID
+  std::map<std::pair<uint32_t, Level>, uint64_t> tallies;  // bounded by the event IDs × levels
   std::thread thread;
   bool running = false;
   bool stopping = false;
@@ -57,6 +59,8 @@ Writer& writer() {
   return *instance;
 }
 
+}  // namespace
+
 const char* level_name(Level level) {
   switch (level) {
     case Level::debug: return "debug";
@@ -66,6 +70,8 @@ const char* level_name(Level level) {
   }
   return "info";
 }
+
+namespace {
 
 void append_timestamp(std::string& out) {
   timespec now{};
@@ -272,6 +278,8 @@ const char* event_name(EventId id) {
     case EventId::data_out_of_order: return "data_out_of_order";
     case EventId::agent_incarnation_new: return "agent_incarnation_new";
     case EventId::approval_revoked: return "approval_revoked";
+    case EventId::admin_unavailable: return "admin_unavailable";
+    case EventId::admin_request_refused: return "admin_request_refused";
     case EventId::invariant_broken: return "invariant_broken";
     case EventId::log_lines_dropped: return "log_lines_dropped";
   }
@@ -392,6 +400,7 @@ void emit(Level level, EventId id, std::string_view message, std::initializer_li
   std::string summary;
   {
     std::lock_guard lock(w.mutex);
+    ++w.tallies[{static_cast<uint32_t>(id), level}];
     if (!admit(w, id, peer_host(fields), level, monotonic_ms(), summary)) return;
   }
   // The first line of a new window says first what the last one coalesced.
@@ -409,6 +418,15 @@ void emit(Level level, EventId id, std::string_view message, std::initializer_li
   w.buffer += line;
   lock.unlock();
   w.wake.notify_one();
+}
+
+std::vector<EventTally> event_tallies() {
+  Writer& w = writer();
+  std::lock_guard lock(w.mutex);
+  std::vector<EventTally> tallies;
+  tallies.reserve(w.tallies.size());
+  for (const auto& [key, count] : w.tallies) tallies.push_back({static_cast<EventId>(key.first), key.second, count});
+  return tallies;
 }
 
 std::string iso8601_utc(int64_t unix_s, int64_t micros, int digits) {

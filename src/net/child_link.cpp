@@ -41,8 +41,16 @@ void ChildLink::start(runtime::Shard& shard) {
   connect(shard);
 }
 
+void ChildLink::report(admin::LinkState state) {
+  if (options_.report == nullptr) return;
+  options_.report->state.store(state, std::memory_order_relaxed);
+  options_.report->parent.store(failover_.current(), std::memory_order_relaxed);
+  if (state == admin::LinkState::up) options_.report->sessions_up.fetch_add(1, std::memory_order_relaxed);
+}
+
 void ChildLink::connect(runtime::Shard& shard) {
   if (stopping_ || connected_) return;
+  report(admin::LinkState::connecting);
   runtime::PeerAddress address;
   std::string why;
   if (options_.addresses->lookup(failover_.current(), address, why) && address.storage.ss_family == AF_INET) {
@@ -194,6 +202,7 @@ void ChildLink::on_welcome(const proto::HelloOk& hello_ok) {
     shard_->set_timer(failback_, options_.failback_after_ms);
   }
   failover_.succeeded();
+  report(admin::LinkState::up);
   if (options_.log_events) {
     log::emit(log::Level::info, log::EventId::parent_connected, "connected to the parent",
               {{"parent", hello_ok.name}, {"address", parent().address.text},
@@ -245,6 +254,7 @@ bool ChildLink::on_close(runtime::Shard& shard, runtime::ConnId id) {
   shard.cancel_timer(failback_);
   session_.reset();
   connected_ = false;
+  report(stopping_ || adopted_ ? admin::LinkState::stopped : admin::LinkState::retrying);
   if (!was_up && !failure_heard_ && !stopping_) {
     failed(shard, log::Level::warning, {proto::Reason::normal, log::EventId::parent_connect_failed,
                                         "the parent closed the connection before HELLO_OK"},
@@ -294,6 +304,7 @@ void ChildLink::flush(runtime::Shard& shard) {
   if (session_ == nullptr) return;
   session_->seal();
   flush_ciphertext(shard, conn_, *session_);
+  if (options_.report != nullptr) options_.report->waiting_bytes.store(waiting_bytes(), std::memory_order_relaxed);
 }
 
 void ChildLink::close(runtime::Shard& shard) {
@@ -314,6 +325,7 @@ uint64_t ChildLink::waiting_bytes() const {
 
 void ChildLink::stop(runtime::Shard& shard) {
   stopping_ = true;
+  report(admin::LinkState::stopped);
   shard.cancel_timer(reconnect_);
   shard.cancel_timer(heartbeat_);
   shard.cancel_timer(failback_);

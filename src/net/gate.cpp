@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "gatehouse/admin/metrics.h"
 #include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 #include "krb/gss.h"
@@ -266,16 +267,30 @@ void Gate::finish_accept(runtime::Shard& shard, AcceptStep* step) {
   authenticated(shard, conn);
 }
 
+namespace {
+
+admin::ShardMetric session_metric(const Identity& identity) {
+  if (identity.role == proto::Role::gateway) return admin::ShardMetric::sessions_gateway;
+  return identity.auth == proto::AuthMethod::kerberos ? admin::ShardMetric::sessions_agent_kerberos
+                                                      : admin::ShardMetric::sessions_agent_cert;
+}
+
+}  // namespace
+
 void Gate::authenticated(runtime::Shard& shard, Conn& conn) {
   conn.stage = Stage::authenticated;
   conn.gate.role_knows = true;
+  admin::shard_add(shard.index(), session_metric(conn.gate.identity));
   shard.set_deadline(conn.id, options_.idle_timeout_ms);  // checked when it fires, not moved per read
   handler_.on_authenticated(*this, shard, conn);
 }
 
 void Gate::on_closed(TlsServer&, runtime::Shard& shard, Conn& conn) {
   // A role's deny closes the stage first; the role still cleans up its state.
-  if (conn.gate.role_knows) handler_.on_closed(*this, shard, conn);
+  if (conn.gate.role_knows) {
+    admin::shard_add(shard.index(), session_metric(conn.gate.identity), -1);
+    handler_.on_closed(*this, shard, conn);
+  }
   if (conn.gate.step != nullptr) conn.gate.step->orphan = std::move(conn.gate.acceptor);
 }
 

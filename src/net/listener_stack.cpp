@@ -96,6 +96,20 @@ std::string ListenerStack::start(const HandlerFactory& make_handler) {
   return started ? "" : why;
 }
 
+std::string ListenerStack::start_admin(admin::RoleReport report) {
+  if (config_.admin_listen.host.empty()) return "";
+  std::function<void(admin::Exposition&)> role_metrics = std::move(report.metrics);
+  report.metrics = [this, role_metrics](admin::Exposition& out) {
+    admin::expose_runtime(out, *runtime_);
+    admin::expose_auth_pool(out, pool_);
+    if (role_metrics) role_metrics(out);
+  };
+  report.certificate_expires_at = [this] { return tls_.certificate_expires_at(); };
+  report.crl_next_update = [this] { return tls_.crl_next_update(); };
+  admin_ = std::make_unique<admin::Endpoint>(std::move(report));
+  return admin_->start(config_.admin_listen);
+}
+
 void ListenerStack::run_until_stopped() {
   runtime::sd_notify("READY=1");
   runtime::wait_for_stop_signal([this] { reload(); }, [this] {

@@ -1,5 +1,6 @@
 #include "gatehouse/net/tls_server.h"
 
+#include "gatehouse/admin/metrics.h"
 #include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/ciphertext.h"
@@ -180,6 +181,8 @@ void TlsServer::finish_step(runtime::Shard& shard, HandshakeStep* step) {
   }
   switch (step->state) {
     case tls::HandshakeState::established: {
+      admin::shard_add(shard.index(), admin::ShardMetric::handshakes_ok);
+      if (conn.tls.session->resumed()) admin::shard_add(shard.index(), admin::ShardMetric::handshakes_resumed);
       conn.tls.established = true;
       conn.tls.shard = &shard;  // no step runs on the pool any more: the shard's thread alone writes
       conn.tls.session->set_sink(send_to_socket, &conn);
@@ -200,6 +203,7 @@ void TlsServer::finish_step(runtime::Shard& shard, HandshakeStep* step) {
       break;
     }
     case tls::HandshakeState::failed:
+      admin::shard_add(shard.index(), admin::ShardMetric::handshakes_failed);
       conn.stage = Stage::closing;
       log::emit(log::Level::error, log::EventId::mutual_auth_failed, "TLS mutual authentication failed",
                 {{"peer", peer_text(shard, conn)}, {"reason", conn.tls.session->failure()}});

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <chrono>
 #include <string>
 
 #include "gatehouse/runtime/shard.h"
@@ -27,11 +28,23 @@ WorkerPool::~WorkerPool() {
   for (std::thread& thread : threads_) thread.join();
 }
 
+namespace {
+
+uint64_t monotonic_us() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+}  // namespace
+
 bool WorkerPool::submit(const Job& job, JobClass job_class) {
   {
     std::lock_guard lock(mutex_);
     if (continuations_.size() + fresh_.size() >= queue_capacity_ || stopping_) return false;
     (job_class == JobClass::continuation ? continuations_ : fresh_).push_back(job);
+    (job_class == JobClass::continuation ? continuations_ : fresh_).back().submitted_us = monotonic_us();
+    queued_.store(static_cast<uint32_t>(continuations_.size() + fresh_.size()), std::memory_order_relaxed);
   }
   ready_.notify_one();
   return true;
@@ -47,8 +60,10 @@ void WorkerPool::run() {
       if (queue.empty()) return;  // stopping, and nothing left to do
       job = queue.front();
       queue.pop_front();
+      queued_.store(static_cast<uint32_t>(continuations_.size() + fresh_.size()), std::memory_order_relaxed);
     }
     job.run(job.argument);
+    latency_.observe_us(monotonic_us() - job.submitted_us);
     if (job.answer_to != nullptr) job.answer_shard->post_reserved({job.answer_to, 0, job.argument});
   }
 }

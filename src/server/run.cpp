@@ -43,6 +43,52 @@ std::unique_ptr<store::Backend> open_store(const config::Config& config) {
   return store;
 }
 
+void expose_store(admin::Exposition& out, const store::Backend& store) {
+  const store::StoreStats stats = store.stats();
+  const struct {
+    std::string_view name;
+    admin::MetricType type;
+    std::string_view help;
+    uint64_t value;
+  } exposed[] = {
+      {"gatehouse_store_events", admin::MetricType::gauge, "Events held by the store.", stats.events},
+      {"gatehouse_store_event_bytes", admin::MetricType::gauge, "Event payload bytes held by the store.", stats.bytes},
+      {"gatehouse_store_agents", admin::MetricType::gauge, "Agents with at least one stored event.", stats.agents},
+      {"gatehouse_store_duplicates_dropped_total", admin::MetricType::counter,
+       "Events received again (a resend after a lost ACK) and dropped.", stats.duplicates_dropped},
+      {"gatehouse_store_events_lost_total", admin::MetricType::counter,
+       "Events agents declared dropped (their queue was full: drop-oldest).", stats.events_lost},
+      {"gatehouse_store_batches_waiting", admin::MetricType::gauge,
+       "Batches of events waiting for the store's writer.", store.batches_waiting()},
+      {"gatehouse_store_available", admin::MetricType::gauge,
+       "1 while commits go through; 0 while the disk is full or the database fails commits.",
+       store.unavailable().empty() ? 1u : 0u},
+  };
+  for (const auto& metric : exposed) {
+    out.family(metric.name, metric.type, metric.help);
+    out.sample(metric.name, "", static_cast<int64_t>(metric.value));
+  }
+  out.family("gatehouse_store_commit_seconds", admin::MetricType::histogram,
+             "One group commit: events durable (fdatasync, or the database's COMMIT).");
+  out.histogram("gatehouse_store_commit_seconds", "", store.commit_latency().snapshot());
+}
+
+std::string store_status(const store::Backend& store, config::StoreBackend backend) {
+  const store::StoreStats stats = store.stats();
+  const std::string why = store.unavailable();
+  std::string json = "\"store\":{\"backend\":" +
+                     std::string(backend == config::StoreBackend::postgresql ? "\"postgresql\"" : "\"local\"") +
+                     ",\"available\":" + (why.empty() ? "true" : "false") +
+                     ",\"events\":" + std::to_string(stats.events) + ",\"agents\":" + std::to_string(stats.agents) +
+                     ",\"duplicates_dropped\":" + std::to_string(stats.duplicates_dropped) +
+                     ",\"batches_waiting\":" + std::to_string(store.batches_waiting());
+  if (!why.empty()) {
+    json += ",\"unavailable_reason\":";
+    log::append_json_string(json, why);
+  }
+  return json + "}";
+}
+
 }  // namespace
 
 bool run(const config::Config& config) {
@@ -72,10 +118,21 @@ bool run(const config::Config& config) {
     log::emit(log::Level::error, log::EventId::runtime_unavailable, "cannot start: " + problem);
     return false;
   }
+  const store::Backend& backend = *store;
+  if (std::string problem = stack.start_admin(
+          {.role = "server",
+           .name = config.name,
+           .metrics = [&backend](admin::Exposition& out) { expose_store(out, backend); },
+           .not_ready = [&backend] { return backend.unavailable(); },
+           .status_members = [&backend, &config] { return store_status(backend, config.store_backend); }});
+      !problem.empty()) {
+    log::emit(log::Level::error, log::EventId::admin_unavailable, "cannot start: " + problem);
+    return false;
+  }
   runtime::Runtime& runtime = stack.runtime();
   store->start(ServerSessions::deliver);
   log::emit(log::Level::info, log::EventId::process_started, "server started",
-            {{"listen", config.listen.host}, {"port", stack.port()}, {"shards", runtime.shard_count()},
+            {{"listen", config.listen.host}, {"port", stack.port()}, {"admin_port", stack.admin_port()}, {"shards", runtime.shard_count()},
              {"events", recovered.events}, {"agents", recovered.agents}});
   stack.run_until_stopped();
   store->stop();

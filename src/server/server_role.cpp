@@ -5,6 +5,7 @@
 #include <map>
 #include <vector>
 
+#include "gatehouse/admin/metrics.h"
 #include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 
@@ -112,6 +113,7 @@ void ServerSessions::on_frame(net::Children& gate, runtime::Shard& shard, net::C
         } else if constexpr (std::is_same_v<Body, proto::Close>) {
           if (conn.role.gateway) forget_channel(shard, conn, frame.channel);  // the agent (or chained gateway) left
         } else if constexpr (std::is_same_v<Body, proto::Ping>) {
+          admin::shard_add(shard.index(), admin::ShardMetric::heartbeats_in);
           gate.send(shard, conn, {frame.channel, proto::Pong{body.nonce}});
         } else if constexpr (std::is_same_v<Body, proto::Pong> || std::is_same_v<Body, proto::GoAway>) {
           // liveness answers and a child's orderly goodbye need no reply
@@ -298,6 +300,7 @@ void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Co
     return;
   }
   if (data.kind == proto::DataKind::heartbeat) {  // liveness only: nothing to store
+    admin::shard_add(shard.index(), admin::ShardMetric::heartbeats_in);
     gate.send(shard, conn, {channel, proto::Credit{frame_bytes}});
     return;
   }
@@ -312,6 +315,10 @@ void ServerSessions::on_data(net::Children& gate, runtime::Shard& shard, net::Co
     return;
   }
   state.unacked_bytes += frame_bytes;
+  if (data.kind == proto::DataKind::event) {
+    admin::shard_add(shard.index(), admin::ShardMetric::events_in);
+    admin::shard_add(shard.index(), admin::ShardMetric::event_bytes_in, static_cast<int64_t>(data.payload.size()));
+  }
   store::Batch& batch = *batch_;
   const uint64_t gap_first_seq = data.kind == proto::DataKind::gap ? state.next_seq : 0;
   state.next_seq = data.seq + 1;
@@ -489,6 +496,7 @@ void ServerSessions::refuse_channel(net::Children& gate, runtime::Shard& shard, 
 }
 
 void ServerSessions::on_turn_end(net::Children& gate, runtime::Shard& shard) {
+  if (shard.now_ms() >= channels_counted_at_ms_ + kChannelsCountEveryMs) count_channels(gate, shard);
   if (const uint64_t version = context_.registry.approvals_version(); version != approvals_version_) {
     approvals_version_ = version;
     enforce_approvals(gate, shard);
@@ -508,6 +516,17 @@ void ServerSessions::on_turn_end(net::Children& gate, runtime::Shard& shard) {
   ++batches_out_;
 }
 
+// The agents riding gateway links, for the admin endpoint: counted, not
+// tracked at each of the places a channel comes and goes.
+void ServerSessions::count_channels(net::Children& gate, runtime::Shard& shard) {
+  channels_counted_at_ms_ = shard.now_ms();
+  int64_t channels = 0;
+  gate.for_each([&](net::Conn& conn) {
+    if (conn.role.open && conn.role.gateway) channels += static_cast<int64_t>(conn.role.channels.size());
+  });
+  admin::shard_set(shard.index(), admin::ShardMetric::channels, channels);
+}
+
 void ServerSessions::deliver(store::Batch* batch) {
   batch->reply_shard->post_reserved({batch->reply_to, 0, batch});
 }
@@ -524,7 +543,9 @@ void ServerSessions::on_message(runtime::Shard& shard, uint64_t, void* done) {
     uint32_t credit_bytes = 0;
   };
   std::map<std::pair<uint64_t, uint32_t>, Reply> replies;
+  int64_t events = 0;
   for (const store::Batch::Entry& entry : batch->entries) {
+    events += entry.gap_first_seq == 0 ? 1 : 0;
     Reply& reply = replies[{entry.session, entry.channel}];
     reply.durable_seq = std::max(reply.durable_seq, entry.durable_seq);
     reply.credit_bytes += proto::kDataPrefixBytes + entry.payload_size_bytes;
@@ -538,6 +559,7 @@ void ServerSessions::on_message(runtime::Shard& shard, uint64_t, void* done) {
     gate.send(shard, *conn, {key.second, proto::Ack{reply.durable_seq}});
     gate.send(shard, *conn, {key.second, proto::Credit{reply.credit_bytes}});
   }
+  admin::shard_add(shard.index(), admin::ShardMetric::events_acked, events);
 }
 
 void ServerSessions::on_closed(net::Children&, runtime::Shard& shard, net::Conn& conn) {

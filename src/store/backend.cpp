@@ -50,6 +50,21 @@ void Backend::stop() {
   if (writer_.joinable()) writer_.join();
 }
 
+std::string Backend::unavailable() const {
+  std::lock_guard lock(unavailable_mutex_);
+  return unavailable_;
+}
+
+void Backend::set_unavailable(std::string why) {
+  std::lock_guard lock(unavailable_mutex_);
+  unavailable_ = std::move(why);
+}
+
+size_t Backend::batches_waiting() const {
+  std::lock_guard lock(queue_mutex_);
+  return waiting_.size();
+}
+
 bool Backend::stopping() const {
   std::lock_guard lock(queue_mutex_);
   return stopping_;
@@ -92,7 +107,12 @@ void Backend::run() {
         wait_for_work(lock, group.empty(), first);
       }
     }
-    if (!group.empty() || has_pending()) commit(group);
+    if (!group.empty() || has_pending()) {
+      const clock::time_point commit_start = clock::now();
+      commit(group);
+      commit_latency_.observe_us(static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - commit_start).count()));
+    }
     group.clear();
     chores_if_due();
     std::lock_guard lock(queue_mutex_);

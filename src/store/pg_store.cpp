@@ -444,6 +444,7 @@ void PgStore::commit(std::vector<Batch*>& group) {
                 {{"batches", static_cast<uint64_t>(group.size())}});
       down_ = true;
       down_since_ms_ = steady_now_ms();
+      set_unavailable("PostgreSQL fails commits: " + why);
     }
     if (wait_unless_stopping(std::chrono::milliseconds(retry_ms))) {
       for (Batch* batch : group) {  // their ACKs carry what was durable before: nothing moves
@@ -457,6 +458,7 @@ void PgStore::commit(std::vector<Batch*>& group) {
     log::emit(log::Level::info, log::EventId::database_available, "PostgreSQL commits again; acknowledgements resume",
               {{"down_ms", static_cast<uint64_t>(steady_now_ms() - down_since_ms_)}});
     down_ = false;
+    set_unavailable("");
   }
   group_bytes_ = 0;
   for (Batch* batch : group) deliver_(batch);

@@ -503,6 +503,7 @@ bool EventStore::write_pending() {
                 "events; the server goes on serving); tried again every second: " + why,
                 {{"bytes_waiting", static_cast<uint64_t>(pending_.size())}});
       waited = true;
+      set_unavailable("the event store's disk is full");
     }
     if (wait_unless_stopping(kDiskFullRetry)) return false;
   }
@@ -510,6 +511,7 @@ bool EventStore::write_pending() {
     const auto full_ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - since);
     log::emit(log::Level::info, log::EventId::store_disk_room, "the event store writes again; acknowledgements resume",
               {{"full_ms", static_cast<uint64_t>(full_ms.count())}});
+    set_unavailable("");
   }
   return true;
 }

@@ -70,6 +70,16 @@ void ReloadableContext::warn_if_crl_expiring() {
             {{"crl", options_.crl_path}});
 }
 
+time_t ReloadableContext::certificate_expires_at() const {
+  const std::shared_ptr<const Context> context = current();
+  return context != nullptr ? context->certificate_expires_at() : 0;
+}
+
+time_t ReloadableContext::crl_next_update() const {
+  const std::shared_ptr<const Context> context = current();
+  return context != nullptr ? context->crl_next_update() : 0;
+}
+
 std::vector<std::string> ReloadableContext::paths() const {
   std::vector<std::string> paths;
   for (const std::string* path : {&options_.cert_path, &options_.key_path, &options_.ca_path, &options_.crl_path,

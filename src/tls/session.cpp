@@ -152,12 +152,8 @@ bool add_crls(X509_STORE* store, const std::string& path, std::set<std::string, 
   int count = 0;
   while (X509_CRL* crl = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr)) {
     if (const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl); next != nullptr) {
-      int days = 0;
-      int seconds = 0;  // from now (nullptr) to nextUpdate
-      if (ASN1_TIME_diff(&days, &seconds, nullptr, next) == 1) {
-        const time_t at = std::time(nullptr) + time_t{days} * 86'400 + seconds;
-        if (next_update == 0 || at < next_update) next_update = at;
-      }
+      const time_t at = unix_time_of(next);
+      if (at != 0 && (next_update == 0 || at < next_update)) next_update = at;
     }
     STACK_OF(X509_REVOKED)* entries = X509_CRL_get_REVOKED(crl);
     for (size_t i = 0; i < sk_X509_REVOKED_num(entries); ++i) {
@@ -314,6 +310,11 @@ std::string Context::certificate_subject() const {
 std::string Context::certificate_not_after() const {
   X509* cert = SSL_CTX_get0_certificate(context_.get());
   return cert != nullptr ? time_text(X509_get0_notAfter(cert)) : "";
+}
+
+time_t Context::certificate_expires_at() const {
+  X509* cert = SSL_CTX_get0_certificate(context_.get());
+  return cert != nullptr ? unix_time_of(X509_get0_notAfter(cert)) : 0;
 }
 
 Session::Session(std::shared_ptr<const Context> context, const std::string& expected_peer_name)

@@ -34,6 +34,7 @@ class Context {
   // Our certificate's subject and expiry ("" without a certificate).
   std::string certificate_subject() const;
   std::string certificate_not_after() const;
+  time_t certificate_expires_at() const;  // unix seconds (0: no certificate)
   // The CRL this context was loaded with lists this certificate serial.
   bool revokes(std::string_view serial) const { return !serial.empty() && revoked_serials_.contains(serial); }
   // The earliest nextUpdate of its CRLs (0: no CRL, or none says).

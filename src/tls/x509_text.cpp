@@ -24,6 +24,13 @@ std::string time_text(const ASN1_TIME* time) {
   return std::string(reinterpret_cast<const char*>(data), size);
 }
 
+time_t unix_time_of(const ASN1_TIME* time) {
+  int days = 0;
+  int seconds = 0;  // from now (nullptr) to `time`
+  if (ASN1_TIME_diff(&days, &seconds, nullptr, time) != 1) return 0;
+  return std::time(nullptr) + time_t{days} * 86'400 + seconds;
+}
+
 std::string name_text(X509_NAME* name) {
   char text[512];
   X509_NAME_oneline(name, text, sizeof text);

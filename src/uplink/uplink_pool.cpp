@@ -32,7 +32,8 @@ UplinkPool::UplinkPool(const UplinkOptions& options, net::SessionHandler& role) 
                                .failback_after_ms = options.failback_after_ms,
                                .not_approved_event = log::EventId::gateway_not_approved,
                                .not_approved_hint = "on the server: gatehouse approve gateway " + options.child.name +
-                                                    " --action create"};
+                                                    " --action create",
+                               .report = options.reports != nullptr ? &options.reports[i] : nullptr};
     uplinks_.push_back(std::make_unique<Uplink>(link, spill_pool_, link_events, i));
   }
 }

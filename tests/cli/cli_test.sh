@@ -36,8 +36,6 @@ expect_output "unknown option '--frob'" "unknown flag message"
 expect_output "^usage: gatehouse check-config" "unknown flag usage line"
 expect_exit 2 "flag without its value" -- "$gatehouse" check-config --config
 expect_exit 2 "check-config without --config" -- "$gatehouse" check-config
-expect_exit 69 "a subcommand this build lacks" -- "$gatehouse" status --config x
-expect_output "not in this build yet" "unavailable subcommand message"
 expect_exit 1 "a role with a missing config file" -- "$gatehouse" gateway --config "$work/absent.toml"
 expect_output '"event":30003' "config problem logged as event 30003"
 expect_exit 2 "a role without --config" -- "$gatehouse" server
@@ -64,6 +62,15 @@ mkdir -p "$work/data/events"
 echo "hello" >"$work/bad.cursor"
 expect_exit 1 "store dump with a bad cursor file" -- "$gatehouse" store --config "$work/server.toml" dump --cursor-file "$work/bad.cursor"
 expect_output "bad.cursor: not a store cursor" "bad cursor named"
+
+# status: a config it cannot load (78), an instance that is not running (69).
+expect_exit 78 "status with a missing config" -- "$gatehouse" status --config "$work/absent.toml"
+expect_output "cannot open config file" "status names the config problem"
+closed_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sed "s|^listen = \"127.0.0.1:9723\".*|listen = \"127.0.0.1:$closed_port\"|" "$work/gateway.toml" >"$work/gateway-closed.toml"
+expect_exit 69 "status of an instance that is not running" -- "$gatehouse" status --config "$work/gateway-closed.toml"
+expect_output "cannot ask gw1.example.test at 127.0.0.1:$closed_port: Connection refused \(is it running\?\)" "status says why"
+expect_exit 2 "status without --config" -- "$gatehouse" status --json
 
 # proto: the sample stream decodes; a cut or corrupted stream is refused precisely.
 "$gatehouse" proto sample >"$work/sample.bin"

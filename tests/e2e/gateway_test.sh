@@ -22,6 +22,7 @@ server_config "$server_port" "review" "recv_buffers = 64" >"$work/server.toml"
 cat >"$work/gateway.toml" <<CONF
 name = "gw1.example.test"
 listen = "127.0.0.1:$gateway_port"
+admin = { listen = "127.0.0.1:0" }  # the admin endpoint on a free port
 [[parents]]
 address = "127.0.0.1:$server_port"
 name = "ms1.example.test"

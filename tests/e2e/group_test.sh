@@ -34,6 +34,7 @@ group_server_config() {  # group_server_config NAME PORT
   cat <<CONF
 name = "$1"
 listen = "127.0.0.1:$2"
+admin = { listen = "127.0.0.1:0" }  # the admin endpoint on a free port
 data_dir = "$work/data-$1"
 [approval]
 agents = "review"
@@ -57,6 +58,7 @@ group_server_config ms2.example.test "$ms2_port" >"$work/ms2.toml"
 cat >"$work/gateway.toml" <<CONF
 name = "gw1.example.test"
 listen = "127.0.0.1:$gateway_port"
+admin = { listen = "127.0.0.1:0" }  # the admin endpoint on a free port
 [[parents]]
 address = "127.0.0.1:$ms1_port"
 name = "ms1.example.test"

@@ -82,6 +82,7 @@ server_config() {
   cat <<CONF
 name = "ms1.example.test"
 listen = "127.0.0.1:$port"
+admin = { listen = "127.0.0.1:0" }  # the admin endpoint on a free port
 data_dir = "$work/data"
 [approval]
 agents = "$approval"

@@ -30,6 +30,7 @@ expect "approve the gateway" quiet "$gatehouse" approve --config "$work/server.t
 cat >"$work/gateway.toml" <<CONF
 name = "gw1.example.test"
 listen = "127.0.0.1:0"
+admin = { listen = "127.0.0.1:0" }  # the admin endpoint on a free port
 [[parents]]
 address = "127.0.0.1:$server_port"
 name = "ms1.example.test"

@@ -34,6 +34,7 @@ gateway_config() {  # gateway_config NAME PORT PARENT_PORT PARENT_NAME
   cat <<CONF
 name = "$1"
 listen = "127.0.0.1:$2"
+admin = { listen = "127.0.0.1:0" }  # the admin endpoint on a free port
 [[parents]]
 address = "127.0.0.1:$3"
 name = "$4"

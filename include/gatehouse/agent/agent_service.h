@@ -27,6 +27,7 @@ struct AgentOptions {
   uint32_t retry_after_loss_ms = 100;    // a session that was up: the same gateway again soon
   uint32_t parent_silence_max_ms = 45'000;  // nothing heard this long: the gateway is dead, the next one
   uint32_t failback_after_ms = 0;        // on a later gateway this long: back to the first once it is up (0: never)
+  admin::LinkReport* report = nullptr;   // the session's state for the admin endpoint
 };
 
 struct AgentCounters {

@@ -13,7 +13,8 @@ namespace gatehouse::cli {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
-inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: role not in this build
+inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: not in this build; an instance that cannot be asked
+inline constexpr int kExitConfig = 78;       // EX_CONFIG: the config file is invalid
 
 struct FlagSpec {
   std::string_view name;  // "--config"

@@ -32,6 +32,7 @@ class GatewaySessions final : public net::SessionHandler {
   void on_authenticated(net::Children& children, runtime::Shard& shard, net::Conn& conn) override;
   void on_frame(net::Children& children, runtime::Shard& shard, net::Conn& conn, const proto::Frame& frame) override;
   void on_closed(net::Children& children, runtime::Shard& shard, net::Conn& conn) override;
+  void on_turn_end(net::Children& children, runtime::Shard& shard) override;
 
   // Uplinks.
   void on_uplink_frame(runtime::Shard& shard, uint32_t uplink, const proto::Frame& frame) override;

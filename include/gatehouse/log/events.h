@@ -53,6 +53,8 @@ enum class EventId : uint32_t {
   database_retention = 30073,         // server: a day of events older than [store] retention_days was dropped
   store_index = 30074,                // server: the local store's index cannot be used (rebuilt) or written
   store_retention = 30075,            // server: the local store removed old segments (retention_days / retention_max_bytes)
+  admin_unavailable = 30080,          // the admin endpoint cannot listen ([admin] listen): the role does not start
+  admin_request_refused = 30081,      // the admin endpoint refused a request (malformed, too large, too slow)
   invariant_broken = 30090,           // a bug: an internal invariant failed; the process aborts
   log_lines_dropped = 30091,          // the log buffer was full: lines lost (how many)
 };

@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "gatehouse/log/events.h"
 
@@ -48,6 +49,16 @@ std::string format(Level level, EventId id, std::string_view message,
 // when no writer runs (the CLI). A full buffer drops the line and counts it;
 // the count is logged (30091) as soon as there is room.
 void emit(Level level, EventId id, std::string_view message, std::initializer_list<Field> fields = {});
+
+// Events emitted since start, per ID and level, coalesced lines included
+// (the admin endpoint's counts of refusals and failures).
+struct EventTally {
+  EventId id;
+  Level level;
+  uint64_t count;
+};
+std::vector<EventTally> event_tallies();
+const char* level_name(Level level);
 
 // Where lines go (default stderr); set before start_writer(). For tests.
 void set_output_fd(int fd);

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "gatehouse/admin/metrics.h"
 #include "gatehouse/config/config_types.h"
 #include "gatehouse/log/events.h"
 #include "gatehouse/log/log.h"
@@ -54,6 +55,8 @@ struct ChildLinkOptions {
   // False: nothing is logged; the owner hears every failure (loadgen counts
   // them by reason across thousands of links).
   bool log_events = true;
+  // Where the link's state is shown to the admin endpoint (nullptr: nowhere).
+  admin::LinkReport* report = nullptr;
 };
 
 class ChildLink;
@@ -132,6 +135,7 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   void on_frame(const proto::Frame& frame) override;
   void on_failure(const ChildFailure& failure) override;
   void on_timer(runtime::Shard& shard, runtime::Timer& timer) override;
+  void report(admin::LinkState state);
   void failed(runtime::Shard& shard, log::Level level, const ChildFailure& failure, std::initializer_list<log::Field> fields);
 
   const ChildLinkOptions options_;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "gatehouse/admin/endpoint.h"
 #include "gatehouse/config/config_types.h"
 #include "gatehouse/net/gate.h"
 #include "gatehouse/runtime/runtime.h"
@@ -37,10 +38,15 @@ class ListenerStack {
   void reload_also(std::shared_ptr<tls::ReloadableContext> tls) { also_reloaded_.push_back(std::move(tls)); }
   // Loads the TLS material and keytab, binds, starts the shards. "" or why.
   std::string start(const HandlerFactory& make_handler);
+  // After start(): the admin endpoint on [admin] listen (none when it is
+  // ""), with the role's report; the shards' counters, the auth pool and the
+  // listeners' certificate are added here. "" or why.
+  std::string start_admin(admin::RoleReport report);
   // Until SIGTERM/SIGINT (SIGHUP reloads); then stops the shards.
   void run_until_stopped();
   runtime::Runtime& runtime() { return *runtime_; }
   uint16_t port() const { return port_; }
+  uint16_t admin_port() const { return admin_ != nullptr ? admin_->port() : 0; }
 
  private:
   void reload();
@@ -55,7 +61,8 @@ class ListenerStack {
   std::vector<std::unique_ptr<runtime::Service>> connected_;  // per shard, may be nullptr
   std::unique_ptr<tls::FileWatcher> watcher_;
   uint16_t port_ = 0;
-  std::unique_ptr<runtime::Runtime> runtime_;  // last: stopped before the rest goes
+  std::unique_ptr<runtime::Runtime> runtime_;  // stopped (in the destructor) before the rest goes
+  std::unique_ptr<admin::Endpoint> admin_;     // reads the runtime and the pool: goes first
 };
 
 }  // namespace gatehouse::net

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "gatehouse/admin/metrics.h"
 #include "gatehouse/runtime/runtime_types.h"
 
 namespace gatehouse::runtime {
@@ -23,6 +24,7 @@ struct Job {
   // job off (its inbox slot reserved at hand-off). nullptr: nowhere.
   Shard* answer_shard = nullptr;
   Mailbox* answer_to = nullptr;
+  uint64_t submitted_us = 0;  // set by submit(): the job's latency counts its wait
 };
 
 enum class JobClass : uint8_t { fresh, continuation };
@@ -35,6 +37,9 @@ class WorkerPool {
   WorkerPool& operator=(const WorkerPool&) = delete;
 
   bool submit(const Job& job, JobClass job_class);  // false: queue_capacity jobs already wait
+  // For the admin endpoint: jobs waiting now; submit to done, wait included.
+  uint32_t queued() const { return queued_.load(std::memory_order_relaxed); }
+  const admin::Histogram& latency() const { return latency_; }
 
  private:
   void run();
@@ -45,6 +50,8 @@ class WorkerPool {
   std::deque<Job> continuations_;  // with fresh_: at most queue_capacity_ jobs
   std::deque<Job> fresh_;
   bool stopping_ = false;
+  std::atomic<uint32_t> queued_{0};
+  admin::Histogram latency_;
   std::vector<std::thread> threads_;
 };
 

@@ -83,6 +83,7 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   uint64_t resume_seq(const net::Conn& conn, const net::RoleChannel& state, const proto::Incarnation& incarnation);
   void on_message(runtime::Shard& shard, uint64_t value, void* batch) override;  // a batch is durable
   std::string approval_hint(const std::string& agent) const;
+  void count_channels(net::Children& gate, runtime::Shard& shard);
 
   ServerContext& context_;
   net::Children* gate_ = nullptr;
@@ -90,6 +91,8 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   std::unique_ptr<store::Batch> batch_;   // this turn's DATA
   uint32_t batches_out_ = 0;              // in the store
   uint64_t approvals_version_ = 0;        // the registry's, when this shard last checked its sessions
+  static constexpr uint64_t kChannelsCountEveryMs = 1'000;
+  uint64_t channels_counted_at_ms_ = 0;
 };
 
 }  // namespace gatehouse::server

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "gatehouse/admin/metrics.h"
 #include "gatehouse/store/store_types.h"
 
 namespace gatehouse::store {
@@ -64,6 +65,13 @@ class Backend {
   virtual ResumePoint resume_point(std::string_view agent, uint64_t incarnation) const = 0;
   virtual StoreStats stats() const = 0;
 
+  // Any thread, for the admin endpoint: why nothing can be acknowledged now
+  // ("" while commits go through); batches waiting for the writer; commit
+  // latency.
+  std::string unavailable() const;
+  size_t batches_waiting() const;
+  const admin::Histogram& commit_latency() const { return commit_latency_; }
+
  protected:
   explicit Backend(const StoreLimits& limits) : limits_(limits) {}
 
@@ -83,6 +91,8 @@ class Backend {
   // Writer thread: waits up to `timeout` unless a stop comes first (true: stopping).
   bool wait_unless_stopping(std::chrono::milliseconds timeout);
   bool stopping() const;
+  // Writer thread: commits cannot go through (why), or again ("").
+  void set_unavailable(std::string why);
 
   const StoreLimits limits_;
   std::function<void(Batch*)> deliver_;
@@ -99,6 +109,9 @@ class Backend {
   bool stopping_ = false;
   std::thread writer_;
   std::chrono::steady_clock::time_point chores_at_{};  // writer thread: the last on_idle
+  admin::Histogram commit_latency_;
+  mutable std::mutex unavailable_mutex_;
+  std::string unavailable_;  // guarded by unavailable_mutex_
 };
 
 }  // namespace gatehouse::store

@@ -27,6 +27,10 @@ class ReloadableContext {
   std::shared_ptr<const Context> current() const { return current_.load(); }
   // Moves at every good load: listeners re-check live sessions against the new CRL.
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  // Unix seconds: our certificate's notAfter, the CRL's earliest nextUpdate
+  // (0: none loaded, no CRL). For the admin endpoint.
+  time_t certificate_expires_at() const;
+  time_t crl_next_update() const;
   // The files whose change should trigger reload().
   std::vector<std::string> paths() const;
   // Event 30052, once a day from 7 days before the CRL's nextUpdate (and

@@ -32,6 +32,7 @@ struct UplinkOptions {
   uint32_t retry_after_loss_ms = 100;  // an uplink that was up: the same parent again soon
   uint32_t parent_silence_max_ms = 6'000;  // nothing heard this long: the parent is dead, the next one
   uint32_t failback_after_ms = 0;          // on a later parent this long: back to the first once it is up (0: never)
+  admin::LinkReport* reports = nullptr;     // `uplinks` of them, this shard's: shown by the admin endpoint
 };
 
 // What the gateway's sessions do with a shard's uplinks (UplinkPool; a fake
