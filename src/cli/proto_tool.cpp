@@ -111,6 +111,12 @@ std::string describe(const proto::Frame& frame, uint64_t offset) {
           append_field(out, "credit_bytes", f.credit_bytes);
         } else if constexpr (std::is_same_v<T, Ping> || std::is_same_v<T, Pong>) {
           append_field(out, "nonce", f.nonce);
+        } else if constexpr (std::is_same_v<T, Heartbeats>) {
+          std::string list;
+          for (size_t i = 0; i < f.channels.size() / 4; ++i) {
+            list += (i == 0 ? "" : ",") + std::to_string(heartbeat_channel(f, i));
+          }
+          out += ",\"channels\":[" + list + "]";
         } else {
           append_field(out, "reason", to_string(f.reason));
           append_field(out, "text", f.text);
@@ -174,6 +180,7 @@ std::vector<proto::Frame> sample_frames() {
   Open open{Role::agent, AuthMethod::kerberos, "web01.example.test", 1, {}, {0x5eed'0001'cafe'f00d, 40}};
   open.hops[0] = "gw1.example.test";
   static const auto kNextIncarnation = incarnation_payload(0x5eed'0002'cafe'f00d);
+  static constexpr unsigned char kHeartbeatChannels[] = {0, 0, 0, 1, 0, 0, 0, 2};  // channels 1 and 2 heard
   Open denied_open{Role::agent, AuthMethod::cert, "db02.example.test", 1, {}, {0x5eed'0003'cafe'f00d, 0}};
   denied_open.hops[0] = "gw1.example.test";
   return {
@@ -193,6 +200,7 @@ std::vector<proto::Frame> sample_frames() {
       {0, Ping{7}},
       {0, Pong{7}},
       {0, Deny{Reason::version_unsupported, 30010, "protocol version 2 is not supported"}},
+      {0, Heartbeats{std::as_bytes(std::span(kHeartbeatChannels))}},
       {0, GoAway{Reason::shutting_down, "parent restarting; reconnect to the next parent"}},
   };
 }

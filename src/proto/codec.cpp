@@ -16,7 +16,7 @@ namespace {
 
 static_assert(std::variant_size_v<FrameBody> == kFrameTypeMax);
 static_assert(std::is_same_v<std::variant_alternative_t<0, FrameBody>, Hello>);
-static_assert(std::is_same_v<std::variant_alternative_t<kFrameTypeMax - 1, FrameBody>, GoAway>);
+static_assert(std::is_same_v<std::variant_alternative_t<kFrameTypeMax - 1, FrameBody>, Heartbeats>);
 
 class Reader {
  public:
@@ -142,6 +142,8 @@ void fields(IO& io, F& f) {
     io.uint(f.credit_bytes);
   } else if constexpr (std::is_same_v<T, Ping> || std::is_same_v<T, Pong>) {
     io.uint(f.nonce);
+  } else if constexpr (std::is_same_v<T, Heartbeats>) {
+    io.rest(f.channels);
   } else {
     static_assert(std::is_same_v<T, GoAway>);
     io.enumeration(f.reason); io.str8(f.text);
@@ -234,6 +236,15 @@ ProtoError check(const Pong&) { return ProtoError::none; }
 ProtoError check(const GoAway& f) {
   if (ProtoError e = check_reason(f.reason); e != ProtoError::none) return e;
   return check_text(f.text);
+}
+
+ProtoError check(const Heartbeats& f) {
+  const size_t count = f.channels.size() / 4;
+  if (f.channels.empty() || f.channels.size() % 4 != 0 || count > kHeartbeatChannelsMax) return ProtoError::bad_heartbeats;
+  for (size_t i = 0; i < count; ++i) {
+    if (heartbeat_channel(f, i) == 0) return ProtoError::bad_heartbeats;
+  }
+  return ProtoError::none;
 }
 
 enum class ChannelRule { zero, nonzero, any };
@@ -389,6 +400,16 @@ uint64_t new_incarnation_id() {
   return id;
 }
 
+uint32_t heartbeat_channel(const Heartbeats& heartbeats, size_t index) {
+  uint32_t channel = 0;
+  for (size_t i = 0; i < 4; ++i) channel = channel << 8 | static_cast<uint8_t>(heartbeats.channels[index * 4 + i]);
+  return channel;
+}
+
+void append_heartbeat_channel(std::vector<std::byte>& channels, uint32_t channel) {
+  for (int shift = 24; shift >= 0; shift -= 8) channels.push_back(static_cast<std::byte>(channel >> shift));
+}
+
 uint64_t incarnation_id(const Data& data) {
   if (data.payload.size() != kIncarnationPayloadBytes) return 0;
   Reader reader(data.payload);
@@ -526,6 +547,7 @@ const char* to_string(ProtoError error) {
     case ProtoError::too_many_hops: return "too_many_hops";
     case ProtoError::zero_credit: return "zero_credit";
     case ProtoError::gap_not_empty: return "gap_not_empty";
+    case ProtoError::bad_heartbeats: return "bad_heartbeats";
     case ProtoError::bad_incarnation: return "bad_incarnation";
     case ProtoError::buffer_too_small: return "buffer_too_small";
     case ProtoError::spill_exhausted: return "spill_exhausted";
@@ -536,7 +558,7 @@ const char* to_string(ProtoError error) {
 const char* to_string(FrameType type) {
   static constexpr const char* kNames[] = {"HELLO", "AUTH", "HELLO_OK", "DENY", "OPEN",
                                            "OPEN_OK", "OPEN_DENY", "CLOSE", "DATA", "ACK",
-                                           "CREDIT", "PING", "PONG", "GOAWAY"};
+                                           "CREDIT", "PING", "PONG", "GOAWAY", "HEARTBEATS"};
   const auto index = static_cast<uint8_t>(type);
   return index >= 1 && index <= kFrameTypeMax ? kNames[index - 1] : "UNKNOWN";
 }

@@ -61,6 +61,12 @@ class FrameFactory {
     const auto payload = incarnation_payload(1 + number(UINT64_MAX - 1));
     return blobs_.emplace_back(payload.begin(), payload.end());
   }
+  std::span<const std::byte> heartbeat_channels() {
+    std::vector<std::byte> channels;
+    const uint64_t count = 1 + number(number(1) ? 4 : kHeartbeatChannelsMax - 1);
+    for (uint64_t i = 0; i < count; ++i) append_heartbeat_channel(channels, channel());
+    return blobs_.emplace_back(std::move(channels));
+  }
   AuthMethod auth() { return number(1) ? AuthMethod::cert : AuthMethod::kerberos; }
   uint32_t channel() { return 1 + static_cast<uint32_t>(number(UINT32_MAX - 1)); }
   uint32_t channel_or_zero() { return number(1) ? channel() : 0; }
@@ -100,6 +106,7 @@ class FrameFactory {
       case FrameType::ping: return {0, Ping{number(UINT64_MAX)}};
       case FrameType::pong: return {0, Pong{number(UINT64_MAX)}};
       case FrameType::goaway: return {0, GoAway{reason(), text()}};
+      case FrameType::heartbeats: return {0, Heartbeats{heartbeat_channels()}};
     }
     FAIL("unreachable");
     return {};
@@ -235,6 +242,18 @@ TEST_CASE("decoded fields equal the encoded ones") {
   CHECK(std::memcmp(d.payload.data(), payload, 4) == 0);
   // A frame that arrives whole is not copied: its payload points into the input.
   CHECK(d.payload.data() == data.data() + kDataPrefixBytes);
+
+  std::vector<std::byte> channels;
+  for (uint32_t channel : {1u, 70'000u, UINT32_MAX}) append_heartbeat_channel(channels, channel);
+  const Bytes heartbeats = encode_bytes({0, Heartbeats{channels}});
+  input = heartbeats;
+  result = decoder.next(input);
+  REQUIRE(result.status == DecodeStatus::frame);
+  const auto& beats = std::get<Heartbeats>(result.frame.body);
+  REQUIRE(beats.channels.size() == 12);
+  CHECK(heartbeat_channel(beats, 0) == 1);
+  CHECK(heartbeat_channel(beats, 1) == 70'000);
+  CHECK(heartbeat_channel(beats, 2) == UINT32_MAX);
 }
 
 TEST_CASE("a stream split at every byte decodes to the same frames") {
@@ -327,6 +346,20 @@ TEST_CASE("header bounds: each violation gives its own error") {
     body.push_back(std::byte{0});
     CHECK(decode_error(raw_frame(FrameType::ping, 0, body)) == ProtoError::trailing_bytes);
   }
+}
+
+TEST_CASE("HEARTBEATS: empty, a channel 0, a partial channel, too many, or not on channel 0 are refused") {
+  const std::byte one[] = {std::byte{0}, std::byte{0}, std::byte{0}, std::byte{1}};
+  const std::byte zero[] = {std::byte{0}, std::byte{0}, std::byte{0}, std::byte{0}};
+  CHECK(decode_error(raw_frame(FrameType::heartbeats, 0, {})) == ProtoError::bad_heartbeats);
+  CHECK(decode_error(raw_frame(FrameType::heartbeats, 0, Bytes(zero, zero + 4))) == ProtoError::bad_heartbeats);
+  CHECK(decode_error(raw_frame(FrameType::heartbeats, 0, Bytes(one, one + 3))) == ProtoError::bad_heartbeats);
+  CHECK(decode_error(raw_frame(FrameType::heartbeats, 5, Bytes(one, one + 4))) == ProtoError::channel_must_be_zero);
+  Bytes too_many;
+  for (uint32_t i = 0; i <= kHeartbeatChannelsMax; ++i) too_many.insert(too_many.end(), one, one + 4);
+  CHECK(decode_error(raw_frame(FrameType::heartbeats, 0, too_many)) == ProtoError::bad_heartbeats);
+  too_many.resize(kHeartbeatChannelsMax * 4);
+  CHECK(decode_error(raw_frame(FrameType::heartbeats, 0, too_many)) == ProtoError::none);
 }
 
 TEST_CASE("body bounds: each violation gives its own error") {

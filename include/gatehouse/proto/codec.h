@@ -50,6 +50,10 @@ std::array<std::byte, kIncarnationPayloadBytes> incarnation_payload(uint64_t id)
 // no earlier copy of this one can have it.
 uint64_t new_incarnation_id();
 uint64_t incarnation_id(const Data& data);
+// HEARTBEATS: the index-th channel (index < channels.size() / 4); and one
+// more appended to a body being built.
+uint32_t heartbeat_channel(const Heartbeats& heartbeats, size_t index);
+void append_heartbeat_channel(std::vector<std::byte>& channels, uint32_t channel);
 
 // Validates and parses one complete frame body.
 ProtoError parse_header(std::span<const std::byte, kFrameHeaderBytes> bytes, FrameHeader& header);

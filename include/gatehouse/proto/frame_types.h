@@ -38,8 +38,11 @@ enum class FrameType : uint8_t {
   ping = 0x0C,
   pong = 0x0D,
   goaway = 0x0E,
+  heartbeats = 0x0F,
 };
-inline constexpr uint8_t kFrameTypeMax = 0x0E;
+inline constexpr uint8_t kFrameTypeMax = 0x0F;
+// HEARTBEATS: a gateway's report of the agents it heard, by uplink channel.
+inline constexpr uint32_t kHeartbeatChannelsMax = kPayloadMaxBytes / 4;
 
 enum class Role : uint8_t { agent = 1, gateway = 2 };
 enum class AuthMethod : uint8_t { cert = 1, kerberos = 2 };
@@ -102,6 +105,7 @@ enum class ProtoError : uint8_t {
   too_many_hops,
   zero_credit,
   gap_not_empty,      // a DATA gap declaration carries no payload
+  bad_heartbeats,     // HEARTBEATS: no channel, a channel 0, more than kHeartbeatChannelsMax, or not 4 bytes each
   bad_incarnation,    // an incarnation of 0 with a base seq, or on a gateway; an incarnation DATA not 8 bytes of a non-zero id
   buffer_too_small,   // encoder: the output span cannot hold the frame
   spill_exhausted,    // decoder: no reassembly buffer free for a split frame
@@ -190,10 +194,16 @@ struct GoAway {
   Reason reason = Reason::normal;
   std::string_view text;
 };
+// The channels (u32 each, big-endian) whose agents the gateway heard since
+// its last report: the agents' heartbeats, one frame per uplink and interval
+// instead of one per agent (codec.h: heartbeat_channel()).
+struct Heartbeats {
+  std::span<const std::byte> channels;
+};
 
 // Alternative index + 1 == FrameType value (checked in codec.cpp).
 using FrameBody = std::variant<Hello, Auth, HelloOk, Deny, Open, OpenOk, OpenDeny, Close,
-                               Data, Ack, Credit, Ping, Pong, GoAway>;
+                               Data, Ack, Credit, Ping, Pong, GoAway, Heartbeats>;
 
 struct Frame {
   uint32_t channel = 0;
