@@ -14,5 +14,6 @@ int run_store(int argc, char** argv, int first);
 int run_agent(int argc, char** argv, int first);
 int run_gateway(int argc, char** argv, int first);
 int run_status(int argc, char** argv, int first);
+int run_agents(int argc, char** argv, int first);
 
 }  // namespace gatehouse::cli

@@ -35,6 +35,8 @@ constexpr Command kCommands[] = {
     {"status", "gatehouse status --config FILE [--json] [--timeout-ms N]",
      "health of a running instance through its admin endpoint; exit 0 ready, 1 not ready, 69 cannot ask it",
      run_status},
+    {"agents", "gatehouse agents --config FILE [--state up|down|pending] [--json]",
+     "the management group's agents with their health (heartbeats): state, last heartbeat, tier, path", run_agents},
     {"store", "gatehouse store --config FILE stats [--json] | dump [--agent NAME]",
      "read the server's event store", run_store},
     {"check-config", "gatehouse check-config --config FILE [--role gateway|server|agent]",

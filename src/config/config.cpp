@@ -400,6 +400,7 @@ void read_health(TableReader& root, Config& config) {
   TableReader health(*table, "health.", root.context());
   health.integer("heartbeat_interval_s", config.timeouts.heartbeat_interval_s, 1, 3'600);
   health.integer("missed_heartbeats", config.timeouts.missed_heartbeats, 1, 100);
+  if (config.role == Role::server) health.integer("heartbeats_missed_max", config.timeouts.heartbeats_missed_max, 1, 100);
   health.finish();
 }
 

@@ -1,6 +1,7 @@
 #include "gatehouse/gateway/gateway_sessions.h"
 
 #include "gatehouse/admin/metrics.h"
+#include "gatehouse/proto/codec.h"
 #include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 
@@ -138,8 +139,63 @@ void GatewaySessions::on_frame(net::Children&, runtime::Shard& shard, net::Conn&
     close_channel(child, frame.channel, true);
   } else if (const auto* ping = std::get_if<proto::Ping>(&frame.body)) {
     admin::shard_add(shard.index(), admin::ShardMetric::heartbeats_in);
+    // The child's own heartbeat (an agent's, or a chained gateway's for its admission).
+    if (auto own = child.role.channels.find(0); own != child.role.channels.end()) heard(shard, child.role.uplink, own->second);
     gate_->send(shard, child, {frame.channel, proto::Pong{ping->nonce}});
+  } else if (const auto* heartbeats = std::get_if<proto::Heartbeats>(&frame.body)) {
+    on_child_heartbeats(shard, child, *heartbeats);
   }
+}
+
+// A chained gateway's report: its agents are heard here, and go into ours.
+void GatewaySessions::on_child_heartbeats(runtime::Shard& shard, net::Conn& child, const proto::Heartbeats& heartbeats) {
+  if (!child.role.gateway) {
+    gate_->deny(shard, child, proto::Reason::protocol_error, log::EventId::protocol_violation,
+                "HEARTBEATS comes from gateways only");
+    return;
+  }
+  const size_t count = heartbeats.channels.size() / 4;
+  admin::shard_add(shard.index(), admin::ShardMetric::heartbeats_in, static_cast<int64_t>(count));
+  for (size_t i = 0; i < count; ++i) {
+    auto found = child.role.channels.find(proto::heartbeat_channel(heartbeats, i));
+    if (found != child.role.channels.end()) heard(shard, child.role.uplink, found->second);  // else: closed meanwhile
+  }
+}
+
+void GatewaySessions::heard(runtime::Shard& shard, uint32_t uplink, net::RoleChannel& channel) {
+  if (channel.heard_round == heard_round_) return;
+  channel.heard_round = heard_round_;
+  heard_[uplink].push_back(channel.uplink_channel);
+  // A quarter interval: two hops' reports add half an interval to what the
+  // group sees, well inside its missed-heartbeats limit.
+  if (!report_timer_.armed() && !stopping_) shard.set_timer(report_timer_, child_heartbeat_interval_s(uplink) * 1'000u / 4);
+}
+
+void GatewaySessions::on_stop(net::Children&, runtime::Shard& shard) {
+  stopping_ = true;
+  shard.cancel_timer(report_timer_);
+}
+
+void GatewaySessions::report_heartbeats(runtime::Shard&) {
+  for (uint32_t uplink = 0; uplink < heard_.size(); ++uplink) {
+    std::vector<uint32_t>& channels = heard_[uplink];
+    for (size_t first = 0; first < channels.size() && uplinks_->up(uplink); first += proto::kHeartbeatChannelsMax) {
+      std::vector<std::byte> body;
+      const size_t last = std::min(channels.size(), first + proto::kHeartbeatChannelsMax);
+      body.reserve((last - first) * 4);
+      for (size_t i = first; i < last; ++i) proto::append_heartbeat_channel(body, channels[i]);
+      uplinks_->queue(uplink, {0, proto::Heartbeats{body}});
+    }
+    channels.clear();  // an uplink that went down took its channels with it
+  }
+  ++heard_round_;
+}
+
+// The management group's interval (the parent's), or ours if that is
+// shorter: children pinging at it satisfy both our idle limit and the group's.
+uint16_t GatewaySessions::child_heartbeat_interval_s(uint32_t uplink) const {
+  const uint16_t parent_s = uplinks_->heartbeat_interval_s(uplink);
+  return parent_s == 0 ? heartbeat_interval_s_ : std::min(parent_s, heartbeat_interval_s_);
 }
 
 void GatewaySessions::on_turn_end(net::Children&, runtime::Shard& shard) {
@@ -191,8 +247,9 @@ void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint
     child.role.channels.at(channel).credit_bytes = open_ok->credit_bytes;
     if (session) {
       child.role.welcomed = true;
-      gate_->send(shard, child, {0, child.role.gateway ? proto::HelloOk{proto::kVersion, heartbeat_interval_s_, 0, 0, name_}
-                                                       : proto::HelloOk{proto::kVersion, heartbeat_interval_s_,
+      const uint16_t interval_s = child_heartbeat_interval_s(child.role.uplink);
+      gate_->send(shard, child, {0, child.role.gateway ? proto::HelloOk{proto::kVersion, interval_s, 0, 0, name_}
+                                                       : proto::HelloOk{proto::kVersion, interval_s,
                                                                         open_ok->credit_bytes, open_ok->last_durable_seq,
                                                                         name_}});
       return;

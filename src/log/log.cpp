@@ -281,6 +281,8 @@ const char* event_name(EventId id) {
     case EventId::admin_unavailable: return "admin_unavailable";
     case EventId::admin_request_refused: return "admin_request_refused";
     case EventId::invariant_broken: return "invariant_broken";
+    case EventId::heartbeat_failed: return "heartbeat_failed";
+    case EventId::heartbeat_restored: return "heartbeat_restored";
     case EventId::log_lines_dropped: return "log_lines_dropped";
   }
   return "unknown";

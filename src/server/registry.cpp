@@ -30,6 +30,11 @@ constexpr const char* kUpgrades[] = {
     "ALTER TABLE gateways ADD COLUMN tier TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE agents ADD COLUMN scope TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE agents ADD COLUMN auth TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN last_heartbeat_unix_s INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE agents ADD COLUMN health TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE agents ADD COLUMN path TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE gateways ADD COLUMN last_heartbeat_unix_s INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE gateways ADD COLUMN health TEXT NOT NULL DEFAULT ''",
 };
 
 std::string lower(std::string text) {
@@ -184,7 +189,8 @@ std::vector<GatewayRecord> Registry::gateways() {
 std::vector<AgentRecord> Registry::agents(bool pending_only) {
   std::vector<AgentRecord> records;
   Rows rows;
-  execute(std::string("SELECT name, state, first_seen_unix_s, last_seen_unix_s, via, scope, auth FROM agents") +
+  execute(std::string("SELECT name, state, first_seen_unix_s, last_seen_unix_s, via, scope, auth,"
+                      " last_heartbeat_unix_s, health, path FROM agents") +
               (pending_only ? " WHERE state = 'pending'" : "") + " ORDER BY name",
           {}, &rows);
   for (auto& row : rows) {
@@ -195,6 +201,9 @@ std::vector<AgentRecord> Registry::agents(bool pending_only) {
     record.last_seen_unix_s = std::stoll(row[3]);
     record.via = row[4];
     record.binding = {row[5], row[6]};
+    record.last_heartbeat_unix_s = std::stoll(row[7]);
+    record.health = row[8];
+    record.path = row[9];
     records.push_back(std::move(record));
   }
   return records;
@@ -268,6 +277,32 @@ bool Registry::write_inventory() {
   return true;
 }
 
+void Registry::write_heartbeats(bool gateways, const std::vector<HeartbeatRecord>& records) {
+  if (records.empty()) return;
+  execute("BEGIN", {});
+  for (const HeartbeatRecord& record : records) {
+    const std::string problem =
+        gateways ? execute("UPDATE gateways SET last_heartbeat_unix_s = ?2, health = ?3 WHERE name = ?1",
+                           {lower(record.name), std::to_string(record.unix_s), record.health})
+                 : execute("UPDATE agents SET last_heartbeat_unix_s = ?2, health = ?3, path = ?4 WHERE name = ?1",
+                           {lower(record.name), std::to_string(record.unix_s), record.health, record.path});
+    if (!problem.empty()) {
+      log::emit(log::Level::warning, log::EventId::config_invalid,
+                "cannot record a heartbeat in the registry (gatehouse agents may show it late): " + problem,
+                {{"name", record.name}});
+    }
+  }
+  execute("COMMIT", {});
+}
+
+int64_t Registry::stored_heartbeat(bool gateway, const std::string& name) {
+  Rows rows;
+  execute(gateway ? "SELECT last_heartbeat_unix_s FROM gateways WHERE name = ?1"
+                  : "SELECT last_heartbeat_unix_s FROM agents WHERE name = ?1",
+          {lower(name)}, &rows);
+  return rows.empty() || rows[0].empty() ? 0 : std::stoll(rows[0][0]);
+}
+
 void Registry::watch(uint32_t poll_ms) {
   if (db_ == nullptr) {
     watch_postgresql(poll_ms);
@@ -281,6 +316,7 @@ void Registry::watch(uint32_t poll_ms) {
   watcher_ = std::thread([this, poll_ms] {
     while (!stopping_.load()) {
       refresh(write_inventory());
+      if (round_hook_) round_hook_();
       std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
     }
     write_inventory();
@@ -305,6 +341,7 @@ void Registry::watch_postgresql(uint32_t poll_ms) {
       }
       if (ok) {
         const bool wrote = write_inventory();
+        if (round_hook_) round_hook_();
         std::lock_guard lock(db_mutex_);
         bool told = false;
         ok = pg_ != nullptr && pg_->wait_notification(std::min(poll_ms, kWatchSliceMs), told, why);

@@ -2,6 +2,8 @@
 // and the listener stack with one ServerSessions per shard.
 #include "gatehouse/server/run.h"
 
+#include <chrono>
+
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/listener_stack.h"
 #include "gatehouse/server/server_role.h"
@@ -73,6 +75,17 @@ void expose_store(admin::Exposition& out, const store::Backend& store) {
   out.histogram("gatehouse_store_commit_seconds", "", store.commit_latency().snapshot());
 }
 
+void expose_health(admin::Exposition& out, const AgentHealth& health) {
+  const AgentHealth::Counts counts = health.counts();
+  out.family("gatehouse_agents", admin::MetricType::gauge,
+             "Agents this server heard since it started, by health (down: heartbeats_missed_max heartbeats missed).");
+  out.sample("gatehouse_agents", R"(state="up")", static_cast<int64_t>(counts.agents_up));
+  out.sample("gatehouse_agents", R"(state="down")", static_cast<int64_t>(counts.agents_down));
+  out.family("gatehouse_gateways", admin::MetricType::gauge, "Gateways this server heard since it started, by health.");
+  out.sample("gatehouse_gateways", R"(state="up")", static_cast<int64_t>(counts.gateways_up));
+  out.sample("gatehouse_gateways", R"(state="down")", static_cast<int64_t>(counts.gateways_down));
+}
+
 std::string store_status(const store::Backend& store, config::StoreBackend backend) {
   const store::StoreStats stats = store.stats();
   const std::string why = store.unavailable();
@@ -95,6 +108,8 @@ bool run(const config::Config& config) {
   std::string why;
   std::unique_ptr<store::Backend> store = open_store(config);
   if (store == nullptr) return false;
+  // Before the registry: its thread runs the checks until the registry goes.
+  AgentHealth health({config.timeouts.heartbeat_interval_s, config.timeouts.heartbeats_missed_max});
   auto registry = Registry::open(config, why);
   if (registry == nullptr) {
     log::emit(log::Level::error, log::EventId::config_invalid, "cannot open the server's data: " + why,
@@ -102,11 +117,17 @@ bool run(const config::Config& config) {
     return false;
   }
   const store::StoreStats recovered = store->stats();
+  registry->set_round_hook([&health, &registry = *registry] {
+    health.check(std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now().time_since_epoch()).count(),
+                 registry);
+  });
   registry->watch(config.timeouts.approval_poll_ms);
   ServerLimits limits;
   limits.heartbeat_interval_s = static_cast<uint16_t>(config.timeouts.heartbeat_interval_s);
   limits.new_agents_per_minute = config.new_agents_per_minute;
   ServerContext context{*store, *registry, config.agent_approval, config.name, limits};
+  context.health = &health;
   net::ListenerStack stack(config);
   if (std::string problem = stack.start([&](uint32_t) {
         auto sessions = std::make_unique<ServerSessions>(context);
@@ -122,9 +143,18 @@ bool run(const config::Config& config) {
   if (std::string problem = stack.start_admin(
           {.role = "server",
            .name = config.name,
-           .metrics = [&backend](admin::Exposition& out) { expose_store(out, backend); },
+           .metrics = [&backend, &health](admin::Exposition& out) {
+             expose_store(out, backend);
+             expose_health(out, health);
+           },
            .not_ready = [&backend] { return backend.unavailable(); },
-           .status_members = [&backend, &config] { return store_status(backend, config.store_backend); }});
+           .status_members = [&backend, &config, &health] {
+             const AgentHealth::Counts counts = health.counts();
+             return store_status(backend, config.store_backend) + ",\"health\":{\"agents_up\":" +
+                    std::to_string(counts.agents_up) + ",\"agents_down\":" + std::to_string(counts.agents_down) +
+                    ",\"gateways_up\":" + std::to_string(counts.gateways_up) +
+                    ",\"gateways_down\":" + std::to_string(counts.gateways_down) + "}";
+           }});
       !problem.empty()) {
     log::emit(log::Level::error, log::EventId::admin_unavailable, "cannot start: " + problem);
     return false;

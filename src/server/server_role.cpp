@@ -75,6 +75,7 @@ void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard
     link.open = true;
     link.new_agent_tokens = context_.limits.new_agents_per_minute;  // a full bucket to start
     link.tokens_at_ms = shard.now_ms();
+    heard_.push_back({PeerKind::gateway, link.name, {}});
     gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s, 0, 0, context_.name}});
     return;
   }
@@ -114,7 +115,10 @@ void ServerSessions::on_frame(net::Children& gate, runtime::Shard& shard, net::C
           if (conn.role.gateway) forget_channel(shard, conn, frame.channel);  // the agent (or chained gateway) left
         } else if constexpr (std::is_same_v<Body, proto::Ping>) {
           admin::shard_add(shard.index(), admin::ShardMetric::heartbeats_in);
+          heard_link(conn);
           gate.send(shard, conn, {frame.channel, proto::Pong{body.nonce}});
+        } else if constexpr (std::is_same_v<Body, proto::Heartbeats>) {
+          on_heartbeats(gate, shard, conn, body);
         } else if constexpr (std::is_same_v<Body, proto::Pong> || std::is_same_v<Body, proto::GoAway>) {
           // liveness answers and a child's orderly goodbye need no reply
         } else {
@@ -272,6 +276,7 @@ void ServerSessions::admit_gateway(net::Children& gate, runtime::Shard& shard, n
   state.agent = name;
   state.admission = true;
   ++link.admitted_gateways[name];
+  heard_.push_back({PeerKind::gateway, name, {}});
   gate.send(shard, conn, {channel, proto::OpenOk{0, 0}});
 }
 
@@ -496,6 +501,8 @@ void ServerSessions::refuse_channel(net::Children& gate, runtime::Shard& shard, 
 }
 
 void ServerSessions::on_turn_end(net::Children& gate, runtime::Shard& shard) {
+  if (!heard_.empty() && context_.health != nullptr) context_.health->heard(heard_);
+  heard_.clear();
   if (shard.now_ms() >= channels_counted_at_ms_ + kChannelsCountEveryMs) count_channels(gate, shard);
   if (const uint64_t version = context_.registry.approvals_version(); version != approvals_version_) {
     approvals_version_ = version;
@@ -569,8 +576,35 @@ void ServerSessions::on_closed(net::Children&, runtime::Shard& shard, net::Conn&
   conn.role = {};
 }
 
+// A session's own PING: a direct agent's heartbeat, or a gateway's.
+void ServerSessions::heard_link(const net::Conn& conn) {
+  if (!conn.role.open) return;
+  heard_.push_back({conn.role.gateway ? PeerKind::gateway : PeerKind::agent, conn.role.name, {}});
+}
+
+// A gateway's report of the agents (and chained gateways) it heard, by
+// channel; channels closed meanwhile are skipped.
+void ServerSessions::on_heartbeats(net::Children& gate, runtime::Shard& shard, net::Conn& conn,
+                                   const proto::Heartbeats& heartbeats) {
+  if (!conn.role.gateway) {
+    gate.deny(shard, conn, proto::Reason::protocol_error, log::EventId::protocol_violation,
+              "HEARTBEATS comes from gateways only");
+    return;
+  }
+  const size_t count = heartbeats.channels.size() / 4;
+  admin::shard_add(shard.index(), admin::ShardMetric::heartbeats_in, static_cast<int64_t>(count));
+  for (size_t i = 0; i < count; ++i) {
+    const auto found = conn.role.channels.find(proto::heartbeat_channel(heartbeats, i));
+    if (found == conn.role.channels.end()) continue;
+    const net::RoleChannel& channel = found->second;
+    heard_.push_back({channel.admission ? PeerKind::gateway : PeerKind::agent, channel.agent,
+                      channel.admission ? std::string() : channel.path});
+  }
+}
+
 // The agent's session is now this one; an older one, wherever it is, is closed.
 void ServerSessions::admit_agent(runtime::Shard& shard, net::Conn& conn, uint32_t channel, const std::string& agent) {
+  heard_.push_back({PeerKind::agent, agent, conn.role.channels.at(channel).path});
   const std::optional<SessionPlace> replaced =
       context_.agent_sessions.claim(agent, {&replaced_, &shard, conn.id, channel});
   if (!replaced) return;

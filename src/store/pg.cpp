@@ -104,6 +104,14 @@ CREATE TRIGGER agents_changed AFTER INSERT OR DELETE OR UPDATE OF state, scope, 
 -- moves once per commit, not locked and then updated.
 ALTER TABLE gatehouse.incarnations ADD COLUMN prev_durable_seq bigint NOT NULL DEFAULT 0;
 )sql"},
+    Migration{4, "agents' and gateways' heartbeats and health (gatehouse agents)",
+              R"sql(
+ALTER TABLE gatehouse.agents ADD COLUMN last_heartbeat_unix_s bigint NOT NULL DEFAULT 0,
+  ADD COLUMN health text NOT NULL DEFAULT '',   -- 'up', 'down': the verdict of the server that heard it last
+  ADD COLUMN path text NOT NULL DEFAULT '';     -- the gateways it came through, nearest it first
+ALTER TABLE gatehouse.gateways ADD COLUMN last_heartbeat_unix_s bigint NOT NULL DEFAULT 0,
+  ADD COLUMN health text NOT NULL DEFAULT '';
+)sql"},
 };
 
 void put32(std::string& out, int32_t value) {

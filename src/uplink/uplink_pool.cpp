@@ -15,6 +15,7 @@ struct UplinkPool::Uplink {
   uint32_t index;
   std::vector<std::byte> batch;  // encoded frames of this turn
   bool congested = false;
+  uint16_t heartbeat_interval_s = 0;  // the parent's, from its HELLO_OK (0: not up)
 };
 
 UplinkPool::UplinkPool(const UplinkOptions& options, net::SessionHandler& role) : options_(options), role_(role) {
@@ -60,6 +61,14 @@ int UplinkPool::pick() {
 }
 
 bool UplinkPool::up(uint32_t uplink) const { return uplinks_[uplink]->link.welcomed(); }
+
+uint16_t UplinkPool::heartbeat_interval_s(uint32_t uplink) const {
+  return up(uplink) ? uplinks_[uplink]->heartbeat_interval_s : 0;
+}
+
+void UplinkPool::on_link_up(runtime::Shard&, net::ChildLink& link, const proto::HelloOk& hello_ok) {
+  of(link).heartbeat_interval_s = hello_ok.heartbeat_interval_s;
+}
 
 uint64_t UplinkPool::waiting_bytes(uint32_t index) const {
   const Uplink& uplink = *uplinks_[index];

@@ -619,3 +619,45 @@ TEST_CASE("server role: trust scopes: an agent comes only through its tier (or d
   REQUIRE(krb01 != records.end());
   CHECK(krb01->binding == server::AgentBinding{"dmz", "kerberos"});
 }
+
+TEST_CASE("gateway role: agents' pings and a chained gateway's HEARTBEATS go up as one HEARTBEATS per uplink and round") {
+  GatewayUnderTest gw;
+  gw.uplinks.parent_heartbeat_s = 20;  // the group's interval, shorter than ours (60): the children are told 20
+  gw.agent(5, "web05.example.test");
+  const uint32_t web05 = gw.uplinks.queued[0].back().channel;
+  gw.from_uplink(0, {web05, proto::OpenOk{0, 65'536}});
+  CHECK(gw.children.sent[5].back().interval_s == 20);
+  gw.agent(6, "web06.example.test");
+  const uint32_t web06 = gw.uplinks.queued[0].back().channel;
+  gw.from_uplink(0, {web06, proto::OpenOk{0, 65'536}});
+  gw.child_gateway(7, "gw2.example.test");
+  const uint32_t gw2 = gw.children.conns.at(7).role.channels.at(0).uplink_channel;
+  proto::Open web09{proto::Role::agent, proto::AuthMethod::cert, "web09.example.test", 1, {}, kAgentIncarnation};
+  web09.hops[0] = "gw2.example.test";
+  gw.from_child(7, {3, web09});
+  const uint32_t web09_up = gw.uplinks.queued[0].back().channel;
+  gw.from_uplink(0, {web09_up, proto::OpenOk{0, 65'536}});
+
+  gw.from_child(5, {0, proto::Ping{1}});
+  gw.from_child(5, {0, proto::Ping{2}});  // twice in a round: listed once
+  gw.from_child(6, {0, proto::Ping{3}});
+  std::vector<std::byte> below;
+  for (uint32_t channel : {3u, 99u}) proto::append_heartbeat_channel(below, channel);  // 99: not open (closed meanwhile)
+  gw.from_child(7, {0, proto::Heartbeats{below}});
+  gw.from_child(7, {0, proto::Ping{4}});  // the chained gateway's own, for its admission
+  const size_t before = gw.uplinks.queued[0].size();
+  gw.sessions.report_heartbeats(gw.shard);
+  REQUIRE(gw.uplinks.queued[0].size() == before + 1);
+  const Recorded report = gw.uplinks.queued[0].back();
+  CHECK(report.type == proto::FrameType::heartbeats);
+  CHECK(report.channel == 0);
+  CHECK(report.channels == std::vector<uint32_t>{web05, web06, web09_up, gw2});
+  gw.sessions.report_heartbeats(gw.shard);  // nothing heard since: no frame
+  CHECK(gw.uplinks.queued[0].size() == before + 1);
+  gw.from_child(6, {0, proto::Ping{5}});
+  gw.sessions.report_heartbeats(gw.shard);
+  CHECK(gw.uplinks.queued[0].back().channels == std::vector<uint32_t>{web06});
+  // An agent has no channels of its own to report: HEARTBEATS from it is a violation.
+  gw.from_child(5, {0, proto::Heartbeats{below}});
+  CHECK(gw.children.denied[5] == proto::Reason::protocol_error);
+}

@@ -26,6 +26,8 @@ struct Recorded {
   uint64_t seq = 0;  // DATA's, or HELLO_OK's last durable seq
   uint32_t credit = 0;
   std::string payload;
+  uint16_t interval_s = 0;          // HELLO_OK's heartbeat interval
+  std::vector<uint32_t> channels;   // HEARTBEATS'
 };
 
 inline Recorded record(const proto::Frame& frame) {
@@ -36,6 +38,9 @@ inline Recorded record(const proto::Frame& frame) {
     r.name = hello_ok->name;
     r.seq = hello_ok->last_durable_seq;
     r.credit = hello_ok->credit_bytes;
+    r.interval_s = hello_ok->heartbeat_interval_s;
+  } else if (const auto* heartbeats = std::get_if<proto::Heartbeats>(&frame.body)) {
+    for (size_t i = 0; i < heartbeats->channels.size() / 4; ++i) r.channels.push_back(proto::heartbeat_channel(*heartbeats, i));
   } else if (const auto* open = std::get_if<proto::Open>(&frame.body)) {
     r.name = open->name;
     for (uint8_t i = 0; i < open->hop_count; ++i) r.hops.emplace_back(open->hops[i]);
@@ -117,8 +122,10 @@ struct FakeUplinks final : uplink::Uplinks {
     return queue(uplink, {channel, data});
   }
   bool up(uint32_t uplink) const override { return up_[uplink]; }
+  uint16_t heartbeat_interval_s(uint32_t uplink) const override { return up_[uplink] ? parent_heartbeat_s : 0; }
 
   std::vector<bool> up_ = {true, true};
+  uint16_t parent_heartbeat_s = 60;
   std::map<uint32_t, std::vector<Recorded>> queued;  // by uplink
 };
 
@@ -146,6 +153,7 @@ inline runtime::Shard& passive_shard() {
 // GatewaySessions between the fakes.
 struct GatewayUnderTest {
   GatewayUnderTest() : sessions("gw1.example.test", 60) { sessions.attach(uplinks, children); }
+  ~GatewayUnderTest() { sessions.on_stop(children, shard); }  // its heartbeat timer leaves the shared shard
   void authenticate(uint32_t slot, const net::Identity& identity) {
     sessions.on_authenticated(children, shard, children.admit(slot, identity));
   }

@@ -69,6 +69,7 @@ struct Timeouts {
   uint32_t reload_debounce_ms = 500;      // [tls] gateway, server: quiet time before a changed file is reloaded
   uint32_t heartbeat_interval_s = 60;     // [health] gateway, server: told to children in HELLO_OK
   uint32_t missed_heartbeats = 3;         // [health] gateway, server: a child silent this many intervals is closed
+  uint32_t heartbeats_missed_max = 4;     // [health] server: an agent or gateway unheard this many intervals is down (30100)
   uint32_t approval_poll_ms = 250;        // [approval] server: how often approvals are re-read
   // [failover] gateway (its uplinks) and agent: the parent list.
   uint32_t backoff_initial_ms = 200;      // after a whole round failed, doubling ...

@@ -12,6 +12,7 @@
 // server's durable seq on their next session.
 #pragma once
 
+#include <array>
 #include <string>
 #include <unordered_map>
 
@@ -20,7 +21,7 @@
 
 namespace gatehouse::gateway {
 
-class GatewaySessions final : public net::SessionHandler {
+class GatewaySessions final : public net::SessionHandler, private runtime::TimerHandler {
  public:
   GatewaySessions(std::string name, uint16_t heartbeat_interval_s);
   void attach(uplink::Uplinks& uplinks, net::Children& children) {
@@ -33,11 +34,17 @@ class GatewaySessions final : public net::SessionHandler {
   void on_frame(net::Children& children, runtime::Shard& shard, net::Conn& conn, const proto::Frame& frame) override;
   void on_closed(net::Children& children, runtime::Shard& shard, net::Conn& conn) override;
   void on_turn_end(net::Children& children, runtime::Shard& shard) override;
+  // The report timer goes with the shard's last turns: never armed after this.
+  void on_stop(net::Children& children, runtime::Shard& shard) override;
 
   // Uplinks.
   void on_uplink_frame(runtime::Shard& shard, uint32_t uplink, const proto::Frame& frame) override;
   void on_uplink_down(runtime::Shard& shard, uint32_t uplink) override;
   void on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) override;
+
+  // Each uplink's HEARTBEATS: the channels heard since the last report (the
+  // report timer runs it every quarter heartbeat interval).
+  void report_heartbeats(runtime::Shard& shard);
 
  private:
   struct Route {  // an uplink channel
@@ -53,6 +60,10 @@ class GatewaySessions final : public net::SessionHandler {
   void close_channel(net::Conn& child, uint32_t child_channel, bool tell_parent);
   void over_credit(runtime::Shard& shard, net::Conn& child, uint32_t child_channel, const net::RoleChannel& channel);
   void relay_down(runtime::Shard& shard, const Route& route, uint64_t key, const proto::Frame& frame);
+  void heard(runtime::Shard& shard, uint32_t uplink, net::RoleChannel& channel);
+  void on_child_heartbeats(runtime::Shard& shard, net::Conn& child, const proto::Heartbeats& heartbeats);
+  uint16_t child_heartbeat_interval_s(uint32_t uplink) const;
+  void on_timer(runtime::Shard& shard, runtime::Timer& timer) override { report_heartbeats(shard); }
 
   const std::string name_;
   const uint16_t heartbeat_interval_s_;
@@ -60,6 +71,12 @@ class GatewaySessions final : public net::SessionHandler {
   net::Children* gate_ = nullptr;
   std::unordered_map<uint64_t, Route> routes_;    // (uplink, channel) → child
   uint32_t next_channel_ = 1;
+  // Per uplink, the uplink channels heard this round (each once: a channel's
+  // heard_round), bounded by the channels open on it.
+  std::array<std::vector<uint32_t>, uplink::kUplinksMax> heard_;
+  uint64_t heard_round_ = 1;
+  runtime::Timer report_timer_{*this};
+  bool stopping_ = false;
 };
 
 }  // namespace gatehouse::gateway

@@ -55,7 +55,9 @@ enum class EventId : uint32_t {
   store_retention = 30075,            // server: the local store removed old segments (retention_days / retention_max_bytes)
   admin_unavailable = 30080,          // the admin endpoint cannot listen ([admin] listen): the role does not start
   admin_request_refused = 30081,      // the admin endpoint refused a request (malformed, too large, too slow)
-  invariant_broken = 30090,           // a bug: an internal invariant failed; the process aborts
+  invariant_broken = 30090,
+  heartbeat_failed = 30100,           // server: an agent (or gateway) missed heartbeats_missed_max heartbeats: down (SCOM's heartbeat failure)
+  heartbeat_restored = 30101,         // server: a down agent (or gateway) is heard again: up           // a bug: an internal invariant failed; the process aborts
   log_lines_dropped = 30091,          // the log buffer was full: lines lost (how many)
 };
 

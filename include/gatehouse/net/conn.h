@@ -139,6 +139,7 @@ struct GateContext {
 // One agent's channel on a session (channel 0: the agent itself).
 struct RoleChannel {
   uint32_t uplink_channel = 0;  // a gateway: the channel on the uplink it rides
+  uint64_t heard_round = 0;     // a gateway: the heartbeat report it is already in
   uint64_t credit_bytes = 0;    // a gateway: DATA bytes the parent still allows (its grants, relayed)
   uint64_t unacked_bytes = 0;   // a server: DATA bytes received and not yet credited back
   uint64_t next_seq = 0;        // a server: the seq the agent's next event (or declared gap) must start at

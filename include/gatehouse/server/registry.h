@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -63,6 +64,17 @@ struct AgentRecord {
   int64_t last_seen_unix_s = 0;
   std::string via;  // the gateway it last came through; "" when direct
   AgentBinding binding;
+  int64_t last_heartbeat_unix_s = 0;  // 0: none recorded
+  std::string health;                 // "up", "down" (the last server's verdict), "" never heard
+  std::string path;                   // the gateways it came through, nearest it first, ">"-joined
+};
+
+// A heartbeat as recorded for `gatehouse agents` (AgentHealth writes them).
+struct HeartbeatRecord {
+  std::string name;
+  int64_t unix_s = 0;
+  std::string health;  // "up" or "down"
+  std::string path;    // agents only
 };
 
 class Registry {
@@ -99,6 +111,15 @@ class Registry {
   // (or would take once approved): the binding is trust on first use.
   void note_seen(const std::string& agent, const std::string& via, const AgentBinding& binding,
                  config::AgentApproval mode);
+  // Runs on the registry thread at every round (after approvals and the
+  // inventory): the server's agent health checks, whose database work
+  // belongs on this thread. Set before watch().
+  void set_round_hook(std::function<void()> hook) { round_hook_ = std::move(hook); }
+  // Registry thread (the round hook): records heartbeats of agents (or
+  // gateways); and the one stored for a name (0: none), which another server
+  // of the group may have written.
+  void write_heartbeats(bool gateways, const std::vector<HeartbeatRecord>& records);
+  int64_t stored_heartbeat(bool gateway, const std::string& name);
 
  private:
   using Rows = std::vector<std::vector<std::string>>;
@@ -125,6 +146,7 @@ class Registry {
   };
   std::mutex seen_mutex_;
   std::map<std::string, Seen> seen_;  // bounded by kSeenMax (newer notes of a name replace older)
+  std::function<void()> round_hook_;
   std::atomic<bool> stopping_{false};
   std::thread watcher_;
 };

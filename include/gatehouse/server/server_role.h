@@ -8,6 +8,7 @@
 #include <string>
 
 #include "gatehouse/net/gate.h"
+#include "gatehouse/server/agent_health.h"
 #include "gatehouse/server/agent_sessions.h"
 #include "gatehouse/server/registry.h"
 #include "gatehouse/store/backend.h"
@@ -29,6 +30,7 @@ struct ServerContext {
   std::string name;  // ours, in HELLO_OK
   ServerLimits limits;
   AgentSessions agent_sessions = {};  // one session per agent, across the shards
+  AgentHealth* health = nullptr;      // heartbeats heard go here (nullptr: not watched)
 };
 
 class ServerSessions final : public net::SessionHandler, private runtime::Mailbox {
@@ -84,6 +86,8 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   void on_message(runtime::Shard& shard, uint64_t value, void* batch) override;  // a batch is durable
   std::string approval_hint(const std::string& agent) const;
   void count_channels(net::Children& gate, runtime::Shard& shard);
+  void heard_link(const net::Conn& conn);
+  void on_heartbeats(net::Children& gate, runtime::Shard& shard, net::Conn& conn, const proto::Heartbeats& heartbeats);
 
   ServerContext& context_;
   net::Children* gate_ = nullptr;
@@ -93,6 +97,7 @@ class ServerSessions final : public net::SessionHandler, private runtime::Mailbo
   uint64_t approvals_version_ = 0;        // the registry's, when this shard last checked its sessions
   static constexpr uint64_t kChannelsCountEveryMs = 1'000;
   uint64_t channels_counted_at_ms_ = 0;
+  std::vector<HeardNote> heard_;  // this turn's heartbeats, handed to the health checks at its end
 };
 
 }  // namespace gatehouse::server

@@ -48,6 +48,9 @@ class Uplinks {
   // bytes as they came; the frame is not re-encoded.
   virtual bool queue_data(uint32_t uplink, uint32_t channel, const proto::Data& data) = 0;
   virtual bool up(uint32_t uplink) const = 0;
+  // The heartbeat interval the uplink's parent asked for in its HELLO_OK
+  // (the management group's); 0 while it is not up.
+  virtual uint16_t heartbeat_interval_s(uint32_t uplink) const = 0;
 };
 
 class UplinkPool final : public runtime::Service, public runtime::Mailbox, public Uplinks, private net::ChildLinkEvents {
@@ -63,6 +66,7 @@ class UplinkPool final : public runtime::Service, public runtime::Mailbox, publi
   bool queue(uint32_t uplink, const proto::Frame& frame) override;
   bool queue_data(uint32_t uplink, uint32_t channel, const proto::Data& data) override;
   bool up(uint32_t uplink) const override;
+  uint16_t heartbeat_interval_s(uint32_t uplink) const override;
   uint64_t waiting_bytes(uint32_t uplink) const;
 
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;
@@ -76,6 +80,7 @@ class UplinkPool final : public runtime::Service, public runtime::Mailbox, publi
 
  private:
   struct Uplink;
+  void on_link_up(runtime::Shard& shard, net::ChildLink& link, const proto::HelloOk& hello_ok) override;
   void on_link_frame(runtime::Shard& shard, net::ChildLink& link, const proto::Frame& frame) override;
   void on_link_down(runtime::Shard& shard, net::ChildLink& link, bool was_up) override;
   void on_link_writable(runtime::Shard& shard, net::ChildLink& link) override;
