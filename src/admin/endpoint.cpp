@@ -127,7 +127,7 @@ void expose_auth_pool(Exposition& out, const runtime::WorkerPool& pool) {
 namespace {
 
 struct ParentTally {
-  int64_t by_state[4] = {};  // LinkState
+  int64_t by_state[5] = {};  // by LinkState
   int64_t waiting_bytes = 0;
   int64_t sessions_up = 0;
 };
@@ -145,7 +145,8 @@ std::vector<ParentTally> tally_links(std::span<const LinkReport> links, size_t p
   return tallies;
 }
 
-constexpr LinkState kLinkStates[] = {LinkState::connecting, LinkState::up, LinkState::retrying, LinkState::stopped};
+constexpr LinkState kLinkStates[] = {LinkState::connecting, LinkState::up, LinkState::retrying, LinkState::waiting,
+                                     LinkState::stopped};
 
 }  // namespace
 

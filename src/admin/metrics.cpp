@@ -70,6 +70,7 @@ const char* to_string(LinkState state) {
     case LinkState::connecting: return "connecting";
     case LinkState::up: return "up";
     case LinkState::retrying: return "retrying";
+    case LinkState::waiting: return "waiting";
     case LinkState::stopped: return "stopped";
   }
   return "unknown";

@@ -208,7 +208,9 @@ class TableReader {
     }
   }
 
-  void peers(std::string_view key, std::vector<Peer>& out) {
+  // [[parents]] (gateway: may say connect = "parent"), [[gateways]] (agent: its
+  // failover list; server: the gateways it dials, with connections).
+  void peers(std::string_view key, std::vector<Peer>& out, Role role) {
     const toml::node* node = get(key);
     if (node == nullptr) return;
     if (!node->is_array_of_tables()) {
@@ -225,6 +227,10 @@ class TableReader {
       Peer& peer = out.emplace_back();
       entry.endpoint("address", peer.address, false, true);
       entry.name("name", peer.name, true);
+      if (role == Role::gateway) {
+        entry.choice<bool>("connect", peer.dialled_by_parent, {{"gateway", false}, {"parent", true}});
+      }
+      if (role == Role::server) entry.integer("connections", peer.connections, 1, 64);
       entry.finish();
     }
   }
@@ -252,8 +258,8 @@ constexpr std::string_view kRoleNames[] = {"gateway", "server", "agent"};
 
 std::optional<Role> infer_role(const toml::table& root) {
   if (root.contains("parents")) return Role::gateway;
+  if (root.contains("data_dir") || root.contains("approval") || root.contains("store")) return Role::server;
   if (root.contains("gateways")) return Role::agent;
-  if (root.contains("data_dir") || root.contains("approval")) return Role::server;
   return std::nullopt;
 }
 
@@ -272,7 +278,7 @@ void check_role_keys(const toml::table& root, Role role, Context& context) {
       {"data_dir", {Role::server}},
       {"approval", {Role::server}},
       {"store", {Role::server}},
-      {"gateways", {Role::agent}},
+      {"gateways", {Role::agent, Role::server}},
       {"auth", {Role::agent}},
       {"queue_dir", {Role::agent}},
       {"queue_max_bytes", {Role::agent}},
@@ -410,7 +416,7 @@ void read_role_keys(TableReader& root, Config& config) {
   if (config.role != Role::agent) read_health(root, config);
   switch (config.role) {
     case Role::gateway:
-      root.peers("parents", config.parents);
+      root.peers("parents", config.parents, Role::gateway);
       if (config.parents.empty()) {
         root.error(0, "parents", "missing: a gateway needs at least one [[parents]] entry");
       }
@@ -423,6 +429,7 @@ void read_role_keys(TableReader& root, Config& config) {
       break;
     case Role::server:
       root.directory("data_dir", config.data_dir);
+      root.peers("gateways", config.gateways, Role::server);
       if (const toml::table* table = root.table("approval")) {
         TableReader approval(*table, "approval.", root.context());
         approval.choice<AgentApproval>("agents", config.agent_approval,
@@ -464,7 +471,7 @@ void read_role_keys(TableReader& root, Config& config) {
       }
       break;
     case Role::agent: {
-      root.peers("gateways", config.gateways);
+      root.peers("gateways", config.gateways, Role::agent);
       if (config.gateways.empty()) {
         root.error(0, "gateways", "missing: an agent needs at least one [[gateways]] entry");
       }

@@ -2,6 +2,8 @@
 // for agents and child gateways, one GatewaySessions per shard between them.
 #include "gatehouse/gateway/run.h"
 
+#include <algorithm>
+
 #include "gatehouse/gateway/gateway_sessions.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/listener_stack.h"
@@ -40,6 +42,8 @@ bool run(const config::Config& config) {
   // Each uplink's state for the admin endpoint: shards × uplinks, by shard.
   const uint32_t shards = runtime::shard_count_for(config.runtime);
   const auto link_reports = std::make_unique<admin::LinkReport[]>(size_t{shards} * config.uplinks_per_shard);
+  const bool dialled_by_parent = std::any_of(config.parents.begin(), config.parents.end(),
+                                             [](const config::Peer& parent) { return parent.dialled_by_parent; });
   net::ListenerStack stack(config);
   stack.reload_also(uplink_tls);  // renewed with the listeners' (new uplinks take it)
   std::vector<uplink::UplinkPool*> pools;  // by shard
@@ -51,7 +55,8 @@ bool run(const config::Config& config) {
         uplink::UplinkPool* pool = uplinks.get();
         pools.push_back(pool);
         return net::ListenerStack::RoleShard{std::move(sessions), std::move(uplinks),
-                                        [handler, pool](net::Gate& gate) { handler->attach(*pool, gate); }};
+                                             [handler, pool](net::Gate& gate) { handler->attach(*pool, gate); },
+                                             dialled_by_parent ? pool : nullptr};
       });
       !problem.empty()) {
     log::emit(log::Level::error, log::EventId::runtime_unavailable, "cannot start: " + problem);

@@ -270,6 +270,9 @@ const char* event_name(EventId id) {
     case EventId::store_damaged: return "store_damaged";
     case EventId::database_unavailable: return "database_unavailable";
     case EventId::parent_failback: return "parent_failback";
+    case EventId::gateway_dialled: return "gateway_dialled";
+    case EventId::gateway_dial_failed: return "gateway_dial_failed";
+    case EventId::parent_dial_refused: return "parent_dial_refused";
     case EventId::database_available: return "database_available";
     case EventId::database_migrated: return "database_migrated";
     case EventId::database_retention: return "database_retention";

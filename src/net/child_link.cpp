@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/ciphertext.h"
@@ -14,19 +13,15 @@ namespace {
 
 constexpr uint32_t kConnectSlotRetryMs = 10;  // one timer tick
 
-// ENFILE from the ring is our own table, not the system's file table.
-std::string connect_error_text(int error) {
-  if (error == -ENFILE) return "this shard's connection table is full ([runtime] connections_per_shard)";
-  return std::strerror(-error);
-}
-
 }  // namespace
 
 ChildLink::ChildLink(const ChildLinkOptions& options, proto::SpillPool& spill_pool, ChildLinkEvents& events)
     : options_(options),
       spill_pool_(spill_pool),
       events_(events),
-      failover_(options.parents.size(), options.backoff_initial_ms, options.backoff_max_ms) {}
+      failover_(options.parents.size(), options.backoff_initial_ms, options.backoff_max_ms),
+      dials_any_(std::any_of(options.parents.begin(), options.parents.end(),
+                             [](const config::Peer& parent) { return !parent.dialled_by_parent; })) {}
 
 ChildLink::~ChildLink() = default;
 
@@ -50,6 +45,14 @@ void ChildLink::report(admin::LinkState state) {
 
 void ChildLink::connect(runtime::Shard& shard) {
   if (stopping_ || connected_) return;
+  if (!dials_any_) {  // every parent dials us: wait for one
+    report(admin::LinkState::waiting);
+    return;
+  }
+  if (parent().dialled_by_parent) {  // not ours to dial: the next in the list
+    next_parent(shard);
+    return;
+  }
   report(admin::LinkState::connecting);
   runtime::PeerAddress address;
   std::string why;
@@ -84,6 +87,10 @@ void ChildLink::failed(runtime::Shard& shard, log::Level level, const ChildFailu
 // whole list has failed.
 void ChildLink::next_parent(runtime::Shard& shard) {
   if (stopping_ || adopted_) return;
+  if (!dials_any_) {
+    report(admin::LinkState::waiting);
+    return;
+  }
   const uint32_t delay_ms = failover_.failed();
   if (delay_ms == 0) {
     connect(shard);
@@ -154,7 +161,7 @@ void ChildLink::failback_check(runtime::Shard& shard) {
 bool ChildLink::on_connect_failed(runtime::Shard& shard, uint64_t context, int error) {
   if (context != options_.connect_context) return false;
   failed(shard, log::Level::warning, {proto::Reason::normal, log::EventId::parent_connect_failed,
-                                      "cannot connect to the parent: " + connect_error_text(error)},
+                                      "cannot connect to the parent: " + runtime::connect_error_text(error)},
          {{"parent", parent().name}, {"address", parent().address.text}});
   options_.addresses->refresh_soon(failover_.current());  // it may have moved
   next_parent(shard);
@@ -177,8 +184,11 @@ bool ChildLink::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t cont
   return true;
 }
 
-void ChildLink::adopt(runtime::Shard& shard, runtime::ConnId id) {
+void ChildLink::adopt(runtime::Shard& shard, runtime::ConnId id, size_t parent) {
+  shard.cancel_timer(reconnect_);  // no dialling of our own while this session lives
+  failover_.move_to(parent);
   adopted_ = true;
+  report(admin::LinkState::connecting);
   on_open(shard, id, options_.connect_context);
 }
 
@@ -197,7 +207,7 @@ void ChildLink::on_welcome(const proto::HelloOk& hello_ok) {
     heartbeat_interval_ms_ = std::min(heartbeat_interval_ms_, std::max(options_.parent_silence_max_ms / 3, 1u));
   }
   shard_->set_timer(heartbeat_, heartbeat_interval_ms_);
-  if (options_.failback_after_ms != 0 && failover_.current() != 0) {
+  if (options_.failback_after_ms != 0 && failover_.current() != 0 && !adopted_) {
     failback_probing_ = false;
     shard_->set_timer(failback_, options_.failback_after_ms);
   }
@@ -254,14 +264,19 @@ bool ChildLink::on_close(runtime::Shard& shard, runtime::ConnId id) {
   shard.cancel_timer(failback_);
   session_.reset();
   connected_ = false;
-  report(stopping_ || adopted_ ? admin::LinkState::stopped : admin::LinkState::retrying);
+  report(stopping_ ? admin::LinkState::stopped : admin::LinkState::retrying);
   if (!was_up && !failure_heard_ && !stopping_) {
     failed(shard, log::Level::warning, {proto::Reason::normal, log::EventId::parent_connect_failed,
                                         "the parent closed the connection before HELLO_OK"},
            {{"parent", parent().name}, {"address", parent().address.text}});
   }
   events_.on_link_down(shard, *this, was_up);
-  if (stopping_ || adopted_) return true;
+  if (adopted_) {  // the parent dials again; meanwhile we dial those we may
+    adopted_ = false;
+    if (!stopping_) shard.set_timer(reconnect_, failover_.jitter_ms(options_.retry_after_loss_ms));
+    return true;
+  }
+  if (stopping_) return true;
   if (reconnect_at_once_) {
     reconnect_at_once_ = false;
     connect(shard);

@@ -88,7 +88,7 @@ std::string ListenerStack::start(const HandlerFactory& make_handler) {
                                                            config_.timeouts.missed_heartbeats * 1'000});
     auto tls = std::make_unique<TlsServer>(tls_, pool_, *gates_[shard], limits.connections_per_shard,
                                            TlsServerLimits{config_.timeouts.handshake_timeout_ms, config_.trusted_relays},
-                                           connected_[shard].get());
+                                           connected_[shard].get(), role.dialed_in);
     gates_[shard]->attach(*tls);
     if (role.attach) role.attach(*gates_[shard]);
     return tls;

@@ -4,6 +4,7 @@
 #include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/ciphertext.h"
+#include "gatehouse/proto/frame_types.h"
 #include "tls/session.h"
 
 namespace gatehouse::net {
@@ -41,8 +42,10 @@ struct HandshakeStep {
 };
 
 TlsServer::TlsServer(const tls::ReloadableContext& context, runtime::WorkerPool& pool, PlainHandler& handler,
-                     uint32_t connections_max, TlsServerLimits limits, runtime::Service* connected)
-    : context_(context), pool_(pool), handler_(handler), limits_(limits), connected_(connected), conns_(connections_max),
+                     uint32_t connections_max, TlsServerLimits limits, runtime::Service* connected,
+                     DialedInParents* dialed_in)
+    : context_(context), pool_(pool), handler_(handler), limits_(limits), connected_(connected), dialed_in_(dialed_in),
+      conns_(connections_max),
       plaintext_(kScratchBytes) {}
 
 TlsServer::~TlsServer() = default;
@@ -59,6 +62,15 @@ void TlsServer::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t cont
     connected_->on_open(shard, id, context);
     return;
   }
+  begin_handshake(shard, id, true);
+}
+
+void TlsServer::adopt_dialled(runtime::Shard& shard, runtime::ConnId id, const std::string& gateway) {
+  begin_handshake(shard, id, false);
+  if (Conn* conn = find(id)) conn->tls.dialled_gateway = gateway;
+}
+
+void TlsServer::begin_handshake(runtime::Shard& shard, runtime::ConnId id, bool relays_apply) {
   std::shared_ptr<const tls::Context> tls_context = context_.current();
   if (tls_context == nullptr) {
     shard.abort(id);
@@ -70,10 +82,42 @@ void TlsServer::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t cont
   conn.stage = Stage::handshake;
   conn.tls.session = std::make_unique<tls::Session>(std::move(tls_context));
   for (const Subnet& relay : limits_.trusted_relays) {
-    conn.tls.awaiting_proxy = conn.tls.awaiting_proxy || relay.contains(shard.peer(id));
+    conn.tls.awaiting_proxy = conn.tls.awaiting_proxy || (relays_apply && relay.contains(shard.peer(id)));
   }
   conn.tls.clock.start(shard.now_ms(), limits_.handshake_timeout_ms);
   shard.set_deadline(id, limits_.handshake_timeout_ms);
+}
+
+bool TlsServer::parent_dialled_in(runtime::Shard& shard, Conn& conn, bool& wait) {
+  wait = false;
+  if (dialed_in_ == nullptr || conn.tls.stepped || conn.tls.step != nullptr) return false;
+  const std::string_view preamble = proto::kParentDialPreamble;
+  const std::string_view first(reinterpret_cast<const char*>(conn.tls.pending.data()),
+                               std::min(conn.tls.pending.size(), preamble.size()));
+  if (!preamble.starts_with(first)) return false;
+  if (first.size() < preamble.size()) {
+    wait = true;  // the rest of the preamble is on its way
+    return false;
+  }
+  const runtime::ConnId id = conn.id;
+  const std::string peer = peer_text(shard, conn);
+  const bool extra = conn.tls.pending.size() > preamble.size();  // the parent waits for our ClientHello
+  conn = Conn{};  // the record is free: the uplinks own the connection now
+  shard.clear_deadline(id);
+  const DialIn outcome = extra ? DialIn::not_a_parent : dialed_in_->adopt_parent(shard, id);
+  if (outcome == DialIn::busy) {
+    log::emit(log::Level::debug, log::EventId::parent_dial_refused,
+              "a parent dialled in, but this shard's uplinks all have a session; closed (it dials again)",
+              {{"peer", peer}});
+  } else if (outcome == DialIn::not_a_parent) {
+    log::emit(log::Level::warning, log::EventId::parent_dial_refused,
+              extra ? "a parent's dial-in sent more than its preamble; closed"
+                    : "a connection began as a parent's dial-in, but comes from no address of a [[parents]] entry "
+                      "with connect = \"parent\"; closed",
+              {{"peer", peer}});
+  }
+  if (outcome != DialIn::adopted) shard.abort(id);
+  return true;
 }
 
 void TlsServer::timed_out(runtime::Shard& shard, Conn& conn) {
@@ -130,6 +174,8 @@ void TlsServer::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<con
   }
   conn.tls.pending.insert(conn.tls.pending.end(), bytes.begin(), bytes.end());
   if (conn.tls.awaiting_proxy && !read_proxy_header(shard, conn)) return;
+  bool wait = false;
+  if (parent_dialled_in(shard, conn, wait) || wait) return;
   if (conn.tls.step == nullptr && !conn.tls.pending.empty()) submit_step(shard, conn);
 }
 

@@ -111,6 +111,12 @@ const char* to_string(Stat stat) {
   return kNames[static_cast<size_t>(stat)];
 }
 
+// ENFILE from the ring is our own table, not the system's file table.
+std::string connect_error_text(int error) {
+  if (error == -ENFILE) return "this shard's connection table is full ([runtime] connections_per_shard)";
+  return std::strerror(-error);
+}
+
 Shard::Shard(uint32_t index, const RuntimeLimits& limits, Service& service, std::vector<Listener> listeners)
     : index_(index),
       limits_(limits),

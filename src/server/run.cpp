@@ -6,6 +6,7 @@
 
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/listener_stack.h"
+#include "gatehouse/server/gateway_dialer.h"
 #include "gatehouse/server/server_role.h"
 #include "gatehouse/store/pg_store.h"
 #include "gatehouse/store/store.h"
@@ -129,11 +130,25 @@ bool run(const config::Config& config) {
   ServerContext context{*store, *registry, config.agent_approval, config.name, limits};
   context.health = &health;
   net::ListenerStack stack(config);
-  if (std::string problem = stack.start([&](uint32_t) {
+  // The gateways this server dials ([[gateways]]), resolved off the shards.
+  const uint32_t shards = runtime::shard_count_for(config.runtime);
+  auto gateway_addresses = std::make_shared<net::AddressBook>(config.gateways, config.timeouts.resolve_interval_s * 1'000);
+  std::vector<GatewayDialer*> dialers;  // by shard; none without [[gateways]]
+  if (std::string problem = stack.start([&](uint32_t shard) {
         auto sessions = std::make_unique<ServerSessions>(context);
         ServerSessions* handler = sessions.get();
-        return net::ListenerStack::RoleShard{std::move(sessions), nullptr,
-                                        [handler](net::Gate& gate) { handler->attach(gate); }};
+        if (config.gateways.empty()) {
+          return net::ListenerStack::RoleShard{std::move(sessions), nullptr,
+                                               [handler](net::Gate& gate) { handler->attach(gate); }};
+        }
+        auto dialer = std::make_unique<GatewayDialer>(config.gateways, gateway_addresses, shard, shards, DialerOptions{});
+        GatewayDialer* dialing = dialer.get();
+        dialers.push_back(dialing);
+        return net::ListenerStack::RoleShard{std::move(sessions), std::move(dialer),
+                                             [handler, dialing](net::Gate& gate) {
+                                               handler->attach(gate);
+                                               dialing->attach(gate.tls());
+                                             }};
       });
       !problem.empty()) {
     log::emit(log::Level::error, log::EventId::runtime_unavailable, "cannot start: " + problem);
@@ -161,6 +176,7 @@ bool run(const config::Config& config) {
   }
   runtime::Runtime& runtime = stack.runtime();
   store->start(ServerSessions::deliver);
+  for (uint32_t shard = 0; shard < dialers.size(); ++shard) runtime.shard(shard).post({dialers[shard], 0, nullptr});
   log::emit(log::Level::info, log::EventId::process_started, "server started",
             {{"listen", config.listen.host}, {"port", stack.port()}, {"admin_port", stack.admin_port()}, {"shards", runtime.shard_count()},
              {"events", recovered.events}, {"agents", recovered.agents}});

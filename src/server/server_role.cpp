@@ -64,6 +64,14 @@ void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard
   net::RoleContext& link = conn.role;
   link = {};
   link.name = lower(identity.name);
+  if (!conn.tls.dialled_gateway.empty() &&
+      (identity.role != proto::Role::gateway || link.name != lower(conn.tls.dialled_gateway))) {
+    gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::peer_not_approved,
+              "the connection dialled to gateway " + conn.tls.dialled_gateway + " was answered by " +
+                  std::string(identity.role == proto::Role::gateway ? "gateway " : "agent ") + link.name +
+                  " (check [[gateways]] address)");
+    return;
+  }
   if (identity.role == proto::Role::gateway) {
     if (!context_.registry.approvals()->gateways.contains(link.name)) {
       gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::peer_not_approved,

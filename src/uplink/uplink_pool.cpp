@@ -66,6 +66,40 @@ uint16_t UplinkPool::heartbeat_interval_s(uint32_t uplink) const {
   return up(uplink) ? uplinks_[uplink]->heartbeat_interval_s : 0;
 }
 
+namespace {
+
+// The same host: the parent's configured address and where the connection came from.
+bool same_host(const runtime::PeerAddress& a, const runtime::PeerAddress& b) {
+  if (a.storage.ss_family != b.storage.ss_family) return false;
+  if (a.storage.ss_family == AF_INET) {
+    return reinterpret_cast<const sockaddr_in&>(a.storage).sin_addr.s_addr ==
+           reinterpret_cast<const sockaddr_in&>(b.storage).sin_addr.s_addr;
+  }
+  return std::memcmp(&reinterpret_cast<const sockaddr_in6&>(a.storage).sin6_addr,
+                     &reinterpret_cast<const sockaddr_in6&>(b.storage).sin6_addr, sizeof(in6_addr)) == 0;
+}
+
+}  // namespace
+
+net::DialIn UplinkPool::adopt_parent(runtime::Shard& shard, runtime::ConnId id) {
+  const runtime::PeerAddress& peer = shard.peer(id);
+  for (size_t parent = 0; parent < options_.parents.size(); ++parent) {
+    runtime::PeerAddress address;
+    std::string why;
+    if (!options_.parents[parent].dialled_by_parent || !options_.addresses->lookup(parent, address, why) ||
+        !same_host(address, peer)) {
+      continue;
+    }
+    for (auto& uplink : uplinks_) {
+      if (uplink->link.connected() || uplink->link.stopping()) continue;
+      uplink->link.adopt(shard, id, parent);
+      return net::DialIn::adopted;
+    }
+    return net::DialIn::busy;
+  }
+  return net::DialIn::not_a_parent;
+}
+
 void UplinkPool::on_link_up(runtime::Shard&, net::ChildLink& link, const proto::HelloOk& hello_ok) {
   of(link).heartbeat_interval_s = hello_ok.heartbeat_interval_s;
 }

@@ -75,7 +75,7 @@ expect_exit 2 "status without --config" -- "$gatehouse" status --json
 # proto: the sample stream decodes; a cut or corrupted stream is refused precisely.
 "$gatehouse" proto sample >"$work/sample.bin"
 expect_exit 0 "decode the sample stream" -- "$gatehouse" proto decode "$work/sample.bin"
-expect_output "17 frames, 663 bytes" "every sample frame decoded"
+expect_output "18 frames, 683 bytes" "every sample frame decoded"
 expect_output '"type":"OPEN_DENY","channel":2,"reason":"not_approved","event_id":20000' "OPEN_DENY decoded"
 head -c 300 "$work/sample.bin" >"$work/cut.bin"
 expect_exit 1 "decode a cut stream" -- "$gatehouse" proto decode "$work/cut.bin"

@@ -66,7 +66,7 @@ int64_t shard_total(ShardMetric metric);
 
 // A child link's state (an agent's session, a gateway's uplink), written by
 // its shard, read by the admin thread.
-enum class LinkState : uint8_t { connecting, up, retrying, stopped };
+enum class LinkState : uint8_t { connecting, up, retrying, waiting, stopped };  // waiting: to be dialled by the parent
 const char* to_string(LinkState state);
 struct LinkReport {
   std::atomic<LinkState> state{LinkState::connecting};

@@ -59,6 +59,8 @@ struct Subnet {
 struct Peer {  // a [[parents]] or [[gateways]] entry
   Endpoint address;
   std::string name;  // expected certificate identity (and Kerberos service host)
+  bool dialled_by_parent = false;  // gateway's [[parents]]: connect = "parent" (it dials us; we never dial it)
+  uint32_t connections = 4;        // server's [[gateways]]: connections it keeps to that gateway
 };
 
 // Deadlines and intervals of the links; every one has today's value as its
@@ -108,7 +110,7 @@ struct Config {
   store::StoreLimits store;  // [store]: group commit and segments
   StoreBackend store_backend = StoreBackend::local;
   std::string store_dsn;     // [store] dsn: libpq connection string (backend = "postgresql")
-  // agent
+  // agent: its failover list; server: the gateways it dials (management-server-initiated)
   std::vector<Peer> gateways;
   AgentAuth auth = AgentAuth::cert;
   std::string queue_dir = "/var/lib/gatehouse/queue";

@@ -40,7 +40,10 @@ enum class EventId : uint32_t {
   parent_connected = 30050,           // agent, gateway: a session with a parent is up
   gateway_not_approved = 30051,       // gateway: the parent refused its uplink (not approved)
   crl_expiring = 30052,               // a CRL in use reaches its nextUpdate within 7 days (or passed it)
-  parent_failback = 30053,            // agent, gateway: the first parent takes connections again: going back to it
+  parent_failback = 30053,
+  gateway_dialled = 30054,            // server: connected to a gateway it dials ([[gateways]]: management-server-initiated)
+  gateway_dial_failed = 30055,        // server: cannot connect to a gateway it dials
+  parent_dial_refused = 30056,        // gateway: a connection that said it was a parent's dial-in was refused            // agent, gateway: the first parent takes connections again: going back to it
   new_agents_throttled = 30060,       // server: a gateway uplink brought new agents faster than allowed
   agent_session_replaced = 30061,     // server: an agent's new session replaced its older one
   chain_hop_refused = 30062,          // gateway: a chained gateway's OPEN named a path it is not on

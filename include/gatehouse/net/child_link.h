@@ -90,8 +90,10 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
 
   // Dials the current parent now (a failure moves on, as any loss does).
   void start(runtime::Shard& shard);
-  // Runs the child side over a connection the parent dialled.
-  void adopt(runtime::Shard& shard, runtime::ConnId id);
+  // Runs the child side over a connection parent `parent` (its index in the
+  // list) dialled; when it ends, the link waits to be dialled again (or
+  // dials the parents it may dial).
+  void adopt(runtime::Shard& shard, runtime::ConnId id, size_t parent);
   // No more reconnects; an open connection is closed once flushed.
   void stop(runtime::Shard& shard);
 
@@ -117,6 +119,7 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
 
   bool welcomed() const { return session_ != nullptr && session_->welcomed(); }
   bool connected() const { return connected_; }
+  bool stopping() const { return stopping_; }
   // Sealed bytes the socket's send queue refused (the sink puts the rest
   // there as it is made): send nothing more until on_link_writable.
   bool blocked() const { return waiting_bytes() > 0; }
@@ -153,7 +156,8 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   runtime::Shard* shard_ = nullptr;  // while a session runs: the handler calls have no shard
   runtime::ConnId conn_{};
   bool connected_ = false;
-  bool adopted_ = false;   // the parent dialled: it reconnects, not us
+  bool adopted_ = false;   // the parent dialled this session: it reconnects, not us
+  const bool dials_any_;   // some parent is ours to dial (not all say connect = "parent")
   bool stopping_ = false;
   bool failure_heard_ = false;     // this session's failure was reported: its close is no second one
   bool parent_silent_ = false;     // this session was dropped for silence: the next parent, not this one again

@@ -118,6 +118,7 @@ struct TlsContext {
   std::optional<runtime::PeerAddress> relayed_peer;
   std::string relayed_identity;    // the relay verified the client's certificate: its CN
   std::string peer_serial;         // the client certificate's serial ("" without one): CRL reloads check it
+  std::string dialled_gateway;     // a server dialled this connection: the gateway it must be
   std::vector<std::byte> outgoing; // plaintext of this turn, not yet sealed
   runtime::Shard* shard = nullptr; // once established: sealed records go straight to its send queue
 };

@@ -34,6 +34,11 @@ class Failover {
     failures_in_round_ = 0;
     backoff_ms_ = initial_ms_;
   }
+  // A parent dialled us (connect = "parent"): it is the current one now.
+  void move_to(size_t parent) {
+    current_ = parent % parents_;
+    failures_in_round_ = 0;
+  }
   // Back to the first parent (failback): its next connect goes there.
   void reset_to_first() {
     current_ = 0;

@@ -71,6 +71,7 @@ class Gate final : public PlainHandler, public Children, private runtime::Mailbo
        SessionHandler& handler, uint32_t connections_max, GateOptions options);
   ~Gate() override;
   void attach(TlsServer& tls) { tls_ = &tls; }
+  TlsServer& tls() { return *tls_; }
 
   bool send(runtime::Shard& shard, Conn& conn, const proto::Frame& frame) override;
   // Sends raw, already encoded frames (a relay passes them through).

@@ -28,6 +28,7 @@ class ListenerStack {
     std::unique_ptr<SessionHandler> handler;
     std::unique_ptr<runtime::Service> connected;
     std::function<void(Gate&)> attach;
+    DialedInParents* dialed_in = nullptr;  // a gateway with parents that dial it: its uplinks
   };
   using HandlerFactory = std::function<RoleShard(uint32_t shard)>;
 

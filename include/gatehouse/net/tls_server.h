@@ -35,6 +35,22 @@ class PlainHandler {
   virtual bool idle() const { return true; }
 };
 
+// A gateway whose parents dial it (connect = "parent"): a connection that
+// opens with proto::kParentDialPreamble is handed over whole (the uplinks
+// run the child side on it), or closed when nobody takes it.
+enum class DialIn : uint8_t {
+  adopted,
+  busy,          // a parent's, but this shard's uplinks all have a session: it dials again (lands elsewhere)
+  not_a_parent,  // from no address of a parent with connect = "parent": refused (30056)
+};
+class DialedInParents {
+ public:
+  virtual DialIn adopt_parent(runtime::Shard& shard, runtime::ConnId id) = 0;
+
+ protected:
+  ~DialedInParents() = default;
+};
+
 struct TlsServerLimits {
   uint32_t handshake_timeout_ms = 5'000;  // a silent or slow client is closed after this
   std::vector<Subnet> trusted_relays = {};  // peers that must start with a PROXY v2 header
@@ -52,7 +68,8 @@ class TlsServer final : public runtime::Service, private runtime::Mailbox {
   static constexpr uint64_t kConnectedContextBase = uint64_t{1} << 32;
 
   TlsServer(const tls::ReloadableContext& context, runtime::WorkerPool& pool, PlainHandler& handler,
-            uint32_t connections_max, TlsServerLimits limits, runtime::Service* connected = nullptr);
+            uint32_t connections_max, TlsServerLimits limits, runtime::Service* connected = nullptr,
+            DialedInParents* dialed_in = nullptr);
   ~TlsServer() override;
 
   // Queues plaintext on an established session. What is queued during a loop
@@ -72,6 +89,11 @@ class TlsServer final : public runtime::Service, private runtime::Mailbox {
       if (conn.stage != Stage::free) visit(conn);
     }
   }
+
+  // A connection the server dialled to its gateway (the preamble sent):
+  // from here on it is a child's connection like an accepted one, whose
+  // client must be `gateway` (ServerSessions checks the HELLO).
+  void adopt_dialled(runtime::Shard& shard, runtime::ConnId id, const std::string& gateway);
 
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;
   void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override;
@@ -96,6 +118,10 @@ class TlsServer final : public runtime::Service, private runtime::Mailbox {
   void timed_out(runtime::Shard& shard, Conn& conn);  // 30031, closed
   void close_revoked(runtime::Shard& shard);
   bool read_proxy_header(runtime::Shard& shard, Conn& conn);
+  void begin_handshake(runtime::Shard& shard, runtime::ConnId id, bool relays_apply);
+  // True when the connection was a parent's dial-in (handed over or refused);
+  // false: not one, or not all of its first bytes are here yet (`wait`).
+  bool parent_dialled_in(runtime::Shard& shard, Conn& conn, bool& wait);
   void submit_step(runtime::Shard& shard, Conn& conn);
   void on_message(runtime::Shard& shard, uint64_t value, void* step) override;  // a step is back
   void finish_step(runtime::Shard& shard, HandshakeStep* step);
@@ -107,6 +133,7 @@ class TlsServer final : public runtime::Service, private runtime::Mailbox {
   PlainHandler& handler_;
   const TlsServerLimits limits_;
   runtime::Service* const connected_;  // may be nullptr
+  DialedInParents* const dialed_in_;   // may be nullptr
   std::vector<Conn> conns_;            // by connection slot
   // Only for opened plaintext: the handler may send (and so flush ciphertext,
   // through its own buffer) while it still reads what it was given.

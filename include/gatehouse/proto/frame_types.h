@@ -22,6 +22,11 @@ inline constexpr uint32_t kNameMaxBytes = 253;           // a DNS name
 inline constexpr uint32_t kTextMaxBytes = 255;           // DENY/GOAWAY text (u8 length)
 inline constexpr uint32_t kHopsMax = 8;                  // gateways an OPEN may have crossed
 inline constexpr uint16_t kHeartbeatIntervalMaxS = 3600;
+// Management-server-initiated connections: the parent that dialled its
+// gateway sends these bytes first, then the gateway runs the child side (TLS
+// client, HELLO) over the connection as over one it dialled itself. Neither
+// a TLS record (0x16) nor a PROXY v2 signature starts like this.
+inline constexpr std::string_view kParentDialPreamble = "GATEHOUSE-PARENT-DIAL/1\n";
 
 enum class FrameType : uint8_t {
   hello = 0x01,

@@ -89,6 +89,8 @@ enum class Stat : uint8_t {
   count,
 };
 const char* to_string(Stat stat);
+// on_connect_failed's error (-errno) for a log line.
+std::string connect_error_text(int error);
 
 struct Listener {  // a listening socket of one shard (SO_REUSEPORT group member)
   int fd = -1;

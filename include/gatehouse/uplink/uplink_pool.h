@@ -53,7 +53,11 @@ class Uplinks {
   virtual uint16_t heartbeat_interval_s(uint32_t uplink) const = 0;
 };
 
-class UplinkPool final : public runtime::Service, public runtime::Mailbox, public Uplinks, private net::ChildLinkEvents {
+class UplinkPool final : public runtime::Service,
+                         public runtime::Mailbox,
+                         public Uplinks,
+                         public net::DialedInParents,
+                         private net::ChildLinkEvents {
  public:
   // `role` hears the uplinks' frames, losses and congestion (its on_uplink_*).
   UplinkPool(const UplinkOptions& options, net::SessionHandler& role);
@@ -68,6 +72,9 @@ class UplinkPool final : public runtime::Service, public runtime::Mailbox, publi
   bool up(uint32_t uplink) const override;
   uint16_t heartbeat_interval_s(uint32_t uplink) const override;
   uint64_t waiting_bytes(uint32_t uplink) const;
+  // A parent with connect = "parent" dialled us: the connection's source
+  // address names which; a free uplink runs over it.
+  net::DialIn adopt_parent(runtime::Shard& shard, runtime::ConnId id) override;
 
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;
   void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override;
