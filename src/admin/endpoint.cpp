@@ -346,6 +346,8 @@ void Endpoint::serve(Client& client) {
                              "not found: the paths are /metrics, /health, /ready and /status\n", head);
   }
   send_all(client.fd, response, deadline_ms);
+  log::emit(log::Level::debug, log::EventId::admin_request, "admin request served",
+            {{"peer", client.peer}, {"path", path}, {"status", std::atoi(response.c_str() + 9)}});
 }
 
 void Endpoint::sample_recent() {

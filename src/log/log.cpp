@@ -1,8 +1,10 @@
 #include "gatehouse/log/log.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -77,6 +79,28 @@ void append_timestamp(std::string& out) {
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   out += iso8601_utc(now.tv_sec, now.tv_nsec / 1'000, 3);
+}
+
+// $JOURNAL_STREAM names the journal's stream ("DEVICE:INODE"): lines go
+// there when our output is that stream.
+bool output_is_journal() {
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  struct stat output {};
+  if (stream == nullptr || fstat(g_output_fd, &output) != 0) return false;
+  unsigned long long device = 0;
+  unsigned long long inode = 0;
+  if (std::sscanf(stream, "%llu:%llu", &device, &inode) != 2) return false;
+  return device == output.st_dev && inode == output.st_ino;
+}
+
+const char* journal_prefix(Level level) {
+  switch (level) {
+    case Level::debug: return "<7>";
+    case Level::info: return "<6>";
+    case Level::warning: return "<4>";
+    case Level::error: return "<3>";
+  }
+  return "<6>";
 }
 
 uint64_t monotonic_ms() {
@@ -262,6 +286,8 @@ const char* event_name(EventId id) {
     case EventId::input_line_refused: return "input_line_refused";
     case EventId::crl_expiring: return "crl_expiring";
     case EventId::session_idle_timeout: return "session_idle_timeout";
+    case EventId::session_opened: return "session_opened";
+    case EventId::session_closed: return "session_closed";
     case EventId::queue_input_paused: return "queue_input_paused";
     case EventId::queue_input_resumed: return "queue_input_resumed";
     case EventId::input_position: return "input_position";
@@ -283,6 +309,7 @@ const char* event_name(EventId id) {
     case EventId::approval_revoked: return "approval_revoked";
     case EventId::admin_unavailable: return "admin_unavailable";
     case EventId::admin_request_refused: return "admin_request_refused";
+    case EventId::admin_request: return "admin_request";
     case EventId::invariant_broken: return "invariant_broken";
     case EventId::heartbeat_failed: return "heartbeat_failed";
     case EventId::heartbeat_restored: return "heartbeat_restored";
@@ -369,6 +396,10 @@ std::string format(Level level, EventId id, std::string_view message,
                    std::initializer_list<Field> fields) {
   std::string line;
   line.reserve(160 + message.size());
+  // Under systemd the journal reads each line's priority from a "<N>" prefix
+  // (sd-daemon(3)): `journalctl -p err` finds 21007 and 30051.
+  static const bool journal = output_is_journal();
+  if (journal) line += journal_prefix(level);
   line += "{\"ts\":\"";
   append_timestamp(line);
   line += "\",\"level\":\"";

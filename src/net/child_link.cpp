@@ -228,6 +228,8 @@ void ChildLink::on_frame(const proto::Frame& frame) {
       return;
     }
     if (std::holds_alternative<proto::GoAway>(frame.body) || std::holds_alternative<proto::Close>(frame.body)) {
+      const auto* go_away = std::get_if<proto::GoAway>(&frame.body);
+      parent_stopping_ = go_away != nullptr && go_away->reason == proto::Reason::shutting_down;
       shard_->close(conn_);  // the parent is leaving: reconnect, elsewhere if it is gone
       return;
     }
@@ -293,10 +295,12 @@ bool ChildLink::on_close(runtime::Shard& shard, runtime::ConnId id) {
     return true;
   }
   if (was_up) {
-    if (options_.log_events) {
-      log::emit(log::Level::warning, log::EventId::parent_connect_failed, "lost the parent; reconnecting",
+    if (options_.log_events) {  // a parent that said it stops is no fault of anyone's
+      log::emit(parent_stopping_ ? log::Level::info : log::Level::warning, log::EventId::parent_connect_failed,
+                parent_stopping_ ? "the parent is stopping (GOAWAY); reconnecting" : "lost the parent; reconnecting",
                 {{"parent", parent().name}});
     }
+    parent_stopping_ = false;
     shard.set_timer(reconnect_, failover_.jitter_ms(options_.retry_after_loss_ms));
     return true;
   }

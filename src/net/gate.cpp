@@ -65,9 +65,11 @@ void Gate::for_each(const std::function<void(Conn&)>& visit) {
 bool Gate::send(runtime::Shard& shard, Conn& conn, const proto::Frame& frame) {
   // The child learns its heartbeat from HELLO_OK: its idle time starts here,
   // not at its HELLO (a parent slow to answer the OPEN is not its silence).
-  if (std::holds_alternative<proto::HelloOk>(frame.body)) {
+  if (std::holds_alternative<proto::HelloOk>(frame.body) && !conn.gate.welcomed) {
     conn.gate.welcomed = true;
+    conn.gate.welcomed_at_ms = shard.now_ms();
     conn.gate.idle.heard(shard.now_ms());
+    session_opened(shard, conn);
   }
   const proto::EncodeResult encoded = proto::encode(frame, frame_buffer_);
   GH_INVARIANT(encoded.error == proto::ProtoError::none);
@@ -75,7 +77,33 @@ bool Gate::send(runtime::Shard& shard, Conn& conn, const proto::Frame& frame) {
 }
 
 bool Gate::send_encoded(runtime::Shard& shard, Conn& conn, std::span<const std::byte> frames) {
+  conn.gate.bytes_out += frames.size();
   return tls_->send(shard, conn, frames);
+}
+
+// One line per session, opened and closed (at high rates the log coalesces
+// them per peer host, like every event).
+void Gate::session_opened(runtime::Shard& shard, const Conn& conn) {
+  const Identity& identity = conn.gate.identity;
+  const tls::Session* session = TlsServer::session(conn);
+  log::emit(log::Level::info, log::EventId::session_opened,
+            std::string(identity.role == proto::Role::gateway ? "gateway " : "agent ") + identity.name + " session opened",
+            {{"peer", TlsServer::peer_text(shard, conn)},
+             {"name", identity.name},
+             {"role", identity.role == proto::Role::gateway ? "gateway" : "agent"},
+             {"auth", identity.auth == proto::AuthMethod::kerberos ? "kerberos" : "cert"},
+             {"resumed", session != nullptr && session->resumed() ? "yes" : "no"}});
+}
+
+void Gate::session_closed(runtime::Shard& shard, const Conn& conn) {
+  const GateContext& gate = conn.gate;
+  log::emit(log::Level::info, log::EventId::session_closed, gate.identity.name + " session closed",
+            {{"peer", TlsServer::peer_text(shard, conn)},
+             {"name", gate.identity.name},
+             {"duration_ms", shard.now_ms() - gate.welcomed_at_ms},
+             {"frames_in", gate.frames_in},
+             {"bytes_in", gate.bytes_in},
+             {"bytes_out", gate.bytes_out}});
 }
 
 void Gate::set_reading(runtime::Shard& shard, Conn& conn, bool reading) {
@@ -114,6 +142,7 @@ void Gate::on_established(TlsServer&, runtime::Shard& shard, Conn& conn, const t
 
 void Gate::on_plaintext(TlsServer&, runtime::Shard& shard, Conn& conn, std::span<const std::byte> bytes) {
   conn.gate.idle.heard(shard.now_ms());
+  conn.gate.bytes_in += bytes.size();
   while (!bytes.empty() && conn.stage != Stage::closing) {
     const proto::DecodeResult result = conn.gate.decoder->next(bytes);
     if (result.status == proto::DecodeStatus::need_more) return;
@@ -137,6 +166,7 @@ bool Gate::on_frame(runtime::Shard& shard, Conn& conn, const proto::Frame& frame
   const proto::FrameType type = proto::frame_type(frame.body);
   switch (conn.stage) {
     case Stage::authenticated:
+      ++conn.gate.frames_in;
       handler_.on_frame(*this, shard, conn, frame);
       return shard.alive(conn.id) && conn.stage == Stage::authenticated;
     case Stage::hello:
@@ -291,6 +321,7 @@ void Gate::on_closed(TlsServer&, runtime::Shard& shard, Conn& conn) {
     admin::shard_add(shard.index(), session_metric(conn.gate.identity), -1);
     handler_.on_closed(*this, shard, conn);
   }
+  if (conn.gate.welcomed) session_closed(shard, conn);
   if (conn.gate.step != nullptr) conn.gate.step->orphan = std::move(conn.gate.acceptor);
 }
 
@@ -347,6 +378,15 @@ void Gate::on_send_space(TlsServer&, runtime::Shard& shard, Conn& conn) {
   if (conn.stage == Stage::authenticated) handler_.on_send_space(*this, shard, conn);
 }
 
-void Gate::on_stop(TlsServer&, runtime::Shard& shard) { handler_.on_stop(*this, shard); }
+// A clean stop says so: every child hears GOAWAY shutting_down and goes to
+// its next parent at once, logging it as the parent's stop, not a fault.
+void Gate::on_stop(TlsServer&, runtime::Shard& shard) {
+  handler_.on_stop(*this, shard);
+  for_each([&](Conn& conn) {
+    if (conn.stage == Stage::authenticated && conn.gate.welcomed) {
+      send(shard, conn, {0, proto::GoAway{proto::Reason::shutting_down, "the parent is stopping"}});
+    }
+  });
+}
 
 }  // namespace gatehouse::net

@@ -120,6 +120,8 @@ void ListenerStack::run_until_stopped() {
   runtime::sd_notify("STOPPING=1");
   runtime_->stop();
   runtime_->join();
+  log::emit(log::Level::info, log::EventId::process_stopping, "stopped cleanly",
+            {{"sessions_open", runtime_->total(runtime::Stat::connections_open)}});
 }
 
 }  // namespace gatehouse::net

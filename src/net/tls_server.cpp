@@ -376,7 +376,14 @@ void TlsServer::on_deadline(runtime::Shard& shard, runtime::ConnId id) {
 void TlsServer::on_stop(runtime::Shard& shard) {
   handler_.on_stop(*this, shard);
   if (connected_ != nullptr) connected_->on_stop(shard);
-  for_each([&](Conn& conn) { shard.close(conn.id); });
+  // Established sessions: what the handler queued (its GOAWAY) is sealed and sent first.
+  for_each([&](Conn& conn) {
+    if (conn.tls.established && conn.stage != Stage::closing) {
+      close(shard, conn);
+    } else {
+      shard.close(conn.id);
+    }
+  });
 }
 
 }  // namespace gatehouse::net

@@ -43,6 +43,8 @@ shards = 2
 connections_per_shard = 256
 [failover]
 backoff_max_ms = 500
+[log]
+level = "debug"
 CONF
 fleet_configs "$gateway_port"
 printf '[admin]\nlisten = "127.0.0.1:%s"\n' "$agent_admin" >>"$work/web1.toml"
@@ -69,7 +71,9 @@ status_exit() {  # status_exit CONFIG WANT: gatehouse status exits WANT
 }
 
 # 1. A gateway whose parent is not there yet: alive, not ready; status exits 1 and says why.
-start gateway "$work/gateway.toml" "$work/gateway.log" || exit 1
+#    Its stderr is "the journal" (JOURNAL_STREAM names it): lines carry <N> priorities.
+touch "$work/gateway.log"
+JOURNAL_STREAM=$(stat -c '%d:%i' "$work/gateway.log") start gateway "$work/gateway.toml" "$work/gateway.log" || exit 1
 gateway_pid=$started_pid
 [ "$(code_of "$gateway_admin" /health)" = 200 ] || fail "gateway /health while its parent is down"
 ok
@@ -188,7 +192,32 @@ ok
 grep -q "^HTTP/1.1 408 Request Timeout" "$work/slow.out" || fail "an unfinished request: want 408: $(cat "$work/slow.out")"
 ok
 
-# 8. SIGKILL the gateway: the agent is not ready any more; status says so.
+# 8. Logs: under the journal every line has the priority of its level; the
+#    gateway logged its agents' sessions (opened, closed with duration and
+#    counts) and, at level debug, the admin requests it served.
+python3 - "$work/gateway.log" <<'PY' || fail "journal priorities: $(head -c 600 "$work/gateway.log")"
+import json, sys
+want = {"debug": "<7>", "info": "<6>", "warning": "<4>", "error": "<3>"}
+lines = open(sys.argv[1]).read().splitlines()
+assert lines, "no lines"
+for line in lines:
+    prefix, body = line[:3], line[3:]
+    assert want[json.loads(body)["level"]] == prefix, line
+assert any('"level":"error"' in line for line in lines) and any('"level":"debug"' in line for line in lines)
+PY
+ok
+grep -q '"event":30033.*"name":"web1.example.test","role":"agent","auth":"cert"' "$work/gateway.log" ||
+  fail "session opened (30033) at the gateway"
+ok
+grep -qE '"event":30034.*"name":"web2.example.test","duration_ms":[0-9]+,"frames_in":[1-9][0-9]*,' "$work/gateway.log" ||
+  fail "session closed (30034) with duration and counts"
+ok
+grep -q '"event":30082.*"path":"/metrics","status":200' "$work/gateway.log" || fail "debug: admin requests (30082)"
+ok
+grep -q '^{' "$work/server.log" || fail "the server (not under the journal) logs plain JSON lines"
+ok
+
+# 8b. SIGKILL the gateway: the agent is not ready any more; status says so.
 kill -KILL "$gateway_pid"
 agent_not_ready() { [ "$(code_of "$agent_admin" /ready)" = 503 ]; }
 expect "the agent turns not ready without its gateway" wait_for 20 agent_not_ready
@@ -197,7 +226,14 @@ kill -TERM "$agent_pid"
 wait_exit "$agent_pid" 10
 expect "gatehouse status of a stopped instance exits 69" status_exit "$work/gateway.toml" 69
 
+# A clean stop logs as one: no warning or error after 30002, and "stopped cleanly".
 kill -TERM "$server_pid"
 wait_exit "$server_pid" 10
+[ "$rc" = 0 ] || fail "the server's clean stop exits $rc"
+ok
+sed -n '/"event":30002/,$p' "$work/server.log" | grep -E '"level":"(warning|error)"' && fail "warnings in a clean stop"
+ok
+grep -q '"msg":"stopped cleanly"' "$work/server.log" || fail "the clean stop is logged"
+ok
 echo "admin: $checks checks, $failures failures"
 [ "$failures" -eq 0 ]

@@ -27,6 +27,8 @@ enum class EventId : uint32_t {
   handshake_queue_full = 30030,       // a new connection was shed: the auth queue is full
   handshake_timeout = 30031,          // a client did not finish its handshake in time
   session_idle_timeout = 30032,       // an authenticated child sent nothing (not even heartbeats) for too long
+  session_opened = 30033,             // gateway, server: a child's session is established (HELLO_OK sent)
+  session_closed = 30034,             // gateway, server: a child's session ended (duration, frames and bytes)
   store_tail_truncated = 30040,       // server: a torn last record (crash mid-write) was cut off at start
   store_write_failed = 30041,         // server: the store cannot write or fsync; it stops without acknowledging
   store_disk_full = 30046,            // server: the store's disk is full: no ACK until it has room (no stop)
@@ -57,7 +59,8 @@ enum class EventId : uint32_t {
   store_index = 30074,                // server: the local store's index cannot be used (rebuilt) or written
   store_retention = 30075,            // server: the local store removed old segments (retention_days / retention_max_bytes)
   admin_unavailable = 30080,          // the admin endpoint cannot listen ([admin] listen): the role does not start
-  admin_request_refused = 30081,      // the admin endpoint refused a request (malformed, too large, too slow)
+  admin_request_refused = 30081,
+  admin_request = 30082,              // debug: the admin endpoint answered a request (path, status)      // the admin endpoint refused a request (malformed, too large, too slow)
   invariant_broken = 30090,
   heartbeat_failed = 30100,           // server: an agent (or gateway) missed heartbeats_missed_max heartbeats: down (SCOM's heartbeat failure)
   heartbeat_restored = 30101,         // server: a down agent (or gateway) is heard again: up           // a bug: an internal invariant failed; the process aborts

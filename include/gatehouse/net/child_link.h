@@ -161,6 +161,7 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   bool stopping_ = false;
   bool failure_heard_ = false;     // this session's failure was reported: its close is no second one
   bool parent_silent_ = false;     // this session was dropped for silence: the next parent, not this one again
+  bool parent_stopping_ = false;   // its GOAWAY said shutting_down: the loss is logged at info
   uint64_t heard_at_ms_ = 0;       // the parent's last bytes
   bool reconnect_at_once_ = false;
   std::unique_ptr<ChildSession> session_;

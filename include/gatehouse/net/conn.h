@@ -135,6 +135,11 @@ struct GateContext {
   bool role_knows = false;                  // the role heard on_authenticated: it hears on_closed too
   IdleClock idle;                           // from its HELLO_OK; paused while the role holds its bytes back
   bool welcomed = false;                    // HELLO_OK went out: only now can the child keep its heartbeat
+  // The session's line when it closes (30034): since HELLO_OK, what passed.
+  uint64_t welcomed_at_ms = 0;
+  uint64_t frames_in = 0;
+  uint64_t bytes_in = 0;                    // plaintext: frames as received
+  uint64_t bytes_out = 0;
 };
 
 // One agent's channel on a session (channel 0: the agent itself).

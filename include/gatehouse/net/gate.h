@@ -103,6 +103,8 @@ class Gate final : public PlainHandler, public Children, private runtime::Mailbo
   void authenticated(runtime::Shard& shard, Conn& conn);
   void timed_out(runtime::Shard& shard, Conn& conn);
   void idle_check(runtime::Shard& shard, Conn& conn);  // DENY timeout, 30031
+  void session_opened(runtime::Shard& shard, const Conn& conn);  // 30033
+  void session_closed(runtime::Shard& shard, const Conn& conn);  // 30034
 
   const std::atomic<std::shared_ptr<const krb::AcceptorCredential>>& kerberos_;
   runtime::WorkerPool& pool_;
