@@ -168,6 +168,9 @@ logged "2: the server logs 30063 for the moved incarnation" "$work/server.log" '
 answer=$(wire 127.0.0.1 "$server_port" ms1.example.test $(as direct01.example.test) jump direct01.example.test 1000000000000 | tail -1)
 refused "2: a direct agent's seq jump" "$answer" DENY protocol_error
 echo "2: seq poisoning: $answer"
+# 2b. HEARTBEATS (a gateway's report of its agents) from an agent: refused.
+answer=$(wire 127.0.0.1 "$server_port" ms1.example.test $(as direct01.example.test) heartbeats direct01.example.test | tail -1)
+refused "2b: HEARTBEATS from a direct agent" "$answer" DENY protocol_error
 
 # 8 (per identity). One agent certificate opening session after session holds
 #    one: each new session replaces the older (GOAWAY, 30061), so no identity

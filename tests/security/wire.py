@@ -202,6 +202,10 @@ def main(argv):
         if welcomed(peer, "agent", args[0]):
             peer.send(data(0, int(args[1])))
             emit(answer_on(peer, 0))
+    elif attack == "heartbeats":  # an agent has no channels to report: HEARTBEATS is a gateway's frame
+        if welcomed(peer, "agent", args[0]):
+            peer.send(frame(0x0F, 0, struct.pack(">I", 1)))
+            emit(answer_on(peer, 0))
     elif attack == "flood-data":
         welcome = welcomed(peer, "agent", args[0])
         if welcome:
