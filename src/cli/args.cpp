@@ -17,6 +17,7 @@ bool parse_args(int argc, char** argv, int first, std::span<const FlagSpec> spec
                 std::string& why) {
   for (int i = first; i < argc; ++i) {
     std::string_view arg = argv[i];
+    if (arg == "-c") arg = "--config";  // the short form operators expect (haproxy -f, nginx -c)
     if (arg.size() < 2 || arg.substr(0, 2) != "--") {
       args.positionals.push_back(arg);
       continue;

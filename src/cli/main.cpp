@@ -87,6 +87,7 @@ int main(int argc, char** argv) {
     cli::print_help(stdout);
     return cli::kExitOk;
   }
+  if (name == "--version" || name == "-V") return cli::run_version(argc, argv, 2);
   const cli::Command* command = cli::find_command(name);
   if (command == nullptr) {
     std::fprintf(stderr, "gatehouse: unknown subcommand '%s'\nusage: gatehouse <subcommand> [options]; "

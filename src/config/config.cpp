@@ -652,7 +652,8 @@ std::vector<ConfigError> load(std::string_view path_view, std::optional<Role> ro
   return context.errors;
 }
 
-bool Subnet::contains(const runtime::PeerAddress& peer) const {
+bool Subnet::contains(const runtime::PeerAddress& given) const {
+  const runtime::PeerAddress peer = given.unmapped();  // a dual-stack listener's IPv4 relay matches its IPv4 entry
   const uint8_t* bytes = nullptr;
   if (peer.storage.ss_family != family) return false;
   if (family == AF_INET) {

@@ -87,6 +87,19 @@ struct Shard::AcceptSlot {
   socklen_t size_bytes = 0;
 };
 
+PeerAddress PeerAddress::unmapped() const {
+  if (storage.ss_family != AF_INET6) return *this;
+  const auto& v6 = reinterpret_cast<const sockaddr_in6&>(storage);
+  if (!IN6_IS_ADDR_V4MAPPED(&v6.sin6_addr)) return *this;
+  PeerAddress v4;
+  auto& in = reinterpret_cast<sockaddr_in&>(v4.storage);
+  in.sin_family = AF_INET;
+  in.sin_port = v6.sin6_port;
+  std::memcpy(&in.sin_addr, &v6.sin6_addr.s6_addr[12], sizeof in.sin_addr);
+  v4.size_bytes = sizeof(sockaddr_in);
+  return v4;
+}
+
 std::string PeerAddress::to_string() const {
   char host[INET6_ADDRSTRLEN] = "?";
   if (storage.ss_family == AF_INET) {

@@ -68,8 +68,11 @@ uint16_t UplinkPool::heartbeat_interval_s(uint32_t uplink) const {
 
 namespace {
 
-// The same host: the parent's configured address and where the connection came from.
-bool same_host(const runtime::PeerAddress& a, const runtime::PeerAddress& b) {
+// The same host: the parent's configured address and where the connection
+// came from (an IPv4 parent reaching a dual-stack listener included).
+bool same_host(const runtime::PeerAddress& configured, const runtime::PeerAddress& came_from) {
+  const runtime::PeerAddress a = configured.unmapped();
+  const runtime::PeerAddress b = came_from.unmapped();
   if (a.storage.ss_family != b.storage.ss_family) return false;
   if (a.storage.ss_family == AF_INET) {
     return reinterpret_cast<const sockaddr_in&>(a.storage).sin_addr.s_addr ==

@@ -39,6 +39,10 @@ expect_exit 2 "check-config without --config" -- "$gatehouse" check-config
 expect_exit 1 "a role with a missing config file" -- "$gatehouse" gateway --config "$work/absent.toml"
 expect_output '"event":30003' "config problem logged as event 30003"
 expect_exit 2 "a role without --config" -- "$gatehouse" server
+expect_exit 0 "--version" -- "$gatehouse" --version
+expect_output "^gatehouse [0-9]+\.[0-9]+\.[0-9]+" "--version names the release"
+expect_exit 0 "-V" -- "$gatehouse" -V
+expect_output "^tls: BoringSSL" "-V names BoringSSL"
 expect_exit 0 "version" -- "$gatehouse" version
 expect_output "^tls: BoringSSL" "version names BoringSSL"
 
@@ -71,6 +75,8 @@ sed "s|^listen = \"127.0.0.1:9723\".*|listen = \"127.0.0.1:$closed_port\"|" "$wo
 expect_exit 69 "status of an instance that is not running" -- "$gatehouse" status --config "$work/gateway-closed.toml"
 expect_output "cannot ask gw1.example.test at 127.0.0.1:$closed_port: Connection refused \(is it running\?\)" "status says why"
 expect_exit 2 "status without --config" -- "$gatehouse" status --json
+expect_exit 69 "-c is --config" -- "$gatehouse" status -c "$work/gateway-closed.toml"
+expect_output "cannot ask gw1.example.test" "status -c reads the config"
 
 # proto: the sample stream decodes; a cut or corrupted stream is refused precisely.
 "$gatehouse" proto sample >"$work/sample.bin"

@@ -294,7 +294,7 @@ TEST_CASE("the example configs in examples/ are valid") {
   }
 }
 
-TEST_CASE("trusted relay blocks match by prefix, IPv4 and IPv6") {
+TEST_CASE("trusted relay blocks match by prefix, IPv4 and IPv6, and IPv4-mapped peers of dual-stack listeners") {
   auto address = [](const char* ip) {
     gatehouse::runtime::PeerAddress peer;
     std::string why;
@@ -306,7 +306,10 @@ TEST_CASE("trusted relay blocks match by prefix, IPv4 and IPv6") {
   REQUIRE(gatehouse::config::parse_subnet("192.168.4.0/22", block, why));
   CHECK(block.contains(address("192.168.7.255")));
   CHECK_FALSE(block.contains(address("192.168.8.1")));
-  CHECK_FALSE(block.contains(address("::ffff:192.168.4.1")));  // another family
+  // A dual-stack listener ("[::]:5723") sees an IPv4 relay as ::ffff:a.b.c.d: still that relay.
+  CHECK(block.contains(address("::ffff:192.168.4.1")));
+  CHECK_FALSE(block.contains(address("::ffff:192.168.8.1")));
+  CHECK_FALSE(block.contains(address("::192.168.4.1")));  // IPv4-compatible (deprecated) is IPv6, not mapped
   REQUIRE(gatehouse::config::parse_subnet("fd00::/8", block, why));
   CHECK(block.contains(address("fd12::1")));
   CHECK_FALSE(block.contains(address("fe80::1")));

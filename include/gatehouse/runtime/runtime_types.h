@@ -48,6 +48,9 @@ struct PeerAddress {
   sockaddr_storage storage{};
   socklen_t size_bytes = 0;
   std::string to_string() const;  // "127.0.0.1:40112", "[::1]:40112"
+  // An IPv4 peer on a dual-stack ("[::]") socket arrives as ::ffff:a.b.c.d:
+  // this is it as IPv4 (any other address unchanged), for comparisons.
+  PeerAddress unmapped() const;
 };
 
 class Shard;
