@@ -19,6 +19,7 @@
 #include "gatehouse/agent/input_journal.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/runtime/runtime.h"
+#include "gatehouse/runtime/watchdog.h"
 #include "krb/gss.h"
 #include "tls/session.h"
 
@@ -27,7 +28,8 @@ namespace {
 
 constexpr size_t kInputBatchMax = 512;           // lines appended (and fsynced) together
 constexpr size_t kLineMaxBytes = DiskQueue::kEventMaxBytes;
-constexpr uint64_t kTicksPerHour = 72'000;          // the signal wait ticks every 50 ms
+constexpr long kTickMs = 50;                        // the signal wait's tick
+constexpr uint64_t kTicksPerHour = 3'600'000 / kTickMs;
 constexpr uint64_t kTicksPerDropReport = 200;       // 10 s
 constexpr auto kFollowPoll = std::chrono::milliseconds(200);  // --follow at the end of the file: look again after
 
@@ -351,15 +353,24 @@ bool run(const config::Config& config, const InputSource& source) {
   for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&signals, signal);
   uint64_t ticks = 0;
   DropReport drops;
+  runtime::Watchdog watchdog(runtime);
+  const uint64_t ticks_per_watchdog = std::max<uint64_t>(watchdog.interval_ms() / kTickMs, 1);
+  runtime::sd_notify("READY=1\nSTATUS=sending");
   for (;;) {
-    const timespec tick{0, 50'000'000};
+    const timespec tick{0, kTickMs * 1'000'000};
     const int signal = sigtimedwait(&signals, nullptr, &tick);
     if (signal == SIGINT || signal == SIGTERM) break;
-    if (signal == SIGHUP) agent_tls->reload();
+    if (signal == SIGHUP) {
+      runtime::sd_notify("RELOADING=1");
+      agent_tls->reload();
+      runtime::sd_notify("READY=1");
+    }
     if (++ticks % kTicksPerHour == 0) agent_tls->warn_if_crl_expiring();
+    if (ticks % ticks_per_watchdog == 0) watchdog.check();
     drops.report(input.dropped.load(), ticks, false);
     if (input.ended && !source.follow && queue->queued_events() == 0) break;
   }
+  runtime::sd_notify("STOPPING=1");
   input.stop = true;
   queue->close_input();
   reader.join();

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "gatehouse/log/log.h"
+#include "gatehouse/runtime/watchdog.h"
 #include "krb/gss.h"
 
 namespace gatehouse::net {
@@ -111,11 +112,27 @@ std::string ListenerStack::start_admin(admin::RoleReport report) {
 }
 
 void ListenerStack::run_until_stopped() {
-  runtime::sd_notify("READY=1");
-  runtime::wait_for_stop_signal([this] { reload(); }, [this] {
-    tls_.warn_if_crl_expiring();
-    for (const auto& tls : also_reloaded_) tls->warn_if_crl_expiring();
-  });
+  runtime::Watchdog watchdog(*runtime_);  // outlives the shards' last turns (below)
+  const std::string ready = "READY=1\nSTATUS=serving on " + config_.listen.text;
+  runtime::sd_notify(ready.c_str());
+  constexpr uint32_t kHourMs = 3'600'000;
+  uint64_t since_housekeeping_ms = 0;
+  const uint32_t tick_ms = watchdog.enabled() ? std::min(watchdog.interval_ms(), kHourMs) : kHourMs;
+  runtime::wait_for_stop_signal(
+      [&] {
+        runtime::sd_notify("RELOADING=1");
+        reload();
+        runtime::sd_notify(ready.c_str());
+      },
+      [&] {
+        watchdog.check();
+        since_housekeeping_ms += tick_ms;
+        if (since_housekeeping_ms < kHourMs) return;
+        since_housekeeping_ms = 0;
+        tls_.warn_if_crl_expiring();
+        for (const auto& tls : also_reloaded_) tls->warn_if_crl_expiring();
+      },
+      tick_ms);
   log::emit(log::Level::info, log::EventId::process_stopping, "stopping: draining sessions");
   runtime::sd_notify("STOPPING=1");
   runtime_->stop();

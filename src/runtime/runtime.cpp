@@ -225,13 +225,14 @@ void block_stop_signals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-int wait_for_stop_signal(const std::function<void()>& on_reload, const std::function<void()>& on_hour) {
+int wait_for_stop_signal(const std::function<void()>& on_reload, const std::function<void()>& on_tick,
+                         uint32_t tick_ms) {
   const sigset_t set = handled_signals();
-  const timespec hour{3'600, 0};
+  const timespec tick{static_cast<time_t>(tick_ms / 1'000), static_cast<long>(tick_ms % 1'000) * 1'000'000};
   for (;;) {
-    const int signal_number = sigtimedwait(&set, nullptr, &hour);
+    const int signal_number = sigtimedwait(&set, nullptr, &tick);
     if (signal_number < 0) {
-      if (errno == EAGAIN && on_hour) on_hour();
+      if (errno == EAGAIN && on_tick) on_tick();
       continue;
     }
     if (signal_number != SIGHUP) return signal_number;

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -19,6 +20,7 @@
 #include "gatehouse/proto/codec.h"
 #include "gatehouse/runtime/runtime.h"
 #include "gatehouse/runtime/timer_wheel.h"
+#include "gatehouse/runtime/watchdog.h"
 #include "test_support.h"
 
 using namespace gatehouse;
@@ -670,4 +672,70 @@ TEST_CASE("start and stop 200 times: every shard runs and stops; none touches st
     runtime.join();  // a shard stuck before its loop would never take the stop
 
   }
+}
+
+// systemd's side of the watchdog: a datagram socket as NOTIFY_SOCKET.
+TEST_CASE("the watchdog pings only while every shard turns: a shard stuck in a handler stops the pings") {
+  const std::string path = "/tmp/gatehouse-notify-" + std::to_string(getpid());
+  const int notify = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+  ::unlink(path.c_str());
+  REQUIRE(::bind(notify, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  setenv("WATCHDOG_USEC", "2000000", 1);
+  auto pings = [&] {
+    int count = 0;
+    char message[256];
+    for (ssize_t got; (got = ::recv(notify, message, sizeof message, 0)) > 0;) {
+      count += std::string_view(message, static_cast<size_t>(got)) == "WATCHDOG=1" ? 1 : 0;
+    }
+    return count;
+  };
+  // A service whose shard a message can hold for a while.
+  struct Holder final : Service, Mailbox {
+    void on_open(Shard&, ConnId, uint64_t) override {}
+    void on_data(Shard&, ConnId, std::span<const std::byte>) override {}
+    void on_close(Shard&, ConnId, int) override {}
+    void on_connect_failed(Shard&, uint64_t, int) override {}
+    void on_message(Shard&, uint64_t hold_ms, void*) override { std::this_thread::sleep_for(std::chrono::milliseconds(hold_ms)); }
+  };
+  RuntimeLimits limits;
+  limits.shards = 2;
+  limits.connections_per_shard = 64;
+  std::vector<Holder*> holders;
+  {
+    Runtime runtime(limits);
+    start(runtime, [&](uint32_t) {
+      auto holder = std::make_unique<Holder>();
+      holders.push_back(holder.get());
+      return holder;
+    });
+    {
+      Watchdog watchdog(runtime);
+      REQUIRE(watchdog.enabled());
+      CHECK(watchdog.interval_ms() == 1'000);
+      watchdog.check();  // the first: a ping, and probes out
+      std::this_thread::sleep_for(100ms);
+      watchdog.check();  // both shards answered
+      CHECK(pings() == 2);
+      REQUIRE(runtime.shard(1).post({holders[1], 1'500, nullptr}));  // shard 1 is stuck for 1.5 s
+      std::this_thread::sleep_for(50ms);
+      watchdog.check();  // its answers from before: a ping; the new probe waits behind the stuck handler
+      std::this_thread::sleep_for(200ms);
+      watchdog.check();
+      watchdog.check();
+      CHECK(pings() == 1);
+      std::this_thread::sleep_for(1'500ms);  // shard 1 turns again and answers
+      watchdog.check();
+      CHECK(pings() == 1);
+      runtime.stop();
+      runtime.join();
+    }
+  }
+  unsetenv("NOTIFY_SOCKET");
+  unsetenv("WATCHDOG_USEC");
+  ::close(notify);
+  ::unlink(path.c_str());
 }

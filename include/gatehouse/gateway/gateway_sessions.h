@@ -63,7 +63,7 @@ class GatewaySessions final : public net::SessionHandler, private runtime::Timer
   void heard(runtime::Shard& shard, uint32_t uplink, net::RoleChannel& channel);
   void on_child_heartbeats(runtime::Shard& shard, net::Conn& child, const proto::Heartbeats& heartbeats);
   uint16_t child_heartbeat_interval_s(uint32_t uplink) const;
-  void on_timer(runtime::Shard& shard, runtime::Timer& timer) override { report_heartbeats(shard); }
+  void on_timer(runtime::Shard& shard, runtime::Timer&) override { report_heartbeats(shard); }
 
   const std::string name_;
   const uint16_t heartbeat_interval_s_;

@@ -62,8 +62,8 @@ bool resolve_address(const std::string& host, uint16_t port, PeerAddress& addres
 // SIGINT/SIGTERM (and SIGHUP): block them in the calling thread before
 // start() (the shard threads inherit the mask), then wait. Each SIGHUP calls
 // `on_reload` (certificates, keytabs, config) and the wait goes on; SIGINT or
-// SIGTERM ends it and is returned. `on_hour` runs every hour meanwhile
-// (housekeeping such as the CRL's expiry warning).
+// SIGTERM ends it and is returned. `on_tick` runs every `tick_ms` meanwhile
+// (the watchdog, housekeeping such as the CRL's expiry warning).
 void block_stop_signals();
 
 // How many shards a runtime with these limits runs (shards = 0: one per core
@@ -73,7 +73,8 @@ uint32_t shard_count_for(const RuntimeLimits& limits);
 // Sets the calling thread's nice value; false (errno set) when the host
 // refuses it (below the process's value needs CAP_SYS_NICE).
 bool set_thread_nice(int32_t nice);
-int wait_for_stop_signal(const std::function<void()>& on_reload = {}, const std::function<void()>& on_hour = {});
+int wait_for_stop_signal(const std::function<void()>& on_reload = {}, const std::function<void()>& on_tick = {},
+                         uint32_t tick_ms = 3'600'000);
 
 // systemd readiness/stopping notification; does nothing without NOTIFY_SOCKET.
 void sd_notify(const char* state);
