@@ -307,7 +307,7 @@ bool run(const config::Config& config, const InputSource& source) {
     admin_endpoint = std::make_unique<admin::Endpoint>(admin::RoleReport{
         .role = "agent",
         .name = config.name,
-        .metrics = [&](admin::Exposition& out) {
+        .metrics = [&, links](admin::Exposition& out) {  // `links` by value: it is this block's
           admin::expose_runtime(out, runtime);
           admin::expose_links(out, links, config.gateways);
           expose_agent(out, *queue, counters);

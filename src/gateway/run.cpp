@@ -65,9 +65,9 @@ bool run(const config::Config& config) {
   const std::span<const admin::LinkReport> links(link_reports.get(), size_t{shards} * config.uplinks_per_shard);
   if (std::string problem = stack.start_admin({.role = "gateway",
                                                .name = config.name,
-                                               .metrics = [&](admin::Exposition& out) { admin::expose_links(out, links, config.parents); },
+                                               .metrics = [&, links](admin::Exposition& out) { admin::expose_links(out, links, config.parents); },
                                                .not_ready = [links] { return admin::links_not_ready(links); },
-                                               .status_members = [&] { return "\"parents\":" + admin::links_status(links, config.parents); }});
+                                               .status_members = [&, links] { return "\"parents\":" + admin::links_status(links, config.parents); }});
       !problem.empty()) {
     log::emit(log::Level::error, log::EventId::admin_unavailable, "cannot start: " + problem);
     return false;
