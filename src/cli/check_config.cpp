@@ -34,7 +34,7 @@ int run_check_config(int argc, char** argv, int first) {
   if (!errors.empty()) {
     std::fprintf(stderr, "%s: invalid (%zu problem%s)\n", config.source_path.c_str(), errors.size(),
                  errors.size() == 1 ? "" : "s");
-    return kExitFailure;
+    return kExitConfig;
   }
   const size_t peers = config.role == config::Role::gateway ? config.parents.size() : config.gateways.size();
   std::printf("%s: valid %s config for '%s'", config.source_path.c_str(), config::to_string(config.role),

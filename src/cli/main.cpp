@@ -40,7 +40,7 @@ constexpr Command kCommands[] = {
     {"store", "gatehouse store --config FILE stats [--json] | dump [--agent NAME]",
      "read the server's event store", run_store},
     {"check-config", "gatehouse check-config --config FILE [--role gateway|server|agent]",
-     "validate a config file; exit 1 with file:line: key: reason for every problem", run_check_config},
+     "validate a config file; exit 78 with file:line: key: reason for every problem", run_check_config},
     {"proto", "gatehouse proto decode [FILE] | proto sample",
      "decode a wire-protocol v1 byte stream to JSON lines; write a sample stream", run_proto},
     {"version", "gatehouse version", "versions of gatehouse and the libraries it runs on", run_version},
@@ -62,7 +62,7 @@ void print_help(FILE* out) {
     std::fprintf(out, "  %-13.*s %.*s\n", static_cast<int>(command.name.size()), command.name.data(),
                  static_cast<int>(command.summary.size()), command.summary.data());
   }
-  std::fprintf(out, "\nexit codes: 0 ok, 1 failure, 2 usage error, 69 unavailable (status: cannot ask the instance), 78 invalid config (status)\n");
+  std::fprintf(out, "\nexit codes: 0 ok, 1 failure, 2 usage error, 69 unavailable (status: cannot ask the instance), 78 invalid config\n");
 }
 
 

@@ -38,7 +38,7 @@ bool start_role(const Args& args, config::Role role, std::string_view usage, con
     for (const config::ConfigError& error : errors) {
       log::emit(log::Level::error, log::EventId::config_invalid, config::format(error));
     }
-    exit_code = kExitFailure;
+    exit_code = kExitConfig;  // systemd: RestartPreventExitStatus=78
     return false;
   }
   log::Level level;
@@ -64,7 +64,7 @@ bool load_server_config(const Args& args, const std::string& command, std::strin
   }
   const std::vector<config::ConfigError> errors = config::load(*path, config::Role::server, config);
   for (const config::ConfigError& error : errors) std::fprintf(stderr, "%s\n", config::format(error).c_str());
-  exit_code = kExitFailure;
+  exit_code = kExitConfig;
   return errors.empty();
 }
 

@@ -36,7 +36,7 @@ expect_output "unknown option '--frob'" "unknown flag message"
 expect_output "^usage: gatehouse check-config" "unknown flag usage line"
 expect_exit 2 "flag without its value" -- "$gatehouse" check-config --config
 expect_exit 2 "check-config without --config" -- "$gatehouse" check-config
-expect_exit 1 "a role with a missing config file" -- "$gatehouse" gateway --config "$work/absent.toml"
+expect_exit 78 "a role with a missing config file (EX_CONFIG)" -- "$gatehouse" gateway --config "$work/absent.toml"
 expect_output '"event":30003' "config problem logged as event 30003"
 expect_exit 2 "a role without --config" -- "$gatehouse" server
 expect_exit 0 "--version" -- "$gatehouse" --version
@@ -52,12 +52,12 @@ cp "$source_root/examples/gateway.toml" "$work/gateway.toml"
 expect_exit 0 "check-config on the example gateway" -- "$gatehouse" check-config --config "$work/gateway.toml"
 expect_output "valid gateway config for 'gw1.example.test', listen 0.0.0.0:5723, 2 parent" "check-config summary"
 sed -e 's/^shards = 0/shards = -1/' -e 's/^key = "gw1.key"/kee = "gw1.key"/' "$work/gateway.toml" >"$work/bad.toml"
-expect_exit 1 "check-config on a broken file" -- "$gatehouse" check-config --config "$work/bad.toml"
+expect_exit 78 "check-config on a broken file (EX_CONFIG)" -- "$gatehouse" check-config --config "$work/bad.toml"
 expect_output "bad.toml:[0-9]+: tls.kee: unknown key" "unknown key reported with line"
 expect_output "bad.toml:[0-9]+: runtime.shards: must be between 0 and 256, not -1" "range error reported"
 expect_output "bad.toml:[0-9]+: tls.key: missing \(required\)" "missing key reported"
 expect_output "invalid \(3 problems\)" "problem count"
-expect_exit 1 "check-config role conflict" -- "$gatehouse" check-config --config "$work/gateway.toml" --role server
+expect_exit 78 "check-config role conflict" -- "$gatehouse" check-config --config "$work/gateway.toml" --role server
 
 # store dump: a cursor file that is not one is refused, not read from the start.
 for f in ms1.crt ms1.key; do echo x >"$work/$f"; done

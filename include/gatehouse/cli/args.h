@@ -14,7 +14,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: not in this build; an instance that cannot be asked
-inline constexpr int kExitConfig = 78;       // EX_CONFIG: the config file is invalid
+inline constexpr int kExitConfig = 78;       // EX_CONFIG: the config file is invalid (a role does not start)
 
 struct FlagSpec {
   std::string_view name;  // "--config"
