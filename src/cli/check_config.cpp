@@ -1,10 +1,55 @@
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 
 #include "gatehouse/cli/args.h"
 #include "commands.h"
 #include "gatehouse/config/config.h"
+#include "tls/pki.h"
 
 namespace gatehouse::cli {
+namespace {
+
+// What the role would refuse at start beyond the file's syntax: its own
+// certificate and key (a pair, not expired, its name, its role's EKUs, a
+// chain to the CA, the CRL), and a data folder it cannot write.
+std::vector<std::string> start_problems(const config::Config& config) {
+  std::vector<std::string> problems;
+  const bool kerberos_agent = config.role == config::Role::agent && config.auth == config::AgentAuth::kerberos;
+  if (!kerberos_agent) {
+    const tls::CertRole role = config.role == config::Role::server    ? tls::CertRole::server
+                               : config.role == config::Role::gateway ? tls::CertRole::gateway
+                                                                      : tls::CertRole::agent;
+    const tls::CheckReport report = tls::check({.cert_path = config.tls.cert_path,
+                                                .key_path = config.tls.key_path,
+                                                .ca_path = config.tls.ca_path,
+                                                .crl_path = config.tls.crl_path,
+                                                .name = config.name,
+                                                .role = role,
+                                                .crl_expired_allowed = config.tls.crl_expired_allowed});
+    for (const std::string& problem : report.problems) problems.push_back("tls: " + problem);
+  }
+  // The folder it writes, or the nearest one above it that exists (it is made at start).
+  const std::string& data = config.role == config::Role::agent ? config.queue_dir : config.data_dir;
+  const std::string key = config.role == config::Role::agent ? "queue_dir" : "data_dir";
+  if (config.role != config::Role::gateway) {
+    std::filesystem::path folder = data;
+    std::error_code error;
+    while (!folder.empty() && !std::filesystem::exists(folder, error) && folder != folder.parent_path()) {
+      folder = folder.parent_path();
+    }
+    if (::access(folder.c_str(), W_OK | X_OK) != 0) {
+      problems.push_back(key + ": " + folder.string() + " is not writable by this user (" + std::strerror(errno) +
+                         "): the role could not keep its data there");
+    }
+  }
+  return problems;
+}
+
+}  // namespace
 
 int run_check_config(int argc, char** argv, int first) {
   static constexpr std::string_view kUsage = "gatehouse check-config --config FILE [--role gateway|server|agent]";
@@ -34,6 +79,12 @@ int run_check_config(int argc, char** argv, int first) {
   if (!errors.empty()) {
     std::fprintf(stderr, "%s: invalid (%zu problem%s)\n", config.source_path.c_str(), errors.size(),
                  errors.size() == 1 ? "" : "s");
+    return kExitConfig;
+  }
+  if (const std::vector<std::string> problems = start_problems(config); !problems.empty()) {
+    for (const std::string& problem : problems) std::fprintf(stderr, "%s: %s\n", config.source_path.c_str(), problem.c_str());
+    std::fprintf(stderr, "%s: the role would not start (%zu problem%s)\n", config.source_path.c_str(), problems.size(),
+                 problems.size() == 1 ? "" : "s");
     return kExitConfig;
   }
   const size_t peers = config.role == config::Role::gateway ? config.parents.size() : config.gateways.size();

@@ -47,10 +47,27 @@ expect_exit 0 "version" -- "$gatehouse" version
 expect_output "^tls: BoringSSL" "version names BoringSSL"
 
 # check-config: a valid file, and an invalid one with file:line: key: reason.
-for f in gw1.crt gw1.key ca.crt gw1.keytab; do echo x >"$work/$f"; done
+# The example's files, made with the dev PKI (the keytab is only read).
+"$gatehouse" certs init-ca --dir "$work/expki" >/dev/null
+for name in gw1 gw2; do
+  "$gatehouse" certs issue --ca-dir "$work/expki" --out "$work/expki" --role gateway --name "$name.example.test" >/dev/null
+done
+cp "$work/expki/gw1.example.test.crt" "$work/gw1.crt"
+cp "$work/expki/gw1.example.test.key" "$work/gw1.key"
+cp "$work/expki/ca.crt" "$work/ca.crt"
+echo x >"$work/gw1.keytab"
 cp "$source_root/examples/gateway.toml" "$work/gateway.toml"
 expect_exit 0 "check-config on the example gateway" -- "$gatehouse" check-config --config "$work/gateway.toml"
 expect_output "valid gateway config for 'gw1.example.test', listen 0.0.0.0:5723, 2 parent" "check-config summary"
+# What the role would refuse at start: another certificate's key, a server's name.
+cp "$work/expki/gw2.example.test.key" "$work/gw1.key"
+expect_exit 78 "check-config: a certificate and key that are not a pair" -- "$gatehouse" check-config --config "$work/gateway.toml"
+expect_output "tls: key mismatch: .*gw1.key is not the private key of .*gw1.crt" "the mismatch named"
+expect_output "the role would not start \(1 problem\)" "one problem"
+cp "$work/expki/gw1.example.test.key" "$work/gw1.key"
+sed 's/^name = "gw1.example.test"/name = "gw9.example.test"/' "$work/gateway.toml" >"$work/gw9.toml"
+expect_exit 78 "check-config: a name its certificate does not carry" -- "$gatehouse" check-config --config "$work/gw9.toml"
+expect_output "tls: name mismatch: expected gw9.example.test" "the name named"
 sed -e 's/^shards = 0/shards = -1/' -e 's/^key = "gw1.key"/kee = "gw1.key"/' "$work/gateway.toml" >"$work/bad.toml"
 expect_exit 78 "check-config on a broken file (EX_CONFIG)" -- "$gatehouse" check-config --config "$work/bad.toml"
 expect_output "bad.toml:[0-9]+: tls.kee: unknown key" "unknown key reported with line"
