@@ -15,6 +15,7 @@
 
 #include "gatehouse/admin/endpoint.h"
 #include "gatehouse/agent/agent_service.h"
+#include "gatehouse/config/config.h"
 #include "gatehouse/agent/input_file.h"
 #include "gatehouse/agent/input_journal.h"
 #include "gatehouse/log/log.h"
@@ -362,6 +363,7 @@ bool run(const config::Config& config, const InputSource& source) {
     if (signal == SIGINT || signal == SIGTERM) break;
     if (signal == SIGHUP) {
       runtime::sd_notify("RELOADING=1");
+      config::reread(config);
       agent_tls->reload();
       runtime::sd_notify("READY=1");
     }

@@ -1,5 +1,7 @@
 #include "gatehouse/config/config.h"
 
+#include "gatehouse/log/log.h"
+
 #include <arpa/inet.h>
 #include <unistd.h>
 
@@ -650,6 +652,64 @@ std::vector<ConfigError> load(std::string_view path_view, std::optional<Role> ro
   mark_foreign_keys_known(top);
   top.finish();
   return context.errors;
+}
+
+std::vector<std::string> restart_changes(const Config& running, const Config& fresh) {
+  std::vector<std::string> changed;
+  auto differ = [&](bool differs, const char* key) {
+    if (differs) changed.emplace_back(key);
+  };
+  differ(running.name != fresh.name, "name");
+  differ(running.listen != fresh.listen, "listen");
+  differ(running.tls != fresh.tls, "[tls]");
+  differ(running.kerberos != fresh.kerberos, "[kerberos]");
+  differ(running.admin_listen != fresh.admin_listen, "[admin]");
+  differ(running.runtime != fresh.runtime || running.auth_threads != fresh.auth_threads, "[runtime]");
+  differ(running.trusted_relays != fresh.trusted_relays, "trusted_relays");
+  differ(running.timeouts != fresh.timeouts, "timeouts ([runtime], [health], [failover], [approval])");
+  differ(running.parents != fresh.parents, "[[parents]]");
+  differ(running.uplinks_per_shard != fresh.uplinks_per_shard ||
+             running.uplink_buffer_max_bytes != fresh.uplink_buffer_max_bytes,
+         "[uplink]");
+  differ(running.data_dir != fresh.data_dir, "data_dir");
+  differ(running.agent_approval != fresh.agent_approval || running.new_agents_per_minute != fresh.new_agents_per_minute,
+         "[approval]");
+  differ(running.store != fresh.store || running.store_backend != fresh.store_backend ||
+             running.store_dsn != fresh.store_dsn,
+         "[store]");
+  differ(running.gateways != fresh.gateways, "[[gateways]]");
+  differ(running.auth != fresh.auth, "auth");
+  differ(running.queue_dir != fresh.queue_dir || running.queue_max_bytes != fresh.queue_max_bytes ||
+             running.queue_drop_oldest != fresh.queue_drop_oldest,
+         "queue_dir, queue_max_bytes, queue_full");
+  return changed;
+}
+
+void reread(const Config& running) {
+  Config fresh;
+  const std::vector<ConfigError> errors = load(running.source_path, running.role, fresh);
+  if (!errors.empty()) {
+    for (const ConfigError& error : errors) {
+      log::emit(log::Level::error, log::EventId::config_invalid,
+                "the changed config is refused, the running one stays: " + format(error));
+    }
+    return;
+  }
+  std::string live;
+  log::Level level;
+  if (log::parse_level(fresh.log_level, level)) log::set_min_level(level);  // the file's, whatever came before
+  if (fresh.log_level != running.log_level) live = "[log] level " + fresh.log_level;
+  std::string restart;
+  for (const std::string& key : restart_changes(running, fresh)) restart += (restart.empty() ? "" : ", ") + key;
+  if (!restart.empty()) {
+    log::emit(log::Level::warning, log::EventId::config_reloaded,
+              "config re-read: " + (live.empty() ? std::string("nothing applied live") : "applied " + live) +
+                  "; these changes take a restart (the running values stay): " + restart,
+              {{"restart_needed", restart}});
+  } else {
+    log::emit(log::Level::info, log::EventId::config_reloaded,
+              "config re-read: " + (live.empty() ? std::string("no change") : "applied " + live));
+  }
 }
 
 bool Subnet::contains(const runtime::PeerAddress& given) const {

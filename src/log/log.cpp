@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <chrono>
@@ -21,7 +22,7 @@ namespace {
 
 std::string g_role = "cli";
 std::string g_instance;
-Level g_min_level = Level::info;
+std::atomic<Level> g_min_level{Level::info};  // SIGHUP may change it while other threads log
 int g_output_fd = STDERR_FILENO;
 
 // Lines of one event ID from one peer host in the current window; past
@@ -269,6 +270,7 @@ const char* event_name(EventId id) {
     case EventId::process_stopping: return "process_stopping";
     case EventId::config_invalid: return "config_invalid";
     case EventId::forbidden_library_loaded: return "forbidden_library_loaded";
+    case EventId::config_reloaded: return "config_reloaded";
     case EventId::protocol_violation: return "protocol_violation";
     case EventId::connection_table_full: return "connection_table_full";
     case EventId::shard_priority_refused: return "shard_priority_refused";
@@ -323,7 +325,7 @@ void set_identity(std::string_view role, std::string_view instance) {
   g_instance = instance;
 }
 
-void set_min_level(Level level) { g_min_level = level; }
+void set_min_level(Level level) { g_min_level.store(level, std::memory_order_relaxed); }
 
 bool parse_level(std::string_view text, Level& level) {
   for (Level candidate : {Level::debug, Level::info, Level::warning, Level::error}) {
@@ -431,7 +433,7 @@ std::string format(Level level, EventId id, std::string_view message,
 }
 
 void emit(Level level, EventId id, std::string_view message, std::initializer_list<Field> fields) {
-  if (level < g_min_level) return;
+  if (level < g_min_level.load(std::memory_order_relaxed)) return;
   Writer& w = writer();
   std::string summary;
   {

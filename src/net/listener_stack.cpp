@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "gatehouse/config/config.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/runtime/watchdog.h"
 #include "krb/gss.h"
@@ -121,6 +122,7 @@ void ListenerStack::run_until_stopped() {
   runtime::wait_for_stop_signal(
       [&] {
         runtime::sd_notify("RELOADING=1");
+        config::reread(config_);
         reload();
         runtime::sd_notify(ready.c_str());
       },

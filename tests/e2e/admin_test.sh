@@ -226,6 +226,24 @@ kill -TERM "$agent_pid"
 wait_exit "$agent_pid" 10
 expect "gatehouse status of a stopped instance exits 69" status_exit "$work/gateway.toml" 69
 
+# SIGHUP re-reads the config: the log level changes live, a changed
+# [runtime] is named as taking a restart; a broken file is refused and the
+# running config stays.
+printf '[log]\nlevel = "debug"\n' >>"$work/server.toml"
+sed -i 's/^shards = 2$/shards = 3/' "$work/server.toml"
+kill -HUP "$server_pid"
+reloaded() { grep -q '"event":30005.*applied \[log\] level debug.*"restart_needed":"\[runtime\]"' "$work/server.log"; }
+expect "SIGHUP: the level applied live, [runtime] named for a restart (30005)" wait_for 10 reloaded
+code_of "$server_admin" /health >/dev/null
+debug_on() { grep -q '"level":"debug","event":30082.*"path":"/health"' "$work/server.log"; }
+expect "debug lines from then on" wait_for 5 debug_on
+echo 'bogus = 1' >>"$work/server.toml"
+kill -HUP "$server_pid"
+refused_reload() { grep -q '"event":30003.*the changed config is refused, the running one stays: .*bogus: unknown key' "$work/server.log"; }
+expect "a broken config on SIGHUP is refused (30003)" wait_for 10 refused_reload
+[ "$(code_of "$server_admin" /ready)" = 200 ] || fail "the server runs on, ready, after the refused reload"
+ok
+
 # A clean stop logs as one: no warning or error after 30002, and "stopped cleanly".
 kill -TERM "$server_pid"
 wait_exit "$server_pid" 10

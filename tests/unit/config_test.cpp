@@ -357,3 +357,16 @@ TEST_CASE("timeouts and intervals: today's values by default, per role; keys wit
   expect_one_error(dir, "name = \"ms1\"\ndata_dir = \"d\"\n[failover]\nbackoff_max_ms = 100\n" + std::string(kTls),
                    Role::server, 3, "failover", "not used by role server (only gateway or agent)");
 }
+
+TEST_CASE("SIGHUP's comparison: what takes a restart is named by table; the log level is not among them") {
+  ConfigDir dir;
+  Config running;
+  REQUIRE(load(dir.write(kGateway), Role::gateway, running).empty());
+  Config fresh;
+  REQUIRE(load(dir.write(kGateway + "[log]\nlevel = \"debug\"\n"), Role::gateway, fresh).empty());
+  CHECK(gatehouse::config::restart_changes(running, fresh).empty());
+  const std::string moved = std::string("name = \"gw1.example.test\"\nlisten = \"0.0.0.0:5723\"\n[[parents]]\naddress = \"ms3.example.test:5723\"\n"
+                            "name = \"ms3.example.test\"\n[runtime]\nshards = 3\n") + kTls;
+  REQUIRE(load(dir.write(moved), Role::gateway, fresh).empty());
+  CHECK(gatehouse::config::restart_changes(running, fresh) == std::vector<std::string>{"[runtime]", "[[parents]]"});
+}

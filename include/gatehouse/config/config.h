@@ -16,6 +16,16 @@ bool parse_role(std::string_view text, Role& role);
 // server). Returns every problem found, each with file, line and key.
 std::vector<ConfigError> load(std::string_view path, std::optional<Role> role, Config& config);
 
+// SIGHUP: reads `running`'s file again. An invalid file is refused (30003,
+// every problem; the running config stays). Otherwise what can change live
+// does ([log] level), and one line (30005) names the tables that changed and
+// take a restart. Certificates and keytabs are reloaded by their owners.
+void reread(const Config& running);
+
+// The tables and keys that differ, as they are written ("[runtime]",
+// "[[parents]]", "listen"); [log] level is not one of them (it changes live).
+std::vector<std::string> restart_changes(const Config& running, const Config& fresh);
+
 // "path:line: key: message".
 std::string format(const ConfigError& error);
 

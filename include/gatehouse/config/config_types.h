@@ -30,6 +30,7 @@ struct Endpoint {
   std::string host;
   uint16_t port = 0;
   std::string text;  // as written in the file, for messages
+  bool operator==(const Endpoint&) const = default;
 };
 
 struct TlsConfig {
@@ -40,12 +41,14 @@ struct TlsConfig {
   bool crl_expired_allowed = false;  // crl_expired = "allow": a CRL past nextUpdate still applies, handshakes go on
   std::string ticket_keys_path;      // gateway, server: shared ticket keys; empty: per process
   uint32_t ticket_lifetime_s = 7'200;
+  bool operator==(const TlsConfig&) const = default;
 };
 
 struct KerberosConfig {
   bool enabled = false;           // true when the [kerberos] table is present
   std::string keytab_path;        // acceptor keytab (gateway, server) or client keytab (agent)
   std::string service = "gatehouse";
+  bool operator==(const KerberosConfig&) const = default;
 };
 
 // An address block: "10.0.0.0/8", "127.0.0.1" (a /32), "::1", "fd00::/8".
@@ -54,6 +57,7 @@ struct Subnet {
   std::array<uint8_t, 16> address{};
   uint8_t prefix_bits = 32;
   bool contains(const runtime::PeerAddress& peer) const;
+  bool operator==(const Subnet&) const = default;
 };
 
 struct Peer {  // a [[parents]] or [[gateways]] entry
@@ -61,6 +65,7 @@ struct Peer {  // a [[parents]] or [[gateways]] entry
   std::string name;  // expected certificate identity (and Kerberos service host)
   bool dialled_by_parent = false;  // gateway's [[parents]]: connect = "parent" (it dials us; we never dial it)
   uint32_t connections = 4;        // server's [[gateways]]: connections it keeps to that gateway
+  bool operator==(const Peer&) const = default;
 };
 
 // Deadlines and intervals of the links; every one has today's value as its
@@ -81,6 +86,7 @@ struct Timeouts {
   uint32_t parent_silence_ms = 45'000;    // [failover] nothing heard from a parent this long: the next (gateway: 6,000)
   uint32_t resolve_interval_s = 30;       // parents' names are looked up again this often
   uint32_t failback_s = 60;               // [failover] on a later parent this long: back to the first once it takes TCP (0: never)
+  bool operator==(const Timeouts&) const = default;
 };
 
 struct Config {

@@ -20,6 +20,7 @@ enum class EventId : uint32_t {
   process_stopping = 30002,
   config_invalid = 30003,
   forbidden_library_loaded = 30004,   // OpenSSL 3 mapped beside BoringSSL
+  config_reloaded = 30005,            // SIGHUP: the config was re-read (what changed live, what takes a restart)
   protocol_violation = 30010,         // a peer sent a malformed or out-of-bounds frame
   connection_table_full = 30020,      // a shard's direct-descriptor table is full
   runtime_unavailable = 30021,        // io_uring cannot run here (disabled, memlock, fd limit)

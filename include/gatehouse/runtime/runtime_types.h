@@ -30,6 +30,7 @@ struct RuntimeLimits {
   // outranks the auth threads' handshake crypto and other processes: during a
   // reconnect storm established sessions keep their latency.
   int32_t shard_nice = 0;
+  bool operator==(const RuntimeLimits&) const = default;
 };
 
 inline constexpr uint32_t kRuntimeShardsMax = 256;

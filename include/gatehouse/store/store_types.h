@@ -22,6 +22,7 @@ struct StoreLimits {
   int32_t writer_nice = 0;                    // every ACK waits for the writer: the shards' priority
   uint32_t retention_days = 0;                // whole days of events kept (older partitions or segments go); 0: all
   uint64_t retention_max_bytes = 0;           // local: the oldest segments go while the store holds more; 0: no bound
+  bool operator==(const StoreLimits&) const = default;
 };
 
 // One shard's DATA frames from one turn of its loop, sent to the writer as a
