@@ -1,5 +1,6 @@
 #include "role_start.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -15,13 +16,26 @@
 namespace gatehouse::cli {
 namespace {
 
+std::string g_private_dir;  // made by mkdtemp for this process: removed at exit
+
+void remove_private_dir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(g_private_dir, ignored);
+}
+
 // Where the PKINIT-disabling krb5 profile goes: systemd's RuntimeDirectory,
-// else the role's own state folder, else /tmp.
+// else the role's own state folder, else a folder of this process's own
+// (never a fixed name in /tmp: another user's gateway would share it).
 std::string runtime_dir(const config::Config& config) {
   if (const char* dir = std::getenv("RUNTIME_DIRECTORY"); dir != nullptr && dir[0] != '\0') return dir;
   if (config.role == config::Role::server) return config.data_dir;
   if (config.role == config::Role::agent) return config.queue_dir;
-  return "/tmp";
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern = std::string(tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp") + "/gatehouse-XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr) return "/tmp";  // disable_pkinit then says why it cannot write
+  g_private_dir = pattern;
+  std::atexit(remove_private_dir);
+  return g_private_dir;
 }
 
 }  // namespace
@@ -43,6 +57,7 @@ bool start_role(const Args& args, config::Role role, std::string_view usage, con
   }
   log::Level level;
   if (log::parse_level(config.log_level, level)) log::set_min_level(level);
+  ::umask(027);  // data files 0640, folders 0750: events and keys are nobody else's to read
   log::start_writer();  // from here on no thread writes stderr itself
   const std::string dir = runtime_dir(config);
   std::error_code ignored;
@@ -62,6 +77,7 @@ bool load_server_config(const Args& args, const std::string& command, std::strin
     exit_code = usage_error(command, "--config FILE (the server's) is required", usage);
     return false;
   }
+  ::umask(027);  // what the tools make in the data folder is the service's alone, as the server's own files
   const std::vector<config::ConfigError> errors = config::load(*path, config::Role::server, config);
   for (const config::ConfigError& error : errors) std::fprintf(stderr, "%s\n", config::format(error).c_str());
   exit_code = kExitConfig;

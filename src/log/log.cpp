@@ -306,6 +306,7 @@ const char* event_name(EventId id) {
     case EventId::database_retention: return "database_retention";
     case EventId::store_index: return "store_index";
     case EventId::store_retention: return "store_retention";
+    case EventId::registry_write_failed: return "registry_write_failed";
     case EventId::data_out_of_order: return "data_out_of_order";
     case EventId::agent_incarnation_new: return "agent_incarnation_new";
     case EventId::approval_revoked: return "approval_revoked";

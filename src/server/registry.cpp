@@ -1,6 +1,9 @@
 #include "gatehouse/server/registry.h"
 
+#include <pwd.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -69,10 +72,28 @@ const char* to_string(AgentState state) {
   return "?";
 }
 
+// The data folder and its registry belong to the user that runs the server:
+// another user's process (root running `approve` before the first start)
+// would leave files the server cannot write. Refused, naming the owner.
+std::string ownership_refusal(const std::string& path) {
+  struct stat status {};
+  if (::stat(path.c_str(), &status) != 0 || status.st_uid == ::geteuid()) return "";
+  const passwd* owner = ::getpwuid(status.st_uid);
+  const passwd* self = ::getpwuid(::geteuid());
+  const std::string owner_name = owner != nullptr ? owner->pw_name : std::to_string(status.st_uid);
+  const std::string self_name = self != nullptr ? self->pw_name : std::to_string(::geteuid());
+  return path + " belongs to user " + owner_name + ", not to " + self_name +
+         " who runs this: run it as that user (sudo -u " + owner_name + " gatehouse ...), or chown -R the data folder";
+}
+
 std::unique_ptr<Registry> Registry::open(const std::string& data_dir, std::string& why) {
   std::error_code error;
   std::filesystem::create_directories(data_dir, error);
   const std::string path = data_dir + "/registry.db";
+  for (const std::string& owned : {data_dir, path}) {
+    why = ownership_refusal(owned);
+    if (!why.empty()) return nullptr;
+  }
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr) !=
       SQLITE_OK) {
@@ -255,31 +276,40 @@ bool Registry::write_inventory() {
   }
   if (seen.empty()) return false;
   const std::string now = std::to_string(now_unix_s());
-  execute("BEGIN", {});
+  write("BEGIN", {});
   for (const auto& [name, note] : seen) {
     // A new agent is pending in `review` mode, approved in `auto` mode, and not
     // recorded in `reject` mode (like SCOM, it is simply refused).
     if (note.mode != config::AgentApproval::reject) {
-      execute("INSERT INTO agents(name, state, first_seen_unix_s, scope, auth) VALUES(?1, ?2, ?3, ?4, ?5)"
+      write("INSERT INTO agents(name, state, first_seen_unix_s, scope, auth) VALUES(?1, ?2, ?3, ?4, ?5)"
               " ON CONFLICT(name) DO NOTHING",
               {lower(name), note.mode == config::AgentApproval::automatic ? "approved" : "pending", now,
                note.binding.scope, note.binding.auth});
     }
     // Approved without a scope: its first session binds it (trust on first use).
-    execute("UPDATE agents SET scope = CASE scope WHEN '' THEN ?2 ELSE scope END,"
+    write("UPDATE agents SET scope = CASE scope WHEN '' THEN ?2 ELSE scope END,"
             " auth = CASE auth WHEN '' THEN ?3 ELSE auth END WHERE name = ?1 AND state = 'approved'",
             {lower(name), note.binding.scope, note.binding.auth});
-    execute("UPDATE agents SET last_seen_unix_s = ?2, via = ?3,"
+    write("UPDATE agents SET last_seen_unix_s = ?2, via = ?3,"
             " first_seen_unix_s = CASE first_seen_unix_s WHEN 0 THEN ?2 ELSE first_seen_unix_s END WHERE name = ?1",
             {lower(name), now, note.via});
   }
-  execute("COMMIT", {});
+  write("COMMIT", {});
   return true;
+}
+
+// A write the server makes on its own (inventory, heartbeats): a failure is
+// said, never ignored (a registry.db another user owns, a full disk).
+void Registry::write(const std::string& sql, const std::vector<std::string>& parameters) {
+  if (const std::string problem = execute(sql, parameters); !problem.empty()) {
+    log::emit(log::Level::error, log::EventId::registry_write_failed,
+              "the registry cannot be written (agents seen and heartbeats are not recorded): " + problem);
+  }
 }
 
 void Registry::write_heartbeats(bool gateways, const std::vector<HeartbeatRecord>& records) {
   if (records.empty()) return;
-  execute("BEGIN", {});
+  write("BEGIN", {});
   for (const HeartbeatRecord& record : records) {
     const std::string problem =
         gateways ? execute("UPDATE gateways SET last_heartbeat_unix_s = ?2, health = ?3 WHERE name = ?1",
@@ -287,12 +317,12 @@ void Registry::write_heartbeats(bool gateways, const std::vector<HeartbeatRecord
                  : execute("UPDATE agents SET last_heartbeat_unix_s = ?2, health = ?3, path = ?4 WHERE name = ?1",
                            {lower(record.name), std::to_string(record.unix_s), record.health, record.path});
     if (!problem.empty()) {
-      log::emit(log::Level::warning, log::EventId::config_invalid,
+      log::emit(log::Level::error, log::EventId::registry_write_failed,
                 "cannot record a heartbeat in the registry (gatehouse agents may show it late): " + problem,
                 {{"name", record.name}});
     }
   }
-  execute("COMMIT", {});
+  write("COMMIT", {});
 }
 
 int64_t Registry::stored_heartbeat(bool gateway, const std::string& name) {

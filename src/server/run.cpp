@@ -107,6 +107,12 @@ std::string store_status(const store::Backend& store, config::StoreBackend backe
 
 bool run(const config::Config& config) {
   std::string why;
+  // Files another user owns would be written here and refused later: say so now.
+  if (const std::string refusal = ownership_refusal(config.data_dir); !refusal.empty()) {
+    log::emit(log::Level::error, log::EventId::config_invalid, "cannot use the data folder: " + refusal,
+              {{"data_dir", config.data_dir}});
+    return false;
+  }
   std::unique_ptr<store::Backend> store = open_store(config);
   if (store == nullptr) return false;
   // Before the registry: its thread runs the checks until the registry goes.

@@ -84,6 +84,15 @@ echo "hello" >"$work/bad.cursor"
 expect_exit 1 "store dump with a bad cursor file" -- "$gatehouse" store --config "$work/server.toml" dump --cursor-file "$work/bad.cursor"
 expect_output "bad.cursor: not a store cursor" "bad cursor named"
 
+# A data folder another user owns (the service's): approve refuses, naming
+# the owner, instead of leaving files the server could not write.
+mkdir -p "$work/owned"
+chown 65534 "$work/owned"
+sed "s|^data_dir = .*|data_dir = \"$work/owned\"|" "$source_root/examples/server.toml" >"$work/owned.toml"
+expect_exit 1 "approve in another user's data folder" -- "$gatehouse" approve --config "$work/owned.toml" gateway gw1.example.test --action create
+expect_output "owned belongs to user [a-z0-9]+, not to root who runs this: run it as that user \(sudo -u" "the owner named"
+[ -e "$work/owned/registry.db" ] && fail "a registry.db was left in another user's folder"
+
 # status: a config it cannot load (78), an instance that is not running (69).
 expect_exit 78 "status with a missing config" -- "$gatehouse" status --config "$work/absent.toml"
 expect_output "cannot open config file" "status names the config problem"

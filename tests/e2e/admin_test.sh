@@ -120,6 +120,10 @@ ok
 ok
 [ "$(metric "$server_admin" gatehouse_store_commit_seconds_count)" -gt 0 ] || fail "server: commit latency observed"
 ok
+# The server's data is its own: files 0640, folders 0750 (nothing for others).
+others=$(find "$work/data" -perm /o+rwx | head -3)
+[ -z "$others" ] || fail "data readable by others: $others $(stat -c '%a %n' $others)"
+ok
 
 # 4. An agent with an endpoint (opt-in) while it runs: ready, its queue shown.
 start agent "$work/web1.toml" "$work/web1-admin.log" --synthetic 200

@@ -58,7 +58,8 @@ enum class EventId : uint32_t {
   database_migrated = 30072,          // server: the group's schema was created or upgraded (to which version)
   database_retention = 30073,         // server: a day of events older than [store] retention_days was dropped
   store_index = 30074,                // server: the local store's index cannot be used (rebuilt) or written
-  store_retention = 30075,            // server: the local store removed old segments (retention_days / retention_max_bytes)
+  store_retention = 30075,
+  registry_write_failed = 30076,      // server: the registry (inventory, heartbeats) cannot be written            // server: the local store removed old segments (retention_days / retention_max_bytes)
   admin_unavailable = 30080,          // the admin endpoint cannot listen ([admin] listen): the role does not start
   admin_request_refused = 30081,
   admin_request = 30082,              // debug: the admin endpoint answered a request (path, status)      // the admin endpoint refused a request (malformed, too large, too slow)

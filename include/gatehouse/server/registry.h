@@ -77,6 +77,10 @@ struct HeartbeatRecord {
   std::string path;    // agents only
 };
 
+// "" when `path` (a data folder, the registry) belongs to this process's
+// user, else a refusal naming its owner and what to do.
+std::string ownership_refusal(const std::string& path);
+
 class Registry {
  public:
   // nullptr with `why`. Creates the database and its tables when missing.
@@ -126,6 +130,7 @@ class Registry {
   Registry() = default;
   // ?1.. parameters in either database. "" or why.
   std::string execute(const std::string& sql, const std::vector<std::string>& parameters, Rows* rows = nullptr);
+  void write(const std::string& sql, const std::vector<std::string>& parameters);  // a failure is logged (30076)
   bool refresh(bool forced = false);
   bool write_inventory();
   void watch_postgresql(uint32_t poll_ms);
