@@ -5,6 +5,7 @@
 
 #include "gatehouse/cli/args.h"
 #include "commands.h"
+#include "help.h"
 #include "gatehouse/config/config.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/tls/library_guard.h"
@@ -94,9 +95,8 @@ int main(int argc, char** argv) {
                  "see gatehouse --help\n", argv[1]);
     return cli::kExitUsage;
   }
-  if (argc >= 3 && (std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h")) {
-    std::printf("usage: %.*s\n%.*s\n", static_cast<int>(command->usage.size()), command->usage.data(),
-                static_cast<int>(command->summary.size()), command->summary.data());
+  if (cli::asks_for_help(argc, argv, 2)) {  // `certs issue --help` too
+    std::fputs(cli::help_text(command->name).c_str(), stdout);
     return cli::kExitOk;
   }
   return command->run(argc, argv, 2);

@@ -39,6 +39,17 @@ expect_exit 2 "check-config without --config" -- "$gatehouse" check-config
 expect_exit 78 "a role with a missing config file (EX_CONFIG)" -- "$gatehouse" gateway --config "$work/absent.toml"
 expect_output '"event":30003' "config problem logged as event 30003"
 expect_exit 2 "a role without --config" -- "$gatehouse" server
+# Every subcommand's and verb's --help: exit 0, every flag listed.
+for spec in "gateway:--config" "server:--config" "agent:--journal-dir" "approve:--pending" "certs:--valid-from" \
+  "status:--timeout-ms" "agents:--state" "store:--cursor-file" "check-config:--role" "proto:--each" "version:-V"; do
+  expect_exit 0 "${spec%%:*} --help" -- "$gatehouse" "${spec%%:*}" --help
+  expect_output "^usage: gatehouse ${spec%%:*}" "${spec%%:*} --help: usage"
+  expect_output "${spec#*:}" "${spec%%:*} --help lists ${spec#*:}"
+done
+expect_exit 0 "certs issue --help (a verb's)" -- "$gatehouse" certs issue --help
+expect_output "--key-type ec\|rsa" "certs issue --help lists --key-type"
+expect_exit 0 "approve list -h" -- "$gatehouse" approve list -h
+expect_output "^  -c, --config FILE" "approve -h lists -c"
 expect_exit 0 "--version" -- "$gatehouse" --version
 expect_output "^gatehouse [0-9]+\.[0-9]+\.[0-9]+" "--version names the release"
 expect_exit 0 "-V" -- "$gatehouse" -V
