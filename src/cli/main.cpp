@@ -63,7 +63,7 @@ void print_help(FILE* out) {
     std::fprintf(out, "  %-13.*s %.*s\n", static_cast<int>(command.name.size()), command.name.data(),
                  static_cast<int>(command.summary.size()), command.summary.data());
   }
-  std::fprintf(out, "\nexit codes: 0 ok, 1 failure, 2 usage error, 69 unavailable (status: cannot ask the instance), 78 invalid config\n");
+  std::fprintf(out, "\nexit codes (sysexits): 0 ok, 1 failure, 64 usage error, 69 unavailable (status: cannot ask the instance), 78 invalid config\n");
 }
 
 

@@ -27,18 +27,18 @@ expect_exit 0 "--help" -- "$gatehouse" --help
 for sub in gateway server agent approve certs status store check-config; do
   expect_output "^  $sub " "--help lists $sub"
 done
-expect_exit 2 "no subcommand" -- "$gatehouse"
-expect_exit 2 "unknown subcommand" -- "$gatehouse" frobnicate
+expect_exit 64 "no subcommand" -- "$gatehouse"
+expect_exit 64 "unknown subcommand" -- "$gatehouse" frobnicate
 expect_output "unknown subcommand 'frobnicate'" "unknown subcommand message"
 expect_output "^usage: " "unknown subcommand usage line"
-expect_exit 2 "unknown flag" -- "$gatehouse" check-config --config x --frob
+expect_exit 64 "unknown flag" -- "$gatehouse" check-config --config x --frob
 expect_output "unknown option '--frob'" "unknown flag message"
 expect_output "^usage: gatehouse check-config" "unknown flag usage line"
-expect_exit 2 "flag without its value" -- "$gatehouse" check-config --config
-expect_exit 2 "check-config without --config" -- "$gatehouse" check-config
+expect_exit 64 "flag without its value" -- "$gatehouse" check-config --config
+expect_exit 64 "check-config without --config" -- "$gatehouse" check-config
 expect_exit 78 "a role with a missing config file (EX_CONFIG)" -- "$gatehouse" gateway --config "$work/absent.toml"
 expect_output '"event":30003' "config problem logged as event 30003"
-expect_exit 2 "a role without --config" -- "$gatehouse" server
+expect_exit 64 "a role without --config" -- "$gatehouse" server
 # Every subcommand's and verb's --help: exit 0, every flag listed.
 for spec in "gateway:--config" "server:--config" "agent:--journal-dir" "approve:--pending" "certs:--valid-from" \
   "status:--timeout-ms" "agents:--state" "store:--cursor-file" "check-config:--role" "proto:--each" "version:-V"; do
@@ -111,7 +111,7 @@ closed_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 sed "s|^listen = \"127.0.0.1:9723\".*|listen = \"127.0.0.1:$closed_port\"|" "$work/gateway.toml" >"$work/gateway-closed.toml"
 expect_exit 69 "status of an instance that is not running" -- "$gatehouse" status --config "$work/gateway-closed.toml"
 expect_output "cannot ask gw1.example.test at 127.0.0.1:$closed_port: Connection refused \(is it running\?\)" "status says why"
-expect_exit 2 "status without --config" -- "$gatehouse" status --json
+expect_exit 64 "status without --config" -- "$gatehouse" status --json
 expect_exit 69 "-c is --config" -- "$gatehouse" status -c "$work/gateway-closed.toml"
 expect_output "cannot ask gw1.example.test" "status -c reads the config"
 
@@ -197,7 +197,7 @@ expect_output "CRL expired: .*ca.crl has nextUpdate" "expired CRL line"
 expect_exit 0 "crl renewal" -- "$gatehouse" certs crl --ca-dir "$pki" --days 30
 expect_output "renewed .*ca.crl \(2 revoked" "crl renewal keeps the entries"
 expect_exit 0 "a fresh CRL passes the check again" -- check_cert $(c web01) --crl "$pki/ca.crl"
-expect_exit 2 "issue without --role" -- "$gatehouse" certs issue --name a.example.test
+expect_exit 64 "issue without --role" -- "$gatehouse" certs issue --name a.example.test
 expect_exit 1 "issue without a CA" -- "$gatehouse" certs issue --role agent --name a.example.test --ca-dir "$work/none" --out "$work"
 expect_output "create a CA with: gatehouse certs init-ca" "missing CA hint"
 
@@ -211,7 +211,7 @@ expect_exit 0 "ticket-keys rotates" -- "$gatehouse" certs ticket-keys --file "$k
 expect_exit 0 "ticket-keys rotates again" -- "$gatehouse" certs ticket-keys --file "$keys" --keep 2
 checks=$((checks + 1))
 [ "$(grep -vc '^#' "$keys")" = 2 ] && ! grep -q "$first" "$keys" || fail "rotation must keep the 2 newest keys"
-expect_exit 2 "ticket-keys --keep out of range" -- "$gatehouse" certs ticket-keys --file "$keys" --keep 9
+expect_exit 64 "ticket-keys --keep out of range" -- "$gatehouse" certs ticket-keys --file "$keys" --keep 9
 echo "not a key" >"$work/bad.keys"
 expect_exit 1 "ticket-keys refuses a broken file" -- "$gatehouse" certs ticket-keys --file "$work/bad.keys"
 expect_output "a ticket key is 160 hex digits" "broken ticket key file named"
