@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -21,12 +20,6 @@ namespace gatehouse::admin {
 namespace {
 
 constexpr uint32_t kRecentSampleEveryS = 10;
-
-uint64_t monotonic_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
 
 std::string http_response(int code, std::string_view reason, std::string_view content_type, std::string_view body,
                           bool head) {
@@ -48,7 +41,7 @@ void send_all(int fd, std::string_view bytes, uint64_t deadline_ms) {
     }
     if (sent < 0 && errno == EINTR) continue;
     if (sent < 0 && errno == EAGAIN) {
-      const uint64_t now = monotonic_ms();
+      const uint64_t now = runtime::steady_ms();
       if (now >= deadline_ms) return;
       pollfd writable{fd, POLLOUT, 0};
       ::poll(&writable, 1, static_cast<int>(deadline_ms - now));
@@ -253,7 +246,7 @@ void Endpoint::run() {
     fds.push_back({stop_fd_, POLLIN, 0});
     // A full client list leaves new connections in the backlog until one ends.
     fds.push_back({listen_fd_, static_cast<short>(clients.size() < kClientsMax ? POLLIN : 0), 0});
-    uint64_t now = monotonic_ms();
+    uint64_t now = runtime::steady_ms();
     int wait_ms = static_cast<int>(kRecentSampleEveryS * 1'000);
     for (const Client& client : clients) {
       fds.push_back({client.fd, POLLIN, 0});
@@ -261,7 +254,7 @@ void Endpoint::run() {
     }
     if (::poll(fds.data(), fds.size(), wait_ms) < 0 && errno != EINTR) return;
     if (fds[0].revents != 0) break;
-    now = monotonic_ms();
+    now = runtime::steady_ms();
     if (now - recent_->sampled_at_ms >= kRecentSampleEveryS * 1'000) sample_recent();
     for (size_t i = clients.size(); i-- > 0;) {
       Client& client = clients[i];
@@ -296,7 +289,7 @@ void Endpoint::run() {
       socklen_t size = sizeof peer;
       const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &size, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) break;
-      clients.push_back({fd, peer_text(peer, size), {}, monotonic_ms() + kRequestTimeoutMs});
+      clients.push_back({fd, peer_text(peer, size), {}, runtime::steady_ms() + kRequestTimeoutMs});
     }
   }
   for (const Client& client : clients) ::close(client.fd);
@@ -357,7 +350,7 @@ void Endpoint::sample_recent() {
   }
   recent_->samples.push_back(std::move(counts));
   while (recent_->samples.size() > kRecentWindowS / kRecentSampleEveryS + 1) recent_->samples.pop_front();
-  recent_->sampled_at_ms = monotonic_ms();
+  recent_->sampled_at_ms = runtime::steady_ms();
 }
 
 std::string Endpoint::metrics_text() {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -238,6 +239,12 @@ int wait_for_stop_signal(const std::function<void()>& on_reload, const std::func
     if (signal_number != SIGHUP) return signal_number;
     if (on_reload) on_reload();
   }
+}
+
+uint64_t steady_us() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
 }
 
 void sd_notify(const char* state) {

@@ -2,9 +2,9 @@
 
 #include <pthread.h>
 
-#include <chrono>
 #include <string>
 
+#include "gatehouse/runtime/runtime.h"
 #include "gatehouse/runtime/shard.h"
 
 namespace gatehouse::runtime {
@@ -28,22 +28,12 @@ WorkerPool::~WorkerPool() {
   for (std::thread& thread : threads_) thread.join();
 }
 
-namespace {
-
-uint64_t monotonic_us() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
-}
-
-}  // namespace
-
 bool WorkerPool::submit(const Job& job, JobClass job_class) {
   {
     std::lock_guard lock(mutex_);
     if (continuations_.size() + fresh_.size() >= queue_capacity_ || stopping_) return false;
     (job_class == JobClass::continuation ? continuations_ : fresh_).push_back(job);
-    (job_class == JobClass::continuation ? continuations_ : fresh_).back().submitted_us = monotonic_us();
+    (job_class == JobClass::continuation ? continuations_ : fresh_).back().submitted_us = steady_us();
     queued_.store(static_cast<uint32_t>(continuations_.size() + fresh_.size()), std::memory_order_relaxed);
   }
   ready_.notify_one();
@@ -63,7 +53,7 @@ void WorkerPool::run() {
       queued_.store(static_cast<uint32_t>(continuations_.size() + fresh_.size()), std::memory_order_relaxed);
     }
     job.run(job.argument);
-    latency_.observe_us(monotonic_us() - job.submitted_us);
+    latency_.observe_us(steady_us() - job.submitted_us);
     if (job.answer_to != nullptr) job.answer_shard->post_reserved({job.answer_to, 0, job.argument});
   }
 }

@@ -1,20 +1,15 @@
 #include "gatehouse/server/agent_health.h"
 
 #include <algorithm>
-#include <chrono>
 #include <ctime>
 
 #include "gatehouse/log/log.h"
+#include "gatehouse/runtime/runtime.h"
 
 namespace gatehouse::server {
 namespace {
 
 constexpr int64_t kCheckEveryMsMax = 1'000;  // and a quarter interval when that is sooner
-
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -25,7 +20,7 @@ AgentHealth::AgentHealth(HealthOptions options)
 
 void AgentHealth::heard(std::vector<HeardNote>& notes) {
   if (notes.empty()) return;
-  const int64_t now_ms = steady_ms();
+  const auto now_ms = static_cast<int64_t>(runtime::steady_ms());
   const int64_t now_unix_s = std::time(nullptr);
   std::lock_guard lock(mutex_);
   for (HeardNote& note : notes) {

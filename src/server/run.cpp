@@ -2,8 +2,6 @@
 // and the listener stack with one ServerSessions per shard.
 #include "gatehouse/server/run.h"
 
-#include <chrono>
-
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/listener_stack.h"
 #include "gatehouse/server/gateway_dialer.h"
@@ -125,9 +123,7 @@ bool run(const config::Config& config) {
   }
   const store::StoreStats recovered = store->stats();
   registry->set_round_hook([&health, &registry = *registry] {
-    health.check(std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now().time_since_epoch()).count(),
-                 registry);
+    health.check(static_cast<int64_t>(runtime::steady_ms()), registry);
   });
   registry->watch(config.timeouts.approval_poll_ms);
   ServerLimits limits;

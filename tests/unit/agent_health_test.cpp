@@ -4,9 +4,9 @@
 // heard later (it failed over).
 #include <doctest/doctest.h>
 
-#include <chrono>
 #include <ctime>
 
+#include "gatehouse/runtime/runtime.h"
 #include "gatehouse/server/agent_health.h"
 #include "test_support.h"
 
@@ -15,10 +15,7 @@ using namespace gatehouse::server;
 
 namespace {
 
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+int64_t steady_ms() { return static_cast<int64_t>(runtime::steady_ms()); }  // AgentHealth's clock
 
 AgentRecord find(Registry& registry, const std::string& name) {
   for (const AgentRecord& agent : registry.agents(false)) {

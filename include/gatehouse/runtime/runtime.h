@@ -76,6 +76,11 @@ bool set_thread_nice(int32_t nice);
 int wait_for_stop_signal(const std::function<void()>& on_reload = {}, const std::function<void()>& on_tick = {},
                          uint32_t tick_ms = 3'600'000);
 
+// The steady clock (never jumps), for deadlines and latencies off the shards
+// (a shard has its own per-turn now_ms()).
+uint64_t steady_us();
+inline uint64_t steady_ms() { return steady_us() / 1'000; }
+
 // systemd readiness/stopping notification; does nothing without NOTIFY_SOCKET.
 void sd_notify(const char* state);
 
