@@ -81,31 +81,24 @@ std::string json_string(std::string_view text) {
 }  // namespace
 
 void expose_runtime(Exposition& out, const runtime::Runtime& runtime) {
-  struct Exposed {
-    runtime::Stat stat;
-    std::string_view name;
-    MetricType type;
-    std::string_view help;
-  };
-  static constexpr Exposed kExposed[] = {
-      {runtime::Stat::connections_open, "gatehouse_connections", MetricType::gauge,
-       "Sockets open on the shards (children, uplinks, handshakes in progress)."},
-      {runtime::Stat::accepted_total, "gatehouse_connections_accepted_total", MetricType::counter, "Connections accepted."},
-      {runtime::Stat::connected_total, "gatehouse_connections_dialled_total", MetricType::counter,
-       "Connections this process dialled (to parents)."},
-      {runtime::Stat::recv_bytes_total, "gatehouse_received_bytes_total", MetricType::counter, "Bytes received (TLS records)."},
-      {runtime::Stat::sent_bytes_total, "gatehouse_sent_bytes_total", MetricType::counter, "Bytes sent (TLS records)."},
-      {runtime::Stat::table_full_total, "gatehouse_connections_refused_table_full_total", MetricType::counter,
-       "Connections closed at once: the shard's connection table was full (event 30020)."},
-      {runtime::Stat::send_refused_total, "gatehouse_send_refused_total", MetricType::counter,
-       "Sends held back: a connection's or the shard's send memory was full."},
-  };
-  for (const Exposed& exposed : kExposed) {
-    out.family(exposed.name, exposed.type, exposed.help);
-    out.sample(exposed.name, "", static_cast<int64_t>(runtime.total(exposed.stat)));
-  }
-  out.family("gatehouse_shards", MetricType::gauge, "Shards (threads with their own io_uring).");
-  out.sample("gatehouse_shards", "", static_cast<int64_t>(runtime.shard_count()));
+  using runtime::Stat;
+  expose(out, {
+      {"gatehouse_connections", MetricType::gauge, "Sockets open on the shards (children, uplinks, handshakes in progress).",
+       runtime.total(Stat::connections_open)},
+      {"gatehouse_connections_accepted_total", MetricType::counter, "Connections accepted.",
+       runtime.total(Stat::accepted_total)},
+      {"gatehouse_connections_dialled_total", MetricType::counter, "Connections this process dialled (to parents).",
+       runtime.total(Stat::connected_total)},
+      {"gatehouse_received_bytes_total", MetricType::counter, "Bytes received (TLS records).",
+       runtime.total(Stat::recv_bytes_total)},
+      {"gatehouse_sent_bytes_total", MetricType::counter, "Bytes sent (TLS records).", runtime.total(Stat::sent_bytes_total)},
+      {"gatehouse_connections_refused_table_full_total", MetricType::counter,
+       "Connections closed at once: the shard's connection table was full (event 30020).",
+       runtime.total(Stat::table_full_total)},
+      {"gatehouse_send_refused_total", MetricType::counter,
+       "Sends held back: a connection's or the shard's send memory was full.", runtime.total(Stat::send_refused_total)},
+      {"gatehouse_shards", MetricType::gauge, "Shards (threads with their own io_uring).", runtime.shard_count()},
+  });
 }
 
 void expose_auth_pool(Exposition& out, const runtime::WorkerPool& pool) {

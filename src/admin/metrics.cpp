@@ -158,6 +158,13 @@ void Exposition::histogram(std::string_view name, std::string_view labels, const
   sample(std::string(name) + "_count", labels, static_cast<int64_t>(snapshot.count));
 }
 
+void expose(Exposition& out, std::initializer_list<Single> singles) {
+  for (const Single& single : singles) {
+    out.family(single.name, single.type, single.help);
+    out.sample(single.name, "", static_cast<int64_t>(single.value));
+  }
+}
+
 void expose_shard_metrics(Exposition& out) {
   std::string_view current;
   for (size_t i = 0; i < kShardMetricCount; ++i) {

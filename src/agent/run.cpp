@@ -203,12 +203,7 @@ struct Input {
 };
 
 void expose_agent(admin::Exposition& out, const DiskQueue& queue, const AgentCounters& counters) {
-  const struct {
-    std::string_view name;
-    admin::MetricType type;
-    std::string_view help;
-    uint64_t value;
-  } exposed[] = {
+  admin::expose(out, {
       {"gatehouse_queue_events", admin::MetricType::gauge, "Events in the disk queue not yet acknowledged durable.",
        queue.queued_events()},
       {"gatehouse_queue_bytes", admin::MetricType::gauge, "Bytes those events take on disk.", queue.queued_bytes()},
@@ -217,11 +212,7 @@ void expose_agent(admin::Exposition& out, const DiskQueue& queue, const AgentCou
       {"gatehouse_queue_last_seq", admin::MetricType::gauge, "The seq of the newest queued event.", queue.last_seq()},
       {"gatehouse_agent_data_frames_sent_total", admin::MetricType::counter,
        "Events sent (resends after a reconnect included).", counters.sent.load()},
-  };
-  for (const auto& metric : exposed) {
-    out.family(metric.name, metric.type, metric.help);
-    out.sample(metric.name, "", static_cast<int64_t>(metric.value));
-  }
+  });
 }
 
 }  // namespace

@@ -46,12 +46,7 @@ std::unique_ptr<store::Backend> open_store(const config::Config& config) {
 
 void expose_store(admin::Exposition& out, const store::Backend& store) {
   const store::StoreStats stats = store.stats();
-  const struct {
-    std::string_view name;
-    admin::MetricType type;
-    std::string_view help;
-    uint64_t value;
-  } exposed[] = {
+  admin::expose(out, {
       {"gatehouse_store_events", admin::MetricType::gauge, "Events held by the store.", stats.events},
       {"gatehouse_store_event_bytes", admin::MetricType::gauge, "Event payload bytes held by the store.", stats.bytes},
       {"gatehouse_store_agents", admin::MetricType::gauge, "Agents with at least one stored event.", stats.agents},
@@ -64,11 +59,7 @@ void expose_store(admin::Exposition& out, const store::Backend& store) {
       {"gatehouse_store_available", admin::MetricType::gauge,
        "1 while commits go through; 0 while the disk is full or the database fails commits.",
        store.unavailable().empty() ? 1u : 0u},
-  };
-  for (const auto& metric : exposed) {
-    out.family(metric.name, metric.type, metric.help);
-    out.sample(metric.name, "", static_cast<int64_t>(metric.value));
-  }
+  });
   out.family("gatehouse_store_commit_seconds", admin::MetricType::histogram,
              "One group commit: events durable (fdatasync, or the database's COMMIT).");
   out.histogram("gatehouse_store_commit_seconds", "", store.commit_latency().snapshot());

@@ -8,6 +8,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -109,6 +110,15 @@ class Exposition {
   void sample_prefix(std::string_view name, std::string_view labels);
   std::string text_;
 };
+
+// One unlabelled sample with its family (a role's own gauges and counters).
+struct Single {
+  std::string_view name;
+  MetricType type;
+  std::string_view help;
+  uint64_t value;
+};
+void expose(Exposition& out, std::initializer_list<Single> singles);
 
 // `key="value"` with the value escaped (\\, \", \n).
 std::string label(std::string_view key, std::string_view value);
