@@ -47,7 +47,9 @@ import sys
 path, gw_port, gw2_port = sys.argv[1:]
 text = open(path).read()
 dial = ('[[gateways]]\naddress = "10.214.0.2:%s"\nname = "gw1.example.test"\nconnections = 2\n'
-        '[[gateways]]\naddress = "10.214.0.2:%s"\nname = "gw2.example.test"\nconnections = 1\n') % (gw_port, gw2_port)
+        '[[gateways]]\naddress = "10.214.0.2:%s"\nname = "gw2.example.test"\nconnections = 1\n'
+        # gw3 is not there: gw2 answers at the address given for it
+        '[[gateways]]\naddress = "10.214.0.2:%s"\nname = "gw3.example.test"\nconnections = 1\n') % (gw_port, gw2_port, gw2_port)
 head, tail = text.split("[tls]", 1)
 open(path, "w").write(head + dial + "[tls]" + tail)
 PY
@@ -71,19 +73,7 @@ CONF
 }
 gateway_config gw1 "$gw_port" >"$work/gw1.toml"
 gateway_config gw2 "$gw2_port" >"$work/gw2.toml"
-for i in $(seq -w 1 "$agents"); do
-  cat >"$work/web$i.toml" <<CONF
-name = "web$i.example.test"
-queue_dir = "$work/queue-web$i"
-[[gateways]]
-address = "10.214.0.2:$gw_port"
-name = "gw1.example.test"
-[tls]
-cert = "$work/pki/web$i.example.test.crt"
-key = "$work/pki/web$i.example.test.key"
-ca = "$work/pki/ca.crt"
-CONF
-done
+fleet_configs "$gw_port" 10.214.0.2
 "$gatehouse" check-config --config "$work/server.toml" >/dev/null || fail "the server's config with [[gateways]]"
 "$gatehouse" check-config --config "$work/gw1.toml" >/dev/null || fail "the gateway's config with connect = \"parent\""
 ok
@@ -138,6 +128,9 @@ ok
 # The same approval: gw2 is dialled, and refused until approved.
 expect "the server refuses the unapproved gw2 it dialled (20000)" wait_for 20 grep -q '"event":20000.*gw2.example.test' "$work/server.log"
 expect "gw2 hears it is not approved (30051)" wait_for 20 grep -q '"event":30051' "$work/gw2.log"
+# The gateway that answers a dial must be the one dialled: gw2 answering for gw3 is refused.
+expect "a dial answered by another gateway is refused (20000)" wait_for 20 \
+  grep -q '"event":20000.*the connection dialled to gateway gw3.example.test was answered by gateway gw2.example.test' "$work/server.log"
 
 # A DMZ host claiming to be the parent (the preamble from a DMZ address) is refused.
 in_dmz python3 - "$gw_port" <<'PY'

@@ -99,15 +99,15 @@ CONF
 
 # The fleet behind gw1.example.test (gateway_test, group_test): agents
 # web01..web$agents, certificates from $work/pki.
-# fleet_configs GATEWAY_PORT: writes $work/webNN.toml.
+# fleet_configs GATEWAY_PORT [GATEWAY_HOST]: writes $work/webNN.toml (host 127.0.0.1).
 fleet_configs() {
-  local i
+  local i host=${2:-127.0.0.1}
   for i in $(seq -w 1 "$agents"); do
     cat >"$work/web$i.toml" <<CONF
 name = "web$i.example.test"
 queue_dir = "$work/queue-web$i"
 [[gateways]]
-address = "127.0.0.1:$1"
+address = "$host:$1"
 name = "gw1.example.test"
 [tls]
 cert = "$work/pki/web$i.example.test.crt"
