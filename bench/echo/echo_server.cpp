@@ -129,10 +129,11 @@ int run_uring(const Options& options) {
     if (std::string failure = tls_context->reload(); !failure.empty()) return 1;
     auth_pool = std::make_unique<runtime::WorkerPool>(options.auth_threads, 4'096);
   }
+  const config::LiveSettings settings{config::Config{}};  // the default handshake deadline
   auto factory = [&](uint32_t) -> std::unique_ptr<runtime::Service> {
     if (tls_context) {
       return std::make_unique<net::TlsServer>(*tls_context, *auth_pool, tls_echo, options.connections_per_shard,
-                                              net::TlsServerLimits{});
+                                              net::TlsServerLimits{settings});
     }
     return std::make_unique<UringEcho>(options.connections_per_shard);
   };

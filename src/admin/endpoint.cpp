@@ -217,6 +217,7 @@ std::string Endpoint::start(const config::Endpoint& listen) {
   if (listen_fd_ < 0 || ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
       ::bind(listen_fd_, reinterpret_cast<const sockaddr*>(&address.storage), address.size_bytes) != 0 ||
       ::listen(listen_fd_, 64) != 0) {
+    if (errno == EADDRINUSE) runtime::note_start_failure(runtime::StartFailure::port_in_use);
     return "[admin] listen " + listen.text + ": " + std::strerror(errno);
   }
   sockaddr_storage bound{};

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/proto/codec.h"
 
@@ -34,6 +35,11 @@ AgentService::AgentService(const AgentOptions& options, DiskQueue& queue, AgentC
 AgentService::~AgentService() = default;
 
 void AgentService::on_message(runtime::Shard& shard, uint64_t value, void*) {
+  if (value == kReconfigure) {
+    GH_INVARIANT(options_.live != nullptr);
+    link_.retime(options_.live->failover());
+    return;
+  }
   if (value == kStart && !started_) {
     started_ = true;
     link_.start(shard);

@@ -231,6 +231,8 @@ bool run(const config::Config& config, const InputSource& source) {
   options.failback_after_ms = config.timeouts.failback_s * 1'000;
   admin::LinkReport link_report;
   options.report = &link_report;
+  config::LiveSettings live(config);  // what a SIGHUP changes
+  options.live = &live;
   options.child.role = proto::Role::agent;
   options.child.auth = kerberos ? proto::AuthMethod::kerberos : proto::AuthMethod::cert;
   options.child.name = config.name;
@@ -348,13 +350,18 @@ bool run(const config::Config& config, const InputSource& source) {
   runtime::Watchdog watchdog(runtime);
   const uint64_t ticks_per_watchdog = std::max<uint64_t>(watchdog.interval_ms() / kTickMs, 1);
   runtime::sd_notify("READY=1\nSTATUS=sending");
+  config::Config running = config;  // with the live keys a SIGHUP applied
   for (;;) {
     const timespec tick{0, kTickMs * 1'000'000};
     const int signal = sigtimedwait(&signals, nullptr, &tick);
     if (signal == SIGINT || signal == SIGTERM) break;
     if (signal == SIGHUP) {
       runtime::sd_notify("RELOADING=1");
-      config::reread(config);
+      if (std::optional<config::Config> merged = config::reread(running)) {
+        running = std::move(*merged);
+        live.apply(running);
+        runtime.shard(0).post_waiting({service, AgentService::kReconfigure, nullptr});
+      }
       agent_tls->reload();
       runtime::sd_notify("READY=1");
     }

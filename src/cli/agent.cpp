@@ -68,7 +68,7 @@ int run_agent(int argc, char** argv, int first) {
   source.synthetic_rate = rate;
   source.synthetic_count = static_cast<uint64_t>(count);
   source.follow = args.has("--follow");
-  return agent::run(config, source) ? kExitOk : kExitFailure;
+  return agent::run(config, source) ? kExitOk : failed_start_exit();
 }
 
 }  // namespace gatehouse::cli

@@ -46,7 +46,7 @@ int run_agents(int argc, char** argv, int first) {
   }
   config::Config config;
   int exit_code = kExitOk;
-  if (!load_server_config(args, "gatehouse agents", kUsage, config, exit_code)) return exit_code;
+  if (!load_server_config(args, config, exit_code)) return exit_code;
   auto registry = server::Registry::open(config, why);
   if (registry == nullptr) {
     std::fprintf(stderr, "gatehouse agents: %s\n", why.c_str());

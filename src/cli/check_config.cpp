@@ -7,6 +7,7 @@
 
 #include "gatehouse/cli/args.h"
 #include "commands.h"
+#include "role_start.h"
 #include "gatehouse/config/config.h"
 #include "tls/pki.h"
 
@@ -60,8 +61,6 @@ int run_check_config(int argc, char** argv, int first) {
   if (!args.positionals.empty()) {
     return usage_error("gatehouse check-config", "unexpected argument '" + std::string(args.positionals[0]) + "'", kUsage);
   }
-  const auto path = args.value("--config");
-  if (!path) return usage_error("gatehouse check-config", "--config FILE is required", kUsage);
   std::optional<config::Role> role;
   if (const auto role_text = args.value("--role")) {
     config::Role parsed;
@@ -71,8 +70,10 @@ int run_check_config(int argc, char** argv, int first) {
     role = parsed;
   }
 
+  const std::string path = config_path(args, role, why);
+  if (path.empty()) return usage_error("gatehouse check-config", why, kUsage);
   config::Config config;
-  const std::vector<config::ConfigError> errors = config::load(*path, role, config);
+  const std::vector<config::ConfigError> errors = config::load(path, role, config);
   for (const config::ConfigError& error : errors) {
     std::fprintf(stderr, "%s\n", config::format(error).c_str());
   }

@@ -16,7 +16,7 @@ int run_gateway(int argc, char** argv, int first) {
   config::Config config;
   int exit_code = kExitOk;
   if (!start_role(args, config::Role::gateway, kUsage, config, exit_code)) return exit_code;
-  return gateway::run(config) ? kExitOk : kExitFailure;
+  return gateway::run(config) ? kExitOk : failed_start_exit();
 }
 
 }  // namespace gatehouse::cli

@@ -24,7 +24,7 @@ int run_server(int argc, char** argv, int first) {
   int exit_code = kExitOk;
   if (!start_role(args, config::Role::server, kUsage, config, exit_code)) return exit_code;
 
-  return server::run(config) ? kExitOk : kExitFailure;
+  return server::run(config) ? kExitOk : failed_start_exit();
 }
 
 int run_approve(int argc, char** argv, int first) {
@@ -39,7 +39,7 @@ int run_approve(int argc, char** argv, int first) {
   if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse approve", why, kUsage);
   config::Config config;
   int exit_code = kExitOk;
-  if (!load_server_config(args, "gatehouse approve", kUsage, config, exit_code)) return exit_code;
+  if (!load_server_config(args, config, exit_code)) return exit_code;
   const auto& words = args.positionals;
   const bool listing = words.size() == 1 && words[0] == "list";
   const bool editing = words.size() == 2 && (words[0] == "gateway" || words[0] == "agent");

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "commands.h"
+#include "role_start.h"
 #include "gatehouse/cli/args.h"
 #include "gatehouse/config/config.h"
 #include "gatehouse/runtime/runtime.h"
@@ -174,25 +175,25 @@ int run_status(int argc, char** argv, int first) {
   if (!args.positionals.empty()) {
     return usage_error("gatehouse status", "unexpected argument '" + std::string(args.positionals[0]) + "'", kUsage);
   }
-  const auto path = args.value("--config");
-  if (!path) return usage_error("gatehouse status", "--config FILE is required", kUsage);
+  const std::string path = config_path(args, std::nullopt, why);
+  if (path.empty()) return usage_error("gatehouse status", why, kUsage);
   uint32_t timeout_ms = 3'000;
   if (const auto text = args.value("--timeout-ms")) {
     timeout_ms = static_cast<uint32_t>(std::strtoul(std::string(*text).c_str(), nullptr, 10));
     if (timeout_ms == 0) return usage_error("gatehouse status", "--timeout-ms must be a number above 0", kUsage);
   }
   config::Config config;
-  const std::vector<config::ConfigError> errors = config::load(*path, std::nullopt, config);
+  const std::vector<config::ConfigError> errors = config::load(path, std::nullopt, config);
   for (const config::ConfigError& error : errors) std::fprintf(stderr, "%s\n", config::format(error).c_str());
   if (!errors.empty()) return kExitConfig;
   if (config.admin_listen.host.empty()) {
-    std::fprintf(stderr, "gatehouse status: %s has no admin endpoint ([admin] listen is \"\"%s)\n", path->data(),
+    std::fprintf(stderr, "gatehouse status: %s has no admin endpoint ([admin] listen is \"\"%s)\n", path.c_str(),
                  config.role == config::Role::agent ? ", the agent's default" : "");
     return kExitUnavailable;
   }
   if (config.admin_listen.port == 0) {
     std::fprintf(stderr, "gatehouse status: %s: [admin] listen has port 0 (any free port): its port is in the "
-                 "instance's start line (event 30001, admin_port)\n", path->data());
+                 "instance's start line (event 30001, admin_port)\n", path.c_str());
     return kExitUnavailable;
   }
   HttpResult result;

@@ -245,7 +245,7 @@ int run_store(int argc, char** argv, int first) {
   if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse store", why, kUsage);
   config::Config config;
   int exit_code = kExitOk;
-  if (!load_server_config(args, "gatehouse store", kUsage, config, exit_code)) return exit_code;
+  if (!load_server_config(args, config, exit_code)) return exit_code;
   if (args.positionals.size() != 1) {
     return usage_error("gatehouse store", "say stats, dump, agents, verify or salvage", kUsage);
   }

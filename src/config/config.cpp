@@ -1,4 +1,5 @@
 #include "gatehouse/config/config.h"
+#include "gatehouse/config/live.h"
 
 #include "gatehouse/log/log.h"
 
@@ -654,38 +655,82 @@ std::vector<ConfigError> load(std::string_view path_view, std::optional<Role> ro
   return context.errors;
 }
 
+namespace {
+
+// One key SIGHUP applies: its name as written, and how it moves from the file
+// read now into the running config.
+struct LiveKey {
+  const char* name;
+  bool (*differs)(const Config&, const Config&);
+  void (*take)(Config& running, const Config& fresh);
+};
+
+#define GATEHOUSE_LIVE_KEY(name, field) \
+  LiveKey { name, [](const Config& a, const Config& b) { return a.field != b.field; }, \
+            [](Config& running, const Config& fresh) { running.field = fresh.field; } }
+
+const LiveKey kLiveKeys[] = {
+    GATEHOUSE_LIVE_KEY("[log] level", log_level),
+    GATEHOUSE_LIVE_KEY("[runtime] handshake_timeout_ms", timeouts.handshake_timeout_ms),
+    GATEHOUSE_LIVE_KEY("[runtime] hello_timeout_ms", timeouts.hello_timeout_ms),
+    GATEHOUSE_LIVE_KEY("[health] heartbeat_interval_s", timeouts.heartbeat_interval_s),
+    GATEHOUSE_LIVE_KEY("[health] missed_heartbeats", timeouts.missed_heartbeats),
+    GATEHOUSE_LIVE_KEY("[health] heartbeats_missed_max", timeouts.heartbeats_missed_max),
+    GATEHOUSE_LIVE_KEY("[approval] agents", agent_approval),
+    GATEHOUSE_LIVE_KEY("[approval] new_agents_per_minute", new_agents_per_minute),
+    GATEHOUSE_LIVE_KEY("[approval] poll_interval_ms", timeouts.approval_poll_ms),
+    GATEHOUSE_LIVE_KEY("[failover] backoff_initial_ms", timeouts.backoff_initial_ms),
+    GATEHOUSE_LIVE_KEY("[failover] backoff_max_ms", timeouts.backoff_max_ms),
+    GATEHOUSE_LIVE_KEY("[failover] welcome_timeout_ms", timeouts.welcome_timeout_ms),
+    GATEHOUSE_LIVE_KEY("[failover] retry_after_loss_ms", timeouts.retry_after_loss_ms),
+    GATEHOUSE_LIVE_KEY("[failover] parent_silence_ms", timeouts.parent_silence_ms),
+    GATEHOUSE_LIVE_KEY("[failover] failback_s", timeouts.failback_s),
+    GATEHOUSE_LIVE_KEY("[uplink] buffer_max_bytes", uplink_buffer_max_bytes),
+};
+
+#undef GATEHOUSE_LIVE_KEY
+
+}  // namespace
+
+Config with_live_keys(const Config& running, const Config& fresh, std::vector<std::string>& applied) {
+  Config merged = running;
+  for (const LiveKey& key : kLiveKeys) {
+    if (!key.differs(running, fresh)) continue;
+    key.take(merged, fresh);
+    applied.emplace_back(key.name);
+  }
+  return merged;
+}
+
 std::vector<std::string> restart_changes(const Config& running, const Config& fresh) {
   std::vector<std::string> changed;
   auto differ = [&](bool differs, const char* key) {
     if (differs) changed.emplace_back(key);
   };
-  differ(running.name != fresh.name, "name");
-  differ(running.listen != fresh.listen, "listen");
-  differ(running.tls != fresh.tls, "[tls]");
-  differ(running.kerberos != fresh.kerberos, "[kerberos]");
-  differ(running.admin_listen != fresh.admin_listen, "[admin]");
-  differ(running.runtime != fresh.runtime || running.auth_threads != fresh.auth_threads, "[runtime]");
-  differ(running.trusted_relays != fresh.trusted_relays, "trusted_relays");
-  differ(running.timeouts != fresh.timeouts, "timeouts ([runtime], [health], [failover], [approval])");
-  differ(running.parents != fresh.parents, "[[parents]]");
-  differ(running.uplinks_per_shard != fresh.uplinks_per_shard ||
-             running.uplink_buffer_max_bytes != fresh.uplink_buffer_max_bytes,
-         "[uplink]");
-  differ(running.data_dir != fresh.data_dir, "data_dir");
-  differ(running.agent_approval != fresh.agent_approval || running.new_agents_per_minute != fresh.new_agents_per_minute,
-         "[approval]");
-  differ(running.store != fresh.store || running.store_backend != fresh.store_backend ||
-             running.store_dsn != fresh.store_dsn,
+  std::vector<std::string> live;
+  const Config merged = with_live_keys(running, fresh, live);  // what is left differs until a restart
+  differ(merged.name != fresh.name, "name");
+  differ(merged.listen != fresh.listen, "listen");
+  differ(merged.tls != fresh.tls || merged.timeouts.reload_debounce_ms != fresh.timeouts.reload_debounce_ms, "[tls]");
+  differ(merged.kerberos != fresh.kerberos, "[kerberos]");
+  differ(merged.admin_listen != fresh.admin_listen, "[admin]");
+  differ(merged.runtime != fresh.runtime || merged.auth_threads != fresh.auth_threads, "[runtime]");
+  differ(merged.trusted_relays != fresh.trusted_relays, "trusted_relays");
+  differ(merged.timeouts.resolve_interval_s != fresh.timeouts.resolve_interval_s, "[failover] resolve_interval_s");
+  differ(merged.parents != fresh.parents, "[[parents]]");
+  differ(merged.uplinks_per_shard != fresh.uplinks_per_shard, "[uplink] connections_per_shard");
+  differ(merged.data_dir != fresh.data_dir, "data_dir");
+  differ(merged.store != fresh.store || merged.store_backend != fresh.store_backend || merged.store_dsn != fresh.store_dsn,
          "[store]");
-  differ(running.gateways != fresh.gateways, "[[gateways]]");
-  differ(running.auth != fresh.auth, "auth");
-  differ(running.queue_dir != fresh.queue_dir || running.queue_max_bytes != fresh.queue_max_bytes ||
-             running.queue_drop_oldest != fresh.queue_drop_oldest,
+  differ(merged.gateways != fresh.gateways, "[[gateways]]");
+  differ(merged.auth != fresh.auth, "auth");
+  differ(merged.queue_dir != fresh.queue_dir || merged.queue_max_bytes != fresh.queue_max_bytes ||
+             merged.queue_drop_oldest != fresh.queue_drop_oldest,
          "queue_dir, queue_max_bytes, queue_full");
   return changed;
 }
 
-void reread(const Config& running) {
+std::optional<Config> reread(const Config& running) {
   Config fresh;
   const std::vector<ConfigError> errors = load(running.source_path, running.role, fresh);
   if (!errors.empty()) {
@@ -693,23 +738,54 @@ void reread(const Config& running) {
       log::emit(log::Level::error, log::EventId::config_invalid,
                 "the changed config is refused, the running one stays: " + format(error));
     }
-    return;
+    return std::nullopt;
   }
-  std::string live;
+  std::vector<std::string> applied;
+  Config merged = with_live_keys(running, fresh, applied);
   log::Level level;
   if (log::parse_level(fresh.log_level, level)) log::set_min_level(level);  // the file's, whatever came before
-  if (fresh.log_level != running.log_level) live = "[log] level " + fresh.log_level;
-  std::string restart;
-  for (const std::string& key : restart_changes(running, fresh)) restart += (restart.empty() ? "" : ", ") + key;
+  auto joined = [](const std::vector<std::string>& keys) {
+    std::string text;
+    for (const std::string& key : keys) text += (text.empty() ? "" : ", ") + key;
+    return text;
+  };
+  const std::string live = joined(applied);
+  const std::string restart = joined(restart_changes(running, fresh));
   if (!restart.empty()) {
     log::emit(log::Level::warning, log::EventId::config_reloaded,
               "config re-read: " + (live.empty() ? std::string("nothing applied live") : "applied " + live) +
                   "; these changes take a restart (the running values stay): " + restart,
-              {{"restart_needed", restart}});
+              {{"applied", live}, {"restart_needed", restart}});
   } else {
     log::emit(log::Level::info, log::EventId::config_reloaded,
-              "config re-read: " + (live.empty() ? std::string("no change") : "applied " + live));
+              "config re-read: " + (live.empty() ? std::string("no change") : "applied " + live), {{"applied", live}});
   }
+  return merged;
+}
+
+void LiveSettings::apply(const Config& config) {
+  constexpr auto relaxed = std::memory_order_relaxed;
+  const Timeouts& t = config.timeouts;
+  handshake_timeout_ms_.store(t.handshake_timeout_ms, relaxed);
+  hello_timeout_ms_.store(t.hello_timeout_ms, relaxed);
+  heartbeat_interval_s_.store(t.heartbeat_interval_s, relaxed);
+  child_silence_ms_.store(t.heartbeat_interval_s * t.missed_heartbeats * 1'000, relaxed);
+  heartbeats_missed_max_.store(t.heartbeats_missed_max, relaxed);
+  approval_poll_ms_.store(t.approval_poll_ms, relaxed);
+  agent_approval_.store(config.agent_approval, relaxed);
+  new_agents_per_minute_.store(config.new_agents_per_minute, relaxed);
+  uplink_buffer_max_bytes_.store(config.uplink_buffer_max_bytes, relaxed);
+  backoff_initial_ms_.store(t.backoff_initial_ms, relaxed);
+  backoff_max_ms_.store(t.backoff_max_ms, relaxed);
+  welcome_timeout_ms_.store(t.welcome_timeout_ms, relaxed);
+  retry_after_loss_ms_.store(t.retry_after_loss_ms, relaxed);
+  parent_silence_ms_.store(t.parent_silence_ms, relaxed);
+  failback_ms_.store(t.failback_s * 1'000, relaxed);
+}
+
+LiveSettings::FailoverTimings LiveSettings::failover() const {
+  return {load(backoff_initial_ms_), load(backoff_max_ms_), load(welcome_timeout_ms_),
+          load(retry_after_loss_ms_), load(parent_silence_ms_), load(failback_ms_)};
 }
 
 bool Subnet::contains(const runtime::PeerAddress& given) const {

@@ -7,8 +7,8 @@
 
 namespace gatehouse::gateway {
 
-GatewaySessions::GatewaySessions(std::string name, uint16_t heartbeat_interval_s)
-    : name_(std::move(name)), heartbeat_interval_s_(heartbeat_interval_s) {}
+GatewaySessions::GatewaySessions(std::string name, const config::LiveSettings& live)
+    : name_(std::move(name)), live_(live) {}
 
 void GatewaySessions::on_authenticated(net::Children&, runtime::Shard& shard, net::Conn& child) {
   const int uplink = uplinks_->pick();
@@ -195,7 +195,8 @@ void GatewaySessions::report_heartbeats(runtime::Shard&) {
 // shorter: children pinging at it satisfy both our idle limit and the group's.
 uint16_t GatewaySessions::child_heartbeat_interval_s(uint32_t uplink) const {
   const uint16_t parent_s = uplinks_->heartbeat_interval_s(uplink);
-  return parent_s == 0 ? heartbeat_interval_s_ : std::min(parent_s, heartbeat_interval_s_);
+  const auto own_s = static_cast<uint16_t>(live_.heartbeat_interval_s());
+  return parent_s == 0 ? own_s : std::min(parent_s, own_s);
 }
 
 void GatewaySessions::on_turn_end(net::Children&, runtime::Shard& shard) {

@@ -25,6 +25,8 @@ bool run(const config::Config& config) {
   options.retry_after_loss_ms = config.timeouts.retry_after_loss_ms;
   options.failback_after_ms = config.timeouts.failback_s * 1'000;
   options.parent_silence_max_ms = config.timeouts.parent_silence_ms;
+  config::LiveSettings live(config);  // what a SIGHUP changes
+  options.live = &live;
   options.child.role = proto::Role::gateway;
   options.child.auth = proto::AuthMethod::cert;
   options.child.name = config.name;
@@ -44,12 +46,12 @@ bool run(const config::Config& config) {
   const auto link_reports = std::make_unique<admin::LinkReport[]>(size_t{shards} * config.uplinks_per_shard);
   const bool dialled_by_parent = std::any_of(config.parents.begin(), config.parents.end(),
                                              [](const config::Peer& parent) { return parent.dialled_by_parent; });
-  net::ListenerStack stack(config);
+  net::ListenerStack stack(config, live);
   stack.reload_also(uplink_tls);  // renewed with the listeners' (new uplinks take it)
   std::vector<uplink::UplinkPool*> pools;  // by shard
   if (std::string problem = stack.start([&](uint32_t shard) {
         options.reports = &link_reports[size_t{shard} * config.uplinks_per_shard];
-        auto sessions = std::make_unique<gateway::GatewaySessions>(config.name, static_cast<uint16_t>(config.timeouts.heartbeat_interval_s));
+        auto sessions = std::make_unique<gateway::GatewaySessions>(config.name, live);
         auto uplinks = std::make_unique<uplink::UplinkPool>(options, *sessions);
         gateway::GatewaySessions* handler = sessions.get();
         uplink::UplinkPool* pool = uplinks.get();
@@ -73,11 +75,15 @@ bool run(const config::Config& config) {
     return false;
   }
   runtime::Runtime& runtime = stack.runtime();
-  for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({pools[shard], 0, nullptr});
+  for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) runtime.shard(shard).post({pools[shard], uplink::UplinkPool::kStart, nullptr});
   log::emit(log::Level::info, log::EventId::process_started, "gateway started",
             {{"listen", config.listen.host}, {"port", stack.port()}, {"admin_port", stack.admin_port()}, {"shards", runtime.shard_count()},
              {"uplinks", runtime.shard_count() * config.uplinks_per_shard}});
-  stack.run_until_stopped();
+  stack.run_until_stopped([&runtime, &pools] {
+    for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) {
+      runtime.shard(shard).post_waiting({pools[shard], uplink::UplinkPool::kReconfigure, nullptr});
+    }
+  });
   return true;
 }
 

@@ -31,6 +31,16 @@ bool ChildLink::send_to_socket(void* link, std::span<const std::byte> bytes) {
   return self.shard_->send(self.conn_, bytes);
 }
 
+void ChildLink::retime(const config::LiveSettings::FailoverTimings& timings) {
+  options_.backoff_initial_ms = timings.backoff_initial_ms;
+  options_.backoff_max_ms = timings.backoff_max_ms;
+  options_.welcome_timeout_ms = timings.welcome_timeout_ms;
+  options_.retry_after_loss_ms = timings.retry_after_loss_ms;
+  options_.parent_silence_max_ms = timings.parent_silence_ms;
+  options_.failback_after_ms = timings.failback_ms;
+  failover_.retime(timings.backoff_initial_ms, timings.backoff_max_ms);
+}
+
 void ChildLink::start(runtime::Shard& shard) {
   shard_ = &shard;
   connect(shard);

@@ -136,8 +136,9 @@ void Gate::on_established(TlsServer&, runtime::Shard& shard, Conn& conn, const t
   conn.gate.certificate_identity = peer.name;
   conn.gate.certificate_gateway_eku = peer.gateway_eku;
   conn.gate.decoder = std::make_unique<proto::FrameDecoder>(&spill_pool_);
-  conn.gate.clock.start(shard.now_ms(), options_.hello_timeout_ms);
-  shard.set_deadline(conn.id, options_.hello_timeout_ms);
+  const uint32_t hello_timeout_ms = options_.live.hello_timeout_ms();
+  conn.gate.clock.start(shard.now_ms(), hello_timeout_ms);
+  shard.set_deadline(conn.id, hello_timeout_ms);
 }
 
 void Gate::on_plaintext(TlsServer&, runtime::Shard& shard, Conn& conn, std::span<const std::byte> bytes) {
@@ -311,7 +312,7 @@ void Gate::authenticated(runtime::Shard& shard, Conn& conn) {
   conn.stage = Stage::authenticated;
   conn.gate.role_knows = true;
   admin::shard_add(shard.index(), session_metric(conn.gate.identity));
-  shard.set_deadline(conn.id, options_.idle_timeout_ms);  // checked when it fires, not moved per read
+  shard.set_deadline(conn.id, options_.live.child_silence_ms());  // checked when it fires, not moved per read
   handler_.on_authenticated(*this, shard, conn);
 }
 
@@ -334,7 +335,7 @@ void Gate::on_deadline(TlsServer&, runtime::Shard& shard, Conn& conn) {
   if (conn.gate.step != nullptr) {
     // Our auth queue holds the Kerberos accept (a reconnect storm): not the
     // client's time; its clock is paused, look again later.
-    shard.set_deadline(conn.id, options_.hello_timeout_ms);
+    shard.set_deadline(conn.id, options_.live.hello_timeout_ms());
     return;
   }
   timed_out(shard, conn);
@@ -345,14 +346,14 @@ void Gate::on_deadline(TlsServer&, runtime::Shard& shard, Conn& conn) {
 // peer holding a slot), and its slot is freed.
 void Gate::idle_check(runtime::Shard& shard, Conn& conn) {
   if (conn.gate.idle.paused) {  // we hold its bytes back (backpressure): look again later
-    shard.set_deadline(conn.id, options_.idle_timeout_ms);
+    shard.set_deadline(conn.id, options_.live.child_silence_ms());
     return;
   }
   // Before its HELLO_OK the child cannot keep a heartbeat: its wait for the
   // parent's answer gets hello_timeout_ms more, so a slow parent is not its
   // silence, and a parent that never answers (a rogue one upstream) cannot
   // hold the slot for ever.
-  const uint64_t limit_ms = options_.idle_timeout_ms + (conn.gate.welcomed ? 0 : options_.hello_timeout_ms);
+  const uint64_t limit_ms = options_.live.child_silence_ms() + (conn.gate.welcomed ? 0 : options_.live.hello_timeout_ms());
   const uint64_t idle_ms = conn.gate.idle.idle_ms(shard.now_ms());
   if (idle_ms < limit_ms) {
     shard.set_deadline(conn.id, static_cast<uint32_t>(limit_ms - idle_ms));
@@ -366,12 +367,12 @@ void Gate::idle_check(runtime::Shard& shard, Conn& conn) {
   }
   deny(shard, conn, proto::Reason::timeout, log::EventId::session_idle_timeout,
        "nothing heard from the child for " + std::to_string(idle_ms) + " ms (it pings every heartbeat; the limit is " +
-           std::to_string(options_.idle_timeout_ms) + " ms, [health] missed_heartbeats × heartbeat_interval_s)");
+           std::to_string(options_.live.child_silence_ms()) + " ms, [health] missed_heartbeats × heartbeat_interval_s)");
 }
 
 void Gate::timed_out(runtime::Shard& shard, Conn& conn) {
   deny(shard, conn, proto::Reason::timeout, log::EventId::handshake_timeout,
-       "HELLO/AUTH not completed within " + std::to_string(options_.hello_timeout_ms) + " ms");
+       "HELLO/AUTH not completed within " + std::to_string(options_.live.hello_timeout_ms()) + " ms");
 }
 
 void Gate::on_send_space(TlsServer&, runtime::Shard& shard, Conn& conn) {

@@ -21,8 +21,10 @@ uint32_t auth_queue_max(const runtime::RuntimeLimits& limits) {
 
 }  // namespace
 
-ListenerStack::ListenerStack(const config::Config& config)
+ListenerStack::ListenerStack(const config::Config& config, config::LiveSettings& live)
     : config_(config),
+      running_(config),
+      live_(live),
       tls_({.side = tls::Side::server, .cert_path = config.tls.cert_path, .key_path = config.tls.key_path,
             .ca_path = config.tls.ca_path, .crl_path = config.tls.crl_path,
             // Kerberos agents come without a certificate; the gate decides per HELLO.
@@ -85,11 +87,9 @@ std::string ListenerStack::start(const HandlerFactory& make_handler) {
     handlers_[shard] = std::move(role.handler);
     connected_[shard] = std::move(role.connected);
     gates_[shard] = std::make_unique<Gate>(kerberos_, pool_, *handlers_[shard], limits.connections_per_shard,
-                                           GateOptions{config_.timeouts.hello_timeout_ms, config_.name,
-                                                       config_.timeouts.heartbeat_interval_s *
-                                                           config_.timeouts.missed_heartbeats * 1'000});
+                                           GateOptions{live_, config_.name});
     auto tls = std::make_unique<TlsServer>(tls_, pool_, *gates_[shard], limits.connections_per_shard,
-                                           TlsServerLimits{config_.timeouts.handshake_timeout_ms, config_.trusted_relays},
+                                           TlsServerLimits{live_, config_.trusted_relays},
                                            connected_[shard].get(), role.dialed_in);
     gates_[shard]->attach(*tls);
     if (role.attach) role.attach(*gates_[shard]);
@@ -112,7 +112,7 @@ std::string ListenerStack::start_admin(admin::RoleReport report) {
   return admin_->start(config_.admin_listen);
 }
 
-void ListenerStack::run_until_stopped() {
+void ListenerStack::run_until_stopped(const std::function<void()>& reconfigured) {
   runtime::Watchdog watchdog(*runtime_);  // outlives the shards' last turns (below)
   const std::string ready = "READY=1\nSTATUS=serving on " + config_.listen.text;
   runtime::sd_notify(ready.c_str());
@@ -122,7 +122,11 @@ void ListenerStack::run_until_stopped() {
   runtime::wait_for_stop_signal(
       [&] {
         runtime::sd_notify("RELOADING=1");
-        config::reread(config_);
+        if (std::optional<config::Config> merged = config::reread(running_)) {
+          running_ = std::move(*merged);
+          live_.apply(running_);
+          if (reconfigured) reconfigured();
+        }
         reload();
         runtime::sd_notify(ready.c_str());
       },

@@ -84,8 +84,9 @@ void TlsServer::begin_handshake(runtime::Shard& shard, runtime::ConnId id, bool 
   for (const Subnet& relay : limits_.trusted_relays) {
     conn.tls.awaiting_proxy = conn.tls.awaiting_proxy || (relays_apply && relay.contains(shard.peer(id)));
   }
-  conn.tls.clock.start(shard.now_ms(), limits_.handshake_timeout_ms);
-  shard.set_deadline(id, limits_.handshake_timeout_ms);
+  const uint32_t handshake_timeout_ms = limits_.live.handshake_timeout_ms();
+  conn.tls.clock.start(shard.now_ms(), handshake_timeout_ms);
+  shard.set_deadline(id, handshake_timeout_ms);
 }
 
 bool TlsServer::parent_dialled_in(runtime::Shard& shard, Conn& conn, bool& wait) {
@@ -122,7 +123,7 @@ bool TlsServer::parent_dialled_in(runtime::Shard& shard, Conn& conn, bool& wait)
 
 void TlsServer::timed_out(runtime::Shard& shard, Conn& conn) {
   log::emit(log::Level::warning, log::EventId::handshake_timeout, "handshake not completed in time; closed",
-            {{"peer", peer_text(shard, conn)}, {"timeout_ms", limits_.handshake_timeout_ms}});
+            {{"peer", peer_text(shard, conn)}, {"timeout_ms", limits_.live.handshake_timeout_ms()}});
   conn.stage = Stage::closing;
   shard.abort(conn.id);
 }
@@ -367,7 +368,7 @@ void TlsServer::on_deadline(runtime::Shard& shard, runtime::ConnId id) {
   if (conn.tls.step != nullptr) {
     // Our auth queue holds this handshake (a reconnect storm): not the
     // client's time; its clock is paused, look again later.
-    shard.set_deadline(id, limits_.handshake_timeout_ms);
+    shard.set_deadline(id, limits_.live.handshake_timeout_ms());
     return;
   }
   timed_out(shard, conn);

@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "gatehouse/log/invariant.h"
+#include "gatehouse/runtime/runtime.h"
 
 namespace gatehouse::runtime {
 namespace {
@@ -91,6 +92,7 @@ bool Ring::init(uint32_t sq_entries, uint32_t cq_entries, uint32_t files_max, st
   }
   if (error != 0) {
     why = setup_failure(error);
+    if (error == ENOSYS || error == EPERM || error == EACCES) note_start_failure(StartFailure::io_uring_unavailable);
     return false;
   }
   initialized_ = true;

@@ -54,6 +54,7 @@ int listening_socket(const PeerAddress& address, std::string& why) {
       ::listen(fd, SOMAXCONN) != 0) {
     why = "cannot listen on " + address.to_string() + ": " + std::strerror(errno) +
           (errno == EADDRINUSE ? " (another process holds the port)" : "");
+    if (errno == EADDRINUSE) note_start_failure(StartFailure::port_in_use);
     ::close(fd);
     return -1;
   }
@@ -110,6 +111,7 @@ static bool port_free(const PeerAddress& address, std::string& why) {
   if (!free) {
     why = "cannot listen on " + address.to_string() + ": " + std::strerror(errno) +
           (errno == EADDRINUSE ? " (another process holds the port)" : "");
+    if (errno == EADDRINUSE) note_start_failure(StartFailure::port_in_use);
   }
   ::close(fd);
   return free;
@@ -240,6 +242,13 @@ int wait_for_stop_signal(const std::function<void()>& on_reload, const std::func
     if (on_reload) on_reload();
   }
 }
+
+namespace {
+std::atomic<StartFailure> g_start_failure{StartFailure::other};
+}  // namespace
+
+void note_start_failure(StartFailure failure) { g_start_failure.store(failure, std::memory_order_relaxed); }
+StartFailure start_failure() { return g_start_failure.load(std::memory_order_relaxed); }
 
 uint64_t steady_us() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(

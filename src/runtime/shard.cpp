@@ -17,7 +17,9 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <ctime>
 
 #include "gatehouse/log/invariant.h"
@@ -487,6 +489,10 @@ bool Shard::post(const Message& message) {
   if (!reserve_post()) return false;
   post_reserved(message);
   return true;
+}
+
+void Shard::post_waiting(const Message& message) {
+  while (!post(message)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 // One eventfd write per wake-up, not per message.

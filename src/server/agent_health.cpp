@@ -15,9 +15,6 @@ constexpr int64_t kCheckEveryMsMax = 1'000;  // and a quarter interval when that
 
 const char* to_string(PeerKind kind) { return kind == PeerKind::agent ? "agent" : "gateway"; }
 
-AgentHealth::AgentHealth(HealthOptions options)
-    : options_(options), down_after_ms_(int64_t{options.heartbeat_interval_s} * options.heartbeats_missed_max * 1'000) {}
-
 void AgentHealth::heard(std::vector<HeardNote>& notes) {
   if (notes.empty()) return;
   const auto now_ms = static_cast<int64_t>(runtime::steady_ms());
@@ -40,7 +37,10 @@ void AgentHealth::heard(std::vector<HeardNote>& notes) {
 }
 
 void AgentHealth::check(int64_t now_ms, Registry& registry) {
-  if (now_ms - checked_at_ms_ < std::min<int64_t>(kCheckEveryMsMax, options_.heartbeat_interval_s * 250)) return;
+  interval_s_ = live_.heartbeat_interval_s();
+  missed_max_ = live_.heartbeats_missed_max();
+  down_after_ms_ = int64_t{interval_s_} * missed_max_ * 1'000;
+  if (now_ms - checked_at_ms_ < std::min<int64_t>(kCheckEveryMsMax, interval_s_ * 250)) return;
   checked_at_ms_ = now_ms;
   check_kind(PeerKind::agent, now_ms, registry);
   check_kind(PeerKind::gateway, now_ms, registry);
@@ -62,7 +62,7 @@ void AgentHealth::check_kind(PeerKind kind, int64_t now_ms, Registry& registry) 
         peer.recorded_unix_s = peer.heard_unix_s;
       } else if (!peer.down && now_ms - peer.heard_ms > down_after_ms_) {
         silent.push_back(name);
-      } else if (!peer.down && peer.heard_unix_s >= peer.recorded_unix_s + options_.heartbeat_interval_s / 2 + 1) {
+      } else if (!peer.down && peer.heard_unix_s >= peer.recorded_unix_s + interval_s_ / 2 + 1) {
         records.push_back({name, peer.heard_unix_s, "up", peer.path});
         peer.recorded_unix_s = peer.heard_unix_s;
       }
@@ -95,8 +95,8 @@ void AgentHealth::check_kind(PeerKind kind, int64_t now_ms, Registry& registry) 
 void AgentHealth::log_down(PeerKind kind, const std::string& name, const Peer& peer, int64_t silent_ms) {
   log::emit(log::Level::warning, log::EventId::heartbeat_failed,
             std::string(to_string(kind)) + " " + name + " missed its heartbeats for " + std::to_string(silent_ms / 1'000) +
-                " s (every " + std::to_string(options_.heartbeat_interval_s) + " s, " +
-                std::to_string(options_.heartbeats_missed_max) + " missed = down): down",
+                " s (every " + std::to_string(interval_s_) + " s, " +
+                std::to_string(missed_max_) + " missed = down): down",
             {{to_string(kind), name},
              {"last_heartbeat", log::iso8601_utc(peer.heard_unix_s, 0, 3)},
              {"path", peer.path}});

@@ -333,9 +333,9 @@ int64_t Registry::stored_heartbeat(bool gateway, const std::string& name) {
   return rows.empty() || rows[0].empty() ? 0 : std::stoll(rows[0][0]);
 }
 
-void Registry::watch(uint32_t poll_ms) {
+void Registry::watch(std::function<uint32_t()> poll_ms) {
   if (db_ == nullptr) {
-    watch_postgresql(poll_ms);
+    watch_postgresql(std::move(poll_ms));
     return;
   }
   // The server writes only the inventory (last seen, via): without an fsync per
@@ -343,11 +343,11 @@ void Registry::watch(uint32_t poll_ms) {
   // the event store's fdatasync waits in. WAL keeps the file whole on a crash;
   // the last updates may be lost, and come back with the agents' next sessions.
   execute("PRAGMA synchronous=NORMAL", {});
-  watcher_ = std::thread([this, poll_ms] {
+  watcher_ = std::thread([this, poll_ms = std::move(poll_ms)] {
     while (!stopping_.load()) {
       refresh(write_inventory());
       if (round_hook_) round_hook_();
-      std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+      std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms()));
     }
     write_inventory();
   });
@@ -357,8 +357,8 @@ void Registry::watch(uint32_t poll_ms) {
 // wakes the watcher at once; after a reconnect it looks anyway (poll_ms
 // paces only the reconnects). A lost database
 // keeps the approvals in force (said once a minute) until it is back.
-void Registry::watch_postgresql(uint32_t poll_ms) {
-  watcher_ = std::thread([this, poll_ms] {
+void Registry::watch_postgresql(std::function<uint32_t()> poll_ms) {
+  watcher_ = std::thread([this, poll_ms = std::move(poll_ms)] {
     int64_t said_at_s = 0;
     while (!stopping_.load()) {
       std::string why;
@@ -374,7 +374,7 @@ void Registry::watch_postgresql(uint32_t poll_ms) {
         if (round_hook_) round_hook_();
         std::lock_guard lock(db_mutex_);
         bool told = false;
-        ok = pg_ != nullptr && pg_->wait_notification(std::min(poll_ms, kWatchSliceMs), told, why);
+        ok = pg_ != nullptr && pg_->wait_notification(std::min(poll_ms(), kWatchSliceMs), told, why);
         notified = notified || told || wrote;
       }
       if (ok) {
@@ -386,7 +386,7 @@ void Registry::watch_postgresql(uint32_t poll_ms) {
         log::emit(log::Level::error, log::EventId::database_unavailable,
                   "the group's registry cannot reach PostgreSQL; the approvals in force stay until it is back: " + why);
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+      std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms()));
     }
     write_inventory();
   });

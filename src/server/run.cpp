@@ -105,7 +105,8 @@ bool run(const config::Config& config) {
   std::unique_ptr<store::Backend> store = open_store(config);
   if (store == nullptr) return false;
   // Before the registry: its thread runs the checks until the registry goes.
-  AgentHealth health({config.timeouts.heartbeat_interval_s, config.timeouts.heartbeats_missed_max});
+  config::LiveSettings live(config);  // what a SIGHUP changes
+  AgentHealth health(live);
   auto registry = Registry::open(config, why);
   if (registry == nullptr) {
     log::emit(log::Level::error, log::EventId::config_invalid, "cannot open the server's data: " + why,
@@ -116,13 +117,10 @@ bool run(const config::Config& config) {
   registry->set_round_hook([&health, &registry = *registry] {
     health.check(static_cast<int64_t>(runtime::steady_ms()), registry);
   });
-  registry->watch(config.timeouts.approval_poll_ms);
-  ServerLimits limits;
-  limits.heartbeat_interval_s = static_cast<uint16_t>(config.timeouts.heartbeat_interval_s);
-  limits.new_agents_per_minute = config.new_agents_per_minute;
-  ServerContext context{*store, *registry, config.agent_approval, config.name, limits};
+  registry->watch([&live] { return live.approval_poll_ms(); });
+  ServerContext context{*store, *registry, live, config.name, ServerLimits{}};
   context.health = &health;
-  net::ListenerStack stack(config);
+  net::ListenerStack stack(config, live);
   // The gateways this server dials ([[gateways]]), resolved off the shards.
   const uint32_t shards = runtime::shard_count_for(config.runtime);
   auto gateway_addresses = std::make_shared<net::AddressBook>(config.gateways, config.timeouts.resolve_interval_s * 1'000);

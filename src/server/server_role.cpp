@@ -35,14 +35,14 @@ ServerSessions::ServerSessions(ServerContext& context)
 ServerSessions::~ServerSessions() = default;
 
 bool ServerSessions::agent_approved(const std::string& agent) const {
-  if (context_.approval == config::AgentApproval::automatic) return true;
+  if (context_.live.agent_approval() == config::AgentApproval::automatic) return true;
   return context_.registry.approvals()->agents.contains(agent);
 }
 
 // A gateway uplink's allowance of agents not approved yet (a token bucket):
 // made-up names cannot flood the registry or the pending list.
 bool ServerSessions::new_agent_allowed(runtime::Shard& shard, net::RoleContext& link) {
-  const double per_minute = context_.limits.new_agents_per_minute;
+  const double per_minute = context_.live.new_agents_per_minute();
   const uint64_t now_ms = shard.now_ms();
   link.new_agent_tokens = std::min(per_minute, link.new_agent_tokens + static_cast<double>(now_ms - link.tokens_at_ms) *
                                                                           per_minute / 60'000.0);
@@ -54,7 +54,7 @@ bool ServerSessions::new_agent_allowed(runtime::Shard& shard, net::RoleContext& 
 
 // What the operator of this server can do about an unapproved agent.
 std::string ServerSessions::approval_hint(const std::string& agent) const {
-  return context_.approval == config::AgentApproval::review
+  return context_.live.agent_approval() == config::AgentApproval::review
              ? "it is on the pending list: gatehouse approve agent " + agent + " --action create"
              : "approve it with: gatehouse approve agent " + agent + " --action create";
 }
@@ -81,10 +81,10 @@ void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard
     }
     link.gateway = true;
     link.open = true;
-    link.new_agent_tokens = context_.limits.new_agents_per_minute;  // a full bucket to start
+    link.new_agent_tokens = context_.live.new_agents_per_minute();  // a full bucket to start
     link.tokens_at_ms = shard.now_ms();
     heard_.push_back({PeerKind::gateway, link.name, {}});
-    gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s, 0, 0, context_.name}});
+    gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, static_cast<uint16_t>(context_.live.heartbeat_interval_s()), 0, 0, context_.name}});
     return;
   }
   const AgentBinding came{std::string(kDirectScope), auth_name(identity.auth)};
@@ -92,7 +92,7 @@ void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard
     gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::peer_not_approved, why);
     return;
   }
-  context_.registry.note_seen(link.name, "", came, context_.approval);
+  context_.registry.note_seen(link.name, "", came, context_.live.agent_approval());
   if (!agent_approved(link.name)) {
     gate.deny(shard, conn, proto::Reason::not_approved, log::EventId::peer_not_approved,
               "agent " + link.name + " is not approved by this management server", approval_hint(link.name));
@@ -106,7 +106,7 @@ void ServerSessions::on_authenticated(net::Children& gate, runtime::Shard& shard
   link.open = true;
   const uint64_t durable_seq = open_channel(conn, 0, link.name, came, identity.incarnation);
   admit_agent(shard, conn, 0, link.name);
-  gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, context_.limits.heartbeat_interval_s,
+  gate.send(shard, conn, {0, proto::HelloOk{proto::kVersion, static_cast<uint16_t>(context_.live.heartbeat_interval_s()),
                                           context_.limits.channel_window_bytes, durable_seq, context_.name}});
 }
 
@@ -175,11 +175,11 @@ void ServerSessions::on_open(net::Children& gate, runtime::Shard& shard, net::Co
   const bool known = context_.registry.approvals()->agents.contains(agent);
   if (!known && !new_agent_allowed(shard, link)) {
     const std::string text = "gateway " + link.name + " brings new agents faster than " +
-                             std::to_string(context_.limits.new_agents_per_minute) + " a minute";
+                             std::to_string(context_.live.new_agents_per_minute()) + " a minute";
     refuse(proto::Reason::overloaded, log::EventId::new_agents_throttled, text, text + "; agent " + agent + " refused for now");
     return;
   }
-  context_.registry.note_seen(agent, link.name, came, context_.approval);
+  context_.registry.note_seen(agent, link.name, came, context_.live.agent_approval());
   if (!agent_approved(agent)) {
     const std::string text = "agent " + agent + " is not approved by this management server";
     refuse(proto::Reason::not_approved, log::EventId::peer_not_approved, text, text + ": " + approval_hint(agent));

@@ -137,8 +137,16 @@ bool UplinkPool::queue_data(uint32_t index, uint32_t channel, const proto::Data&
   return true;
 }
 
-void UplinkPool::on_message(runtime::Shard& shard, uint64_t, void*) {
-  for (auto& uplink : uplinks_) uplink->link.start(shard);
+void UplinkPool::on_message(runtime::Shard& shard, uint64_t value, void*) {
+  if (value == kStart) {
+    for (auto& uplink : uplinks_) uplink->link.start(shard);
+    return;
+  }
+  GH_INVARIANT(value == kReconfigure && options_.live != nullptr);
+  options_.congested_above_bytes = options_.live->uplink_buffer_max_bytes();
+  options_.drained_below_bytes = options_.congested_above_bytes / 4;
+  const config::LiveSettings::FailoverTimings timings = options_.live->failover();
+  for (auto& uplink : uplinks_) uplink->link.retime(timings);
 }
 
 void UplinkPool::on_link_frame(runtime::Shard& shard, net::ChildLink& link, const proto::Frame& frame) {

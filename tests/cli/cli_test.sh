@@ -38,7 +38,8 @@ expect_exit 64 "flag without its value" -- "$gatehouse" check-config --config
 expect_exit 64 "check-config without --config" -- "$gatehouse" check-config
 expect_exit 78 "a role with a missing config file (EX_CONFIG)" -- "$gatehouse" gateway --config "$work/absent.toml"
 expect_output '"event":30003' "config problem logged as event 30003"
-expect_exit 64 "a role without --config" -- "$gatehouse" server
+expect_exit 78 "a role without --config reads the installed default, absent here" -- "$gatehouse" server
+expect_output '/etc/gatehouse/server.toml: cannot open config file' "the default path is named"
 # Every subcommand's and verb's --help: exit 0, every flag listed.
 for spec in "gateway:--config" "server:--config" "agent:--journal-dir" "approve:--pending" "certs:--valid-from" \
   "status:--timeout-ms" "agents:--state" "store:--cursor-file" "check-config:--role" "proto:--each" "version:-V"; do

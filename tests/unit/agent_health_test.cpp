@@ -24,6 +24,13 @@ AgentRecord find(Registry& registry, const std::string& name) {
   return {};
 }
 
+config::Config health_config(uint32_t interval_s, uint32_t missed_max) {
+  config::Config config;
+  config.timeouts.heartbeat_interval_s = interval_s;
+  config.timeouts.heartbeats_missed_max = missed_max;
+  return config;
+}
+
 }  // namespace
 
 TEST_CASE("agent health: down past interval × missed (recorded), up when heard again") {
@@ -32,7 +39,8 @@ TEST_CASE("agent health: down past interval × missed (recorded), up when heard 
   auto registry = Registry::open(dir.path, why);
   REQUIRE(registry != nullptr);
   REQUIRE(registry->set_agent("web1.example.test", true).empty());
-  AgentHealth health({.heartbeat_interval_s = 2, .heartbeats_missed_max = 3});
+  config::LiveSettings live(health_config(2, 3));
+  AgentHealth health(live);
   std::vector<HeardNote> notes{{PeerKind::agent, "web1.example.test", "gw1.example.test"}};
   health.heard(notes);
   CHECK(notes.empty());
@@ -66,7 +74,8 @@ TEST_CASE("agent health: no verdict on an agent another server heard later; gate
   REQUIRE(registry != nullptr);
   REQUIRE(registry->set_agent("web2.example.test", true).empty());
   REQUIRE(registry->set_gateway("gw1.example.test", true).empty());
-  AgentHealth health({.heartbeat_interval_s = 1, .heartbeats_missed_max = 2});
+  config::LiveSettings live(health_config(1, 2));
+  AgentHealth health(live);
   std::vector<HeardNote> notes{{PeerKind::agent, "web2.example.test", ""}, {PeerKind::gateway, "gw1.example.test", ""}};
   health.heard(notes);
   // Another server of the group heard web2 after us (it failed over there).
@@ -77,4 +86,22 @@ TEST_CASE("agent health: no verdict on an agent another server heard later; gate
   CHECK(counts.agents_up == 0);  // no longer ours to watch
   CHECK(counts.gateways_down == 1);
   CHECK(find(*registry, "web2.example.test").health == "up");
+}
+
+TEST_CASE("agent health: a reload's new heartbeats_missed_max applies at the next check") {
+  testing::TempDir dir("gatehouse-health-test");
+  std::string why;
+  auto registry = Registry::open(dir.path, why);
+  REQUIRE(registry != nullptr);
+  REQUIRE(registry->set_agent("web1.example.test", true).empty());
+  config::LiveSettings live(health_config(2, 3));
+  AgentHealth health(live);
+  std::vector<HeardNote> notes{{PeerKind::agent, "web1.example.test", ""}};
+  health.heard(notes);
+  const int64_t start_ms = steady_ms();
+  live.apply(health_config(2, 10));  // SIGHUP: 20 s of silence before down
+  health.check(start_ms + 7'000, *registry);  // past the old 6 s, within the new 20 s
+  CHECK(health.counts().agents_down == 0);
+  health.check(start_ms + 20'500, *registry);
+  CHECK(health.counts().agents_down == 1);
 }

@@ -47,3 +47,16 @@ TEST_CASE("failover: a refusal that takes a human ends the round at once; jitter
   }
   CHECK(failover.jitter_ms(0) == 0);
 }
+
+TEST_CASE("failover: a reload's backoff bounds apply from the next round") {
+  Failover failover(1, 200, 60'000);
+  for (int round = 0; round < 10; ++round) failover.failed();  // backed off to the 60 s bound
+  failover.retime(100, 1'000);  // SIGHUP: a lower bound
+  const uint32_t capped = failover.failed();
+  CHECK(capped >= 500);
+  CHECK(capped <= 1'000);
+  failover.succeeded();
+  const uint32_t fresh = failover.failed();
+  CHECK(fresh >= 50);  // the new initial backoff
+  CHECK(fresh <= 100);
+}

@@ -71,9 +71,12 @@ class WelcomingRole final : public net::SessionHandler {
 };
 
 struct GatedListener {
+  // idle_timeout_s: an authenticated child silent this long is closed (one
+  // missed heartbeat of that interval).
   explicit GatedListener(bool with_kerberos, uint32_t hello_timeout_ms = 5'000,
-                         std::vector<config::Subnet> trusted_relays = {}, uint32_t idle_timeout_ms = 180'000)
-      : context({.side = tls::Side::server, .cert_path = tls::pki().path("gw1.example.test.crt"),
+                         std::vector<config::Subnet> trusted_relays = {}, uint32_t idle_timeout_s = 180)
+      : live(settings(hello_timeout_ms, idle_timeout_s)),
+        context({.side = tls::Side::server, .cert_path = tls::pki().path("gw1.example.test.crt"),
                  .key_path = tls::pki().path("gw1.example.test.key"), .ca_path = tls::pki().path("ca.crt"),
                  .peer_certificate = tls::PeerCertificate::optional}),
         pool(2, 64), runtime(limits()) {
@@ -87,11 +90,11 @@ struct GatedListener {
     runtime::PeerAddress address;
     REQUIRE(runtime::make_address("127.0.0.1", 0, address, why));
     REQUIRE(runtime.listen(address, 0, port, why));
-    REQUIRE_MESSAGE(runtime.start([&, hello_timeout_ms, trusted_relays, idle_timeout_ms](uint32_t) {
+    REQUIRE_MESSAGE(runtime.start([&, trusted_relays](uint32_t) {
       gate = std::make_unique<net::Gate>(kerberos, pool, role, limits().connections_per_shard,
-                                         net::GateOptions{hello_timeout_ms, "gw1.example.test", idle_timeout_ms});
+                                         net::GateOptions{live, "gw1.example.test"});
       auto tls = std::make_unique<net::TlsServer>(context, pool, *gate, limits().connections_per_shard,
-                                                  net::TlsServerLimits{5'000, trusted_relays});
+                                                  net::TlsServerLimits{live, trusted_relays});
       gate->attach(*tls);
       return tls;
     }, why), why);
@@ -102,6 +105,14 @@ struct GatedListener {
     l.connections_per_shard = 256;
     return l;
   }
+  static config::Config settings(uint32_t hello_timeout_ms, uint32_t idle_timeout_s) {
+    config::Config config;
+    config.timeouts.hello_timeout_ms = hello_timeout_ms;
+    config.timeouts.heartbeat_interval_s = idle_timeout_s;
+    config.timeouts.missed_heartbeats = 1;
+    return config;
+  }
+  config::LiveSettings live;
   tls::ReloadableContext context;
   std::atomic<std::shared_ptr<const krb::AcceptorCredential>> kerberos;
   runtime::WorkerPool pool;
@@ -191,7 +202,7 @@ TEST_CASE("gate: a certificate with a gateway's EKUs may act as a gateway") {
 }
 
 TEST_CASE("gate: an authenticated child silent for its idle timeout is closed (DENY timeout, 30032); one that pings stays") {
-  GatedListener listener(false, 5'000, {}, 400);
+  GatedListener listener(false, 5'000, {}, 1);
   BlockingClient silent(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
   BlockingClient pinging(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
   for (BlockingClient* client : {&silent, &pinging}) {
@@ -200,11 +211,11 @@ TEST_CASE("gate: an authenticated child silent for its idle timeout is closed (D
     REQUIRE(welcomed(*client));
   }
   proto::Frame frame;
-  for (int i = 0; i < 8; ++i) {  // 1.2 s: three idle timeouts
+  for (int i = 0; i < 8; ++i) {  // 3.2 s: three idle timeouts
     pinging.send_frame({0, proto::Ping{static_cast<uint64_t>(i)}});
     REQUIRE(pinging.next_frame(frame));
     REQUIRE(std::holds_alternative<proto::Pong>(frame.body));
-    std::this_thread::sleep_for(150ms);
+    std::this_thread::sleep_for(400ms);
   }
   const auto [reason, text] = denial(silent);
   CHECK(reason == proto::Reason::timeout);
@@ -215,7 +226,7 @@ TEST_CASE("gate: an authenticated child silent for its idle timeout is closed (D
 // parent slow to answer) is not silent, however long that takes; once
 // welcomed, its idle time counts.
 TEST_CASE("gate: a child's idle time starts at its HELLO_OK, not at its HELLO") {
-  GatedListener listener(false, 5'000, {}, 400);
+  GatedListener listener(false, 5'000, {}, 1);
   BlockingClient other(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
   REQUIRE(other.handshake());
   other.send_frame({0, hello("web01.example.test")});
@@ -225,10 +236,10 @@ TEST_CASE("gate: a child's idle time starts at its HELLO_OK, not at its HELLO") 
   REQUIRE(waiting.handshake());
   waiting.send_frame({0, hello("web01.example.test")});
   proto::Frame frame;
-  for (uint64_t i = 0; i < 7; ++i) {  // ~1 s, 2.5 idle timeouts, without a welcome (the other one pings)
+  for (uint64_t i = 0; i < 7; ++i) {  // ~2.8 s, 2.8 idle timeouts, without a welcome (the other one pings)
     other.send_frame({0, proto::Ping{i}});
     REQUIRE(other.next_frame(frame));
-    std::this_thread::sleep_for(150ms);
+    std::this_thread::sleep_for(400ms);
   }
   other.send_frame({0, proto::Ping{WelcomingRole::kWelcomeNonce}});  // the role welcomes the waiting one now
   REQUIRE(other.next_frame(frame));
@@ -239,13 +250,13 @@ TEST_CASE("gate: a child's idle time starts at its HELLO_OK, not at its HELLO") 
   const auto after_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
   CHECK(reason == proto::Reason::timeout);
   CHECK(text.starts_with("nothing heard from the child for "));
-  CHECK(after_ms.count() >= 300);
+  CHECK(after_ms.count() >= 900);
 }
 
 // A parent that never answers the OPEN (a rogue one upstream) does not hold
 // the child's slot for ever: idle limit + hello_timeout_ms from its HELLO.
 TEST_CASE("gate: a child never welcomed is closed once its wait passes the idle limit plus the HELLO timeout") {
-  GatedListener listener(false, 300, {}, 400);
+  GatedListener listener(false, 300, {}, 1);
   listener.role.defer_next_welcome = true;
   BlockingClient waiting(cert_agent("web01.example.test"), "gw1.example.test", listener.port);
   REQUIRE(waiting.handshake());
@@ -255,7 +266,7 @@ TEST_CASE("gate: a child never welcomed is closed once its wait passes the idle 
   const auto after_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - sent);
   CHECK(reason == proto::Reason::timeout);
   CHECK_MESSAGE(text.starts_with("its parent did not welcome it within "), text);
-  CHECK(after_ms.count() >= 650);
+  CHECK(after_ms.count() >= 1'250);
 }
 
 // Backpressure is ours, not the child's silence; bytes that still come in after

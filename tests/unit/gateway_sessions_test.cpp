@@ -176,8 +176,8 @@ namespace {
 // approvals at open).
 struct ServerUnderTest {
   ServerUnderTest(const char* name, server::ServerLimits limits,
-                  const std::function<void(server::Registry&)>& approve = {})
-      : dir(name) {
+                  const std::function<void(server::Registry&)>& approve = {}, uint32_t new_agents_allowed = 600)
+      : dir(name), new_agents_per_minute(new_agents_allowed), live(settings(new_agents_allowed)) {
     REQUIRE(!dir.path.empty());
     std::string why;
     store = store::EventStore::open(dir.path + "/events", {}, why);
@@ -189,8 +189,7 @@ struct ServerUnderTest {
     }
     registry = server::Registry::open(dir.path, why);
     REQUIRE_MESSAGE(registry != nullptr, why);
-    context = std::make_unique<server::ServerContext>(*store, *registry, config::AgentApproval::automatic,
-                                                      "ms1.example.test", limits);
+    context = std::make_unique<server::ServerContext>(*store, *registry, live, "ms1.example.test", limits);
     sessions = std::make_unique<server::ServerSessions>(*context);
     sessions->attach(children);
   }
@@ -201,7 +200,22 @@ struct ServerUnderTest {
   }
   void from_child(net::Conn& conn, const proto::Frame& frame) { sessions->on_frame(children, shard, conn, frame); }
 
+  // As a SIGHUP with a changed [approval] agents would.
+  void reload_approval(config::AgentApproval approval) {
+    config::Config changed = settings(new_agents_per_minute);
+    changed.agent_approval = approval;
+    live.apply(changed);
+  }
+  static config::Config settings(uint32_t new_agents_per_minute) {
+    config::Config config;
+    config.agent_approval = config::AgentApproval::automatic;
+    config.new_agents_per_minute = new_agents_per_minute;
+    return config;
+  }
+
   gatehouse::testing::TempDir dir;
+  uint32_t new_agents_per_minute;
+  config::LiveSettings live;
   std::unique_ptr<store::EventStore> store;
   std::unique_ptr<server::Registry> registry;
   std::unique_ptr<server::ServerContext> context;
@@ -320,12 +334,10 @@ TEST_CASE("server role: one agent beyond its window on a gateway's uplink loses 
 }
 
 TEST_CASE("server role: a gateway uplink bringing new agents past its allowance gets OPEN_DENY overloaded; approved agents still pass") {
-  server::ServerLimits limits;
-  limits.new_agents_per_minute = 3;
-  ServerUnderTest server("server-role-new-agents-test", limits, [](server::Registry& r) {
+  ServerUnderTest server("server-role-new-agents-test", {}, [](server::Registry& r) {
     REQUIRE(r.set_gateway("gw1.example.test", true).empty());
     REQUIRE(r.set_agent("web01.example.test", true).empty());
-  });
+  }, 3);
   FakeChildren& children = server.children;
   net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test", {}});
   auto open = [&](uint32_t channel, const std::string& name) {
@@ -521,7 +533,7 @@ TEST_CASE("server role: a deleted approval ends the live sessions it covered at 
       REQUIRE(r.set_agent(agent, true).empty());
     }
   });
-  server.context->approval = config::AgentApproval::review;
+  server.reload_approval(config::AgentApproval::review);
   FakeChildren& children = server.children;
   net::Conn& uplink = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test", {}});
   auto open = [&](uint32_t channel, proto::Role role, const char* name) {
@@ -539,7 +551,7 @@ TEST_CASE("server role: a deleted approval ends the live sessions it covered at 
   std::string why;
   auto operator_cli = server::Registry::open(server.dir.path, why);  // `gatehouse approve` in another process
   REQUIRE_MESSAGE(operator_cli != nullptr, why);
-  server.registry->watch(10);
+  server.registry->watch([] { return uint32_t{10}; });
   // Waits for the deletion itself to be in force (`name` gone), not for any
   // new version: the watcher's first inventory write (bindings on first use)
   // makes one too, and once made the shard saw the old approvals.
@@ -578,7 +590,7 @@ TEST_CASE("server role: trust scopes: an agent comes only through its tier (or d
     REQUIRE(r.set_agent("krb01.example.test", true, {"", "kerberos"}).empty());
     REQUIRE(r.set_agent("new01.example.test", true).empty());  // unbound
   });
-  server.context->approval = config::AgentApproval::review;
+  server.reload_approval(config::AgentApproval::review);
   FakeChildren& children = server.children;
   net::Conn& gw1 = server.authenticate(5, {proto::Role::gateway, proto::AuthMethod::cert, "gw1.example.test", {}});
   net::Conn& gw3 = server.authenticate(6, {proto::Role::gateway, proto::AuthMethod::cert, "gw3.example.test", {}});
@@ -608,7 +620,7 @@ TEST_CASE("server role: trust scopes: an agent comes only through its tier (or d
   server.authenticate(9, {Role::agent, AuthMethod::cert, "direct01.example.test", kAgentIncarnation});
   CHECK_FALSE(children.denied.contains(9));
   // An unbound agent binds to how its first session came (written by the registry thread).
-  server.registry->watch(10);
+  server.registry->watch([] { return uint32_t{10}; });
   CHECK(open(gw3, 3, Role::agent, AuthMethod::cert, "new01.example.test", {gw3_name}).type == proto::FrameType::open_ok);
   REQUIRE(wait_until([&] { return server.registry->approvals()->agents.at("new01.example.test").scope == "gw3.example.test"; },
                      std::chrono::seconds(5)));

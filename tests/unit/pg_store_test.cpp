@@ -217,7 +217,7 @@ TEST_CASE("pg registry: an approval made through one server is in force on the o
   REQUIRE_MESSAGE(ms1 != nullptr, why);
   auto ms2 = server::Registry::open_postgresql(dsn, why);
   REQUIRE_MESSAGE(ms2 != nullptr, why);
-  ms2->watch(60'000);  // a poll that never comes: only the NOTIFY can tell it in time
+  ms2->watch([] { return uint32_t{60'000}; });  // a poll that never comes: only the NOTIFY can tell it in time
   auto operator_cli = server::Registry::open_postgresql(dsn, why);  // `gatehouse approve` against ms1's config
   REQUIRE_MESSAGE(operator_cli != nullptr, why);
   const auto approved = std::chrono::steady_clock::now();
@@ -234,7 +234,7 @@ TEST_CASE("pg registry: an approval made through one server is in force on the o
   REQUIRE(testing::wait_until([&] { return !ms2->approvals()->agents.contains("web01.example.test"); }, 5s));
   CHECK(ms2->approvals_version() > version);
   // The inventory a server notes is the group's: listed from any server's config.
-  ms1->watch(250);
+  ms1->watch([] { return uint32_t{250}; });
   ms1->note_seen("web02.example.test", "gw1.example.test", {"dmz", "cert"}, config::AgentApproval::review);
   REQUIRE(testing::wait_until([&] { return operator_cli->agents(true).size() == 1; }, 5s));
   CHECK(operator_cli->agents(true)[0].via == "gw1.example.test");

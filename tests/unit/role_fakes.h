@@ -152,7 +152,7 @@ inline runtime::Shard& passive_shard() {
 
 // GatewaySessions between the fakes.
 struct GatewayUnderTest {
-  GatewayUnderTest() : sessions("gw1.example.test", 60) { sessions.attach(uplinks, children); }
+  GatewayUnderTest() : live(config::Config{}), sessions("gw1.example.test", live) { sessions.attach(uplinks, children); }
   ~GatewayUnderTest() { sessions.on_stop(children, shard); }  // its heartbeat timer leaves the shared shard
   void authenticate(uint32_t slot, const net::Identity& identity) {
     sessions.on_authenticated(children, shard, children.admit(slot, identity));
@@ -182,6 +182,7 @@ struct GatewayUnderTest {
   runtime::Shard& shard = passive_shard();
   FakeChildren children;
   FakeUplinks uplinks;
+  config::LiveSettings live;  // the defaults: 60 s heartbeats
   gateway::GatewaySessions sessions;
 };
 

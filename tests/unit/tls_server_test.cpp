@@ -136,7 +136,8 @@ struct TlsListener {
   explicit TlsListener(uint32_t handshake_timeout_ms, uint32_t queue_capacity = 256,
                        const std::string& cert = tls::pki().path("gw1.example.test.crt"),
                        const std::string& key = tls::pki().path("gw1.example.test.key"))
-      : context({tls::Side::server, cert, key, tls::pki().path("ca.crt")}),
+      : live(settings(handshake_timeout_ms)),
+        context({tls::Side::server, cert, key, tls::pki().path("ca.crt")}),
         pool(2, queue_capacity), runtime(limits()) {
     REQUIRE(context.reload() == "");
     std::string why;
@@ -144,9 +145,9 @@ struct TlsListener {
     uint16_t port = 0;
     REQUIRE(runtime.listen(address, 0, port, why));
     REQUIRE(make_address("127.0.0.1", port, address, why));
-    REQUIRE_MESSAGE(runtime.start([&, handshake_timeout_ms](uint32_t) {
+    REQUIRE_MESSAGE(runtime.start([&](uint32_t) {
       return std::make_unique<net::TlsServer>(context, pool, echo, limits().connections_per_shard,
-                                              net::TlsServerLimits{handshake_timeout_ms});
+                                              net::TlsServerLimits{live});
     }, why), why);
   }
   static RuntimeLimits limits() {
@@ -155,6 +156,12 @@ struct TlsListener {
     l.connections_per_shard = 4'096;
     return l;
   }
+  static gatehouse::config::Config settings(uint32_t handshake_timeout_ms) {
+    gatehouse::config::Config config;
+    config.timeouts.handshake_timeout_ms = handshake_timeout_ms;
+    return config;
+  }
+  gatehouse::config::LiveSettings live;
   tls::ReloadableContext context;
   WorkerPool pool;
   EchoPlain echo;

@@ -28,6 +28,7 @@ struct AgentOptions {
   uint32_t parent_silence_max_ms = 45'000;  // nothing heard this long: the gateway is dead, the next one
   uint32_t failback_after_ms = 0;        // on a later gateway this long: back to the first once it is up (0: never)
   admin::LinkReport* report = nullptr;   // the session's state for the admin endpoint
+  const config::LiveSettings* live = nullptr;  // a reload's [failover] timings (kReconfigure); nullptr: fixed
 };
 
 struct AgentCounters {
@@ -44,8 +45,10 @@ class AgentService final : public runtime::Service,
   AgentService(const AgentOptions& options, DiskQueue& queue, AgentCounters& counters);
   ~AgentService() override;
 
-  // The queue has new events (value 0), or start (value kStart).
+  // The queue has new events (value 0), start (kStart), or a reload changed
+  // the [failover] timings (kReconfigure: taken from options.live).
   static constexpr uint64_t kStart = 1;
+  static constexpr uint64_t kReconfigure = 2;
   void on_message(runtime::Shard& shard, uint64_t value, void* pointer) override;
 
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;

@@ -14,6 +14,7 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 64;      // EX_USAGE
 inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: not in this build; an instance that cannot be asked
+inline constexpr int kExitTemporary = 75;    // EX_TEMPFAIL: a port in use (systemd's Restart= tries again)
 inline constexpr int kExitConfig = 78;       // EX_CONFIG: the config file is invalid (a role does not start)
 
 struct FlagSpec {

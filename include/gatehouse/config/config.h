@@ -17,13 +17,20 @@ bool parse_role(std::string_view text, Role& role);
 std::vector<ConfigError> load(std::string_view path, std::optional<Role> role, Config& config);
 
 // SIGHUP: reads `running`'s file again. An invalid file is refused (30003,
-// every problem; the running config stays). Otherwise what can change live
-// does ([log] level), and one line (30005) names the tables that changed and
-// take a restart. Certificates and keytabs are reloaded by their owners.
-void reread(const Config& running);
+// every problem; nullopt: the running config stays). Otherwise returns the
+// config to run with now: `running` with the live keys of the file (the log
+// level is set here; the caller hands the rest to its LiveSettings), and one
+// line (30005) names the keys applied and the tables that changed but take a
+// restart. Certificates and keytabs are reloaded by their owners.
+std::optional<Config> reread(const Config& running);
 
-// The tables and keys that differ, as they are written ("[runtime]",
-// "[[parents]]", "listen"); [log] level is not one of them (it changes live).
+// `running` with the live keys of `fresh` ([log] level, timeouts, [health],
+// [approval], [failover] but resolve_interval_s, [uplink] buffer_max_bytes);
+// `applied` gets the name of each that changed.
+Config with_live_keys(const Config& running, const Config& fresh, std::vector<std::string>& applied);
+
+// The tables and keys that differ but take a restart, as they are written
+// ("[runtime]", "[[parents]]", "listen"); the live keys are not among them.
 std::vector<std::string> restart_changes(const Config& running, const Config& fresh);
 
 // "path:line: key: message".

@@ -16,6 +16,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "gatehouse/config/live.h"
 #include "gatehouse/net/gate.h"
 #include "gatehouse/uplink/uplink_pool.h"
 
@@ -23,7 +24,8 @@ namespace gatehouse::gateway {
 
 class GatewaySessions final : public net::SessionHandler, private runtime::TimerHandler {
  public:
-  GatewaySessions(std::string name, uint16_t heartbeat_interval_s);
+  // [health] heartbeat_interval_s (told to children, with the parent's bound) is read from `live`.
+  GatewaySessions(std::string name, const config::LiveSettings& live);
   void attach(uplink::Uplinks& uplinks, net::Children& children) {
     uplinks_ = &uplinks;
     gate_ = &children;
@@ -66,7 +68,7 @@ class GatewaySessions final : public net::SessionHandler, private runtime::Timer
   void on_timer(runtime::Shard& shard, runtime::Timer&) override { report_heartbeats(shard); }
 
   const std::string name_;
-  const uint16_t heartbeat_interval_s_;
+  const config::LiveSettings& live_;
   uplink::Uplinks* uplinks_ = nullptr;
   net::Children* gate_ = nullptr;
   std::unordered_map<uint64_t, Route> routes_;    // (uplink, channel) → child

@@ -19,6 +19,7 @@
 
 #include "gatehouse/admin/metrics.h"
 #include "gatehouse/config/config_types.h"
+#include "gatehouse/config/live.h"
 #include "gatehouse/log/events.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/address_book.h"
@@ -90,6 +91,9 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
 
   // Dials the current parent now (a failure moves on, as any loss does).
   void start(runtime::Shard& shard);
+  // A reload's [failover] timings (on the link's shard): the next backoff,
+  // deadline and timer use them; those already armed keep theirs.
+  void retime(const config::LiveSettings::FailoverTimings& timings);
   // Runs the child side over a connection parent `parent` (its index in the
   // list) dialled; when it ends, the link waits to be dialled again (or
   // dials the parents it may dial).
@@ -141,7 +145,7 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   void report(admin::LinkState state);
   void failed(runtime::Shard& shard, log::Level level, const ChildFailure& failure, std::initializer_list<log::Field> fields);
 
-  const ChildLinkOptions options_;
+  ChildLinkOptions options_;  // the timings change with retime(); the rest is fixed
   proto::SpillPool& spill_pool_;
   ChildLinkEvents& events_;
   Failover failover_;

@@ -44,13 +44,19 @@ class Failover {
     current_ = 0;
     failures_in_round_ = 0;
   }
+  // A reload's backoff bounds: the next round's wait starts from them.
+  void retime(uint32_t backoff_initial_ms, uint32_t backoff_max_ms) {
+    initial_ms_ = backoff_initial_ms;
+    max_ms_ = backoff_max_ms;
+    backoff_ms_ = std::min(std::max(backoff_ms_, initial_ms_), max_ms_);
+  }
   // A short random pause (reconnecting after a session that was up).
   uint32_t jitter_ms(uint32_t base_ms) { return base_ms == 0 ? 0 : base_ms + jitter_() % base_ms; }
 
  private:
   const size_t parents_;
-  const uint32_t initial_ms_;
-  const uint32_t max_ms_;
+  uint32_t initial_ms_;
+  uint32_t max_ms_;
   size_t current_ = 0;
   size_t failures_in_round_ = 0;
   uint32_t backoff_ms_;

@@ -58,9 +58,10 @@ class SessionHandler {
 };
 
 struct GateOptions {
-  uint32_t hello_timeout_ms = 5'000;  // TLS up, HELLO (and AUTH) not done: closed after this
-  std::string parent_name;            // ours, sent in HELLO_OK by the role
-  uint32_t idle_timeout_ms = 180'000; // authenticated, nothing heard (children ping each heartbeat): closed
+  // hello_timeout_ms (TLS up, HELLO and AUTH not done: closed after this) and
+  // child_silence_ms (authenticated, nothing heard: closed), read live.
+  const config::LiveSettings& live;
+  std::string parent_name;  // ours, sent in HELLO_OK by the role
 };
 
 // One per shard, above its TlsServer (attach() before the shard starts).

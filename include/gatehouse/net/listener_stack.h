@@ -11,6 +11,7 @@
 
 #include "gatehouse/admin/endpoint.h"
 #include "gatehouse/config/config_types.h"
+#include "gatehouse/config/live.h"
 #include "gatehouse/net/gate.h"
 #include "gatehouse/runtime/runtime.h"
 #include "gatehouse/runtime/worker_pool.h"
@@ -32,7 +33,9 @@ class ListenerStack {
   };
   using HandlerFactory = std::function<RoleShard(uint32_t shard)>;
 
-  explicit ListenerStack(const config::Config& config);
+  // `live` holds the settings a SIGHUP changes (the gates' and TLS servers'
+  // deadlines read it); the role reads it too.
+  ListenerStack(const config::Config& config, config::LiveSettings& live);
   ~ListenerStack();
   // Client-side TLS material reloaded with the listeners' (a gateway's
   // uplinks): same files watched, same SIGHUP. Before start().
@@ -43,8 +46,11 @@ class ListenerStack {
   // ""), with the role's report; the shards' counters, the auth pool and the
   // listeners' certificate are added here. "" or why.
   std::string start_admin(admin::RoleReport report);
-  // Until SIGTERM/SIGINT (SIGHUP reloads); then stops the shards.
-  void run_until_stopped();
+  // Until SIGTERM/SIGINT; then stops the shards. Each SIGHUP re-reads the
+  // config (config::reread), applies its live keys and calls `reconfigured`
+  // (the role's parts that keep copies, such as links, take them then), and
+  // reloads certificates and keytabs.
+  void run_until_stopped(const std::function<void()>& reconfigured = {});
   runtime::Runtime& runtime() { return *runtime_; }
   uint16_t port() const { return port_; }
   uint16_t admin_port() const { return admin_ != nullptr ? admin_->port() : 0; }
@@ -53,6 +59,8 @@ class ListenerStack {
   void reload();
 
   const config::Config& config_;
+  config::Config running_;  // config_ with the live keys a SIGHUP applied
+  config::LiveSettings& live_;
   tls::ReloadableContext tls_;
   std::vector<std::shared_ptr<tls::ReloadableContext>> also_reloaded_;
   std::atomic<std::shared_ptr<const krb::AcceptorCredential>> kerberos_;

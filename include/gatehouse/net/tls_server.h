@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "gatehouse/config/live.h"
 #include "gatehouse/net/conn.h"
 #include "gatehouse/runtime/shard.h"
 #include "gatehouse/net/proxy_protocol.h"
@@ -52,7 +53,7 @@ class DialedInParents {
 };
 
 struct TlsServerLimits {
-  uint32_t handshake_timeout_ms = 5'000;  // a silent or slow client is closed after this
+  const config::LiveSettings& live;  // handshake_timeout_ms: a silent or slow client is closed after this
   std::vector<Subnet> trusted_relays = {};  // peers that must start with a PROXY v2 header
 };
 

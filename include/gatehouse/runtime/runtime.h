@@ -81,6 +81,15 @@ int wait_for_stop_signal(const std::function<void()>& on_reload = {}, const std:
 uint64_t steady_us();
 inline uint64_t steady_ms() { return steady_us() / 1'000; }
 
+// Why a start failed, for the exit status a service manager acts on
+// (sysexits): a port another process holds may be free in a moment (75,
+// EX_TEMPFAIL: Restart= tries again); a kernel without io_uring, or one that
+// forbids it, will not be fixed by a restart (69, EX_UNAVAILABLE). Noted where
+// the failure happens (any thread), read once by the CLI when the role returns.
+enum class StartFailure : uint8_t { other, port_in_use, io_uring_unavailable };
+void note_start_failure(StartFailure failure);
+StartFailure start_failure();
+
 // systemd readiness/stopping notification; does nothing without NOTIFY_SOCKET.
 void sd_notify(const char* state);
 

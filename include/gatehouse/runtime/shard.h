@@ -112,6 +112,9 @@ class Shard {
   // thread whose answer must come back reserves its inbox slot first
   // (reserve_post(), false when full), and post_reserved() then never fails.
   bool post(const Message& message);
+  // Never on a shard thread (it may wait): post() once the inbox has room,
+  // for a message that must not be lost (a reload's, a stop's).
+  void post_waiting(const Message& message);
   bool reserve_post();
   void post_reserved(const Message& message);
   void cancel_reservation();  // a reserved slot that will not be used

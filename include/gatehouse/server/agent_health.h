@@ -13,14 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "gatehouse/config/live.h"
 #include "gatehouse/server/registry.h"
 
 namespace gatehouse::server {
-
-struct HealthOptions {
-  uint32_t heartbeat_interval_s = 60;  // [health] heartbeat_interval_s: told to children in HELLO_OK
-  uint32_t heartbeats_missed_max = 4;  // [health] heartbeats_missed_max: silent this many intervals = down
-};
 
 enum class PeerKind : uint8_t { agent, gateway };
 
@@ -34,7 +30,9 @@ class AgentHealth {
  public:
   static constexpr size_t kPeersMax = 1u << 20;  // names tracked (approved agents and gateways bound it further)
 
-  explicit AgentHealth(HealthOptions options);
+  // [health] heartbeat_interval_s and heartbeats_missed_max (silent this many
+  // intervals = down) are read from `live` at each check.
+  explicit AgentHealth(const config::LiveSettings& live) : live_(live) {}
 
   // Any thread (a shard, once per loop turn): these were heard now.
   void heard(std::vector<HeardNote>& notes);
@@ -66,8 +64,10 @@ class AgentHealth {
   void check_kind(PeerKind kind, int64_t now_ms, Registry& registry);
   void log_down(PeerKind kind, const std::string& name, const Peer& peer, int64_t silent_ms);
 
-  const HealthOptions options_;
-  const int64_t down_after_ms_;
+  const config::LiveSettings& live_;
+  uint32_t interval_s_ = 0;     // registry thread: live_'s, taken at each check
+  uint32_t missed_max_ = 0;     // registry thread
+  int64_t down_after_ms_ = 0;   // registry thread: interval_s_ × missed_max_
   mutable std::mutex mutex_;  // guards the maps: shards note, the registry thread checks
   Peers agents_;               // bounded by kPeersMax
   Peers gateways_;             // bounded by kPeersMax

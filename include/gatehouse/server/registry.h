@@ -107,7 +107,7 @@ class Registry {
   uint64_t approvals_version() const { return approvals_version_.load(std::memory_order_acquire); }
   // Starts the server's registry thread: polls for approval changes and writes
   // the inventory noted by note_seen().
-  void watch(uint32_t poll_ms);
+  void watch(std::function<uint32_t()> poll_ms);  // [approval] poll_interval_ms, read each round (a reload changes it)
   // Any thread: records that an agent was seen (coalesced, written by the
   // registry thread). In `review` mode an unknown agent becomes pending, in
   // `auto` mode approved, bound to `binding` (how it came); an approved agent
@@ -133,7 +133,7 @@ class Registry {
   void write(const std::string& sql, const std::vector<std::string>& parameters);  // a failure is logged (30076)
   bool refresh(bool forced = false);
   bool write_inventory();
-  void watch_postgresql(uint32_t poll_ms);
+  void watch_postgresql(std::function<uint32_t()> poll_ms);
   bool reconnect_postgresql(std::string& why);
 
   sqlite3* db_ = nullptr;                  // local

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "gatehouse/config/live.h"
 #include "gatehouse/net/gate.h"
 #include "gatehouse/server/agent_health.h"
 #include "gatehouse/server/agent_sessions.h"
@@ -18,15 +19,15 @@ namespace gatehouse::server {
 struct ServerLimits {
   uint32_t channel_window_bytes = 256 * 1024;  // DATA bytes an agent may have unacknowledged
   uint32_t channels_per_uplink_max = 65'536;   // agents one gateway link may carry
-  uint16_t heartbeat_interval_s = 60;
-  uint32_t new_agents_per_minute = 600;        // per gateway uplink: agents not approved yet ([approval])
 };
 
 // What every shard's sessions share.
 struct ServerContext {
   store::Backend& store;
   Registry& registry;
-  config::AgentApproval approval;
+  // [approval] agents and new_agents_per_minute (per gateway uplink: agents
+  // not approved yet), [health] heartbeat_interval_s: read live.
+  const config::LiveSettings& live;
   std::string name;  // ours, in HELLO_OK
   ServerLimits limits;
   AgentSessions agent_sessions = {};  // one session per agent, across the shards

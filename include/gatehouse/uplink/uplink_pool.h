@@ -33,6 +33,8 @@ struct UplinkOptions {
   uint32_t parent_silence_max_ms = 6'000;  // nothing heard this long: the parent is dead, the next one
   uint32_t failback_after_ms = 0;          // on a later parent this long: back to the first once it is up (0: never)
   admin::LinkReport* reports = nullptr;     // `uplinks` of them, this shard's: shown by the admin endpoint
+  // Where a reload's timings and buffer bound are read (kReconfigure); nullptr: fixed.
+  const config::LiveSettings* live = nullptr;
 };
 
 // What the gateway's sessions do with a shard's uplinks (UplinkPool; a fake
@@ -63,7 +65,10 @@ class UplinkPool final : public runtime::Service,
   UplinkPool(const UplinkOptions& options, net::SessionHandler& role);
   ~UplinkPool() override;
 
-  // Post a message to the pool (any value) on its shard to start connecting.
+  // Messages to the pool on its shard: kStart connects; kReconfigure takes
+  // the [failover] timings and [uplink] buffer_max_bytes from options.live.
+  static constexpr uint64_t kStart = 0;
+  static constexpr uint64_t kReconfigure = 1;
   void on_message(runtime::Shard& shard, uint64_t value, void* pointer) override;
 
   int pick() override;
@@ -94,7 +99,7 @@ class UplinkPool final : public runtime::Service,
   Uplink& of(const net::ChildLink& link);
   void flush(runtime::Shard& shard, Uplink& uplink);
 
-  const UplinkOptions options_;
+  UplinkOptions options_;  // the congestion bounds change with kReconfigure; the rest is fixed
   net::SessionHandler& role_;
   proto::SpillPool spill_pool_{kUplinksMax};
   std::vector<std::unique_ptr<Uplink>> uplinks_;
