@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "role_start.h"
 #include "gatehouse/config/config.h"
+#include "krb/gss.h"
 #include "tls/pki.h"
 
 namespace gatehouse::cli {
@@ -33,6 +34,14 @@ std::vector<std::string> start_problems(const config::Config& config) {
                                                 .crl_expired_allowed = config.tls.crl_expired_allowed});
     for (const std::string& problem : report.problems) problems.push_back("tls: " + problem);
   }
+  // A gateway's or server's acceptor keytab, as the start loads it (an agent's
+  // client keytab is read when it first authenticates).
+  if (config.kerberos.enabled && config.role != config::Role::agent) {
+    std::string why;
+    if (krb::AcceptorCredential::load(config.kerberos.keytab_path, why) == nullptr) {
+      problems.push_back("kerberos: keytab " + config.kerberos.keytab_path + ": " + why);
+    }
+  }
   // The folder it writes, or the nearest one above it that exists (it is made at start).
   const std::string& data = config.role == config::Role::agent ? config.queue_dir : config.data_dir;
   const std::string key = config.role == config::Role::agent ? "queue_dir" : "data_dir";
@@ -53,8 +62,8 @@ std::vector<std::string> start_problems(const config::Config& config) {
 }  // namespace
 
 int run_check_config(int argc, char** argv, int first) {
-  static constexpr std::string_view kUsage = "gatehouse check-config --config FILE [--role gateway|server|agent]";
-  static constexpr FlagSpec kFlags[] = {{"--config", true}, {"--role", true}};
+  static constexpr std::string_view kUsage = "gatehouse check-config --config FILE [--role gateway|server|agent] [--dump]";
+  static constexpr FlagSpec kFlags[] = {{"--config", true}, {"--role", true}, {"--dump", false}};
   Args args;
   std::string why;
   if (!parse_args(argc, argv, first, kFlags, args, why)) return usage_error("gatehouse check-config", why, kUsage);
@@ -82,12 +91,14 @@ int run_check_config(int argc, char** argv, int first) {
                  errors.size() == 1 ? "" : "s");
     return kExitConfig;
   }
+  if (args.has("--dump")) std::fputs(config::dump(config).c_str(), stdout);
   if (const std::vector<std::string> problems = start_problems(config); !problems.empty()) {
     for (const std::string& problem : problems) std::fprintf(stderr, "%s: %s\n", config.source_path.c_str(), problem.c_str());
     std::fprintf(stderr, "%s: the role would not start (%zu problem%s)\n", config.source_path.c_str(), problems.size(),
                  problems.size() == 1 ? "" : "s");
     return kExitConfig;
   }
+  if (args.has("--dump")) return kExitOk;
   const size_t peers = config.role == config::Role::gateway ? config.parents.size() : config.gateways.size();
   std::printf("%s: valid %s config for '%s'", config.source_path.c_str(), config::to_string(config.role),
               config.name.c_str());

@@ -3,6 +3,8 @@
 // (docs/gatehouse.8) summarises.
 #include "help.h"
 
+#include "build_info.h"
+
 namespace gatehouse::cli {
 namespace {
 
@@ -12,7 +14,8 @@ struct Help {
 };
 
 constexpr std::string_view kConfigFlag =
-    "  -c, --config FILE     the instance's config (TOML; docs/config.md)\n";
+    "  -c, --config FILE     the instance's config (TOML; docs/config.md); default: the installed\n"
+    "                        " GATEHOUSE_CONFIG_DIR "/ROLE.toml\n";
 
 constexpr Help kHelp[] = {
     {"gateway",
@@ -92,10 +95,12 @@ constexpr Help kHelp[] = {
      "  --follow              dump: keep printing new events until SIGINT/SIGTERM\n"
      "  --to DIR              salvage: write the readable records to a new store in DIR\n"},
     {"check-config",
-     "usage: gatehouse check-config -c FILE [--role gateway|server|agent]\n\n"
+     "usage: gatehouse check-config -c FILE [--role gateway|server|agent] [--dump]\n\n"
      "Validates a config as the role would at start: every key (file:line: key: reason), the\n"
-     "certificate, key, CA and CRL it names, and the data folder. Exit 0 valid, 78 not.\n\n"
-     "  --role ROLE           check it as this role (default: the file's)\n"},
+     "certificate, key, CA, CRL and keytab it names, and the data folder. Exit 0 valid, 78 not.\n"
+     "Without -c: the installed file of --role, or the only ROLE.toml installed.\n\n"
+     "  --role ROLE           check it as this role (default: the file's)\n"
+     "  --dump                print the effective config (TOML): every key, the file's value or the default\n"},
     {"proto",
      "usage: gatehouse proto decode [FILE]\n"
      "       gatehouse proto sample [--each DIR]\n\n"

@@ -40,7 +40,7 @@ constexpr Command kCommands[] = {
      "the management group's agents with their health (heartbeats): state, last heartbeat, tier, path", run_agents},
     {"store", "gatehouse store --config FILE stats [--json] | dump [--agent NAME]",
      "read the server's event store", run_store},
-    {"check-config", "gatehouse check-config --config FILE [--role gateway|server|agent]",
+    {"check-config", "gatehouse check-config --config FILE [--role gateway|server|agent] [--dump]",
      "validate a config file; exit 78 with file:line: key: reason for every problem", run_check_config},
     {"proto", "gatehouse proto decode [FILE] | proto sample",
      "decode a wire-protocol v1 byte stream to JSON lines; write a sample stream", run_proto},
@@ -63,7 +63,8 @@ void print_help(FILE* out) {
     std::fprintf(out, "  %-13.*s %.*s\n", static_cast<int>(command.name.size()), command.name.data(),
                  static_cast<int>(command.summary.size()), command.summary.data());
   }
-  std::fprintf(out, "\nexit codes (sysexits): 0 ok, 1 failure, 64 usage error, 69 unavailable (status: cannot ask the instance), 78 invalid config\n");
+  std::fprintf(out, "\nexit codes (sysexits): 0 ok, 1 failure, 64 usage error, 69 unavailable (no io_uring; status: cannot\n"
+                    "ask the instance), 75 temporary failure (a port in use), 78 invalid config\n");
 }
 
 

@@ -59,16 +59,17 @@ expect_exit 0 "version" -- "$gatehouse" version
 expect_output "^tls: BoringSSL" "version names BoringSSL"
 
 # check-config: a valid file, and an invalid one with file:line: key: reason.
-# The example's files, made with the dev PKI (the keytab is only read).
 "$gatehouse" certs init-ca --dir "$work/expki" >/dev/null
 for name in gw1 gw2; do
   "$gatehouse" certs issue --ca-dir "$work/expki" --out "$work/expki" --role gateway --name "$name.example.test" >/dev/null
 done
-cp "$work/expki/gw1.example.test.crt" "$work/gw1.crt"
-cp "$work/expki/gw1.example.test.key" "$work/gw1.key"
-cp "$work/expki/ca.crt" "$work/ca.crt"
-echo x >"$work/gw1.keytab"
-cp "$source_root/examples/gateway.toml" "$work/gateway.toml"
+# The README's way: tools/examples makes every file the examples name.
+expect_exit 0 "tools/examples" -- env GATEHOUSE="$gatehouse" "$source_root/tools/examples" "$work/examples"
+for example in gateway server agent agent-kerberos; do
+  expect_exit 0 "check-config on examples/$example.toml as tools/examples lays it out" -- \
+    "$gatehouse" check-config -c "$work/examples/$example.toml"
+done
+cp "$work/examples/"{gw1.crt,gw1.key,gw1.keytab,ca.crt,gateway.toml} "$work/"
 expect_exit 0 "check-config on the example gateway" -- "$gatehouse" check-config --config "$work/gateway.toml"
 expect_output "valid gateway config for 'gw1.example.test', listen 0.0.0.0:5723, 2 parent" "check-config summary"
 # What the role would refuse at start: another certificate's key, a server's name.
@@ -76,7 +77,7 @@ cp "$work/expki/gw2.example.test.key" "$work/gw1.key"
 expect_exit 78 "check-config: a certificate and key that are not a pair" -- "$gatehouse" check-config --config "$work/gateway.toml"
 expect_output "tls: key mismatch: .*gw1.key is not the private key of .*gw1.crt" "the mismatch named"
 expect_output "the role would not start \(1 problem\)" "one problem"
-cp "$work/expki/gw1.example.test.key" "$work/gw1.key"
+cp "$work/examples/gw1.key" "$work/gw1.key"
 sed 's/^name = "gw1.example.test"/name = "gw9.example.test"/' "$work/gateway.toml" >"$work/gw9.toml"
 expect_exit 78 "check-config: a name its certificate does not carry" -- "$gatehouse" check-config --config "$work/gw9.toml"
 expect_output "tls: name mismatch: expected gw9.example.test" "the name named"
@@ -87,6 +88,18 @@ expect_output "bad.toml:[0-9]+: runtime.shards: must be between 0 and 256, not -
 expect_output "bad.toml:[0-9]+: tls.key: missing \(required\)" "missing key reported"
 expect_output "invalid \(3 problems\)" "problem count"
 expect_exit 78 "check-config role conflict" -- "$gatehouse" check-config --config "$work/gateway.toml" --role server
+# A keytab that is not one: refused as the start would refuse it.
+cp "$work/gw1.keytab" "$work/gw1.keytab.good"
+echo x >"$work/gw1.keytab"
+expect_exit 78 "check-config: an acceptor keytab that is not a keytab" -- "$gatehouse" check-config --config "$work/gateway.toml"
+expect_output "kerberos: keytab .*gw1.keytab: " "the keytab named"
+mv "$work/gw1.keytab.good" "$work/gw1.keytab"
+# --dump: the effective config, defaults included, and it loads back.
+expect_exit 0 "check-config --dump" -- "$gatehouse" check-config -c "$work/gateway.toml" --dump
+expect_output "^handshake_timeout_ms = 5000$" "--dump prints a default (handshake_timeout_ms)"
+expect_output "^name = 'gw1.example.test'$" "--dump prints the file's name"
+grep -v '^#' "$work/out" >"$work/dumped.toml"
+expect_exit 0 "the dump loads back as a valid config" -- "$gatehouse" check-config -c "$work/dumped.toml"
 
 # store dump: a cursor file that is not one is refused, not read from the start.
 for f in ms1.crt ms1.key; do echo x >"$work/$f"; done

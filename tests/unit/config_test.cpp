@@ -370,3 +370,68 @@ TEST_CASE("SIGHUP's comparison: what takes a restart is named by table; the log 
   REQUIRE(load(dir.write(moved), Role::gateway, fresh).empty());
   CHECK(gatehouse::config::restart_changes(running, fresh) == std::vector<std::string>{"[runtime]", "[[parents]]"});
 }
+
+// check-config --dump: what it prints loads back to the same config, for
+// every role, with every key away from its default where the file can say so.
+TEST_CASE("config dump: every role's effective config loads back unchanged") {
+  ConfigDir dir;
+  const std::string tls = "[tls]\ncert = \"gw1.crt\"\nkey = \"gw1.key\"\nca = \"ca.crt\"\ncrl = \"crl.pem\"\n"
+                          "crl_expired = \"allow\"\nreload_debounce_ms = 700\n";
+  const std::string runtime = "[runtime]\nshards = 3\nauth_threads = 2\nconnections_per_shard = 300\nrecv_buffers = 64\n"
+                              "recv_buffer_size_bytes = 8192\nsend_queue_max_bytes = 32768\nsend_buffer_max_bytes = 2097152\n"
+                              "shutdown_timeout_ms = 900\npin_shards = true\nshard_nice = -3\n";
+  const std::string log = "[log]\nlevel = \"debug\"\n";
+  const std::string gateway =
+      "name = \"gw1.example.test\"\nlisten = \"[::]:6000\"\ntrusted_relays = [\"10.0.0.0/8\", \"::1\", \"192.0.2.7\"]\n"
+      "admin = { listen = \"\" }\n"
+      "[[parents]]\naddress = \"ms1.example.test:5723\"\nname = \"ms1.example.test\"\n"
+      "[[parents]]\naddress = \"10.1.1.1:5724\"\nname = \"ms2.example.test\"\nconnect = \"parent\"\n"
+      "[uplink]\nconnections_per_shard = 3\nbuffer_max_bytes = 1048576\n"
+      "[failover]\nbackoff_initial_ms = 300\nbackoff_max_ms = 9000\nwelcome_timeout_ms = 4000\nretry_after_loss_ms = 50\n"
+      "parent_silence_ms = 8000\nresolve_interval_s = 40\nfailback_s = 70\n"
+      "[health]\nheartbeat_interval_s = 20\nmissed_heartbeats = 5\n"
+      "[kerberos]\nkeytab = \"gw1.keytab\"\nservice = \"gh\"\n" +
+      tls + "ticket_lifetime_s = 600\n" + runtime + "handshake_timeout_ms = 1500\nhello_timeout_ms = 2500\n" + log;
+  const std::string server =
+      "role = \"server\"\nname = \"ms1.example.test\"\nlisten = \"127.0.0.1:5800\"\ndata_dir = \"/srv/gh\"\n"
+      "admin = { listen = \"127.0.0.1:9999\" }\n"
+      "[[gateways]]\naddress = \"gw1.example.test:5723\"\nname = \"gw1.example.test\"\nconnections = 2\n"
+      "[approval]\nagents = \"review\"\npoll_interval_ms = 100\nnew_agents_per_minute = 30\n"
+      "[store]\nbackend = \"postgresql\"\ndsn = \"host=db1 dbname=gh\"\ncommit_interval_ms = 5\ncommit_bytes = 65536\n"
+      "segment_max_bytes = 2097152\nretention_days = 9\n"
+      "[health]\nheartbeat_interval_s = 30\nmissed_heartbeats = 2\nheartbeats_missed_max = 6\n" + tls + runtime + log;
+  const std::string agent =
+      "name = \"web01.example.test\"\nauth = \"kerberos\"\nqueue_dir = \"/srv/q\"\nqueue_max_bytes = 131072\n"
+      "queue_full = \"drop-oldest\"\nadmin = { listen = \"127.0.0.1:9724\" }\n"
+      "[[gateways]]\naddress = \"gw1.example.test:5723\"\nname = \"gw1.example.test\"\n"
+      "[kerberos]\nkeytab = \"web02.keytab\"\n" + runtime + log;
+  for (const std::string& text : {gateway, server, agent}) {
+    Config loaded;
+    const std::vector<ConfigError> errors = load(dir.write(text), std::nullopt, loaded);
+    REQUIRE_MESSAGE(errors.empty(), gatehouse::config::format(errors.front()));
+    const std::string dumped = dump(loaded);
+    Config again;
+    const std::vector<ConfigError> dump_errors = load(dir.write(dumped, "dumped.toml"), std::nullopt, again);
+    REQUIRE_MESSAGE(dump_errors.empty(), (gatehouse::config::format(dump_errors.front()) + "\n" + dumped));
+    again.source_path = loaded.source_path;
+    CHECK_MESSAGE(again == loaded, dumped);
+  }
+  Config defaults;  // a minimal file: the defaults are printed
+  REQUIRE(load(dir.write("name = \"gw1.example.test\"\n[[parents]]\naddress = \"ms1.example.test:5723\"\n"
+                         "name = \"ms1.example.test\"\n" + tls),
+               std::nullopt, defaults).empty());
+  const std::string dumped = dump(defaults);
+  CHECK(dumped.find("handshake_timeout_ms = 5000") != std::string::npos);
+  CHECK(dumped.find("listen = '127.0.0.1:9723'") != std::string::npos);
+}
+
+TEST_CASE("config dump: a PostgreSQL password is not printed") {
+  ConfigDir dir;
+  Config config;
+  REQUIRE(load(dir.write("role = \"server\"\nname = \"ms1.example.test\"\n[store]\nbackend = \"postgresql\"\n"
+                         "dsn = \"host=db1 password=s3cret user=gh\"\n[tls]\ncert = \"ms1.crt\"\nkey = \"ms1.key\"\nca = \"ca.crt\"\n"),
+               std::nullopt, config).empty());
+  const std::string dumped = dump(config);
+  CHECK(dumped.find("s3cret") == std::string::npos);
+  CHECK(dumped.find("dsn = 'host=db1 password=(hidden) user=gh'") != std::string::npos);
+}

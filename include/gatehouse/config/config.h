@@ -33,6 +33,11 @@ Config with_live_keys(const Config& running, const Config& fresh, std::vector<st
 // ("[runtime]", "[[parents]]", "listen"); the live keys are not among them.
 std::vector<std::string> restart_changes(const Config& running, const Config& fresh);
 
+// The effective config as TOML (check-config --dump): every key the role
+// reads, with the file's value or the default; loads back to the same config.
+// A PostgreSQL password in [store] dsn is not printed.
+std::string dump(const Config& config);
+
 // "path:line: key: message".
 std::string format(const ConfigError& error);
 

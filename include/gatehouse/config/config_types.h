@@ -122,6 +122,7 @@ struct Config {
   std::string queue_dir = "/var/lib/gatehouse/queue";
   uint64_t queue_max_bytes = kQueueDefaultBytes;
   bool queue_drop_oldest = false;  // queue_full = "drop-oldest" (default "block")
+  bool operator==(const Config&) const = default;
 };
 
 struct ConfigError {
