@@ -37,7 +37,7 @@ for unit in "$units"/gatehouse-*.service; do
 done
 systemd-analyze verify --man=no "$work/units"/*.service >"$work/verify.log" 2>&1 || fail "systemd-analyze verify: $(cat "$work/verify.log")"
 ok
-for line in Type=notify WatchdogSec= RestartPreventExitStatus=78 "ExecStartPre=$prefix/bin/gatehouse check-config" \
+for line in Type=notify WatchdogSec= "RestartPreventExitStatus=78 69" "ExecStartPre=$prefix/bin/gatehouse check-config" \
   "ExecReload=$prefix/bin/gatehouse check-config" NoNewPrivileges=yes ProtectSystem=strict \
   CapabilityBoundingSet=CAP_SYS_NICE LimitMEMLOCK= LimitNOFILE= ReadWritePaths=/var/lib/gatehouse; do
   grep -q "^$line" "$units/gatehouse-gateway.service" || fail "the gateway's unit lacks $line"
