@@ -34,7 +34,12 @@ AgentService::AgentService(const AgentOptions& options, DiskQueue& queue, AgentC
 
 AgentService::~AgentService() = default;
 
-void AgentService::on_message(runtime::Shard& shard, uint64_t value, void*) {
+void AgentService::on_message(runtime::Shard& shard, uint64_t value, void* pointer) {
+  if (value == kRelist) {
+    const std::unique_ptr<net::ParentList> list(static_cast<net::ParentList*>(pointer));
+    link_.relist(shard, *list);
+    return;
+  }
   if (value == kReconfigure) {
     GH_INVARIANT(options_.live != nullptr);
     link_.retime(options_.live->failover());

@@ -222,7 +222,9 @@ bool run(const config::Config& config, const InputSource& source) {
   const bool kerberos = config.auth == config::AgentAuth::kerberos;
   AgentOptions options;
   options.gateways = config.gateways;
-  options.addresses = std::make_shared<net::AddressBook>(config.gateways, config.timeouts.resolve_interval_s * 1'000);
+  net::AddressBooks address_books(
+      std::make_shared<net::AddressBook>(config.gateways, config.timeouts.resolve_interval_s * 1'000));
+  options.addresses = address_books.current();
   options.backoff_initial_ms = config.timeouts.backoff_initial_ms;
   options.backoff_max_ms = config.timeouts.backoff_max_ms;
   options.welcome_timeout_ms = config.timeouts.welcome_timeout_ms;
@@ -303,12 +305,12 @@ bool run(const config::Config& config, const InputSource& source) {
         .name = config.name,
         .metrics = [&, links](admin::Exposition& out) {  // `links` by value: it is this block's
           admin::expose_runtime(out, runtime);
-          admin::expose_links(out, links, config.gateways);
+          admin::expose_links(out, links, *live.parents());
           expose_agent(out, *queue, counters);
         },
         .not_ready = [links] { return admin::links_not_ready(links); },
         .status_members = [&, links] {
-          return "\"parents\":" + admin::links_status(links, config.gateways) +
+          return "\"parents\":" + admin::links_status(links, *live.parents()) +
                  ",\"queue\":{\"events\":" + std::to_string(queue->queued_events()) +
                  ",\"bytes\":" + std::to_string(queue->queued_bytes()) +
                  ",\"acked_seq\":" + std::to_string(counters.acked_seq.load()) + "}";
@@ -358,9 +360,14 @@ bool run(const config::Config& config, const InputSource& source) {
     if (signal == SIGHUP) {
       runtime::sd_notify("RELOADING=1");
       if (std::optional<config::Config> merged = config::reread(running)) {
-        running = std::move(*merged);
+        std::swap(running, *merged);
         live.apply(running);
         runtime.shard(0).post_waiting({service, AgentService::kReconfigure, nullptr});
+        if (running.gateways != merged->gateways) {
+          address_books.replace(running.gateways, running.timeouts.resolve_interval_s * 1'000);
+          runtime.shard(0).post_waiting(
+              {service, AgentService::kRelist, new net::ParentList{running.gateways, address_books.current()}});
+        }
       }
       agent_tls->reload();
       runtime::sd_notify("READY=1");

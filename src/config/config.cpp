@@ -661,12 +661,13 @@ namespace {
 // read now into the running config.
 struct LiveKey {
   const char* name;
+  std::optional<Role> only;  // live for this role alone (elsewhere it takes a restart)
   bool (*differs)(const Config&, const Config&);
   void (*take)(Config& running, const Config& fresh);
 };
 
-#define GATEHOUSE_LIVE_KEY(name, field) \
-  LiveKey { name, [](const Config& a, const Config& b) { return a.field != b.field; }, \
+#define GATEHOUSE_LIVE_KEY(name, field, ...) \
+  LiveKey { name, std::optional<Role>{__VA_ARGS__}, [](const Config& a, const Config& b) { return a.field != b.field; }, \
             [](Config& running, const Config& fresh) { running.field = fresh.field; } }
 
 const LiveKey kLiveKeys[] = {
@@ -686,6 +687,9 @@ const LiveKey kLiveKeys[] = {
     GATEHOUSE_LIVE_KEY("[failover] parent_silence_ms", timeouts.parent_silence_ms),
     GATEHOUSE_LIVE_KEY("[failover] failback_s", timeouts.failback_s),
     GATEHOUSE_LIVE_KEY("[uplink] buffer_max_bytes", uplink_buffer_max_bytes),
+    // The links move to the new list; a server's dial list takes a restart.
+    GATEHOUSE_LIVE_KEY("[[parents]]", parents, Role::gateway),
+    GATEHOUSE_LIVE_KEY("[[gateways]]", gateways, Role::agent),
 };
 
 #undef GATEHOUSE_LIVE_KEY
@@ -695,7 +699,7 @@ const LiveKey kLiveKeys[] = {
 Config with_live_keys(const Config& running, const Config& fresh, std::vector<std::string>& applied) {
   Config merged = running;
   for (const LiveKey& key : kLiveKeys) {
-    if (!key.differs(running, fresh)) continue;
+    if ((key.only && *key.only != running.role) || !key.differs(running, fresh)) continue;
     key.take(merged, fresh);
     applied.emplace_back(key.name);
   }
@@ -781,6 +785,7 @@ void LiveSettings::apply(const Config& config) {
   retry_after_loss_ms_.store(t.retry_after_loss_ms, relaxed);
   parent_silence_ms_.store(t.parent_silence_ms, relaxed);
   failback_ms_.store(t.failback_s * 1'000, relaxed);
+  parents_.store(std::make_shared<const std::vector<Peer>>(config.role == Role::gateway ? config.parents : config.gateways));
 }
 
 LiveSettings::FailoverTimings LiveSettings::failover() const {

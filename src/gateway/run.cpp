@@ -15,7 +15,9 @@ bool run(const config::Config& config) {
   std::string why;
   uplink::UplinkOptions options;
   options.parents = config.parents;
-  options.addresses = std::make_shared<net::AddressBook>(config.parents, config.timeouts.resolve_interval_s * 1'000);
+  net::AddressBooks address_books(
+      std::make_shared<net::AddressBook>(config.parents, config.timeouts.resolve_interval_s * 1'000));
+  options.addresses = address_books.current();
   options.uplinks = config.uplinks_per_shard;
   options.congested_above_bytes = config.uplink_buffer_max_bytes;
   options.drained_below_bytes = config.uplink_buffer_max_bytes / 4;
@@ -44,8 +46,6 @@ bool run(const config::Config& config) {
   // Each uplink's state for the admin endpoint: shards × uplinks, by shard.
   const uint32_t shards = runtime::shard_count_for(config.runtime);
   const auto link_reports = std::make_unique<admin::LinkReport[]>(size_t{shards} * config.uplinks_per_shard);
-  const bool dialled_by_parent = std::any_of(config.parents.begin(), config.parents.end(),
-                                             [](const config::Peer& parent) { return parent.dialled_by_parent; });
   net::ListenerStack stack(config, live);
   stack.reload_also(uplink_tls);  // renewed with the listeners' (new uplinks take it)
   std::vector<uplink::UplinkPool*> pools;  // by shard
@@ -58,7 +58,7 @@ bool run(const config::Config& config) {
         pools.push_back(pool);
         return net::ListenerStack::RoleShard{std::move(sessions), std::move(uplinks),
                                              [handler, pool](net::Gate& gate) { handler->attach(*pool, gate); },
-                                             dialled_by_parent ? pool : nullptr};
+                                             pool};  // a reload may add a connect = "parent" entry
       });
       !problem.empty()) {
     log::emit(log::Level::error, log::EventId::runtime_unavailable, "cannot start: " + problem);
@@ -67,9 +67,9 @@ bool run(const config::Config& config) {
   const std::span<const admin::LinkReport> links(link_reports.get(), size_t{shards} * config.uplinks_per_shard);
   if (std::string problem = stack.start_admin({.role = "gateway",
                                                .name = config.name,
-                                               .metrics = [&, links](admin::Exposition& out) { admin::expose_links(out, links, config.parents); },
+                                               .metrics = [&, links](admin::Exposition& out) { admin::expose_links(out, links, *live.parents()); },
                                                .not_ready = [links] { return admin::links_not_ready(links); },
-                                               .status_members = [&, links] { return "\"parents\":" + admin::links_status(links, config.parents); }});
+                                               .status_members = [&, links] { return "\"parents\":" + admin::links_status(links, *live.parents()); }});
       !problem.empty()) {
     log::emit(log::Level::error, log::EventId::admin_unavailable, "cannot start: " + problem);
     return false;
@@ -79,9 +79,15 @@ bool run(const config::Config& config) {
   log::emit(log::Level::info, log::EventId::process_started, "gateway started",
             {{"listen", config.listen.host}, {"port", stack.port()}, {"admin_port", stack.admin_port()}, {"shards", runtime.shard_count()},
              {"uplinks", runtime.shard_count() * config.uplinks_per_shard}});
-  stack.run_until_stopped([&runtime, &pools] {
+  stack.run_until_stopped([&](const config::Config& before, const config::Config& now) {
+    const bool relisted = now.parents != before.parents;
+    if (relisted) address_books.replace(now.parents, now.timeouts.resolve_interval_s * 1'000);
     for (uint32_t shard = 0; shard < runtime.shard_count(); ++shard) {
       runtime.shard(shard).post_waiting({pools[shard], uplink::UplinkPool::kReconfigure, nullptr});
+      if (relisted) {
+        runtime.shard(shard).post_waiting({pools[shard], uplink::UplinkPool::kRelist,
+                                           new net::ParentList{now.parents, address_books.current()}});
+      }
     }
   });
   return true;

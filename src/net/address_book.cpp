@@ -128,4 +128,11 @@ void AddressBook::run() {
   }
 }
 
+const std::shared_ptr<AddressBook>& AddressBooks::replace(const std::vector<config::Peer>& peers,
+                                                           uint32_t refresh_interval_ms) {
+  std::erase_if(held_, [](const std::shared_ptr<AddressBook>& book) { return book.use_count() == 1; });
+  held_.insert(held_.begin(), std::make_shared<AddressBook>(peers, refresh_interval_ms));
+  return held_.front();
+}
+
 }  // namespace gatehouse::net

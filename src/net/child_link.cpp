@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/net/ciphertext.h"
 
@@ -15,13 +16,20 @@ constexpr uint32_t kConnectSlotRetryMs = 10;  // one timer tick
 
 }  // namespace
 
+namespace {
+
+bool dials_any(const std::vector<config::Peer>& parents) {
+  return std::any_of(parents.begin(), parents.end(), [](const config::Peer& parent) { return !parent.dialled_by_parent; });
+}
+
+}  // namespace
+
 ChildLink::ChildLink(const ChildLinkOptions& options, proto::SpillPool& spill_pool, ChildLinkEvents& events)
     : options_(options),
       spill_pool_(spill_pool),
       events_(events),
       failover_(options.parents.size(), options.backoff_initial_ms, options.backoff_max_ms),
-      dials_any_(std::any_of(options.parents.begin(), options.parents.end(),
-                             [](const config::Peer& parent) { return !parent.dialled_by_parent; })) {}
+      dials_any_(dials_any(options.parents)) {}
 
 ChildLink::~ChildLink() = default;
 
@@ -39,6 +47,36 @@ void ChildLink::retime(const config::LiveSettings::FailoverTimings& timings) {
   options_.parent_silence_max_ms = timings.parent_silence_ms;
   options_.failback_after_ms = timings.failback_ms;
   failover_.retime(timings.backoff_initial_ms, timings.backoff_max_ms);
+}
+
+void ChildLink::relist(runtime::Shard& shard, const ParentList& list) {
+  GH_INVARIANT(!list.parents.empty());
+  const config::Peer current = parent();
+  const auto kept = std::find_if(list.parents.begin(), list.parents.end(), [&](const config::Peer& listed) {
+    return listed.name == current.name && listed.address == current.address;
+  });
+  options_.parents = list.parents;
+  options_.addresses = list.addresses;
+  dials_any_ = dials_any(options_.parents);
+  failover_.relist(options_.parents.size(), kept == list.parents.end() ? 0 : size_t(kept - list.parents.begin()));
+  shard.cancel_timer(failback_);  // looked at again with the new first parent
+  failback_probing_ = false;
+  if (kept != list.parents.end()) {
+    if (welcomed() && options_.failback_after_ms != 0 && failover_.current() != 0 && !adopted_) {
+      shard.set_timer(failback_, options_.failback_after_ms);
+    }
+    report(welcomed() ? admin::LinkState::up : connected_ ? admin::LinkState::connecting : admin::LinkState::retrying);
+    return;
+  }
+  if (options_.log_events && connected_) {
+    log::emit(log::Level::info, log::EventId::config_reloaded,
+              "the config no longer lists this parent: moving to the new list's first",
+              {{"from", current.name}, {"to", options_.parents[0].name}});
+  }
+  if (connected_) {
+    reconnect_at_once_ = !adopted_;
+    close(shard);
+  }
 }
 
 void ChildLink::start(runtime::Shard& shard) {

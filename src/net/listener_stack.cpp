@@ -112,7 +112,7 @@ std::string ListenerStack::start_admin(admin::RoleReport report) {
   return admin_->start(config_.admin_listen);
 }
 
-void ListenerStack::run_until_stopped(const std::function<void()>& reconfigured) {
+void ListenerStack::run_until_stopped(const Reconfigured& reconfigured) {
   runtime::Watchdog watchdog(*runtime_);  // outlives the shards' last turns (below)
   const std::string ready = "READY=1\nSTATUS=serving on " + config_.listen.text;
   runtime::sd_notify(ready.c_str());
@@ -123,9 +123,9 @@ void ListenerStack::run_until_stopped(const std::function<void()>& reconfigured)
       [&] {
         runtime::sd_notify("RELOADING=1");
         if (std::optional<config::Config> merged = config::reread(running_)) {
-          running_ = std::move(*merged);
+          std::swap(running_, *merged);
           live_.apply(running_);
-          if (reconfigured) reconfigured();
+          if (reconfigured) reconfigured(*merged, running_);
         }
         reload();
         runtime::sd_notify(ready.c_str());

@@ -137,9 +137,16 @@ bool UplinkPool::queue_data(uint32_t index, uint32_t channel, const proto::Data&
   return true;
 }
 
-void UplinkPool::on_message(runtime::Shard& shard, uint64_t value, void*) {
+void UplinkPool::on_message(runtime::Shard& shard, uint64_t value, void* pointer) {
   if (value == kStart) {
     for (auto& uplink : uplinks_) uplink->link.start(shard);
+    return;
+  }
+  if (value == kRelist) {
+    const std::unique_ptr<net::ParentList> list(static_cast<net::ParentList*>(pointer));
+    options_.parents = list->parents;
+    options_.addresses = list->addresses;
+    for (auto& uplink : uplinks_) uplink->link.relist(shard, *list);
     return;
   }
   GH_INVARIANT(value == kReconfigure && options_.live != nullptr);

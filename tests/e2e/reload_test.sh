@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SIGHUP on real processes changes what it promises to change, live, and
-# nothing else: a server's handshake deadline and approval mode, a gateway's
-# and an agent's failover timings; a changed [[parents]] or listen is named as
-# taking a restart and the running value stays; a file that became invalid is
-# refused with the old config kept.
+# nothing else: a server's handshake deadline and approval mode; a gateway's
+# failover timings and [[parents]], an agent's [[gateways]], with every event
+# of an agent sending through both moves acknowledged; a changed listen is
+# named as taking a restart and the running value stays; a file that became
+# invalid is refused with the old config kept.
 # usage: reload_test.sh GATEHOUSE SOURCE_ROOT
 set -u
 gatehouse=$1
@@ -12,7 +13,8 @@ work=$(mktemp -d /tmp/gatehouse-e2e-reload-XXXXXX)
 . "$root/tests/e2e/lib.sh"
 
 agents=1
-pki "$work/pki" server:ms1.example.test gateway:gw1.example.test agent:web1.example.test
+pki "$work/pki" server:ms1.example.test server:ms2.example.test gateway:gw1.example.test agent:web1.example.test \
+  agent:web2.example.test
 
 # closed_after_ms PORT: a TCP client that never starts TLS; how long until the server closes it.
 closed_after_ms() {
@@ -100,15 +102,28 @@ hup "$server_pid" "$work/server.log"
 grep -q '"event":30003.*the changed config is refused, the running one stays: .*bogus: unknown key' "$work/server.log" ||
   fail "a broken file on SIGHUP is refused (30003)"
 ok
+sed -i '/^bogus = 1$/d' "$work/server.toml"  # the tools read it below
 
-# 4. A gateway and an agent: [failover] applied live; [[parents]] and [[gateways]] take a restart.
-cat >"$work/gateway.toml" <<CONF
+# 4. A gateway's [[parents]] and an agent's [[gateways]] change live, and
+# nothing is lost on the way: a second server ms2 and a second gateway process
+# (gw1's certificate on another port); the agent's events flow through the
+# move of both lists.
+server_config 0 auto | sed -e 's|^name = "ms1.example.test"|name = "ms2.example.test"|' \
+  -e "s|$work/data|$work/data2|" -e 's|ms1.example.test\.|ms2.example.test.|g' >"$work/server2.toml"
+start server "$work/server2.toml" "$work/server2.log" || exit 1
+server2_pid=$started_pid
+server2_port=$port
+for config in server.toml server2.toml; do
+  quiet "$gatehouse" approve -c "$work/$config" gateway gw1.example.test --action create
+done
+gateway_config() {  # gateway_config PARENT_NAME PARENT_PORT
+  cat <<CONF
 name = "gw1.example.test"
 listen = "127.0.0.1:0"
 admin = { listen = "" }
 [[parents]]
-address = "127.0.0.1:$server_port"
-name = "ms1.example.test"
+address = "127.0.0.1:$2"
+name = "$1"
 [failover]
 parent_silence_ms = 6000
 [tls]
@@ -119,26 +134,55 @@ ca = "$work/pki/ca.crt"
 shards = 2
 connections_per_shard = 256
 CONF
+}
+gateway_config ms1.example.test "$server_port" >"$work/gateway.toml"
 start gateway "$work/gateway.toml" "$work/gateway.log" || exit 1
 gateway_pid=$started_pid
-sed -i 's/^parent_silence_ms = 6000$/parent_silence_ms = 9000/; s/^address = "127.0.0.1:'"$server_port"'"$/address = "127.0.0.2:'"$server_port"'"/' "$work/gateway.toml"
+gateway_port=$port
+gateway_config ms2.example.test "$server2_port" >"$work/gateway2.toml"
+start gateway "$work/gateway2.toml" "$work/gateway2.log" || exit 1
+gateway2_pid=$started_pid
+gateway2_port=$port
+# web2: web1 is bound to direct connection on ms1 by now (it came direct).
+sed -e "s|^address = \"127.0.0.1:$server_port\"|address = \"127.0.0.1:$gateway_port\"|" \
+  -e 's|^name = "ms1.example.test"|name = "gw1.example.test"|' -e 's|web1|web2|g' "$work/web1.toml" >"$work/web2.toml"
+start agent "$work/web2.toml" "$work/web2.log" --synthetic 200 --count 3000
+agent_pid=$started_pid
+via_ms1() { grep -q '"event":30050.*"parent":"ms1.example.test"' "$work/gateway.log"; }
+expect "the gateway's uplinks reach ms1" wait_for 10 via_ms1
+agent_up() { grep -q '"event":30050' "$work/web2.log"; }
+expect "the agent reaches the gateway" wait_for 10 agent_up
+sleep 2  # events flow through gw1 to ms1
+gateway_config ms2.example.test "$server2_port" | sed 's/^parent_silence_ms = 6000$/parent_silence_ms = 9000/' >"$work/gateway.toml"
 hup "$gateway_pid" "$work/gateway.log"
-grep -q '"event":30005.*applied \[failover\] parent_silence_ms; .*"restart_needed":"\[\[parents\]\]"' "$work/gateway.log" ||
+grep -q '"event":30005.*"msg":"config re-read: applied \[failover\] parent_silence_ms, \[\[parents\]\]"' "$work/gateway.log" ||
   fail "gateway reload: $(grep '"event":30005' "$work/gateway.log" | tail -1)"
+ok
+via_ms2() { grep -q '"event":30050.*"parent":"ms2.example.test"' "$work/gateway.log"; }
+expect "after the reload the gateway's uplinks reach ms2" wait_for 10 via_ms2
+sleep 1
+sed -i "s|^address = \"127.0.0.1:$gateway_port\"|address = \"127.0.0.1:$gateway2_port\"|" "$work/web2.toml"
+hup "$agent_pid" "$work/web2.log"
+grep -q '"event":30005.*"msg":"config re-read: applied \[\[gateways\]\]"' "$work/web2.log" ||
+  fail "agent reload: $(grep '"event":30005' "$work/web2.log" | tail -1)"
+ok
+via_gateway2() { grep -q "\"event\":30050.*\"address\":\"127.0.0.1:$gateway2_port\"" "$work/web2.log"; }
+expect "after the reload the agent reaches the second gateway" wait_for 10 via_gateway2
+wait_exit "$agent_pid" 60
+[ "$rc" = 0 ] || fail "the agent through both moves: exit $rc, want 0 (every event acknowledged)"
+ok
+on_ms1=$(json_field "$(stats "$work/server.toml")" events)
+on_ms2=$(json_field "$(stats "$work/server2.toml")" events)
+[ "$on_ms2" -gt 0 ] || fail "no event reached ms2 after the moves"
+ok
+# ms1 holds section 2's 400 and what came before the moves; two islands, so an
+# event ms1 stored but whose ACK the move cut short is stored by ms2 as well.
+[ $((on_ms1 - 400 + on_ms2)) -ge 3000 ] || fail "events stored: ms1 $on_ms1 (400 before) + ms2 $on_ms2, want at least 3000"
 ok
 kill -0 "$gateway_pid" 2>/dev/null || fail "the gateway runs on after its reload"
 ok
-start agent "$work/web1.toml" "$work/web1-follow.log" --synthetic 5 --count 100000
-agent_pid=$started_pid
-agent_started() { grep -q '"event":30001' "$work/web1-follow.log"; }
-expect "the second agent starts" wait_for 10 agent_started
-sed -i 's/^backoff_max_ms = 400$/backoff_max_ms = 800/' "$work/web1.toml"
-hup "$agent_pid" "$work/web1-follow.log"
-grep -q '"event":30005.*"msg":"config re-read: applied \[failover\] backoff_max_ms"' "$work/web1-follow.log" ||
-  fail "agent reload: $(grep '"event":30005' "$work/web1-follow.log" | tail -1)"
-ok
-kill -TERM "$agent_pid" "$gateway_pid" "$server_pid"
-for pid in "$agent_pid" "$gateway_pid" "$server_pid"; do
+kill -TERM "$gateway_pid" "$gateway2_pid" "$server_pid" "$server2_pid"
+for pid in "$gateway_pid" "$gateway2_pid" "$server_pid" "$server2_pid"; do
   wait_exit "$pid" 10
   [ "$rc" = 0 ] || fail "clean stop after the reloads: pid $pid exit $rc"
   ok

@@ -358,7 +358,7 @@ TEST_CASE("timeouts and intervals: today's values by default, per role; keys wit
                    Role::server, 3, "failover", "not used by role server (only gateway or agent)");
 }
 
-TEST_CASE("SIGHUP's comparison: what takes a restart is named by table; the log level is not among them") {
+TEST_CASE("SIGHUP's comparison: what takes a restart is named by table; the live keys are applied, not among them") {
   ConfigDir dir;
   Config running;
   REQUIRE(load(dir.write(kGateway), Role::gateway, running).empty());
@@ -368,7 +368,20 @@ TEST_CASE("SIGHUP's comparison: what takes a restart is named by table; the log 
   const std::string moved = std::string("name = \"gw1.example.test\"\nlisten = \"0.0.0.0:5723\"\n[[parents]]\naddress = \"ms3.example.test:5723\"\n"
                             "name = \"ms3.example.test\"\n[runtime]\nshards = 3\n") + kTls;
   REQUIRE(load(dir.write(moved), Role::gateway, fresh).empty());
-  CHECK(gatehouse::config::restart_changes(running, fresh) == std::vector<std::string>{"[runtime]", "[[parents]]"});
+  CHECK(gatehouse::config::restart_changes(running, fresh) == std::vector<std::string>{"[runtime]"});
+  std::vector<std::string> applied;
+  const Config merged = with_live_keys(running, fresh, applied);
+  CHECK(applied == std::vector<std::string>{"[[parents]]"});  // a gateway's list moves live
+  CHECK(merged.parents == fresh.parents);
+  CHECK(merged.runtime == running.runtime);  // the restart-only value stays
+  // A server's [[gateways]] (whom it dials) takes a restart; an agent's moves live.
+  Config server_running;
+  Config server_fresh;
+  const std::string server = "role = \"server\"\nname = \"ms1.example.test\"\n" + std::string(kTls);
+  REQUIRE(load(dir.write(server), Role::server, server_running).empty());
+  REQUIRE(load(dir.write(server + "[[gateways]]\naddress = \"gw1.example.test:5723\"\nname = \"gw1.example.test\"\n"),
+               Role::server, server_fresh).empty());
+  CHECK(gatehouse::config::restart_changes(server_running, server_fresh) == std::vector<std::string>{"[[gateways]]"});
 }
 
 // check-config --dump: what it prints loads back to the same config, for

@@ -46,9 +46,11 @@ class AgentService final : public runtime::Service,
   ~AgentService() override;
 
   // The queue has new events (value 0), start (kStart), or a reload changed
-  // the [failover] timings (kReconfigure: taken from options.live).
+  // the [failover] timings (kReconfigure: taken from options.live) or the
+  // gateways (kRelist).
   static constexpr uint64_t kStart = 1;
   static constexpr uint64_t kReconfigure = 2;
+  static constexpr uint64_t kRelist = 3;  // a new [[gateways]] list: the pointer is a net::ParentList, owned from here
   void on_message(runtime::Shard& shard, uint64_t value, void* pointer) override;
 
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "gatehouse/config/config_types.h"
 
@@ -41,6 +43,9 @@ class LiveSettings {
     uint32_t failback_ms;
   };
   FailoverTimings failover() const;
+  // The failover list (a gateway's [[parents]], an agent's [[gateways]]), as
+  // the admin endpoint names the links; the links take theirs by message.
+  std::shared_ptr<const std::vector<Peer>> parents() const { return parents_.load(); }
 
  private:
   static uint32_t load(const std::atomic<uint32_t>& value) { return value.load(std::memory_order_relaxed); }
@@ -60,6 +65,7 @@ class LiveSettings {
   std::atomic<uint32_t> retry_after_loss_ms_{0};
   std::atomic<uint32_t> parent_silence_ms_{0};
   std::atomic<uint32_t> failback_ms_{0};
+  std::atomic<std::shared_ptr<const std::vector<Peer>>> parents_;  // off the data path: a lock inside is fine
 };
 
 }  // namespace gatehouse::config

@@ -63,4 +63,19 @@ class AddressBook {
   std::thread thread_;  // only when a peer is named or there is a later parent to fail back from
 };
 
+// A failover list's address books across reloads, on the thread that
+// reloads: the current one, and retired ones until no link holds them any
+// more (their shards took the new list). They are released here, never on
+// a shard: a book's destructor joins its resolver thread.
+class AddressBooks {
+ public:
+  explicit AddressBooks(std::shared_ptr<AddressBook> first) { held_.push_back(std::move(first)); }
+  const std::shared_ptr<AddressBook>& current() const { return held_.front(); }
+  // A book for `peers` (looked up now, on this thread) becomes the current one.
+  const std::shared_ptr<AddressBook>& replace(const std::vector<config::Peer>& peers, uint32_t refresh_interval_ms);
+
+ private:
+  std::vector<std::shared_ptr<AddressBook>> held_;  // [0] current; then retired ones, a few at most
+};
+
 }  // namespace gatehouse::net

@@ -60,6 +60,12 @@ struct ChildLinkOptions {
   admin::LinkReport* report = nullptr;
 };
 
+// A reload's failover list, with its addresses (resolved off the shards).
+struct ParentList {
+  std::vector<config::Peer> parents;
+  std::shared_ptr<AddressBook> addresses;
+};
+
 class ChildLink;
 
 // What the owner hears, on the link's shard.
@@ -94,6 +100,11 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   // A reload's [failover] timings (on the link's shard): the next backoff,
   // deadline and timer use them; those already armed keep theirs.
   void retime(const config::LiveSettings::FailoverTimings& timings);
+  // A reload's failover list (on the link's shard). A session whose parent is
+  // still listed (same name and address) goes on; otherwise it is closed once
+  // flushed and the link dials the new list's first, as after any loss (what
+  // was not acknowledged is sent again there).
+  void relist(runtime::Shard& shard, const ParentList& list);
   // Runs the child side over a connection parent `parent` (its index in the
   // list) dialled; when it ends, the link waits to be dialled again (or
   // dials the parents it may dial).
@@ -145,7 +156,7 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   void report(admin::LinkState state);
   void failed(runtime::Shard& shard, log::Level level, const ChildFailure& failure, std::initializer_list<log::Field> fields);
 
-  ChildLinkOptions options_;  // the timings change with retime(); the rest is fixed
+  ChildLinkOptions options_;  // the timings change with retime(), the parents with relist()
   proto::SpillPool& spill_pool_;
   ChildLinkEvents& events_;
   Failover failover_;
@@ -161,7 +172,7 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   runtime::ConnId conn_{};
   bool connected_ = false;
   bool adopted_ = false;   // the parent dialled this session: it reconnects, not us
-  const bool dials_any_;   // some parent is ours to dial (not all say connect = "parent")
+  bool dials_any_;         // some parent is ours to dial (not all say connect = "parent")
   bool stopping_ = false;
   bool failure_heard_ = false;     // this session's failure was reported: its close is no second one
   bool parent_silent_ = false;     // this session was dropped for silence: the next parent, not this one again

@@ -39,6 +39,13 @@ class Failover {
     current_ = parent % parents_;
     failures_in_round_ = 0;
   }
+  // A reload's list of `parents`, the link on `current` of it (the first when
+  // its parent is gone from the list).
+  void relist(size_t parents, size_t current) {
+    parents_ = parents;
+    current_ = current % parents;
+    failures_in_round_ = 0;
+  }
   // Back to the first parent (failback): its next connect goes there.
   void reset_to_first() {
     current_ = 0;
@@ -54,7 +61,7 @@ class Failover {
   uint32_t jitter_ms(uint32_t base_ms) { return base_ms == 0 ? 0 : base_ms + jitter_() % base_ms; }
 
  private:
-  const size_t parents_;
+  size_t parents_;
   uint32_t initial_ms_;
   uint32_t max_ms_;
   size_t current_ = 0;

@@ -48,9 +48,10 @@ class ListenerStack {
   std::string start_admin(admin::RoleReport report);
   // Until SIGTERM/SIGINT; then stops the shards. Each SIGHUP re-reads the
   // config (config::reread), applies its live keys and calls `reconfigured`
-  // (the role's parts that keep copies, such as links, take them then), and
-  // reloads certificates and keytabs.
-  void run_until_stopped(const std::function<void()>& reconfigured = {});
+  // with the config before and after (the role's parts that keep copies,
+  // such as links, take them then), and reloads certificates and keytabs.
+  using Reconfigured = std::function<void(const config::Config& before, const config::Config& now)>;
+  void run_until_stopped(const Reconfigured& reconfigured = {});
   runtime::Runtime& runtime() { return *runtime_; }
   uint16_t port() const { return port_; }
   uint16_t admin_port() const { return admin_ != nullptr ? admin_->port() : 0; }

@@ -66,9 +66,12 @@ class UplinkPool final : public runtime::Service,
   ~UplinkPool() override;
 
   // Messages to the pool on its shard: kStart connects; kReconfigure takes
-  // the [failover] timings and [uplink] buffer_max_bytes from options.live.
+  // the [failover] timings and [uplink] buffer_max_bytes from options.live;
+  // kRelist moves every uplink to a new [[parents]] list (the pointer: a
+  // net::ParentList the pool then owns).
   static constexpr uint64_t kStart = 0;
   static constexpr uint64_t kReconfigure = 1;
+  static constexpr uint64_t kRelist = 2;
   void on_message(runtime::Shard& shard, uint64_t value, void* pointer) override;
 
   int pick() override;
