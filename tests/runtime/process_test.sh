@@ -94,6 +94,31 @@ checks=$((checks + 1))
 checks=$((checks + 1))
 grep -q '"event":30021.*io_uring is not permitted here.*seccomp' "$work/seccomp.log" ||
   fail "io_uring blocked: message lacks cause and fix: $(cat "$work/seccomp.log")"
+# A gatehouse role exits 69 (EX_UNAVAILABLE) then: its unit does not restart
+# it (RestartPreventExitStatus), a restart cannot bring io_uring back.
+if [ -n "${GATEHOUSE:-}" ]; then
+  cat >"$work/gateway.toml" <<CONF
+name = "gw1.example.test"
+listen = "127.0.0.1:0"
+admin = { listen = "" }
+[[parents]]
+address = "127.0.0.1:9"
+name = "ms1.example.test"
+[tls]
+cert = "$pki/gw1.example.test.crt"
+key = "$pki/gw1.example.test.key"
+ca = "$pki/ca.crt"
+[runtime]
+shards = 1
+connections_per_shard = 64
+CONF
+  "$without_io_uring" "$GATEHOUSE" gateway -c "$work/gateway.toml" >"$work/role-seccomp.log" 2>&1
+  rc=$?
+  checks=$((checks + 1))
+  [ "$rc" = 69 ] || fail "a gateway without io_uring: exit $rc, want 69: $(tail -2 "$work/role-seccomp.log")"
+  checks=$((checks + 1))
+  grep -q 'io_uring is not permitted here' "$work/role-seccomp.log" || fail "the gateway names the cause"
+fi
 
 # 4. RLIMIT_MEMLOCK too low for an unprivileged process (needs root to drop to nobody).
 if [ "$(id -u)" = 0 ] && setpriv --reuid=nobody --regid=nogroup --clear-groups true 2>/dev/null; then
