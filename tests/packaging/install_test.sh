@@ -30,6 +30,24 @@ done
 [ "$(stat -c %a "$dest$sysconfdir/gatehouse/server.toml")" = 640 ] || fail "configs are not 0640"
 ok
 
+# Without -c the installed binary reads its role's file from the installed config folder.
+"$gatehouse" check-config --role gateway >"$work/default.out" 2>&1
+[ $? = 78 ] && grep -q "^$sysconfdir/gatehouse/gateway.toml: cannot open config file" "$work/default.out" ||
+  fail "check-config without -c: want $sysconfdir/gatehouse/gateway.toml named: $(cat "$work/default.out")"
+ok
+
+# Bash completion: subcommands, and each one's flags from its own --help.
+completion="$dest$prefix/share/bash-completion/completions/gatehouse"
+[ -f "$completion" ] || fail "not installed: ${completion#$dest}"
+ok
+complete_words() {  # complete_words WORD...: what completing the last word offers
+  bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _gatehouse; echo "${COMPREPLY[*]}"' _ "$completion" "$@"
+}
+[ "$(complete_words "$gatehouse" check-)" = check-config ] || fail "completion of a subcommand: $(complete_words "$gatehouse" check-)"
+ok
+[ "$(complete_words "$gatehouse" check-config --d)" = --dump ] || fail "completion of a flag: $(complete_words "$gatehouse" check-config --d)"
+ok
+
 # The units verify (their binary path pointed at the installed one).
 mkdir -p "$work/units"
 for unit in "$units"/gatehouse-*.service; do
