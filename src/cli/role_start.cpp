@@ -70,6 +70,10 @@ int failed_start_exit() {
 }
 
 bool start_role(const Args& args, config::Role role, std::string_view usage, config::Config& config, int& exit_code) {
+  // Before any thread starts (the log writer, resolvers, the registry's): a
+  // SIGTERM must reach only the main thread's wait, never kill the process
+  // through a thread that left it unblocked while the main thread was busy.
+  runtime::block_stop_signals();
   const std::string command = "gatehouse " + std::string(config::to_string(role));
   if (!args.positionals.empty()) {
     exit_code = usage_error(command, "unexpected argument '" + std::string(args.positionals[0]) + "'", usage);

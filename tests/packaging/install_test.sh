@@ -100,6 +100,16 @@ pids+=("$listener")
 for _ in $(seq 50); do [ -S "$work/notify" ] && break; sleep 0.1; done
 NOTIFY_SOCKET="$work/notify" WATCHDOG_USEC=1000000 start server "$work/server.toml" "$work/server.log" || exit 1
 server_pid=$started_pid
+# Every thread but the main one (which waits for them in sigtimedwait) blocks
+# SIGHUP, SIGINT and SIGTERM (SigBlk bits 0, 1, 14): a stop signal reaching a
+# thread that does not would kill the process without its clean stop (no
+# STOPPING=1, no GOAWAY) whenever the main thread is busy between waits.
+for status in /proc/"$server_pid"/task/*/status; do
+  [ "$status" = "/proc/$server_pid/task/$server_pid/status" ] && continue
+  blocked=$(awk '/^SigBlk:/ { print $2 }' "$status")
+  [ $((0x$blocked & 0x4003)) = $((0x4003)) ] || fail "thread ${status%/status} leaves stop signals unblocked (SigBlk $blocked)"
+done
+ok
 sleep 2.5
 kill -HUP "$server_pid"
 sleep 1
