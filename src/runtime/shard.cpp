@@ -29,6 +29,8 @@
 namespace gatehouse::runtime {
 namespace {
 
+thread_local bool t_shard_thread = false;  // this thread runs a shard's loop (post_waiting must not wait here)
+
 constexpr uint32_t kNoIndex = UINT32_MAX;
 constexpr uint32_t kGenerationMask = 0xFF'FFFF;  // 24 bits travel in user_data
 // Completions handled per loop turn: a burst (thousands of sessions closing
@@ -492,6 +494,7 @@ bool Shard::post(const Message& message) {
 }
 
 void Shard::post_waiting(const Message& message) {
+  GH_INVARIANT(!t_shard_thread);  // a shard waiting on an inbox could wait on itself
   while (!post(message)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
@@ -807,6 +810,7 @@ bool Shard::finished() {
 }
 
 void Shard::run() {
+  t_shard_thread = true;
   io_uring* ring = ring_->get();
   __kernel_timespec tick{0, static_cast<long long>(limits_.timer_tick_ms) * 1'000'000};
   while (!finished()) {

@@ -97,6 +97,28 @@ CONF
   printf '%s\n' "$@"
 }
 
+# gateway_config LISTEN PARENT_ADDRESS PARENT_NAME [LINE...]: gw1.example.test
+# (its certificate from $work/pki, no admin endpoint, 2 shards of 256
+# connections) with one parent; LINEs go before [[parents]] (top-level keys,
+# or whole tables).
+gateway_config() {
+  local listen=$1 parent_address=$2 parent_name=$3; shift 3
+  printf 'name = "gw1.example.test"\nlisten = "%s"\nadmin = { listen = "" }\n' "$listen"
+  printf '%s\n' "$@"
+  cat <<CONF
+[[parents]]
+address = "$parent_address"
+name = "$parent_name"
+[tls]
+cert = "$work/pki/gw1.example.test.crt"
+key = "$work/pki/gw1.example.test.key"
+ca = "$work/pki/ca.crt"
+[runtime]
+shards = 2
+connections_per_shard = 256
+CONF
+}
+
 # The fleet behind gw1.example.test (gateway_test, group_test): agents
 # web01..web$agents, certificates from $work/pki.
 # fleet_configs GATEWAY_PORT [GATEWAY_HOST]: writes $work/webNN.toml (host 127.0.0.1).

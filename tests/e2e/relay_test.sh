@@ -29,22 +29,8 @@ server_port=15723
 gateway_port=15724
 relay_port=15725
 server_config "$server_port" auto >"$work/server.toml"
-cat >"$work/gateway.toml" <<CONF
-name = "gw1.example.test"
-listen = "[::]:$gateway_port"
-trusted_relays = ["127.0.0.3"]
-admin = { listen = "" }
-[[parents]]
-address = "127.0.0.1:$server_port"
-name = "ms1.example.test"
-[tls]
-cert = "$work/pki/gw1.example.test.crt"
-key = "$work/pki/gw1.example.test.key"
-ca = "$work/pki/ca.crt"
-[runtime]
-shards = 2
-connections_per_shard = 256
-CONF
+gateway_config "[::]:$gateway_port" "127.0.0.1:$server_port" ms1.example.test 'trusted_relays = ["127.0.0.3"]' \
+  >"$work/gateway.toml"
 cat >"$work/haproxy.cfg" <<CONF
 global
   log stderr format raw local0 err

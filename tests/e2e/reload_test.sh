@@ -116,30 +116,11 @@ server2_port=$port
 for config in server.toml server2.toml; do
   quiet "$gatehouse" approve -c "$work/$config" gateway gw1.example.test --action create
 done
-gateway_config() {  # gateway_config PARENT_NAME PARENT_PORT
-  cat <<CONF
-name = "gw1.example.test"
-listen = "127.0.0.1:0"
-admin = { listen = "" }
-[[parents]]
-address = "127.0.0.1:$2"
-name = "$1"
-[failover]
-parent_silence_ms = 6000
-[tls]
-cert = "$work/pki/gw1.example.test.crt"
-key = "$work/pki/gw1.example.test.key"
-ca = "$work/pki/ca.crt"
-[runtime]
-shards = 2
-connections_per_shard = 256
-CONF
-}
-gateway_config ms1.example.test "$server_port" >"$work/gateway.toml"
+gateway_config 127.0.0.1:0 "127.0.0.1:$server_port" ms1.example.test "[failover]" "parent_silence_ms = 6000" >"$work/gateway.toml"
 start gateway "$work/gateway.toml" "$work/gateway.log" || exit 1
 gateway_pid=$started_pid
 gateway_port=$port
-gateway_config ms2.example.test "$server2_port" >"$work/gateway2.toml"
+gateway_config 127.0.0.1:0 "127.0.0.1:$server2_port" ms2.example.test >"$work/gateway2.toml"
 start gateway "$work/gateway2.toml" "$work/gateway2.log" || exit 1
 gateway2_pid=$started_pid
 gateway2_port=$port
@@ -153,7 +134,7 @@ expect "the gateway's uplinks reach ms1" wait_for 10 via_ms1
 agent_up() { grep -q '"event":30050' "$work/web2.log"; }
 expect "the agent reaches the gateway" wait_for 10 agent_up
 sleep 2  # events flow through gw1 to ms1
-gateway_config ms2.example.test "$server2_port" | sed 's/^parent_silence_ms = 6000$/parent_silence_ms = 9000/' >"$work/gateway.toml"
+gateway_config 127.0.0.1:0 "127.0.0.1:$server2_port" ms2.example.test "[failover]" "parent_silence_ms = 9000" >"$work/gateway.toml"
 hup "$gateway_pid" "$work/gateway.log"
 grep -q '"event":30005.*"msg":"config re-read: applied \[failover\] parent_silence_ms, \[\[parents\]\]"' "$work/gateway.log" ||
   fail "gateway reload: $(grep '"event":30005' "$work/gateway.log" | tail -1)"
