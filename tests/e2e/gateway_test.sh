@@ -136,7 +136,8 @@ for i in $(seq -w 1 $agents); do
     >>"$work/web$i.toml"
 done
 start_agents 12000 2000
-sleep 2
+expect "every agent has a session with gw1" wait_for 60 agents_on gw1.example.test
+sleep 1  # and events flowing through it
 kill -STOP "$gateway_pid"
 frozen_at=$(date +%s%3N)
 expect "the agents finish through gw2 while gw1 is frozen" wait_agents 90
@@ -180,7 +181,8 @@ if ip netns add "$ns" 2>/dev/null; then
   gatehouse="$work/in-agents-namespace"
   start_agents 8000 2000
   gatehouse=$real_gatehouse
-  sleep 3  # the agents are on gw1 and flowing
+  expect "every agent has a session with gw1" wait_for 60 agents_on gw1.example.test
+  sleep 1  # and events flowing through it
   ip link set "gha$$" down
   holed_at=$(date +%s%3N)
   expect "the agents finish through gw2 while gw1 is black-holed" wait_agents 90

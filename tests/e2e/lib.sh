@@ -138,14 +138,28 @@ ca = "$work/pki/ca.crt"
 CONF
   done
 }
-# start_agents COUNT RATE: every agent sends COUNT synthetic events at RATE/s (agent_pids).
+# start_agents COUNT RATE: every agent sends COUNT synthetic events at RATE/s
+# (agent_pids; agent_logs and the lines each held before, for agents_on).
 agent_pids=()
 start_agents() {
   local i
-  agent_pids=()
+  agent_pids=() agent_logs=() agent_log_lines=()
   for i in $(seq -w 1 "$agents"); do
+    agent_logs+=("$work/web$i.log")
+    agent_log_lines+=("$(cat "$work/web$i.log" 2>/dev/null | wc -l)")
     start agent "$work/web$i.toml" "$work/web$i.log" --synthetic "$2" --count "$1"
     agent_pids+=("$started_pid")
+  done
+}
+# agents_on PARENT_NAME: every agent of the last start_agents has a session
+# with that parent (30050 since it started). A test that fails a parent waits
+# for this: an agent still connecting meets a different failure.
+agents_on() {
+  local i
+  for i in "${!agent_logs[@]}"; do
+    awk -v skip="${agent_log_lines[i]}" -v parent="\"parent\":\"$1\"" \
+      'NR > skip && /"event":30050,/ && index($0, parent) { found = 1 } END { exit !found }' \
+      "${agent_logs[i]}" || return 1
   done
 }
 wait_agents() {  # wait_agents SECONDS: every agent exits 0
