@@ -154,6 +154,8 @@ kill -CONT "$gateway_pid"
 #    it silent within parent_silence_ms and finish through gw2, exact counts.
 ns=gh-bh-$$
 if ip netns add "$ns" 2>/dev/null; then
+  # Removed at exit too: a run stopped in this stage leaves no namespace or link.
+  exit_hooks+=("ip netns del '$ns' 2>/dev/null; ip link del 'ghb$$' 2>/dev/null; ip link del 'gha$$' 2>/dev/null")
   ip link add "gha$$" type veth peer name "ghA$$" && ip link add "ghb$$" type veth peer name "ghB$$" &&
     ip link set "ghA$$" netns "$ns" && ip link set "ghB$$" netns "$ns" &&
     ip addr add 10.213.0.1/30 dev "gha$$" && ip addr add 10.213.0.5/30 dev "ghb$$" &&
@@ -225,9 +227,6 @@ if ip netns add "$ns" 2>/dev/null; then
   ok
   sent_bytes=$(ip netns exec "$ns" tc -s qdisc show dev "ghA$$" 2>/dev/null | grep -o 'Sent [0-9]* bytes' | head -1 | cut -d' ' -f2)
   echo "rate-limited gw1 (tc tbf 2 Mbit/s): 12 x 4000 events in $slow_ms ms, ${sent_bytes:-?} bytes up the link, no agent left it"
-  ip netns del "$ns"
-  ip link del "ghb$$" 2>/dev/null
-  ip link del "gha$$" 2>/dev/null
 else
   echo "SKIP: no network namespaces here (ip netns needs root): the black-holed gateway"
 fi
