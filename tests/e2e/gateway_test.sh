@@ -135,9 +135,10 @@ for i in $(seq -w 1 $agents); do
   printf '[[gateways]]\naddress = "127.0.0.1:%s"\nname = "gw2.example.test"\n[failover]\nparent_silence_ms = 3000\n' "$gw2_port" \
     >>"$work/web$i.toml"
 done
-start_agents 12000 2000
+start_agents 12000 1000  # 12 s of events: under ASan the last agent's session can come seconds after the first's
 expect "every agent has a session with gw1" wait_for 60 agents_on gw1.example.test
 sleep 1  # and events flowing through it
+expect "every agent still sending when gw1 freezes" agents_running
 kill -STOP "$gateway_pid"
 frozen_at=$(date +%s%3N)
 expect "the agents finish through gw2 while gw1 is frozen" wait_agents 90
@@ -181,10 +182,11 @@ if ip netns add "$ns" 2>/dev/null; then
   chmod +x "$work/in-agents-namespace"
   real_gatehouse=$gatehouse
   gatehouse="$work/in-agents-namespace"
-  start_agents 8000 2000
+  start_agents 8000 1000  # 8 s of events (see the frozen gateway)
   gatehouse=$real_gatehouse
   expect "every agent has a session with gw1" wait_for 60 agents_on gw1.example.test
   sleep 1  # and events flowing through it
+  expect "every agent still sending when gw1's link goes down" agents_running
   ip link set "gha$$" down
   holed_at=$(date +%s%3N)
   expect "the agents finish through gw2 while gw1 is black-holed" wait_agents 90

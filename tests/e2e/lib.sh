@@ -162,6 +162,10 @@ agents_on() {
       "${agent_logs[i]}" || return 1
   done
 }
+agents_running() {  # every agent of the last start_agents still runs (a parent failed now meets them all)
+  local pid
+  for pid in "${agent_pids[@]}"; do kill -0 "$pid" 2>/dev/null || return 1; done
+}
 wait_agents() {  # wait_agents SECONDS: every agent exits 0
   local all=0 pid
   for pid in "${agent_pids[@]}"; do
