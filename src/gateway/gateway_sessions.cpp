@@ -46,9 +46,14 @@ bool GatewaySessions::open_channel(runtime::Shard& shard, net::Conn& child, uint
   // Routes and the child's channels mirror each other, one entry each.
   GH_INVARIANT(!child.role.channels.contains(child_channel));
   routes_[route_key(uplink, channel)] = {child.id, child_channel};
+  // A session's own channel is usually its only one: two buckets, not the
+  // thirteen a first insert allocates (W1 holds thousands of idle sessions).
+  if (child.role.channels.empty()) child.role.channels.reserve(1);
   net::RoleChannel& state = child.role.channels[child_channel];
   state.uplink_channel = channel;
-  state.agent = std::string(open.name);
+  // Named for the log of an agent behind a chained gateway; channel 0 is the
+  // child itself (gate.identity), no second copy of its name.
+  if (child_channel != 0) state.agent = std::string(open.name);
   return true;
 }
 

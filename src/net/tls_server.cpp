@@ -304,7 +304,13 @@ bool TlsServer::send(runtime::Shard& shard, Conn& conn, std::span<const std::byt
 void TlsServer::seal(runtime::Shard& shard, Conn& conn) {
   if (conn.tls.outgoing.empty()) return;
   const bool written = conn.tls.session->write(conn.tls.outgoing);
-  conn.tls.outgoing.clear();
+  // A turn's small plaintext (ACKs, a HELLO_OK) is not kept in every idle
+  // session; a busy link's big buffer is.
+  if (conn.tls.outgoing.capacity() <= kOutgoingKeepBytes) {
+    std::vector<std::byte>().swap(conn.tls.outgoing);
+  } else {
+    conn.tls.outgoing.clear();
+  }
   if (written) flush_ciphertext(shard, conn);
 }
 

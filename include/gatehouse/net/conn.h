@@ -150,7 +150,9 @@ struct RoleChannel {
   uint64_t unacked_bytes = 0;   // a server: DATA bytes received and not yet credited back
   uint64_t next_seq = 0;        // a server: the seq the agent's next event (or declared gap) must start at
   uint64_t incarnation = 0;     // a server: the agent's incarnation its events belong to now (0: none yet)
-  std::string agent;            // the agent's name (a server: lower-case); a gateway admission: the gateway's
+  // The agent's name (a server: lower-case; a gateway admission: the
+  // gateway's). A gateway names only channels above 0 (channel 0 is the child).
+  std::string agent;
   bool admission = false;       // a server: a chained gateway's admission, not an agent (no DATA)
   std::string scope;            // a server: the tier the agent came through, or "@direct"
   std::string path;             // a server: the gateways its OPEN crossed, nearest it first, ">"-joined ("" direct)

@@ -79,6 +79,7 @@ class TlsServer final : public runtime::Service, private runtime::Mailbox {
   // kSealAtBytes. False when the session is not established.
   bool send(runtime::Shard& shard, Conn& conn, std::span<const std::byte> plaintext);
   static constexpr size_t kSealAtBytes = 16 * 1024;  // one full TLS record
+  static constexpr size_t kOutgoingKeepBytes = 1024;  // a sealed turn's buffer kept only above this
   // Seals what is queued, then closes once it is sent (a DENY, a GOAWAY).
   void close(runtime::Shard& shard, Conn& conn);
   // The record of a live connection, or nullptr (a stale id: it closed).
