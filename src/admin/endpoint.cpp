@@ -153,7 +153,7 @@ void expose_links(Exposition& out, std::span<const LinkReport> links, const std:
     out.sample("gatehouse_parent_link_sessions_total", label("parent", parents[i].name), tallies[i].sessions_up);
   }
   out.family("gatehouse_parent_link_waiting_bytes", MetricType::gauge,
-             "Bytes sealed for a parent that its socket has not taken yet (a slow parent).");
+             "Bytes sealed for a parent and not yet sent on its socket (a slow parent).");
   for (size_t i = 0; i < parents.size(); ++i) {
     out.sample("gatehouse_parent_link_waiting_bytes", label("parent", parents[i].name), tallies[i].waiting_bytes);
   }

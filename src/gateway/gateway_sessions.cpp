@@ -106,6 +106,7 @@ void GatewaySessions::close_channel(net::Conn& child, uint32_t child_channel, bo
 
 void GatewaySessions::on_frame(net::Children&, runtime::Shard& shard, net::Conn& child, const proto::Frame& frame) {
   if (!child.role.open) return;
+  pause_if_congested(shard, child);
   if (const auto* data = std::get_if<proto::Data>(&frame.body)) {
     if (child.role.gateway && frame.channel == 0) {
       gate_->deny(shard, child, proto::Reason::protocol_error, log::EventId::protocol_violation,
@@ -229,6 +230,7 @@ void GatewaySessions::over_credit(runtime::Shard& shard, net::Conn& child, uint3
 
 void GatewaySessions::on_closed(net::Children&, runtime::Shard&, net::Conn& child) {
   if (!child.role.open) return;
+  unlist_paused(child);
   const bool uplink_up = uplinks_->up(child.role.uplink);
   while (!child.role.channels.empty()) close_channel(child, child.role.channels.begin()->first, uplink_up);
   child.role = {};
@@ -293,8 +295,11 @@ void GatewaySessions::relay_down(runtime::Shard& shard, const Route& route, uint
 // Its agents go elsewhere (or come back here) and resend from the server's
 // durable seq; nothing is held here to lose.
 void GatewaySessions::on_uplink_down(runtime::Shard& shard, uint32_t uplink) {
+  congested_[uplink] = false;
+  paused_[uplink].clear();  // its children go now
   gate_->for_each([&](net::Conn& child) {
     if (!child.role.open || child.role.uplink != uplink) return;
+    child.role.paused_slot = net::RoleContext::kNotPaused;
     gate_->send(shard, child, {0, proto::GoAway{proto::Reason::parent_unavailable, "the parent connection dropped"}});
     for (const auto& [child_channel, channel] : child.role.channels) routes_.erase(route_key(uplink, channel.uplink_channel));
     child.role.channels.clear();
@@ -302,10 +307,42 @@ void GatewaySessions::on_uplink_down(runtime::Shard& shard, uint32_t uplink) {
   });
 }
 
+// Congested: each child of that uplink is paused when it next sends (what it
+// sent is relayed; the socket reads no more). Drained: those paused resume.
 void GatewaySessions::on_uplink_congested(runtime::Shard& shard, uint32_t uplink, bool congested) {
-  gate_->for_each([&](net::Conn& child) {
-    if (child.role.open && child.role.uplink == uplink) gate_->set_reading(shard, child, !congested);
-  });
+  congested_[uplink] = congested;
+  if (congested) return;
+  for (const runtime::ConnId id : paused_[uplink]) {
+    net::Conn* child = gate_->find(id);
+    GH_INVARIANT(child != nullptr && child->role.paused_slot != net::RoleContext::kNotPaused);
+    child->role.paused_slot = net::RoleContext::kNotPaused;
+    gate_->set_reading(shard, *child, true);
+  }
+  paused_[uplink].clear();
+}
+
+void GatewaySessions::pause_if_congested(runtime::Shard& shard, net::Conn& child) {
+  const uint32_t uplink = child.role.uplink;
+  if (!congested_[uplink] || child.role.paused_slot != net::RoleContext::kNotPaused) return;
+  child.role.paused_slot = static_cast<uint32_t>(paused_[uplink].size());
+  paused_[uplink].push_back(child.id);
+  gate_->set_reading(shard, child, false);
+}
+
+// A paused child that goes leaves its uplink's list (the last one takes its place).
+void GatewaySessions::unlist_paused(net::Conn& child) {
+  const uint32_t slot = child.role.paused_slot;
+  if (slot == net::RoleContext::kNotPaused) return;
+  std::vector<runtime::ConnId>& paused = paused_[child.role.uplink];
+  GH_INVARIANT(slot < paused.size() && paused[slot] == child.id);
+  paused[slot] = paused.back();
+  paused.pop_back();
+  if (slot < paused.size()) {
+    net::Conn* moved = gate_->find(paused[slot]);
+    GH_INVARIANT(moved != nullptr && moved->role.paused_slot == paused.size());
+    moved->role.paused_slot = slot;
+  }
+  child.role.paused_slot = net::RoleContext::kNotPaused;
 }
 
 }  // namespace gatehouse::gateway

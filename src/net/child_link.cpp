@@ -371,7 +371,9 @@ void ChildLink::flush(runtime::Shard& shard) {
   if (session_ == nullptr) return;
   session_->seal();
   flush_ciphertext(shard, conn_, *session_);
-  if (options_.report != nullptr) options_.report->waiting_bytes.store(waiting_bytes(), std::memory_order_relaxed);
+  if (options_.report != nullptr) {
+    options_.report->waiting_bytes.store(waiting_bytes() + shard.send_queued_bytes(conn_), std::memory_order_relaxed);
+  }
 }
 
 void ChildLink::close(runtime::Shard& shard) {

@@ -71,6 +71,8 @@ struct Shard::Connection {
   uint32_t pending_connect = kNoIndex;
   uint32_t queued_bytes = 0;
   uint32_t in_flight_bytes = 0;  // of the send in flight
+  uint32_t send_queue_max_bytes = 0;   // 0: the shard's limit (see set_send_queue_max)
+  uint32_t send_space_below_bytes = 0;  // with want_send_space: on_send_space once queued_bytes is at most this
   uint64_t context = 0;
   SendChunk* head = nullptr;
   SendChunk* tail = nullptr;
@@ -375,19 +377,30 @@ bool Shard::connect(const PeerAddress& address, uint64_t context) {
   return true;
 }
 
+uint32_t Shard::send_queue_max(const Connection& c) const {
+  return c.send_queue_max_bytes != 0 ? c.send_queue_max_bytes : limits_.send_queue_max_bytes;
+}
+
+// A refused sender is called back once half its queue is free (sooner than a
+// lower mark asked for with notify_send_space, never later).
+void Shard::refuse_send(Connection& c) {
+  bump(Stat::send_refused_total);
+  const uint32_t half = send_queue_max(c) / 2;
+  c.send_space_below_bytes = c.want_send_space ? std::max(c.send_space_below_bytes, half) : half;
+  c.want_send_space = true;
+}
+
 bool Shard::send(ConnId id, std::span<const std::byte> bytes) {
   Connection* c = live(id);
   if (c == nullptr || c->state != ConnState::open) return false;
-  if (c->queued_bytes + bytes.size() > limits_.send_queue_max_bytes) {
-    bump(Stat::send_refused_total);
-    c->want_send_space = true;
+  if (c->queued_bytes + bytes.size() > send_queue_max(*c)) {
+    refuse_send(*c);
     return false;
   }
   const size_t tail_free = c->tail != nullptr ? kSendChunkBytes - c->tail->end : 0;
   const size_t chunks_needed = bytes.size() > tail_free ? (bytes.size() - tail_free + kSendChunkBytes - 1) / kSendChunkBytes : 0;
   if (chunks_needed > chunks_max_ - chunks_allocated_ + chunks_free_) {
-    bump(Stat::send_refused_total);
-    c->want_send_space = true;
+    refuse_send(*c);
     if (!c->chunk_listed) {
       c->chunk_listed = true;
       chunk_waiters_.push_back(id);
@@ -416,6 +429,19 @@ bool Shard::send(ConnId id, std::span<const std::byte> bytes) {
 uint32_t Shard::send_queued_bytes(ConnId id) const {
   const Connection* c = live(id);
   return c != nullptr ? c->queued_bytes : 0;
+}
+
+void Shard::set_send_queue_max(ConnId id, uint32_t max_bytes) {
+  GH_INVARIANT(max_bytes >= kSendChunkBytes);  // a sealed piece of up to a chunk must fit an empty queue
+  if (Connection* c = live(id)) c->send_queue_max_bytes = max_bytes;
+}
+
+bool Shard::notify_send_space(ConnId id, uint32_t below_bytes) {
+  Connection* c = live(id);
+  if (c == nullptr || c->state != ConnState::open || c->queued_bytes <= below_bytes) return false;
+  c->send_space_below_bytes = c->want_send_space ? std::max(c->send_space_below_bytes, below_bytes) : below_bytes;
+  c->want_send_space = true;
+  return true;
 }
 
 void Shard::close(ConnId id) {
@@ -627,7 +653,7 @@ void Shard::on_send(uint32_t index, int result) {
   }
   if (c.state == ConnState::draining && c.queued_bytes == 0) {
     begin_close(index, 0);
-  } else if (c.want_send_space && c.queued_bytes <= limits_.send_queue_max_bytes / 2) {
+  } else if (c.want_send_space && c.queued_bytes <= c.send_space_below_bytes) {
     c.want_send_space = false;
     service_.on_send_space(*this, id_of(index));
   }

@@ -1,5 +1,6 @@
 #include "gatehouse/uplink/uplink_pool.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "gatehouse/log/invariant.h"
@@ -103,13 +104,27 @@ net::DialIn UplinkPool::adopt_parent(runtime::Shard& shard, runtime::ConnId id) 
   return net::DialIn::not_a_parent;
 }
 
-void UplinkPool::on_link_up(runtime::Shard&, net::ChildLink& link, const proto::HelloOk& hello_ok) {
-  of(link).heartbeat_interval_s = hello_ok.heartbeat_interval_s;
+void UplinkPool::on_link_up(runtime::Shard& shard, net::ChildLink& link, const proto::HelloOk& hello_ok) {
+  Uplink& uplink = of(link);
+  uplink.heartbeat_interval_s = hello_ok.heartbeat_interval_s;
+  size_send_queue(shard, uplink);
 }
 
-uint64_t UplinkPool::waiting_bytes(uint32_t index) const {
-  const Uplink& uplink = *uplinks_[index];
-  return uplink.batch.size() + uplink.link.waiting_bytes();
+// Bytes not yet handed to the kernel: this turn's frames, sealed records the
+// socket refused, and the socket's send queue.
+uint64_t UplinkPool::waiting_bytes(const runtime::Shard& shard, const Uplink& uplink) const {
+  const uint64_t queued = uplink.link.connected() ? shard.send_queued_bytes(uplink.link.conn()) : 0;
+  return uplink.batch.size() + uplink.link.waiting_bytes() + queued;
+}
+
+// The uplink's socket queue takes twice the congestion bound: records go from
+// the sealer straight into it (no copy waiting in the TLS session, no second
+// copy into the queue), and the turns that still arrive after the agents were
+// paused (their sockets' backlog, a receive buffer ring each) fit too.
+void UplinkPool::size_send_queue(runtime::Shard& shard, const Uplink& uplink) const {
+  if (!uplink.link.connected()) return;
+  const uint64_t bound = std::clamp<uint64_t>(2 * options_.congested_above_bytes, runtime::kSendChunkBytes, kSendQueueMaxBytes);
+  shard.set_send_queue_max(uplink.link.conn(), static_cast<uint32_t>(bound));
 }
 
 bool UplinkPool::queue(uint32_t index, const proto::Frame& frame) {
@@ -153,7 +168,10 @@ void UplinkPool::on_message(runtime::Shard& shard, uint64_t value, void* pointer
   options_.congested_above_bytes = options_.live->uplink_buffer_max_bytes();
   options_.drained_below_bytes = options_.congested_above_bytes / 4;
   const config::LiveSettings::FailoverTimings timings = options_.live->failover();
-  for (auto& uplink : uplinks_) uplink->link.retime(timings);
+  for (auto& uplink : uplinks_) {
+    uplink->link.retime(timings);
+    size_send_queue(shard, *uplink);
+  }
 }
 
 void UplinkPool::on_link_frame(runtime::Shard& shard, net::ChildLink& link, const proto::Frame& frame) {
@@ -222,13 +240,18 @@ void UplinkPool::on_turn_end(runtime::Shard& shard) {
 // state follows what is left waiting.
 void UplinkPool::flush(runtime::Shard& shard, Uplink& uplink) {
   uplink.link.flush(shard);
-  const uint64_t waiting = waiting_bytes(uplink.index);
+  const uint64_t waiting = waiting_bytes(shard, uplink);
   if (!uplink.congested && waiting > options_.congested_above_bytes) {
     uplink.congested = true;
     role_.on_uplink_congested(shard, uplink.index, true);
-  } else if (uplink.congested && waiting < options_.drained_below_bytes) {
+  } else if (uplink.congested && waiting <= options_.drained_below_bytes) {
     uplink.congested = false;
     role_.on_uplink_congested(shard, uplink.index, false);
+  }
+  // Congested with everything in the socket's queue: called back (this again)
+  // once it drained to the mark. (Records the socket refused asked already.)
+  if (uplink.congested && uplink.link.connected() && uplink.link.waiting_bytes() == 0) {
+    shard.notify_send_space(uplink.link.conn(), static_cast<uint32_t>(options_.drained_below_bytes));
   }
 }
 

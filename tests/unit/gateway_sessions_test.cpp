@@ -153,12 +153,28 @@ TEST_CASE("gateway role: an uplink lost sends its agents away (GOAWAY, close); o
   gw.uplinks.up_ = {false, true};
   gw.agent(2, "web02.example.test");  // uplink 1
   gw.uplinks.up_ = {true, true};
+  gw.agent(3, "web03.example.test");  // uplink 0
   gw.sessions.on_uplink_congested(gw.shard, 0, true);
+  CHECK(gw.children.reading.empty());  // an agent of a congested uplink is paused when it sends, not before
+  gw.from_child(1, {0, proto::Ping{1}});
+  gw.from_child(1, {0, proto::Ping{2}});  // (a few frames may follow a pause: listed once)
+  gw.from_child(2, {0, proto::Ping{3}});
+  gw.from_child(3, {0, proto::Ping{4}});
   CHECK(gw.children.reading[1] == false);
-  CHECK_FALSE(gw.children.reading.contains(2));
+  CHECK(gw.children.reading[3] == false);
+  CHECK_FALSE(gw.children.reading.contains(2));  // uplink 1 is not congested
+  CHECK(gw.children.sent[1].size() == 2);  // what it sent was handled: its PONGs
+  gw.closed(3);  // a paused agent that goes is not resumed
+  gw.children.reading.clear();
   gw.sessions.on_uplink_congested(gw.shard, 0, false);
-  CHECK(gw.children.reading[1] == true);
+  CHECK(gw.children.reading == std::map<uint32_t, bool>{{1, true}});
+  gw.from_child(1, {0, proto::Ping{5}});  // drained: read as usual
+  CHECK(gw.children.reading == std::map<uint32_t, bool>{{1, true}});
   const uint32_t channel = gw.uplinks.queued[0][0].channel;
+  gw.sessions.on_uplink_congested(gw.shard, 0, true);
+  gw.from_child(1, {0, proto::Ping{6}});  // paused when its uplink goes: it goes too
+  gw.children.sent[1].clear();
+  gw.children.sent[2].clear();
   gw.sessions.on_uplink_down(gw.shard, 0);
   REQUIRE(gw.children.sent[1].size() == 1);
   CHECK(gw.children.sent[1][0].type == proto::FrameType::goaway);

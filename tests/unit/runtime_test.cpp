@@ -514,6 +514,88 @@ TEST_CASE("a slow reader: partial sends, and a bounded send queue that pushes ba
 
 namespace {
 
+// Queues `fill_bytes` at once on a connection given its own send queue bound
+// (above the shard's), then asks to hear when at most `mark_bytes` are left.
+class Filler final : public Service, public Mailbox {
+ public:
+  Filler(PeerAddress target, uint32_t queue_max_bytes, uint32_t fill_bytes, uint32_t mark_bytes)
+      : target_(target), queue_max_(queue_max_bytes), fill_(fill_bytes), mark_(mark_bytes) {}
+  void on_message(Shard& shard, uint64_t, void*) override { CHECK(shard.connect(target_, 0)); }
+  void on_open(Shard& shard, ConnId id, uint64_t) override {
+    shard.set_send_queue_max(id, queue_max_);
+    std::vector<std::byte> piece(16 * 1024);
+    for (uint32_t sent = 0; sent < fill_; sent += static_cast<uint32_t>(piece.size())) {
+      for (uint32_t i = 0; i < piece.size(); ++i) piece[i] = static_cast<std::byte>((sent + i) % 251);
+      if (!shard.send(id, piece)) refused = true;
+    }
+    queued_after_fill = shard.send_queued_bytes(id);
+    armed = shard.notify_send_space(id, mark_);
+  }
+  void on_send_space(Shard& shard, ConnId id) override {
+    queued_at_call = shard.send_queued_bytes(id);
+    rearmed_below = shard.notify_send_space(id, mark_);  // already at the mark: no call
+    calls.fetch_add(1);
+    shard.close(id);
+  }
+  void on_data(Shard&, ConnId, std::span<const std::byte>) override {}
+  void on_close(Shard&, ConnId, int) override {}
+  void on_connect_failed(Shard&, uint64_t, int) override { CHECK_MESSAGE(false, "connect failed"); }
+
+  std::atomic<bool> refused{false};
+  std::atomic<bool> armed{false};
+  std::atomic<bool> rearmed_below{true};
+  std::atomic<uint32_t> queued_after_fill{0};
+  std::atomic<uint32_t> queued_at_call{0};
+  std::atomic<int> calls{0};
+
+ private:
+  PeerAddress target_;
+  uint32_t queue_max_;
+  uint32_t fill_;
+  uint32_t mark_;
+};
+
+}  // namespace
+
+TEST_CASE("a connection's own send queue bound, and a call back once its queue drained to a mark") {
+  constexpr uint32_t kFillBytes = 4 << 20;
+  constexpr uint32_t kMarkBytes = 256 * 1024;
+  RuntimeLimits limits;
+  limits.shards = 1;
+  limits.connections_per_shard = 64;
+  limits.send_queue_max_bytes = 64 * 1024;  // the shard's: 4 MiB would be refused
+  std::vector<std::byte> received;
+  std::atomic<bool> closed{false};
+  Runtime reader(limits);
+  const PeerAddress target = loopback(listen_loopback(reader));
+  start(reader, [&](uint32_t) { return std::make_unique<Sink>(received, closed, true); });  // starts paused
+  Runtime writer(limits);
+  Filler* filler = nullptr;
+  start(writer, [&](uint32_t) {
+    auto service = std::make_unique<Filler>(target, 2 * kFillBytes, kFillBytes, kMarkBytes);
+    filler = service.get();
+    return service;
+  });
+  REQUIRE(gatehouse::testing::tell(writer, 0));
+  REQUIRE(wait_until([&] { return filler->queued_after_fill.load() > 0; }, 30s));
+  CHECK_FALSE(filler->refused);
+  CHECK(filler->queued_after_fill == kFillBytes);
+  CHECK(filler->armed);
+  std::this_thread::sleep_for(200ms);
+  REQUIRE(gatehouse::testing::tell(reader, 0));  // resume reading
+  REQUIRE(wait_until([&] { return closed.load(); }, 60s));
+  CHECK(filler->calls == 1);
+  CHECK(filler->queued_at_call <= kMarkBytes);
+  CHECK_FALSE(filler->rearmed_below);
+  reader.stop();
+  writer.stop();
+  reader.join();
+  writer.join();
+  check_pattern(received, kFillBytes);
+}
+
+namespace {
+
 // Sets a deadline on every connection; counts the deadlines that fire.
 class DeadlineService final : public Service {
  public:

@@ -73,7 +73,7 @@ struct LinkReport {
   std::atomic<LinkState> state{LinkState::connecting};
   std::atomic<uint32_t> parent{0};          // index in the parent list it is on (or dials)
   std::atomic<uint64_t> sessions_up{0};     // welcomed sessions since start
-  std::atomic<uint64_t> waiting_bytes{0};   // sealed, not yet taken by the socket (at each flush)
+  std::atomic<uint64_t> waiting_bytes{0};   // sealed, not yet sent by the socket (at each flush)
 };
 
 // A latency histogram with fixed buckets (seconds, Prometheus's le). Any

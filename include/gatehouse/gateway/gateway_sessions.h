@@ -65,6 +65,8 @@ class GatewaySessions final : public net::SessionHandler, private runtime::Timer
   void heard(runtime::Shard& shard, uint32_t uplink, net::RoleChannel& channel);
   void on_child_heartbeats(runtime::Shard& shard, net::Conn& child, const proto::Heartbeats& heartbeats);
   uint16_t child_heartbeat_interval_s(uint32_t uplink) const;
+  void pause_if_congested(runtime::Shard& shard, net::Conn& child);
+  void unlist_paused(net::Conn& child);
   void on_timer(runtime::Shard& shard, runtime::Timer&) override { report_heartbeats(shard); }
 
   const std::string name_;
@@ -77,6 +79,12 @@ class GatewaySessions final : public net::SessionHandler, private runtime::Timer
   // heard_round), bounded by the channels open on it.
   std::array<std::vector<uint32_t>, uplink::kUplinksMax> heard_;
   uint64_t heard_round_ = 1;
+  // Per uplink: congested (its pool said so), and the children not read
+  // until it drains: each paused as it sends while congested (an idle one
+  // costs nothing), at most once (its paused_slot), so bounded by the
+  // children on that uplink.
+  std::array<bool, uplink::kUplinksMax> congested_{};
+  std::array<std::vector<runtime::ConnId>, uplink::kUplinksMax> paused_;
   runtime::Timer report_timer_{*this};
   bool stopping_ = false;
 };

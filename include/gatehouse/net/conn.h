@@ -165,6 +165,10 @@ struct RoleContext {
   bool gateway = false;  // a chained gateway: its agents arrive as OPENs
   bool welcomed = false; // a gateway's child: the management group admitted it (HELLO_OK sent)
   uint32_t uplink = 0;   // a gateway's sessions: the uplink they ride
+  // A gateway's child not read while its uplink is congested: its place in
+  // that uplink's paused list (kNotPaused: read as usual).
+  static constexpr uint32_t kNotPaused = UINT32_MAX;
+  uint32_t paused_slot = kNotPaused;
   std::string name;      // a server: the peer's lower-case name
   std::unordered_map<uint32_t, RoleChannel> channels;
   // A server's gateway uplink: agents not approved yet it may still bring

@@ -58,7 +58,8 @@ class Service {
   // The connection is gone (0: orderly, else -errno); `id` is dead afterwards.
   virtual void on_close(Shard& shard, ConnId id, int error) = 0;
   virtual void on_connect_failed(Shard& shard, uint64_t context, int error) = 0;
-  // send() was refused earlier and there is room again.
+  // send() was refused earlier and there is room again (half the queue), or
+  // the queue drained to the mark notify_send_space() asked for.
   virtual void on_send_space(Shard&, ConnId) {}
   virtual void on_deadline(Shard&, ConnId) {}
   // Once per loop turn, after every completion of the turn: a service that
@@ -128,6 +129,13 @@ class Shard {
   bool can_connect() const { return !free_connects_.empty() && !stopping_; }
   bool send(ConnId id, std::span<const std::byte> bytes);      // false: nothing queued (bound reached)
   uint32_t send_queued_bytes(ConnId id) const;
+  // This connection's send queue bound instead of the shard's
+  // send_queue_max_bytes (an uplink: a whole turn of its agents' records goes
+  // straight in, no copy waiting outside). At least kSendChunkBytes.
+  void set_send_queue_max(ConnId id, uint32_t max_bytes);
+  // on_send_space once at most `below_bytes` are queued (a congested uplink
+  // waiting to drain); false, and no call, when that is already so.
+  bool notify_send_space(ConnId id, uint32_t below_bytes);
   void close(ConnId id);  // once queued bytes are sent
   void abort(ConnId id);  // now; queued bytes are dropped
   void pause_reading(ConnId id);
@@ -175,6 +183,8 @@ class Shard {
   void arm_accept(uint32_t listener, uint32_t slot);
   void arm_recv(uint32_t index);
   void arm_wake();
+  uint32_t send_queue_max(const Connection& c) const;
+  void refuse_send(Connection& c);
   void submit_send(uint32_t index);
   void submit_cancel(uint64_t target, uint32_t index);
   void begin_close(uint32_t index, int error, bool notify = true);

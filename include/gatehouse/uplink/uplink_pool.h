@@ -79,7 +79,6 @@ class UplinkPool final : public runtime::Service,
   bool queue_data(uint32_t uplink, uint32_t channel, const proto::Data& data) override;
   bool up(uint32_t uplink) const override;
   uint16_t heartbeat_interval_s(uint32_t uplink) const override;
-  uint64_t waiting_bytes(uint32_t uplink) const;
   // A parent with connect = "parent" dialled us: the connection's source
   // address names which; a free uplink runs over it.
   net::DialIn adopt_parent(runtime::Shard& shard, runtime::ConnId id) override;
@@ -101,6 +100,9 @@ class UplinkPool final : public runtime::Service,
   void on_link_writable(runtime::Shard& shard, net::ChildLink& link) override;
   Uplink& of(const net::ChildLink& link);
   void flush(runtime::Shard& shard, Uplink& uplink);
+  uint64_t waiting_bytes(const runtime::Shard& shard, const Uplink& uplink) const;
+  void size_send_queue(runtime::Shard& shard, const Uplink& uplink) const;
+  static constexpr uint64_t kSendQueueMaxBytes = 1u << 30;  // an uplink socket's queue, whatever the congestion bound
 
   UplinkOptions options_;  // the congestion bounds change with kReconfigure; the rest is fixed
   net::SessionHandler& role_;
