@@ -6,7 +6,8 @@
 // gone (as the gate reports them: whatever the role denied or closed ends
 // with on_closed). Beyond the role's own invariants (routes and channels mirror each
 // other: GH_INVARIANT aborts), it checks what children receive: nothing
-// after they are gone, and an agent only ever on channel 0.
+// after they are gone, an agent only ever on channel 0, and no child left
+// paused unless its uplink is congested.
 #include <cstdlib>
 #include <set>
 #include <string>
@@ -35,6 +36,7 @@ struct Model {
   std::set<uint32_t> gone;    // slots whose on_closed was delivered, not authenticated since
   std::set<uint32_t> agents;  // slots authenticated as agents (not gateways)
   std::set<uint32_t> known;   // slots ever authenticated
+  bool congested[2] = {};     // as the uplinks last told the role
 };
 
 proto::Open open_of(Input& in) {
@@ -65,6 +67,7 @@ void step(GatewayUnderTest& gw, Model& model, Input& in) {
       model.known.insert(slot);
       if (gateway) model.agents.erase(slot); else model.agents.insert(slot);
       gw.children.sent[slot].clear();
+      gw.children.reading.erase(slot);
       gw.authenticate(slot, {gateway ? proto::Role::gateway : proto::Role::agent, proto::AuthMethod::cert,
                              kNames[in.next() % 4]});
       break;
@@ -100,9 +103,11 @@ void step(GatewayUnderTest& gw, Model& model, Input& in) {
     }
     case 8:
       gw.sessions.on_uplink_down(gw.shard, uplink);
+      model.congested[uplink] = false;
       break;
     case 9:
-      gw.sessions.on_uplink_congested(gw.shard, uplink, in.next() % 2 == 0);
+      model.congested[uplink] = in.next() % 2 == 0;
+      gw.sessions.on_uplink_congested(gw.shard, uplink, model.congested[uplink]);
       break;
     case 10:
       gw.uplinks.up_[uplink] = !gw.uplinks.up_[uplink];
@@ -128,6 +133,12 @@ void step(GatewayUnderTest& gw, Model& model, Input& in) {
     gw.children.sent[s].clear();
   }
   for (uint32_t s = 0; s < kSlots; ++s) {
+    // Only congestion pauses a child, and a drained uplink leaves none paused.
+    const auto reading = gw.children.reading.find(s);
+    if (reading != gw.children.reading.end() && !reading->second && model.known.contains(s) && !model.gone.contains(s) &&
+        !model.congested[gw.children.conns.at(s).role.uplink]) {
+      abort();
+    }
     const auto found = gw.children.sent.find(s);
     if (found == gw.children.sent.end()) continue;
     if (!found->second.empty() && (model.gone.contains(s) || !model.known.contains(s))) abort();  // sent to nobody
