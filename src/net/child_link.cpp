@@ -372,7 +372,7 @@ void ChildLink::flush(runtime::Shard& shard) {
   session_->seal();
   flush_ciphertext(shard, conn_, *session_);
   if (options_.report != nullptr) {
-    options_.report->waiting_bytes.store(waiting_bytes() + shard.send_queued_bytes(conn_), std::memory_order_relaxed);
+    options_.report->waiting_bytes.store(unsent_bytes(shard), std::memory_order_relaxed);
   }
 }
 
@@ -390,6 +390,10 @@ void ChildLink::reconnect_now(runtime::Shard& shard) {
 
 uint64_t ChildLink::waiting_bytes() const {
   return session_ != nullptr ? session_->pending_ciphertext_bytes() : 0;
+}
+
+uint64_t ChildLink::unsent_bytes(const runtime::Shard& shard) const {
+  return connected_ ? waiting_bytes() + shard.send_queued_bytes(conn_) : 0;
 }
 
 void ChildLink::stop(runtime::Shard& shard) {

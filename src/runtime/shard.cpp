@@ -381,13 +381,17 @@ uint32_t Shard::send_queue_max(const Connection& c) const {
   return c.send_queue_max_bytes != 0 ? c.send_queue_max_bytes : limits_.send_queue_max_bytes;
 }
 
-// A refused sender is called back once half its queue is free (sooner than a
-// lower mark asked for with notify_send_space, never later).
+// on_send_space once at most `below_bytes` are queued; of two marks asked
+// for, the higher (the sooner call) holds.
+void Shard::want_send_space(Connection& c, uint32_t below_bytes) {
+  c.send_space_below_bytes = c.want_send_space ? std::max(c.send_space_below_bytes, below_bytes) : below_bytes;
+  c.want_send_space = true;
+}
+
+// A refused sender is called back once half its queue is free.
 void Shard::refuse_send(Connection& c) {
   bump(Stat::send_refused_total);
-  const uint32_t half = send_queue_max(c) / 2;
-  c.send_space_below_bytes = c.want_send_space ? std::max(c.send_space_below_bytes, half) : half;
-  c.want_send_space = true;
+  want_send_space(c, send_queue_max(c) / 2);
 }
 
 bool Shard::send(ConnId id, std::span<const std::byte> bytes) {
@@ -439,8 +443,7 @@ void Shard::set_send_queue_max(ConnId id, uint32_t max_bytes) {
 bool Shard::notify_send_space(ConnId id, uint32_t below_bytes) {
   Connection* c = live(id);
   if (c == nullptr || c->state != ConnState::open || c->queued_bytes <= below_bytes) return false;
-  c->send_space_below_bytes = c->want_send_space ? std::max(c->send_space_below_bytes, below_bytes) : below_bytes;
-  c->want_send_space = true;
+  want_send_space(*c, below_bytes);
   return true;
 }
 

@@ -110,11 +110,9 @@ void UplinkPool::on_link_up(runtime::Shard& shard, net::ChildLink& link, const p
   size_send_queue(shard, uplink);
 }
 
-// Bytes not yet handed to the kernel: this turn's frames, sealed records the
-// socket refused, and the socket's send queue.
+// Bytes not yet handed to the kernel: this turn's frames, then what the link sealed.
 uint64_t UplinkPool::waiting_bytes(const runtime::Shard& shard, const Uplink& uplink) const {
-  const uint64_t queued = uplink.link.connected() ? shard.send_queued_bytes(uplink.link.conn()) : 0;
-  return uplink.batch.size() + uplink.link.waiting_bytes() + queued;
+  return uplink.batch.size() + uplink.link.unsent_bytes(shard);
 }
 
 // The uplink's socket queue takes twice the congestion bound: records go from

@@ -430,6 +430,29 @@ class Streamer final : public Service, public Mailbox {
   uint64_t sent_ = 0;
 };
 
+// Starts `reader` with a Sink that reads nothing until told, and `writer`
+// with the service make(reader's address) builds; returns that service.
+template <class Make>
+auto start_paused_reader_and_writer(Runtime& reader, Runtime& writer, std::vector<std::byte>& received,
+                                    std::atomic<bool>& closed, Make make) {
+  const PeerAddress target = loopback(listen_loopback(reader));
+  start(reader, [&](uint32_t) { return std::make_unique<Sink>(received, closed, true); });
+  decltype(make(target).get()) service = nullptr;
+  start(writer, [&](uint32_t) {
+    auto made = make(target);
+    service = made.get();
+    return made;
+  });
+  return service;
+}
+
+void stop_both(Runtime& a, Runtime& b) {
+  a.stop();
+  b.stop();
+  a.join();
+  b.join();
+}
+
 void check_pattern(const std::vector<std::byte>& received, uint64_t total_bytes) {
   REQUIRE(received.size() == total_bytes);
   for (uint64_t i = 0; i < total_bytes; ++i) {
@@ -482,15 +505,9 @@ TEST_CASE("a slow reader: partial sends, and a bounded send queue that pushes ba
   std::vector<std::byte> received;
   std::atomic<bool> closed{false};
   Runtime reader(limits);
-  const PeerAddress target = loopback(listen_loopback(reader));
-  start(reader, [&](uint32_t) { return std::make_unique<Sink>(received, closed, true); });  // starts paused
-
   Runtime writer(limits);
-  Streamer* streamer = nullptr;
-  start(writer, [&](uint32_t) {
-    auto service = std::make_unique<Streamer>(target, kTotalBytes, 48 * 1024);
-    streamer = service.get();
-    return service;
+  Streamer* streamer = start_paused_reader_and_writer(reader, writer, received, closed, [&](PeerAddress target) {
+    return std::make_unique<Streamer>(target, kTotalBytes, 48 * 1024);
   });
   REQUIRE(gatehouse::testing::tell(writer, 0));
   // The reader does not read: the socket buffers fill, then the queue, then send() refuses.
@@ -505,10 +522,7 @@ TEST_CASE("a slow reader: partial sends, and a bounded send queue that pushes ba
   REQUIRE(wait_until([&] { return closed.load(); }, 60s));
   CHECK(streamer->done);
   CHECK(writer.total(Stat::send_partial_total) > 0);
-  reader.stop();
-  writer.stop();
-  reader.join();
-  writer.join();
+  stop_both(reader, writer);
   check_pattern(received, kTotalBytes);
 }
 
@@ -567,14 +581,9 @@ TEST_CASE("a connection's own send queue bound, and a call back once its queue d
   std::vector<std::byte> received;
   std::atomic<bool> closed{false};
   Runtime reader(limits);
-  const PeerAddress target = loopback(listen_loopback(reader));
-  start(reader, [&](uint32_t) { return std::make_unique<Sink>(received, closed, true); });  // starts paused
   Runtime writer(limits);
-  Filler* filler = nullptr;
-  start(writer, [&](uint32_t) {
-    auto service = std::make_unique<Filler>(target, 2 * kFillBytes, kFillBytes, kMarkBytes);
-    filler = service.get();
-    return service;
+  Filler* filler = start_paused_reader_and_writer(reader, writer, received, closed, [&](PeerAddress target) {
+    return std::make_unique<Filler>(target, 2 * kFillBytes, kFillBytes, kMarkBytes);
   });
   REQUIRE(gatehouse::testing::tell(writer, 0));
   REQUIRE(wait_until([&] { return filler->queued_after_fill.load() > 0; }, 30s));
@@ -587,10 +596,7 @@ TEST_CASE("a connection's own send queue bound, and a call back once its queue d
   CHECK(filler->calls == 1);
   CHECK(filler->queued_at_call <= kMarkBytes);
   CHECK_FALSE(filler->rearmed_below);
-  reader.stop();
-  writer.stop();
-  reader.join();
-  writer.join();
+  stop_both(reader, writer);
   check_pattern(received, kFillBytes);
 }
 

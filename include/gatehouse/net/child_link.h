@@ -141,6 +141,8 @@ class ChildLink final : private ChildSession::Handler, private runtime::TimerHan
   runtime::ConnId conn() const { return conn_; }
   // Bytes sealed, not yet in the socket's send queue.
   uint64_t waiting_bytes() const;
+  // Bytes sealed, not yet sent: those and the socket's send queue.
+  uint64_t unsent_bytes(const runtime::Shard& shard) const;
   const config::Peer& parent() const { return options_.parents[failover_.current()]; }
 
  private:

@@ -184,6 +184,7 @@ class Shard {
   void arm_recv(uint32_t index);
   void arm_wake();
   uint32_t send_queue_max(const Connection& c) const;
+  void want_send_space(Connection& c, uint32_t below_bytes);
   void refuse_send(Connection& c);
   void submit_send(uint32_t index);
   void submit_cancel(uint64_t target, uint32_t index);
