@@ -18,6 +18,14 @@ bool send_to_socket(void* record, std::span<const std::byte> bytes) {
   return conn.tls.shard->send(conn.id, bytes);
 }
 
+// How a connection's first bytes compare with a fixed opening line.
+enum class Opening : uint8_t { other, partial, whole };
+Opening opening(const std::vector<std::byte>& pending, std::string_view line) {
+  const std::string_view first(reinterpret_cast<const char*>(pending.data()), std::min(pending.size(), line.size()));
+  if (!line.starts_with(first)) return Opening::other;
+  return first.size() < line.size() ? Opening::partial : Opening::whole;
+}
+
 }  // namespace
 
 // One handshake step, owned by the pool while it runs. If the connection goes
@@ -65,7 +73,10 @@ void TlsServer::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t cont
   begin_handshake(shard, id, true);
 }
 
-void TlsServer::adopt_dialled(runtime::Shard& shard, runtime::ConnId id, const std::string& gateway) {
+void TlsServer::adopt_dialled(runtime::Shard& shard, runtime::ConnId id, const std::string& gateway,
+                              DiallingParent& dialler) {
+  GH_INVARIANT(dialler_ == nullptr || dialler_ == &dialler);
+  dialler_ = &dialler;
   begin_handshake(shard, id, false);
   if (Conn* conn = find(id)) conn->tls.dialled_gateway = gateway;
 }
@@ -93,13 +104,9 @@ bool TlsServer::parent_dialled_in(runtime::Shard& shard, Conn& conn, bool& wait)
   wait = false;
   if (dialed_in_ == nullptr || conn.tls.stepped || conn.tls.step != nullptr) return false;
   const std::string_view preamble = proto::kParentDialPreamble;
-  const std::string_view first(reinterpret_cast<const char*>(conn.tls.pending.data()),
-                               std::min(conn.tls.pending.size(), preamble.size()));
-  if (!preamble.starts_with(first)) return false;
-  if (first.size() < preamble.size()) {
-    wait = true;  // the rest of the preamble is on its way
-    return false;
-  }
+  const Opening first = opening(conn.tls.pending, preamble);
+  wait = first == Opening::partial;  // the rest of the preamble is on its way
+  if (first != Opening::whole) return false;
   const runtime::ConnId id = conn.id;
   const std::string peer = peer_text(shard, conn);
   const bool extra = conn.tls.pending.size() > preamble.size();  // the parent waits for our ClientHello
@@ -108,8 +115,13 @@ bool TlsServer::parent_dialled_in(runtime::Shard& shard, Conn& conn, bool& wait)
   const DialIn outcome = extra ? DialIn::not_a_parent : dialed_in_->adopt_parent(shard, id);
   if (outcome == DialIn::busy) {
     log::emit(log::Level::debug, log::EventId::parent_dial_refused,
-              "a parent dialled in, but this shard's uplinks all have a session; closed (it dials again)",
+              "a parent dialled in, but this shard's uplinks all have a session; told it is busy (it dials again)",
               {{"peer", peer}});
+    const std::string_view busy = proto::kParentDialBusy;
+    if (shard.send(id, std::as_bytes(std::span(busy)))) {
+      shard.close(id);
+      return true;
+    }
   } else if (outcome == DialIn::not_a_parent) {
     log::emit(log::Level::warning, log::EventId::parent_dial_refused,
               extra ? "a parent's dial-in sent more than its preamble; closed"
@@ -118,6 +130,19 @@ bool TlsServer::parent_dialled_in(runtime::Shard& shard, Conn& conn, bool& wait)
               {{"peer", peer}});
   }
   if (outcome != DialIn::adopted) shard.abort(id);
+  return true;
+}
+
+bool TlsServer::dialled_gateway_busy(runtime::Shard& shard, Conn& conn, bool& wait) {
+  wait = false;
+  if (conn.tls.dialled_gateway.empty() || conn.tls.stepped || conn.tls.step != nullptr) return false;
+  const Opening first = opening(conn.tls.pending, proto::kParentDialBusy);
+  wait = first == Opening::partial;
+  if (first != Opening::whole) return false;
+  GH_INVARIANT(dialler_ != nullptr);
+  dialler_->on_gateway_busy(shard, conn.id);
+  conn.stage = Stage::closing;
+  shard.abort(conn.id);
   return true;
 }
 
@@ -177,6 +202,7 @@ void TlsServer::on_data(runtime::Shard& shard, runtime::ConnId id, std::span<con
   if (conn.tls.awaiting_proxy && !read_proxy_header(shard, conn)) return;
   bool wait = false;
   if (parent_dialled_in(shard, conn, wait) || wait) return;
+  if (dialled_gateway_busy(shard, conn, wait) || wait) return;
   if (conn.tls.step == nullptr && !conn.tls.pending.empty()) submit_step(shard, conn);
 }
 

@@ -26,15 +26,41 @@ void GatewayDialer::on_timer(runtime::Shard& shard, runtime::Timer&) {
   const uint64_t now = shard.now_ms();
   for (uint32_t i = 0; i < slots_.size(); ++i) {
     Slot& slot = slots_[i];
-    if (slot.handed && !shard.alive(slot.id)) {  // it ended (closed by either side, or never welcomed)
-      slot.handed = false;
-      if (now - slot.handed_at_ms >= options_.stable_after_ms) slot.backoff_ms = options_.backoff_initial_ms;
-      slot.due_ms = now + slot.backoff_ms;
-      slot.backoff_ms = std::min(slot.backoff_ms * 2, options_.backoff_max_ms);
-    }
+    if (slot.handed && !shard.alive(slot.id)) ended(shard, slot);  // closed by either side, or never welcomed
     if (!slot.handed && !slot.connecting && now >= slot.due_ms) dial(shard, i);
   }
   shard.set_timer(tick_, options_.tick_ms);
+}
+
+void GatewayDialer::ended(runtime::Shard& shard, Slot& slot) {
+  const uint64_t now = shard.now_ms();
+  slot.handed = false;
+  if (!slot.busy) {
+    slot.busy_in_a_row = 0;
+    if (now - slot.handed_at_ms >= options_.stable_after_ms) slot.backoff_ms = options_.backoff_initial_ms;
+    back_off(now, slot);
+    return;
+  }
+  slot.busy = false;
+  if (++slot.busy_in_a_row < options_.busy_redials_max) {
+    slot.due_ms = now;  // another shard of the gateway may have a free uplink: dial again now
+    return;
+  }
+  if (slot.busy_in_a_row == options_.busy_redials_max) {
+    const config::Peer& gateway = gateways_[slot.gateway];
+    log::emit(log::Level::warning, log::EventId::gateway_dial_failed,
+              "gateway " + gateway.name + " answered busy to " + std::to_string(slot.busy_in_a_row) +
+                  " dials in a row: every uplink of its shards has a session (are its [[gateways]] connections, " +
+                  std::to_string(gateway.connections) +
+                  ", more than its shards x [uplink] connections_per_shard?); dialling again with backoff",
+              {{"gateway", gateway.name}, {"address", gateway.address.text}});
+  }
+  back_off(now, slot);
+}
+
+void GatewayDialer::back_off(uint64_t now_ms, Slot& slot) {
+  slot.due_ms = now_ms + slot.backoff_ms;
+  slot.backoff_ms = std::min(slot.backoff_ms * 2, options_.backoff_max_ms);
 }
 
 void GatewayDialer::dial(runtime::Shard& shard, uint32_t index) {
@@ -56,8 +82,8 @@ void GatewayDialer::dial(runtime::Shard& shard, uint32_t index) {
 
 void GatewayDialer::failed(runtime::Shard& shard, Slot& slot) {
   slot.connecting = false;
-  slot.due_ms = shard.now_ms() + slot.backoff_ms;
-  slot.backoff_ms = std::min(slot.backoff_ms * 2, options_.backoff_max_ms);
+  slot.busy_in_a_row = 0;
+  back_off(shard.now_ms(), slot);
 }
 
 void GatewayDialer::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) {
@@ -76,10 +102,11 @@ void GatewayDialer::on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t 
     return;
   }
   const config::Peer& gateway = gateways_[slot.gateway];
-  log::emit(log::Level::info, log::EventId::gateway_dialled,
+  // Redials after a busy answer are routine, a few a second: not at info.
+  log::emit(slot.busy_in_a_row == 0 ? log::Level::info : log::Level::debug, log::EventId::gateway_dialled,
             "dialled gateway " + gateway.name + " (management-server-initiated); TLS and HELLO follow",
             {{"gateway", gateway.name}, {"address", gateway.address.text}});
-  tls_->adopt_dialled(shard, id, gateway.name);
+  tls_->adopt_dialled(shard, id, gateway.name, *this);
   slot.id = id;
   slot.handed = true;
   slot.handed_at_ms = shard.now_ms();
@@ -96,6 +123,12 @@ void GatewayDialer::on_connect_failed(runtime::Shard& shard, uint64_t context, i
             {{"gateway", gateway.name}, {"address", gateway.address.text}});
   addresses_->refresh_soon(slot.gateway);  // it may have moved
   failed(shard, slot);
+}
+
+void GatewayDialer::on_gateway_busy(runtime::Shard&, runtime::ConnId id) {
+  for (Slot& slot : slots_) {
+    if (slot.handed && slot.id == id) slot.busy = true;
+  }
 }
 
 void GatewayDialer::on_stop(runtime::Shard& shard) {

@@ -8,7 +8,10 @@
 # exactly once, through a SIGKILL of the gateway (the server dials the new
 # one); the same approval applies (an unapproved gateway the server dials is
 # refused, 20000 / 30051); a DMZ host that dials the gateway claiming to be
-# the parent is refused (30056).
+# the parent is refused (30056). The server keeps one connection more to gw1
+# than gw1 has uplinks: the gateway answers that dial busy (the shard the
+# kernel gave it has no free uplink), the server dials again at once, not
+# with a growing backoff, and warns once the answer stays busy (30055).
 # usage: dial_test.sh GATEHOUSE SOURCE_ROOT
 set -u
 gatehouse=$1
@@ -46,7 +49,7 @@ python3 - "$work/server.toml" "$gw_port" "$gw2_port" <<'PY'
 import sys
 path, gw_port, gw2_port = sys.argv[1:]
 text = open(path).read()
-dial = ('[[gateways]]\naddress = "10.214.0.2:%s"\nname = "gw1.example.test"\nconnections = 2\n'
+dial = ('[[gateways]]\naddress = "10.214.0.2:%s"\nname = "gw1.example.test"\nconnections = 3\n'
         '[[gateways]]\naddress = "10.214.0.2:%s"\nname = "gw2.example.test"\nconnections = 1\n'
         # gw3 is not there: gw2 answers at the address given for it
         '[[gateways]]\naddress = "10.214.0.2:%s"\nname = "gw3.example.test"\nconnections = 1\n') % (gw_port, gw2_port, gw2_port)
@@ -131,6 +134,15 @@ expect "gw2 hears it is not approved (30051)" wait_for 20 grep -q '"event":30051
 # The gateway that answers a dial must be the one dialled: gw2 answering for gw3 is refused.
 expect "a dial answered by another gateway is refused (20000)" wait_for 20 \
   grep -q '"event":20000.*the connection dialled to gateway gw3.example.test was answered by gateway gw2.example.test' "$work/server.log"
+
+# gw1 has 2 shards x 1 uplink and the server keeps 3 connections to it: the
+# third is answered busy (quietly at the gateway: no 30056 warning), dialled
+# again at each tick (so both uplinks came up within seconds above, wherever the
+# kernel put the first dials), and the server says once what is wrong.
+expect "a dial gw1 has no free uplink for: answered busy, redialled, warned (30055)" wait_for 30 \
+  grep -q '"event":30055.*gateway gw1.example.test answered busy to 32 dials in a row' "$work/server.log"
+grep -q '"event":30056' "$work/gw1.log" && fail "a busy dial-in was logged as a refused parent (30056)"
+ok
 
 # A DMZ host claiming to be the parent (the preamble from a DMZ address) is refused.
 in_dmz python3 - "$gw_port" <<'PY'

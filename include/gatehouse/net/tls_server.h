@@ -52,6 +52,16 @@ class DialedInParents {
   ~DialedInParents() = default;
 };
 
+// A server that dials its gateways (GatewayDialer): told when a gateway
+// answered a dial with proto::kParentDialBusy (the connection is closed).
+class DiallingParent {
+ public:
+  virtual void on_gateway_busy(runtime::Shard& shard, runtime::ConnId id) = 0;
+
+ protected:
+  ~DiallingParent() = default;
+};
+
 struct TlsServerLimits {
   const config::LiveSettings& live;  // handshake_timeout_ms: a silent or slow client is closed after this
   std::vector<Subnet> trusted_relays = {};  // peers that must start with a PROXY v2 header
@@ -94,8 +104,9 @@ class TlsServer final : public runtime::Service, private runtime::Mailbox {
 
   // A connection the server dialled to its gateway (the preamble sent):
   // from here on it is a child's connection like an accepted one, whose
-  // client must be `gateway` (ServerSessions checks the HELLO).
-  void adopt_dialled(runtime::Shard& shard, runtime::ConnId id, const std::string& gateway);
+  // client must be `gateway` (ServerSessions checks the HELLO), unless the
+  // gateway answers that it is busy (`dialler` hears it).
+  void adopt_dialled(runtime::Shard& shard, runtime::ConnId id, const std::string& gateway, DiallingParent& dialler);
 
   void on_open(runtime::Shard& shard, runtime::ConnId id, uint64_t context) override;
   void on_data(runtime::Shard& shard, runtime::ConnId id, std::span<const std::byte> bytes) override;
@@ -124,6 +135,8 @@ class TlsServer final : public runtime::Service, private runtime::Mailbox {
   // True when the connection was a parent's dial-in (handed over or refused);
   // false: not one, or not all of its first bytes are here yet (`wait`).
   bool parent_dialled_in(runtime::Shard& shard, Conn& conn, bool& wait);
+  // True when a gateway this server dialled answered busy (closed, dialler_ told).
+  bool dialled_gateway_busy(runtime::Shard& shard, Conn& conn, bool& wait);
   void submit_step(runtime::Shard& shard, Conn& conn);
   void on_message(runtime::Shard& shard, uint64_t value, void* step) override;  // a step is back
   void finish_step(runtime::Shard& shard, HandshakeStep* step);
@@ -136,6 +149,7 @@ class TlsServer final : public runtime::Service, private runtime::Mailbox {
   const TlsServerLimits limits_;
   runtime::Service* const connected_;  // may be nullptr
   DialedInParents* const dialed_in_;   // may be nullptr
+  DiallingParent* dialler_ = nullptr;  // set by the first adopt_dialled
   std::vector<Conn> conns_;            // by connection slot
   // Only for opened plaintext: the handler may send (and so flush ciphertext,
   // through its own buffer) while it still reads what it was given.

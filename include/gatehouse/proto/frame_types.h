@@ -27,6 +27,10 @@ inline constexpr uint16_t kHeartbeatIntervalMaxS = 3600;
 // client, HELLO) over the connection as over one it dialled itself. Neither
 // a TLS record (0x16) nor a PROXY v2 signature starts like this.
 inline constexpr std::string_view kParentDialPreamble = "GATEHOUSE-PARENT-DIAL/1\n";
+// The gateway's answer, then its close, when the shard that accepted the
+// dial has no free uplink: the kernel spreads connections over the shards, so
+// the parent dials again at once rather than with a growing backoff.
+inline constexpr std::string_view kParentDialBusy = "GATEHOUSE-PARENT-BUSY/1\n";
 
 enum class FrameType : uint8_t {
   hello = 0x01,

@@ -24,9 +24,17 @@ struct DialerOptions {
   uint32_t backoff_max_ms = 30'000;
   uint32_t tick_ms = 250;             // how often closed connections are noticed and due ones dialled
   uint32_t stable_after_ms = 10'000;  // a connection that lived this long resets its backoff
+  // A gateway shard with no free uplink answers busy; the kernel puts the next
+  // dial on any of its shards, so it follows at the next tick, this many times
+  // in a row before the backoff applies (then the count is more than the
+  // gateway's uplinks: warned once, 30055).
+  uint32_t busy_redials_max = 32;
 };
 
-class GatewayDialer final : public runtime::Service, public runtime::Mailbox, private runtime::TimerHandler {
+class GatewayDialer final : public runtime::Service,
+                            public runtime::Mailbox,
+                            public net::DiallingParent,
+                            private runtime::TimerHandler {
  public:
   // This shard's share (slot k of every gateway's connections when k % shards == shard).
   GatewayDialer(const std::vector<config::Peer>& gateways, std::shared_ptr<net::AddressBook> addresses,
@@ -40,6 +48,7 @@ class GatewayDialer final : public runtime::Service, public runtime::Mailbox, pr
   void on_close(runtime::Shard&, runtime::ConnId, int) override {}
   void on_connect_failed(runtime::Shard& shard, uint64_t context, int error) override;
   void on_stop(runtime::Shard& shard) override;
+  void on_gateway_busy(runtime::Shard& shard, runtime::ConnId id) override;
 
  private:
   struct Slot {
@@ -50,10 +59,14 @@ class GatewayDialer final : public runtime::Service, public runtime::Mailbox, pr
     uint64_t due_ms = 0;            // dial again from then
     uint64_t handed_at_ms = 0;
     uint32_t backoff_ms = 0;
+    bool busy = false;              // the gateway answered busy on this connection
+    uint32_t busy_in_a_row = 0;     // dials the gateway answered busy since one that was not
   };
   void on_timer(runtime::Shard& shard, runtime::Timer& timer) override;
   void dial(runtime::Shard& shard, uint32_t slot);
   void failed(runtime::Shard& shard, Slot& slot);
+  void ended(runtime::Shard& shard, Slot& slot);
+  void back_off(uint64_t now_ms, Slot& slot);
 
   const std::vector<config::Peer> gateways_;
   const std::shared_ptr<net::AddressBook> addresses_;
