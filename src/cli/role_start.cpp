@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <algorithm>
-#include <filesystem>
 
 #include "build_info.h"
 #include "gatehouse/cli/args.h"
@@ -16,31 +15,6 @@
 #include "commands.h"
 
 namespace gatehouse::cli {
-namespace {
-
-std::string g_private_dir;  // made by mkdtemp for this process: removed at exit
-
-void remove_private_dir() {
-  std::error_code ignored;
-  std::filesystem::remove_all(g_private_dir, ignored);
-}
-
-// Where the PKINIT-disabling krb5 profile goes: systemd's RuntimeDirectory,
-// else the role's own state folder, else a folder of this process's own
-// (never a fixed name in /tmp: another user's gateway would share it).
-std::string runtime_dir(const config::Config& config) {
-  if (const char* dir = std::getenv("RUNTIME_DIRECTORY"); dir != nullptr && dir[0] != '\0') return dir;
-  if (config.role == config::Role::server) return config.data_dir;
-  if (config.role == config::Role::agent) return config.queue_dir;
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = std::string(tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp") + "/gatehouse-XXXXXX";
-  if (mkdtemp(pattern.data()) == nullptr) return "/tmp";  // disable_pkinit then says why it cannot write
-  g_private_dir = pattern;
-  std::atexit(remove_private_dir);
-  return g_private_dir;
-}
-
-}  // namespace
 
 std::string config_path(const Args& args, std::optional<config::Role> role, std::string& why) {
   if (const auto given = args.value("--config")) return std::string(*given);
@@ -93,10 +67,7 @@ bool start_role(const Args& args, config::Role role, std::string_view usage, con
   if (log::parse_level(config.log_level, level)) log::set_min_level(level);
   ::umask(027);  // data files 0640, folders 0750: events and keys are nobody else's to read
   log::start_writer();  // from here on no thread writes stderr itself
-  const std::string dir = runtime_dir(config);
-  std::error_code ignored;
-  std::filesystem::create_directories(dir, ignored);
-  if (const std::string problem = krb::disable_pkinit(dir); !problem.empty()) {
+  if (const std::string problem = krb::disable_pkinit(); !problem.empty()) {
     log::emit(log::Level::error, log::EventId::config_invalid, "cannot keep krb5 PKINIT out: " + problem);
     exit_code = kExitFailure;
     return false;

@@ -2,13 +2,17 @@
 # Agents → gateway → server, as real processes: an unapproved gateway refused
 # then approved live; kill -9 of the gateway and of the server mid-stream with
 # exact counts; a parent stopped (SIGSTOP) for 10 s under load with the
-# gateway's memory bounded; few uplinks for many agents.
+# gateway's memory bounded; few uplinks for many agents; a killed gateway
+# leaves nothing in TMPDIR.
 # usage: gateway_test.sh GATEHOUSE SOURCE_ROOT
 set -u
 gatehouse=$1
 root=$2
 work=$(mktemp -d /tmp/gatehouse-e2e-gw-XXXXXX)
 . "$root/tests/e2e/lib.sh"
+# The roles' TMPDIR, looked at after the gateway's kill -9 (section 3).
+export TMPDIR="$work/tmp"
+mkdir -p "$TMPDIR"
 
 agents=12
 specs=(server:ms1.example.test gateway:gw1.example.test gateway:gw2.example.test)
@@ -82,6 +86,10 @@ sleep 2
 kill -KILL "$gateway_pid"
 wait "$gateway_pid" 2>/dev/null
 at_kill=$(json_field "$(stats "$work/server.toml")" events)
+# Its krb5 profile (PKINIT kept out) is a memory file: nothing left on disk.
+left=$(find "$TMPDIR" -mindepth 1 -name 'gatehouse-*')
+[ -z "$left" ] || fail "the killed gateway left files in TMPDIR: $left"
+ok
 sleep 1
 start gateway "$work/gateway.toml" "$work/gateway.log" || exit 1
 gateway_pid=$started_pid
