@@ -1,5 +1,7 @@
 #include "gatehouse/server/gateway_dialer.h"
 
+#include <algorithm>
+
 #include "gatehouse/log/invariant.h"
 #include "gatehouse/log/log.h"
 #include "gatehouse/proto/frame_types.h"
@@ -35,26 +37,8 @@ void GatewayDialer::on_timer(runtime::Shard& shard, runtime::Timer&) {
 void GatewayDialer::ended(runtime::Shard& shard, Slot& slot) {
   const uint64_t now = shard.now_ms();
   slot.handed = false;
-  if (!slot.busy) {
-    slot.busy_in_a_row = 0;
-    if (now - slot.handed_at_ms >= options_.stable_after_ms) slot.backoff_ms = options_.backoff_initial_ms;
-    back_off(now, slot);
-    return;
-  }
-  slot.busy = false;
-  if (++slot.busy_in_a_row < options_.busy_redials_max) {
-    slot.due_ms = now;  // another shard of the gateway may have a free uplink: dial again now
-    return;
-  }
-  if (slot.busy_in_a_row == options_.busy_redials_max) {
-    const config::Peer& gateway = gateways_[slot.gateway];
-    log::emit(log::Level::warning, log::EventId::gateway_dial_failed,
-              "gateway " + gateway.name + " answered busy to " + std::to_string(slot.busy_in_a_row) +
-                  " dials in a row: every uplink of its shards has a session (are its [[gateways]] connections, " +
-                  std::to_string(gateway.connections) +
-                  ", more than its shards x [uplink] connections_per_shard?); dialling again with backoff",
-              {{"gateway", gateway.name}, {"address", gateway.address.text}});
-  }
+  slot.busy_in_a_row = 0;
+  if (now - slot.handed_at_ms >= options_.stable_after_ms) slot.backoff_ms = options_.backoff_initial_ms;
   back_off(now, slot);
 }
 
@@ -125,10 +109,25 @@ void GatewayDialer::on_connect_failed(runtime::Shard& shard, uint64_t context, i
   failed(shard, slot);
 }
 
-void GatewayDialer::on_gateway_busy(runtime::Shard&, runtime::ConnId id) {
-  for (Slot& slot : slots_) {
-    if (slot.handed && slot.id == id) slot.busy = true;
+// The TLS layer closes the connection; the slot is free from here.
+void GatewayDialer::on_gateway_busy(runtime::Shard& shard, runtime::ConnId id) {
+  const auto slot = std::find_if(slots_.begin(), slots_.end(), [id](const Slot& s) { return s.handed && s.id == id; });
+  GH_INVARIANT(slot != slots_.end());
+  slot->handed = false;
+  if (++slot->busy_in_a_row < options_.busy_redials_max) {
+    slot->due_ms = shard.now_ms();  // another shard of the gateway may have a free uplink: the next tick dials
+    return;
   }
+  if (slot->busy_in_a_row == options_.busy_redials_max) {
+    const config::Peer& gateway = gateways_[slot->gateway];
+    log::emit(log::Level::warning, log::EventId::gateway_dial_failed,
+              "gateway " + gateway.name + " answered busy to " + std::to_string(slot->busy_in_a_row) +
+                  " dials in a row: every uplink of its shards has a session (are its [[gateways]] connections, " +
+                  std::to_string(gateway.connections) +
+                  ", more than its shards x [uplink] connections_per_shard?); dialling again with backoff",
+              {{"gateway", gateway.name}, {"address", gateway.address.text}});
+  }
+  back_off(shard.now_ms(), *slot);
 }
 
 void GatewayDialer::on_stop(runtime::Shard& shard) {

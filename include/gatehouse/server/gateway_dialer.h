@@ -59,7 +59,6 @@ class GatewayDialer final : public runtime::Service,
     uint64_t due_ms = 0;            // dial again from then
     uint64_t handed_at_ms = 0;
     uint32_t backoff_ms = 0;
-    bool busy = false;              // the gateway answered busy on this connection
     uint32_t busy_in_a_row = 0;     // dials the gateway answered busy since one that was not
   };
   void on_timer(runtime::Shard& shard, runtime::Timer& timer) override;
